@@ -1,0 +1,319 @@
+import datetime
+
+from aftercare.type.v1 import answer_pb2 as _answer_pb2
+from aftercare.type.v1 import conversation_pb2 as _conversation_pb2
+from aftercare.type.v1 import customer_pb2 as _customer_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class HandoffState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HANDOFF_STATE_UNSPECIFIED: _ClassVar[HandoffState]
+    HANDOFF_STATE_WAITING: _ClassVar[HandoffState]
+    HANDOFF_STATE_ASSIGNED: _ClassVar[HandoffState]
+    HANDOFF_STATE_RESOLVED: _ClassVar[HandoffState]
+
+class HandoffReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HANDOFF_REASON_UNSPECIFIED: _ClassVar[HandoffReason]
+    HANDOFF_REASON_LOW_CONFIDENCE: _ClassVar[HandoffReason]
+    HANDOFF_REASON_CUSTOMER_REQUEST: _ClassVar[HandoffReason]
+    HANDOFF_REASON_POLICY: _ClassVar[HandoffReason]
+    HANDOFF_REASON_NO_KNOWLEDGE: _ClassVar[HandoffReason]
+    HANDOFF_REASON_SYSTEM_UNAVAILABLE: _ClassVar[HandoffReason]
+
+class DraftUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DRAFT_USE_UNSPECIFIED: _ClassVar[DraftUse]
+    DRAFT_USE_ACCEPTED: _ClassVar[DraftUse]
+    DRAFT_USE_EDITED: _ClassVar[DraftUse]
+    DRAFT_USE_REWRITTEN: _ClassVar[DraftUse]
+    DRAFT_USE_DISCARDED: _ClassVar[DraftUse]
+HANDOFF_STATE_UNSPECIFIED: HandoffState
+HANDOFF_STATE_WAITING: HandoffState
+HANDOFF_STATE_ASSIGNED: HandoffState
+HANDOFF_STATE_RESOLVED: HandoffState
+HANDOFF_REASON_UNSPECIFIED: HandoffReason
+HANDOFF_REASON_LOW_CONFIDENCE: HandoffReason
+HANDOFF_REASON_CUSTOMER_REQUEST: HandoffReason
+HANDOFF_REASON_POLICY: HandoffReason
+HANDOFF_REASON_NO_KNOWLEDGE: HandoffReason
+HANDOFF_REASON_SYSTEM_UNAVAILABLE: HandoffReason
+DRAFT_USE_UNSPECIFIED: DraftUse
+DRAFT_USE_ACCEPTED: DraftUse
+DRAFT_USE_EDITED: DraftUse
+DRAFT_USE_REWRITTEN: DraftUse
+DRAFT_USE_DISCARDED: DraftUse
+
+class AiAttempt(_message.Message):
+    __slots__ = ("candidate_answer", "confidence", "citations", "explanation")
+    CANDIDATE_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    candidate_answer: str
+    confidence: _answer_pb2.Confidence
+    citations: _containers.RepeatedCompositeFieldContainer[_answer_pb2.Citation]
+    explanation: str
+    def __init__(self, candidate_answer: _Optional[str] = ..., confidence: _Optional[_Union[_answer_pb2.Confidence, _Mapping]] = ..., citations: _Optional[_Iterable[_Union[_answer_pb2.Citation, _Mapping]]] = ..., explanation: _Optional[str] = ...) -> None: ...
+
+class SuggestedResolution(_message.Message):
+    __slots__ = ("text", "sources")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    sources: _containers.RepeatedCompositeFieldContainer[_answer_pb2.Citation]
+    def __init__(self, text: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_answer_pb2.Citation, _Mapping]]] = ...) -> None: ...
+
+class ContextPackage(_message.Message):
+    __slots__ = ("summary", "detail", "account", "intent", "intent_confidence", "sentiment_score", "ai_attempt", "suggested_resolutions", "draft_reply")
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    INTENT_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SENTIMENT_SCORE_FIELD_NUMBER: _ClassVar[int]
+    AI_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    SUGGESTED_RESOLUTIONS_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_REPLY_FIELD_NUMBER: _ClassVar[int]
+    summary: str
+    detail: str
+    account: _customer_pb2.AccountSignals
+    intent: str
+    intent_confidence: float
+    sentiment_score: float
+    ai_attempt: AiAttempt
+    suggested_resolutions: _containers.RepeatedCompositeFieldContainer[SuggestedResolution]
+    draft_reply: str
+    def __init__(self, summary: _Optional[str] = ..., detail: _Optional[str] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., suggested_resolutions: _Optional[_Iterable[_Union[SuggestedResolution, _Mapping]]] = ..., draft_reply: _Optional[str] = ...) -> None: ...
+
+class Handoff(_message.Message):
+    __slots__ = ("handoff_id", "customer", "conversation", "reason", "queue", "priority", "state", "assigned_agent_id", "context", "created_at", "updated_at")
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    handoff_id: str
+    customer: _customer_pb2.CustomerRef
+    conversation: _conversation_pb2.Conversation
+    reason: HandoffReason
+    queue: str
+    priority: int
+    state: HandoffState
+    assigned_agent_id: str
+    context: ContextPackage
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, handoff_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[HandoffState, str]] = ..., assigned_agent_id: _Optional[str] = ..., context: _Optional[_Union[ContextPackage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateHandoffRequest(_message.Message):
+    __slots__ = ("idempotency_key", "customer", "conversation", "reason", "ai_attempt", "queue", "priority", "account")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AI_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    customer: _customer_pb2.CustomerRef
+    conversation: _conversation_pb2.Conversation
+    reason: HandoffReason
+    ai_attempt: AiAttempt
+    queue: str
+    priority: int
+    account: _customer_pb2.AccountSignals
+    def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ...) -> None: ...
+
+class CreateHandoffResponse(_message.Message):
+    __slots__ = ("handoff", "created")
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    handoff: Handoff
+    created: bool
+    def __init__(self, handoff: _Optional[_Union[Handoff, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class ListHandoffsRequest(_message.Message):
+    __slots__ = ("tenant_id", "queue", "state", "page_size", "page_token")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    queue: str
+    state: HandoffState
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Union[HandoffState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListHandoffsResponse(_message.Message):
+    __slots__ = ("handoffs", "next_page_token")
+    HANDOFFS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    handoffs: _containers.RepeatedCompositeFieldContainer[Handoff]
+    next_page_token: str
+    def __init__(self, handoffs: _Optional[_Iterable[_Union[Handoff, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetHandoffRequest(_message.Message):
+    __slots__ = ("tenant_id", "handoff_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    handoff_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ...) -> None: ...
+
+class GetHandoffResponse(_message.Message):
+    __slots__ = ("handoff",)
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    handoff: Handoff
+    def __init__(self, handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
+
+class IntentCorrection(_message.Message):
+    __slots__ = ("original_label", "corrected_label")
+    ORIGINAL_LABEL_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_LABEL_FIELD_NUMBER: _ClassVar[int]
+    original_label: str
+    corrected_label: str
+    def __init__(self, original_label: _Optional[str] = ..., corrected_label: _Optional[str] = ...) -> None: ...
+
+class SubmitAgentReplyRequest(_message.Message):
+    __slots__ = ("tenant_id", "handoff_id", "agent_id", "final_text", "intent_correction")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FINAL_TEXT_FIELD_NUMBER: _ClassVar[int]
+    INTENT_CORRECTION_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    handoff_id: str
+    agent_id: str
+    final_text: str
+    intent_correction: IntentCorrection
+    def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., final_text: _Optional[str] = ..., intent_correction: _Optional[_Union[IntentCorrection, _Mapping]] = ...) -> None: ...
+
+class SubmitAgentReplyResponse(_message.Message):
+    __slots__ = ("draft_use", "edit_ratio")
+    DRAFT_USE_FIELD_NUMBER: _ClassVar[int]
+    EDIT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    draft_use: DraftUse
+    edit_ratio: float
+    def __init__(self, draft_use: _Optional[_Union[DraftUse, str]] = ..., edit_ratio: _Optional[float] = ...) -> None: ...
+
+class ResolveHandoffRequest(_message.Message):
+    __slots__ = ("tenant_id", "handoff_id", "agent_id", "resolution")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    handoff_id: str
+    agent_id: str
+    resolution: str
+    def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., resolution: _Optional[str] = ...) -> None: ...
+
+class ResolveHandoffResponse(_message.Message):
+    __slots__ = ("handoff",)
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    handoff: Handoff
+    def __init__(self, handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
+
+class GetTopicInsightsRequest(_message.Message):
+    __slots__ = ("tenant_id", "start_time", "end_time")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TopicPoint(_message.Message):
+    __slots__ = ("day", "contacts", "mean_confidence", "automation_rate", "escalation_rate", "edit_rate")
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    CONTACTS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    AUTOMATION_RATE_FIELD_NUMBER: _ClassVar[int]
+    ESCALATION_RATE_FIELD_NUMBER: _ClassVar[int]
+    EDIT_RATE_FIELD_NUMBER: _ClassVar[int]
+    day: _timestamp_pb2.Timestamp
+    contacts: int
+    mean_confidence: float
+    automation_rate: float
+    escalation_rate: float
+    edit_rate: float
+    def __init__(self, day: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., contacts: _Optional[int] = ..., mean_confidence: _Optional[float] = ..., automation_rate: _Optional[float] = ..., escalation_rate: _Optional[float] = ..., edit_rate: _Optional[float] = ...) -> None: ...
+
+class TopicSeries(_message.Message):
+    __slots__ = ("topic", "points", "confidence_drop_flagged")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_DROP_FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    points: _containers.RepeatedCompositeFieldContainer[TopicPoint]
+    confidence_drop_flagged: bool
+    def __init__(self, topic: _Optional[str] = ..., points: _Optional[_Iterable[_Union[TopicPoint, _Mapping]]] = ..., confidence_drop_flagged: _Optional[bool] = ...) -> None: ...
+
+class GetTopicInsightsResponse(_message.Message):
+    __slots__ = ("topics",)
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    topics: _containers.RepeatedCompositeFieldContainer[TopicSeries]
+    def __init__(self, topics: _Optional[_Iterable[_Union[TopicSeries, _Mapping]]] = ...) -> None: ...
+
+class ListKnowledgeGapsRequest(_message.Message):
+    __slots__ = ("tenant_id", "limit")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    limit: int
+    def __init__(self, tenant_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class KnowledgeGap(_message.Message):
+    __slots__ = ("gap_id", "suggested_title", "question_count", "examples", "last_seen")
+    GAP_ID_FIELD_NUMBER: _ClassVar[int]
+    SUGGESTED_TITLE_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    gap_id: str
+    suggested_title: str
+    question_count: int
+    examples: _containers.RepeatedScalarFieldContainer[str]
+    last_seen: _timestamp_pb2.Timestamp
+    def __init__(self, gap_id: _Optional[str] = ..., suggested_title: _Optional[str] = ..., question_count: _Optional[int] = ..., examples: _Optional[_Iterable[str]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListKnowledgeGapsResponse(_message.Message):
+    __slots__ = ("gaps",)
+    GAPS_FIELD_NUMBER: _ClassVar[int]
+    gaps: _containers.RepeatedCompositeFieldContainer[KnowledgeGap]
+    def __init__(self, gaps: _Optional[_Iterable[_Union[KnowledgeGap, _Mapping]]] = ...) -> None: ...
+
+class ExportFeedbackRequest(_message.Message):
+    __slots__ = ("tenant_id", "since")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ExportFeedbackResponse(_message.Message):
+    __slots__ = ("jsonl", "record_count")
+    JSONL_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    jsonl: str
+    record_count: int
+    def __init__(self, jsonl: _Optional[str] = ..., record_count: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,214 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RiskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RISK_KIND_UNSPECIFIED: _ClassVar[RiskKind]
+    RISK_KIND_ACTIVITY_DROP: _ClassVar[RiskKind]
+    RISK_KIND_ERROR_SPIKE: _ClassVar[RiskKind]
+    RISK_KIND_RELEASE_CLUSTER: _ClassVar[RiskKind]
+    RISK_KIND_CHURN_TREND: _ClassVar[RiskKind]
+
+class DraftState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DRAFT_STATE_UNSPECIFIED: _ClassVar[DraftState]
+    DRAFT_STATE_PENDING_REVIEW: _ClassVar[DraftState]
+    DRAFT_STATE_APPROVED: _ClassVar[DraftState]
+    DRAFT_STATE_REJECTED: _ClassVar[DraftState]
+    DRAFT_STATE_SENT: _ClassVar[DraftState]
+
+class ReviewAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVIEW_ACTION_UNSPECIFIED: _ClassVar[ReviewAction]
+    REVIEW_ACTION_APPROVE: _ClassVar[ReviewAction]
+    REVIEW_ACTION_EDIT: _ClassVar[ReviewAction]
+    REVIEW_ACTION_REJECT: _ClassVar[ReviewAction]
+RISK_KIND_UNSPECIFIED: RiskKind
+RISK_KIND_ACTIVITY_DROP: RiskKind
+RISK_KIND_ERROR_SPIKE: RiskKind
+RISK_KIND_RELEASE_CLUSTER: RiskKind
+RISK_KIND_CHURN_TREND: RiskKind
+DRAFT_STATE_UNSPECIFIED: DraftState
+DRAFT_STATE_PENDING_REVIEW: DraftState
+DRAFT_STATE_APPROVED: DraftState
+DRAFT_STATE_REJECTED: DraftState
+DRAFT_STATE_SENT: DraftState
+REVIEW_ACTION_UNSPECIFIED: ReviewAction
+REVIEW_ACTION_APPROVE: ReviewAction
+REVIEW_ACTION_EDIT: ReviewAction
+REVIEW_ACTION_REJECT: ReviewAction
+
+class UsageEvent(_message.Message):
+    __slots__ = ("event_id", "tenant_id", "account_id", "occurred_at", "feature", "endpoint", "status_code", "error_code", "count", "client_version")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    tenant_id: str
+    account_id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    feature: str
+    endpoint: str
+    status_code: int
+    error_code: str
+    count: int
+    client_version: str
+    def __init__(self, event_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., account_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feature: _Optional[str] = ..., endpoint: _Optional[str] = ..., status_code: _Optional[int] = ..., error_code: _Optional[str] = ..., count: _Optional[int] = ..., client_version: _Optional[str] = ...) -> None: ...
+
+class RecordUsageRequest(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: UsageEvent
+    def __init__(self, event: _Optional[_Union[UsageEvent, _Mapping]] = ...) -> None: ...
+
+class RejectedEvent(_message.Message):
+    __slots__ = ("event_id", "reason")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    reason: str
+    def __init__(self, event_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RecordUsageResponse(_message.Message):
+    __slots__ = ("accepted", "duplicates", "rejected")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    duplicates: int
+    rejected: _containers.RepeatedCompositeFieldContainer[RejectedEvent]
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectedEvent, _Mapping]]] = ...) -> None: ...
+
+class Evidence(_message.Message):
+    __slots__ = ("statement", "metric", "before", "after")
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    statement: str
+    metric: str
+    before: float
+    after: float
+    def __init__(self, statement: _Optional[str] = ..., metric: _Optional[str] = ..., before: _Optional[float] = ..., after: _Optional[float] = ...) -> None: ...
+
+class RiskFinding(_message.Message):
+    __slots__ = ("finding_id", "tenant_id", "account_ids", "kind", "feature", "endpoint", "error_code", "release", "evidence", "detected_at")
+    FINDING_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_IDS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    DETECTED_AT_FIELD_NUMBER: _ClassVar[int]
+    finding_id: str
+    tenant_id: str
+    account_ids: _containers.RepeatedScalarFieldContainer[str]
+    kind: RiskKind
+    feature: str
+    endpoint: str
+    error_code: str
+    release: str
+    evidence: _containers.RepeatedCompositeFieldContainer[Evidence]
+    detected_at: _timestamp_pb2.Timestamp
+    def __init__(self, finding_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., account_ids: _Optional[_Iterable[str]] = ..., kind: _Optional[_Union[RiskKind, str]] = ..., feature: _Optional[str] = ..., endpoint: _Optional[str] = ..., error_code: _Optional[str] = ..., release: _Optional[str] = ..., evidence: _Optional[_Iterable[_Union[Evidence, _Mapping]]] = ..., detected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DetectRisksRequest(_message.Message):
+    __slots__ = ("tenant_id", "as_of")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DetectRisksResponse(_message.Message):
+    __slots__ = ("findings",)
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    findings: _containers.RepeatedCompositeFieldContainer[RiskFinding]
+    def __init__(self, findings: _Optional[_Iterable[_Union[RiskFinding, _Mapping]]] = ...) -> None: ...
+
+class OutreachDraft(_message.Message):
+    __slots__ = ("draft_id", "tenant_id", "account_id", "finding_id", "subject", "body", "state", "created_at")
+    DRAFT_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    FINDING_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    draft_id: str
+    tenant_id: str
+    account_id: str
+    finding_id: str
+    subject: str
+    body: str
+    state: DraftState
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, draft_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., account_id: _Optional[str] = ..., finding_id: _Optional[str] = ..., subject: _Optional[str] = ..., body: _Optional[str] = ..., state: _Optional[_Union[DraftState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DraftOutreachRequest(_message.Message):
+    __slots__ = ("tenant_id", "finding_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    FINDING_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    finding_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., finding_id: _Optional[str] = ...) -> None: ...
+
+class DraftOutreachResponse(_message.Message):
+    __slots__ = ("drafts",)
+    DRAFTS_FIELD_NUMBER: _ClassVar[int]
+    drafts: _containers.RepeatedCompositeFieldContainer[OutreachDraft]
+    def __init__(self, drafts: _Optional[_Iterable[_Union[OutreachDraft, _Mapping]]] = ...) -> None: ...
+
+class ListDraftsRequest(_message.Message):
+    __slots__ = ("tenant_id", "state")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    state: DraftState
+    def __init__(self, tenant_id: _Optional[str] = ..., state: _Optional[_Union[DraftState, str]] = ...) -> None: ...
+
+class ListDraftsResponse(_message.Message):
+    __slots__ = ("drafts",)
+    DRAFTS_FIELD_NUMBER: _ClassVar[int]
+    drafts: _containers.RepeatedCompositeFieldContainer[OutreachDraft]
+    def __init__(self, drafts: _Optional[_Iterable[_Union[OutreachDraft, _Mapping]]] = ...) -> None: ...
+
+class ReviewDraftRequest(_message.Message):
+    __slots__ = ("tenant_id", "draft_id", "action", "edited_body", "reviewer_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    EDITED_BODY_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    draft_id: str
+    action: ReviewAction
+    edited_body: str
+    reviewer_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., draft_id: _Optional[str] = ..., action: _Optional[_Union[ReviewAction, str]] = ..., edited_body: _Optional[str] = ..., reviewer_id: _Optional[str] = ...) -> None: ...
+
+class ReviewDraftResponse(_message.Message):
+    __slots__ = ("draft",)
+    DRAFT_FIELD_NUMBER: _ClassVar[int]
+    draft: OutreachDraft
+    def __init__(self, draft: _Optional[_Union[OutreachDraft, _Mapping]] = ...) -> None: ...

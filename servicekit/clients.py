@@ -1,0 +1,91 @@
+"""gRPC client channels for calls inside the mesh.
+
+Deadlines and retries are declared once, per service, in MESH below and
+handed to gRPC as its service config: every call gets the service's default
+deadline, UNAVAILABLE is retried with backoff, nothing else is. While serving
+a request, an outbound call never gets more time than the request has left.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+
+from servicekit import deadlines
+
+# Default deadline of each internal service. The concierge waits on the LLM,
+# escalation builds context packages with it: they get more time.
+MESH: dict[str, float] = {
+    "aftercare.retrieval.v1.RetrievalService": 5.0,
+    "aftercare.triage.v1.TriageService": 5.0,
+    "aftercare.concierge.v1.ConciergeService": 60.0,
+    "aftercare.escalation.v1.EscalationService": 30.0,
+    "aftercare.outreach.v1.OutreachService": 30.0,
+    "grpc.health.v1.Health": 2.0,
+}
+
+_RETRY_POLICY = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "1s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+
+
+def service_config(service: str) -> dict[str, Any]:
+    """The gRPC service config for calling `service` (and its health check)."""
+    return {
+        "methodConfig": [
+            {
+                "name": [{"service": name}],
+                "timeout": f"{MESH[name]:.3f}s",
+                "retryPolicy": _RETRY_POLICY,
+            }
+            for name in (service, "grpc.health.v1.Health")
+        ]
+    }
+
+
+def _with_remaining_deadline(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    left = deadlines.remaining()
+    if left is None:
+        return details
+    timeout = max(left, 0.001) if details.timeout is None else min(details.timeout, max(left, 0.001))
+    return grpc.aio.ClientCallDetails(
+        details.method, timeout, details.metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class _DeadlinePropagation(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return await continuation(_with_remaining_deadline(client_call_details), request)
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return await continuation(_with_remaining_deadline(client_call_details), request)
+
+    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+        return await continuation(_with_remaining_deadline(client_call_details), request_iterator)
+
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+        return await continuation(_with_remaining_deadline(client_call_details), request_iterator)
+
+
+def connect(target: str, service: str) -> grpc.aio.Channel:
+    """One long-lived channel to `service` at `target` (host:port); make it once at start-up."""
+    if service not in MESH:
+        raise ValueError(f"unknown service {service!r}; declare its deadline in servicekit.clients.MESH")
+    options = [
+        ("grpc.service_config", json.dumps(service_config(service))),
+        ("grpc.enable_retries", 1),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ]
+    return grpc.aio.insecure_channel(target, options=options, interceptors=[_DeadlinePropagation()])

@@ -1,0 +1,206 @@
+"""The gRPC server runtime: `run_service(...)` for a process's main(), and
+`start_server(...)` for tests (port 0, returns the bound port).
+
+Every server gets the library health service (SERVING per service once the
+servicers are built, NOT_SERVING on shutdown), reflection, tracing by
+instrumentation, request-scoped log context and deadline, and one place where
+errors become status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from servicekit import deadlines
+from servicekit.errors import ApiError
+from servicekit.logging import configure_logging
+from servicekit.settings import ServiceSettings
+from servicekit.tracing import configure_tracing, shutdown_tracing
+
+log = structlog.get_logger("servicekit.server")
+
+_QUIET_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+@dataclass(frozen=True)
+class Mount:
+    """One servicer and how to add it to a server."""
+
+    servicer: Any
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    service_name: str
+
+def mount(servicer: Any, pb2: ModuleType, pb2_grpc: ModuleType) -> Mount:
+    """Mount the single service declared in a generated proto module."""
+    (service,) = pb2.DESCRIPTOR.services_by_name.values()
+    add = getattr(pb2_grpc, f"add_{service.name}Servicer_to_server")
+    return Mount(servicer=servicer, add_to_server=add, service_name=service.full_name)
+
+class _RequestContextInterceptor(grpc.aio.ServerInterceptor):
+    """Sets the request's deadline and log context, turns ApiError into a status
+    with details, and hides unexpected failures behind INTERNAL (logged with
+    the trace id, never sent to the client)."""
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(_QUIET_METHODS):
+            return handler
+
+        async def enter(context: grpc.aio.ServicerContext) -> float:
+            deadlines.set_remaining(context.time_remaining())
+            structlog.contextvars.bind_contextvars(rpc=method)
+            return time.perf_counter()
+
+        async def fail(error: BaseException, context: grpc.aio.ServicerContext) -> None:
+            if isinstance(error, ApiError):
+                log.info("rpc_rejected", code=error.code.name, reason=error.reason, detail=error.message)
+                await context.abort(error.code, error.message, trailing_metadata=error.trailing_metadata())
+            log.exception("rpc_failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs for this trace id")
+
+        def done(started: float) -> None:
+            log.debug("rpc_done", ms=round((time.perf_counter() - started) * 1000, 2))
+
+        passthrough = (grpc.aio.AbortError, asyncio.CancelledError)
+
+        if not handler.request_streaming and not handler.response_streaming:
+            async def unary_unary(request, context):  # type: ignore[no-untyped-def]
+                started = await enter(context)
+                try:
+                    return await handler.unary_unary(request, context)
+                except passthrough:
+                    raise
+                except Exception as error:
+                    await fail(error, context)
+                finally:
+                    done(started)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if not handler.request_streaming and handler.response_streaming:
+            async def unary_stream(request, context):  # type: ignore[no-untyped-def]
+                started = await enter(context)
+                try:
+                    async for response in handler.unary_stream(request, context):
+                        yield response
+                except passthrough:
+                    raise
+                except Exception as error:
+                    await fail(error, context)
+                finally:
+                    done(started)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.request_streaming and not handler.response_streaming:
+            async def stream_unary(request_iterator, context):  # type: ignore[no-untyped-def]
+                started = await enter(context)
+                try:
+                    return await handler.stream_unary(request_iterator, context)
+                except passthrough:
+                    raise
+                except Exception as error:
+                    await fail(error, context)
+                finally:
+                    done(started)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
+
+        async def stream_stream(request_iterator, context):  # type: ignore[no-untyped-def]
+            started = await enter(context)
+            try:
+                async for response in handler.stream_stream(request_iterator, context):
+                    yield response
+            except passthrough:
+                raise
+            except Exception as error:
+                await fail(error, context)
+            finally:
+                done(started)
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream_stream, handler.request_deserializer, handler.response_serializer
+        )
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    port: int
+    service_names: Sequence[str]
+
+    async def stop(self, grace: float) -> None:
+        """Flip health to NOT_SERVING first, so load balancers drain us, then stop."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+async def start_server(settings: ServiceSettings, mounts: Sequence[Mount]) -> RunningServer:
+    server = grpc.aio.server(
+        interceptors=[_RequestContextInterceptor()],
+        options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for item in mounts:
+        item.add_to_server(item.servicer, server)
+    names = [item.service_name for item in mounts]
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(settings.listen_address)
+    if port == 0:
+        raise RuntimeError(f"could not bind {settings.listen_address}")
+    await server.start()
+    for name in [*names, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server=server, health=health_servicer, port=port, service_names=names)
+
+ServicerFactory = Callable[[Any], AbstractAsyncContextManager[Sequence[Mount]]]
+
+async def _serve_until_signalled(name: str, settings: ServiceSettings, factory: ServicerFactory) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with factory(settings) as mounts:
+        running = await start_server(settings, mounts)
+        log.info("serving", address=f"{settings.host}:{running.port}", services=list(running.service_names))
+        await stop.wait()
+        log.info("shutting_down", grace_s=settings.shutdown_grace_s)
+        await running.stop(settings.shutdown_grace_s)
+    log.info("stopped")
+
+def run_service(name: str, settings: ServiceSettings, factory: ServicerFactory) -> None:
+    """A service process's whole main(): logging, tracing, serve, graceful stop."""
+    configure_logging(name, settings.log_format, settings.log_level)
+    configure_tracing(name)
+    try:
+        asyncio.run(_serve_until_signalled(name, settings, factory))
+    finally:
+        shutdown_tracing()
+
+@contextlib.asynccontextmanager
+async def serving(settings: ServiceSettings, factory: ServicerFactory) -> AsyncIterator[RunningServer]:
+    """Start a service in this process (tests): yields the running server, stops it after."""
+    async with factory(settings) as mounts:
+        running = await start_server(settings, mounts)
+        try:
+            yield running
+        finally:
+            await running.stop(0)
+
