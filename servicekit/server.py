@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from servicekit import deadlines
-from servicekit.errors import ApiError
+from servicekit.errors import ApiError, Unavailable
 from servicekit.logging import configure_logging
 from servicekit.settings import ServiceSettings
 from servicekit.tracing import configure_tracing, shutdown_tracing
@@ -33,6 +33,7 @@ from servicekit.tracing import configure_tracing, shutdown_tracing
 log = structlog.get_logger("servicekit.server")
 
 _QUIET_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+_DEPENDENCY_DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 @dataclass(frozen=True)
 class Mount:
@@ -68,6 +69,16 @@ class _RequestContextInterceptor(grpc.aio.ServerInterceptor):
             if isinstance(error, ApiError):
                 log.info("rpc_rejected", code=error.code.name, reason=error.reason, detail=error.message)
                 await context.abort(error.code, error.message, trailing_metadata=error.trailing_metadata())
+            if isinstance(error, grpc.aio.AioRpcError) and error.code() in _DEPENDENCY_DOWN:
+                # A backend we depend on is down or too slow: say so, retryable, not INTERNAL.
+                log.warning("dependency_unavailable", code=error.code().name, detail=error.details())
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "a backend service is unavailable; retry later",
+                    trailing_metadata=Unavailable(
+                        "a backend service is unavailable", reason="DEPENDENCY_UNAVAILABLE"
+                    ).trailing_metadata(),
+                )
             log.exception("rpc_failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs for this trace id")
 

