@@ -31,11 +31,19 @@ class Completion:
 
 
 class LlmClient:
-    def __init__(self, base_url: str, model: str, *, api_key: str = "", timeout_s: float = 20.0):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str = "",
+        timeout_s: float = 20.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.model = model
         self._timeout_s = timeout_s
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers)
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, transport=transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()

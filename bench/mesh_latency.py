@@ -1,0 +1,141 @@
+"""Mesh latency: start the whole mesh (as `make run` does), send chat messages
+through the gateway, and report end-to-end latency and what the gRPC hops add.
+
+The hop cost is read from the traces: for each gRPC call, the client span's
+duration minus the server span's duration is the time spent on the wire,
+serialising and in gRPC itself. Spans go to an in-process OTLP receiver.
+
+    python bench/mesh_latency.py [--requests 40] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devstack.otlp_receiver import OtlpReceiver, ReceivedSpan
+from devstack.stack import REPO_ROOT, Stack, StackConfig
+
+QUESTIONS = [
+    "How do I enable two-factor authentication?",
+    "What is the API rate limit on the Team plan?",
+    "Can I get a refund on a monthly plan?",
+    "How do I export my data to S3?",
+    "Why do I get E-1042 batch too large after the 4.3 release?",
+    "How do I configure SAML single sign-on?",
+    "How long do you keep my data on the Free plan?",
+    "How do I set up a webhook?",
+    "What does error E-2010 mean?",
+    "How do I delete a user's data for GDPR?",
+]
+
+SPAN_KIND_SERVER, SPAN_KIND_CLIENT = 2, 3
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def hop_overheads(spans: list[ReceivedSpan]) -> float:
+    """Sum over gRPC calls of (client span - matching server span), in ms."""
+    servers = {
+        span.parent_span_id: span for span in spans if span.kind == SPAN_KIND_SERVER and span.name.startswith("/")
+    }
+    total = 0.0
+    for client in spans:
+        if client.kind == SPAN_KIND_CLIENT and client.name.startswith("/") and client.span_id in servers:
+            total += client.duration_ms - servers[client.span_id].duration_ms
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+
+    receiver = OtlpReceiver().start()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        (data_dir / "models").symlink_to((REPO_ROOT / "var" / "models").resolve(), target_is_directory=True)
+        (REPO_ROOT / "var" / "models").mkdir(parents=True, exist_ok=True)
+        config = StackConfig(
+            data_dir=data_dir,
+            gateway_port=18080,
+            service_ports=(18051, 18052, 18054, 18055, 18053),
+            llm_port=18081,
+            demo_kb=None,
+            extra_env={
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+                "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                "OTEL_BSP_SCHEDULE_DELAY": "200",
+            },
+        )
+        stack = Stack(config)
+        started = time.monotonic()
+        stack.start()
+        ready_s = time.monotonic() - started
+        ingest_started = time.monotonic()
+        stack.ingest(REPO_ROOT / "kb" / "demo", "demo")
+        ingest_s = time.monotonic() - ingest_started
+        try:
+            latencies: list[float] = []
+            trace_ids: list[str] = []
+            decisions: dict[str, int] = {}
+            with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+                for i in range(args.requests + 3):
+                    question = QUESTIONS[i % len(QUESTIONS)]
+                    t0 = time.perf_counter()
+                    response = client.post(
+                        f"/v1/conversations/bench-{i}/messages",
+                        json={"text": question, "customer": {"tenant_id": "demo", "customer_id": f"c{i}"}},
+                    )
+                    elapsed = (time.perf_counter() - t0) * 1000
+                    response.raise_for_status()
+                    if i < 3:  # warm-up
+                        continue
+                    body = response.json()
+                    latencies.append(elapsed)
+                    trace_ids.append(body["trace_id"])
+                    decisions[body["decision"]] = decisions.get(body["decision"], 0) + 1
+            time.sleep(1.0)
+            hops = [hop_overheads(receiver.wait_for(t, {"gateway", "concierge", "retrieval"}, 5)) for t in trace_ids]
+        finally:
+            stack.stop()
+            receiver.stop()
+
+    figures = {
+        "requests": len(latencies),
+        "start_to_readyz_s": round(ready_s, 2),
+        "demo_kb_ingest_s": round(ingest_s, 2),
+        "chat_p50_ms": round(percentile(latencies, 50), 1),
+        "chat_p95_ms": round(percentile(latencies, 95), 1),
+        "grpc_hops_added_p50_ms": round(statistics.median(hops), 2) if hops else None,
+        "grpc_hops_added_p95_ms": round(percentile(hops, 95), 2) if hops else None,
+        "decisions": decisions,
+    }
+    width = max(len(k) for k in figures)
+    print(f"{'figure'.ljust(width)}  value")
+    print(f"{'-' * width}  -----")
+    for key, value in figures.items():
+        print(f"{key.ljust(width)}  {value}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

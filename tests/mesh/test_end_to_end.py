@@ -1,0 +1,128 @@
+"""The whole mesh, each service its own process, started by the same launcher
+as `make run`: one chat message through the gateway, traced end to end."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.otlp_receiver import OtlpReceiver
+from devstack.stack import REPO_ROOT, Stack, StackConfig
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.mesh
+
+CUSTOMER = {"tenant_id": "demo", "customer_id": "cust-e2e"}
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver) -> Iterator[Stack]:
+    data_dir: Path = tmp_path_factory.mktemp("mesh")
+    # The model file is reused between runs; everything else starts empty.
+    (data_dir / "models").symlink_to(_models_dir(), target_is_directory=True)
+    config = StackConfig(
+        data_dir=data_dir,
+        gateway_port=free_port(),
+        service_ports=tuple(free_port() for _ in range(5)),
+        llm_port=free_port(),
+        extra_env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        },
+    )
+    with Stack(config) as running:
+        yield running
+
+
+def _models_dir() -> Path:
+    models = REPO_ROOT / "var" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    return models
+
+
+def _post(stack: Stack, text: str, conversation_id: str = "conv-e2e", **extra: object) -> httpx.Response:
+    return httpx.post(
+        f"{stack.gateway_url}/v1/conversations/{conversation_id}/messages",
+        json={"text": text, "customer": CUSTOMER, **extra},
+        timeout=60,
+    )
+
+
+def test_readyz_reports_every_backend_serving(stack: Stack) -> None:
+    response = httpx.get(f"{stack.gateway_url}/readyz", timeout=5)
+    assert response.status_code == 200
+
+
+def test_one_trace_covers_gateway_concierge_retrieval_and_llm(stack: Stack, receiver: OtlpReceiver) -> None:
+    response = _post(stack, "How do I enable two-factor authentication for my account?")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["decision"] in {"answered", "escalated"}
+    assert 0.0 <= body["confidence"] <= 1.0
+    assert body["reply"]
+    if body["decision"] == "answered":
+        assert body["citations"], "an answer always carries a citation"
+    for citation in body["citations"]:
+        assert {"doc_id", "title", "score"} <= citation.keys()
+    trace_id = body["trace_id"]
+    assert len(trace_id) == 32
+
+    spans = receiver.wait_for(trace_id, {"gateway", "concierge", "retrieval", "triage"})
+    services = {span.service for span in spans}
+    assert {"gateway", "concierge", "retrieval", "triage"} <= services, services
+    names = {span.name for span in spans}
+    assert "/aftercare.concierge.v1.ConciergeService/Converse" in names
+    assert "/aftercare.retrieval.v1.RetrievalService/Search" in names
+    llm_spans = [span for span in spans if span.name == "llm.completion"]
+    assert llm_spans and llm_spans[0].service == "concierge"
+    assert llm_spans[0].attributes["gen_ai.request.model"]
+    # Every span of the request hangs off one root: the gateway's HTTP span.
+    roots = [span for span in spans if not span.parent_span_id]
+    assert len(roots) == 1 and roots[0].service == "gateway"
+    assert not any("Health" in span.name for span in receiver), "health checks are not traced"
+
+
+def test_malformed_message_is_400_problem_json(stack: Stack) -> None:
+    response = _post(stack, "")
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == 400 and problem["errors"]
+    assert "Traceback" not in response.text
+
+
+def test_unknown_knowledge_escalates_honestly(stack: Stack) -> None:
+    response = _post(stack, "What is the airspeed velocity of an unladen swallow?", conversation_id="conv-oos")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["decision"] == "escalated"
+    assert body["handoff_id"]
+    handoff = httpx.get(f"{stack.gateway_url}/v1/tenants/demo/handoffs/{body['handoff_id']}", timeout=10)
+    assert handoff.status_code == 200, handoff.text
+
+
+def test_backend_down_is_503_not_a_hang(stack: Stack) -> None:
+    # Last test of the module: it stops the concierge.
+    concierge = stack.processes["concierge"]
+    concierge.send_signal(signal.SIGTERM)
+    concierge.wait(timeout=15)
+    started = time.monotonic()
+    response = _post(stack, "How do I rotate an API key?", conversation_id="conv-down")
+    assert response.status_code == 503, response.text
+    assert time.monotonic() - started < 10
+    assert response.headers["content-type"].startswith("application/problem+json")
+    ready = httpx.get(f"{stack.gateway_url}/readyz", timeout=5)
+    assert ready.status_code == 503
