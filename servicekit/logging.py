@@ -28,7 +28,10 @@ def configure_logging(service: str, log_format: str = "auto", level: str = "info
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _add_trace_ids,
-            structlog.processors.dict_tracebacks if use_json else structlog.processors.format_exc_info,
+            # Tracebacks without local variables: locals hold requests, and requests hold personal data.
+            structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+            if use_json
+            else structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),

@@ -79,6 +79,9 @@ class _RequestContextInterceptor(grpc.aio.ServerInterceptor):
                         "a backend service is unavailable", reason="DEPENDENCY_UNAVAILABLE"
                     ).trailing_metadata(),
                 )
+            if isinstance(error, NotImplementedError):
+                # The generated base class raises this for RPCs a later release implements.
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this RPC is not implemented yet")
             log.exception("rpc_failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs for this trace id")
 

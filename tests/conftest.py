@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import uuid
+from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -29,3 +32,21 @@ def _tracing() -> None:
 def spans() -> InMemorySpanExporter:
     _EXPORTER.clear()
     return _EXPORTER
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database on the local server for one test, dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    admin_url = os.environ.get("AFTERCARE_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"aftercare_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        pytest.skip(f"PostgreSQL not reachable at {admin_url}: {error}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

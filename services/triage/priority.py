@@ -12,7 +12,7 @@ is not zero is returned as a PriorityReason, largest (by size) first.
 | sentiment:positive   | positive_sentiment_points (positive label)                     |
 | plan:<plan>          | plan_points[plan] (plan lower-cased)                           |
 | open_tickets         | open_ticket_points per open ticket, at most open_ticket_max    |
-| tenure:new           | new_account_points when tenure_days <= new_account_max_tenure  |
+| tenure:new           | new_account_points when 0 < tenure_days <= new_account_max_... |
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ def score_priority(
     flags: Sequence[int],
     sentiment: triage_pb2.Sentiment,
     account: customer_pb2.AccountSignals,
-    has_account: bool,
     weights: PriorityWeights,
 ) -> triage_pb2.Priority:
     contributions: list[tuple[str, float]] = [("base", weights.base)]
@@ -47,8 +46,8 @@ def score_priority(
         contributions.append(
             ("open_tickets", min(account.open_tickets * weights.open_ticket_points, weights.open_ticket_max_points))
         )
-    # Tenure 0 is also proto3's "unset": only trust it when the caller sent account facts.
-    if has_account and account.tenure_days <= weights.new_account_max_tenure_days:
+    # Tenure 0 is also proto3's "unset", so it says nothing about the account's age.
+    if 0 < account.tenure_days <= weights.new_account_max_tenure_days:
         contributions.append(("tenure:new", weights.new_account_points))
 
     reasons = [

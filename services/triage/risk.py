@@ -67,8 +67,11 @@ CHURN_PATTERNS: tuple[re.Pattern[str], ...] = (
     ),
     re.compile(r"\b(?:close|delete|terminate|end)\s+(?:my|our|the)\s+" + _ACCOUNT_OBJECT + r"\b", _I),
     re.compile(r"\b(?:leaving|leave|quit(?:ting)?)\s+(?:you|your\s+(?:service|product|company|platform))\b", _I),
-    re.compile(r"\b(?:looking\s+for|find(?:ing)?)\s+(?:an?\s+)?(?:another|different|new)\s+"
-               r"(?:provider|vendor|tool|service|platform|solution)\b", _I),
+    re.compile(
+        r"\b(?:looking\s+for|find(?:ing)?)\s+(?:an?\s+)?(?:another|different|new)\s+"
+        r"(?:provider|vendor|tool|service|platform|solution)\b",
+        _I,
+    ),
     re.compile(r"\bchurn(?:ing)?\b", _I),
 )
 
@@ -78,8 +81,7 @@ LEGAL_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\blegal\s+(?:action|steps|proceedings|team|department|notice|claim)\b", _I),
     re.compile(r"\b(?:take|taking|see)\s+(?:you|this|it)\s+to\s+court\b|\bsmall\s+claims\b", _I),
     re.compile(r"\b(?:class\s+action|breach\s+of\s+contract|cease\s+and\s+desist)\b", _I),
-    re.compile(r"\b(?:ombudsman|consumer\s+protection|trading\s+standards|data\s+protection\s+authority)\b",
-               _I),
+    re.compile(r"\b(?:ombudsman|consumer\s+protection|trading\s+standards|data\s+protection\s+authority)\b", _I),
     # GDPR by itself is often a compliance question; a complaint or violation is a legal risk.
     re.compile(r"\b(?:gdpr|data\s+protection)\b.{0,40}?\b(?:complain\w*|violat\w*|breach\w*|report\w*)", _I),
     re.compile(r"\b(?:complain\w*|report\w*)\b.{0,40}?\b(?:gdpr|data\s+protection|regulator)\b", _I),
