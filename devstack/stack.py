@@ -83,7 +83,10 @@ class Stack:
             "LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
         }
-        env["PORT"] = str(config.gateway_port if name == "gateway" else config.port(name)) if name != "llm" else ""
+        if name == "llm":
+            env.pop("PORT", None)  # llama_cpp.server reads PORT too; its port comes from the command line.
+        else:
+            env["PORT"] = str(config.gateway_port if name == "gateway" else config.port(name))
         return env
 
     def _spawn(self, name: str, argv: list[str]) -> None:
