@@ -112,7 +112,10 @@ def main() -> int:
                     trace_ids.append(body["trace_id"])
                     decisions[body["decision"]] = decisions.get(body["decision"], 0) + 1
             time.sleep(1.0)
-            hops = [hop_overheads(receiver.wait_for(t, {"gateway", "concierge", "retrieval"}, 5)) for t in trace_ids]
+            hops = [
+                hop_overheads(receiver.wait_for(t, {"gateway", "concierge", "retrieval"}, timeout_s=5))
+                for t in trace_ids
+            ]
         finally:
             stack.stop()
             receiver.stop()

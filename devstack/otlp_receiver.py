@@ -73,11 +73,15 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         with self._lock:
             return [span for span in self._spans if span.trace_id == trace_id]
 
-    def wait_for(self, trace_id: str, services: set[str], timeout_s: float = 15.0) -> list[ReceivedSpan]:
+    def wait_for(
+        self, trace_id: str, services: set[str], names: frozenset[str] = frozenset(), timeout_s: float = 15.0
+    ) -> list[ReceivedSpan]:
+        """The trace's spans once every service and span name has arrived (or what came by the timeout)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             found = self.spans(trace_id)
-            if services <= {span.service for span in found}:
+            root_done = any(not span.parent_span_id for span in found)
+            if root_done and services <= {s.service for s in found} and names <= {s.name for s in found}:
                 return found
             time.sleep(0.1)
         return self.spans(trace_id)

@@ -80,7 +80,11 @@ def test_one_trace_covers_gateway_concierge_retrieval_and_llm(stack: Stack, rece
     trace_id = body["trace_id"]
     assert len(trace_id) == 32
 
-    spans = receiver.wait_for(trace_id, {"gateway", "concierge", "retrieval", "triage"})
+    expected_names = frozenset(
+        {"/aftercare.concierge.v1.ConciergeService/Converse", "/aftercare.retrieval.v1.RetrievalService/Search",
+         "llm.completion"}
+    )
+    spans = receiver.wait_for(trace_id, {"gateway", "concierge", "retrieval", "triage"}, expected_names)
     services = {span.service for span in spans}
     assert {"gateway", "concierge", "retrieval", "triage"} <= services, services
     names = {span.name for span in spans}
