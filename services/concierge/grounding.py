@@ -33,23 +33,57 @@ def content_words(text: str) -> set[str]:
 
 @dataclass(frozen=True)
 class VerifiedQuote:
+    # The passage's own sentences that the quote reproduces, in passage order.
     sentence: str
     passage_index: int
+    # Share of the quote's characters found in those sentences, in [0, 1].
     similarity: float
 
 
-def verify_quote(quote: str, passages: list[str], *, min_similarity: float = 0.85) -> VerifiedQuote | None:
-    """The passage sentence the quote reproduces, or None when the model made something up."""
-    quote = quote.strip().strip('"').strip()
-    if len(quote) < 8:
-        return None
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def verify_quote(
+    quote: str, passages: list[str], *, titles: list[str] | None = None, min_coverage: float = 0.8
+) -> VerifiedQuote | None:
+    """The passage sentences the quote reproduces, or None when the model made something up.
+
+    A sentence counts as quoted when most of its characters appear in the quote;
+    the quote is verified when those sentences cover most of the quote. Questions
+    are never taken as answers (small models like to echo the FAQ heading).
+    """
+    text = _normalise(quote.strip().strip('"'))
+    # The prompt shows "[n] Title: text", so a quote may start with the title;
+    # the passage text itself may or may not. Try the quote with and without it.
+    candidates = [text]
+    for title in titles or []:
+        prefix = _normalise(title)
+        if prefix and text.startswith(prefix):
+            candidates.append(text[len(prefix):].lstrip(" :-"))
+    found = [q for q in (_best_match(c, passages) for c in candidates if len(c) >= 8) if q is not None]
+    best = max(found, key=lambda q: q.similarity, default=None)
+    return best if best is not None and best.similarity >= min_coverage else None
+
+
+def _best_match(text: str, passages: list[str]) -> VerifiedQuote | None:
     best: VerifiedQuote | None = None
     for index, passage in enumerate(passages):
+        chosen: list[str] = []
+        covered = 0
         for sentence in sentences(passage):
-            ratio = SequenceMatcher(None, quote.lower(), sentence.lower(), autojunk=False).ratio()
-            if best is None or ratio > best.similarity:
-                best = VerifiedQuote(sentence=sentence, passage_index=index, similarity=ratio)
-    return best if best is not None and best.similarity >= min_similarity else None
+            normalised = _normalise(sentence)
+            if not normalised or normalised.endswith("?"):
+                continue
+            blocks = SequenceMatcher(None, text, normalised, autojunk=False).get_matching_blocks()
+            matched = sum(block.size for block in blocks if block.size >= 4)
+            if matched / len(normalised) >= 0.6:
+                chosen.append(sentence)
+                covered += matched
+        coverage = min(1.0, covered / len(text))
+        if chosen and (best is None or coverage > best.similarity):
+            best = VerifiedQuote(sentence=" ".join(chosen), passage_index=index, similarity=round(coverage, 4))
+    return best
 
 
 def support(answer: str, passages: list[str]) -> float:

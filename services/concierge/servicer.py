@@ -39,7 +39,10 @@ class Attempt:
     """What the concierge worked out for one message, before deciding."""
 
     reply: str = ""
+    # Passages the reply is grounded in (shown to the customer with an answer).
     citations: list[answer_pb2.Citation] | None = None
+    # Every relevant passage the AI looked at (handed to the agent on escalation).
+    considered: list[answer_pb2.Citation] | None = None
     confidence: answer_pb2.Confidence | None = None
     model: str = ""
     prompt_version: str = ""
@@ -175,7 +178,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             logprobs=self._settings.llm_logprobs,
         )
         if extractive:
-            quote = verify_quote(completion.text, texts)
+            quote = verify_quote(completion.text, texts, titles=[hit.title for hit in hits])
             reply = quote.sentence if quote else ""
             cited = [hits[quote.passage_index]] if quote else []
             answer_support = quote.similarity if quote else 0.0
@@ -196,6 +199,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         return Attempt(
             reply=reply,
             citations=[_citation(hit) for hit in cited],
+            considered=[_citation(hit) for hit in hits],
             confidence=answer_pb2.Confidence(
                 score=confidence.score(signals),
                 threshold=self._settings.confidence_threshold,
@@ -234,7 +238,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
                 ai_attempt=escalation_pb2.AiAttempt(
                     candidate_answer=attempt.reply,
                     confidence=confidence_proto,
-                    citations=attempt.citations or [],
+                    citations=attempt.considered or attempt.citations or [],
                     explanation=reason_code,
                 ),
                 queue=(triaged.route.queue if triaged and triaged.route.queue else "general"),
@@ -244,7 +248,8 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         )
         return concierge_pb2.ConverseResponse(
             reply=message,
-            citations=attempt.citations or [],
+            # No answer was given, so nothing is cited to the customer; the agent gets the passages.
+            citations=[],
             confidence=confidence_proto,
             decision=Decision.DECISION_ESCALATED,
             decision_reason=reason_code,
