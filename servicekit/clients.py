@@ -50,10 +50,15 @@ def service_config(service: str) -> dict[str, Any]:
 
 
 def _with_remaining_deadline(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-    left = deadlines.remaining()
-    if left is None:
+    # The service config's timeout is enforced by the client alone; an explicit
+    # per-call timeout also travels as grpc-timeout, so the server knows its
+    # deadline and can pass on what is left of it.
+    method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
+    service = method.lstrip("/").split("/", 1)[0]
+    candidates = [t for t in (details.timeout, MESH.get(service), deadlines.remaining()) if t is not None]
+    if not candidates:
         return details
-    timeout = max(left, 0.001) if details.timeout is None else min(details.timeout, max(left, 0.001))
+    timeout = max(min(candidates), 0.001)
     return grpc.aio.ClientCallDetails(
         details.method, timeout, details.metadata, details.credentials, details.wait_for_ready
     )
