@@ -11,6 +11,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from servicekit.logging import configure_logging
 from servicekit.tracing import configure_tracing
 
 _EXPORTER = InMemorySpanExporter()
@@ -25,6 +26,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session", autouse=True)
 def _tracing() -> None:
     # One tracer provider per process: in-process servers and clients share it.
+    configure_logging("tests", "console", "warning")
     configure_tracing("aftercare-tests", SimpleSpanProcessor(_EXPORTER))
 
 

@@ -23,6 +23,8 @@ class Signals:
     top_similarity: float
     similarity_margin: float
     answer_support: float
+    # Share of the question's content words that the answer itself contains.
+    question_overlap: float
     mean_token_logprob: float | None = None
 
     def as_proto(self) -> list[answer_pb2.ConfidenceSignal]:
@@ -30,6 +32,7 @@ class Signals:
             "retrieval_top_similarity": self.top_similarity,
             "retrieval_similarity_margin": self.similarity_margin,
             "answer_support": self.answer_support,
+            "question_overlap": self.question_overlap,
         }
         if self.mean_token_logprob is not None:
             values["llm_mean_token_logprob"] = self.mean_token_logprob
@@ -41,5 +44,8 @@ def score(signals: Signals) -> float:
     relevance = 1.0 / (1.0 + math.exp(-12.0 * (signals.top_similarity - 0.55)))
     margin_bonus = min(max(signals.similarity_margin, 0.0), 0.2) / 2
     fluency = 1.0 if signals.mean_token_logprob is None else math.exp(min(signals.mean_token_logprob, 0.0))
-    value = min(1.0, relevance + margin_bonus) * signals.answer_support * (0.5 + 0.5 * fluency)
+    # A verified quote can still be the wrong sentence of the right passage:
+    # an answer that shares nothing with the question is not trusted.
+    on_topic = min(1.0, 0.4 + signals.question_overlap)
+    value = min(1.0, relevance + margin_bonus) * signals.answer_support * on_topic * (0.5 + 0.5 * fluency)
     return round(max(0.0, min(1.0, value)), 4)

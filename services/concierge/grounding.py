@@ -27,8 +27,20 @@ def sentences(text: str) -> list[str]:
     return [part for part in parts if len(part) > 3]
 
 
+_SUFFIXES = ("able", "ing", "ly", "ed", "es", "s")
+
+
+def _stem(word: str) -> str:
+    # Just enough stemming that "refund"/"refundable" and "plan"/"plans" meet.
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
 def content_words(text: str) -> set[str]:
-    return {w.lower().strip(".") for w in _WORD.findall(text)} - _STOPWORDS
+    words = {w.lower().strip(".") for w in _WORD.findall(text)} - _STOPWORDS
+    return {_stem(w) for w in words}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from aftercare.type.v1 import answer_pb2, conversation_pb2
 from servicekit.errors import Violations
 from servicekit.tracing import current_trace_id
 from services.concierge import confidence, prompts
-from services.concierge.grounding import support, verify_quote
+from services.concierge.grounding import content_words, support, verify_quote
 from services.concierge.llm import LlmClient, LlmUnavailable
 from services.concierge.settings import ConciergeSettings
 
@@ -167,6 +167,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             return None
 
     async def _answer(self, question: str, hits: list[retrieval_pb2.SearchHit]) -> Attempt:
+        hits = hits[:3]  # the prompt stays short: prefill dominates latency on a CPU
         passages = [(hit.title, hit.text) for hit in hits]
         texts = [hit.text for hit in hits]
         extractive = self._settings.answer_mode == "extractive"
@@ -191,6 +192,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             top_similarity=(cited[0].similarity if cited else similarities[0]),
             similarity_margin=similarities[0] - similarities[1] if len(similarities) > 1 else similarities[0],
             answer_support=answer_support,
+            question_overlap=_overlap(question, reply),
             mean_token_logprob=(
                 sum(completion.token_logprobs) / len(completion.token_logprobs)
                 if completion.token_logprobs else None
@@ -256,6 +258,11 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             handoff_id=created.handoff.handoff_id,
             lineage=_lineage(attempt),
         )
+
+
+def _overlap(question: str, answer: str) -> float:
+    asked = content_words(question)
+    return len(asked & content_words(answer)) / len(asked) if asked else 0.0
 
 
 def _citation(hit: retrieval_pb2.SearchHit) -> answer_pb2.Citation:
