@@ -24,6 +24,9 @@ MESH: dict[str, float] = {
     "aftercare.escalation.v1.EscalationService": 30.0,
     "aftercare.outreach.v1.OutreachService": 30.0,
     "grpc.health.v1.Health": 2.0,
+    # One client stream carries a whole import: chunking and embedding take their time.
+    "aftercare.retrieval.v1.RetrievalService/IngestDocuments": 600.0,
+    "aftercare.outreach.v1.OutreachService/RecordUsage": 600.0,
 }
 
 _RETRY_POLICY = {
@@ -35,16 +38,23 @@ _RETRY_POLICY = {
 }
 
 
+def _name(key: str) -> dict[str, str]:
+    service, _, method = key.partition("/")
+    return {"service": service, "method": method} if method else {"service": service}
+
+
 def service_config(service: str) -> dict[str, Any]:
     """The gRPC service config for calling `service` (and its health check)."""
+    keys = [service, "grpc.health.v1.Health", *(k for k in MESH if k.startswith(f"{service}/"))]
     return {
         "methodConfig": [
             {
-                "name": [{"service": name}],
-                "timeout": f"{MESH[name]:.3f}s",
-                "retryPolicy": _RETRY_POLICY,
+                "name": [_name(key)],
+                "timeout": f"{MESH[key]:.3f}s",
+                # Client streams cannot be replayed safely once sent; only unary calls retry.
+                **({} if "/" in key else {"retryPolicy": _RETRY_POLICY}),
             }
-            for name in (service, "grpc.health.v1.Health")
+            for key in keys
         ]
     }
 
@@ -53,9 +63,9 @@ def _with_remaining_deadline(details: grpc.aio.ClientCallDetails) -> grpc.aio.Cl
     # The service config's timeout is enforced by the client alone; an explicit
     # per-call timeout also travels as grpc-timeout, so the server knows its
     # deadline and can pass on what is left of it.
-    method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
-    service = method.lstrip("/").split("/", 1)[0]
-    candidates = [t for t in (details.timeout, MESH.get(service), deadlines.remaining()) if t is not None]
+    method = (details.method.decode() if isinstance(details.method, bytes) else str(details.method)).lstrip("/")
+    default = MESH.get(method, MESH.get(method.split("/", 1)[0]))
+    candidates = [t for t in (details.timeout, default, deadlines.remaining()) if t is not None]
     if not candidates:
         return details
     timeout = max(min(candidates), 0.001)

@@ -13,11 +13,11 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-import structlog  # noqa: E402
-from sentence_transformers import SentenceTransformer  # noqa: E402
-from transformers.utils import logging as transformers_logging  # noqa: E402
-from transformers import PreTrainedTokenizerBase  # noqa: E402
+import numpy as np
+import structlog
+from sentence_transformers import SentenceTransformer
+from transformers import PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
 
 log = structlog.get_logger(__name__)
 
@@ -52,9 +52,7 @@ class Embedder:
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
-            texts, batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True
-        )
+        vectors = self._model.encode(texts, batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True)
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:

@@ -34,10 +34,23 @@ class FakeRetrieval:
     async def Search(self, request: retrieval_pb2.SearchRequest) -> retrieval_pb2.SearchResponse:
         return retrieval_pb2.SearchResponse(
             hits=[
-                retrieval_pb2.SearchHit(doc_id="refund-policy", chunk_id="refund-policy#0", title="Refund policy",
-                                        text=PASSAGE, score=0.03, similarity=self.similarity, url="https://x/refunds"),
-                retrieval_pb2.SearchHit(doc_id="sla", chunk_id="sla#0", title="SLA", text="Support is 24/5.",
-                                        score=0.01, similarity=self.similarity - 0.2),
+                retrieval_pb2.SearchHit(
+                    doc_id="refund-policy",
+                    chunk_id="refund-policy#0",
+                    title="Refund policy",
+                    text=PASSAGE,
+                    score=0.03,
+                    similarity=self.similarity,
+                    url="https://x/refunds",
+                ),
+                retrieval_pb2.SearchHit(
+                    doc_id="sla",
+                    chunk_id="sla#0",
+                    title="SLA",
+                    text="Support is 24/5.",
+                    score=0.01,
+                    similarity=self.similarity - 0.2,
+                ),
             ]
         )
 
@@ -65,8 +78,14 @@ def llm_answering(text: str) -> LlmClient:
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         assert "Monthly plans are not refundable" in body["prompt"], "passages reach the prompt"
-        return httpx.Response(200, json={"model": "test-model", "choices": [{"text": text}],
-                                         "usage": {"prompt_tokens": 50, "completion_tokens": 9}})
+        return httpx.Response(
+            200,
+            json={
+                "model": "test-model",
+                "choices": [{"text": text}],
+                "usage": {"prompt_tokens": 50, "completion_tokens": 9},
+            },
+        )
 
     return LlmClient("http://llm.test/v1", "test-model", transport=httpx.MockTransport(handler))
 
@@ -79,8 +98,9 @@ def llm_down() -> LlmClient:
 
 
 def make(llm: LlmClient, retrieval: FakeRetrieval | None = None, triage: FakeTriage | None = None):
-    settings = ConciergeSettings(port=0, retrieval_addr="x", triage_addr="x", escalation_addr="x",
-                                 llm_base_url="http://llm.test/v1")
+    settings = ConciergeSettings(
+        port=0, retrieval_addr="x", triage_addr="x", escalation_addr="x", llm_base_url="http://llm.test/v1"
+    )
     escalation = FakeEscalation()
     servicer = ConciergeServicer(settings, retrieval or FakeRetrieval(), triage or FakeTriage(), escalation, llm)
     return servicer, escalation

@@ -1,0 +1,18 @@
+"""One embedding model for every retrieval test: loading it is the slow part."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.retrieval.chunking import Chunker
+from services.retrieval.embedding import Embedder
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def chunker(embedder: Embedder) -> Chunker:
+    return Chunker(embedder.tokenizer, max_tokens=256, overlap=32, model_max_tokens=embedder.max_seq_length)
