@@ -11,6 +11,7 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 
@@ -37,6 +38,8 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         self._lock = threading.Lock()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)
+        self.metrics = _MetricsReceiver()
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self.metrics, self._server)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
 
     def Export(self, request, context):  # type: ignore[no-untyped-def]
@@ -89,6 +92,24 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     def __iter__(self) -> Iterator[ReceivedSpan]:
         with self._lock:
             return iter(list(self._spans))
+
+
+class _MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
+    """Keeps the names of metrics received per service, to check that they are exported."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def Export(self, request, context):  # type: ignore[no-untyped-def]
+        with self._lock:
+            for resource_metrics in request.resource_metrics:
+                service = next(
+                    (a.value.string_value for a in resource_metrics.resource.attributes if a.key == "service.name"), ""
+                )
+                for scope_metrics in resource_metrics.scope_metrics:
+                    self.names.setdefault(service, set()).update(m.name for m in scope_metrics.metrics)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
 def _value(value) -> object:  # type: ignore[no-untyped-def]

@@ -49,6 +49,7 @@ from gateway.problems import (
 from gateway.settings import GatewaySettings
 from servicekit.deadlines import budget
 from servicekit.logging import configure_logging
+from servicekit.metrics import configure_metrics, shutdown_metrics
 from servicekit.tracing import configure_tracing, current_trace_id, shutdown_tracing
 
 log = structlog.get_logger("gateway")
@@ -323,6 +324,7 @@ def main() -> None:
         raise SystemExit(2) from None
     configure_logging("gateway", settings.log_format, settings.log_level)
     configure_tracing("gateway")
+    configure_metrics("gateway")
     log.info("starting", address=f"{settings.host}:{settings.port}")
     try:
         # access_log off and no log_config: we log requests ourselves, in structlog.
@@ -336,3 +338,4 @@ def main() -> None:
         )
     finally:
         shutdown_tracing()
+        shutdown_metrics()

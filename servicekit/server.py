@@ -23,10 +23,12 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import metrics
 
-from servicekit import deadlines
+from servicekit import attributes, deadlines
 from servicekit.errors import ApiError, Unavailable
 from servicekit.logging import configure_logging
+from servicekit.metrics import configure_metrics, shutdown_metrics
 from servicekit.settings import ServiceSettings
 from servicekit.tracing import configure_tracing, shutdown_tracing
 
@@ -49,109 +51,90 @@ def mount(servicer: Any, pb2: ModuleType, pb2_grpc: ModuleType) -> Mount:
     add = getattr(pb2_grpc, f"add_{service.name}Servicer_to_server")
     return Mount(servicer=servicer, add_to_server=add, service_name=service.full_name)
 
+async def _reject(error: Exception, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """Turn a handler's exception into a status for the client (always raises AbortError)."""
+    if isinstance(error, ApiError):
+        log.info("rpc_rejected", code=error.code.name, reason=error.reason, detail=error.message)
+        await context.abort(error.code, error.message, trailing_metadata=error.trailing_metadata())
+    if isinstance(error, grpc.aio.AioRpcError) and error.code() in _DEPENDENCY_DOWN:
+        # A backend we depend on is down or too slow: say so, retryable, not INTERNAL.
+        log.warning("dependency_unavailable", code=error.code().name, detail=error.details())
+        unavailable = Unavailable("a backend service is unavailable; retry later", reason="DEPENDENCY_UNAVAILABLE")
+        await context.abort(unavailable.code, unavailable.message, trailing_metadata=unavailable.trailing_metadata())
+    if isinstance(error, NotImplementedError):
+        # The generated base class raises this for RPCs a later release implements.
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this RPC is not implemented yet")
+    log.exception("rpc_failed")
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs for this trace id")
+    raise AssertionError("unreachable: abort raises")
+
+
 class _RequestContextInterceptor(grpc.aio.ServerInterceptor):
-    """Sets the request's deadline and log context, turns ApiError into a status
-    with details, and hides unexpected failures behind INTERNAL (logged with
-    the trace id, never sent to the client)."""
+    """Around every RPC: the request's deadline and log context, ApiError turned
+    into a status with details, unexpected failures hidden behind INTERNAL
+    (logged with the trace id, never sent to the client), and the duration metric."""
+
+    def __init__(self) -> None:
+        self._duration = metrics.get_meter("aftercare.rpc").create_histogram(
+            attributes.RPC_SERVER_DURATION, unit="ms", description="gRPC server call duration"
+        )
+
+    @contextlib.asynccontextmanager
+    async def _scope(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        deadlines.set_remaining(context.time_remaining())
+        structlog.contextvars.bind_contextvars(rpc=method)
+        started = time.perf_counter()
+        status = "OK"
+        try:
+            yield
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            status = "ABORTED_BY_HANDLER"
+            raise
+        except Exception as error:
+            status = "ERROR"
+            await _reject(error, context)
+        finally:
+            service, _, rpc = method.lstrip("/").partition("/")
+            self._duration.record(
+                (time.perf_counter() - started) * 1000,
+                {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc, attributes.RPC_OUTCOME: status},
+            )
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(_QUIET_METHODS):
             return handler
-
-        async def enter(context: grpc.aio.ServicerContext) -> float:
-            deadlines.set_remaining(context.time_remaining())
-            structlog.contextvars.bind_contextvars(rpc=method)
-            return time.perf_counter()
-
-        async def fail(error: BaseException, context: grpc.aio.ServicerContext) -> None:
-            if isinstance(error, ApiError):
-                log.info("rpc_rejected", code=error.code.name, reason=error.reason, detail=error.message)
-                await context.abort(error.code, error.message, trailing_metadata=error.trailing_metadata())
-            if isinstance(error, grpc.aio.AioRpcError) and error.code() in _DEPENDENCY_DOWN:
-                # A backend we depend on is down or too slow: say so, retryable, not INTERNAL.
-                log.warning("dependency_unavailable", code=error.code().name, detail=error.details())
-                await context.abort(
-                    grpc.StatusCode.UNAVAILABLE,
-                    "a backend service is unavailable; retry later",
-                    trailing_metadata=Unavailable(
-                        "a backend service is unavailable", reason="DEPENDENCY_UNAVAILABLE"
-                    ).trailing_metadata(),
-                )
-            if isinstance(error, NotImplementedError):
-                # The generated base class raises this for RPCs a later release implements.
-                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this RPC is not implemented yet")
-            log.exception("rpc_failed")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs for this trace id")
-
-        def done(started: float) -> None:
-            log.debug("rpc_done", ms=round((time.perf_counter() - started) * 1000, 2))
-
-        passthrough = (grpc.aio.AbortError, asyncio.CancelledError)
+        scope = self._scope
+        codec = (handler.request_deserializer, handler.response_serializer)
 
         if not handler.request_streaming and not handler.response_streaming:
             async def unary_unary(request, context):  # type: ignore[no-untyped-def]
-                started = await enter(context)
-                try:
+                async with scope(method, context):
                     return await handler.unary_unary(request, context)
-                except passthrough:
-                    raise
-                except Exception as error:
-                    await fail(error, context)
-                finally:
-                    done(started)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if not handler.request_streaming and handler.response_streaming:
+            return grpc.unary_unary_rpc_method_handler(unary_unary, *codec)
+        if not handler.request_streaming:
             async def unary_stream(request, context):  # type: ignore[no-untyped-def]
-                started = await enter(context)
-                try:
+                async with scope(method, context):
                     async for response in handler.unary_stream(request, context):
                         yield response
-                except passthrough:
-                    raise
-                except Exception as error:
-                    await fail(error, context)
-                finally:
-                    done(started)
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.request_streaming and not handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(unary_stream, *codec)
+        if not handler.response_streaming:
             async def stream_unary(request_iterator, context):  # type: ignore[no-untyped-def]
-                started = await enter(context)
-                try:
+                async with scope(method, context):
                     return await handler.stream_unary(request_iterator, context)
-                except passthrough:
-                    raise
-                except Exception as error:
-                    await fail(error, context)
-                finally:
-                    done(started)
 
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.stream_unary_rpc_method_handler(stream_unary, *codec)
 
         async def stream_stream(request_iterator, context):  # type: ignore[no-untyped-def]
-            started = await enter(context)
-            try:
+            async with scope(method, context):
                 async for response in handler.stream_stream(request_iterator, context):
                     yield response
-            except passthrough:
-                raise
-            except Exception as error:
-                await fail(error, context)
-            finally:
-                done(started)
 
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.stream_stream_rpc_method_handler(stream_stream, *codec)
+
 
 @dataclass
 class RunningServer:
@@ -203,10 +186,12 @@ def run_service(name: str, settings: ServiceSettings, factory: ServicerFactory) 
     """A service process's whole main(): logging, tracing, serve, graceful stop."""
     configure_logging(name, settings.log_format, settings.log_level)
     configure_tracing(name)
+    configure_metrics(name)
     try:
         asyncio.run(_serve_until_signalled(name, settings, factory))
     finally:
         shutdown_tracing()
+        shutdown_metrics()
 
 @contextlib.asynccontextmanager
 async def serving(settings: ServiceSettings, factory: ServicerFactory) -> AsyncIterator[RunningServer]:

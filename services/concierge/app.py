@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
@@ -31,9 +32,11 @@ async def servicers(settings: ConciergeSettings) -> AsyncIterator[Sequence[Mount
         escalation=escalation_pb2_grpc.EscalationServiceStub(escalation),
         llm=llm,
     )
+    warm_up = asyncio.create_task(servicer.warm_up())
     try:
         yield [mount(servicer, concierge_pb2, concierge_pb2_grpc)]
     finally:
+        warm_up.cancel()
         await llm.aclose()
         for channel in (retrieval, triage, escalation):
             await channel.close()

@@ -1,18 +1,28 @@
 """One client for every OpenAI-compatible LLM server (llama.cpp's server on the
-CPU default, `vllm serve` in production). Each call is a span following the
-OpenTelemetry GenAI conventions, so the LLM hop shows in the trace."""
+CPU default, `vllm serve` in production). Completions are streamed, so the time
+to first token is measured and deltas can reach the customer as they come.
+Each call is a span following the OpenTelemetry GenAI conventions, so the LLM
+hop shows in the trace with model, token counts and time to first token."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
 
-from servicekit import deadlines
+from servicekit import attributes, deadlines
 
 tracer = trace.get_tracer("aftercare.concierge.llm")
+_meter = metrics.get_meter("aftercare.concierge.llm")
+_token_usage = _meter.create_histogram(attributes.GEN_AI_TOKEN_USAGE, unit="{token}")
+_ttft = _meter.create_histogram(attributes.GEN_AI_TTFT, unit="s")
+_tokens_per_second = _meter.create_histogram(attributes.LLM_OUTPUT_TOKENS_PER_SECOND, unit="{token}/s")
+
+OnDelta = Callable[[str], Awaitable[None]]
 
 
 class LlmUnavailable(Exception):
@@ -27,6 +37,7 @@ class Completion:
     completion_tokens: int
     # Log-probability of each generated token, when the server returned them.
     token_logprobs: list[float] = field(default_factory=list)
+    time_to_first_token_s: float = 0.0
     latency_s: float = 0.0
 
 
@@ -49,60 +60,102 @@ class LlmClient:
         await self._http.aclose()
 
     async def complete(
-        self, prompt: str, *, max_tokens: int, stop: list[str], logprobs: bool = False
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        stop: list[str],
+        logprobs: bool = False,
+        on_delta: OnDelta | None = None,
     ) -> Completion:
-        """Plain completion (`/completions`): works with base models, which have no chat template."""
+        """Plain completion (`/completions`, streamed): works with base models, which have no chat template."""
         body: dict[str, object] = {
             "model": self.model,
             "prompt": prompt,
             "max_tokens": max_tokens,
             "temperature": 0.0,
             "stop": stop,
+            "stream": True,
+            "stream_options": {"include_usage": True},
         }
         if logprobs:
             body["logprobs"] = 1
-        with tracer.start_as_current_span("llm.completion", kind=trace.SpanKind.CLIENT) as span:
+        with tracer.start_as_current_span(f"text_completion {self.model}", kind=trace.SpanKind.CLIENT) as span:
             span.set_attribute("gen_ai.operation.name", "text_completion")
+            span.set_attribute("gen_ai.provider.name", "openai")
             span.set_attribute("gen_ai.request.model", self.model)
             span.set_attribute("gen_ai.request.max_tokens", max_tokens)
             span.set_attribute("gen_ai.request.temperature", 0.0)
-            payload = await self._post("/completions", body)
-            try:
-                choice = payload["choices"][0]
-                usage = payload.get("usage") or {}
-                token_logprobs = [
-                    float(x) for x in ((choice.get("logprobs") or {}).get("token_logprobs") or []) if x is not None
-                ]
-                completion = Completion(
-                    text=str(choice["text"]),
-                    model=str(payload.get("model", self.model)),
-                    prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                    completion_tokens=int(usage.get("completion_tokens", 0)),
-                    token_logprobs=token_logprobs,
-                )
-            except (KeyError, IndexError, TypeError, ValueError) as error:
-                raise LlmUnavailable(f"malformed completion response: {error}") from error
+            completion = await self._stream(body, on_delta)
             span.set_attribute("gen_ai.response.model", completion.model)
-            span.set_attribute("gen_ai.usage.input_tokens", completion.prompt_tokens)
             span.set_attribute("gen_ai.usage.output_tokens", completion.completion_tokens)
+            if completion.prompt_tokens:
+                span.set_attribute("gen_ai.usage.input_tokens", completion.prompt_tokens)
+            span.set_attribute(attributes.LLM_TIME_TO_FIRST_TOKEN_MS, round(completion.time_to_first_token_s * 1000, 1))
+            metric_attributes = {"gen_ai.request.model": self.model, "gen_ai.operation.name": "text_completion"}
+            _ttft.record(completion.time_to_first_token_s, metric_attributes)
+            _token_usage.record(completion.completion_tokens, {**metric_attributes, "gen_ai.token.type": "output"})
+            if completion.prompt_tokens:
+                _token_usage.record(completion.prompt_tokens, {**metric_attributes, "gen_ai.token.type": "input"})
+            decode_s = completion.latency_s - completion.time_to_first_token_s
+            if completion.completion_tokens > 1 and decode_s > 0:
+                _tokens_per_second.record((completion.completion_tokens - 1) / decode_s, metric_attributes)
             return completion
 
-    async def _post(self, path: str, body: dict[str, object]) -> dict:  # type: ignore[type-arg]
+    async def _stream(self, body: dict[str, object], on_delta: OnDelta | None) -> Completion:
         # Never wait longer than the request being served has left.
         left = deadlines.remaining()
         timeout = self._timeout_s if left is None else max(0.05, min(self._timeout_s, left))
         headers: dict[str, str] = {}
         propagate.inject(headers)
         started = time.perf_counter()
+        first_token_at: float | None = None
+        pieces: list[str] = []
+        token_logprobs: list[float] = []
+        model = self.model
+        prompt_tokens = completion_tokens = 0
         try:
-            response = await self._http.post(path, json=body, headers=headers, timeout=timeout)
+            async with self._http.stream("POST", "/completions", json=body, headers=headers, timeout=timeout) as reply:
+                if reply.status_code != 200:
+                    raise LlmUnavailable(f"LLM answered HTTP {reply.status_code}")
+                async for line in reply.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[len("data:"):].strip()
+                    if data == "[DONE]":
+                        break
+                    event = json.loads(data)
+                    model = str(event.get("model") or model)
+                    usage = event.get("usage") or {}
+                    prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
+                    completion_tokens = int(usage.get("completion_tokens") or completion_tokens)
+                    for choice in event.get("choices") or []:
+                        text = str(choice.get("text") or "")
+                        returned = (choice.get("logprobs") or {}).get("token_logprobs") or []
+                        token_logprobs.extend(float(x) for x in returned if x is not None)
+                        if not text:
+                            continue
+                        if first_token_at is None:
+                            first_token_at = time.perf_counter()
+                        pieces.append(text)
+                        if on_delta is not None:
+                            await on_delta(text)
+                    if time.perf_counter() - started > timeout:
+                        raise LlmUnavailable(f"LLM did not finish within {timeout:.1f}s")
         except httpx.TimeoutException as error:
             raise LlmUnavailable(f"LLM did not answer within {timeout:.1f}s") from error
         except httpx.HTTPError as error:
             raise LlmUnavailable(f"LLM unreachable: {type(error).__name__}") from error
-        if response.status_code != 200:
-            raise LlmUnavailable(f"LLM answered HTTP {response.status_code}")
-        trace.get_current_span().set_attribute(
-            "aftercare.llm.latency_ms", round((time.perf_counter() - started) * 1000, 1)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise LlmUnavailable(f"malformed completion stream: {type(error).__name__}") from error
+        finished = time.perf_counter()
+        return Completion(
+            text="".join(pieces),
+            model=model,
+            prompt_tokens=prompt_tokens,
+            # Servers that send no usage in streams (llama.cpp) send one token per event.
+            completion_tokens=completion_tokens or len(pieces),
+            token_logprobs=token_logprobs,
+            time_to_first_token_s=(first_token_at or finished) - started,
+            latency_s=finished - started,
         )
-        return response.json()  # type: ignore[no-any-return]

@@ -3,6 +3,7 @@ answer or hand over. The decision is a typed field, never parsed from prose."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator
@@ -10,13 +11,14 @@ from dataclasses import dataclass
 
 import grpc
 import structlog
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import answer_pb2, conversation_pb2
+from servicekit import attributes
 from servicekit.errors import Violations
 from servicekit.tracing import current_trace_id
 from services.concierge import confidence, prompts
@@ -62,6 +64,19 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         self._triage = triage
         self._escalation = escalation
         self._llm = llm
+
+    async def warm_up(self, attempts: int = 30) -> None:
+        """Send the fixed part of the prompt once at start-up, so that the LLM server
+        has it cached and the first customer does not pay for loading it."""
+        prompt = prompts.extractive("", []) if self._settings.answer_mode == "extractive" else ""
+        for _ in range(attempts):
+            try:
+                await self._llm.complete(prompt, max_tokens=1, stop=["\n"])
+                log.info("llm_warmed_up")
+                return
+            except LlmUnavailable:
+                await asyncio.sleep(2)
+        log.warning("llm_warm_up_failed")
 
     async def Converse(
         self, request: concierge_pb2.ConverseRequest, context: grpc.aio.ServicerContext
@@ -136,9 +151,9 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
                 "llm_unavailable", prompts.UNAVAILABLE_MESSAGE, Attempt(), triaged,
             )
         assert attempt.confidence is not None
-        span.set_attribute("aftercare.concierge.confidence", attempt.confidence.score)
+        span.set_attribute(attributes.CONCIERGE_CONFIDENCE, attempt.confidence.score)
         if attempt.reply and attempt.citations and attempt.confidence.score >= self._settings.confidence_threshold:
-            span.set_attribute("aftercare.concierge.decision", "answered")
+            _record_decision("answered", "confident")
             return concierge_pb2.ConverseResponse(
                 reply=attempt.reply,
                 citations=attempt.citations,
@@ -222,7 +237,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         attempt: Attempt,
         triaged: triage_pb2.TriageContactResponse | None,
     ) -> concierge_pb2.ConverseResponse:
-        trace.get_current_span().set_attribute("aftercare.concierge.decision", "escalated")
+        _record_decision("escalated", reason_code)
         confidence_proto = attempt.confidence or answer_pb2.Confidence(
             score=0.0, threshold=self._settings.confidence_threshold,
             calibration_version=confidence.CALIBRATION_VERSION,
@@ -258,6 +273,16 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             handoff_id=created.handoff.handoff_id,
             lineage=_lineage(attempt),
         )
+
+
+_decisions = metrics.get_meter("aftercare.concierge").create_counter(attributes.CONCIERGE_DECISIONS)
+
+
+def _record_decision(decision: str, reason: str) -> None:
+    span = trace.get_current_span()
+    span.set_attribute(attributes.CONCIERGE_DECISION, decision)
+    span.set_attribute(attributes.CONCIERGE_DECISION_REASON, reason)
+    _decisions.add(1, {attributes.CONCIERGE_DECISION: decision, attributes.CONCIERGE_DECISION_REASON: reason})
 
 
 def _overlap(question: str, answer: str) -> float:

@@ -41,6 +41,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver) -> I
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+            # The machine running the tests may be busy: a slow LLM must not fail the trace test.
+            "LLM_TIMEOUT_S": "120",
         },
     )
     with Stack(config) as running:
@@ -82,7 +85,7 @@ def test_one_trace_covers_gateway_concierge_retrieval_and_llm(stack: Stack, rece
 
     expected_names = frozenset(
         {"/aftercare.concierge.v1.ConciergeService/Converse", "/aftercare.retrieval.v1.RetrievalService/Search",
-         "llm.completion"}
+         f"text_completion {stack.config.llm_model}"}
     )
     spans = receiver.wait_for(trace_id, {"gateway", "concierge", "retrieval", "triage"}, expected_names)
     services = {span.service for span in spans}
@@ -90,13 +93,23 @@ def test_one_trace_covers_gateway_concierge_retrieval_and_llm(stack: Stack, rece
     names = {span.name for span in spans}
     assert "/aftercare.concierge.v1.ConciergeService/Converse" in names
     assert "/aftercare.retrieval.v1.RetrievalService/Search" in names
-    llm_spans = [span for span in spans if span.name == "llm.completion"]
+    llm_spans = [span for span in spans if span.attributes.get("gen_ai.operation.name") == "text_completion"]
     assert llm_spans and llm_spans[0].service == "concierge"
-    assert llm_spans[0].attributes["gen_ai.request.model"]
+    assert llm_spans[0].attributes["gen_ai.request.model"] == stack.config.llm_model
+    assert llm_spans[0].attributes["gen_ai.usage.output_tokens"] >= 1
+    assert "aftercare.llm.time_to_first_token_ms" in llm_spans[0].attributes
     # Every span of the request hangs off one root: the gateway's HTTP span.
     roots = [span for span in spans if not span.parent_span_id]
     assert len(roots) == 1 and roots[0].service == "gateway"
     assert not any("Health" in span.name for span in receiver), "health checks are not traced"
+
+
+def test_metrics_are_exported_over_otlp(stack: Stack, receiver: OtlpReceiver) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and "rpc.server.duration" not in receiver.metrics.names.get("retrieval", set()):
+        time.sleep(0.2)
+    assert "rpc.server.duration" in receiver.metrics.names.get("retrieval", set())
+    assert "gen_ai.client.token.usage" in receiver.metrics.names.get("concierge", set())
 
 
 def test_malformed_message_is_400_problem_json(stack: Stack) -> None:

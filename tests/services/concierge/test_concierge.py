@@ -78,14 +78,15 @@ def llm_answering(text: str) -> LlmClient:
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         assert "Monthly plans are not refundable" in body["prompt"], "passages reach the prompt"
-        return httpx.Response(
-            200,
-            json={
-                "model": "test-model",
-                "choices": [{"text": text}],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 9},
-            },
-        )
+        assert body["stream"] is True
+        # Streamed the way OpenAI-compatible servers do: one SSE event per token, usage last.
+        events: list[dict[str, object]] = [
+            {"model": "test-model", "choices": [{"text": (" " if i else "") + piece}]}
+            for i, piece in enumerate(text.split(" "))
+        ]
+        events.append({"model": "test-model", "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 9}})
+        stream = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+        return httpx.Response(200, text=stream, headers={"content-type": "text/event-stream"})
 
     return LlmClient("http://llm.test/v1", "test-model", transport=httpx.MockTransport(handler))
 
