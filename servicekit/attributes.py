@@ -21,6 +21,8 @@ TENANT_ID = "aftercare.tenant_id"
 LLM_TIME_TO_FIRST_TOKEN_MS = "aftercare.llm.time_to_first_token_ms"
 """Milliseconds from sending the LLM request to the first streamed token."""
 
+ESCALATION_QUEUE = "aftercare.escalation.queue"
+"""Name of a handoff queue, e.g. general, billing."""
 RPC_OUTCOME = "aftercare.rpc.outcome"
 """OK | ERROR | ABORTED_BY_HANDLER: how a gRPC handler ended (the status code is on the span)."""
 

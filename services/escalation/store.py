@@ -116,6 +116,17 @@ class HandoffStore:
             return winner, False
         return _to_proto(row), True
 
+    def waiting_by_queue(self) -> dict[tuple[str, str], int]:
+        """Handoffs waiting for an agent, per (tenant, queue): the queue-depth metric."""
+        waiting = escalation_pb2.HandoffState.Name(escalation_pb2.HANDOFF_STATE_WAITING)
+        with Session(self._engine) as session:
+            rows = session.execute(
+                sa.select(HandoffRow.tenant_id, HandoffRow.queue, sa.func.count())
+                .where(HandoffRow.state == waiting)
+                .group_by(HandoffRow.tenant_id, HandoffRow.queue)
+            ).all()
+        return {(tenant, queue): int(count) for tenant, queue, count in rows}
+
     def get(self, tenant_id: str, handoff_id: str) -> escalation_pb2.Handoff | None:
         with Session(self._engine) as session:
             row = session.get(HandoffRow, handoff_id)
