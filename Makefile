@@ -5,7 +5,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: run test install protos lint bench-mesh clean
+.PHONY: run run-traced trace-ui-install test install protos lint bench-mesh clean
 
 ## Install the project, its embedded LLM server and test tools into $(VENV).
 install: $(VENV)/.installed node_modules/.installed
@@ -28,6 +28,19 @@ protos: $(VENV)/.installed
 ## Start retrieval, triage, concierge, escalation, outreach, the LLM server and the gateway.
 run: install protos
 	$(PY) -m devstack
+
+## Same, plus Arize Phoenix as a local trace backend and UI on http://127.0.0.1:6006.
+run-traced: install protos trace-ui-install
+	$(PY) -m devstack --trace-ui
+
+## Phoenix pins conflict with ours, so it gets a venv of its own.
+trace-ui-install: .venv-phoenix/.installed
+
+.venv-phoenix/.installed:
+	$(PYTHON) -m venv .venv-phoenix
+	.venv-phoenix/bin/python -m pip install --quiet --upgrade pip
+	.venv-phoenix/bin/python -m pip install --quiet arize-phoenix==20.26.1
+	touch $@
 
 ## Lint and run every test (contracts, services, gateway, the whole mesh).
 test: install

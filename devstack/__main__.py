@@ -18,10 +18,12 @@ def main() -> int:
     parser.add_argument("--llm-base-url", default=None,
                         help="use this OpenAI-compatible server (e.g. vLLM) instead of the embedded one")
     parser.add_argument("--llm-model", default=StackConfig.llm_model)
+    parser.add_argument("--trace-ui", action="store_true",
+                        help="also start Arize Phoenix as a local trace backend and UI (make trace-ui-install)")
     args = parser.parse_args()
     config = StackConfig(
         data_dir=args.data_dir.resolve(), gateway_port=args.gateway_port,
-        llm_base_url=args.llm_base_url, llm_model=args.llm_model,
+        llm_base_url=args.llm_base_url, llm_model=args.llm_model, trace_ui=args.trace_ui,
     )
     stack = Stack(config)
     started = time.monotonic()
@@ -30,16 +32,20 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         stack.start()
-        print(
-            f"\naftercare is ready in {time.monotonic() - started:.1f}s\n"
-            f"  gateway   {stack.gateway_url}   (OpenAPI: {stack.gateway_url}/docs)\n"
+        lines = [
+            f"\naftercare is ready in {time.monotonic() - started:.1f}s",
+            f"  gateway   {stack.gateway_url}   (OpenAPI: {stack.gateway_url}/docs)",
+        ]
+        if config.trace_ui:
+            lines.append(f"  traces    {stack.trace_ui_url}   (Arize Phoenix: search a response's trace_id)")
+        lines += [
             f"  try:      curl -s {stack.gateway_url}/v1/conversations/c1/messages "
             "-H 'content-type: application/json' "
             "-d '{\"text\": \"How do I rotate an API key?\", \"customer\": {\"tenant_id\": \"demo\", "
-            "\"customer_id\": \"cust-1\"}}'\n"
+            "\"customer_id\": \"cust-1\"}}'",
             "  Ctrl+C stops everything.",
-            flush=True,
-        )
+        ]
+        print("\n".join(lines), flush=True)
         while all(process.poll() is None for process in stack.processes.values()):
             time.sleep(0.5)
         dead = [name for name, process in stack.processes.items() if process.poll() is not None]

@@ -31,6 +31,10 @@ class StackConfig:
     demo_kb: Path | None = REPO_ROOT / "kb" / "demo"
     demo_tenant: str = "demo"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Start Arize Phoenix (its own venv, `make trace-ui-install`) as the local trace backend and UI.
+    trace_ui: bool = False
+    trace_ui_port: int = 6006
+    trace_ui_otlp_port: int = 4317
 
     def port(self, service: str) -> int:
         return self.service_ports[SERVICES.index(service)]
@@ -89,16 +93,53 @@ class Stack:
             env["PORT"] = str(config.gateway_port if name == "gateway" else config.port(name))
         return env
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    @property
+    def trace_ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.trace_ui_port}"
+
+    def _start_trace_ui(self) -> None:
+        phoenix = REPO_ROOT / ".venv-phoenix" / "bin" / "phoenix"
+        if not phoenix.exists():
+            raise StackError("the trace UI is not installed: run `make trace-ui-install` first")
+        self.config.extra_env.update(
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.config.trace_ui_otlp_port}",
+                "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                "OTEL_METRICS_EXPORTER": "none",  # Phoenix stores traces only
+            }
+        )
+        self._spawn(
+            "phoenix", [str(phoenix), "serve"],
+            env={
+                "PHOENIX_WORKING_DIR": str(self.config.data_dir / "phoenix"),
+                "PHOENIX_HOST": "127.0.0.1",
+                "PHOENIX_PORT": str(self.config.trace_ui_port),
+                "PHOENIX_GRPC_PORT": str(self.config.trace_ui_otlp_port),
+            },
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.trace_ui_url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise StackError(f"trace UI did not start; see {self.log_dir / 'phoenix.log'}")
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = (self.log_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=self._env(name), stdout=log_file, stderr=subprocess.STDOUT,
+            argv, cwd=REPO_ROOT, env={**os.environ, **env} if env else self._env(name),
+            stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl+C in the terminal reaches us only; we stop children in order.
         )
 
     def start(self, timeout_s: float = 180.0) -> None:
         try:
+            if self.config.trace_ui:
+                self._start_trace_ui()
             if self.config.llm_base_url is None:
                 model = llm_server.ensure_model(self.config.data_dir / "models")
                 self._spawn("llm", llm_server.command(model, self.config.llm_port))

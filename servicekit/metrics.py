@@ -28,6 +28,8 @@ def _otlp_metric_exporter():  # type: ignore[no-untyped-def]
 def configure_metrics(service_name: str) -> None:
     if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")):
         return
+    if os.environ.get("OTEL_METRICS_EXPORTER", "otlp") == "none":  # e.g. a trace-only backend
+        return
     resource = Resource.create({"service.name": service_name, "service.namespace": "aftercare"})
     if "OTEL_SERVICE_NAME" not in os.environ:
         resource = resource.merge(Resource({"service.name": service_name}))
