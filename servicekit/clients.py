@@ -47,6 +47,9 @@ def service_config(service: str) -> dict[str, Any]:
     """The gRPC service config for calling `service` (and its health check)."""
     keys = [service, "grpc.health.v1.Health", *(k for k in MESH if k.startswith(f"{service}/"))]
     return {
+        # Spread calls over every address the name resolves to (a headless Service
+        # lists every pod); servers recycle connections so new pods get traffic too.
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [_name(key)],

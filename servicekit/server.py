@@ -151,7 +151,12 @@ class RunningServer:
 async def start_server(settings: ServiceSettings, mounts: Sequence[Mount]) -> RunningServer:
     server = grpc.aio.server(
         interceptors=[_RequestContextInterceptor()],
-        options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+        options=[
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            # Clients reconnect every few minutes, so pods added by the autoscaler get a share.
+            ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+            ("grpc.max_connection_age_grace_ms", 30 * 1000),
+        ],
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
