@@ -11,6 +11,7 @@ serialising and in gRPC itself. Spans go to an in-process OTLP receiver.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import sys
@@ -61,9 +62,39 @@ def hop_overheads(spans: list[ReceivedSpan]) -> float:
     return total
 
 
+async def _throughput(gateway_url: str, total: int, concurrency: int) -> dict[str, float]:
+    """`concurrency` clients send `total` messages between them, as fast as answers come back."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(total))
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        for i in counter:
+            t0 = time.perf_counter()
+            response = await http.post(
+                f"/v1/conversations/load-{i}/messages",
+                json={"text": QUESTIONS[i % len(QUESTIONS)], "customer": {"tenant_id": "demo", "customer_id": f"l{i}"}},
+            )
+            latencies.append((time.perf_counter() - t0) * 1000)
+            errors += response.status_code != 200
+
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=120) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {
+        "chats_per_s": round(total / elapsed, 2),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p95_ms": round(percentile(latencies, 95), 1),
+        "errors": errors,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--concurrency", type=int, default=4, help="clients for the throughput pass")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
 
@@ -111,6 +142,7 @@ def main() -> int:
                     latencies.append(elapsed)
                     trace_ids.append(body["trace_id"])
                     decisions[body["decision"]] = decisions.get(body["decision"], 0) + 1
+            throughput = asyncio.run(_throughput(stack.gateway_url, args.requests, args.concurrency))
             time.sleep(1.0)
             hops = [
                 hop_overheads(receiver.wait_for(t, {"gateway", "concierge", "retrieval"}, timeout_s=5))
@@ -129,6 +161,11 @@ def main() -> int:
         "grpc_hops_added_p50_ms": round(statistics.median(hops), 2) if hops else None,
         "grpc_hops_added_p95_ms": round(percentile(hops, 95), 2) if hops else None,
         "decisions": decisions,
+        "concurrency": args.concurrency,
+        "chats_per_s": throughput["chats_per_s"],
+        "concurrent_p50_ms": throughput["p50_ms"],
+        "concurrent_p95_ms": throughput["p95_ms"],
+        "concurrent_errors": throughput["errors"],
     }
     width = max(len(k) for k in figures)
     print(f"{'figure'.ljust(width)}  value")
