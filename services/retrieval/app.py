@@ -12,6 +12,7 @@ from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from servicekit.server import Mount, mount, run_service
 from services.retrieval.chunking import Chunker
 from services.retrieval.embedding import Embedder
+from services.retrieval.indexing import Indexer
 from services.retrieval.servicer import RetrievalServicer
 from services.retrieval.settings import RetrievalSettings
 from services.retrieval.store import Store
@@ -34,9 +35,14 @@ async def servicers(settings: RetrievalSettings, embedder: Embedder | None = Non
         overlap=settings.chunk_overlap_tokens,
         model_max_tokens=embedder.max_seq_length,
     )
+    indexer = Indexer(store, embedder, chunker)
+    # Finish re-indexing left behind by a stopped process or a changed model, meanwhile serving.
+    resume = asyncio.get_running_loop().create_task(indexer.resume())
     try:
-        yield [mount(RetrievalServicer(store, embedder, chunker), retrieval_pb2, retrieval_pb2_grpc)]
+        yield [mount(RetrievalServicer(store, indexer), retrieval_pb2, retrieval_pb2_grpc)]
     finally:
+        resume.cancel()
+        await indexer.close()
         await store.close()
 
 

@@ -1,14 +1,13 @@
-"""The RetrievalService handlers: validate, chunk, embed, store, search."""
+"""The RetrievalService handlers: validate, then index (services.retrieval.indexing) or search."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import grpc
 import structlog
@@ -16,9 +15,10 @@ import structlog
 from aftercare.retrieval.v1 import retrieval_pb2 as pb
 from aftercare.retrieval.v1 import retrieval_pb2_grpc
 from servicekit.errors import InvalidArgument, Violations
-from services.retrieval.chunking import Chunk, Chunker, Format
-from services.retrieval.embedding import Embedder
-from services.retrieval.store import ChunkData, DocumentMeta, Mode, SearchFilter, Store
+from services.retrieval.chunking import Format
+from services.retrieval.indexing import Indexer, Source
+from services.retrieval.store import DocumentMeta, Mode, SearchFilter, Store
+from services.retrieval.text import Glossary, GlossaryEntry
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +36,9 @@ MAX_STREAM_DOCUMENTS = 10_000
 MAX_STREAM_BYTES = 256 * 1024 * 1024
 # Documents chunked, embedded and written together.
 WRITE_BATCH = 32
-# Bump when chunking changes: stored documents are then re-indexed on their next ingest.
-CHUNKER_VERSION = "chunker-1"
+MAX_GLOSSARY_ENTRIES = 2000
+MAX_TERM_CHARS = 64
+MAX_EXPANSION_CHARS = 256
 
 _FORMATS: dict[int, Format] = {
     pb.DOCUMENT_FORMAT_UNSPECIFIED: "markdown",
@@ -110,6 +111,28 @@ def _validate_document(document: pb.Document, prefix: str, violations: Violation
         violations.add("document.doc_type", f"{prefix}unknown document type {document.doc_type}")
 
 
+def _validate_glossary(request: pb.SetGlossaryRequest) -> Violations:
+    violations = Violations()
+    _check_id(violations, request.tenant_id, "tenant_id")
+    if len(request.entries) > MAX_GLOSSARY_ENTRIES:
+        violations.add("entries", f"at most {MAX_GLOSSARY_ENTRIES} entries")
+        return violations
+    seen: dict[str, int] = {}
+    for position, entry in enumerate(request.entries):
+        field_path = f"entries[{position}]"
+        term = entry.term.strip()
+        _check_text(violations, term, f"{field_path}.term", max_chars=MAX_TERM_CHARS, required=True)
+        _check_text(
+            violations, entry.expansion.strip(), f"{field_path}.expansion", max_chars=MAX_EXPANSION_CHARS, required=True
+        )
+        if term and not any(character.isalnum() for character in term):
+            violations.add(f"{field_path}.term", "must contain a letter or a digit")
+        # Unique ignoring case: an all-lower-case term matches every casing of itself.
+        if term and (first := seen.setdefault(term.casefold(), position)) != position:
+            violations.add(f"{field_path}.term", f"duplicates entries[{first}].term (terms are unique ignoring case)")
+    return violations
+
+
 def content_hash(document: pb.Document) -> str:
     """SHA-256 of the normalised document: what, if unchanged, needs no re-indexing."""
     body = "\n".join(line.rstrip() for line in document.body.replace("\r\n", "\n").split("\n")).strip()
@@ -127,11 +150,9 @@ def content_hash(document: pb.Document) -> str:
 
 
 class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
-    def __init__(self, store: Store, embedder: Embedder, chunker: Chunker) -> None:
+    def __init__(self, store: Store, indexer: Indexer) -> None:
         self._store = store
-        self._embedder = embedder
-        self._chunker = chunker
-        self._pipeline = f"{embedder.name}|{CHUNKER_VERSION}|{chunker.max_tokens}/{chunker.overlap}"
+        self._indexer = indexer
 
     async def IngestDocuments(
         self, request_iterator: AsyncIterator[pb.IngestDocumentsRequest], context: grpc.aio.ServicerContext
@@ -154,17 +175,19 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         by_tenant: dict[str, list[str]] = defaultdict(list)
         for document in documents:
             by_tenant[document.tenant_id].append(document.doc_id)
+        glossaries = {tenant: await self._indexer.glossary(tenant, fresh=True) for tenant in by_tenant}
         stored = {
-            (tenant, doc_id): version
+            (tenant, doc_id): record
             for tenant, doc_ids in by_tenant.items()
-            for doc_id, version in (await self._store.stored_versions(tenant, doc_ids)).items()
+            for doc_id, record in (await self._store.records(tenant, doc_ids)).items()
         }
 
         results: list[pb.IngestResult | None] = [None] * len(documents)
         pending: list[int] = []
         for position, (document, digest) in enumerate(zip(documents, hashes, strict=True)):
             old = stored.get((document.tenant_id, document.doc_id))
-            if old and old.content_hash == digest and old.pipeline == self._pipeline:
+            indexing = self._indexer.indexing(glossaries[document.tenant_id])
+            if old and (old.content_hash, old.pipeline, old.indexing) == (digest, self._indexer.pipeline, indexing):
                 results[position] = pb.IngestResult(
                     doc_id=document.doc_id,
                     outcome=pb.INGEST_OUTCOME_UNCHANGED,
@@ -174,19 +197,10 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             else:
                 pending.append(position)
 
-        chunks_written = 0
-        for start in range(0, len(pending), WRITE_BATCH):
-            batch = pending[start : start + WRITE_BATCH]
-            for position, result in zip(
-                batch, await self._index([(documents[i], hashes[i]) for i in batch]), strict=True
-            ):
-                results[position] = result
-                chunks_written += result.chunk_count
-
-        if pending:
-            await self._store.flush()
+        async with self._store.writing():
+            chunks_written = await self._index_pending(documents, hashes, pending, glossaries, results)
         response = pb.IngestDocumentsResponse(results=[r for r in results if r], chunks_written=chunks_written)
-        outcomes = defaultdict(int)
+        outcomes: dict[str, int] = defaultdict(int)
         for result in response.results:
             outcomes[pb.IngestOutcome.Name(result.outcome).removeprefix("INGEST_OUTCOME_").lower()] += 1
         log.info(
@@ -197,6 +211,35 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             **outcomes,
         )
         return response
+
+    async def _index_pending(
+        self,
+        documents: list[pb.Document],
+        hashes: list[str],
+        pending: list[int],
+        glossaries: dict[str, Glossary],
+        results: list[pb.IngestResult | None],
+    ) -> int:
+        """Index the documents at `pending` positions, filling in their results."""
+        chunks_written = 0
+        for tenant, glossary in glossaries.items():
+            mine = [position for position in pending if documents[position].tenant_id == tenant]
+            for start in range(0, len(mine), WRITE_BATCH):
+                batch = mine[start : start + WRITE_BATCH]
+                indexed = await self._indexer.index([_source(documents[i], hashes[i]) for i in batch], glossary)
+                for position, (chunk_count, replaced) in zip(batch, indexed, strict=True):
+                    outcome = pb.INGEST_OUTCOME_UPDATED if replaced.existed else pb.INGEST_OUTCOME_CREATED
+                    results[position] = pb.IngestResult(
+                        doc_id=documents[position].doc_id,
+                        outcome=outcome,
+                        chunk_count=chunk_count,
+                        content_hash=hashes[position],
+                    )
+                    chunks_written += chunk_count
+            # The glossary changed while this stream was indexed with the old one.
+            if mine and (await self._indexer.glossary(tenant, fresh=True)).digest != glossary.digest:
+                self._indexer.schedule_reindex(tenant)
+        return chunks_written
 
     async def _receive(self, request_iterator: AsyncIterator[pb.IngestDocumentsRequest]) -> list[pb.Document]:
         documents: list[pb.Document] = []
@@ -217,50 +260,6 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
                 )
         return documents
 
-    async def _index(self, batch: Sequence[tuple[pb.Document, str]]) -> list[pb.IngestResult]:
-        """Chunk, embed and write a few documents; CPU work runs off the event loop."""
-
-        def chunk_all() -> list[list[Chunk]]:
-            return [
-                self._chunker.chunk(
-                    document.title.strip(),
-                    document.body,
-                    _FORMATS[document.format],
-                    faq=document.doc_type == pb.DOCUMENT_TYPE_FAQ,
-                )
-                for document, _ in batch
-            ]
-
-        chunked = await asyncio.to_thread(chunk_all)
-        texts = [chunk.embed_text for chunks in chunked for chunk in chunks]
-        vectors = await asyncio.to_thread(self._embedder.embed_documents, texts)
-        results = []
-        offset = 0
-        for (document, digest), chunks in zip(batch, chunked, strict=True):
-            data = [
-                ChunkData(chunk.index, chunk.heading_path, chunk.text, chunk.embed_text, vectors[offset + i])
-                for i, chunk in enumerate(chunks)
-            ]
-            offset += len(chunks)
-            meta = DocumentMeta(
-                tenant_id=document.tenant_id,
-                doc_id=document.doc_id,
-                title=document.title.strip(),
-                url=document.url.strip(),
-                doc_type=document.doc_type or pb.DOCUMENT_TYPE_ARTICLE,
-                product=document.product.strip(),
-                version=document.version.strip(),
-                updated_at=document.updated_at.seconds if document.HasField("updated_at") else 0,
-                content_hash=digest,
-                pipeline=self._pipeline,
-            )
-            existed = await self._store.replace_document(meta, data)
-            outcome = pb.INGEST_OUTCOME_UPDATED if existed else pb.INGEST_OUTCOME_CREATED
-            results.append(
-                pb.IngestResult(doc_id=document.doc_id, outcome=outcome, chunk_count=len(data), content_hash=digest)
-            )
-        return results
-
     async def DeleteDocuments(
         self, request: pb.DeleteDocumentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteDocumentsResponse:
@@ -277,8 +276,6 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
 
         doc_ids = list(dict.fromkeys(request.doc_ids))
         deleted = await self._store.delete_documents(request.tenant_id, doc_ids)
-        if deleted:
-            await self._store.flush()
         missing = [doc_id for doc_id in doc_ids if doc_id not in set(deleted)]
         log.info("documents_deleted", tenant_id=request.tenant_id, deleted=len(deleted), missing=len(missing))
         return pb.DeleteDocumentsResponse(deleted_doc_ids=deleted, missing_doc_ids=missing)
@@ -302,11 +299,11 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             version=flt.version.strip(),
             updated_after=flt.updated_after.seconds if flt.HasField("updated_after") else None,
         )
-        vector = await asyncio.to_thread(self._embedder.embed_query, request.query)
+        query = await self._indexer.query(request.tenant_id, request.query)
         hits = await self._store.search(
             request.tenant_id,
-            request.query,
-            vector,
+            query.keywords,
+            query.vector,
             _MODES[request.mode],
             request.top_k or DEFAULT_TOP_K,
             search_filter,
@@ -327,7 +324,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
                 )
                 for hit in hits
             ],
-            embedding_model=self._embedder.name,
+            embedding_model=self._indexer.embedding_model,
         )
 
     async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
@@ -335,4 +332,47 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         _check_id(violations, request.tenant_id, "tenant_id")
         violations.raise_if_any()
         documents, chunks = await self._store.stats(request.tenant_id)
-        return pb.GetStatsResponse(document_count=documents, chunk_count=chunks, embedding_model=self._embedder.name)
+        return pb.GetStatsResponse(
+            document_count=documents, chunk_count=chunks, embedding_model=self._indexer.embedding_model
+        )
+
+    async def SetGlossary(
+        self, request: pb.SetGlossaryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetGlossaryResponse:
+        _validate_glossary(request).raise_if_any()
+        glossary = Glossary(GlossaryEntry(e.term.strip(), e.expansion.strip()) for e in request.entries)
+        reindexing = await self._indexer.set_glossary(request.tenant_id, glossary)
+        return pb.SetGlossaryResponse(
+            entry_count=len(glossary.entries), glossary_version=glossary.digest, reindex_document_count=reindexing
+        )
+
+    async def GetGlossary(
+        self, request: pb.GetGlossaryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetGlossaryResponse:
+        violations = Violations()
+        _check_id(violations, request.tenant_id, "tenant_id")
+        violations.raise_if_any()
+        glossary = await self._indexer.glossary(request.tenant_id, fresh=True)
+        return pb.GetGlossaryResponse(
+            entries=[pb.GlossaryEntry(term=e.term, expansion=e.expansion) for e in glossary.entries],
+            glossary_version=glossary.digest,
+            pending_document_count=await self._indexer.pending(request.tenant_id, glossary),
+        )
+
+
+def _source(document: pb.Document, digest: str) -> Source:
+    meta = DocumentMeta(
+        tenant_id=document.tenant_id,
+        doc_id=document.doc_id,
+        title=document.title.strip(),
+        url=document.url.strip(),
+        doc_type=document.doc_type or pb.DOCUMENT_TYPE_ARTICLE,
+        product=document.product.strip(),
+        version=document.version.strip(),
+        updated_at=document.updated_at.seconds if document.HasField("updated_at") else 0,
+        content_hash=digest,
+        # Set by the indexer.
+        pipeline="",
+        indexing="",
+    )
+    return Source(meta, document.body, _FORMATS[document.format], faq=document.doc_type == pb.DOCUMENT_TYPE_FAQ)

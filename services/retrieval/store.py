@@ -1,30 +1,49 @@
-"""The knowledge base in Milvus: one collection of chunks for all tenants.
+"""The knowledge base in Milvus, in three collections:
+
+- `<name>`: every tenant's chunks (text, dense vector, BM25 sparse vector, metadata);
+- `<name>_documents`: one record per document naming the version key of its
+  current chunks; searches return only chunks of that version;
+- `<name>_glossaries`: each tenant's glossary, a head row naming the current
+  version and one row per entry (Milvus, not files: with MILVUS_URI every
+  replica shares it, and it lives and dies with the chunks it shaped).
 
 Tenant isolation lives here: every read, write and delete carries a
-`tenant_id == "<tenant>"` clause built by this module from a validated id,
-never from a caller's expression. Values that enter a filter are quoted with
+`tenant_id == "<tenant>"` clause, or primary keys that start with the tenant,
+built by this module from a validated id, never from a caller's expression. Values that enter a filter are quoted with
 `quote` (Milvus Lite has no filter templating: it rejects `{name}` params).
 
+A changed document is replaced in three steps: its new chunks are written
+under a new version key, its record is switched to that key, and the old
+chunks are deleted. Searches drop hits whose version is not the record's, so
+a search sees the old version or the new one, never both and never neither.
+(With a Milvus server and several replicas writing, a search on one replica
+may still miss a document for the moment another replica switches it.)
+
 pymilvus calls block (Milvus Lite even runs the engine in this process), so
-each one runs in a worker thread, one at a time under a single lock; multi-step
-writes (replace a document) hold the lock for all their steps.
+each step runs in a worker thread under one lock; searches interleave between
+the steps. The steps of one document are serialised by a per-document lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 import structlog
-from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
+from pymilvus import DataType, Function, FunctionType, MilvusClient
+
+from services.retrieval.text import Glossary, GlossaryEntry
 
 log = structlog.get_logger(__name__)
 
@@ -32,12 +51,30 @@ T = TypeVar("T")
 
 # Milvus caps one query's result window at 16384 rows; a document never gets near it.
 _QUERY_LIMIT = 16384
+_BATCH = 1000
 _HNSW = {"M": 16, "efConstruction": 200}
-# Candidates each side of a hybrid search brings to the fusion, per hit wanted.
-_HYBRID_CANDIDATES = 4
-_RRF_K = 60
+# Hybrid search fuses this many candidates from each side (more if more hits are wanted).
+HYBRID_CANDIDATES = 20
+# Weight of the keyword side in the hybrid score; the dense side gets the rest.
+KEYWORD_WEIGHT = 0.5
+# Extra hits fetched so that dropping chunks of a superseded version (a document
+# being replaced right now) still leaves the hits asked for.
+_STALE_MARGIN = 16
+# Writes are flushed (sealed into a segment) once no write has run for this long,
+# or once this many rows wait, or at the latest this long after the first one.
+# Bounded by rows rather than time, segment sizes do not depend on how busy the CPU
+# is; 2,000 unflushed rows cost a search ~50 ms on Milvus Lite while they wait.
+FLUSH_QUIET_S = 1.0
+FLUSH_MAX_ROWS = 2000
+FLUSH_MAX_DELAY_S = 60.0
 
+# A server then shows this process its own writes at once (ingest, then search), and
+# never a record switched before the chunks it names; Milvus Lite is always current.
+_CONSISTENCY = "Session"
+# Every document record (a query iterator wants some filter).
+_ALL = "chunk_count >= 0"
 _OUTPUT = ["chunk_id", "doc_id", "title", "heading_path", "text", "url", "doc_type", "version", "dense"]
+_COPIED = ["url", "doc_type", "product", "version", "updated_at", "content_hash", "pipeline"]
 
 
 class _DropUnimplemented(logging.Filter):
@@ -48,7 +85,16 @@ class _DropUnimplemented(logging.Filter):
         return not (record.exc_info and record.exc_info[0] is NotImplementedError)
 
 
+class _DropSessionTsWarning(logging.Filter):
+    """Milvus Lite hands query iterators no session timestamp; pymilvus then warns on
+    every iterator and uses a client-side one, which is right for Lite."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "failed to get mvccTs" not in record.getMessage()
+
+
 logging.getLogger("grpc._server").addFilter(_DropUnimplemented())
+logging.getLogger("pymilvus.client.iterator.query_iterator").addFilter(_DropSessionTsWarning())
 
 
 class Mode(enum.Enum):
@@ -63,6 +109,19 @@ def quote(value: str | int) -> str:
     return str(int(value)) if isinstance(value, int) else json.dumps(value, ensure_ascii=False)
 
 
+def _in(values: Iterable[str | int]) -> str:
+    return f"[{', '.join(map(quote, values))}]"
+
+
+def version_key(content_hash: str, pipeline: str, indexing: str) -> str:
+    return hashlib.sha256(f"{content_hash}|{pipeline}|{indexing}".encode()).hexdigest()[:12]
+
+
+def chunk_version(chunk_id: str) -> str:
+    """The version key inside a chunk id: tenant/doc/version/index (ids never hold '/')."""
+    return chunk_id.rsplit("/", 2)[-2]
+
+
 @dataclass(frozen=True)
 class DocumentMeta:
     tenant_id: str
@@ -74,8 +133,10 @@ class DocumentMeta:
     version: str
     updated_at: int
     content_hash: str
-    # Embedding model and chunker version: a change re-indexes unchanged content.
+    # Chunking (chunker version and sizes): a change needs the document's body again.
     pipeline: str
+    # Embedding model, keyword normalisation and glossary: a change re-indexes stored chunks.
+    indexing: str
 
 
 @dataclass(frozen=True)
@@ -85,6 +146,13 @@ class ChunkData:
     text: str
     search_text: str
     vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    index: int
+    heading_path: tuple[str, ...]
+    text: str
 
 
 @dataclass(frozen=True)
@@ -110,10 +178,20 @@ class Hit:
 
 
 @dataclass(frozen=True)
-class StoredVersion:
+class DocumentRecord:
+    doc_id: str
+    version_key: str
     content_hash: str
     pipeline: str
+    indexing: str
     chunk_count: int
+
+
+@dataclass(frozen=True)
+class Replaced:
+    existed: bool
+    # False when the caller's expected version was no longer current: nothing changed.
+    applied: bool
 
 
 @dataclass
@@ -121,18 +199,51 @@ class Store:
     client: MilvusClient
     collection: str
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _doc_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+    # Milvus Lite only: each document's current version key, kept here as well. A Lite
+    # store has one process (its lock file sees to it), so this copy is exact and spares
+    # every search a lookup; with a server, other replicas write too, so searches ask it.
+    _versions: dict[tuple[str, str], str] | None = None
+    _last_write: float = 0.0
+    _writers: int = 0
+    _first_unflushed: float | None = None
+    _unflushed_rows: int = 0
+    _flusher: asyncio.Task[None] | None = None
+
+    @property
+    def documents(self) -> str:
+        return f"{self.collection}_documents"
+
+    @property
+    def glossaries(self) -> str:
+        return f"{self.collection}_glossaries"
 
     @classmethod
     def open(cls, uri: str, collection: str, dim: int) -> Store:
-        """Blocking: connect, create the collection if needed, load it."""
+        """Blocking: connect, create the collections if needed, load them."""
         client = MilvusClient(uri=uri)
         store = cls(client=client, collection=collection)
         if client.has_collection(collection):
             store._check_dimension(dim)
         else:
-            store._create(dim)
+            store._create_chunks(dim)
+        if not client.has_collection(store.glossaries):
+            store._create_glossaries()
+        backfill = not client.has_collection(store.documents)
+        if backfill:
+            store._create_documents()
         # Needed after every (re)open of Milvus Lite, harmless on a server.
-        client.load_collection(collection)
+        for name in (collection, store.documents, store.glossaries):
+            client.load_collection(name)
+        if backfill:
+            store._backfill_records()
+        if "://" not in uri:  # a Milvus Lite file, not a server
+            store._versions = {
+                (row["tenant_id"], row["doc_id"]): row["version_key"]
+                for row in store._iterate(store.documents, _ALL, ["tenant_id", "doc_id", "version_key"])
+            }
         return store
 
     def _check_dimension(self, dim: int) -> None:
@@ -143,7 +254,7 @@ class Store:
                     f"embedding model makes {dim}-d ones; use another collection or re-create it"
                 )
 
-    def _create(self, dim: int) -> None:
+    def _create_chunks(self, dim: int) -> None:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=512)
         schema.add_field("tenant_id", DataType.VARCHAR, max_length=128)
@@ -153,7 +264,8 @@ class Store:
         schema.add_field("title", DataType.VARCHAR, max_length=4096)
         schema.add_field("heading_path", DataType.JSON)
         schema.add_field("text", DataType.VARCHAR, max_length=65535)
-        # BM25 reads title and headings too: FAQ questions live in headings.
+        # What BM25 reads: title, headings and text, glossary-expanded and stemmed by the
+        # service (Milvus Lite's analyzer cannot stem), so Milvus' standard analyzer suffices.
         schema.add_field("search_text", DataType.VARCHAR, max_length=65535, enable_analyzer=True)
         schema.add_field("url", DataType.VARCHAR, max_length=4096)
         schema.add_field("doc_type", DataType.INT64)
@@ -178,11 +290,69 @@ class Store:
         index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         index.add_index(field_name="tenant_id", index_type="INVERTED")
         index.add_index(field_name="doc_id", index_type="INVERTED")
-        self.client.create_collection(self.collection, schema=schema, index_params=index)
+        self.client.create_collection(
+            self.collection, schema=schema, index_params=index, consistency_level=_CONSISTENCY
+        )
         params = self.client.describe_index(self.collection, "dense").get("params", {})
         if {key: int(params.get(key, -1)) for key in _HNSW} != _HNSW:
             log.warning("hnsw_params_not_applied", expected=_HNSW, got=params)
         log.info("collection_created", collection=self.collection, dim=dim)
+
+    def _create_small(self, name: str, schema: Any) -> None:
+        # Milvus refuses a collection without a vector field: these get a 2-d placeholder.
+        schema.add_field("placeholder", DataType.FLOAT_VECTOR, dim=2)
+        index = self.client.prepare_index_params()
+        index.add_index(field_name="placeholder", index_type="FLAT", metric_type="L2")
+        index.add_index(field_name="tenant_id", index_type="INVERTED")
+        self.client.create_collection(name, schema=schema, index_params=index, consistency_level=_CONSISTENCY)
+        log.info("collection_created", collection=name)
+
+    def _create_documents(self) -> None:
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=300)
+        schema.add_field("tenant_id", DataType.VARCHAR, max_length=128)
+        schema.add_field("doc_id", DataType.VARCHAR, max_length=128)
+        schema.add_field("version_key", DataType.VARCHAR, max_length=64)
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+        schema.add_field("pipeline", DataType.VARCHAR, max_length=1024)
+        schema.add_field("indexing", DataType.VARCHAR, max_length=1024)
+        schema.add_field("chunk_count", DataType.INT64)
+        self._create_small(self.documents, schema)
+
+    def _create_glossaries(self) -> None:
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("row_id", DataType.VARCHAR, is_primary=True, max_length=300)
+        schema.add_field("tenant_id", DataType.VARCHAR, max_length=128)
+        schema.add_field("version", DataType.VARCHAR, max_length=64)
+        # -1 for the head row, else the entry's position.
+        schema.add_field("position", DataType.INT64)
+        schema.add_field("entry_count", DataType.INT64)
+        schema.add_field("term", DataType.VARCHAR, max_length=1024)
+        schema.add_field("expansion", DataType.VARCHAR, max_length=4096)
+        self._create_small(self.glossaries, schema)
+
+    def _backfill_records(self) -> None:
+        """Chunks written before document records existed get one, marked for re-indexing
+        (an empty indexing matches no current one)."""
+        fields = ["chunk_id", "tenant_id", "doc_id", "content_hash", "pipeline", "chunk_count"]
+        records = [
+            _record_row(
+                row["tenant_id"],
+                DocumentRecord(
+                    row["doc_id"],
+                    chunk_version(row["chunk_id"]),
+                    row["content_hash"],
+                    row["pipeline"],
+                    "",
+                    row["chunk_count"],
+                ),
+            )
+            for row in self._iterate(self.collection, "chunk_index == 0", fields)
+        ]
+        for start in range(0, len(records), _BATCH):
+            self.client.upsert(self.documents, records[start : start + _BATCH])
+        if records:
+            log.info("document_records_backfilled", documents=len(records))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         def locked() -> T:
@@ -192,133 +362,261 @@ class Store:
         return await asyncio.to_thread(locked)
 
     async def close(self) -> None:
+        if self._flusher:
+            self._flusher.cancel()
+        if self._first_unflushed is not None:
+            await self.flush()
         await self._run(self.client.close)
 
     async def flush(self) -> None:
-        """Seal what was written. Milvus Lite scans unflushed rows one by one: measured at
-        3k rows, search took ~80 ms before a flush and ~4 ms after; a flush costs ~10-50 ms,
-        so writers call it once per request, not per document."""
-        await self._run(self.client.flush, self.collection)
+        """Seal what was written. Milvus Lite scans unflushed rows one by one (measured at
+        3k rows: ~80 ms a search before a flush, ~4 ms after) and computes BM25 statistics
+        per sealed segment, so few large segments rank better than many small ones."""
+        self._first_unflushed = None
+        self._unflushed_rows = 0
+        for name in (self.collection, self.documents, self.glossaries):
+            await self._run(self.client.flush, name)
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """Hold off flushing while a batch of writes runs (embedding between two writes can
+        take seconds on a busy CPU): bulk ingestion then makes few, large segments."""
+        self._writers += 1
+        try:
+            yield
+        finally:
+            self._writers -= 1
+            self._last_write = time.monotonic()
+
+    def _written(self, rows: int) -> None:
+        """Flush once writes pause, not after each one."""
+        now = time.monotonic()
+        self._last_write = now
+        self._unflushed_rows += rows
+        if self._first_unflushed is None:
+            self._first_unflushed = now
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_when_quiet())
+
+    async def _flush_when_quiet(self) -> None:
+        while self._first_unflushed is not None:
+            now = time.monotonic()
+            quiet_since = now if self._writers else self._last_write
+            due = min(quiet_since + FLUSH_QUIET_S, self._first_unflushed + FLUSH_MAX_DELAY_S)
+            if due > now and self._unflushed_rows < FLUSH_MAX_ROWS:
+                await asyncio.sleep(due - now)
+                continue
+            try:
+                await self.flush()
+            except Exception:
+                # Unflushed rows stay searchable, only slower; the next write retries.
+                log.exception("flush_failed")
+                return
+
+    @contextlib.asynccontextmanager
+    async def _document_locks(self, tenant_id: str, doc_ids: Iterable[str]) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            # Sorted: two callers locking overlapping sets never wait on each other in a cycle.
+            for doc_id in sorted(set(doc_ids)):
+                lock = self._doc_locks.get((tenant_id, doc_id))
+                if lock is None:
+                    lock = self._doc_locks[(tenant_id, doc_id)] = asyncio.Lock()
+                await stack.enter_async_context(lock)
+            yield
 
     # Reads -------------------------------------------------------------------
 
-    async def stored_versions(self, tenant_id: str, doc_ids: Sequence[str]) -> dict[str, StoredVersion]:
-        return await self._run(self._stored_versions, tenant_id, list(doc_ids))
+    async def records(self, tenant_id: str, doc_ids: Sequence[str]) -> dict[str, DocumentRecord]:
+        return await self._run(self._records, tenant_id, list(doc_ids))
 
-    def _stored_versions(self, tenant_id: str, doc_ids: list[str]) -> dict[str, StoredVersion]:
-        versions: dict[str, StoredVersion] = {}
-        for start in range(0, len(doc_ids), 1000):
-            batch = doc_ids[start : start + 1000]
-            # One row per document: every document has exactly one chunk with index 0.
+    def _records(self, tenant_id: str, doc_ids: list[str]) -> dict[str, DocumentRecord]:
+        records: dict[str, DocumentRecord] = {}
+        for start in range(0, len(doc_ids), _BATCH):
+            keys = [f"{tenant_id}/{doc_id}" for doc_id in doc_ids[start : start + _BATCH]]
             rows = self.client.query(
-                self.collection,
-                filter=f"{_tenant(tenant_id)} and chunk_index == 0 and doc_id in [{', '.join(map(quote, batch))}]",
-                output_fields=["doc_id", "content_hash", "pipeline", "chunk_count"],
+                self.documents,
+                filter=f"{_tenant(tenant_id)} and key in {_in(keys)}",
+                output_fields=["doc_id", "version_key", "content_hash", "pipeline", "indexing", "chunk_count"],
                 limit=_QUERY_LIMIT,
             )
             for row in rows:
-                versions[row["doc_id"]] = StoredVersion(row["content_hash"], row["pipeline"], row["chunk_count"])
-        return versions
+                records[row["doc_id"]] = _record(row)
+        return records
+
+    async def stale_documents(self, tenant_id: str, indexing: str) -> list[DocumentRecord]:
+        """The tenant's documents indexed otherwise than `indexing` (another glossary, say)."""
+        return await self._run(self._stale_documents, tenant_id, indexing)
+
+    def _stale_documents(self, tenant_id: str, indexing: str) -> list[DocumentRecord]:
+        return [
+            _record(row)
+            for row in self._iterate(
+                self.documents,
+                f"{_tenant(tenant_id)} and indexing != {quote(indexing)}",
+                ["doc_id", "version_key", "content_hash", "pipeline", "indexing", "chunk_count"],
+            )
+        ]
+
+    async def indexings(self) -> dict[str, set[str]]:
+        """Every tenant with documents, and the indexings its documents were built with."""
+        return await self._run(self._indexings)
+
+    def _indexings(self) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for row in self._iterate(self.documents, _ALL, ["tenant_id", "indexing"]):
+            found.setdefault(row["tenant_id"], set()).add(row["indexing"])
+        return found
+
+    def _iterate(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        iterator = self.client.query_iterator(collection, batch_size=_BATCH, filter=expr, output_fields=fields)
+        try:
+            while batch := iterator.next():
+                rows += batch
+        finally:
+            iterator.close()
+        return rows
 
     async def stats(self, tenant_id: str) -> tuple[int, int]:
-        """(documents, chunks) of one tenant."""
-        return await self._run(self._stats, tenant_id)
+        """(documents, chunks) of one tenant, as searches see them."""
+        rows = await self._run(self._iterate, self.documents, _tenant(tenant_id), ["chunk_count"])
+        return len(rows), sum(int(row["chunk_count"]) for row in rows)
 
-    def _stats(self, tenant_id: str) -> tuple[int, int]:
-        def count(expr: str) -> int:
-            rows = self.client.query(self.collection, filter=expr, output_fields=["count(*)"])
-            return int(rows[0]["count(*)"]) if rows else 0
+    async def read_chunks(self, tenant_id: str, doc_id: str, key: str) -> tuple[dict[str, Any], list[StoredChunk]]:
+        """A stored version of a document: its metadata and its chunks, in order."""
+        return await self._run(self._read_chunks, tenant_id, doc_id, key)
 
-        return count(f"{_tenant(tenant_id)} and chunk_index == 0"), count(_tenant(tenant_id))
+    def _read_chunks(self, tenant_id: str, doc_id: str, key: str) -> tuple[dict[str, Any], list[StoredChunk]]:
+        rows = self.client.query(
+            self.collection,
+            filter=f"{_tenant(tenant_id)} and doc_id == {quote(doc_id)}",
+            output_fields=["chunk_id", "chunk_index", "title", "heading_path", "text", *_COPIED],
+            limit=_QUERY_LIMIT,
+        )
+        rows = sorted((row for row in rows if chunk_version(row["chunk_id"]) == key), key=lambda r: r["chunk_index"])
+        meta = {name: rows[0][name] for name in ("title", *_COPIED)} if rows else {}
+        return meta, [StoredChunk(row["chunk_index"], tuple(row["heading_path"] or ()), row["text"]) for row in rows]
 
     async def search(
         self,
         tenant_id: str,
-        query: str,
+        keyword_query: str,
         vector: np.ndarray,
         mode: Mode,
         top_k: int,
         search_filter: SearchFilter,
     ) -> list[Hit]:
-        return await self._run(self._search, tenant_id, query, vector, mode, top_k, search_filter)
+        """`keyword_query` is already normalised (keyword_text); empty skips the keyword side."""
+        return await self._run(self._search, tenant_id, keyword_query, vector, mode, top_k, search_filter)
 
     def _search(
         self,
         tenant_id: str,
-        query: str,
+        keyword_query: str,
         vector: np.ndarray,
         mode: Mode,
         top_k: int,
         search_filter: SearchFilter,
     ) -> list[Hit]:
         expr = _filter_expression(tenant_id, search_filter)
-        dense = {"metric_type": "COSINE", "params": {"ef": max(64, top_k)}}
+        if mode is not Mode.HYBRID:
+            return self._search_one(tenant_id, keyword_query, vector, mode, top_k, expr)
+        # Candidates carry few fields (Milvus Lite spends most of a search building result
+        # rows); the hits are fetched whole once chosen.
+        candidates = max(HYBRID_CANDIDATES, 2 * top_k)
+        dense = self._ann(Mode.DENSE, vector, keyword_query, expr, candidates, ["chunk_id", "doc_id"])
+        keyword = self._ann(Mode.KEYWORD, vector, keyword_query, expr, candidates, ["chunk_id", "doc_id", "dense"])
+        current = self._current_versions(tenant_id, {raw["entity"]["doc_id"] for raw in [*dense, *keyword]})
+        similarity = {raw["entity"]["chunk_id"]: float(raw["distance"]) for raw in dense if _is_current(raw, current)}
+        bm25: dict[str, float] = {}
+        for raw in keyword:
+            if _is_current(raw, current):
+                chunk_id = raw["entity"]["chunk_id"]
+                bm25[chunk_id] = _bm25(raw)
+                if chunk_id not in similarity:
+                    similarity[chunk_id] = float(np.dot(vector, np.asarray(raw["entity"]["dense"], dtype=np.float32)))
+        scores = fuse(similarity, bm25)
+        chosen = sorted(scores, key=lambda chunk_id: scores[chunk_id], reverse=True)[:top_k]
+        rows = {row["chunk_id"]: row for row in self.client.get(self.collection, ids=chosen, output_fields=_OUTPUT)}
+        return [_hit(rows[c], scores[c], similarity[c]) for c in chosen if c in rows]
+
+    def _search_one(
+        self, tenant_id: str, keyword_query: str, vector: np.ndarray, mode: Mode, top_k: int, expr: str
+    ) -> list[Hit]:
+        if mode is Mode.KEYWORD and not keyword_query:
+            return []
+        limit = top_k
+        while True:
+            found = self._ann(mode, vector, keyword_query, expr, limit, _OUTPUT)
+            current = self._current_versions(tenant_id, {raw["entity"]["doc_id"] for raw in found})
+            fresh = [raw for raw in found if _is_current(raw, current)]
+            # Chunks of a superseded version (a replace under way) took places: ask for more.
+            if len(fresh) >= top_k or len(found) < limit:
+                break
+            limit += top_k + len(found) - len(fresh)
+        return [
+            _hit(
+                raw["entity"],
+                float(raw["distance"]) if mode is Mode.DENSE else _bm25(raw),
+                float(np.dot(vector, np.asarray(raw["entity"]["dense"], dtype=np.float32))),
+            )
+            for raw in fresh[:top_k]
+        ]
+
+    def _ann(
+        self, mode: Mode, vector: np.ndarray, keyword_query: str, expr: str, limit: int, fields: list[str]
+    ) -> list[dict[str, Any]]:
         if mode is Mode.DENSE:
-            result = self.client.search(
-                self.collection,
-                data=[vector.tolist()],
-                anns_field="dense",
-                filter=expr,
-                limit=top_k,
-                output_fields=_OUTPUT,
-                search_params=dense,
-            )
-        elif mode is Mode.KEYWORD:
-            result = self.client.search(
-                self.collection,
-                data=[query],
-                anns_field="sparse",
-                filter=expr,
-                limit=top_k,
-                output_fields=_OUTPUT,
-                search_params={"metric_type": "BM25"},
-            )
+            data: list[Any] = [vector.tolist()]
+            params: dict[str, Any] = {"metric_type": "COSINE", "params": {"ef": max(64, limit)}}
+        elif keyword_query:
+            data, params = [keyword_query], {"metric_type": "BM25"}
         else:
-            candidates = max(top_k * _HYBRID_CANDIDATES, 20)
-            requests = [
-                AnnSearchRequest(data=[vector.tolist()], anns_field="dense", param=dense, limit=candidates, expr=expr),
-                AnnSearchRequest(
-                    data=[query], anns_field="sparse", param={"metric_type": "BM25"}, limit=candidates, expr=expr
-                ),
-            ]
-            result = self.client.hybrid_search(
-                self.collection, requests, RRFRanker(_RRF_K), limit=top_k, output_fields=_OUTPUT
-            )
-        hits = []
-        for raw in result[0] if result else []:
-            entity = raw["entity"]
-            similarity = float(np.dot(vector, np.asarray(entity["dense"], dtype=np.float32)))
-            score = float(raw["distance"])
-            hits.append(
-                Hit(
-                    chunk_id=entity["chunk_id"],
-                    doc_id=entity["doc_id"],
-                    title=entity["title"],
-                    heading_path=list(entity["heading_path"] or []),
-                    text=entity["text"],
-                    url=entity["url"],
-                    doc_type=int(entity["doc_type"]),
-                    version=entity["version"],
-                    # Milvus Lite reports BM25 negated (smaller is better); callers get the BM25 score.
-                    score=abs(score) if mode is Mode.KEYWORD else score,
-                    similarity=similarity,
-                )
-            )
-        return hits
+            return []
+        anns_field = "dense" if mode is Mode.DENSE else "sparse"
+        return list(
+            self.client.search(
+                self.collection,
+                data=data,
+                anns_field=anns_field,
+                filter=expr,
+                limit=limit,
+                output_fields=fields,
+                search_params=params,
+            )[0]
+        )
+
+    def _current_versions(self, tenant_id: str, doc_ids: set[str]) -> dict[str, str]:
+        if self._versions is not None:
+            return {doc_id: key for doc_id in doc_ids if (key := self._versions.get((tenant_id, doc_id)))}
+        if not doc_ids:
+            return {}
+        rows = self.client.get(
+            self.documents,
+            ids=[f"{tenant_id}/{doc_id}" for doc_id in sorted(doc_ids)],
+            output_fields=["doc_id", "version_key"],
+        )
+        return {row["doc_id"]: row["version_key"] for row in rows}
 
     # Writes ------------------------------------------------------------------
 
-    async def replace_document(self, meta: DocumentMeta, chunks: Sequence[ChunkData]) -> bool:
-        """Index a document's chunks, replacing any previous ones; True if it existed."""
-        return await self._run(self._replace_document, meta, list(chunks))
+    async def replace_document(
+        self, meta: DocumentMeta, chunks: Sequence[ChunkData], *, expected_version: str | None = None
+    ) -> Replaced:
+        """Make `chunks` the document's content. With `expected_version`, only if that is
+        still the current version (a re-index must not undo a newer ingest)."""
+        key = version_key(meta.content_hash, meta.pipeline, meta.indexing)
+        async with self._document_locks(meta.tenant_id, [meta.doc_id]):
+            record = (await self.records(meta.tenant_id, [meta.doc_id])).get(meta.doc_id)
+            if expected_version is not None and (record is None or record.version_key != expected_version):
+                return Replaced(existed=record is not None, applied=False)
+            await self._write_chunks(meta, key, chunks)
+            await self._switch_version(meta, key, len(chunks))
+            await self._delete_stale_chunks(meta.tenant_id, meta.doc_id, key)
+        self._written(len(chunks) + 1)
+        return Replaced(existed=record is not None, applied=True)
 
-    def _replace_document(self, meta: DocumentMeta, chunks: list[ChunkData]) -> bool:
-        doc = f"{_tenant(meta.tenant_id)} and doc_id == {quote(meta.doc_id)}"
-        old_ids = {
-            row["chunk_id"]
-            for row in self.client.query(self.collection, filter=doc, output_fields=["chunk_id"], limit=_QUERY_LIMIT)
-        }
-        key = hashlib.sha256(f"{meta.content_hash}|{meta.pipeline}".encode()).hexdigest()[:12]
+    async def _write_chunks(self, meta: DocumentMeta, key: str, chunks: Sequence[ChunkData]) -> None:
         rows = [
             {
                 # Tenant in the key: primary keys are global to the collection.
@@ -342,31 +640,170 @@ class Store:
             }
             for chunk in chunks
         ]
-        # New chunks go in before the old ones go out (new ids, as the version key
-        # differs), so the document is searchable throughout: at worst a search sees
-        # both versions for a moment, never neither. Upsert, not insert: a concurrent
-        # ingest of the same content makes the same ids, and Milvus does not enforce
-        # primary-key uniqueness on insert.
-        self.client.upsert(self.collection, rows)
-        stale = sorted(old_ids - {row["chunk_id"] for row in rows})
-        for start in range(0, len(stale), 1000):
-            batch = stale[start : start + 1000]
-            self.client.delete(self.collection, filter=f"chunk_id in [{', '.join(map(quote, batch))}]")
-        return bool(old_ids)
+        # Upsert, not insert: re-writing the same version makes the same ids, and Milvus
+        # does not enforce primary-key uniqueness on insert.
+        for start in range(0, len(rows), _BATCH):
+            await self._run(self.client.upsert, self.collection, rows[start : start + _BATCH])
+
+    async def _switch_version(self, meta: DocumentMeta, key: str, chunk_count: int) -> None:
+        record = DocumentRecord(meta.doc_id, key, meta.content_hash, meta.pipeline, meta.indexing, chunk_count)
+        await self._run(self._upsert_record, meta.tenant_id, record)
+
+    def _upsert_record(self, tenant_id: str, record: DocumentRecord) -> None:
+        self.client.upsert(self.documents, [_record_row(tenant_id, record)])
+        if self._versions is not None:
+            self._versions[(tenant_id, record.doc_id)] = record.version_key
+
+    async def _delete_stale_chunks(self, tenant_id: str, doc_id: str, keep: str) -> None:
+        await self._run(self._delete_chunks_except, tenant_id, doc_id, keep)
+
+    def _delete_chunks_except(self, tenant_id: str, doc_id: str, keep: str) -> None:
+        rows = self.client.query(
+            self.collection,
+            filter=f"{_tenant(tenant_id)} and doc_id == {quote(doc_id)}",
+            output_fields=["chunk_id"],
+            limit=_QUERY_LIMIT,
+        )
+        stale = sorted(row["chunk_id"] for row in rows if chunk_version(row["chunk_id"]) != keep)
+        for start in range(0, len(stale), _BATCH):
+            self.client.delete(self.collection, filter=f"chunk_id in {_in(stale[start : start + _BATCH])}")
 
     async def delete_documents(self, tenant_id: str, doc_ids: Sequence[str]) -> list[str]:
         """Delete documents with all their chunks; returns the ids that existed."""
-        return await self._run(self._delete_documents, tenant_id, list(doc_ids))
-
-    def _delete_documents(self, tenant_id: str, doc_ids: list[str]) -> list[str]:
-        existing = set(self._stored_versions(tenant_id, doc_ids))
-        found = [doc_id for doc_id in doc_ids if doc_id in existing]
+        async with self._document_locks(tenant_id, doc_ids):
+            existing = await self.records(tenant_id, doc_ids)
+            found = [doc_id for doc_id in doc_ids if doc_id in existing]
+            if found:
+                # The records go first: from then on searches drop the chunks.
+                await self._run(self._delete_documents, tenant_id, found)
         if found:
-            self.client.delete(
-                self.collection,
-                filter=f"{_tenant(tenant_id)} and doc_id in [{', '.join(map(quote, found))}]",
-            )
+            self._written(len(found))
         return found
+
+    def _delete_documents(self, tenant_id: str, doc_ids: list[str]) -> None:
+        for start in range(0, len(doc_ids), _BATCH):
+            batch = doc_ids[start : start + _BATCH]
+            self.client.delete(self.documents, filter=f"key in {_in(f'{tenant_id}/{doc_id}' for doc_id in batch)}")
+            if self._versions is not None:
+                for doc_id in batch:
+                    self._versions.pop((tenant_id, doc_id), None)
+            self.client.delete(self.collection, filter=f"{_tenant(tenant_id)} and doc_id in {_in(batch)}")
+
+    # Glossaries ----------------------------------------------------------------
+
+    async def glossary(self, tenant_id: str) -> Glossary:
+        return await self._run(self._glossary, tenant_id)
+
+    def _glossary(self, tenant_id: str) -> Glossary:
+        head = self.client.query(
+            self.glossaries,
+            filter=f"row_id == {quote(f'{tenant_id}/head')}",
+            output_fields=["version", "entry_count"],
+        )
+        if not head or not head[0]["entry_count"]:
+            return Glossary()
+        rows = self.client.query(
+            self.glossaries,
+            filter=f"{_tenant(tenant_id)} and version == {quote(head[0]['version'])} and position >= 0",
+            output_fields=["position", "term", "expansion"],
+            limit=_QUERY_LIMIT,
+        )
+        if len(rows) != head[0]["entry_count"]:
+            log.warning("glossary_incomplete", tenant_id=tenant_id, expected=head[0]["entry_count"], got=len(rows))
+        rows.sort(key=lambda row: row["position"])
+        return Glossary(GlossaryEntry(row["term"], row["expansion"]) for row in rows)
+
+    async def set_glossary(self, tenant_id: str, glossary: Glossary) -> None:
+        """Replace a tenant's glossary: entries first, then the head row (the switch), then
+        the old entries, so a reader sees the old glossary or the new one, whole."""
+        version = glossary.digest or "empty"
+        rows = [
+            {
+                "row_id": f"{tenant_id}/{version}/{position:04d}",
+                "tenant_id": tenant_id,
+                "version": version,
+                "position": position,
+                "entry_count": len(glossary.entries),
+                "term": entry.term,
+                "expansion": entry.expansion,
+                "placeholder": [0.0, 0.0],
+            }
+            for position, entry in enumerate(glossary.entries)
+        ]
+        head = {**_GLOSSARY_HEAD, "row_id": f"{tenant_id}/head", "tenant_id": tenant_id, "version": version}
+        head["entry_count"] = len(rows)
+        # "/glossary" is no document id (ids never hold '/'): one writer per tenant glossary.
+        async with self._document_locks(tenant_id, ["/glossary"]):
+            for start in range(0, len(rows), _BATCH):
+                await self._run(self.client.upsert, self.glossaries, rows[start : start + _BATCH])
+            await self._run(self.client.upsert, self.glossaries, [head])
+            await self._run(
+                self.client.delete,
+                self.glossaries,
+                f"{_tenant(tenant_id)} and position >= 0 and version != {quote(version)}",
+            )
+        self._written(len(rows) + 1)
+
+
+_GLOSSARY_HEAD = {"position": -1, "term": "", "expansion": "", "placeholder": [0.0, 0.0]}
+
+
+def fuse(similarity: dict[str, float], bm25: dict[str, float]) -> dict[str, float]:
+    """Hybrid score: a convex combination of the cosine similarity and the BM25 score
+    relative to the query's best keyword match, both in [0, 1] for relevant chunks.
+    Unlike reciprocal rank fusion it keeps how far ahead a match is, and every
+    candidate's similarity is exact (its vector comes back with it); a candidate the
+    keyword side did not return scores 0 there (at most the lowest score returned)."""
+    best = max(bm25.values(), default=0.0)
+    return {
+        chunk_id: (1 - KEYWORD_WEIGHT) * cosine + KEYWORD_WEIGHT * (bm25.get(chunk_id, 0.0) / best if best else 0.0)
+        for chunk_id, cosine in similarity.items()
+    }
+
+
+def _is_current(raw: dict[str, Any], current: dict[str, str]) -> bool:
+    entity = raw["entity"]
+    return current.get(entity["doc_id"]) == chunk_version(entity["chunk_id"])
+
+
+def _bm25(raw: dict[str, Any]) -> float:
+    # Milvus Lite reports BM25 negated (smaller is better), a server as is.
+    return abs(float(raw["distance"]))
+
+
+def _hit(entity: dict[str, Any], score: float, similarity: float) -> Hit:
+    return Hit(
+        chunk_id=entity["chunk_id"],
+        doc_id=entity["doc_id"],
+        title=entity["title"],
+        heading_path=list(entity["heading_path"] or []),
+        text=entity["text"],
+        url=entity["url"],
+        doc_type=int(entity["doc_type"]),
+        version=entity["version"],
+        score=score,
+        similarity=similarity,
+    )
+
+
+def _record(row: dict[str, Any]) -> DocumentRecord:
+    return DocumentRecord(
+        row["doc_id"], row["version_key"], row["content_hash"], row["pipeline"], row["indexing"], row["chunk_count"]
+    )
+
+
+def _record_row(tenant_id: str, record: DocumentRecord) -> dict[str, Any]:
+    return {
+        "key": f"{tenant_id}/{record.doc_id}",
+        "tenant_id": tenant_id,
+        "doc_id": record.doc_id,
+        "version_key": record.version_key,
+        "content_hash": record.content_hash,
+        "pipeline": record.pipeline,
+        "indexing": record.indexing,
+        "chunk_count": record.chunk_count,
+        "placeholder": [0.0, 0.0],
+    }
 
 
 def _tenant(tenant_id: str) -> str:
@@ -376,7 +813,7 @@ def _tenant(tenant_id: str) -> str:
 def _filter_expression(tenant_id: str, search_filter: SearchFilter) -> str:
     clauses = [_tenant(tenant_id)]
     if search_filter.doc_types:
-        clauses.append(f"doc_type in [{', '.join(map(quote, search_filter.doc_types))}]")
+        clauses.append(f"doc_type in {_in(search_filter.doc_types)}")
     if search_filter.product:
         clauses.append(f"product == {quote(search_filter.product)}")
     if search_filter.version:

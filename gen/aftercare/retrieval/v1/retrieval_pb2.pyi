@@ -197,3 +197,45 @@ class GetStatsResponse(_message.Message):
     chunk_count: int
     embedding_model: str
     def __init__(self, document_count: _Optional[int] = ..., chunk_count: _Optional[int] = ..., embedding_model: _Optional[str] = ...) -> None: ...
+
+class GlossaryEntry(_message.Message):
+    __slots__ = ("term", "expansion")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    EXPANSION_FIELD_NUMBER: _ClassVar[int]
+    term: str
+    expansion: str
+    def __init__(self, term: _Optional[str] = ..., expansion: _Optional[str] = ...) -> None: ...
+
+class SetGlossaryRequest(_message.Message):
+    __slots__ = ("tenant_id", "entries")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    entries: _containers.RepeatedCompositeFieldContainer[GlossaryEntry]
+    def __init__(self, tenant_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[GlossaryEntry, _Mapping]]] = ...) -> None: ...
+
+class SetGlossaryResponse(_message.Message):
+    __slots__ = ("entry_count", "glossary_version", "reindex_document_count")
+    ENTRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    GLOSSARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REINDEX_DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    entry_count: int
+    glossary_version: str
+    reindex_document_count: int
+    def __init__(self, entry_count: _Optional[int] = ..., glossary_version: _Optional[str] = ..., reindex_document_count: _Optional[int] = ...) -> None: ...
+
+class GetGlossaryRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetGlossaryResponse(_message.Message):
+    __slots__ = ("entries", "glossary_version", "pending_document_count")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    GLOSSARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PENDING_DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[GlossaryEntry]
+    glossary_version: str
+    pending_document_count: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[GlossaryEntry, _Mapping]]] = ..., glossary_version: _Optional[str] = ..., pending_document_count: _Optional[int] = ...) -> None: ...

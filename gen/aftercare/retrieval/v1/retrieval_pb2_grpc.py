@@ -56,6 +56,16 @@ class RetrievalServiceStub:
                 request_serializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.SetGlossary = channel.unary_unary(
+                '/aftercare.retrieval.v1.RetrievalService/SetGlossary',
+                request_serializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.SetGlossaryRequest.SerializeToString,
+                response_deserializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.SetGlossaryResponse.FromString,
+                _registered_method=True)
+        self.GetGlossary = channel.unary_unary(
+                '/aftercare.retrieval.v1.RetrievalService/GetGlossary',
+                request_serializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetGlossaryRequest.SerializeToString,
+                response_deserializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetGlossaryResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServiceServicer:
@@ -93,6 +103,24 @@ class RetrievalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetGlossary(self, request, context):
+        """SetGlossary replaces a tenant's glossary of jargon and abbreviations.
+        The tenant's stored documents are then re-indexed in the background
+        from their stored chunks (no re-upload); searches apply the new
+        glossary to queries at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGlossary(self, request, context):
+        """GetGlossary returns a tenant's glossary and how many of its documents
+        are still indexed with an older one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +143,16 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsRequest.FromString,
                     response_serializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'SetGlossary': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetGlossary,
+                    request_deserializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.SetGlossaryRequest.FromString,
+                    response_serializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.SetGlossaryResponse.SerializeToString,
+            ),
+            'GetGlossary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGlossary,
+                    request_deserializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetGlossaryRequest.FromString,
+                    response_serializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetGlossaryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +265,60 @@ class RetrievalService:
             '/aftercare.retrieval.v1.RetrievalService/GetStats',
             aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsRequest.SerializeToString,
             aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetGlossary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.retrieval.v1.RetrievalService/SetGlossary',
+            aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.SetGlossaryRequest.SerializeToString,
+            aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.SetGlossaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGlossary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.retrieval.v1.RetrievalService/GetGlossary',
+            aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetGlossaryRequest.SerializeToString,
+            aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetGlossaryResponse.FromString,
             options,
             channel_credentials,
             insecure,

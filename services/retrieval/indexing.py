@@ -1,0 +1,242 @@
+"""Indexing: documents, and stored chunks, become searchable chunks.
+
+Every chunk is embedded and keyword-indexed from its title, heading path and
+text, expanded by the tenant's glossary; queries get the same treatment. When a
+tenant's glossary changes, its documents are re-indexed in the background from
+their stored chunks, each one swapped atomically (Store.replace_document).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import structlog
+
+from services.retrieval.chunking import Chunker, Format, embed_text
+from services.retrieval.embedding import Embedder
+from services.retrieval.store import ChunkData, DocumentMeta, DocumentRecord, Replaced, Store
+from services.retrieval.text import KEYWORD_VERSION, Glossary, keyword_text
+
+log = structlog.get_logger(__name__)
+
+# Bump when chunking changes: stored documents are then re-indexed on their next ingest.
+CHUNKER_VERSION = "chunker-1"
+# Searches use a glossary read at most this long ago; SetGlossary refreshes this
+# process at once, other replicas (MILVUS_URI) within this time.
+GLOSSARY_TTL_S = 10.0
+# Documents re-embedded together by a background re-index.
+REINDEX_BATCH = 16
+# Tenants whose glossary is cached (searches of unknown tenants must not grow it forever).
+_GLOSSARY_CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class Source:
+    """A document to index: its metadata and body."""
+
+    meta: DocumentMeta
+    body: str
+    fmt: Format
+    faq: bool
+
+
+@dataclass(frozen=True)
+class Query:
+    vector: np.ndarray
+    keywords: str
+
+
+class Indexer:
+    def __init__(self, store: Store, embedder: Embedder, chunker: Chunker) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._chunker = chunker
+        self.pipeline = f"{embedder.name}|{CHUNKER_VERSION}|{chunker.max_tokens}/{chunker.overlap}"
+        self._glossaries: dict[str, tuple[float, Glossary]] = {}
+        self._reindexing: dict[str, asyncio.Task[None]] = {}
+        self._rescan: set[str] = set()
+
+    @property
+    def embedding_model(self) -> str:
+        return self._embedder.name
+
+    def indexing(self, glossary: Glossary) -> str:
+        """What a chunk's vectors and keywords depend on, besides its own text."""
+        return f"{self._embedder.name}|{KEYWORD_VERSION}|glossary:{glossary.digest}"
+
+    # Glossaries ----------------------------------------------------------------
+
+    async def glossary(self, tenant_id: str, *, fresh: bool = False) -> Glossary:
+        cached = self._glossaries.get(tenant_id)
+        if cached and not fresh and time.monotonic() - cached[0] < GLOSSARY_TTL_S:
+            return cached[1]
+        glossary = await self._store.glossary(tenant_id)
+        self._cache(tenant_id, glossary)
+        return glossary
+
+    def _cache(self, tenant_id: str, glossary: Glossary) -> None:
+        if len(self._glossaries) >= _GLOSSARY_CACHE_SIZE:
+            self._glossaries.clear()
+        self._glossaries[tenant_id] = (time.monotonic(), glossary)
+
+    async def set_glossary(self, tenant_id: str, glossary: Glossary) -> int:
+        """Store a glossary; returns how many documents are being re-indexed for it."""
+        await self._store.set_glossary(tenant_id, glossary)
+        self._cache(tenant_id, glossary)
+        stale = await self._store.stale_documents(tenant_id, self.indexing(glossary))
+        if stale:
+            self.schedule_reindex(tenant_id)
+        log.info("glossary_set", tenant_id=tenant_id, entries=len(glossary.entries), reindex_documents=len(stale))
+        return len(stale)
+
+    async def pending(self, tenant_id: str, glossary: Glossary) -> int:
+        """Documents of the tenant not yet indexed with `glossary`."""
+        return len(await self._store.stale_documents(tenant_id, self.indexing(glossary)))
+
+    # Queries -------------------------------------------------------------------
+
+    async def query(self, tenant_id: str, text: str) -> Query:
+        expanded = (await self.glossary(tenant_id)).expand(text)
+        vector = await asyncio.to_thread(self._embedder.embed_query, expanded)
+        return Query(vector, keyword_text(expanded))
+
+    # Documents -----------------------------------------------------------------
+
+    async def index(self, sources: Sequence[Source], glossary: Glossary) -> list[tuple[int, Replaced]]:
+        """Chunk, embed and store documents; (chunk count, outcome) for each."""
+
+        def chunk_all() -> list[list[tuple[tuple[str, ...], str]]]:
+            return [
+                [
+                    (chunk.heading_path, chunk.text)
+                    for chunk in self._chunker.chunk(source.meta.title, source.body, source.fmt, faq=source.faq)
+                ]
+                for source in sources
+            ]
+
+        chunked = await asyncio.to_thread(chunk_all)
+        metas = [replace(source.meta, pipeline=self.pipeline, indexing=self.indexing(glossary)) for source in sources]
+        return await self._write(metas, chunked, glossary)
+
+    async def _write(
+        self,
+        metas: Sequence[DocumentMeta],
+        chunked: Sequence[Sequence[tuple[tuple[str, ...], str]]],
+        glossary: Glossary,
+        expected: Sequence[str | None] | None = None,
+    ) -> list[tuple[int, Replaced]]:
+        embed_texts: list[str] = []
+        search_texts: list[str] = []
+        for meta, chunks in zip(metas, chunked, strict=True):
+            for path, text in chunks:
+                expanded = glossary.expand(embed_text(meta.title, path, text))
+                embed_texts.append(expanded)
+                search_texts.append(keyword_text(expanded))
+        vectors = await asyncio.to_thread(self._embedder.embed_documents, embed_texts)
+        results = []
+        offset = 0
+        for position, (meta, chunks) in enumerate(zip(metas, chunked, strict=True)):
+            data = [
+                ChunkData(index, path, text, search_texts[offset + index], vectors[offset + index])
+                for index, (path, text) in enumerate(chunks)
+            ]
+            offset += len(chunks)
+            outcome = await self._store.replace_document(
+                meta, data, expected_version=expected[position] if expected else None
+            )
+            results.append((len(data), outcome))
+        return results
+
+    # Background re-indexing ----------------------------------------------------
+
+    async def resume(self) -> None:
+        """Re-index what a change of glossary, embedding model or keyword normalisation
+        left behind (say the process stopped half-way)."""
+        for tenant_id, indexings in (await self._store.indexings()).items():
+            if indexings != {self.indexing(await self.glossary(tenant_id, fresh=True))}:
+                self.schedule_reindex(tenant_id)
+
+    def schedule_reindex(self, tenant_id: str) -> None:
+        task = self._reindexing.get(tenant_id)
+        if task and not task.done():
+            self._rescan.add(tenant_id)  # it looks again before it stops
+            return
+        self._reindexing[tenant_id] = asyncio.get_running_loop().create_task(self._reindex(tenant_id))
+
+    async def _reindex(self, tenant_id: str) -> None:
+        started = time.perf_counter()
+        attempted: set[tuple[str, str]] = set()
+        try:
+            while True:
+                self._rescan.discard(tenant_id)
+                glossary = await self.glossary(tenant_id, fresh=True)
+                stale = [
+                    record
+                    for record in await self._store.stale_documents(tenant_id, self.indexing(glossary))
+                    # A document whose chunks could not be read is not tried again and again.
+                    if (record.doc_id, record.version_key) not in attempted
+                ]
+                if not stale:
+                    if tenant_id in self._rescan:
+                        continue
+                    break
+                async with self._store.writing():
+                    for start in range(0, len(stale), REINDEX_BATCH):
+                        if (await self.glossary(tenant_id)).digest != glossary.digest:
+                            break  # set again meanwhile: start over with the new one
+                        batch = stale[start : start + REINDEX_BATCH]
+                        attempted.update((record.doc_id, record.version_key) for record in batch)
+                        await self._reindex_batch(tenant_id, batch, glossary)
+            log.info(
+                "reindexed",
+                tenant_id=tenant_id,
+                documents=len(attempted),
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        except Exception:
+            # What is left stays stale: the next SetGlossary or restart picks it up.
+            log.exception("reindex_failed", tenant_id=tenant_id)
+
+    async def _reindex_batch(self, tenant_id: str, records: Sequence[DocumentRecord], glossary: Glossary) -> None:
+        metas: list[DocumentMeta] = []
+        chunked: list[list[tuple[tuple[str, ...], str]]] = []
+        expected: list[str | None] = []
+        for record in records:
+            stored, chunks = await self._store.read_chunks(tenant_id, record.doc_id, record.version_key)
+            if not chunks:
+                log.warning("reindex_no_chunks", tenant_id=tenant_id, doc_id=record.doc_id)
+                continue
+            metas.append(
+                DocumentMeta(
+                    tenant_id=tenant_id,
+                    doc_id=record.doc_id,
+                    title=stored["title"],
+                    url=stored["url"],
+                    doc_type=int(stored["doc_type"]),
+                    product=stored["product"],
+                    version=stored["version"],
+                    updated_at=int(stored["updated_at"]),
+                    content_hash=record.content_hash,
+                    # Same chunks, so the same chunking: only the indexing changes.
+                    pipeline=record.pipeline,
+                    indexing=self.indexing(glossary),
+                )
+            )
+            chunked.append([(chunk.heading_path, chunk.text) for chunk in chunks])
+            expected.append(record.version_key)
+        if metas:
+            await self._write(metas, chunked, glossary, expected)
+
+    async def idle(self) -> None:
+        """Wait until no re-index is running (tests, shutdown)."""
+        while tasks := [task for task in self._reindexing.values() if not task.done()]:
+            await asyncio.wait(tasks)
+
+    async def close(self) -> None:
+        for task in self._reindexing.values():
+            task.cancel()
+        await asyncio.gather(*self._reindexing.values(), return_exceptions=True)

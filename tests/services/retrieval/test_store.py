@@ -1,0 +1,168 @@
+"""The store on a Milvus Lite file: atomic document replacement, records of what is
+current, and re-indexing chunks written before those records existed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from services.retrieval.chunking import Chunker
+from services.retrieval.embedding import Embedder
+from services.retrieval.indexing import Indexer
+from services.retrieval.store import ChunkData, DocumentMeta, Mode, SearchFilter, Store, chunk_version, version_key
+from services.retrieval.text import keyword_text
+
+TENANT = "acme"
+OLD = ["The status light blinks orange while the router is offline.", "Hold the reset button for ten seconds."]
+NEW = ["The status light blinks red while the router updates its firmware.", "Unplug the router to restart it."]
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path: Path, embedder: Embedder) -> AsyncIterator[Store]:
+    opened = await asyncio.to_thread(Store.open, str(tmp_path / "milvus.db"), "kb", embedder.dimension)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def meta(content_hash: str, doc_id: str = "router-light", indexing: str = "test") -> DocumentMeta:
+    return DocumentMeta(
+        tenant_id=TENANT,
+        doc_id=doc_id,
+        title="Router status light",
+        url="",
+        doc_type=1,
+        product="",
+        version="",
+        updated_at=0,
+        content_hash=content_hash,
+        pipeline="test",
+        indexing=indexing,
+    )
+
+
+def chunks(embedder: Embedder, texts: list[str]) -> list[ChunkData]:
+    vectors = embedder.embed_documents(texts)
+    return [
+        ChunkData(index, ("Router status light",), text, keyword_text(text), vectors[index])
+        for index, text in enumerate(texts)
+    ]
+
+
+async def versions_seen(store: Store, embedder: Embedder, doc_id: str = "router-light") -> dict[Mode, set[str]]:
+    """Per search mode, the versions of the document among the hits."""
+    query = "router status light blinks"
+    vector = embedder.embed_query(query)
+    seen = {}
+    for mode in Mode:
+        hits = await store.search(TENANT, keyword_text(query), vector, mode, 10, SearchFilter())
+        seen[mode] = {chunk_version(hit.chunk_id) for hit in hits if hit.doc_id == doc_id}
+    return seen
+
+
+def each_mode(versions: set[str]) -> dict[Mode, set[str]]:
+    return {mode: versions for mode in Mode}
+
+
+async def stored_versions(store: Store, doc_id: str = "router-light") -> set[str]:
+    rows = await asyncio.to_thread(
+        store.client.query, store.collection, filter=f'doc_id == "{doc_id}"', output_fields=["chunk_id"]
+    )
+    return {chunk_version(row["chunk_id"]) for row in rows}
+
+
+async def test_a_replaced_document_is_never_seen_in_two_versions_or_none(
+    store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.replace_document(meta("v1"), chunks(embedder, OLD))
+    old, new = version_key("v1", "test", "test"), version_key("v2", "test", "test")
+    assert await versions_seen(store, embedder) == each_mode({old})
+
+    # Pause the replace after each step and search meanwhile.
+    paused: asyncio.Queue[tuple[str, asyncio.Event]] = asyncio.Queue()
+
+    def pausing(step: str, original: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        async def wrapper(*args: Any) -> None:
+            resume = asyncio.Event()
+            await paused.put((step, resume))
+            await resume.wait()
+            await original(*args)
+
+        return wrapper
+
+    monkeypatch.setattr(store, "_switch_version", pausing("new chunks written", store._switch_version))
+    monkeypatch.setattr(store, "_delete_stale_chunks", pausing("record switched", store._delete_stale_chunks))
+    replace = asyncio.create_task(store.replace_document(meta("v2"), chunks(embedder, NEW)))
+
+    step, resume = await asyncio.wait_for(paused.get(), 30)
+    assert step == "new chunks written"
+    assert await stored_versions(store) == {old, new}  # both are in the collection...
+    assert await versions_seen(store, embedder) == each_mode({old})  # ...searches see one
+    resume.set()
+
+    step, resume = await asyncio.wait_for(paused.get(), 30)
+    assert step == "record switched"
+    assert await stored_versions(store) == {old, new}
+    assert await versions_seen(store, embedder) == each_mode({new})
+    resume.set()
+
+    outcome = await asyncio.wait_for(replace, 30)
+    assert outcome.existed and outcome.applied
+    assert await stored_versions(store) == {new}
+    assert await versions_seen(store, embedder) == each_mode({new})
+    assert await store.stats(TENANT) == (1, 2)
+
+
+async def test_a_replace_expecting_another_version_changes_nothing(store: Store, embedder: Embedder) -> None:
+    await store.replace_document(meta("v1"), chunks(embedder, OLD))
+    outcome = await store.replace_document(meta("v2"), chunks(embedder, NEW), expected_version="superseded")
+    assert (outcome.existed, outcome.applied) == (True, False)
+    assert await stored_versions(store) == {version_key("v1", "test", "test")}
+
+
+async def test_deleted_documents_disappear_from_every_mode(store: Store, embedder: Embedder) -> None:
+    await store.replace_document(meta("v1"), chunks(embedder, OLD))
+    await store.replace_document(meta("v1", doc_id="other"), chunks(embedder, NEW))
+    assert await store.delete_documents(TENANT, ["router-light", "missing"]) == ["router-light"]
+    assert await versions_seen(store, embedder) == each_mode(set())
+    assert await stored_versions(store) == set()
+    assert await store.stats(TENANT) == (1, 2)
+
+
+async def test_chunks_from_before_document_records_are_adopted_and_reindexed(
+    tmp_path: Path, embedder: Embedder, chunker: Chunker
+) -> None:
+    path = str(tmp_path / "legacy.db")
+    store = await asyncio.to_thread(Store.open, path, "kb", embedder.dimension)
+    await store.replace_document(meta("v1", indexing="old-model"), chunks(embedder, OLD))
+    # What a store written by the previous release looks like: chunks, no records.
+    await asyncio.to_thread(store.client.drop_collection, store.documents)
+    await store.close()
+
+    store = await asyncio.to_thread(Store.open, path, "kb", embedder.dimension)
+    try:
+        (record,) = (await store.records(TENANT, ["router-light"])).values()
+        assert (record.version_key, record.indexing, record.chunk_count) == (
+            version_key("v1", "test", "old-model"),
+            "",
+            2,
+        )
+        assert await versions_seen(store, embedder) == each_mode({record.version_key})
+
+        indexer = Indexer(store, embedder, chunker)
+        await indexer.resume()
+        await indexer.idle()
+        (current,) = (await store.records(TENANT, ["router-light"])).values()
+        assert current.indexing == indexer.indexing(await indexer.glossary(TENANT))
+        # Same content and chunking, re-embedded under a new version key.
+        assert (current.content_hash, current.pipeline, current.chunk_count) == ("v1", "test", 2)
+        assert await stored_versions(store) == {current.version_key} != {record.version_key}
+        await indexer.close()
+    finally:
+        await store.close()
