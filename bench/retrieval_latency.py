@@ -345,7 +345,7 @@ async def open_backend(name: str, tmp: Path, args: argparse.Namespace, dim: int)
         note = "milvus-lite server (gRPC), separate process"
     else:
         command = [str(args.milvus23_server), "--data", str(tmp / "milvus"), "--proxy-port", str(port)]
-        note = "Milvus 2.3.5 standalone (PyPI milvus), separate process; dense-only collection"
+        note = "Milvus 2.3.5 standalone (PyPI milvus), separate process; store collections without sparse/BM25"
     with server_process(command, log_path) as process:
         startup_s = await asyncio.to_thread(wait_for_milvus, uri, process, log_path)
         if name == "milvus-2.3":
