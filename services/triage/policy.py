@@ -85,6 +85,11 @@ class RoutingRules(_Strict):
     manager_queue: Annotated[str, Field(min_length=1)] = "manager"
     # Specialist queue when no intent maps the contact to a more specific one.
     default_queue: Annotated[str, Field(min_length=1)] = "general"
+    # Calibrated intent confidence from which routing acts on the intent (AI-resolved,
+    # an intent queue); below it, or out of scope, an agent looks (AI-assisted).
+    intent_confidence_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.85
+    # Intent label (the tenant's taxonomy) -> specialist queue, for confident intents.
+    intent_queues: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
 
 
 class TriagePolicy(_Strict):

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import structlog
 
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import conversation_pb2
-from servicekit.errors import Violations
+from servicekit.errors import FailedPrecondition, NotFound, Violations
+from services.triage.intent import example_violations
+from services.triage.intents import IntentEngine
+from services.triage.models import VERSION_PATTERN, valid_tenant
 from services.triage.policy import TriagePolicy
 from services.triage.priority import score_priority
 from services.triage.risk import NAME_BY_FLAG, SentimentCourse, detect_risks
@@ -47,10 +52,21 @@ def _validate(request: triage_pb2.TriageContactRequest) -> None:
     problems.raise_if_any()
 
 
+def _validate_tenant(problems: Violations, tenant_id: str) -> None:
+    if not tenant_id.strip():
+        problems.add("tenant_id", "required")
+    elif not valid_tenant(tenant_id):
+        problems.add("tenant_id", "letters, digits, '.', '_' or '-', at most 128, starting with a letter or digit")
+
+
 class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
-    def __init__(self, policy: TriagePolicy, sentiment: SentimentScorer) -> None:
+    def __init__(
+        self, policy: TriagePolicy, sentiment: SentimentScorer, intents: IntentEngine, *, max_examples: int = 100_000
+    ) -> None:
         self._policy = policy
         self._sentiment = sentiment
+        self._intents = intents
+        self._max_examples = max_examples
 
     async def TriageContact(
         self, request: triage_pb2.TriageContactRequest, context: grpc.aio.ServicerContext
@@ -64,13 +80,17 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
             request.account,
             self._policy.risk,
         )
-        # No intent model exists yet (a later issue trains one): the prediction stays empty.
-        intent = triage_pb2.IntentPrediction()
+        # Empty when no model is trained for the tenant; routing then says "no_intent_model".
+        intent = await asyncio.to_thread(self._intents.predict, request.customer.tenant_id, texts[-1])
         priority = score_priority(flags, sentiment, request.account, self._policy.priority)
         decision = route(flags, intent, self._policy.routing)
         log.info(
             "contact_triaged",
             tenant_id=request.customer.tenant_id,
+            intent=intent.label,
+            intent_confidence=round(intent.confidence, 4),
+            intent_out_of_scope=intent.out_of_scope,
+            model_version=intent.model_version,
             tier=triage_pb2.Tier.Name(decision.tier),
             queue=decision.queue,
             priority=priority.score,
@@ -81,3 +101,51 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
         return triage_pb2.TriageContactResponse(
             intent=intent, sentiment=sentiment, risk_flags=flags, priority=priority, route=decision
         )
+
+    async def Retrain(
+        self, request: triage_pb2.RetrainRequest, context: grpc.aio.ServicerContext
+    ) -> triage_pb2.RetrainResponse:
+        problems = Violations()
+        _validate_tenant(problems, request.tenant_id)
+        if len(request.examples) > self._max_examples:
+            problems.add("examples", f"at most {self._max_examples} examples")
+        else:
+            problems.items.extend(
+                example_violations(
+                    [example.text for example in request.examples],
+                    [example.label for example in request.examples],
+                    min_per_label=self._intents.config.min_examples_per_label,
+                )
+            )
+        problems.raise_if_any()
+        outcome = await self._intents.retrain(
+            request.tenant_id,
+            [example.text for example in request.examples],
+            [example.label for example in request.examples],
+        )
+        return triage_pb2.RetrainResponse(
+            model_version=outcome.version,
+            promoted=outcome.promoted,
+            validation_accuracy=outcome.accuracy,
+            validation_ece=outcome.ece,
+        )
+
+    async def RollbackModel(
+        self, request: triage_pb2.RollbackModelRequest, context: grpc.aio.ServicerContext
+    ) -> triage_pb2.RollbackModelResponse:
+        problems = Violations()
+        _validate_tenant(problems, request.tenant_id)
+        if request.model_version and not VERSION_PATTERN.match(request.model_version):
+            problems.add("model_version", "not a model version (like v20261124T101500Z-3fa2c1)")
+        problems.raise_if_any()
+        try:
+            serving, previous = await self._intents.rollback(request.tenant_id, request.model_version)
+        except FileNotFoundError:
+            raise NotFound(
+                f"tenant {request.tenant_id} has no intent model version {request.model_version}",
+                reason="MODEL_VERSION_NOT_FOUND",
+            ) from None
+        except LookupError as error:
+            raise FailedPrecondition(str(error), reason="NOTHING_TO_ROLL_BACK") from None
+        log.info("intent_model_rolled_back", tenant_id=request.tenant_id, serving=serving, previous=previous)
+        return triage_pb2.RollbackModelResponse(model_version=serving, previous_version=previous)

@@ -207,3 +207,19 @@ class RetrainResponse(_message.Message):
     validation_accuracy: float
     validation_ece: float
     def __init__(self, model_version: _Optional[str] = ..., promoted: _Optional[bool] = ..., validation_accuracy: _Optional[float] = ..., validation_ece: _Optional[float] = ...) -> None: ...
+
+class RollbackModelRequest(_message.Message):
+    __slots__ = ("tenant_id", "model_version")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    model_version: str
+    def __init__(self, tenant_id: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class RollbackModelResponse(_message.Message):
+    __slots__ = ("model_version", "previous_version")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    previous_version: str
+    def __init__(self, model_version: _Optional[str] = ..., previous_version: _Optional[str] = ...) -> None: ...

@@ -51,6 +51,11 @@ class TriageServiceStub:
                 request_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RetrainRequest.SerializeToString,
                 response_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RetrainResponse.FromString,
                 _registered_method=True)
+        self.RollbackModel = channel.unary_unary(
+                '/aftercare.triage.v1.TriageService/RollbackModel',
+                request_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelRequest.SerializeToString,
+                response_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelResponse.FromString,
+                _registered_method=True)
 
 
 class TriageServiceServicer:
@@ -81,6 +86,14 @@ class TriageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RollbackModel(self, request, context):
+        """RollbackModel makes an earlier intent model version of a tenant serve
+        again (versions are kept on disk after a newer one is promoted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TriageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +111,11 @@ def add_TriageServiceServicer_to_server(servicer, server):
                     servicer.Retrain,
                     request_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RetrainRequest.FromString,
                     response_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RetrainResponse.SerializeToString,
+            ),
+            'RollbackModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackModel,
+                    request_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelRequest.FromString,
+                    response_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +201,33 @@ class TriageService:
             '/aftercare.triage.v1.TriageService/Retrain',
             aftercare_dot_triage_dot_v1_dot_triage__pb2.RetrainRequest.SerializeToString,
             aftercare_dot_triage_dot_v1_dot_triage__pb2.RetrainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.triage.v1.TriageService/RollbackModel',
+            aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelRequest.SerializeToString,
+            aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,598 @@
+"""Intent models: trained from a tenant's labelled examples, calibrated, with
+out-of-scope detection. One function trains (`train_intent_model`, used by the
+Retrain RPC, the offline CLI and the benchmark); `IntentModel.predict` serves.
+
+The model (measured on Banking77, see bench/triage_accuracy.py):
+
+- features: all-MiniLM-L6-v2 sentence embeddings (shared encoder) and TF-IDF
+  word 1-2-grams + character 2-5-grams (per tenant vocabulary);
+- two multinomial logistic regressions, one per feature set, ensembled by a
+  weighted sum of log-probabilities and temperature-scaled;
+- confidence: a score s = logit(p_top) + beta * knn, where knn is the cosine
+  similarity to the nearest training example of the predicted label, mapped to
+  P(label is right) by a logistic (Platt) fit on the held-out split. beta is
+  fitted by simulating unknown intents: groups of labels are left out of
+  training in turn and a detector separates held-out messages of known labels
+  from those of left-out ones. A message unlike anything in the taxonomy is
+  far from every training example, so its confidence drops;
+- out_of_scope: s below the `oos_quantile` quantile of held-out in-scope
+  scores (it looks less like the taxonomy than 95% of real messages do);
+- alternatives: the next labels by ensemble probability, sharing the
+  probability mass left over by the top label (1 - confidence).
+
+Validation: a stratified held-out split (`holdout_fraction` of every label, at
+least one example) is never trained on before the metrics are taken. The
+validation ECE is cross-fitted (calibrator fitted on one half of the held-out
+split, measured on the other, both ways), so it is not flattered by the fit.
+After validation the classifiers are refitted on every example (`refit_all`)
+with the validated calibration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, log_softmax, softmax
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+FORMAT = 1
+MAX_LABEL_CHARS = 128
+MAX_TEXT_CHARS = 8000
+
+Encode = Callable[[list[str]], np.ndarray]
+
+# TF-IDF views: (analyzer, ngram_range, min_df).
+_TFIDF_VIEWS: tuple[tuple[str, tuple[int, int], int], ...] = (
+    ("word", (1, 2), 2),
+    ("char_wb", (2, 5), 2),
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters; the defaults are the ones measured on Banking77."""
+
+    min_examples_per_label: int = 5
+    holdout_fraction: float = 0.15
+    embedding_c: float = 10.0
+    tfidf_c: float = 30.0
+    # Weight of the embedding model's log-probabilities (the TF-IDF one gets the rest).
+    embedding_weight: float = 0.6
+    # Label groups left out in turn to fit beta (0 or 1: use default_beta).
+    oos_groups: int = 4
+    default_beta: float = 20.0
+    oos_quantile: float = 0.05
+    # Fewer held-out mistakes than this: no temperature/Platt fit (see train_intent_model).
+    min_calibration_errors: int = 10
+    refit_all: bool = True
+    max_alternatives: int = 3
+    seed: int = 0
+    max_iter: int = 2000
+
+
+@dataclass
+class Metrics:
+    examples: int = 0
+    accuracy: float = 0.0
+    ece: float = 0.0
+    macro_f1: float = 0.0
+    coverage_at_085: float = 0.0
+    accuracy_at_085: float = 0.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    alternatives: list[tuple[str, float]]
+    out_of_scope: bool
+
+
+# --- metrics ------------------------------------------------------------------
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE over equal-width confidence bins: sum of |accuracy - confidence| weighted by bin size."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if len(confidence) == 0:
+        return 0.0
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            total += members.mean() * abs(confidence[members].mean() - correct[members].mean())
+    return float(total)
+
+
+def macro_f1(truth: Sequence[str], predicted: Sequence[str]) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(list(truth), list(predicted), average="macro", zero_division=0))
+
+
+# --- validation of examples -----------------------------------------------------
+
+
+def example_violations(
+    texts: Sequence[str], labels: Sequence[str], *, min_per_label: int, field_name: str = "examples"
+) -> list[tuple[str, str]]:
+    """Every problem with a set of labelled examples, naming the row (`examples[12].label`)."""
+    problems: list[tuple[str, str]] = []
+    for index, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        if not text.strip():
+            problems.append((f"{field_name}[{index}].text", "required"))
+        elif len(text) > MAX_TEXT_CHARS:
+            problems.append((f"{field_name}[{index}].text", f"at most {MAX_TEXT_CHARS} characters"))
+        if not label.strip():
+            problems.append((f"{field_name}[{index}].label", "required"))
+        elif label != label.strip() or len(label) > MAX_LABEL_CHARS:
+            problems.append(
+                (f"{field_name}[{index}].label", f"no surrounding spaces, at most {MAX_LABEL_CHARS} characters")
+            )
+    if problems:
+        return problems
+    counts = Counter(labels)
+    if len(counts) < 2:
+        return [(field_name, f"needs examples of at least 2 labels, got {len(counts)}")]
+    first_row: dict[str, int] = {}
+    for index, label in enumerate(labels):
+        first_row.setdefault(label, index)
+    for label, count in sorted(counts.items(), key=lambda item: first_row[item[0]]):
+        if count < min_per_label:
+            problems.append(
+                (
+                    f"{field_name}[{first_row[label]}].label",
+                    f"label {label!r} has {count} examples; every label needs at least {min_per_label}",
+                )
+            )
+    return problems
+
+
+# --- features -------------------------------------------------------------------
+
+
+def _token_pattern(analyzer: str) -> dict[str, str]:
+    # Words of one character count too ("a", "2"); character views take no pattern.
+    return {"token_pattern": r"(?u)\b\w+\b"} if analyzer == "word" else {}
+
+
+@dataclass
+class TfidfView:
+    analyzer: str
+    ngram_range: tuple[int, int]
+    vocabulary: list[str]
+    idf: np.ndarray
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], analyzer: str, ngram_range: tuple[int, int], min_df: int) -> TfidfView:
+        # min_df counts documents: with very few examples, keep every term.
+        effective_min_df = min_df if len(texts) >= 50 else 1
+        vectorizer = TfidfVectorizer(
+            analyzer=analyzer,
+            ngram_range=ngram_range,
+            min_df=effective_min_df,
+            sublinear_tf=True,
+            lowercase=True,
+            **_token_pattern(analyzer),
+        )
+        try:
+            vectorizer.fit(texts)
+        except ValueError:  # no term at all (texts of punctuation only)
+            return cls(analyzer, ngram_range, [], np.zeros(0, dtype=np.float32))
+        return cls(
+            analyzer,
+            ngram_range,
+            [str(term) for term in vectorizer.get_feature_names_out()],
+            vectorizer.idf_.astype(np.float32),
+        )
+
+    def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        if not self.vocabulary:
+            return sparse.csr_matrix((len(texts), 0), dtype=np.float32)
+        counts = CountVectorizer(
+            analyzer=self.analyzer,
+            ngram_range=self.ngram_range,
+            vocabulary={term: index for index, term in enumerate(self.vocabulary)},
+            lowercase=True,
+            dtype=np.float32,
+            **_token_pattern(self.analyzer),
+        ).transform(texts)
+        counts.data = 1.0 + np.log(counts.data)
+        weighted = counts.multiply(self.idf[None, :]).tocsr()
+        norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        return sparse.csr_matrix(sparse.diags(1.0 / norms) @ weighted, dtype=np.float32)
+
+
+def _tfidf_features(views: Sequence[TfidfView], texts: Sequence[str]) -> sparse.csr_matrix:
+    blocks = [view.transform(texts) for view in views]
+    return sparse.hstack(blocks, format="csr", dtype=np.float32) / math.sqrt(len(blocks))
+
+
+@dataclass
+class _Linear:
+    """A fitted multinomial linear model over `labels` (a subset of the model's labels)."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def log_proba(self, features: np.ndarray | sparse.csr_matrix) -> np.ndarray:
+        logits = np.asarray(features @ self.coef.T) + self.intercept[None, :]
+        return log_softmax(logits, axis=1)
+
+
+def _fit_linear(features: np.ndarray | sparse.csr_matrix, y: np.ndarray, n_labels: int, c: float, cfg: TrainConfig):
+    """Multinomial logistic regression; coefficients laid out for all n_labels (absent ones never win)."""
+    present = np.unique(y)
+    dim = features.shape[1]
+    coef = np.zeros((n_labels, dim), dtype=np.float32)
+    intercept = np.full(n_labels, -1e4, dtype=np.float32)
+    if dim == 0:
+        intercept[present] = 0.0
+        return _Linear(coef, intercept)
+    model = LogisticRegression(C=c, max_iter=cfg.max_iter)
+    model.fit(features, y)
+    fitted = model.coef_.astype(np.float32)
+    if len(present) == 2:  # sklearn keeps one row for two classes
+        fitted = np.vstack([-fitted[0] / 2, fitted[0] / 2])
+        bias = np.array([-model.intercept_[0] / 2, model.intercept_[0] / 2], dtype=np.float32)
+    else:
+        bias = model.intercept_.astype(np.float32)
+    coef[model.classes_] = fitted
+    intercept[model.classes_] = bias
+    return _Linear(coef, intercept)
+
+
+def _fit_temperature(log_probs: np.ndarray, y: np.ndarray) -> float:
+    rows = np.arange(len(y))
+
+    def nll(t: float) -> float:
+        return float(-log_softmax(log_probs / t, axis=1)[rows, y].mean())
+
+    return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)
+
+
+def _fit_platt(score: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
+    """P(correct) = sigmoid(a * score + b); degenerate held-out sets get a gentle default."""
+    if correct.all() or not correct.any():
+        rate = (correct.sum() + 1.0) / (len(correct) + 2.0)
+        return 1.0, float(math.log(rate / (1.0 - rate)))
+    model = LogisticRegression(C=100.0, max_iter=1000).fit(score[:, None], correct.astype(int))
+    return float(model.coef_[0, 0]), float(model.intercept_[0])
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _knn_to_label(embeddings: np.ndarray, bank: np.ndarray, bank_labels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row to its nearest bank example with the given label."""
+    out = np.full(len(embeddings), -1.0, dtype=np.float32)
+    for start in range(0, len(embeddings), 1024):
+        sims = embeddings[start : start + 1024] @ bank.T
+        mask = bank_labels[None, :] == labels[start : start + 1024, None]
+        out[start : start + 1024] = np.where(mask, sims, -1.0).max(axis=1)
+    return out
+
+
+# --- the model ------------------------------------------------------------------
+
+
+@dataclass
+class IntentModel:
+    version: str
+    labels: list[str]
+    encoder: str
+    embedding: _Linear
+    tfidf_views: list[TfidfView]
+    tfidf: _Linear
+    embedding_weight: float
+    temperature: float
+    beta: float
+    platt: tuple[float, float]
+    oos_cutoff: float
+    bank: np.ndarray  # training embeddings (float16), for the kNN similarity
+    bank_labels: np.ndarray
+    # At most this confidence (1 unless the held-out split was too small to calibrate on).
+    confidence_cap: float = 1.0
+    max_alternatives: int = 3
+    info: dict[str, object] = field(default_factory=dict)
+
+    def _ensemble(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        w = self.embedding_weight
+        emb = self.embedding.log_proba(embeddings)
+        tfidf = self.tfidf.log_proba(_tfidf_features(self.tfidf_views, texts))
+        return w * emb + (1 - w) * tfidf
+
+    def _scores(self, embeddings: np.ndarray, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities, predicted index, confidence score s) for each text."""
+        probs = softmax(self._ensemble(embeddings, texts) / self.temperature, axis=1)
+        predicted = probs.argmax(axis=1)
+        knn = _knn_to_label(embeddings, self.bank.astype(np.float32), self.bank_labels, predicted)
+        score = _logit(probs[np.arange(len(predicted)), predicted]) + self.beta * knn
+        return probs, predicted, score
+
+    def predict(self, embeddings: np.ndarray, texts: Sequence[str]) -> list[Prediction]:
+        probs, predicted, score = self._scores(embeddings, texts)
+        a, b = self.platt
+        confidence = self.confidence_cap * expit(a * score + b)
+        out: list[Prediction] = []
+        for row, top in enumerate(predicted):
+            conf = float(confidence[row])
+            rest = 1.0 - float(probs[row, top])
+            order = [int(i) for i in np.argsort(-probs[row]) if i != top][: self.max_alternatives]
+            share = (1.0 - conf) / rest if rest > 0 else 0.0
+            alternatives = [(self.labels[i], float(min(1.0, probs[row, i] * share))) for i in order]
+            out.append(
+                Prediction(
+                    label=self.labels[int(top)],
+                    confidence=conf,
+                    alternatives=[(label, c) for label, c in alternatives if c > 0.0],
+                    out_of_scope=bool(score[row] < self.oos_cutoff),
+                )
+            )
+        return out
+
+    # --- persistence --------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        """Write the model's files into an (empty, new) directory."""
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "embedding_coef": self.embedding.coef,
+            "embedding_intercept": self.embedding.intercept,
+            "tfidf_coef": self.tfidf.coef.astype(np.float16),
+            "tfidf_intercept": self.tfidf.intercept,
+            "bank": self.bank.astype(np.float16),
+            "bank_labels": self.bank_labels.astype(np.int32),
+        }
+        for index, view in enumerate(self.tfidf_views):
+            arrays[f"idf_{index}"] = view.idf
+        np.savez_compressed(directory / "arrays.npz", **arrays)
+        meta = {
+            "format": FORMAT,
+            "version": self.version,
+            "labels": self.labels,
+            "encoder": self.encoder,
+            "embedding_weight": self.embedding_weight,
+            "temperature": self.temperature,
+            "beta": self.beta,
+            "platt": list(self.platt),
+            "oos_cutoff": self.oos_cutoff,
+            "confidence_cap": self.confidence_cap,
+            "max_alternatives": self.max_alternatives,
+            "tfidf_views": [
+                {"analyzer": v.analyzer, "ngram_range": list(v.ngram_range), "vocabulary": v.vocabulary}
+                for v in self.tfidf_views
+            ],
+            "info": self.info,
+        }
+        (directory / "model.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> IntentModel:
+        meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{directory}: unknown model format {meta.get('format')!r}")
+        with np.load(directory / "arrays.npz") as arrays:
+            views = [
+                TfidfView(v["analyzer"], tuple(v["ngram_range"]), v["vocabulary"], arrays[f"idf_{i}"])
+                for i, v in enumerate(meta["tfidf_views"])
+            ]
+            return cls(
+                version=meta["version"],
+                labels=meta["labels"],
+                encoder=meta["encoder"],
+                embedding=_Linear(arrays["embedding_coef"], arrays["embedding_intercept"]),
+                tfidf_views=views,
+                tfidf=_Linear(arrays["tfidf_coef"].astype(np.float32), arrays["tfidf_intercept"]),
+                embedding_weight=float(meta["embedding_weight"]),
+                temperature=float(meta["temperature"]),
+                beta=float(meta["beta"]),
+                platt=(float(meta["platt"][0]), float(meta["platt"][1])),
+                oos_cutoff=float(meta["oos_cutoff"]),
+                bank=arrays["bank"],
+                bank_labels=arrays["bank_labels"],
+                confidence_cap=float(meta.get("confidence_cap", 1.0)),
+                max_alternatives=int(meta["max_alternatives"]),
+                info=meta.get("info", {}),
+            )
+
+    @property
+    def validation(self) -> Metrics:
+        return Metrics(**self.info.get("validation", {}))  # type: ignore[arg-type]
+
+
+# --- training -------------------------------------------------------------------
+
+
+def stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of held-out rows: `fraction` of every label (at least one, never all)."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(y), dtype=bool)
+    for label in np.unique(y):
+        rows = np.flatnonzero(y == label)
+        count = min(len(rows) - 1, max(1, round(fraction * len(rows))))
+        held[rng.permutation(rows)[:count]] = True
+    return held
+
+
+@dataclass
+class _Members:
+    embedding: _Linear
+    views: list[TfidfView]
+    tfidf: _Linear
+
+
+def _fit_members(embeddings, texts, y, n_labels, cfg: TrainConfig) -> _Members:
+    views = [TfidfView.fit(texts, analyzer, ngrams, min_df) for analyzer, ngrams, min_df in _TFIDF_VIEWS]
+    return _Members(
+        embedding=_fit_linear(embeddings, y, n_labels, cfg.embedding_c, cfg),
+        views=views,
+        tfidf=_fit_linear(_tfidf_features(views, texts), y, n_labels, cfg.tfidf_c, cfg),
+    )
+
+
+def _member_log_probs(members: _Members, embeddings, texts, w: float) -> np.ndarray:
+    return w * members.embedding.log_proba(embeddings) + (1 - w) * members.tfidf.log_proba(
+        _tfidf_features(members.views, texts)
+    )
+
+
+def _fit_beta(emb, texts, y, held, n_labels, temperature, cfg: TrainConfig, log: Callable[[str], None]) -> float:
+    """Weight of kNN similarity in the confidence score, fitted on simulated unknown intents."""
+    groups = min(cfg.oos_groups, n_labels)
+    if groups < 2 or n_labels < 4:
+        return cfg.default_beta
+    rng = np.random.default_rng(cfg.seed + 1)
+    group_of = rng.permutation(n_labels) % groups
+    train_rows = np.flatnonzero(~held)
+    held_rows = np.flatnonzero(held)
+    feats: list[np.ndarray] = []
+    known: list[np.ndarray] = []
+    for g in range(groups):
+        keep = train_rows[group_of[y[train_rows]] != g]
+        members = _fit_members(emb[keep], [texts[i] for i in keep], y[keep], n_labels, cfg)
+        lp = _member_log_probs(members, emb[held_rows], [texts[i] for i in held_rows], cfg.embedding_weight)
+        probs = softmax(lp / temperature, axis=1)
+        predicted = probs.argmax(axis=1)
+        knn = _knn_to_label(emb[held_rows], emb[keep], y[keep], predicted)
+        feats.append(np.column_stack([_logit(probs.max(axis=1)), knn]))
+        known.append(group_of[y[held_rows]] != g)
+        log(f"oos simulation {g + 1}/{groups}")
+    x = np.vstack(feats)
+    t = np.concatenate(known)
+    if t.all() or not t.any():
+        return cfg.default_beta
+    detector = LogisticRegression(C=1.0, max_iter=1000).fit(x, t.astype(int))
+    w_lp, w_knn = detector.coef_[0]
+    if w_lp <= 0.05 or w_knn <= 0:
+        return cfg.default_beta
+    return float(min(100.0, w_knn / w_lp))
+
+
+def _cross_fitted_confidence(score: np.ndarray, correct: np.ndarray, seed: int) -> np.ndarray:
+    """Held-out confidences from a calibrator fitted on the other half (honest ECE)."""
+    rng = np.random.default_rng(seed + 2)
+    half = rng.permutation(len(score)) % 2 == 0
+    out = np.zeros(len(score))
+    for part in (half, ~half):
+        if part.all() or not part.any():
+            a, b = _fit_platt(score, correct)
+            return expit(a * score + b)
+        a, b = _fit_platt(score[~part], correct[~part])
+        out[part] = expit(a * score[part] + b)
+    return out
+
+
+def train_intent_model(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    encode: Encode,
+    *,
+    version: str,
+    encoder_name: str,
+    config: TrainConfig | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> IntentModel:
+    """Train, validate on a stratified held-out split, calibrate; raises ValueError on bad examples."""
+    cfg = config or TrainConfig()
+    problems = example_violations(texts, labels, min_per_label=cfg.min_examples_per_label)
+    if problems:
+        raise ValueError("; ".join(f"{name}: {description}" for name, description in problems))
+    started = time.perf_counter()
+    texts = list(texts)
+    label_names = sorted(set(labels))
+    index = {label: i for i, label in enumerate(label_names)}
+    y = np.array([index[label] for label in labels], dtype=np.int64)
+    n_labels = len(label_names)
+
+    emb = encode(texts)
+    embed_s = time.perf_counter() - started
+    log(f"embedded {len(texts)} examples in {embed_s:.1f}s")
+    held = stratified_holdout(y, cfg.holdout_fraction, cfg.seed)
+    tr, ho = np.flatnonzero(~held), np.flatnonzero(held)
+    tr_texts, ho_texts = [texts[i] for i in tr], [texts[i] for i in ho]
+
+    members = _fit_members(emb[tr], tr_texts, y[tr], n_labels, cfg)
+    ho_lp = _member_log_probs(members, emb[ho], ho_texts, cfg.embedding_weight)
+    errors = int((ho_lp.argmax(axis=1) != y[ho]).sum())
+    # Calibrating needs mistakes to learn from; a small or error-free held-out split
+    # gets the fixed defaults and a confidence that never claims more than it showed.
+    small = errors < cfg.min_calibration_errors
+    temperature = 1.0 if small else _fit_temperature(ho_lp, y[ho])
+    log(f"trained on {len(tr)}, held-out errors {errors}, temperature {temperature:.3f}")
+    beta = cfg.default_beta if small else _fit_beta(emb, texts, y, held, n_labels, temperature, cfg, log)
+
+    probs = softmax(ho_lp / temperature, axis=1)
+    predicted = probs.argmax(axis=1)
+    correct = predicted == y[ho]
+    knn = _knn_to_label(emb[ho], emb[tr], y[tr], predicted)
+    score = _logit(probs.max(axis=1)) + beta * knn
+    oos_cutoff = float(np.quantile(score, cfg.oos_quantile))
+    cap = 1.0
+    if small:
+        # Laplace estimate of accuracy, reached inside the taxonomy: conf = cap * sigmoid(a * (s - cutoff)),
+        # half the cap at the OOS cut-off, 99% of it at the median held-out message.
+        cap = float((correct.sum() + 1.0) / (len(correct) + 2.0))
+        slope = math.log(99.0) / max(float(np.median(score)) - oos_cutoff, 0.5)
+        platt = (slope, -slope * oos_cutoff)
+        honest = cap * expit(platt[0] * score + platt[1])
+    else:
+        platt = _fit_platt(score, correct)
+        honest = _cross_fitted_confidence(score, correct, cfg.seed)
+    covered = honest >= 0.85
+    validation = Metrics(
+        examples=len(ho),
+        accuracy=float(correct.mean()),
+        ece=expected_calibration_error(honest, correct),
+        macro_f1=macro_f1([label_names[i] for i in y[ho]], [label_names[i] for i in predicted]),
+        coverage_at_085=float(covered.mean()),
+        accuracy_at_085=float(correct[covered].mean()) if covered.any() else 0.0,
+    )
+    log(f"validation accuracy {validation.accuracy:.4f} ece {validation.ece:.4f}")
+
+    bank_rows = tr
+    if cfg.refit_all:
+        members = _fit_members(emb, texts, y, n_labels, cfg)
+        bank_rows = np.arange(len(texts))
+    return IntentModel(
+        version=version,
+        labels=label_names,
+        encoder=encoder_name,
+        embedding=members.embedding,
+        tfidf_views=members.views,
+        tfidf=members.tfidf,
+        embedding_weight=cfg.embedding_weight,
+        temperature=temperature,
+        beta=beta,
+        platt=platt,
+        oos_cutoff=oos_cutoff,
+        bank=emb[bank_rows].astype(np.float16),
+        bank_labels=y[bank_rows].astype(np.int32),
+        confidence_cap=cap,
+        max_alternatives=cfg.max_alternatives,
+        info={
+            "validation": asdict(validation),
+            "examples": len(texts),
+            "labels": n_labels,
+            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "train_seconds": round(time.perf_counter() - started, 2),
+            "embed_seconds": round(embed_s, 2),
+            "config": asdict(cfg),
+        },
+    )
