@@ -206,7 +206,7 @@ class Indexer:
         chunked: list[list[tuple[tuple[str, ...], str]]] = []
         expected: list[str | None] = []
         for record in records:
-            stored, chunks = await self._store.read_chunks(tenant_id, record.doc_id, record.version_key)
+            stored, chunks = await self._store.read_chunks(tenant_id, record)
             if not chunks:
                 log.warning("reindex_no_chunks", tenant_id=tenant_id, doc_id=record.doc_id)
                 continue

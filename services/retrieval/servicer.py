@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -31,6 +33,8 @@ MAX_QUERY_CHARS = 2000
 MAX_TOP_K = 50
 DEFAULT_TOP_K = 5
 MAX_DELETE_IDS = 1000
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 # The whole stream is held in memory so that it can be validated before any write.
 MAX_STREAM_DOCUMENTS = 10_000
 MAX_STREAM_BYTES = 256 * 1024 * 1024
@@ -71,6 +75,20 @@ def _check_id(violations: Violations, value: str, field_path: str, prefix: str =
         violations.add(field_path, f"{prefix}is required")
     elif not ID_PATTERN.match(value):
         violations.add(field_path, f"{prefix}must match {ID_PATTERN.pattern}")
+
+
+def _decode_page_token(token: str, violations: Violations) -> str:
+    """The doc id a page starts after ("" for the first page)."""
+    if not token:
+        return ""
+    try:
+        doc_id = base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        doc_id = ""
+    if not ID_PATTERN.match(doc_id):
+        violations.add("page_token", "is not a token this service issued")
+        return ""
+    return doc_id
 
 
 def _check_text(
@@ -335,6 +353,35 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         return pb.GetStatsResponse(
             document_count=documents, chunk_count=chunks, embedding_model=self._indexer.embedding_model
         )
+
+    async def ListDocuments(
+        self, request: pb.ListDocumentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDocumentsResponse:
+        violations = Violations()
+        _check_id(violations, request.tenant_id, "tenant_id")
+        violations.check(0 <= request.page_size <= MAX_PAGE_SIZE, "page_size", f"must be 0 to {MAX_PAGE_SIZE}")
+        after = _decode_page_token(request.page_token, violations)
+        violations.raise_if_any()
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        # One more than asked: whether it exists says whether there is a next page.
+        page = await self._store.list_documents(request.tenant_id, after, size + 1)
+        response = pb.ListDocumentsResponse()
+        for record, meta in page[:size]:
+            summary = response.documents.add(
+                doc_id=record.doc_id,
+                title=meta.get("title", ""),
+                url=meta.get("url", ""),
+                doc_type=int(meta.get("doc_type", 0)),
+                product=meta.get("product", ""),
+                version=meta.get("version", ""),
+                content_hash=record.content_hash,
+                chunk_count=record.chunk_count,
+            )
+            if meta.get("updated_at"):
+                summary.updated_at.FromSeconds(int(meta["updated_at"]))
+        if len(page) > size:
+            response.next_page_token = base64.urlsafe_b64encode(page[size - 1][0].doc_id.encode()).decode()
+        return response
 
     async def SetGlossary(
         self, request: pb.SetGlossaryRequest, context: grpc.aio.ServicerContext

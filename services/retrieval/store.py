@@ -12,9 +12,12 @@ Tenant isolation lives here: every read, write and delete carries a
 built by this module from a validated id, never from a caller's expression. Values that enter a filter are quoted with
 `quote` (Milvus Lite has no filter templating: it rejects `{name}` params).
 
-A changed document is replaced in three steps: its new chunks are written
-under a new version key, its record is switched to that key, and the old
-chunks are deleted. Searches drop hits whose version is not the record's, so
+A changed document is replaced in four steps: a pending row names the new
+version key, its new chunks are written under that key, its record is
+switched to it, and the old chunks and the pending row are deleted. Chunk ids
+are `tenant/doc/version/index`, so every step works by primary key, never by
+scanning rows; a pending row left by a crash names the orphaned chunks, and
+the next replace or delete of the document removes them. Searches drop hits whose version is not the record's, so
 a search sees the old version or the new one, never both and never neither.
 (With a Milvus server and several replicas writing, a search on one replica
 may still miss a document for the moment another replica switches it.)
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import hashlib
 import json
@@ -71,8 +75,11 @@ FLUSH_MAX_DELAY_S = 60.0
 # A server then shows this process its own writes at once (ingest, then search), and
 # never a record switched before the chunks it names; Milvus Lite is always current.
 _CONSISTENCY = "Session"
-# Every document record (a query iterator wants some filter).
+# Every document record (a query iterator wants some filter); pending rows store
+# _PENDING - chunk_count, a negative number, so that no record filter matches them.
 _ALL = "chunk_count >= 0"
+_PENDING = -1
+_RECORD_FIELDS = ["doc_id", "version_key", "content_hash", "pipeline", "indexing", "chunk_count"]
 _OUTPUT = ["chunk_id", "doc_id", "title", "heading_path", "text", "url", "doc_type", "version", "dense"]
 _COPIED = ["url", "doc_type", "product", "version", "updated_at", "content_hash", "pipeline"]
 
@@ -432,16 +439,20 @@ class Store:
     def _records(self, tenant_id: str, doc_ids: list[str]) -> dict[str, DocumentRecord]:
         records: dict[str, DocumentRecord] = {}
         for start in range(0, len(doc_ids), _BATCH):
-            keys = [f"{tenant_id}/{doc_id}" for doc_id in doc_ids[start : start + _BATCH]]
-            rows = self.client.query(
-                self.documents,
-                filter=f"{_tenant(tenant_id)} and key in {_in(keys)}",
-                output_fields=["doc_id", "version_key", "content_hash", "pipeline", "indexing", "chunk_count"],
-                limit=_QUERY_LIMIT,
-            )
-            for row in rows:
+            keys = [_record_key(tenant_id, doc_id) for doc_id in doc_ids[start : start + _BATCH]]
+            for row in self.client.get(self.documents, ids=keys, output_fields=_RECORD_FIELDS):
                 records[row["doc_id"]] = _record(row)
         return records
+
+    def _pending(self, tenant_id: str, doc_ids: list[str]) -> dict[str, DocumentRecord]:
+        """Versions whose writing started but never finished (a crash): their chunks are orphans."""
+        pending: dict[str, DocumentRecord] = {}
+        for start in range(0, len(doc_ids), _BATCH):
+            keys = [_pending_key(tenant_id, doc_id) for doc_id in doc_ids[start : start + _BATCH]]
+            for row in self.client.get(self.documents, ids=keys, output_fields=_RECORD_FIELDS):
+                record = _record(row)
+                pending[record.doc_id] = dataclasses.replace(record, chunk_count=_PENDING - record.chunk_count)
+        return pending
 
     async def stale_documents(self, tenant_id: str, indexing: str) -> list[DocumentRecord]:
         """The tenant's documents indexed otherwise than `indexing` (another glossary, say)."""
@@ -452,8 +463,8 @@ class Store:
             _record(row)
             for row in self._iterate(
                 self.documents,
-                f"{_tenant(tenant_id)} and indexing != {quote(indexing)}",
-                ["doc_id", "version_key", "content_hash", "pipeline", "indexing", "chunk_count"],
+                f"{_tenant(tenant_id)} and {_ALL} and indexing != {quote(indexing)}",
+                _RECORD_FIELDS,
             )
         ]
 
@@ -479,21 +490,58 @@ class Store:
 
     async def stats(self, tenant_id: str) -> tuple[int, int]:
         """(documents, chunks) of one tenant, as searches see them."""
-        rows = await self._run(self._iterate, self.documents, _tenant(tenant_id), ["chunk_count"])
-        return len(rows), sum(int(row["chunk_count"]) for row in rows)
+        return await self._run(self._stats, tenant_id)
 
-    async def read_chunks(self, tenant_id: str, doc_id: str, key: str) -> tuple[dict[str, Any], list[StoredChunk]]:
-        """A stored version of a document: its metadata and its chunks, in order."""
-        return await self._run(self._read_chunks, tenant_id, doc_id, key)
-
-    def _read_chunks(self, tenant_id: str, doc_id: str, key: str) -> tuple[dict[str, Any], list[StoredChunk]]:
-        rows = self.client.query(
-            self.collection,
-            filter=f"{_tenant(tenant_id)} and doc_id == {quote(doc_id)}",
-            output_fields=["chunk_id", "chunk_index", "title", "heading_path", "text", *_COPIED],
-            limit=_QUERY_LIMIT,
+    def _stats(self, tenant_id: str) -> tuple[int, int]:
+        # Counted by the engine rather than iterated here: one call whatever the size.
+        (documents,) = self.client.query(
+            self.documents, filter=f"{_tenant(tenant_id)} and {_ALL}", output_fields=["count(*)"]
         )
-        rows = sorted((row for row in rows if chunk_version(row["chunk_id"]) == key), key=lambda r: r["chunk_index"])
+        if not documents["count(*)"]:
+            return 0, 0
+        # Chunks of a version being replaced right now are counted until they are deleted.
+        (chunks,) = self.client.query(self.collection, filter=_tenant(tenant_id), output_fields=["count(*)"])
+        return int(documents["count(*)"]), int(chunks["count(*)"])
+
+    async def list_documents(
+        self, tenant_id: str, after_doc_id: str, limit: int
+    ) -> list[tuple[DocumentRecord, dict[str, Any]]]:
+        """A page of the tenant's documents in doc id order after `after_doc_id`, each with
+        the metadata stored on its first chunk (title, url, doc type, product, version...)."""
+        return await self._run(self._list_documents, tenant_id, after_doc_id, limit)
+
+    def _list_documents(
+        self, tenant_id: str, after_doc_id: str, limit: int
+    ) -> list[tuple[DocumentRecord, dict[str, Any]]]:
+        expr = f"{_tenant(tenant_id)} and {_ALL}"
+        if after_doc_id:
+            expr += f" and doc_id > {quote(after_doc_id)}"
+        rows = self._iterate(self.documents, expr, _RECORD_FIELDS)
+        records = sorted((_record(row) for row in rows), key=lambda record: record.doc_id)[:limit]
+        first_chunks = {
+            row["doc_id"]: row
+            for row in self.client.get(
+                self.collection,
+                ids=[_chunk_id(tenant_id, r.doc_id, r.version_key, 0) for r in records if r.chunk_count],
+                output_fields=["doc_id", "title", *_COPIED],
+            )
+        } if records else {}
+        return [(record, first_chunks.get(record.doc_id, {})) for record in records]
+
+    async def read_chunks(self, tenant_id: str, record: DocumentRecord) -> tuple[dict[str, Any], list[StoredChunk]]:
+        """A stored version of a document: its metadata and its chunks, in order."""
+        return await self._run(self._read_chunks, tenant_id, record)
+
+    def _read_chunks(self, tenant_id: str, record: DocumentRecord) -> tuple[dict[str, Any], list[StoredChunk]]:
+        ids = _chunk_ids(tenant_id, record.doc_id, record.version_key, record.chunk_count)
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(ids), _BATCH):
+            rows += self.client.get(
+                self.collection,
+                ids=ids[start : start + _BATCH],
+                output_fields=["chunk_id", "chunk_index", "title", "heading_path", "text", *_COPIED],
+            )
+        rows.sort(key=lambda row: row["chunk_index"])
         meta = {name: rows[0][name] for name in ("title", *_COPIED)} if rows else {}
         return meta, [StoredChunk(row["chunk_index"], tuple(row["heading_path"] or ()), row["text"]) for row in rows]
 
@@ -593,7 +641,7 @@ class Store:
             return {}
         rows = self.client.get(
             self.documents,
-            ids=[f"{tenant_id}/{doc_id}" for doc_id in sorted(doc_ids)],
+            ids=[_record_key(tenant_id, doc_id) for doc_id in sorted(doc_ids)],
             output_fields=["doc_id", "version_key"],
         )
         return {row["doc_id"]: row["version_key"] for row in rows}
@@ -607,20 +655,46 @@ class Store:
         still the current version (a re-index must not undo a newer ingest)."""
         key = version_key(meta.content_hash, meta.pipeline, meta.indexing)
         async with self._document_locks(meta.tenant_id, [meta.doc_id]):
-            record = (await self.records(meta.tenant_id, [meta.doc_id])).get(meta.doc_id)
+            record, pending = await self._run(self._record_and_pending, meta.tenant_id, meta.doc_id)
             if expected_version is not None and (record is None or record.version_key != expected_version):
                 return Replaced(existed=record is not None, applied=False)
+            stale = [old for old in (record, pending) if old is not None and old.version_key != key]
+            new = DocumentRecord(meta.doc_id, key, meta.content_hash, meta.pipeline, meta.indexing, len(chunks))
+            await self._run(self._upsert_pending, meta.tenant_id, new)
             await self._write_chunks(meta, key, chunks)
-            await self._switch_version(meta, key, len(chunks))
-            await self._delete_stale_chunks(meta.tenant_id, meta.doc_id, key)
+            await self._switch_version(meta.tenant_id, new)
+            await self._delete_stale_chunks(meta.tenant_id, meta.doc_id, stale)
         self._written(len(chunks) + 1)
         return Replaced(existed=record is not None, applied=True)
+
+    def _record_and_pending(self, tenant_id: str, doc_id: str) -> tuple[DocumentRecord | None, DocumentRecord | None]:
+        return self._records(tenant_id, [doc_id]).get(doc_id), self._pending(tenant_id, [doc_id]).get(doc_id)
+
+    async def _switch_version(self, tenant_id: str, record: DocumentRecord) -> None:
+        await self._run(self._upsert_record, tenant_id, record)
+
+    async def _delete_stale_chunks(self, tenant_id: str, doc_id: str, versions: Sequence[DocumentRecord]) -> None:
+        await self._run(self._delete_versions, tenant_id, doc_id, versions)
+
+    def _upsert_pending(self, tenant_id: str, record: DocumentRecord) -> None:
+        row = _record_row(tenant_id, dataclasses.replace(record, chunk_count=_PENDING - record.chunk_count))
+        self.client.upsert(self.documents, [{**row, "key": _pending_key(tenant_id, record.doc_id)}])
+
+    def _delete_versions(self, tenant_id: str, doc_id: str, versions: Sequence[DocumentRecord]) -> None:
+        """Delete these versions' chunks, then the document's pending row (all by primary key)."""
+        ids = [
+            chunk_id
+            for version in versions
+            for chunk_id in _chunk_ids(tenant_id, doc_id, version.version_key, version.chunk_count)
+        ]
+        for start in range(0, len(ids), _BATCH):
+            self.client.delete(self.collection, ids=ids[start : start + _BATCH])
+        self.client.delete(self.documents, ids=[_pending_key(tenant_id, doc_id)])
 
     async def _write_chunks(self, meta: DocumentMeta, key: str, chunks: Sequence[ChunkData]) -> None:
         rows = [
             {
-                # Tenant in the key: primary keys are global to the collection.
-                "chunk_id": f"{meta.tenant_id}/{meta.doc_id}/{key}/{chunk.index:04d}",
+                "chunk_id": _chunk_id(meta.tenant_id, meta.doc_id, key, chunk.index),
                 "tenant_id": meta.tenant_id,
                 "doc_id": meta.doc_id,
                 "chunk_index": chunk.index,
@@ -645,28 +719,10 @@ class Store:
         for start in range(0, len(rows), _BATCH):
             await self._run(self.client.upsert, self.collection, rows[start : start + _BATCH])
 
-    async def _switch_version(self, meta: DocumentMeta, key: str, chunk_count: int) -> None:
-        record = DocumentRecord(meta.doc_id, key, meta.content_hash, meta.pipeline, meta.indexing, chunk_count)
-        await self._run(self._upsert_record, meta.tenant_id, record)
-
     def _upsert_record(self, tenant_id: str, record: DocumentRecord) -> None:
         self.client.upsert(self.documents, [_record_row(tenant_id, record)])
         if self._versions is not None:
             self._versions[(tenant_id, record.doc_id)] = record.version_key
-
-    async def _delete_stale_chunks(self, tenant_id: str, doc_id: str, keep: str) -> None:
-        await self._run(self._delete_chunks_except, tenant_id, doc_id, keep)
-
-    def _delete_chunks_except(self, tenant_id: str, doc_id: str, keep: str) -> None:
-        rows = self.client.query(
-            self.collection,
-            filter=f"{_tenant(tenant_id)} and doc_id == {quote(doc_id)}",
-            output_fields=["chunk_id"],
-            limit=_QUERY_LIMIT,
-        )
-        stale = sorted(row["chunk_id"] for row in rows if chunk_version(row["chunk_id"]) != keep)
-        for start in range(0, len(stale), _BATCH):
-            self.client.delete(self.collection, filter=f"chunk_id in {_in(stale[start : start + _BATCH])}")
 
     async def delete_documents(self, tenant_id: str, doc_ids: Sequence[str]) -> list[str]:
         """Delete documents with all their chunks; returns the ids that existed."""
@@ -674,20 +730,23 @@ class Store:
             existing = await self.records(tenant_id, doc_ids)
             found = [doc_id for doc_id in doc_ids if doc_id in existing]
             if found:
-                # The records go first: from then on searches drop the chunks.
-                await self._run(self._delete_documents, tenant_id, found)
+                await self._run(self._delete_documents, tenant_id, [existing[doc_id] for doc_id in found])
         if found:
             self._written(len(found))
         return found
 
-    def _delete_documents(self, tenant_id: str, doc_ids: list[str]) -> None:
-        for start in range(0, len(doc_ids), _BATCH):
-            batch = doc_ids[start : start + _BATCH]
-            self.client.delete(self.documents, filter=f"key in {_in(f'{tenant_id}/{doc_id}' for doc_id in batch)}")
+    def _delete_documents(self, tenant_id: str, records: list[DocumentRecord]) -> None:
+        pending = self._pending(tenant_id, [record.doc_id for record in records])
+        for start in range(0, len(records), _BATCH):
+            batch = records[start : start + _BATCH]
+            # The records go first: from then on searches drop the chunks.
+            self.client.delete(self.documents, ids=[_record_key(tenant_id, record.doc_id) for record in batch])
             if self._versions is not None:
-                for doc_id in batch:
-                    self._versions.pop((tenant_id, doc_id), None)
-            self.client.delete(self.collection, filter=f"{_tenant(tenant_id)} and doc_id in {_in(batch)}")
+                for record in batch:
+                    self._versions.pop((tenant_id, record.doc_id), None)
+            for record in batch:
+                orphans = [pending[record.doc_id]] if record.doc_id in pending else []
+                self._delete_versions(tenant_id, record.doc_id, [record, *orphans])
 
     # Glossaries ----------------------------------------------------------------
 
@@ -786,6 +845,24 @@ def _hit(entity: dict[str, Any], score: float, similarity: float) -> Hit:
     )
 
 
+def _chunk_id(tenant_id: str, doc_id: str, key: str, index: int) -> str:
+    # Tenant in the id: primary keys are global to the collection.
+    return f"{tenant_id}/{doc_id}/{key}/{index:04d}"
+
+
+def _chunk_ids(tenant_id: str, doc_id: str, key: str, chunk_count: int) -> list[str]:
+    return [_chunk_id(tenant_id, doc_id, key, index) for index in range(chunk_count)]
+
+
+def _record_key(tenant_id: str, doc_id: str) -> str:
+    return f"{tenant_id}/{doc_id}"
+
+
+def _pending_key(tenant_id: str, doc_id: str) -> str:
+    # '#' never appears in a document id, so no record has this key.
+    return f"{tenant_id}/{doc_id}#pending"
+
+
 def _record(row: dict[str, Any]) -> DocumentRecord:
     return DocumentRecord(
         row["doc_id"], row["version_key"], row["content_hash"], row["pipeline"], row["indexing"], row["chunk_count"]
@@ -794,7 +871,7 @@ def _record(row: dict[str, Any]) -> DocumentRecord:
 
 def _record_row(tenant_id: str, record: DocumentRecord) -> dict[str, Any]:
     return {
-        "key": f"{tenant_id}/{record.doc_id}",
+        "key": _record_key(tenant_id, record.doc_id),
         "tenant_id": tenant_id,
         "doc_id": record.doc_id,
         "version_key": record.version_key,

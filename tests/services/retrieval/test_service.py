@@ -212,6 +212,26 @@ async def test_delete_removes_documents(stub: RetrievalServiceStub, tenant: str)
     assert again.results[0].outcome == pb.INGEST_OUTCOME_CREATED
 
 
+async def test_documents_are_listed_page_by_page(stub: RetrievalServiceStub, tenant: str) -> None:
+    await ingest(stub, kb(tenant))
+    first = await stub.ListDocuments(pb.ListDocumentsRequest(tenant_id=tenant, page_size=2))
+    assert [d.doc_id for d in first.documents] == ["configure-saml-sso", "faq-webhooks"]
+    assert first.documents[1].doc_type == pb.DOCUMENT_TYPE_FAQ
+    assert first.documents[1].title == "Webhooks and alerts FAQ" and first.documents[1].chunk_count >= 2
+    assert first.next_page_token
+    rest = await stub.ListDocuments(
+        pb.ListDocumentsRequest(tenant_id=tenant, page_size=2, page_token=first.next_page_token)
+    )
+    assert [(d.doc_id, d.version) for d in rest.documents] == [("refund-policy", "4.3")]
+    assert not rest.next_page_token
+    other = await stub.ListDocuments(pb.ListDocumentsRequest(tenant_id=f"x-{tenant}"))
+    assert list(other.documents) == []
+    problems = await rejected(
+        stub.ListDocuments(pb.ListDocumentsRequest(tenant_id=tenant, page_size=500, page_token="not-ours!"))
+    )
+    assert {field for field, _ in problems} == {"page_size", "page_token"}
+
+
 async def test_tenants_are_isolated(stub: RetrievalServiceStub) -> None:
     tenant_a, tenant_b = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"
     secret = "Tenant A's private runbook: rotate the zebra-quartz key every 17 days."

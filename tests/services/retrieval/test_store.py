@@ -119,6 +119,48 @@ async def test_a_replaced_document_is_never_seen_in_two_versions_or_none(
     assert await store.stats(TENANT) == (1, 2)
 
 
+async def test_chunks_orphaned_by_a_crash_mid_replace_are_removed_by_the_next_write(
+    store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.replace_document(meta("v1"), chunks(embedder, OLD))
+
+    async def crash(*args: Any) -> None:
+        raise RuntimeError("process killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "_switch_version", crash)
+        with pytest.raises(RuntimeError):
+            await store.replace_document(meta("v2"), chunks(embedder, NEW))
+    v1, v2, v3 = (version_key(v, "test", "test") for v in ("v1", "v2", "v3"))
+    assert await stored_versions(store) == {v1, v2}  # v2's chunks are orphans...
+    assert await versions_seen(store, embedder) == each_mode({v1})  # ...that no search sees
+    assert await store.stats(TENANT) == (1, 4)
+
+    await store.replace_document(meta("v3"), chunks(embedder, OLD))
+    assert await stored_versions(store) == {v3}
+    assert await store.stats(TENANT) == (1, 2)
+
+    # A crash before a delete: the delete removes the orphans too.
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "_switch_version", crash)
+        with pytest.raises(RuntimeError):
+            await store.replace_document(meta("v1"), chunks(embedder, NEW))
+    assert await store.delete_documents(TENANT, ["router-light"]) == ["router-light"]
+    assert await stored_versions(store) == set()
+    assert await store.stats(TENANT) == (0, 0)
+
+
+async def test_documents_are_listed_in_pages_with_their_metadata(store: Store, embedder: Embedder) -> None:
+    for doc_id in ("c", "a", "b"):
+        await store.replace_document(meta("v1", doc_id=doc_id), chunks(embedder, OLD))
+    first = await store.list_documents(TENANT, "", 2)
+    assert [record.doc_id for record, _ in first] == ["a", "b"]
+    assert first[0][1]["title"] and first[0][0].chunk_count == 2
+    rest = await store.list_documents(TENANT, "b", 2)
+    assert [record.doc_id for record, _ in rest] == ["c"]
+    assert await store.list_documents("someone-else", "", 10) == []
+
+
 async def test_a_replace_expecting_another_version_changes_nothing(store: Store, embedder: Embedder) -> None:
     await store.replace_document(meta("v1"), chunks(embedder, OLD))
     outcome = await store.replace_document(meta("v2"), chunks(embedder, NEW), expected_version="superseded")

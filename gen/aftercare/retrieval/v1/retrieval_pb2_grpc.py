@@ -56,6 +56,11 @@ class RetrievalServiceStub:
                 request_serializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.ListDocuments = channel.unary_unary(
+                '/aftercare.retrieval.v1.RetrievalService/ListDocuments',
+                request_serializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.ListDocumentsRequest.SerializeToString,
+                response_deserializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.ListDocumentsResponse.FromString,
+                _registered_method=True)
         self.SetGlossary = channel.unary_unary(
                 '/aftercare.retrieval.v1.RetrievalService/SetGlossary',
                 request_serializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.SetGlossaryRequest.SerializeToString,
@@ -103,6 +108,13 @@ class RetrievalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDocuments(self, request, context):
+        """ListDocuments pages through a tenant's documents in doc id order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetGlossary(self, request, context):
         """SetGlossary replaces a tenant's glossary of jargon and abbreviations.
         The tenant's stored documents are then re-indexed in the background
@@ -143,6 +155,11 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsRequest.FromString,
                     response_serializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'ListDocuments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDocuments,
+                    request_deserializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.ListDocumentsRequest.FromString,
+                    response_serializer=aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.ListDocumentsResponse.SerializeToString,
             ),
             'SetGlossary': grpc.unary_unary_rpc_method_handler(
                     servicer.SetGlossary,
@@ -265,6 +282,33 @@ class RetrievalService:
             '/aftercare.retrieval.v1.RetrievalService/GetStats',
             aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsRequest.SerializeToString,
             aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDocuments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.retrieval.v1.RetrievalService/ListDocuments',
+            aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.ListDocumentsRequest.SerializeToString,
+            aftercare_dot_retrieval_dot_v1_dot_retrieval__pb2.ListDocumentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
