@@ -5,10 +5,15 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: run run-traced trace-ui-install test install protos lint bench-mesh clean
+.PHONY: run run-traced trace-ui-install test install chromium protos lint bench-mesh clean
 
 ## Install the project, its embedded LLM server and test tools into $(VENV).
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed chromium
+
+## Debian's headless Chromium for the console's browser tests (Playwright drives it).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: the browser tests will be skipped" >&2
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
