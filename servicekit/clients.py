@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from servicekit import deadlines
+from servicekit import deadlines, meshauth
 
 # Default deadline of each internal service. The concierge waits on the LLM,
 # escalation builds context packages with it: they get more time.
@@ -62,38 +62,43 @@ def service_config(service: str) -> dict[str, Any]:
     }
 
 
-def _with_remaining_deadline(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-    # The service config's timeout is enforced by the client alone; an explicit
-    # per-call timeout also travels as grpc-timeout, so the server knows its
-    # deadline and can pass on what is left of it.
-    method = (details.method.decode() if isinstance(details.method, bytes) else str(details.method)).lstrip("/")
-    default = MESH.get(method, MESH.get(method.split("/", 1)[0]))
-    candidates = [t for t in (details.timeout, default, deadlines.remaining()) if t is not None]
-    if not candidates:
-        return details
-    timeout = max(min(candidates), 0.001)
-    return grpc.aio.ClientCallDetails(
-        details.method, timeout, details.metadata, details.credentials, details.wait_for_ready
-    )
-
-
-class _DeadlinePropagation(
+class _MeshCall(
     grpc.aio.UnaryUnaryClientInterceptor,
     grpc.aio.UnaryStreamClientInterceptor,
     grpc.aio.StreamUnaryClientInterceptor,
     grpc.aio.StreamStreamClientInterceptor,
 ):
+    """Every outbound call: the deadline it may have, and the mesh token when the mesh is authenticated."""
+
+    def __init__(self, tokens: meshauth.TokenSource | None) -> None:
+        self._tokens = tokens
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        # The service config's timeout is enforced by the client alone; an explicit
+        # per-call timeout also travels as grpc-timeout, so the server knows its
+        # deadline and can pass on what is left of it.
+        method = (details.method.decode() if isinstance(details.method, bytes) else str(details.method)).lstrip("/")
+        default = MESH.get(method, MESH.get(method.split("/", 1)[0]))
+        candidates = [t for t in (details.timeout, default, deadlines.remaining()) if t is not None]
+        timeout = max(min(candidates), 0.001) if candidates else details.timeout
+        metadata = details.metadata
+        if self._tokens is not None:
+            metadata = grpc.aio.Metadata(*(metadata or ()), self._tokens.header())
+        return grpc.aio.ClientCallDetails(
+            details.method, timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return await continuation(_with_remaining_deadline(client_call_details), request)
+        return await continuation(self._details(client_call_details), request)
 
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return await continuation(_with_remaining_deadline(client_call_details), request)
+        return await continuation(self._details(client_call_details), request)
 
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
-        return await continuation(_with_remaining_deadline(client_call_details), request_iterator)
+        return await continuation(self._details(client_call_details), request_iterator)
 
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
-        return await continuation(_with_remaining_deadline(client_call_details), request_iterator)
+        return await continuation(self._details(client_call_details), request_iterator)
 
 
 def connect(target: str, service: str) -> grpc.aio.Channel:
@@ -106,4 +111,4 @@ def connect(target: str, service: str) -> grpc.aio.Channel:
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ]
-    return grpc.aio.insecure_channel(target, options=options, interceptors=[_DeadlinePropagation()])
+    return grpc.aio.insecure_channel(target, options=options, interceptors=[_MeshCall(meshauth.token_source())])

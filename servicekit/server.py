@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import metrics
 
-from servicekit import attributes, deadlines
+from servicekit import attributes, deadlines, meshauth
 from servicekit.errors import ApiError, Unavailable
 from servicekit.logging import configure_logging
 from servicekit.metrics import configure_metrics, shutdown_metrics
@@ -34,7 +34,8 @@ from servicekit.tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger("servicekit.server")
 
-_QUIET_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Health and reflection: neither traced nor logged, and open without a mesh token.
+_QUIET_METHODS = meshauth.OPEN_METHODS
 _DEPENDENCY_DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ class _RequestContextInterceptor(grpc.aio.ServerInterceptor):
     into a status with details, unexpected failures hidden behind INTERNAL
     (logged with the trace id, never sent to the client), and the duration metric."""
 
-    def __init__(self) -> None:
+    def __init__(self, mesh_secret: bytes | None = None) -> None:
+        self._mesh_secret = mesh_secret
         self._duration = metrics.get_meter("aftercare.rpc").create_histogram(
             attributes.RPC_SERVER_DURATION, unit="ms", description="gRPC server call duration"
         )
@@ -105,6 +107,10 @@ class _RequestContextInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(_QUIET_METHODS):
             return handler
+        if self._mesh_secret is not None:
+            header = dict(handler_call_details.invocation_metadata or ()).get(meshauth.HEADER)
+            if meshauth.verify(self._mesh_secret, header if isinstance(header, str) else None) is None:
+                return _unauthenticated(handler)
         scope = self._scope
         codec = (handler.request_deserializer, handler.response_serializer)
 
@@ -136,6 +142,23 @@ class _RequestContextInterceptor(grpc.aio.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(stream_stream, *codec)
 
 
+def _unauthenticated(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as `handler` that refuses the call."""
+    log.warning("mesh_call_unauthenticated")
+
+    async def refuse(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid mesh token is required")
+
+    codec = (handler.request_deserializer, handler.response_serializer)
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse, *codec)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(refuse, *codec)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(refuse, *codec)
+    return grpc.unary_unary_rpc_method_handler(refuse, *codec)
+
+
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
@@ -149,8 +172,12 @@ class RunningServer:
         await self.server.stop(grace)
 
 async def start_server(settings: ServiceSettings, mounts: Sequence[Mount]) -> RunningServer:
+    secret = settings.mesh_secret.get_secret_value().encode() or None
     server = grpc.aio.server(
-        interceptors=[_RequestContextInterceptor()],
+        interceptors=[_RequestContextInterceptor(secret)],
+        # Past this many calls in flight a call is refused at once with RESOURCE_EXHAUSTED
+        # (clients retry or shed) instead of queueing until every deadline has passed.
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             # Clients reconnect every few minutes, so pods added by the autoscaler get a share.

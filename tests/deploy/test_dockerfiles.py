@@ -96,7 +96,7 @@ def test_process_image_runs_its_module_on_its_port(name: str) -> None:
     settings = next(
         value
         for key, value in vars(module).items()
-        if key.endswith("Settings") and key not in {"BaseSettings", "ServiceSettings"} and isinstance(value, type)
+        if key.endswith("Settings") and isinstance(value, type) and value.__module__ == module.__name__
     )
     assert expose.value == str(settings.model_fields["port"].default)
     env = " ".join(i.value for i in instructions if i.keyword == "ENV")

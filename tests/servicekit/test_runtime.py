@@ -156,3 +156,52 @@ async def test_trace_continues_across_a_grpc_hop(retrieval: tuple[SlowRetrieval,
     server = next(s for s in finished if s.kind.name == "SERVER")
     assert server.context.trace_id == client.context.trace_id
     assert server.parent is not None and server.parent.span_id == client.context.span_id
+
+
+async def test_with_a_mesh_secret_only_signed_calls_get_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    servicer = SlowRetrieval()
+    settings = ServiceSettings(port=0, mesh_secret="s3cret")
+    async with serving(settings, factory(mount(servicer, retrieval_pb2, retrieval_pb2_grpc))) as srv:
+        target = f"127.0.0.1:{srv.port}"
+        async with grpc.aio.insecure_channel(target) as channel:
+            # No token: refused. Health stays open for the kubelet's probes.
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await retrieval_pb2_grpc.RetrievalServiceStub(channel).Search(retrieval_pb2.SearchRequest(query="0"))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+        # A token signed with another secret: refused; with the mesh's: served.
+        for secret, served in (("other", False), ("s3cret", True)):
+            monkeypatch.setenv("MESH_SECRET", secret)
+            async with connect(target, RETRIEVAL) as channel:
+                call = retrieval_pb2_grpc.RetrievalServiceStub(channel).Search(retrieval_pb2.SearchRequest(query="0"))
+                if served:
+                    assert (await call).embedding_model == "slow"
+                else:
+                    with pytest.raises(grpc.aio.AioRpcError) as wrong:
+                        await call
+                    assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_mesh_tokens_expire_and_cannot_be_altered() -> None:
+    from servicekit import meshauth
+
+    token = meshauth.mint(b"k", "concierge", now=1000.0)
+    assert meshauth.verify(b"k", f"Mesh {token}", now=1000.0) == "concierge"
+    assert meshauth.verify(b"k", f"Mesh {token}", now=1000.0 + meshauth.TOKEN_TTL_S + 60) is None
+    assert meshauth.verify(b"k", f"Mesh {token.replace('concierge', 'gateway')}", now=1000.0) is None
+    assert meshauth.verify(b"k", f"Bearer {token}", now=1000.0) is None
+    assert meshauth.verify(b"k", "Mesh garbage", now=1000.0) is None
+
+
+async def test_calls_beyond_the_concurrency_limit_are_shed_with_resource_exhausted() -> None:
+    servicer = SlowRetrieval()
+    settings = ServiceSettings(port=0, max_concurrent_rpcs=2)
+    async with serving(settings, factory(mount(servicer, retrieval_pb2, retrieval_pb2_grpc))) as srv:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+            stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
+            calls = [stub.Search(retrieval_pb2.SearchRequest(query="0.5"), timeout=5) for _ in range(5)]
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    codes = [o.code() if isinstance(o, grpc.aio.AioRpcError) else grpc.StatusCode.OK for o in outcomes]
+    assert codes.count(grpc.StatusCode.OK) == 2
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 3
