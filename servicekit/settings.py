@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,7 +25,26 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_s: float = 5.0
     # Where embedded state (Milvus Lite file, SQLite database) lives.
     data_dir: Path = Path("var")
+    # Calls in flight at once; more are refused with RESOURCE_EXHAUSTED (load shedding).
+    max_concurrent_rpcs: int = 256
+    # Shared secret of the signed service-to-service tokens (servicekit.meshauth);
+    # empty: calls are neither signed nor checked (the embedded default).
+    mesh_secret: SecretStr = Field(SecretStr(""), validation_alias=AliasChoices("MESH_SECRET", "mesh_secret"))
 
     @property
     def listen_address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+class LlmSettings(ServiceSettings):
+    """Settings of a service that calls the OpenAI-compatible LLM server (the
+    embedded llama.cpp server locally, `vllm serve` in production). The
+    endpoint has no default: a deployment that forgets it fails at boot."""
+
+    llm_base_url: str = Field(validation_alias=AliasChoices("LLM_BASE_URL", "llm_base_url"))
+    llm_model: str = Field("gemma-3-270m", validation_alias=AliasChoices("LLM_MODEL", "llm_model"))
+    llm_api_key: str = Field("", validation_alias=AliasChoices("LLM_API_KEY", "llm_api_key"))
+    llm_timeout_s: float = Field(20.0, validation_alias=AliasChoices("LLM_TIMEOUT_S", "llm_timeout_s"))
+    # Token log-probabilities cost llama.cpp seconds per answer on a CPU (it then
+    # computes logits for every prompt token); vLLM returns them almost for free.
+    llm_logprobs: bool = Field(False, validation_alias=AliasChoices("LLM_LOGPROBS", "llm_logprobs"))
