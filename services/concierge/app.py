@@ -11,8 +11,8 @@ from aftercare.escalation.v1 import escalation_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2_grpc
 from servicekit.clients import connect
+from servicekit.llm import LlmClient
 from servicekit.server import Mount, mount, run_service
-from services.concierge.llm import LlmClient
 from services.concierge.servicer import ConciergeServicer
 from services.concierge.settings import ConciergeSettings
 

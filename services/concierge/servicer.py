@@ -20,10 +20,10 @@ from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import answer_pb2, conversation_pb2
 from servicekit import attributes
 from servicekit.errors import Violations
+from servicekit.llm import LlmClient, LlmUnavailable
 from servicekit.tracing import current_trace_id
 from services.concierge import confidence, prompts
 from services.concierge.grounding import content_words, support, verify_quote
-from services.concierge.llm import LlmClient, LlmUnavailable
 from services.concierge.settings import ConciergeSettings
 
 log = structlog.get_logger(__name__)

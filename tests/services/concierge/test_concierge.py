@@ -16,8 +16,8 @@ from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import customer_pb2
 from servicekit.errors import InvalidArgument
+from servicekit.llm import LlmClient
 from services.concierge.grounding import support, verify_quote
-from services.concierge.llm import LlmClient
 from services.concierge.servicer import ConciergeServicer
 from services.concierge.settings import ConciergeSettings
 
