@@ -15,9 +15,10 @@ import httpx
 from opentelemetry import metrics, propagate, trace
 
 from servicekit import attributes, deadlines
+from servicekit.settings import LlmSettings
 
-tracer = trace.get_tracer("aftercare.concierge.llm")
-_meter = metrics.get_meter("aftercare.concierge.llm")
+tracer = trace.get_tracer("aftercare.llm")
+_meter = metrics.get_meter("aftercare.llm")
 _token_usage = _meter.create_histogram(attributes.GEN_AI_TOKEN_USAGE, unit="{token}")
 _ttft = _meter.create_histogram(attributes.GEN_AI_TTFT, unit="s")
 _tokens_per_second = _meter.create_histogram(attributes.LLM_OUTPUT_TOKENS_PER_SECOND, unit="{token}/s")
@@ -56,6 +57,12 @@ class LlmClient:
         self._timeout_s = timeout_s
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, transport=transport)
 
+    @classmethod
+    def from_settings(cls, settings: LlmSettings) -> LlmClient:
+        return cls(
+            settings.llm_base_url, settings.llm_model, api_key=settings.llm_api_key, timeout_s=settings.llm_timeout_s
+        )
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -67,8 +74,10 @@ class LlmClient:
         stop: list[str],
         logprobs: bool = False,
         on_delta: OnDelta | None = None,
+        extra_body: dict[str, object] | None = None,
     ) -> Completion:
-        """Plain completion (`/completions`, streamed): works with base models, which have no chat template."""
+        """Plain completion (`/completions`, streamed): works with base models, which have no chat template.
+        `extra_body` adds server-specific fields (e.g. vLLM's `ignore_eos`)."""
         body: dict[str, object] = {
             "model": self.model,
             "prompt": prompt,
@@ -80,19 +89,52 @@ class LlmClient:
         }
         if logprobs:
             body["logprobs"] = 1
-        with tracer.start_as_current_span(f"text_completion {self.model}", kind=trace.SpanKind.CLIENT) as span:
-            span.set_attribute("gen_ai.operation.name", "text_completion")
+        body.update(extra_body or {})
+        return await self._call("text_completion", "/completions", body, max_tokens, on_delta)
+
+    async def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        stop: list[str] | None = None,
+        logprobs: bool = False,
+        on_delta: OnDelta | None = None,
+        extra_body: dict[str, object] | None = None,
+    ) -> Completion:
+        """Chat completion (`/chat/completions`, streamed) for instruction-tuned models
+        (vLLM applies the model's chat template). `messages` are {"role", "content"} dicts."""
+        body: dict[str, object] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if stop:
+            body["stop"] = stop
+        if logprobs:
+            body["logprobs"] = True
+        body.update(extra_body or {})
+        return await self._call("chat", "/chat/completions", body, max_tokens, on_delta)
+
+    async def _call(
+        self, operation: str, path: str, body: dict[str, object], max_tokens: int, on_delta: OnDelta | None
+    ) -> Completion:
+        with tracer.start_as_current_span(f"{operation} {self.model}", kind=trace.SpanKind.CLIENT) as span:
+            span.set_attribute("gen_ai.operation.name", operation)
             span.set_attribute("gen_ai.provider.name", "openai")
             span.set_attribute("gen_ai.request.model", self.model)
             span.set_attribute("gen_ai.request.max_tokens", max_tokens)
             span.set_attribute("gen_ai.request.temperature", 0.0)
-            completion = await self._stream(body, on_delta)
+            completion = await self._stream(path, body, on_delta)
             span.set_attribute("gen_ai.response.model", completion.model)
             span.set_attribute("gen_ai.usage.output_tokens", completion.completion_tokens)
             if completion.prompt_tokens:
                 span.set_attribute("gen_ai.usage.input_tokens", completion.prompt_tokens)
             span.set_attribute(attributes.LLM_TIME_TO_FIRST_TOKEN_MS, round(completion.time_to_first_token_s * 1000, 1))
-            metric_attributes = {"gen_ai.request.model": self.model, "gen_ai.operation.name": "text_completion"}
+            metric_attributes = {"gen_ai.request.model": self.model, "gen_ai.operation.name": operation}
             _ttft.record(completion.time_to_first_token_s, metric_attributes)
             _token_usage.record(completion.completion_tokens, {**metric_attributes, "gen_ai.token.type": "output"})
             if completion.prompt_tokens:
@@ -102,7 +144,7 @@ class LlmClient:
                 _tokens_per_second.record((completion.completion_tokens - 1) / decode_s, metric_attributes)
             return completion
 
-    async def _stream(self, body: dict[str, object], on_delta: OnDelta | None) -> Completion:
+    async def _stream(self, path: str, body: dict[str, object], on_delta: OnDelta | None) -> Completion:
         # Never wait longer than the request being served has left.
         left = deadlines.remaining()
         timeout = self._timeout_s if left is None else max(0.05, min(self._timeout_s, left))
@@ -115,7 +157,7 @@ class LlmClient:
         model = self.model
         prompt_tokens = completion_tokens = 0
         try:
-            async with self._http.stream("POST", "/completions", json=body, headers=headers, timeout=timeout) as reply:
+            async with self._http.stream("POST", path, json=body, headers=headers, timeout=timeout) as reply:
                 if reply.status_code != 200:
                     raise LlmUnavailable(f"LLM answered HTTP {reply.status_code}")
                 async for line in reply.aiter_lines():
@@ -130,9 +172,8 @@ class LlmClient:
                     prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
                     completion_tokens = int(usage.get("completion_tokens") or completion_tokens)
                     for choice in event.get("choices") or []:
-                        text = str(choice.get("text") or "")
-                        returned = (choice.get("logprobs") or {}).get("token_logprobs") or []
-                        token_logprobs.extend(float(x) for x in returned if x is not None)
+                        text, returned = _choice_text_and_logprobs(choice)
+                        token_logprobs.extend(returned)
                         if not text:
                             continue
                         if first_token_at is None:
@@ -159,3 +200,20 @@ class LlmClient:
             time_to_first_token_s=(first_token_at or finished) - started,
             latency_s=finished - started,
         )
+
+
+def _choice_text_and_logprobs(choice: dict[str, object]) -> tuple[str, list[float]]:
+    """Text and token log-probabilities of one streamed choice, for both APIs:
+    completions (`text`, `logprobs.token_logprobs`) and chat (`delta.content`,
+    `logprobs.content[].logprob`)."""
+    delta = choice.get("delta")
+    logprobs = choice.get("logprobs") or {}
+    if not isinstance(logprobs, dict):
+        logprobs = {}
+    if isinstance(delta, dict):
+        text = str(delta.get("content") or "")
+        values = [entry.get("logprob") for entry in (logprobs.get("content") or []) if isinstance(entry, dict)]
+    else:
+        text = str(choice.get("text") or "")
+        values = list(logprobs.get("token_logprobs") or [])
+    return text, [float(value) for value in values if value is not None]

@@ -5,8 +5,13 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 from aftercare.outreach.v1 import outreach_pb2, outreach_pb2_grpc
+from aftercare.retrieval.v1 import retrieval_pb2_grpc
+from servicekit.clients import connect
 from servicekit.database import database_url, make_engine
+from servicekit.llm import LlmClient
 from servicekit.server import Mount, mount, run_service
+from services.outreach.detection import Detector, DetectorConfig
+from services.outreach.outbox import Sender, make_sink
 from services.outreach.servicer import OutreachServicer
 from services.outreach.settings import OutreachSettings
 from services.outreach.store import OutreachStore
@@ -14,14 +19,34 @@ from services.outreach.store import OutreachStore
 
 @contextlib.asynccontextmanager
 async def servicers(settings: OutreachSettings) -> AsyncIterator[Sequence[Mount]]:
+    detector_config = DetectorConfig.load(settings.detectors_file)
     engine = make_engine(database_url(settings.database_url, settings.data_dir, "outreach"))
+    retrieval = connect(settings.retrieval_addr, "aftercare.retrieval.v1.RetrievalService")
+    llm = LlmClient.from_settings(settings)
+    sender_task: asyncio.Task[None] | None = None
     try:
         store = OutreachStore(engine)
-        await asyncio.to_thread(store.create_schema)
-        yield [mount(OutreachServicer(store, settings.usage_batch_size), outreach_pb2, outreach_pb2_grpc)]
+        await asyncio.to_thread(store.migrate)
+        servicer = OutreachServicer(
+            store,
+            settings,
+            detector=Detector(engine, detector_config),
+            retrieval=retrieval_pb2_grpc.RetrievalServiceStub(retrieval),
+            llm=llm,
+        )
+        sink = make_sink(settings)
+        if sink is not None:
+            sender_task = asyncio.create_task(Sender(store, sink, settings).run())
+        yield [mount(servicer, outreach_pb2, outreach_pb2_grpc)]
     finally:
+        if sender_task is not None:
+            sender_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender_task
+        await llm.aclose()
+        await retrieval.close()
         engine.dispose()
 
 
 def main() -> None:
-    run_service("outreach", OutreachSettings(), servicers)
+    run_service("outreach", OutreachSettings(), servicers)  # type: ignore[call-arg]

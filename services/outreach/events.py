@@ -4,6 +4,8 @@ producers can count and alert on; an event gets the first one that applies."""
 from __future__ import annotations
 
 import datetime as dt
+import re
+import zoneinfo
 
 from aftercare.outreach.v1 import outreach_pb2
 
@@ -25,13 +27,15 @@ MISSING_OCCURRED_AT = "missing_occurred_at"
 INVALID_TIMESTAMP = "invalid_timestamp"
 FUTURE_TIMESTAMP = "future_timestamp"
 STALE_TIMESTAMP = "stale_timestamp"
+# Decided by the store: the account is not registered (UpsertAccounts).
+UNKNOWN_ACCOUNT = "unknown_account"
+
+MAX_ACCOUNTS_PER_CALL = 5_000
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-def rejection_reason(request: outreach_pb2.RecordUsageRequest, now: dt.datetime) -> str | None:
+def rejection_reason(event: outreach_pb2.UsageEvent, now: dt.datetime) -> str | None:
     """Why the event cannot be stored, or None when it is valid."""
-    if not request.HasField("event"):
-        return MISSING_EVENT
-    event = request.event
     if not event.event_id.strip():
         return MISSING_EVENT_ID
     if not event.tenant_id.strip():
@@ -70,3 +74,25 @@ def rejection_reason(request: outreach_pb2.RecordUsageRequest, now: dt.datetime)
 def is_error(event: outreach_pb2.UsageEvent) -> bool:
     """An HTTP failure status or any error code counts the event as an error."""
     return event.status_code >= 400 or bool(event.error_code)
+
+
+def account_problems(account: outreach_pb2.Account) -> list[tuple[str, str]]:
+    """Field violations of one account to register (field name, description)."""
+    problems: list[tuple[str, str]] = []
+    if not account.tenant_id.strip():
+        problems.append(("tenant_id", "required"))
+    if not account.account_id.strip():
+        problems.append(("account_id", "required"))
+    for name in ("tenant_id", "account_id", "name", "contact_name", "csm_name"):
+        if len(getattr(account, name)) > MAX_ID_CHARS:
+            problems.append((name, f"at most {MAX_ID_CHARS} characters"))
+    for name in ("contact_email", "csm_email"):
+        value = getattr(account, name)
+        if value and (len(value) > 320 or not _EMAIL.match(value)):
+            problems.append((name, "not an email address"))
+    if account.timezone:
+        try:
+            zoneinfo.ZoneInfo(account.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append(("timezone", "not an IANA time zone, e.g. Europe/Paris"))
+    return problems

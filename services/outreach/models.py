@@ -1,7 +1,8 @@
 """Tables of the outreach service.
 
-The schema is created with metadata.create_all at start-up for now; a later
-issue replaces that with migrations.
+The schema itself is created and changed by the versioned migrations in
+services/outreach/migrations (applied at start-up); these classes describe the
+current head for queries, and a test checks that the two agree.
 """
 
 from __future__ import annotations
@@ -56,11 +57,90 @@ class UsageDailyRow(Base):
     error_count: Mapped[int] = mapped_column(sa.BigInteger)
 
 
+class UsageDailyErrorRow(Base):
+    """Errors per account, day, endpoint, status and error code: which errors appeared."""
+
+    __tablename__ = "usage_daily_errors"
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    account_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(sa.String(500), primary_key=True)
+    status_code: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    error_code: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    error_count: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class UsageDailyVersionRow(Base):
+    """Usage per account, day, endpoint and client version: which version correlates with errors."""
+
+    __tablename__ = "usage_daily_versions"
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    account_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(sa.String(500), primary_key=True)
+    client_version: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    event_count: Mapped[int] = mapped_column(sa.BigInteger)
+    error_count: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class AccountRow(Base):
+    """A tenant's customer account: who messages go to, opt-out, churn."""
+
+    __tablename__ = "accounts"
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    account_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), default="")
+    contact_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    contact_email: Mapped[str] = mapped_column(sa.String(320), default="")
+    csm_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    csm_email: Mapped[str] = mapped_column(sa.String(320), default="")
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="")
+    opted_out: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    churned_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class RiskFindingRow(Base):
+    """One detected risk with its evidence and analysed cause (JSON columns keep the lists)."""
+
+    __tablename__ = "risk_findings"
+    __table_args__ = (
+        sa.Index("ix_risk_findings_subject", "tenant_id", "kind", "subject_key", "window_end"),
+        sa.Index("ix_risk_findings_tenant_time", "tenant_id", "detected_at"),
+    )
+
+    finding_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    # What the finding is about (account, or endpoint + error code for a cluster): a re-run
+    # within the same episode updates the finding instead of adding another.
+    subject_key: Mapped[str] = mapped_column(sa.String(800))
+    account_ids: Mapped[list[str]] = mapped_column(sa.JSON)
+    feature: Mapped[str] = mapped_column(sa.String(200), default="")
+    endpoint: Mapped[str] = mapped_column(sa.String(500), default="")
+    error_code: Mapped[str] = mapped_column(sa.String(200), default="")
+    release: Mapped[str] = mapped_column(sa.String(500), default="")
+    cause: Mapped[str] = mapped_column(sa.Text, default="")
+    severity: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    evidence: Mapped[list[dict[str, object]]] = mapped_column(sa.JSON)
+    sources: Mapped[list[dict[str, object]]] = mapped_column(sa.JSON)
+    suggested_fix: Mapped[str] = mapped_column(sa.Text, default="")
+    knowledge_unavailable: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    window_end: Mapped[dt.date] = mapped_column(sa.Date)
+    detected_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
 class OutreachDraftRow(Base):
-    """Proposed messages awaiting or past human review (written by DraftOutreach, a later issue)."""
+    """Proposed messages awaiting or past human review, with their lineage."""
 
     __tablename__ = "outreach_drafts"
-    __table_args__ = (sa.Index("ix_outreach_drafts_tenant_state", "tenant_id", "state", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_outreach_drafts_tenant_state", "tenant_id", "state", "created_at"),
+        sa.Index("ux_outreach_drafts_finding_account", "finding_id", "account_id", unique=True),
+    )
 
     draft_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(sa.String(200))
@@ -69,4 +149,59 @@ class OutreachDraftRow(Base):
     subject: Mapped[str] = mapped_column(sa.String(500))
     body: Mapped[str] = mapped_column(sa.Text)
     state: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    original_body: Mapped[str] = mapped_column(sa.Text, default="")
+    generator: Mapped[str] = mapped_column(sa.String(16), default="")
+    model: Mapped[str] = mapped_column(sa.String(200), default="")
+    prompt_version: Mapped[str] = mapped_column(sa.String(100), default="")
+    sources: Mapped[list[dict[str, object]]] = mapped_column(sa.JSON, default=list)
+    trace_id: Mapped[str] = mapped_column(sa.String(32), default="")
+    reviewer_id: Mapped[str] = mapped_column(sa.String(200), default="")
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # Accounts a cross-customer incident draft goes to (account_id is then empty).
+    recipients: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+
+
+class DraftFeedbackRow(Base):
+    """A reviewer's decision on a draft: the training signal (draft vs final text, edit size)."""
+
+    __tablename__ = "outreach_feedback"
+    __table_args__ = (sa.Index("ix_outreach_feedback_tenant_time", "tenant_id", "created_at"),)
+
+    feedback_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    draft_id: Mapped[str] = mapped_column(sa.String(36))
+    tenant_id: Mapped[str] = mapped_column(sa.String(200))
+    action: Mapped[str] = mapped_column(sa.String(32))
+    reviewer_id: Mapped[str] = mapped_column(sa.String(200))
+    draft_body: Mapped[str] = mapped_column(sa.Text)
+    final_body: Mapped[str] = mapped_column(sa.Text)
+    # Character-level edit size (1 - similarity ratio) in [0, 1]; 0 for an unchanged approval.
+    edit_ratio: Mapped[float] = mapped_column(sa.Float)
+    generator: Mapped[str] = mapped_column(sa.String(16), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class OutboxRow(Base):
+    """Approved messages waiting to be sent; the (draft, account) key makes it one message per
+    draft and recipient, however often approval or the sender is retried."""
+
+    __tablename__ = "outreach_outbox"
+    __table_args__ = (
+        sa.Index("ix_outreach_outbox_due", "status", "not_before"),
+        sa.Index("ix_outreach_outbox_account", "tenant_id", "account_id", "created_at"),
+    )
+
+    draft_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(200))
+    to_address: Mapped[str] = mapped_column(sa.String(320))
+    subject: Mapped[str] = mapped_column(sa.String(500))
+    body: Mapped[str] = mapped_column(sa.Text)
+    # pending -> sending (claimed by one sender) -> sent | cancelled (opted out meanwhile)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    not_before: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(sa.String(500), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -612,9 +612,9 @@ def test_prod_network_policies_allow_every_call_of_the_mesh(rendered: dict[str, 
 
 
 def test_prod_network_policies_refuse_calls_outside_the_mesh(rendered: dict[str, Rendered]) -> None:
-    # The allow-lists must be lists: outreach never calls vLLM, triage never calls escalation.
+    # The allow-lists must be lists: triage never calls escalation, retrieval calls nobody.
     prod = rendered["prod"]
-    for caller, callee in [("outreach", "vllm"), ("triage", "escalation"), ("retrieval", "concierge")]:
+    for caller, callee in [("triage", "escalation"), ("retrieval", "concierge"), ("retrieval", "triage")]:
         caller_labels = pod_labels(prod.get("Deployment", caller))
         ingress = _rules(prod, callee, "ingress")
         assert not _allows(ingress, "from", caller_labels, _callee_port(prod, callee)), f"{callee} admits {caller}"

@@ -1,5 +1,6 @@
 import datetime
 
+from aftercare.type.v1 import answer_pb2 as _answer_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -72,10 +73,12 @@ class UsageEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., account_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feature: _Optional[str] = ..., endpoint: _Optional[str] = ..., status_code: _Optional[int] = ..., error_code: _Optional[str] = ..., count: _Optional[int] = ..., client_version: _Optional[str] = ...) -> None: ...
 
 class RecordUsageRequest(_message.Message):
-    __slots__ = ("event",)
+    __slots__ = ("event", "events")
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     event: UsageEvent
-    def __init__(self, event: _Optional[_Union[UsageEvent, _Mapping]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[UsageEvent]
+    def __init__(self, event: _Optional[_Union[UsageEvent, _Mapping]] = ..., events: _Optional[_Iterable[_Union[UsageEvent, _Mapping]]] = ...) -> None: ...
 
 class RejectedEvent(_message.Message):
     __slots__ = ("event_id", "reason")
@@ -86,14 +89,16 @@ class RejectedEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RecordUsageResponse(_message.Message):
-    __slots__ = ("accepted", "duplicates", "rejected")
+    __slots__ = ("accepted", "duplicates", "rejected", "late")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     duplicates: int
     rejected: _containers.RepeatedCompositeFieldContainer[RejectedEvent]
-    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectedEvent, _Mapping]]] = ...) -> None: ...
+    late: int
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectedEvent, _Mapping]]] = ..., late: _Optional[int] = ...) -> None: ...
 
 class Evidence(_message.Message):
     __slots__ = ("statement", "metric", "before", "after")
@@ -108,7 +113,7 @@ class Evidence(_message.Message):
     def __init__(self, statement: _Optional[str] = ..., metric: _Optional[str] = ..., before: _Optional[float] = ..., after: _Optional[float] = ...) -> None: ...
 
 class RiskFinding(_message.Message):
-    __slots__ = ("finding_id", "tenant_id", "account_ids", "kind", "feature", "endpoint", "error_code", "release", "evidence", "detected_at")
+    __slots__ = ("finding_id", "tenant_id", "account_ids", "kind", "feature", "endpoint", "error_code", "release", "evidence", "detected_at", "sources", "cause", "severity", "knowledge_unavailable", "suggested_fix")
     FINDING_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +124,11 @@ class RiskFinding(_message.Message):
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     DETECTED_AT_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    SUGGESTED_FIX_FIELD_NUMBER: _ClassVar[int]
     finding_id: str
     tenant_id: str
     account_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -129,7 +139,12 @@ class RiskFinding(_message.Message):
     release: str
     evidence: _containers.RepeatedCompositeFieldContainer[Evidence]
     detected_at: _timestamp_pb2.Timestamp
-    def __init__(self, finding_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., account_ids: _Optional[_Iterable[str]] = ..., kind: _Optional[_Union[RiskKind, str]] = ..., feature: _Optional[str] = ..., endpoint: _Optional[str] = ..., error_code: _Optional[str] = ..., release: _Optional[str] = ..., evidence: _Optional[_Iterable[_Union[Evidence, _Mapping]]] = ..., detected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    sources: _containers.RepeatedCompositeFieldContainer[_answer_pb2.Citation]
+    cause: str
+    severity: float
+    knowledge_unavailable: bool
+    suggested_fix: str
+    def __init__(self, finding_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., account_ids: _Optional[_Iterable[str]] = ..., kind: _Optional[_Union[RiskKind, str]] = ..., feature: _Optional[str] = ..., endpoint: _Optional[str] = ..., error_code: _Optional[str] = ..., release: _Optional[str] = ..., evidence: _Optional[_Iterable[_Union[Evidence, _Mapping]]] = ..., detected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[_answer_pb2.Citation, _Mapping]]] = ..., cause: _Optional[str] = ..., severity: _Optional[float] = ..., knowledge_unavailable: _Optional[bool] = ..., suggested_fix: _Optional[str] = ...) -> None: ...
 
 class DetectRisksRequest(_message.Message):
     __slots__ = ("tenant_id", "as_of")
@@ -146,7 +161,7 @@ class DetectRisksResponse(_message.Message):
     def __init__(self, findings: _Optional[_Iterable[_Union[RiskFinding, _Mapping]]] = ...) -> None: ...
 
 class OutreachDraft(_message.Message):
-    __slots__ = ("draft_id", "tenant_id", "account_id", "finding_id", "subject", "body", "state", "created_at")
+    __slots__ = ("draft_id", "tenant_id", "account_id", "finding_id", "subject", "body", "state", "created_at", "lineage", "generator", "reviewer_id", "original_body", "recipient_account_ids")
     DRAFT_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +170,11 @@ class OutreachDraft(_message.Message):
     BODY_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_ID_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_BODY_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_ACCOUNT_IDS_FIELD_NUMBER: _ClassVar[int]
     draft_id: str
     tenant_id: str
     account_id: str
@@ -163,7 +183,12 @@ class OutreachDraft(_message.Message):
     body: str
     state: DraftState
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, draft_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., account_id: _Optional[str] = ..., finding_id: _Optional[str] = ..., subject: _Optional[str] = ..., body: _Optional[str] = ..., state: _Optional[_Union[DraftState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    lineage: _answer_pb2.Lineage
+    generator: str
+    reviewer_id: str
+    original_body: str
+    recipient_account_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, draft_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., account_id: _Optional[str] = ..., finding_id: _Optional[str] = ..., subject: _Optional[str] = ..., body: _Optional[str] = ..., state: _Optional[_Union[DraftState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lineage: _Optional[_Union[_answer_pb2.Lineage, _Mapping]] = ..., generator: _Optional[str] = ..., reviewer_id: _Optional[str] = ..., original_body: _Optional[str] = ..., recipient_account_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DraftOutreachRequest(_message.Message):
     __slots__ = ("tenant_id", "finding_id")
@@ -174,10 +199,58 @@ class DraftOutreachRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., finding_id: _Optional[str] = ...) -> None: ...
 
 class DraftOutreachResponse(_message.Message):
-    __slots__ = ("drafts",)
+    __slots__ = ("drafts", "skipped")
     DRAFTS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     drafts: _containers.RepeatedCompositeFieldContainer[OutreachDraft]
-    def __init__(self, drafts: _Optional[_Iterable[_Union[OutreachDraft, _Mapping]]] = ...) -> None: ...
+    skipped: _containers.RepeatedCompositeFieldContainer[SkippedAccount]
+    def __init__(self, drafts: _Optional[_Iterable[_Union[OutreachDraft, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[SkippedAccount, _Mapping]]] = ...) -> None: ...
+
+class SkippedAccount(_message.Message):
+    __slots__ = ("account_id", "reason")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    reason: str
+    def __init__(self, account_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Account(_message.Message):
+    __slots__ = ("tenant_id", "account_id", "name", "contact_name", "contact_email", "csm_name", "csm_email", "timezone", "opted_out", "churned_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    CSM_NAME_FIELD_NUMBER: _ClassVar[int]
+    CSM_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    OPTED_OUT_FIELD_NUMBER: _ClassVar[int]
+    CHURNED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    account_id: str
+    name: str
+    contact_name: str
+    contact_email: str
+    csm_name: str
+    csm_email: str
+    timezone: str
+    opted_out: bool
+    churned_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., account_id: _Optional[str] = ..., name: _Optional[str] = ..., contact_name: _Optional[str] = ..., contact_email: _Optional[str] = ..., csm_name: _Optional[str] = ..., csm_email: _Optional[str] = ..., timezone: _Optional[str] = ..., opted_out: _Optional[bool] = ..., churned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UpsertAccountsRequest(_message.Message):
+    __slots__ = ("accounts",)
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedCompositeFieldContainer[Account]
+    def __init__(self, accounts: _Optional[_Iterable[_Union[Account, _Mapping]]] = ...) -> None: ...
+
+class UpsertAccountsResponse(_message.Message):
+    __slots__ = ("created", "updated")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    created: int
+    updated: int
+    def __init__(self, created: _Optional[int] = ..., updated: _Optional[int] = ...) -> None: ...
 
 class ListDraftsRequest(_message.Message):
     __slots__ = ("tenant_id", "state")

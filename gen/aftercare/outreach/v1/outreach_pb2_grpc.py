@@ -62,6 +62,11 @@ class OutreachServiceStub:
                 request_serializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.ReviewDraftRequest.SerializeToString,
                 response_deserializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.ReviewDraftResponse.FromString,
                 _registered_method=True)
+        self.UpsertAccounts = channel.unary_unary(
+                '/aftercare.outreach.v1.OutreachService/UpsertAccounts',
+                request_serializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsRequest.SerializeToString,
+                response_deserializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsResponse.FromString,
+                _registered_method=True)
 
 
 class OutreachServiceServicer:
@@ -105,6 +110,14 @@ class OutreachServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertAccounts(self, request, context):
+        """UpsertAccounts registers or updates the tenant's customer accounts; usage
+        of an account that is not registered is rejected as "unknown_account".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OutreachServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +145,11 @@ def add_OutreachServiceServicer_to_server(servicer, server):
                     servicer.ReviewDraft,
                     request_deserializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.ReviewDraftRequest.FromString,
                     response_serializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.ReviewDraftResponse.SerializeToString,
+            ),
+            'UpsertAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertAccounts,
+                    request_deserializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsRequest.FromString,
+                    response_serializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +290,33 @@ class OutreachService:
             '/aftercare.outreach.v1.OutreachService/ReviewDraft',
             aftercare_dot_outreach_dot_v1_dot_outreach__pb2.ReviewDraftRequest.SerializeToString,
             aftercare_dot_outreach_dot_v1_dot_outreach__pb2.ReviewDraftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.outreach.v1.OutreachService/UpsertAccounts',
+            aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsRequest.SerializeToString,
+            aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsResponse.FromString,
             options,
             channel_credentials,
             insecure,
