@@ -23,6 +23,12 @@ LLM_TIME_TO_FIRST_TOKEN_MS = "aftercare.llm.time_to_first_token_ms"
 
 ESCALATION_QUEUE = "aftercare.escalation.queue"
 """Name of a handoff queue, e.g. general, billing."""
+ESCALATION_SUMMARY_METHOD = "aftercare.escalation.summary_method"
+"""llm | extractive: how a context package's summary was made (extractive when the LLM failed its check)."""
+ESCALATION_DRAFT_METHOD = "aftercare.escalation.draft_method"
+"""llm | template: how a context package's draft reply was made."""
+ESCALATION_SUGGESTIONS = "aftercare.escalation.suggestions"
+"""Number of grounded suggested resolutions in a context package (0-3)."""
 RPC_OUTCOME = "aftercare.rpc.outcome"
 """OK | ERROR | ABORTED_BY_HANDLER: how a gRPC handler ended (the status code is on the span)."""
 

@@ -1,3 +1,6 @@
+"""Escalation process: its database (migrated at start), its backends
+(retrieval, triage, the LLM) for context packages, and the servicer."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,23 +10,56 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from opentelemetry import metrics
 
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
+from aftercare.retrieval.v1 import retrieval_pb2_grpc
+from aftercare.triage.v1 import triage_pb2_grpc
 from servicekit import attributes
+from servicekit.clients import connect
 from servicekit.database import database_url, make_engine
+from servicekit.llm import LlmClient
 from servicekit.server import Mount, mount, run_service
+from services.escalation.context import ContextBuilder
+from services.escalation.insights import Embed, InsightsEngine
 from services.escalation.servicer import EscalationServicer
 from services.escalation.settings import EscalationSettings
 from services.escalation.store import HandoffStore
 
 
 @contextlib.asynccontextmanager
-async def servicers(settings: EscalationSettings) -> AsyncIterator[Sequence[Mount]]:
+async def servicers(
+    settings: EscalationSettings,
+    *,
+    llm: LlmClient | None = None,
+    retrieval: retrieval_pb2_grpc.RetrievalServiceStub | None = None,
+    triage: triage_pb2_grpc.TriageServiceStub | None = None,
+    embed: Embed | None = None,
+    connect_backends: bool = True,
+) -> AsyncIterator[Sequence[Mount]]:
+    """The service's servicers; tests pass doubles for the LLM, backends and embeddings.
+    Without `connect_backends` (a benchmark of the LLM part alone) retrieval and triage
+    are left out, as if they were down."""
     engine = make_engine(database_url(settings.database_url, settings.data_dir, "escalation"))
+    channels = []
+    if retrieval is None and connect_backends:
+        channels.append(connect(settings.retrieval_addr, "aftercare.retrieval.v1.RetrievalService"))
+        retrieval = retrieval_pb2_grpc.RetrievalServiceStub(channels[-1])
+    if triage is None and connect_backends:
+        channels.append(connect(settings.triage_addr, "aftercare.triage.v1.TriageService"))
+        triage = triage_pb2_grpc.TriageServiceStub(channels[-1])
+    own_llm = llm is None
+    llm = llm or LlmClient.from_settings(settings)
     try:
         store = HandoffStore(engine)
         await asyncio.to_thread(store.create_schema)
         _observe_queue_depth(store)
-        yield [mount(EscalationServicer(store, settings.default_queue), escalation_pb2, escalation_pb2_grpc)]
+        builder = ContextBuilder(settings, store, llm, retrieval, triage)
+        insights = InsightsEngine(settings, store, embed)
+        servicer = EscalationServicer(store, settings.default_queue, builder, insights)
+        yield [mount(servicer, escalation_pb2, escalation_pb2_grpc)]
     finally:
+        if own_llm:
+            await llm.aclose()
+        for channel in channels:
+            await channel.close()
         engine.dispose()
 
 
@@ -39,4 +75,4 @@ def _observe_queue_depth(store: HandoffStore) -> None:
 
 
 def main() -> None:
-    run_service("escalation", EscalationSettings(), servicers)
+    run_service("escalation", EscalationSettings(), servicers)  # type: ignore[call-arg]

@@ -1,47 +1,432 @@
-"""The context package an agent reads instead of scrolling the transcript.
+"""The context package an agent reads instead of scrolling the transcript and
+searching the knowledge base.
 
-For now it is built deterministically from what the CreateHandoff request
-carries: the summary is the newest customer message, the detail the last
-three. The LLM summary, intent/sentiment, suggested resolutions grounded in
-retrieval and the draft reply come in a later issue.
+Built once, when the handoff is created, within a time budget: the LLM
+summary, the knowledge-base search and triage run side by side, and whatever
+is not back (or fails its check) in time is replaced by its deterministic
+version. An LLM or retrieval outage makes the package plainer, never the
+handoff fail.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import grpc
+import structlog
+from opentelemetry import trace
 
 from aftercare.escalation.v1 import escalation_pb2
-from aftercare.type.v1 import conversation_pb2
+from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
+from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2
+from servicekit import attributes
+from servicekit.database import utcnow
+from servicekit.llm import LlmClient, LlmUnavailable
+from servicekit.tracing import current_trace_id
+from services.escalation import summaries
+from services.escalation.settings import EscalationSettings
+from services.escalation.store import HandoffStore, PastContact, ResolvedCase
+from services.escalation.summaries import Turn, content_words, shorten
 
-SUMMARY_MAX_CHARS = 200
-DETAIL_MESSAGES = 3
-_ELLIPSIS = "…"
-_SPACES = re.compile(r"\s+")
+log = structlog.get_logger("services.escalation.context")
+tracer = trace.get_tracer("aftercare.escalation")
+
+DRAFT_PROMPT_VERSION = "handoff-draft-v1"
+SUGGESTIONS = 3
+MAX_SUGGESTION_CHARS = 320
+RECENT_CONTACT_DAYS = 30
+# Lexical similarity above which a resolved case counts as similar.
+MIN_CASE_SIMILARITY = 0.2
+# Sentiment labels by VADER's own cut-offs on the compound score.
+POSITIVE_AT = 0.05
+NEGATIVE_AT = -0.05
+
+_REASON_WORDS = {
+    escalation_pb2.HANDOFF_REASON_LOW_CONFIDENCE: "its answer was not confident enough",
+    escalation_pb2.HANDOFF_REASON_CUSTOMER_REQUEST: "the customer asked for a human",
+    escalation_pb2.HANDOFF_REASON_POLICY: "the routing policy sends this contact to a person",
+    escalation_pb2.HANDOFF_REASON_NO_KNOWLEDGE: "the knowledge base has nothing on the question",
+    escalation_pb2.HANDOFF_REASON_SYSTEM_UNAVAILABLE: "the AI was unavailable",
+}
 
 
-def shorten(text: str, limit: int = SUMMARY_MAX_CHARS) -> str:
-    """`text` on one line, cut at a word boundary to at most `limit` characters."""
-    text = _SPACES.sub(" ", text).strip()
-    if len(text) <= limit:
-        return text
-    room = limit - len(_ELLIPSIS)
-    cut = text[:room]
-    # Cut at the last space, unless that throws away most of the text (one very long word).
-    space = cut.rfind(" ")
-    if space >= room // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:-") + _ELLIPSIS
+@dataclass
+class BuiltContext:
+    package: escalation_pb2.ContextPackage
+    # The newest customer message: what the AI could not answer.
+    question: str = ""
+    # The prompt a draft reply is generated from (stored for ExportFeedback).
+    draft_prompt: str = ""
 
 
-def build_context_package(request: escalation_pb2.CreateHandoffRequest) -> escalation_pb2.ContextPackage:
-    customer_texts = [
-        message.text.strip()
-        for message in request.conversation.messages
-        if message.role == conversation_pb2.ROLE_CUSTOMER and message.text.strip()
-    ]
-    return escalation_pb2.ContextPackage(
-        summary=shorten(customer_texts[-1]) if customer_texts else "",
-        detail="\n".join(customer_texts[-DETAIL_MESSAGES:]),
-        account=request.account,
-        ai_attempt=request.ai_attempt,
+@dataclass
+class _Suggestion:
+    text: str
+    score: float
+    sources: list[answer_pb2.Citation] = field(default_factory=list)
+    words: set[str] = field(default_factory=set)
+
+
+def sentiment_label(score: float) -> str:
+    if score >= POSITIVE_AT:
+        return "positive"
+    if score <= NEGATIVE_AT:
+        return "negative"
+    return "neutral"
+
+
+def _money(minor: int) -> str:
+    return f"{minor / 100:,.2f}"
+
+
+def customer_summary(account: customer_pb2.AccountSignals, recent: Sequence[PastContact]) -> str:
+    """The account in words: plan, tenure, value, open issues, recent contacts."""
+    parts = []
+    if account.plan:
+        parts.append(f"{account.plan} plan")
+    if account.tenure_days:
+        years = account.tenure_days // 365
+        if years:
+            parts.append(f"customer for {years} year{'s' if years != 1 else ''}")
+        elif account.tenure_days >= 60:
+            parts.append(f"customer for {account.tenure_days // 30} months")
+        else:
+            parts.append(f"customer for {account.tenure_days} days")
+    if account.contract_value_minor:
+        parts.append(f"contract value {_money(account.contract_value_minor)} a year")
+    if account.lifetime_value_minor:
+        parts.append(f"lifetime value {_money(account.lifetime_value_minor)}")
+    parts.append(f"{account.open_tickets} open ticket{'s' if account.open_tickets != 1 else ''}")
+    contacts = account.contacts_last_7_days
+    parts.append(f"{contacts} other contact{'s' if contacts != 1 else ''} in the last 7 days")
+    text = "; ".join(parts)
+    text = text[0].upper() + text[1:] + "."
+    if recent:
+        open_count = sum(1 for c in recent if c.state != "HANDOFF_STATE_RESOLVED")
+        latest = recent[0]
+        text += (
+            f" {len(recent)} earlier handoff{'s' if len(recent) != 1 else ''} in the last {RECENT_CONTACT_DAYS} days"
+            f" ({open_count} still open); latest {latest.created_at:%Y-%m-%d}"
+            + (f": {shorten(latest.summary, 120)}" if latest.summary else ".")
+        )
+    return text
+
+
+def ai_attempt_summary(request: escalation_pb2.CreateHandoffRequest) -> str:
+    attempt = request.ai_attempt
+    why = _REASON_WORDS.get(request.reason, "of its routing")
+    tried = []
+    if attempt.citations:
+        titles = list(dict.fromkeys(c.title or c.doc_id for c in attempt.citations))
+        tried.append(f"looked at {len(attempt.citations)} passage(s) ({', '.join(titles[:3])})")
+    if attempt.candidate_answer:
+        tried.append(f'drafted "{shorten(attempt.candidate_answer, 160)}"')
+    if attempt.HasField("confidence"):
+        tried.append(
+            f"with confidence {attempt.confidence.score:.2f} against a threshold of {attempt.confidence.threshold:.2f}"
+        )
+    what = f"The AI {' '.join(tried)}" if tried else "The AI did not attempt an answer"
+    code = f" ({attempt.explanation})" if attempt.explanation else ""
+    return f"{what}; it handed over because {why}{code}."
+
+
+def _overlap(a: set[str], b: set[str]) -> float:
+    """Cosine similarity of two sets of words."""
+    return len(a & b) / ((len(a) * len(b)) ** 0.5) if a and b else 0.0
+
+
+def _best_sentences(text: str, question_words: set[str]) -> str:
+    """The passage's most relevant sentence and the one after it (steps often continue)."""
+    sentences = summaries._sentences(" ".join(text.split()))
+    if not sentences:
+        return ""
+    scores = [len(content_words(s) & question_words) for s in sentences]
+    best = max(range(len(sentences)), key=lambda i: (scores[i], -i))
+    picked = sentences[best : best + 2]
+    return shorten(" ".join(picked), MAX_SUGGESTION_CHARS)
+
+
+def _citation(hit: retrieval_pb2.SearchHit) -> answer_pb2.Citation:
+    return answer_pb2.Citation(
+        doc_id=hit.doc_id,
+        chunk_id=hit.chunk_id,
+        title=hit.title,
+        url=hit.url,
+        score=round(hit.similarity, 4),
+        doc_version=hit.version,
     )
+
+
+def _case_citation(case: ResolvedCase, similarity: float) -> answer_pb2.Citation:
+    return answer_pb2.Citation(
+        doc_id=f"handoff:{case.handoff_id}",
+        title=shorten(case.summary or case.question, 120),
+        score=round(similarity, 4),
+    )
+
+
+def suggest(
+    question: str, intent: str, hits: Sequence[retrieval_pb2.SearchHit], cases: Sequence[ResolvedCase]
+) -> list[_Suggestion]:
+    """Up to three resolutions, each quoting a knowledge-base passage or a resolved case,
+    with every other source (passage or case) that backs it."""
+    asked = content_words(question)
+    candidates: list[_Suggestion] = []
+    for hit in hits:
+        text = _best_sentences(hit.text, asked)
+        if text:
+            candidates.append(_Suggestion(text, hit.similarity, [_citation(hit)], content_words(text)))
+    for case in cases:
+        similarity = _overlap(asked, content_words(f"{case.question} {case.summary}"))
+        if intent and case.intent == intent:
+            similarity += 0.1
+        if similarity < MIN_CASE_SIMILARITY:
+            continue
+        text = shorten(f"As in a similar resolved case: {case.resolution}", MAX_SUGGESTION_CHARS)
+        candidates.append(
+            _Suggestion(text, similarity, [_case_citation(case, similarity)], content_words(case.resolution))
+        )
+    candidates.sort(key=lambda s: s.score, reverse=True)
+    chosen: list[_Suggestion] = []
+    for candidate in candidates:
+        if any(_overlap(candidate.words, other.words) > 0.8 for other in chosen):
+            continue  # the same advice twice helps nobody
+        chosen.append(candidate)
+        if len(chosen) == SUGGESTIONS:
+            break
+    # Cross-grounding: a passage and a case that say the same thing back each other.
+    for suggestion in chosen:
+        for other in candidates:
+            if other is suggestion or other.sources[0] in suggestion.sources:
+                continue
+            if _overlap(suggestion.words, other.words) >= 0.3:
+                suggestion.sources.append(other.sources[0])
+    return chosen
+
+
+def template_draft(suggestions: Sequence[_Suggestion]) -> str:
+    """A reply an agent can send as is: the top knowledge-base advice, quoted, and nothing promised."""
+    kb = [s for s in suggestions if not s.sources[0].doc_id.startswith("handoff:")]
+    if kb:
+        return (
+            "Hi, thanks for your patience, and sorry for the trouble. "
+            f"{kb[0].text} Let me know if this solves it, and I'll stay on it with you if not."
+        )
+    return (
+        "Hi, thanks for your patience, and sorry for the trouble. I've read through your conversation "
+        "so you won't need to repeat anything, and I'm looking into it now."
+    )
+
+
+def draft_prompt(conversation_text: str, suggestions: Sequence[_Suggestion]) -> str:
+    # Passages are data, never instructions: numbered and bounded.
+    notes = "\n".join(f"[{i}] {s.text}" for i, s in enumerate(suggestions, start=1)) or "(none)"
+    return (
+        "You are a support agent. Write a short, friendly reply to the customer that uses only the notes. "
+        "Do not promise anything the notes do not say.\n\n"
+        f"Notes:\n{notes}\n\nConversation:\n{conversation_text}\n\nReply:"
+    )
+
+
+class ContextBuilder:
+    def __init__(
+        self,
+        settings: EscalationSettings,
+        store: HandoffStore,
+        llm: LlmClient | None,
+        retrieval: retrieval_pb2_grpc.RetrievalServiceStub | None,
+        triage: triage_pb2_grpc.TriageServiceStub | None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._llm = llm
+        self._retrieval = retrieval
+        self._triage = triage
+        self._vader = None
+
+    async def build(self, request: escalation_pb2.CreateHandoffRequest) -> BuiltContext:
+        with tracer.start_as_current_span("escalation.context_package") as span:
+            span.set_attribute(attributes.TENANT_ID, request.customer.tenant_id)
+            built = await self._build(request)
+            span.set_attribute(attributes.ESCALATION_SUMMARY_METHOD, built.package.summary_method)
+            span.set_attribute(attributes.ESCALATION_DRAFT_METHOD, built.package.draft_method)
+            span.set_attribute(attributes.ESCALATION_SUGGESTIONS, len(built.package.suggested_resolutions))
+            return built
+
+    async def _build(self, request: escalation_pb2.CreateHandoffRequest) -> BuiltContext:
+        budget = self._settings.context_budget_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        tenant_id = request.customer.tenant_id
+        conversation_turns = summaries.turns(request.conversation.messages)
+        conversation_text = summaries.transcript(conversation_turns)
+        customer_texts = [
+            m.text.strip()
+            for m in request.conversation.messages
+            if m.role == conversation_pb2.ROLE_CUSTOMER and m.text.strip()
+        ]
+        question = customer_texts[-1] if customer_texts else ""
+
+        since = utcnow() - dt.timedelta(days=RECENT_CONTACT_DAYS)
+        store = self._store
+        summary_task = asyncio.create_task(self._summarize(conversation_turns, conversation_text), name="summary")
+        intent_task = asyncio.create_task(self._intent_and_sentiment(request, customer_texts), name="triage")
+        hits_task = asyncio.create_task(self._search(tenant_id, question), name="retrieval")
+        recent_task = asyncio.create_task(
+            asyncio.to_thread(store.recent_contacts, tenant_id, request.customer.customer_id, since),
+            name="recent_contacts",
+        )
+        cases_task = asyncio.create_task(
+            asyncio.to_thread(store.resolved_cases, tenant_id, self._settings.similar_case_pool),
+            name="resolved_cases",
+        )
+        tasks = [summary_task, intent_task, hits_task, recent_task, cases_task]
+        # One budget for everything; what is late is cancelled and replaced below.
+        await asyncio.wait(tasks, timeout=budget)
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+                log.warning("context_part_late", part=task.get_name(), budget_s=budget)
+
+        def result(task: asyncio.Task, default):  # type: ignore[no-untyped-def,type-arg]
+            if task.cancelled() or not task.done():
+                return default
+            if task.exception() is not None:
+                log.warning("context_part_failed", part=task.get_name(), error=type(task.exception()).__name__)
+                return default
+            return task.result()
+
+        summary, detail, summary_method, model = result(
+            summary_task, (*summaries.extractive(conversation_turns), "extractive", "")
+        )
+        intent, intent_confidence, sentiment = result(intent_task, ("", 0.0, self._vader_score(customer_texts)))
+        hits: list[retrieval_pb2.SearchHit] = result(hits_task, [])
+        recent: list[PastContact] = result(recent_task, [])
+        cases: list[ResolvedCase] = result(cases_task, [])
+
+        suggestions = suggest(question, intent, hits, cases)
+        prompt = draft_prompt(conversation_text, suggestions)
+        draft, draft_method = template_draft(suggestions), "template"
+        if self._settings.draft_mode == "llm" and self._llm is not None:
+            generated = await self._generate_draft(
+                prompt, conversation_text, suggestions, max(0.5, deadline - loop.time())
+            )
+            if generated:
+                draft, draft_method, model = generated, "llm", model or self._llm.model
+
+        sources = [source for s in suggestions for source in s.sources]
+        package = escalation_pb2.ContextPackage(
+            summary=summary,
+            detail=detail,
+            account=request.account,
+            intent=intent,
+            intent_confidence=round(intent_confidence, 4),
+            sentiment_score=round(sentiment, 4),
+            sentiment_label=sentiment_label(sentiment),
+            ai_attempt=request.ai_attempt,
+            suggested_resolutions=[
+                escalation_pb2.SuggestedResolution(text=s.text, sources=s.sources) for s in suggestions
+            ],
+            draft_reply=draft,
+            customer_summary=customer_summary(request.account, recent),
+            ai_attempt_summary=ai_attempt_summary(request),
+            summary_method=summary_method,
+            draft_method=draft_method,
+            lineage=answer_pb2.Lineage(
+                sources=sources,
+                model=model,
+                prompt_template_version=(f"{summaries.SUMMARY_PROMPT_VERSION}+{DRAFT_PROMPT_VERSION}-{draft_method}"),
+                trace_id=current_trace_id(),
+            ),
+        )
+        return BuiltContext(package=package, question=question, draft_prompt=prompt)
+
+    async def _summarize(self, conversation_turns: list[Turn], conversation_text: str) -> tuple[str, str, str, str]:
+        """(summary, detail, method, model): the LLM's when grounded, else extractive."""
+        fallback_summary, fallback_detail = summaries.extractive(conversation_turns)
+        if self._llm is None or not conversation_turns:
+            return fallback_summary, fallback_detail, "extractive", ""
+        try:
+            completion = await self._llm.complete(
+                summaries.summary_prompt(conversation_text), max_tokens=60, stop=["\n"]
+            )
+        except LlmUnavailable as error:
+            log.warning("llm_unavailable", error=str(error))
+            return fallback_summary, fallback_detail, "extractive", ""
+        first, rest = summaries.split_generated(completion.text)
+        summary = summaries.accept(first, conversation_text, summaries.MAX_SUMMARY_CHARS)
+        if summary is None:
+            log.info("llm_summary_rejected", reason="not_grounded")
+            return fallback_summary, fallback_detail, "extractive", ""
+        # The detail: the rest of the generation when grounded, then what the agent last did or
+        # promised in the agent's own words (the small model rarely gets that part right).
+        generated_detail = (rest and summaries.accept(rest, conversation_text, summaries.MAX_DETAIL_CHARS)) or ""
+        action = summaries.last_action(conversation_turns)
+        detail = summaries.shorten(" ".join(p for p in (generated_detail, action) if p), summaries.MAX_DETAIL_CHARS)
+        detail = detail or fallback_detail
+        return summary, detail, "llm", completion.model
+
+    async def _intent_and_sentiment(
+        self, request: escalation_pb2.CreateHandoffRequest, customer_texts: list[str]
+    ) -> tuple[str, float, float]:
+        """From the request when the caller triaged; otherwise triage is asked."""
+        if request.intent:
+            return request.intent, request.intent_confidence, request.sentiment_score
+        if self._triage is not None:
+            try:
+                triaged = await self._triage.TriageContact(
+                    triage_pb2.TriageContactRequest(
+                        customer=request.customer, conversation=request.conversation, account=request.account
+                    ),
+                    timeout=self._settings.context_budget_s,
+                )
+                return triaged.intent.label, triaged.intent.confidence, triaged.sentiment.score
+            except grpc.aio.AioRpcError as error:
+                log.warning("triage_unavailable", code=error.code().name)
+        return "", 0.0, self._vader_score(customer_texts)
+
+    def _vader_score(self, customer_texts: list[str]) -> float:
+        if not customer_texts:
+            return 0.0
+        if self._vader is None:
+            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+            self._vader = SentimentIntensityAnalyzer()
+        return float(self._vader.polarity_scores(customer_texts[-1])["compound"])
+
+    async def _search(self, tenant_id: str, question: str) -> list[retrieval_pb2.SearchHit]:
+        if self._retrieval is None or not question:
+            return []
+        try:
+            response = await self._retrieval.Search(
+                retrieval_pb2.SearchRequest(
+                    tenant_id=tenant_id,
+                    query=shorten(question, 1000),
+                    top_k=self._settings.retrieval_top_k,
+                    mode=retrieval_pb2.SEARCH_MODE_HYBRID,
+                ),
+                timeout=self._settings.context_budget_s,
+            )
+        except grpc.aio.AioRpcError as error:
+            log.warning("retrieval_unavailable", code=error.code().name)
+            return []
+        return [hit for hit in response.hits if hit.similarity >= self._settings.min_similarity]
+
+    async def _generate_draft(
+        self, prompt: str, conversation_text: str, suggestions: Sequence[_Suggestion], timeout_s: float
+    ) -> str:
+        assert self._llm is not None
+        try:
+            completion = await asyncio.wait_for(
+                self._llm.complete(prompt, max_tokens=160, stop=["\n\n", "\nCustomer:"]),
+                timeout=timeout_s,
+            )
+        except (LlmUnavailable, TimeoutError) as error:
+            log.warning("llm_draft_failed", error=type(error).__name__)
+            return ""
+        source = conversation_text + "\n" + "\n".join(s.text for s in suggestions)
+        return summaries.accept(completion.text, source, 1200, summaries.REPLY_WORDS) or ""

@@ -6,24 +6,51 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 import structlog
 
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
+from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import conversation_pb2
-from servicekit.errors import InvalidArgument, NotFound, Violations
-from services.escalation.context import build_context_package
-from services.escalation.store import HandoffStore, PageCursor
+from servicekit.database import utcnow
+from servicekit.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Violations
+from services.escalation import feedback
+from services.escalation.context import ContextBuilder
+from services.escalation.insights import InsightsEngine
+from services.escalation.store import (
+    Correction,
+    HandoffNotFound,
+    HandoffStore,
+    NewHandoff,
+    PageCursor,
+    ReplyRecord,
+    StaleHandoff,
+    WrongState,
+)
 
 log = structlog.get_logger("services.escalation")
 
+T = TypeVar("T")
+
 MAX_ID_CHARS = 200
 MAX_QUEUE_CHARS = 100
+MAX_LABEL_CHARS = 200
 MAX_MESSAGES = 200
 MAX_TRANSCRIPT_CHARS = 100_000
+MAX_REPLY_CHARS = 10_000
+MAX_RESOLUTION_CHARS = 4_000
+MAX_QUESTION_CHARS = 4_000
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+DEFAULT_GAPS = 20
+MAX_GAPS = 100
+# ExportFeedback stops here and says where to resume (keeps a response far below 4 MB).
+MAX_EXPORT_RECORDS = 1000
+DEFAULT_INSIGHT_DAYS = 30
+MAX_INSIGHT_DAYS = 366
 # Unspecified state in ListHandoffs means "still open".
 OPEN_STATES = (escalation_pb2.HANDOFF_STATE_WAITING, escalation_pb2.HANDOFF_STATE_ASSIGNED)
 
@@ -61,12 +88,30 @@ def _validate_create(request: escalation_pb2.CreateHandoffRequest) -> None:
         )
     problems.check(0 <= request.priority <= 100, "priority", "must be between 0 and 100")
     problems.check(len(request.queue) <= MAX_QUEUE_CHARS, "queue", f"at most {MAX_QUEUE_CHARS} characters")
+    problems.check(len(request.intent) <= MAX_LABEL_CHARS, "intent", f"at most {MAX_LABEL_CHARS} characters")
+    problems.check(0.0 <= request.intent_confidence <= 1.0, "intent_confidence", "must be between 0 and 1")
+    problems.check(-1.0 <= request.sentiment_score <= 1.0, "sentiment_score", "must be between -1 and 1")
+    problems.check(request.tier in triage_pb2.Tier.values(), "tier", "unknown tier")
     problems.raise_if_any()
 
 
-def _query_fingerprint(tenant_id: str, queue: str, states: tuple[int, ...]) -> str:
+def _validate_change(problems: Violations, tenant_id: str, handoff_id: str, agent_id: str, version: int) -> None:
+    _check_id(problems, tenant_id, "tenant_id")
+    _check_id(problems, handoff_id, "handoff_id")
+    _check_id(problems, agent_id, "agent_id")
+    problems.check(version >= 0, "expected_version", "must not be negative")
+
+
+def _check_text(problems: Violations, value: str, field: str, limit: int) -> None:
+    if not value.strip():
+        problems.add(field, "required")
+    elif len(value) > limit:
+        problems.add(field, f"at most {limit} characters")
+
+
+def _query_fingerprint(tenant_id: str, queue: str, states: tuple[int, ...], tier: int = 0) -> str:
     """Ties a page token to the query it came from (a token is only valid for the same filters)."""
-    raw = json.dumps([tenant_id, queue, list(states)])
+    raw = json.dumps([tenant_id, queue, list(states)] + ([tier] if tier else []))
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -93,25 +138,52 @@ def decode_page_token(token: str, fingerprint: str) -> PageCursor:
         raise InvalidArgument([("page_token", "invalid, or from a request with other filters")]) from error
 
 
+def _time_or_none(
+    message: escalation_pb2.ExportFeedbackRequest | escalation_pb2.ExportIntentCorrectionsRequest,
+) -> dt.datetime | None:
+    return message.since.ToDatetime(dt.UTC) if message.HasField("since") else None
+
+
 class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
-    def __init__(self, store: HandoffStore, default_queue: str) -> None:
+    def __init__(
+        self, store: HandoffStore, default_queue: str, context_builder: ContextBuilder, insights: InsightsEngine
+    ) -> None:
         self._store = store
         self._default_queue = default_queue
+        self._context = context_builder
+        self._insights = insights
+
+    # --- handoffs ----------------------------------------------------------------
 
     async def CreateHandoff(
         self, request: escalation_pb2.CreateHandoffRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.CreateHandoffResponse:
         _validate_create(request)
-        package = build_context_package(request)
-        queue = request.queue.strip() or self._default_queue
-        handoff, created = await asyncio.to_thread(self._store.create, request, queue, package)
+        tenant_id = request.customer.tenant_id
+        # A retry must not pay for (or change) the context package again.
+        existing = await asyncio.to_thread(self._store.find_by_key, tenant_id, request.idempotency_key)
+        if existing is not None:
+            log.info("handoff_replayed", tenant_id=tenant_id, handoff_id=existing.handoff_id)
+            return escalation_pb2.CreateHandoffResponse(handoff=existing, created=False)
+        built = await self._context.build(request)
+        new = NewHandoff(
+            queue=request.queue.strip() or self._default_queue,
+            context=built.package,
+            intent=built.package.intent,
+            intent_confidence=built.package.intent_confidence,
+            question=built.question,
+            draft_prompt=built.draft_prompt,
+        )
+        handoff, created = await asyncio.to_thread(self._store.create, request, new)
         log.info(
             "handoff_created" if created else "handoff_replayed",
-            tenant_id=handoff.customer.tenant_id,
+            tenant_id=tenant_id,
             handoff_id=handoff.handoff_id,
             queue=handoff.queue,
             priority=handoff.priority,
             reason=escalation_pb2.HandoffReason.Name(handoff.reason),
+            summary_method=handoff.context.summary_method,
+            draft_method=handoff.context.draft_method,
         )
         return escalation_pb2.CreateHandoffResponse(handoff=handoff, created=created)
 
@@ -133,16 +205,219 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         problems = Violations()
         _check_id(problems, request.tenant_id, "tenant_id")
         problems.check(request.page_size >= 0, "page_size", "must not be negative")
+        problems.check(request.tier in triage_pb2.Tier.values(), "tier", "unknown tier")
         problems.raise_if_any()
         states = (request.state,) if request.state else OPEN_STATES
         # Too large a page is coerced to the maximum rather than refused (AIP-158).
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        fingerprint = _query_fingerprint(request.tenant_id, request.queue, states)
+        fingerprint = _query_fingerprint(request.tenant_id, request.queue, states, request.tier)
         after = decode_page_token(request.page_token, fingerprint) if request.page_token else None
         handoffs, cursor = await asyncio.to_thread(
-            self._store.list_page, request.tenant_id, request.queue, states, page_size, after
+            self._store.list_page, request.tenant_id, request.queue, states, page_size, after, request.tier
         )
         return escalation_pb2.ListHandoffsResponse(
             handoffs=handoffs,
             next_page_token=encode_page_token(cursor, fingerprint) if cursor else "",
         )
+
+    async def _change(self, handoff_id: str, agent_id: str, change: Callable[[], T]) -> T:
+        """Run a store change, turning its refusals into status codes."""
+        try:
+            return await asyncio.to_thread(change)
+        except HandoffNotFound:
+            raise NotFound(f"handoff {handoff_id!r} not found", reason="HANDOFF_NOT_FOUND") from None
+        except StaleHandoff as stale:
+            raise Aborted(
+                f"handoff {handoff_id!r} changed since it was read (now version {stale.current_version}); "
+                "reload it and try again",
+                reason="HANDOFF_VERSION_CONFLICT",
+                metadata={"current_version": str(stale.current_version)},
+            ) from None
+        except WrongState as wrong:
+            if wrong.state == "HANDOFF_STATE_RESOLVED":
+                raise FailedPrecondition(
+                    f"handoff {handoff_id!r} is already resolved", reason="HANDOFF_RESOLVED"
+                ) from None
+            raise FailedPrecondition(
+                f"handoff {handoff_id!r} is assigned to another agent than {agent_id!r}",
+                reason="HANDOFF_ASSIGNED_TO_ANOTHER_AGENT",
+            ) from None
+
+    async def AssignHandoff(
+        self, request: escalation_pb2.AssignHandoffRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.AssignHandoffResponse:
+        problems = Violations()
+        _validate_change(problems, request.tenant_id, request.handoff_id, request.agent_id, request.expected_version)
+        problems.raise_if_any()
+        handoff = await self._change(
+            request.handoff_id,
+            request.agent_id,
+            lambda: self._store.assign(
+                request.tenant_id, request.handoff_id, request.agent_id, request.expected_version
+            ),
+        )
+        log.info(
+            "handoff_assigned", tenant_id=request.tenant_id, handoff_id=handoff.handoff_id, version=handoff.version
+        )
+        return escalation_pb2.AssignHandoffResponse(handoff=handoff)
+
+    async def SubmitAgentReply(
+        self, request: escalation_pb2.SubmitAgentReplyRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.SubmitAgentReplyResponse:
+        problems = Violations()
+        _validate_change(problems, request.tenant_id, request.handoff_id, request.agent_id, request.expected_version)
+        _check_text(problems, request.final_text, "final_text", MAX_REPLY_CHARS)
+        correction = None
+        if request.HasField("intent_correction"):
+            fix = request.intent_correction
+            problems.check(
+                len(fix.original_label) <= MAX_LABEL_CHARS,
+                "intent_correction.original_label",
+                f"at most {MAX_LABEL_CHARS} characters",
+            )
+            _check_text(problems, fix.corrected_label, "intent_correction.corrected_label", MAX_LABEL_CHARS)
+            correction = Correction(fix.original_label.strip(), fix.corrected_label.strip())
+        problems.raise_if_any()
+        final_text = request.final_text
+
+        def classify(draft: str) -> ReplyRecord:
+            ratio = feedback.edit_ratio(draft, final_text)
+            return ReplyRecord(draft, final_text, round(ratio, 4), feedback.draft_use(draft, ratio))
+
+        handoff, reply = await self._change(
+            request.handoff_id,
+            request.agent_id,
+            lambda: self._store.submit_reply(
+                request.tenant_id, request.handoff_id, request.agent_id, request.expected_version, classify, correction
+            ),
+        )
+        log.info(
+            "agent_reply_recorded",
+            tenant_id=request.tenant_id,
+            handoff_id=handoff.handoff_id,
+            draft_use=escalation_pb2.DraftUse.Name(reply.draft_use),
+            edit_ratio=reply.edit_ratio,
+            intent_corrected=correction is not None,
+        )
+        return escalation_pb2.SubmitAgentReplyResponse(
+            draft_use=reply.draft_use, edit_ratio=reply.edit_ratio, handoff=handoff
+        )
+
+    async def ResolveHandoff(
+        self, request: escalation_pb2.ResolveHandoffRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.ResolveHandoffResponse:
+        problems = Violations()
+        _validate_change(problems, request.tenant_id, request.handoff_id, request.agent_id, request.expected_version)
+        _check_text(problems, request.resolution, "resolution", MAX_RESOLUTION_CHARS)
+        problems.raise_if_any()
+        handoff = await self._change(
+            request.handoff_id,
+            request.agent_id,
+            lambda: self._store.resolve(
+                request.tenant_id,
+                request.handoff_id,
+                request.agent_id,
+                request.resolution.strip(),
+                request.expected_version,
+            ),
+        )
+        log.info("handoff_resolved", tenant_id=request.tenant_id, handoff_id=handoff.handoff_id)
+        return escalation_pb2.ResolveHandoffResponse(handoff=handoff)
+
+    # --- feedback loop ----------------------------------------------------------------
+
+    async def ExportFeedback(
+        self, request: escalation_pb2.ExportFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.ExportFeedbackResponse:
+        problems = Violations()
+        _check_id(problems, request.tenant_id, "tenant_id")
+        problems.raise_if_any()
+        records = await asyncio.to_thread(
+            self._store.feedback, request.tenant_id, _time_or_none(request), MAX_EXPORT_RECORDS + 1
+        )
+        response = escalation_pb2.ExportFeedbackResponse()
+        if len(records) > MAX_EXPORT_RECORDS:
+            records = records[:MAX_EXPORT_RECORDS]
+            # Replies at exactly this instant are exported again by the next call, never lost.
+            response.resume_since.FromDatetime(records[-1].created_at)
+        jsonl, count = feedback.preference_jsonl((r.prompt, r.draft, r.final_text) for r in records)
+        response.jsonl, response.record_count = jsonl, count
+        return response
+
+    async def ExportIntentCorrections(
+        self, request: escalation_pb2.ExportIntentCorrectionsRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.ExportIntentCorrectionsResponse:
+        problems = Violations()
+        _check_id(problems, request.tenant_id, "tenant_id")
+        problems.raise_if_any()
+        rows = await asyncio.to_thread(self._store.corrections, request.tenant_id, _time_or_none(request))
+        examples = feedback.masked_examples(rows)
+        return escalation_pb2.ExportIntentCorrectionsResponse(
+            jsonl=feedback.labelled_jsonl(examples),
+            example_count=len(examples),
+            examples=[triage_pb2.LabeledExample(text=text, label=label) for text, label in examples],
+        )
+
+    async def RecordOutcome(
+        self, request: escalation_pb2.RecordOutcomeRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.RecordOutcomeResponse:
+        problems = Violations()
+        _check_id(problems, request.idempotency_key, "idempotency_key")
+        _check_id(problems, request.customer.tenant_id, "customer.tenant_id")
+        problems.check(
+            request.decision in (escalation_pb2.OUTCOME_DECISION_ANSWERED, escalation_pb2.OUTCOME_DECISION_CLARIFIED),
+            "decision",
+            "must be ANSWERED or CLARIFIED",
+        )
+        problems.check(len(request.intent) <= MAX_LABEL_CHARS, "intent", f"at most {MAX_LABEL_CHARS} characters")
+        problems.check(0.0 <= request.confidence <= 1.0, "confidence", "must be between 0 and 1")
+        problems.check(
+            len(request.question) <= MAX_QUESTION_CHARS, "question", f"at most {MAX_QUESTION_CHARS} characters"
+        )
+        problems.raise_if_any()
+        occurred_at = request.occurred_at.ToDatetime(dt.UTC) if request.HasField("occurred_at") else utcnow()
+        recorded = await asyncio.to_thread(
+            self._store.record_outcome,
+            request.customer.tenant_id,
+            request.idempotency_key,
+            escalation_pb2.OutcomeDecision.Name(request.decision),
+            request.intent.strip(),
+            request.confidence,
+            request.question.strip(),
+            occurred_at,
+        )
+        return escalation_pb2.RecordOutcomeResponse(recorded=recorded)
+
+    # --- insights --------------------------------------------------------------------------
+
+    async def GetTopicInsights(
+        self, request: escalation_pb2.GetTopicInsightsRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.GetTopicInsightsResponse:
+        problems = Violations()
+        _check_id(problems, request.tenant_id, "tenant_id")
+        end = request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else utcnow()
+        start = (
+            request.start_time.ToDatetime(dt.UTC)
+            if request.HasField("start_time")
+            else end - dt.timedelta(days=DEFAULT_INSIGHT_DAYS)
+        )
+        problems.check(start < end, "start_time", "must be before end_time")
+        problems.check(
+            end - start <= dt.timedelta(days=MAX_INSIGHT_DAYS),
+            "start_time",
+            f"at most {MAX_INSIGHT_DAYS} days before end_time",
+        )
+        problems.raise_if_any()
+        topics = await asyncio.to_thread(self._insights.topic_series, request.tenant_id, start, end)
+        return escalation_pb2.GetTopicInsightsResponse(topics=topics)
+
+    async def ListKnowledgeGaps(
+        self, request: escalation_pb2.ListKnowledgeGapsRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.ListKnowledgeGapsResponse:
+        problems = Violations()
+        _check_id(problems, request.tenant_id, "tenant_id")
+        problems.check(request.limit >= 0, "limit", "must not be negative")
+        problems.raise_if_any()
+        limit = min(request.limit or DEFAULT_GAPS, MAX_GAPS)
+        gaps = await asyncio.to_thread(self._insights.knowledge_gaps, request.tenant_id, limit)
+        return escalation_pb2.ListKnowledgeGapsResponse(gaps=gaps)

@@ -1,11 +1,49 @@
+"""Escalation settings. The LLM endpoint and the retrieval and triage addresses
+have no default (a deployment that forgets one fails at boot); when one of
+them is down at run time the context package degrades to its deterministic
+parts instead."""
+
+from __future__ import annotations
+
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 
-from servicekit.settings import ServiceSettings
+from servicekit.settings import LlmSettings
 
 
-class EscalationSettings(ServiceSettings):
+class EscalationSettings(LlmSettings):
     port: int = 50054
     # Any SQLAlchemy URL; empty means a SQLite file under data_dir.
     database_url: str = Field("", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     # Queue a handoff waits in when routing named none.
     default_queue: str = "general"
+    retrieval_addr: str
+    triage_addr: str
+    # Seconds the context package may take in CreateHandoff (LLM, retrieval, triage
+    # together); what is not done by then is replaced by its deterministic version.
+    context_budget_s: float = 12.0
+    # "template": the draft reply is built from the top grounded suggestion (right
+    # for the small base model on CPU). "llm": an instruction-tuned model (vLLM)
+    # writes it, and it is kept only if it passes the grounding check.
+    draft_mode: Literal["template", "llm"] = "template"
+    # Knowledge-base passages asked from retrieval for suggested resolutions.
+    retrieval_top_k: int = 4
+    # Below this cosine similarity a passage is not about the question.
+    min_similarity: float = 0.3
+    # Resolved handoffs compared with a new one to find similar cases.
+    similar_case_pool: int = 500
+    # Knowledge gaps: questions answered or escalated below this confidence.
+    gap_confidence: float = 0.85
+    # Knowledge gaps: cosine distance under which two questions are one topic.
+    gap_distance: float = 0.45
+    # Knowledge gaps: how far back questions are read, and how many at most.
+    gap_window_days: int = 30
+    gap_max_questions: int = 2000
+    # Insights: flag a topic whose day mean confidence fell this much below its
+    # mean over the baseline days before (with at least drop_min_contacts that day).
+    drop_threshold: float = 0.15
+    drop_baseline_days: int = 7
+    drop_min_contacts: int = 5
+    # Encoder threads for knowledge-gap embeddings (one is fastest on a small shared CPU).
+    torch_threads: int = 1

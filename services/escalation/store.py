@@ -1,12 +1,19 @@
-"""Handoffs in the relational store. Sync SQLAlchemy: the servicer calls these
-methods via asyncio.to_thread; every write is one transaction."""
+"""Handoffs, agent replies, intent corrections and contact outcomes in the
+relational store. Sync SQLAlchemy: the servicer calls these methods via
+asyncio.to_thread; every write is one transaction.
+
+Changes to a handoff are optimistic: each one names the version it read and
+the UPDATE only applies `WHERE version = <read>`, so of two agents acting on
+the same handoff at once exactly one wins and the other gets StaleHandoff.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
@@ -17,11 +24,38 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aftercare.escalation.v1 import escalation_pb2
+from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import customer_pb2
 from servicekit.database import utcnow
-from services.escalation.models import Base, HandoffRow
+from services.escalation.migrations import migrate
+from services.escalation.models import AgentReplyRow, ContactOutcomeRow, HandoffRow, IntentCorrectionRow
 
 log = structlog.get_logger("services.escalation.store")
+
+State = escalation_pb2.HandoffState
+WAITING = State.Name(escalation_pb2.HANDOFF_STATE_WAITING)
+ASSIGNED = State.Name(escalation_pb2.HANDOFF_STATE_ASSIGNED)
+RESOLVED = State.Name(escalation_pb2.HANDOFF_STATE_RESOLVED)
+
+
+class HandoffNotFound(Exception):
+    """No such handoff for this tenant (another tenant's is reported the same way)."""
+
+
+class StaleHandoff(Exception):
+    """The handoff changed since the caller read it (another agent acted first)."""
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(f"handoff is at version {current_version}")
+        self.current_version = current_version
+
+
+class WrongState(Exception):
+    """The handoff's state does not allow the change (e.g. it is resolved)."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
 
 
 @dataclass(frozen=True)
@@ -31,6 +65,90 @@ class PageCursor:
     priority: int
     created_at: dt.datetime
     handoff_id: str
+
+
+@dataclass(frozen=True)
+class NewHandoff:
+    """What CreateHandoff stores besides the request itself."""
+
+    queue: str
+    context: escalation_pb2.ContextPackage
+    intent: str = ""
+    intent_confidence: float = 0.0
+    question: str = ""
+    draft_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class ReplyRecord:
+    draft: str
+    final_text: str
+    edit_ratio: float
+    draft_use: int
+
+
+@dataclass(frozen=True)
+class Correction:
+    original_label: str
+    corrected_label: str
+
+
+@dataclass(frozen=True)
+class PastContact:
+    handoff_id: str
+    created_at: dt.datetime
+    state: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class ResolvedCase:
+    handoff_id: str
+    intent: str
+    question: str
+    summary: str
+    resolution: str
+    resolved_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    prompt: str
+    draft: str
+    final_text: str
+    draft_use: str
+    edit_ratio: float
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ContactRecord:
+    """One contact for insights: a handoff (escalated) or a RecordOutcome (handled by the AI)."""
+
+    at: dt.datetime
+    intent: str
+    confidence: float | None
+    # "escalated" (a handoff), or the RecordOutcome decision: "answered", "clarified".
+    kind: str
+
+
+@dataclass(frozen=True)
+class ReplyStat:
+    at: dt.datetime
+    intent: str
+    draft_use: str
+
+
+@dataclass(frozen=True)
+class GapQuestion:
+    text: str
+    at: dt.datetime
+
+
+@dataclass
+class InsightData:
+    contacts: list[ContactRecord] = field(default_factory=list)
+    replies: list[ReplyStat] = field(default_factory=list)
 
 
 def _to_json(message: Message) -> dict[str, object]:
@@ -46,12 +164,30 @@ def _to_proto(row: HandoffRow) -> escalation_pb2.Handoff:
         priority=row.priority,
         state=escalation_pb2.HandoffState.Value(row.state),
         assigned_agent_id=row.assigned_agent_id,
+        tier=triage_pb2.Tier.Value(row.tier),
+        version=row.version,
+        resolved_by_agent_id=row.resolved_by,
+        resolution=row.resolution,
     )
     json_format.ParseDict(row.conversation, handoff.conversation)
     json_format.ParseDict(row.context, handoff.context)
     handoff.created_at.FromDatetime(row.created_at)
     handoff.updated_at.FromDatetime(row.updated_at)
+    if row.assigned_at is not None:
+        handoff.assigned_at.FromDatetime(row.assigned_at)
+    if row.resolved_at is not None:
+        handoff.resolved_at.FromDatetime(row.resolved_at)
     return handoff
+
+
+def _attempt_confidence(attempt: escalation_pb2.AiAttempt) -> float | None:
+    """The AI's confidence, or None when it made no attempt (a zero score without an
+    answer, e.g. the customer asked for a human): topic means must not count those as 0."""
+    if not attempt.HasField("confidence"):
+        return None
+    if attempt.confidence.score == 0.0 and not attempt.candidate_answer:
+        return None
+    return attempt.confidence.score
 
 
 class HandoffStore:
@@ -59,10 +195,12 @@ class HandoffStore:
         self._engine = engine
 
     def create_schema(self) -> None:
-        # Schema by create_all for now; a later issue replaces this with migrations.
-        Base.metadata.create_all(self._engine)
+        """Bring the schema to the latest migration (a no-op when it is there)."""
+        migrate(self._engine)
 
-    def _find_by_key(self, tenant_id: str, idempotency_key: str) -> escalation_pb2.Handoff | None:
+    # --- handoffs -----------------------------------------------------------
+
+    def find_by_key(self, tenant_id: str, idempotency_key: str) -> escalation_pb2.Handoff | None:
         with Session(self._engine) as session:
             row = session.scalars(
                 sa.select(HandoffRow).where(
@@ -72,10 +210,7 @@ class HandoffStore:
             return None if row is None else _to_proto(row)
 
     def create(
-        self,
-        request: escalation_pb2.CreateHandoffRequest,
-        queue: str,
-        context: escalation_pb2.ContextPackage,
+        self, request: escalation_pb2.CreateHandoffRequest, new: NewHandoff
     ) -> tuple[escalation_pb2.Handoff, bool]:
         """Store a new handoff, or return the one already stored under the idempotency key.
 
@@ -83,10 +218,11 @@ class HandoffStore:
         insert fails and it reads back the winner's row.
         """
         tenant_id, key = request.customer.tenant_id, request.idempotency_key
-        existing = self._find_by_key(tenant_id, key)
+        existing = self.find_by_key(tenant_id, key)
         if existing is not None:
             return existing, False
         now = utcnow()
+        attempt = request.ai_attempt
         row = HandoffRow(
             handoff_id=str(uuid.uuid4()),
             tenant_id=tenant_id,
@@ -95,21 +231,32 @@ class HandoffStore:
             conversation_id=request.conversation.conversation_id,
             conversation=_to_json(request.conversation),
             reason=escalation_pb2.HandoffReason.Name(request.reason),
-            ai_attempt=_to_json(request.ai_attempt),
+            ai_attempt=_to_json(attempt),
             account=_to_json(request.account),
-            context=_to_json(context),
-            queue=queue,
+            context=_to_json(new.context),
+            queue=new.queue,
             priority=request.priority,
-            state=escalation_pb2.HandoffState.Name(escalation_pb2.HANDOFF_STATE_WAITING),
+            state=WAITING,
             assigned_agent_id="",
             created_at=now,
             updated_at=now,
+            tier=triage_pb2.Tier.Name(request.tier),
+            version=1,
+            assigned_at=None,
+            resolved_by="",
+            resolved_at=None,
+            resolution="",
+            intent=new.intent,
+            intent_confidence=new.intent_confidence,
+            ai_confidence=_attempt_confidence(attempt),
+            question=new.question,
+            draft_prompt=new.draft_prompt,
         )
         try:
             with Session(self._engine, expire_on_commit=False) as session, session.begin():
                 session.add(row)
         except IntegrityError:
-            winner = self._find_by_key(tenant_id, key)
+            winner = self.find_by_key(tenant_id, key)
             if winner is None:
                 raise
             log.info("handoff_create_raced", tenant_id=tenant_id, handoff_id=winner.handoff_id)
@@ -118,11 +265,10 @@ class HandoffStore:
 
     def waiting_by_queue(self) -> dict[tuple[str, str], int]:
         """Handoffs waiting for an agent, per (tenant, queue): the queue-depth metric."""
-        waiting = escalation_pb2.HandoffState.Name(escalation_pb2.HANDOFF_STATE_WAITING)
         with Session(self._engine) as session:
             rows = session.execute(
                 sa.select(HandoffRow.tenant_id, HandoffRow.queue, sa.func.count())
-                .where(HandoffRow.state == waiting)
+                .where(HandoffRow.state == WAITING)
                 .group_by(HandoffRow.tenant_id, HandoffRow.queue)
             ).all()
         return {(tenant, queue): int(count) for tenant, queue, count in rows}
@@ -142,6 +288,7 @@ class HandoffStore:
         states: Sequence[int],
         page_size: int,
         after: PageCursor | None,
+        tier: int = 0,
     ) -> tuple[list[escalation_pb2.Handoff], PageCursor | None]:
         """One page by priority (high first), then age (old first); the cursor of the next page or None."""
         query = sa.select(HandoffRow).where(
@@ -150,6 +297,8 @@ class HandoffStore:
         )
         if queue:
             query = query.where(HandoffRow.queue == queue)
+        if tier:
+            query = query.where(HandoffRow.tier == triage_pb2.Tier.Name(tier))
         if after is not None:
             query = query.where(
                 sa.or_(
@@ -173,3 +322,293 @@ class HandoffStore:
                 last = page[-1]
                 cursor = PageCursor(last.priority, last.created_at, last.handoff_id)
             return [_to_proto(row) for row in page], cursor
+
+    # --- changes with optimistic versioning ----------------------------------
+
+    def _change(
+        self,
+        tenant_id: str,
+        handoff_id: str,
+        expected_version: int,
+        decide: Callable[[HandoffRow, dt.datetime], tuple[dict[str, Any], list[Any]]],
+    ) -> escalation_pb2.Handoff:
+        """Read, decide, then UPDATE ... WHERE version = <read> with the decided values and
+        insert the decided rows, in one transaction. `decide` raises to refuse."""
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            row = session.get(HandoffRow, handoff_id)
+            if row is None or row.tenant_id != tenant_id:
+                raise HandoffNotFound(handoff_id)
+            if expected_version and row.version != expected_version:
+                raise StaleHandoff(row.version)
+            read_version = row.version
+            now = utcnow()
+            values, extra_rows = decide(row, now)
+            result = session.execute(
+                sa.update(HandoffRow)
+                .where(HandoffRow.handoff_id == handoff_id, HandoffRow.version == read_version)
+                .values(version=read_version + 1, updated_at=now, **values)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                # Someone committed a change between our read and our write.
+                raise StaleHandoff(read_version + 1)
+            session.add_all(extra_rows)
+            session.flush()
+            session.expire(row)
+            session.refresh(row)
+            return _to_proto(row)
+
+    def assign(self, tenant_id: str, handoff_id: str, agent_id: str, expected_version: int) -> escalation_pb2.Handoff:
+        def decide(row: HandoffRow, now: dt.datetime) -> tuple[dict[str, Any], list[Any]]:
+            if row.state == RESOLVED:
+                raise WrongState(row.state)
+            if row.state == ASSIGNED and row.assigned_agent_id != agent_id:
+                raise WrongState(row.state)
+            return {"state": ASSIGNED, "assigned_agent_id": agent_id, "assigned_at": row.assigned_at or now}, []
+
+        return self._change(tenant_id, handoff_id, expected_version, decide)
+
+    def submit_reply(
+        self,
+        tenant_id: str,
+        handoff_id: str,
+        agent_id: str,
+        expected_version: int,
+        classify: Callable[[str], ReplyRecord],
+        correction: Correction | None,
+    ) -> tuple[escalation_pb2.Handoff, ReplyRecord]:
+        """Record the agent's reply next to the draft (and an intent correction); the
+        handoff becomes assigned to the agent if nobody was on it."""
+        recorded: list[ReplyRecord] = []
+
+        def decide(row: HandoffRow, now: dt.datetime) -> tuple[dict[str, Any], list[Any]]:
+            if row.state == RESOLVED:
+                raise WrongState(row.state)
+            draft = str((row.context or {}).get("draft_reply", ""))
+            reply = classify(draft)
+            recorded.append(reply)
+            rows: list[Any] = [
+                AgentReplyRow(
+                    reply_id=str(uuid.uuid4()),
+                    handoff_id=row.handoff_id,
+                    tenant_id=tenant_id,
+                    agent_id=agent_id,
+                    draft=reply.draft,
+                    final_text=reply.final_text,
+                    edit_ratio=reply.edit_ratio,
+                    draft_use=escalation_pb2.DraftUse.Name(reply.draft_use),
+                    created_at=now,
+                )
+            ]
+            values: dict[str, Any] = {}
+            if row.state == WAITING:
+                values.update(state=ASSIGNED, assigned_agent_id=agent_id, assigned_at=now)
+            if correction is not None:
+                rows.append(
+                    IntentCorrectionRow(
+                        correction_id=str(uuid.uuid4()),
+                        handoff_id=row.handoff_id,
+                        tenant_id=tenant_id,
+                        agent_id=agent_id,
+                        text=row.question,
+                        original_label=correction.original_label or row.intent,
+                        corrected_label=correction.corrected_label,
+                        created_at=now,
+                    )
+                )
+                values["intent"] = correction.corrected_label
+            return values, rows
+
+        handoff = self._change(tenant_id, handoff_id, expected_version, decide)
+        return handoff, recorded[-1]
+
+    def resolve(
+        self, tenant_id: str, handoff_id: str, agent_id: str, resolution: str, expected_version: int
+    ) -> escalation_pb2.Handoff:
+        def decide(row: HandoffRow, now: dt.datetime) -> tuple[dict[str, Any], list[Any]]:
+            if row.state == RESOLVED:
+                raise WrongState(row.state)
+            values: dict[str, Any] = {
+                "state": RESOLVED,
+                "resolved_by": agent_id,
+                "resolved_at": now,
+                "resolution": resolution,
+            }
+            if not row.assigned_agent_id:
+                values.update(assigned_agent_id=agent_id, assigned_at=now)
+            return values, []
+
+        return self._change(tenant_id, handoff_id, expected_version, decide)
+
+    # --- what the context package reads ---------------------------------------
+
+    def recent_contacts(
+        self, tenant_id: str, customer_id: str, since: dt.datetime, limit: int = 5
+    ) -> list[PastContact]:
+        with Session(self._engine) as session:
+            rows = session.execute(
+                sa.select(HandoffRow.handoff_id, HandoffRow.created_at, HandoffRow.state, HandoffRow.context)
+                .where(
+                    HandoffRow.tenant_id == tenant_id,
+                    HandoffRow.customer_id == customer_id,
+                    HandoffRow.created_at >= since,
+                )
+                .order_by(HandoffRow.created_at.desc())
+                .limit(limit)
+            ).all()
+        return [
+            PastContact(handoff_id, created_at, state, str((context or {}).get("summary", "")))
+            for handoff_id, created_at, state, context in rows
+        ]
+
+    def resolved_cases(self, tenant_id: str, limit: int) -> list[ResolvedCase]:
+        """The tenant's most recently resolved handoffs (candidates for "similar resolved cases")."""
+        with Session(self._engine) as session:
+            rows = session.execute(
+                sa.select(
+                    HandoffRow.handoff_id,
+                    HandoffRow.intent,
+                    HandoffRow.question,
+                    HandoffRow.context,
+                    HandoffRow.resolution,
+                    HandoffRow.resolved_at,
+                )
+                .where(HandoffRow.tenant_id == tenant_id, HandoffRow.state == RESOLVED, HandoffRow.resolution != "")
+                .order_by(HandoffRow.resolved_at.desc())
+                .limit(limit)
+            ).all()
+        return [
+            ResolvedCase(handoff_id, intent, question, str((context or {}).get("summary", "")), resolution, resolved_at)
+            for handoff_id, intent, question, context, resolution, resolved_at in rows
+        ]
+
+    # --- feedback loop ----------------------------------------------------------
+
+    def feedback(self, tenant_id: str, since: dt.datetime | None, limit: int) -> list[FeedbackRecord]:
+        query = (
+            sa.select(
+                HandoffRow.draft_prompt,
+                AgentReplyRow.draft,
+                AgentReplyRow.final_text,
+                AgentReplyRow.draft_use,
+                AgentReplyRow.edit_ratio,
+                AgentReplyRow.created_at,
+            )
+            .join(HandoffRow, HandoffRow.handoff_id == AgentReplyRow.handoff_id)
+            .where(AgentReplyRow.tenant_id == tenant_id)
+            .order_by(AgentReplyRow.created_at.asc(), AgentReplyRow.reply_id.asc())
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(AgentReplyRow.created_at >= since)
+        with Session(self._engine) as session:
+            return [FeedbackRecord(*row) for row in session.execute(query).all()]
+
+    def corrections(self, tenant_id: str, since: dt.datetime | None) -> list[tuple[str, str]]:
+        """(text, corrected label) of every intent correction, oldest first."""
+        query = (
+            sa.select(IntentCorrectionRow.text, IntentCorrectionRow.corrected_label)
+            .where(IntentCorrectionRow.tenant_id == tenant_id, IntentCorrectionRow.text != "")
+            .order_by(IntentCorrectionRow.created_at.asc(), IntentCorrectionRow.correction_id.asc())
+        )
+        if since is not None:
+            query = query.where(IntentCorrectionRow.created_at >= since)
+        with Session(self._engine) as session:
+            return [(text, label) for text, label in session.execute(query).all()]
+
+    def record_outcome(
+        self,
+        tenant_id: str,
+        key: str,
+        decision: str,
+        intent: str,
+        confidence: float,
+        question: str,
+        occurred_at: dt.datetime,
+    ) -> bool:
+        row = ContactOutcomeRow(
+            outcome_id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            idempotency_key=key,
+            decision=decision,
+            intent=intent,
+            confidence=confidence,
+            question=question,
+            occurred_at=occurred_at,
+        )
+        try:
+            with Session(self._engine) as session, session.begin():
+                session.add(row)
+        except IntegrityError:
+            return False  # the same key again: recorded once
+        return True
+
+    # --- insights and knowledge gaps ----------------------------------------------
+
+    def insight_data(self, tenant_id: str, start: dt.datetime, end: dt.datetime) -> InsightData:
+        data = InsightData()
+        with Session(self._engine) as session:
+            for created_at, intent, ai_confidence in session.execute(
+                sa.select(HandoffRow.created_at, HandoffRow.intent, HandoffRow.ai_confidence).where(
+                    HandoffRow.tenant_id == tenant_id, HandoffRow.created_at >= start, HandoffRow.created_at < end
+                )
+            ):
+                data.contacts.append(ContactRecord(created_at, intent, ai_confidence, "escalated"))
+            for occurred_at, intent, confidence, decision in session.execute(
+                sa.select(
+                    ContactOutcomeRow.occurred_at,
+                    ContactOutcomeRow.intent,
+                    ContactOutcomeRow.confidence,
+                    ContactOutcomeRow.decision,
+                ).where(
+                    ContactOutcomeRow.tenant_id == tenant_id,
+                    ContactOutcomeRow.occurred_at >= start,
+                    ContactOutcomeRow.occurred_at < end,
+                )
+            ):
+                kind = "answered" if decision == "OUTCOME_DECISION_ANSWERED" else "clarified"
+                data.contacts.append(ContactRecord(occurred_at, intent, confidence, kind))
+            for created_at, intent, draft_use in session.execute(
+                sa.select(AgentReplyRow.created_at, HandoffRow.intent, AgentReplyRow.draft_use)
+                .join(HandoffRow, HandoffRow.handoff_id == AgentReplyRow.handoff_id)
+                .where(
+                    AgentReplyRow.tenant_id == tenant_id,
+                    AgentReplyRow.created_at >= start,
+                    AgentReplyRow.created_at < end,
+                )
+            ):
+                data.replies.append(ReplyStat(created_at, intent, draft_use))
+        return data
+
+    def gap_questions(
+        self, tenant_id: str, since: dt.datetime, reasons: Sequence[int], max_confidence: float, limit: int
+    ) -> list[GapQuestion]:
+        """Questions the AI escalated for lack of knowledge or confidence, or answered with low
+        confidence, newest first."""
+        reason_names = [escalation_pb2.HandoffReason.Name(reason) for reason in reasons]
+        with Session(self._engine) as session:
+            handoffs = session.execute(
+                sa.select(HandoffRow.question, HandoffRow.created_at)
+                .where(
+                    HandoffRow.tenant_id == tenant_id,
+                    HandoffRow.created_at >= since,
+                    HandoffRow.question != "",
+                    sa.or_(HandoffRow.reason.in_(reason_names), HandoffRow.ai_confidence < max_confidence),
+                )
+                .order_by(HandoffRow.created_at.desc())
+                .limit(limit)
+            ).all()
+            outcomes = session.execute(
+                sa.select(ContactOutcomeRow.question, ContactOutcomeRow.occurred_at)
+                .where(
+                    ContactOutcomeRow.tenant_id == tenant_id,
+                    ContactOutcomeRow.occurred_at >= since,
+                    ContactOutcomeRow.question != "",
+                    ContactOutcomeRow.confidence < max_confidence,
+                )
+                .order_by(ContactOutcomeRow.occurred_at.desc())
+                .limit(limit)
+            ).all()
+        questions = [GapQuestion(text, at) for text, at in [*handoffs, *outcomes]]
+        questions.sort(key=lambda q: q.at, reverse=True)
+        return questions[:limit]

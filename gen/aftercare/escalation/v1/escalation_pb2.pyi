@@ -3,6 +3,7 @@ import datetime
 from aftercare.type.v1 import answer_pb2 as _answer_pb2
 from aftercare.type.v1 import conversation_pb2 as _conversation_pb2
 from aftercare.type.v1 import customer_pb2 as _customer_pb2
+from aftercare.triage.v1 import triage_pb2 as _triage_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -36,6 +37,12 @@ class DraftUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DRAFT_USE_EDITED: _ClassVar[DraftUse]
     DRAFT_USE_REWRITTEN: _ClassVar[DraftUse]
     DRAFT_USE_DISCARDED: _ClassVar[DraftUse]
+
+class OutcomeDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_DECISION_UNSPECIFIED: _ClassVar[OutcomeDecision]
+    OUTCOME_DECISION_ANSWERED: _ClassVar[OutcomeDecision]
+    OUTCOME_DECISION_CLARIFIED: _ClassVar[OutcomeDecision]
 HANDOFF_STATE_UNSPECIFIED: HandoffState
 HANDOFF_STATE_WAITING: HandoffState
 HANDOFF_STATE_ASSIGNED: HandoffState
@@ -51,6 +58,9 @@ DRAFT_USE_ACCEPTED: DraftUse
 DRAFT_USE_EDITED: DraftUse
 DRAFT_USE_REWRITTEN: DraftUse
 DRAFT_USE_DISCARDED: DraftUse
+OUTCOME_DECISION_UNSPECIFIED: OutcomeDecision
+OUTCOME_DECISION_ANSWERED: OutcomeDecision
+OUTCOME_DECISION_CLARIFIED: OutcomeDecision
 
 class AiAttempt(_message.Message):
     __slots__ = ("candidate_answer", "confidence", "citations", "explanation")
@@ -73,7 +83,7 @@ class SuggestedResolution(_message.Message):
     def __init__(self, text: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_answer_pb2.Citation, _Mapping]]] = ...) -> None: ...
 
 class ContextPackage(_message.Message):
-    __slots__ = ("summary", "detail", "account", "intent", "intent_confidence", "sentiment_score", "ai_attempt", "suggested_resolutions", "draft_reply")
+    __slots__ = ("summary", "detail", "account", "intent", "intent_confidence", "sentiment_score", "ai_attempt", "suggested_resolutions", "draft_reply", "customer_summary", "ai_attempt_summary", "summary_method", "draft_method", "sentiment_label", "lineage")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +93,12 @@ class ContextPackage(_message.Message):
     AI_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     SUGGESTED_RESOLUTIONS_FIELD_NUMBER: _ClassVar[int]
     DRAFT_REPLY_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    AI_ATTEMPT_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_METHOD_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_METHOD_FIELD_NUMBER: _ClassVar[int]
+    SENTIMENT_LABEL_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_FIELD_NUMBER: _ClassVar[int]
     summary: str
     detail: str
     account: _customer_pb2.AccountSignals
@@ -92,10 +108,16 @@ class ContextPackage(_message.Message):
     ai_attempt: AiAttempt
     suggested_resolutions: _containers.RepeatedCompositeFieldContainer[SuggestedResolution]
     draft_reply: str
-    def __init__(self, summary: _Optional[str] = ..., detail: _Optional[str] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., suggested_resolutions: _Optional[_Iterable[_Union[SuggestedResolution, _Mapping]]] = ..., draft_reply: _Optional[str] = ...) -> None: ...
+    customer_summary: str
+    ai_attempt_summary: str
+    summary_method: str
+    draft_method: str
+    sentiment_label: str
+    lineage: _answer_pb2.Lineage
+    def __init__(self, summary: _Optional[str] = ..., detail: _Optional[str] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., suggested_resolutions: _Optional[_Iterable[_Union[SuggestedResolution, _Mapping]]] = ..., draft_reply: _Optional[str] = ..., customer_summary: _Optional[str] = ..., ai_attempt_summary: _Optional[str] = ..., summary_method: _Optional[str] = ..., draft_method: _Optional[str] = ..., sentiment_label: _Optional[str] = ..., lineage: _Optional[_Union[_answer_pb2.Lineage, _Mapping]] = ...) -> None: ...
 
 class Handoff(_message.Message):
-    __slots__ = ("handoff_id", "customer", "conversation", "reason", "queue", "priority", "state", "assigned_agent_id", "context", "created_at", "updated_at")
+    __slots__ = ("handoff_id", "customer", "conversation", "reason", "queue", "priority", "state", "assigned_agent_id", "context", "created_at", "updated_at", "tier", "version", "assigned_at", "resolved_by_agent_id", "resolved_at", "resolution")
     HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +129,12 @@ class Handoff(_message.Message):
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_BY_AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     handoff_id: str
     customer: _customer_pb2.CustomerRef
     conversation: _conversation_pb2.Conversation
@@ -118,10 +146,16 @@ class Handoff(_message.Message):
     context: ContextPackage
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, handoff_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[HandoffState, str]] = ..., assigned_agent_id: _Optional[str] = ..., context: _Optional[_Union[ContextPackage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tier: _triage_pb2.Tier
+    version: int
+    assigned_at: _timestamp_pb2.Timestamp
+    resolved_by_agent_id: str
+    resolved_at: _timestamp_pb2.Timestamp
+    resolution: str
+    def __init__(self, handoff_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[HandoffState, str]] = ..., assigned_agent_id: _Optional[str] = ..., context: _Optional[_Union[ContextPackage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., version: _Optional[int] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by_agent_id: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution: _Optional[str] = ...) -> None: ...
 
 class CreateHandoffRequest(_message.Message):
-    __slots__ = ("idempotency_key", "customer", "conversation", "reason", "ai_attempt", "queue", "priority", "account")
+    __slots__ = ("idempotency_key", "customer", "conversation", "reason", "ai_attempt", "queue", "priority", "account", "intent", "intent_confidence", "sentiment_score", "tier")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +164,10 @@ class CreateHandoffRequest(_message.Message):
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    INTENT_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SENTIMENT_SCORE_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     customer: _customer_pb2.CustomerRef
     conversation: _conversation_pb2.Conversation
@@ -138,7 +176,11 @@ class CreateHandoffRequest(_message.Message):
     queue: str
     priority: int
     account: _customer_pb2.AccountSignals
-    def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ...) -> None: ...
+    intent: str
+    intent_confidence: float
+    sentiment_score: float
+    tier: _triage_pb2.Tier
+    def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ...) -> None: ...
 
 class CreateHandoffResponse(_message.Message):
     __slots__ = ("handoff", "created")
@@ -149,18 +191,20 @@ class CreateHandoffResponse(_message.Message):
     def __init__(self, handoff: _Optional[_Union[Handoff, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class ListHandoffsRequest(_message.Message):
-    __slots__ = ("tenant_id", "queue", "state", "page_size", "page_token")
+    __slots__ = ("tenant_id", "queue", "state", "page_size", "page_token", "tier")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     queue: str
     state: HandoffState
     page_size: int
     page_token: str
-    def __init__(self, tenant_id: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Union[HandoffState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    tier: _triage_pb2.Tier
+    def __init__(self, tenant_id: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Union[HandoffState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ...) -> None: ...
 
 class ListHandoffsResponse(_message.Message):
     __slots__ = ("handoffs", "next_page_token")
@@ -193,38 +237,44 @@ class IntentCorrection(_message.Message):
     def __init__(self, original_label: _Optional[str] = ..., corrected_label: _Optional[str] = ...) -> None: ...
 
 class SubmitAgentReplyRequest(_message.Message):
-    __slots__ = ("tenant_id", "handoff_id", "agent_id", "final_text", "intent_correction")
+    __slots__ = ("tenant_id", "handoff_id", "agent_id", "final_text", "intent_correction", "expected_version")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     FINAL_TEXT_FIELD_NUMBER: _ClassVar[int]
     INTENT_CORRECTION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     handoff_id: str
     agent_id: str
     final_text: str
     intent_correction: IntentCorrection
-    def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., final_text: _Optional[str] = ..., intent_correction: _Optional[_Union[IntentCorrection, _Mapping]] = ...) -> None: ...
+    expected_version: int
+    def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., final_text: _Optional[str] = ..., intent_correction: _Optional[_Union[IntentCorrection, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class SubmitAgentReplyResponse(_message.Message):
-    __slots__ = ("draft_use", "edit_ratio")
+    __slots__ = ("draft_use", "edit_ratio", "handoff")
     DRAFT_USE_FIELD_NUMBER: _ClassVar[int]
     EDIT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
     draft_use: DraftUse
     edit_ratio: float
-    def __init__(self, draft_use: _Optional[_Union[DraftUse, str]] = ..., edit_ratio: _Optional[float] = ...) -> None: ...
+    handoff: Handoff
+    def __init__(self, draft_use: _Optional[_Union[DraftUse, str]] = ..., edit_ratio: _Optional[float] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
 
 class ResolveHandoffRequest(_message.Message):
-    __slots__ = ("tenant_id", "handoff_id", "agent_id", "resolution")
+    __slots__ = ("tenant_id", "handoff_id", "agent_id", "resolution", "expected_version")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     handoff_id: str
     agent_id: str
     resolution: str
-    def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., resolution: _Optional[str] = ...) -> None: ...
+    expected_version: int
+    def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., resolution: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class ResolveHandoffResponse(_message.Message):
     __slots__ = ("handoff",)
@@ -259,14 +309,16 @@ class TopicPoint(_message.Message):
     def __init__(self, day: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., contacts: _Optional[int] = ..., mean_confidence: _Optional[float] = ..., automation_rate: _Optional[float] = ..., escalation_rate: _Optional[float] = ..., edit_rate: _Optional[float] = ...) -> None: ...
 
 class TopicSeries(_message.Message):
-    __slots__ = ("topic", "points", "confidence_drop_flagged")
+    __slots__ = ("topic", "points", "confidence_drop_flagged", "confidence_drop_detail")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_DROP_FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_DROP_DETAIL_FIELD_NUMBER: _ClassVar[int]
     topic: str
     points: _containers.RepeatedCompositeFieldContainer[TopicPoint]
     confidence_drop_flagged: bool
-    def __init__(self, topic: _Optional[str] = ..., points: _Optional[_Iterable[_Union[TopicPoint, _Mapping]]] = ..., confidence_drop_flagged: _Optional[bool] = ...) -> None: ...
+    confidence_drop_detail: str
+    def __init__(self, topic: _Optional[str] = ..., points: _Optional[_Iterable[_Union[TopicPoint, _Mapping]]] = ..., confidence_drop_flagged: _Optional[bool] = ..., confidence_drop_detail: _Optional[str] = ...) -> None: ...
 
 class GetTopicInsightsResponse(_message.Message):
     __slots__ = ("topics",)
@@ -311,9 +363,71 @@ class ExportFeedbackRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ExportFeedbackResponse(_message.Message):
-    __slots__ = ("jsonl", "record_count")
+    __slots__ = ("jsonl", "record_count", "resume_since")
     JSONL_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RESUME_SINCE_FIELD_NUMBER: _ClassVar[int]
     jsonl: str
     record_count: int
-    def __init__(self, jsonl: _Optional[str] = ..., record_count: _Optional[int] = ...) -> None: ...
+    resume_since: _timestamp_pb2.Timestamp
+    def __init__(self, jsonl: _Optional[str] = ..., record_count: _Optional[int] = ..., resume_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AssignHandoffRequest(_message.Message):
+    __slots__ = ("tenant_id", "handoff_id", "agent_id", "expected_version")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    handoff_id: str
+    agent_id: str
+    expected_version: int
+    def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class AssignHandoffResponse(_message.Message):
+    __slots__ = ("handoff",)
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    handoff: Handoff
+    def __init__(self, handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
+
+class RecordOutcomeRequest(_message.Message):
+    __slots__ = ("idempotency_key", "customer", "decision", "intent", "confidence", "question", "occurred_at")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    customer: _customer_pb2.CustomerRef
+    decision: OutcomeDecision
+    intent: str
+    confidence: float
+    question: str
+    occurred_at: _timestamp_pb2.Timestamp
+    def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., decision: _Optional[_Union[OutcomeDecision, str]] = ..., intent: _Optional[str] = ..., confidence: _Optional[float] = ..., question: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RecordOutcomeResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: bool
+    def __init__(self, recorded: _Optional[bool] = ...) -> None: ...
+
+class ExportIntentCorrectionsRequest(_message.Message):
+    __slots__ = ("tenant_id", "since")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ExportIntentCorrectionsResponse(_message.Message):
+    __slots__ = ("jsonl", "example_count", "examples")
+    JSONL_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    jsonl: str
+    example_count: int
+    examples: _containers.RepeatedCompositeFieldContainer[_triage_pb2.LabeledExample]
+    def __init__(self, jsonl: _Optional[str] = ..., example_count: _Optional[int] = ..., examples: _Optional[_Iterable[_Union[_triage_pb2.LabeledExample, _Mapping]]] = ...) -> None: ...

@@ -76,6 +76,21 @@ class EscalationServiceStub:
                 request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportFeedbackRequest.SerializeToString,
                 response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportFeedbackResponse.FromString,
                 _registered_method=True)
+        self.AssignHandoff = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/AssignHandoff',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AssignHandoffRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AssignHandoffResponse.FromString,
+                _registered_method=True)
+        self.RecordOutcome = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/RecordOutcome',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordOutcomeRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordOutcomeResponse.FromString,
+                _registered_method=True)
+        self.ExportIntentCorrections = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/ExportIntentCorrections',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsResponse.FromString,
+                _registered_method=True)
 
 
 class EscalationServiceServicer:
@@ -139,6 +154,31 @@ class EscalationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AssignHandoff(self, request, context):
+        """AssignHandoff puts an agent on a waiting handoff (waiting -> assigned).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordOutcome(self, request, context):
+        """RecordOutcome reports a contact the AI answered without a human, so that
+        automation rates and knowledge gaps see answered contacts too (escalated
+        contacts are counted from their handoffs). Idempotent on idempotency_key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportIntentCorrections(self, request, context):
+        """ExportIntentCorrections exports agents' intent corrections as labelled
+        examples (JSON Lines of {"text","label"}) that triage's Retrain RPC and
+        train CLI accept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EscalationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +221,21 @@ def add_EscalationServiceServicer_to_server(servicer, server):
                     servicer.ExportFeedback,
                     request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportFeedbackRequest.FromString,
                     response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportFeedbackResponse.SerializeToString,
+            ),
+            'AssignHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignHandoff,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AssignHandoffRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AssignHandoffResponse.SerializeToString,
+            ),
+            'RecordOutcome': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordOutcome,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordOutcomeRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordOutcomeResponse.SerializeToString,
+            ),
+            'ExportIntentCorrections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportIntentCorrections,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +456,87 @@ class EscalationService:
             '/aftercare.escalation.v1.EscalationService/ExportFeedback',
             aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportFeedbackRequest.SerializeToString,
             aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/AssignHandoff',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AssignHandoffRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AssignHandoffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/RecordOutcome',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordOutcomeRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordOutcomeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportIntentCorrections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/ExportIntentCorrections',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

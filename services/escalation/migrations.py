@@ -1,0 +1,179 @@
+"""Schema migrations of the escalation database, applied at start-up.
+
+A small versioned list instead of alembic's script directory: each migration
+is a function of alembic `Operations` (so ALTERs are portable between SQLite
+and PostgreSQL), the applied versions are rows of `escalation_schema_migrations`,
+and every pending migration runs in ONE transaction together with its version
+row: a crash leaves the schema at the old version, never half-changed. Replicas
+that start together serialize on a lock (a PostgreSQL advisory lock; SQLite's
+write lock), so each migration runs once.
+
+Never edit a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import structlog
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy.engine import Connection, Engine
+
+from servicekit.database import UtcDateTime, utcnow
+
+log = structlog.get_logger("services.escalation.migrations")
+
+VERSION_TABLE = "escalation_schema_migrations"
+# Any constant works; it only has to be the same in every replica.
+_PG_LOCK_KEY = 0x6166746572_0006
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[Operations], None]
+
+
+def _v1_handoffs(op: Operations) -> None:
+    # Databases made before migrations existed (metadata.create_all) already have it.
+    if sa.inspect(op.get_bind()).has_table("handoffs"):
+        return
+    op.create_table(
+        "handoffs",
+        sa.Column("handoff_id", sa.String(36), primary_key=True),
+        sa.Column("tenant_id", sa.String(200), nullable=False),
+        sa.Column("customer_id", sa.String(200), nullable=False),
+        sa.Column("idempotency_key", sa.String(200), nullable=False),
+        sa.Column("conversation_id", sa.String(200), nullable=False),
+        sa.Column("conversation", sa.JSON, nullable=False),
+        sa.Column("reason", sa.String(64), nullable=False),
+        sa.Column("ai_attempt", sa.JSON, nullable=False),
+        sa.Column("account", sa.JSON, nullable=False),
+        sa.Column("context", sa.JSON, nullable=False),
+        sa.Column("queue", sa.String(100), nullable=False),
+        sa.Column("priority", sa.Integer, nullable=False),
+        sa.Column("state", sa.String(32), nullable=False),
+        sa.Column("assigned_agent_id", sa.String(200), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("updated_at", UtcDateTime(), nullable=False),
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_handoffs_tenant_idempotency_key"),
+    )
+    op.create_index("ix_handoffs_queue_order", "handoffs", ["tenant_id", "state", "priority", "created_at"])
+
+
+def _v2_states_and_versions(op: Operations) -> None:
+    op.add_column("handoffs", sa.Column("tier", sa.String(32), nullable=False, server_default="TIER_UNSPECIFIED"))
+    op.add_column("handoffs", sa.Column("version", sa.Integer, nullable=False, server_default="1"))
+    op.add_column("handoffs", sa.Column("assigned_at", UtcDateTime(), nullable=True))
+    op.add_column("handoffs", sa.Column("resolved_by", sa.String(200), nullable=False, server_default=""))
+    op.add_column("handoffs", sa.Column("resolved_at", UtcDateTime(), nullable=True))
+    op.add_column("handoffs", sa.Column("resolution", sa.Text, nullable=False, server_default=""))
+
+
+def _v3_feedback_loop(op: Operations) -> None:
+    op.add_column("handoffs", sa.Column("intent", sa.String(200), nullable=False, server_default=""))
+    op.add_column("handoffs", sa.Column("intent_confidence", sa.Float, nullable=False, server_default="0"))
+    op.add_column("handoffs", sa.Column("ai_confidence", sa.Float, nullable=True))
+    op.add_column("handoffs", sa.Column("question", sa.Text, nullable=False, server_default=""))
+    op.add_column("handoffs", sa.Column("draft_prompt", sa.Text, nullable=False, server_default=""))
+    op.create_index("ix_handoffs_tenant_created", "handoffs", ["tenant_id", "created_at"])
+    op.create_index("ix_handoffs_customer", "handoffs", ["tenant_id", "customer_id", "created_at"])
+    op.create_table(
+        "agent_replies",
+        sa.Column("reply_id", sa.String(36), primary_key=True),
+        sa.Column("handoff_id", sa.String(36), sa.ForeignKey("handoffs.handoff_id"), nullable=False),
+        sa.Column("tenant_id", sa.String(200), nullable=False),
+        sa.Column("agent_id", sa.String(200), nullable=False),
+        sa.Column("draft", sa.Text, nullable=False),
+        sa.Column("final_text", sa.Text, nullable=False),
+        sa.Column("edit_ratio", sa.Float, nullable=False),
+        sa.Column("draft_use", sa.String(32), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+    )
+    op.create_index("ix_agent_replies_tenant_created", "agent_replies", ["tenant_id", "created_at"])
+    op.create_table(
+        "intent_corrections",
+        sa.Column("correction_id", sa.String(36), primary_key=True),
+        sa.Column("handoff_id", sa.String(36), sa.ForeignKey("handoffs.handoff_id"), nullable=False),
+        sa.Column("tenant_id", sa.String(200), nullable=False),
+        sa.Column("agent_id", sa.String(200), nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("original_label", sa.String(200), nullable=False),
+        sa.Column("corrected_label", sa.String(200), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+    )
+    op.create_index("ix_intent_corrections_tenant_created", "intent_corrections", ["tenant_id", "created_at"])
+
+
+def _v4_contact_outcomes(op: Operations) -> None:
+    op.create_table(
+        "contact_outcomes",
+        sa.Column("outcome_id", sa.String(36), primary_key=True),
+        sa.Column("tenant_id", sa.String(200), nullable=False),
+        sa.Column("idempotency_key", sa.String(200), nullable=False),
+        sa.Column("decision", sa.String(32), nullable=False),
+        sa.Column("intent", sa.String(200), nullable=False),
+        sa.Column("confidence", sa.Float, nullable=False),
+        sa.Column("question", sa.Text, nullable=False),
+        sa.Column("occurred_at", UtcDateTime(), nullable=False),
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_contact_outcomes_tenant_key"),
+    )
+    op.create_index("ix_contact_outcomes_tenant_occurred", "contact_outcomes", ["tenant_id", "occurred_at"])
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "handoffs", _v1_handoffs),
+    Migration(2, "queue tiers, states with who and when, record versions", _v2_states_and_versions),
+    Migration(3, "agent replies, intent corrections, topic columns", _v3_feedback_loop),
+    Migration(4, "contact outcomes", _v4_contact_outcomes),
+)
+LATEST = MIGRATIONS[-1].version
+
+_versions = sa.Table(
+    VERSION_TABLE,
+    sa.MetaData(),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("applied_at", UtcDateTime(), nullable=False),
+)
+
+
+def _lock(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Held until the transaction ends: a second replica waits, then finds nothing to do.
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    elif connection.dialect.name == "sqlite":
+        # The write lock now, not at the first write: two processes cannot both read "version 0".
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def applied_versions(connection: Connection) -> list[int]:
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return []
+    return sorted(connection.scalars(sa.select(_versions.c.version)))
+
+
+def migrate(engine: Engine, target: int = LATEST) -> list[int]:
+    """Apply every pending migration up to `target`, all in one transaction; returns those applied."""
+    applied: list[int] = []
+    with engine.connect() as connection:
+        _lock(connection)
+        _versions.create(connection, checkfirst=True)
+        done = set(applied_versions(connection))
+        operations = Operations(MigrationContext.configure(connection))
+        for migration in MIGRATIONS:
+            if migration.version in done or migration.version > target:
+                continue
+            migration.apply(operations)
+            connection.execute(
+                _versions.insert().values(version=migration.version, name=migration.name, applied_at=utcnow())
+            )
+            applied.append(migration.version)
+        connection.commit()
+    if applied:
+        log.info("schema_migrated", applied=applied, version=max(applied))
+    return applied

@@ -1,0 +1,214 @@
+"""Conversation summaries for the context package: an LLM summary checked
+against the transcript, and the extractive summary used when the LLM is down
+or says something the transcript does not.
+
+The prompt is a plain completion prompt ending in a cue ("... what the agent
+did: The customer"), stopped at the newline: the embedded model is a small
+*base* model, which continues text well and follows instructions badly. Worked
+examples were tried first and dropped: measured on TweetSumm, Gemma 3 270M
+copied the example's content ("charged twice", "cracked screen") into most
+summaries instead of reading the conversation; the cue alone makes it state
+the customer's issue in the transcript's own words. One call gives both
+parts: its first sentence is the summary, the rest the detail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aftercare.type.v1 import conversation_pb2
+from servicekit.pii import mask
+
+SUMMARY_PROMPT_VERSION = "handoff-summary-v2-cue"
+# The transcript part of the prompt stays well inside a 2048-token context.
+MAX_TRANSCRIPT_CHARS = 1600
+MAX_TURN_CHARS = 400
+MAX_SUMMARY_CHARS = 300
+MAX_DETAIL_CHARS = 600
+# Share of a summary's content words that must occur in the transcript.
+MIN_GROUNDED_SHARE = 0.8
+
+SPEAKERS = {
+    conversation_pb2.ROLE_CUSTOMER: "Customer",
+    conversation_pb2.ROLE_ASSISTANT: "AI",
+    conversation_pb2.ROLE_AGENT: "Agent",
+}
+
+_INSTRUCTION = "A customer support conversation:\n\n"
+CUE = "The customer"
+_QUESTION = "\n\nIn one sentence, what the customer is complaining about and what the agent did: " + CUE
+
+_HANDLE = re.compile(r"(?<!\w)@\w+")
+_URL = re.compile(r"https?://\S+")
+_SPACES = re.compile(r"\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
+_STOPWORDS = frozenset(
+    "a an the and or but if then of to in on for with at by from as is are was were be been being it its this "
+    "that these those you your we our i my me he she they them their his her can will would should could do "
+    "does did done not no yes so than too very just about into over under up down out more most some any all "
+    "each per has have had also there here what which who when where why how again still now get got".split()
+)
+# Words a summary may use that are about the conversation, not in it.
+_FRAMING = frozenset(
+    "customer customers agent agents ai assistant user wants want wanted asks asked ask asking says said "
+    "say tells told reports reported complains complained complaining mentions mentioned requests requested "
+    "request inquires inquired wonders issue issues problem problems help helped support team suggests suggested "
+    "suggest offers offered recommends recommended promises promised confirms confirmed explains explained "
+    "informs informed apologizes apologized responds responded replies replied provides provided "
+    "details detail information info conversation contact contacted regarding related further fact able "
+    "thing things".split()
+)
+
+
+def _strip(word: str, suffixes: tuple[str, ...]) -> str:
+    for suffix in suffixes:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def _stem(word: str) -> str:
+    """Just enough stemming that a summary's "connection", "getting", "Spotify's" meet the
+    transcript's "connect", "get", "Spotify" (plural, then one ending, then a doubled consonant)."""
+    word = word.removesuffix("'s").rstrip("'")
+    word = _strip(_strip(word, ("es", "s")), ("ing", "ion", "ed", "ly"))
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeioulsz":
+        word = word[:-1]
+    return word
+
+
+def content_words(text: str) -> set[str]:
+    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
+
+
+def clean(text: str) -> str:
+    """A turn as the prompt and the agent see it: one line, no handles or links, personal data masked."""
+    text = _URL.sub("[link]", _HANDLE.sub("", text))
+    return mask(_SPACES.sub(" ", text).strip())
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, cut at a word boundary to at most `limit` characters."""
+    text = _SPACES.sub(" ", text).strip()
+    if len(text) <= limit:
+        return text
+    room = limit - 1
+    cut = text[:room]
+    # Cut at the last space, unless that throws away most of the text (one very long word).
+    space = cut.rfind(" ")
+    if space >= room // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-") + "…"
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str
+    text: str
+
+
+def turns(messages: Sequence[conversation_pb2.Message]) -> list[Turn]:
+    result = []
+    for message in messages:
+        text = clean(message.text)
+        if text:
+            result.append(Turn(SPEAKERS.get(message.role, "Customer"), text))
+    return result
+
+
+def transcript(conversation_turns: Sequence[Turn], limit: int = MAX_TRANSCRIPT_CHARS) -> str:
+    """The turns as prompt lines; a long conversation keeps its start and its end."""
+    lines = [f"{turn.speaker}: {shorten(turn.text, MAX_TURN_CHARS)}" for turn in conversation_turns]
+    if sum(len(line) + 1 for line in lines) <= limit:
+        return "\n".join(lines)
+    head: list[str] = []
+    tail: list[str] = []
+    used = 0
+    # Alternate: the first turns say what the problem is, the last ones where it stands.
+    for index in range(len(lines)):
+        line = lines[index // 2] if index % 2 == 0 else lines[len(lines) - 1 - index // 2]
+        if used + len(line) + 1 > limit:
+            break
+        (head if index % 2 == 0 else tail).append(line)
+        used += len(line) + 1
+    return "\n".join([*head, "…", *reversed(tail)])
+
+
+def summary_prompt(conversation_text: str) -> str:
+    return f"{_INSTRUCTION}{conversation_text}{_QUESTION}"
+
+
+def split_generated(generated: str) -> tuple[str, str]:
+    """(summary, detail) from the model's continuation of the cue: first sentence, then the rest."""
+    generated = _SPACES.sub(" ", generated).strip()
+    if not generated:
+        return "", ""
+    text = f"{CUE} {generated}"
+    sentences = _sentences(text)
+    if not sentences:
+        return "", ""
+    return sentences[0], " ".join(sentences[1:])
+
+
+# Words a reply may use without the notes or the transcript saying them.
+REPLY_WORDS = frozenset(
+    "hi hello hey thanks thank sorry apologies apologize trouble glad happy please let know reach feel free "
+    "welcome hope great day patience understand look looking into".split()
+)
+
+
+def grounded_share(summary: str, source: str, allowed: frozenset[str] = frozenset()) -> float:
+    """Share of the summary's content words (framing words aside) that the source contains."""
+    words = content_words(summary) - {_stem(w) for w in _FRAMING | allowed}
+    if not words:
+        return 0.0
+    return len(words & content_words(source)) / len(words)
+
+
+def accept(generated: str, source: str, limit: int, allowed: frozenset[str] = frozenset()) -> str | None:
+    """The generated line, tidied, if it is grounded in the source; otherwise None."""
+    text = _SPACES.sub(" ", generated).strip().strip('"')
+    if len(text) < 12 or len(content_words(text)) < 2:
+        return None
+    if grounded_share(text, source, allowed) < MIN_GROUNDED_SHARE:
+        return None
+    return shorten(text, limit)
+
+
+def _sentences(text: str) -> list[str]:
+    return [part.strip() for part in _SENTENCE_END.split(text) if len(part.strip()) > 2]
+
+
+def extractive(conversation_turns: Sequence[Turn]) -> tuple[str, str]:
+    """(summary, detail) made of the transcript's own sentences: the customer's first
+    request, and what the other side last said it did or would do."""
+    customer = [turn.text for turn in conversation_turns if turn.speaker == "Customer"]
+    others = [turn.text for turn in conversation_turns if turn.speaker != "Customer"]
+    if not customer:
+        first = conversation_turns[0].text if conversation_turns else ""
+        return shorten(first, MAX_SUMMARY_CHARS), shorten(first, MAX_DETAIL_CHARS)
+    opening = _sentences(customer[0]) or [customer[0]]
+    # Greetings and thanks carry nothing: start at the first sentence with some substance.
+    substantive = [s for s in opening if len(content_words(s)) >= 3] or opening
+    summary = shorten(f"Customer: {' '.join(substantive[:2])}", MAX_SUMMARY_CHARS)
+    detail_parts = [f"Customer: {shorten(' '.join(customer[-1:] if len(customer) > 1 else substantive), 250)}"]
+    if others:
+        detail_parts.append(last_action(conversation_turns))
+    return summary, shorten(" ".join(detail_parts), MAX_DETAIL_CHARS)
+
+
+def last_action(conversation_turns: Sequence[Turn]) -> str:
+    """What the support side last said it did or would do, in its own words ("" if it never spoke)."""
+    last_turn = next((turn for turn in reversed(conversation_turns) if turn.speaker != "Customer"), None)
+    if last_turn is None:
+        return ""
+    last = [s for s in _sentences(last_turn.text) if len(content_words(s)) >= 3] or [last_turn.text]
+    return f"{last_turn.speaker}: {shorten(' '.join(last[:2]), 250)}"
+
+
+def first_customer_turn(conversation_turns: Sequence[Turn]) -> str:
+    """The benchmark's simple baseline."""
+    return next((turn.text for turn in conversation_turns if turn.speaker == "Customer"), "")

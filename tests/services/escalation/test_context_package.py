@@ -1,0 +1,229 @@
+"""The context package: LLM summaries only when grounded in the transcript,
+suggestions grounded in knowledge-base passages and resolved cases, a draft,
+and a plain but complete package whenever a backend is down or slow."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+
+from aftercare.escalation.v1 import escalation_pb2
+from aftercare.retrieval.v1 import retrieval_pb2
+from aftercare.triage.v1 import triage_pb2
+from aftercare.type.v1 import conversation_pb2
+from servicekit.llm import LlmClient
+from services.escalation import summaries
+from tests.services.escalation.conftest import (
+    AGENT,
+    CUSTOMER,
+    FakeRetrieval,
+    FakeTriage,
+    handoff_request,
+    llm_answering,
+    running_stub,
+    settings_for,
+)
+
+TWEETS = (
+    "@AcmeHelp my invoice for November charged me twice, email me at jo@example.com",
+    "I need the duplicate charge refunded",
+)
+GROUNDED_SUMMARY = "The customer was charged twice on the November invoice and wants the duplicate refunded."
+GROUNDED_DETAIL = "The November invoice charged the customer twice. The customer needs the duplicate charge refunded."
+# What the model writes after the prompt's cue "The customer".
+GENERATED = GROUNDED_SUMMARY.removeprefix("The customer ") + " " + GROUNDED_DETAIL
+
+PASSAGES = [
+    retrieval_pb2.SearchHit(
+        doc_id="billing-faq",
+        chunk_id="billing-faq#2",
+        title="Billing FAQ",
+        similarity=0.71,
+        version="3",
+        text="Duplicate charges happen when a payment is retried. Refund a duplicate charge from Billing, "
+        "then Invoices, then Refund. The refund shows within 5 business days.",
+    ),
+    retrieval_pb2.SearchHit(
+        doc_id="invoices",
+        chunk_id="invoices#1",
+        title="Invoices",
+        similarity=0.55,
+        text="Invoices are issued on the first day of the month. You can download every invoice as a PDF.",
+    ),
+    retrieval_pb2.SearchHit(
+        doc_id="plans",
+        chunk_id="plans#4",
+        title="Plans",
+        similarity=0.41,
+        text="Monthly plans renew automatically. Cancel anytime from the Plan page.",
+    ),
+    retrieval_pb2.SearchHit(doc_id="off-topic", chunk_id="x", title="Fonts", similarity=0.1, text="Fonts are nice."),
+]
+
+
+async def test_a_grounded_llm_summary_is_used_with_its_lineage(tmp_path: Path) -> None:
+    llm, prompts = llm_answering([GENERATED])
+    async with running_stub(settings_for(tmp_path), llm=llm) as stub:
+        package = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff.context
+
+    assert package.summary_method == "llm"
+    assert package.summary == GROUNDED_SUMMARY
+    # The generated detail, then what the support side last said, in its own words.
+    assert package.detail == f"{GROUNDED_DETAIL} AI: Let me check that for you."
+    assert package.lineage.model == "test-model"
+    assert package.lineage.prompt_template_version.startswith(summaries.SUMMARY_PROMPT_VERSION)
+    # A completion prompt for a base model, ending in a cue; no handles, no personal data.
+    assert len(prompts) == 1 and prompts[0].endswith("what the agent did: The customer")
+    assert "Customer: my invoice for November charged me twice, email me at [email]" in prompts[0]
+    assert "jo@example.com" not in prompts[0] and "@AcmeHelp" not in prompts[0]
+
+
+async def test_an_llm_summary_the_transcript_does_not_support_is_replaced(tmp_path: Path) -> None:
+    made_up = "wants to upgrade to the enterprise plan and add ten seats."
+    llm, _ = llm_answering([made_up])
+    async with running_stub(settings_for(tmp_path), llm=llm) as stub:
+        package = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff.context
+
+    assert package.summary_method == "extractive"
+    assert package.summary == "Customer: my invoice for November charged me twice, email me at [email]"
+    assert "enterprise" not in package.summary + package.detail
+    assert package.lineage.model == ""
+
+
+async def test_suggestions_are_grounded_in_passages_and_resolved_cases(tmp_path: Path) -> None:
+    retrieval = FakeRetrieval(PASSAGES)
+    async with running_stub(settings_for(tmp_path), retrieval=retrieval) as stub:
+        earlier = (await stub.CreateHandoff(handoff_request(key="earlier", texts=TWEETS))).handoff
+        await stub.ResolveHandoff(
+            escalation_pb2.ResolveHandoffRequest(
+                tenant_id="demo",
+                handoff_id=earlier.handoff_id,
+                agent_id="ana",
+                resolution="Refunded the duplicate charge from Billing, Invoices, Refund and told the customer 5 days.",
+            )
+        )
+        handoff = (await stub.CreateHandoff(handoff_request(key="now", texts=TWEETS))).handoff
+
+    package = handoff.context
+    assert retrieval.requests[-1].query == TWEETS[-1] and retrieval.requests[-1].tenant_id == "demo"
+    suggestions = package.suggested_resolutions
+    assert len(suggestions) == 3
+    all_sources = [source.doc_id for s in suggestions for source in s.sources]
+    assert f"handoff:{earlier.handoff_id}" in all_sources
+    assert "billing-faq" in all_sources and "off-topic" not in all_sources
+    billing = next(s for s in suggestions if s.sources[0].doc_id == "billing-faq")
+    # Quoted from the passage, never invented; backed by the similar case too.
+    assert "Refund a duplicate charge from Billing, then Invoices, then Refund." in billing.text
+    assert f"handoff:{earlier.handoff_id}" in [source.doc_id for source in billing.sources]
+    assert all(s.sources for s in suggestions)
+    # The draft quotes the top knowledge-base suggestion.
+    assert package.draft_method == "template" and billing.text in package.draft_reply
+    assert {source.doc_id for source in package.lineage.sources} >= {"billing-faq"}
+    # The customer summary knows the earlier contact.
+    assert "business plan" in package.customer_summary.lower()
+    assert "1 earlier handoff" in package.customer_summary
+
+
+async def test_everything_down_still_creates_a_complete_plain_handoff(tmp_path: Path) -> None:
+    retrieval = FakeRetrieval(down=True)
+    async with running_stub(settings_for(tmp_path), retrieval=retrieval, triage=FakeTriage()) as stub:
+        created = await stub.CreateHandoff(handoff_request(texts=("This is useless, I am furious, nothing works!",)))
+
+    package = created.handoff.context
+    assert created.created
+    assert package.summary_method == "extractive" and package.summary
+    assert package.draft_method == "template" and package.draft_reply
+    assert not package.suggested_resolutions
+    # Triage down: sentiment still comes from the text itself.
+    assert package.intent == "" and package.sentiment_label == "negative" and package.sentiment_score < -0.5
+    assert "confidence 0.42 against a threshold of 0.85" in package.ai_attempt_summary
+    assert "not confident enough" in package.ai_attempt_summary
+
+
+async def test_intent_and_sentiment_come_from_the_request_or_from_triage(tmp_path: Path) -> None:
+    triage = FakeTriage(
+        triage_pb2.TriageContactResponse(
+            intent=triage_pb2.IntentPrediction(label="transaction_charged_twice", confidence=0.93),
+            sentiment=triage_pb2.Sentiment(score=-0.4),
+        )
+    )
+    async with running_stub(settings_for(tmp_path), triage=triage) as stub:
+        asked = (await stub.CreateHandoff(handoff_request(key="a"))).handoff.context
+        given = (await stub.CreateHandoff(handoff_request(key="b", intent="refund_request"))).handoff.context
+
+    assert (asked.intent, asked.intent_confidence, asked.sentiment_label) == (
+        "transaction_charged_twice",
+        0.93,
+        "negative",
+    )
+    assert (given.intent, given.intent_confidence) == ("refund_request", 0.9)
+    assert triage.calls == 1
+
+
+async def test_a_slow_llm_cannot_hold_the_handoff_beyond_the_budget(tmp_path: Path) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(500)
+
+    llm = LlmClient("http://llm.test/v1", "test-model", transport=httpx.MockTransport(slow))
+    async with running_stub(settings_for(tmp_path, context_budget_s=0.5), llm=llm) as stub:
+        started = time.perf_counter()
+        created = await stub.CreateHandoff(handoff_request())
+        elapsed = time.perf_counter() - started
+
+    assert created.created and created.handoff.context.summary_method == "extractive"
+    assert elapsed < 5  # the budget is 0.5 s; generous for a loaded CI machine
+
+
+async def test_a_replayed_create_does_not_rebuild_the_package(tmp_path: Path) -> None:
+    llm, prompts = llm_answering([GENERATED])
+    async with running_stub(settings_for(tmp_path), llm=llm) as stub:
+        first = await stub.CreateHandoff(handoff_request(texts=TWEETS))
+        second = await stub.CreateHandoff(handoff_request(texts=TWEETS))
+    assert len(prompts) == 1 and second.handoff == first.handoff and not second.created
+
+
+async def test_an_llm_draft_is_kept_only_when_grounded(tmp_path: Path) -> None:
+    grounded = "Hi, sorry for the trouble. Refund a duplicate charge from Billing, then Invoices, then Refund."
+    invented = "Hi, I have credited 500 dollars and upgraded you to premium for free."
+    for draft, method in ((grounded, "llm"), (invented, "template")):
+        llm, prompts = llm_answering([GENERATED, draft])
+        settings = settings_for(tmp_path / method, draft_mode="llm")
+        async with running_stub(settings, llm=llm, retrieval=FakeRetrieval(PASSAGES)) as stub:
+            package = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff.context
+        assert package.draft_method == method
+        assert (package.draft_reply == grounded) == (method == "llm")
+        assert prompts[-1].endswith("Reply:") and "[1] " in prompts[-1]
+
+
+def test_a_long_transcript_keeps_its_start_and_its_end() -> None:
+    turns = [summaries.Turn("Customer", f"message number {i} " + "x" * 300) for i in range(30)]
+    text = summaries.transcript(turns, limit=1500)
+    assert len(text) <= 1500
+    assert text.startswith("Customer: message number 0 ") and "message number 29 " in text and "…" in text
+
+
+def test_the_extractive_summary_names_the_request_and_the_last_action() -> None:
+    messages = [
+        conversation_pb2.Message(role=CUSTOMER, text="@Shop hi! My parcel 88 never arrived, where is it?"),
+        conversation_pb2.Message(role=AGENT, text="@123 Sorry! I have reshipped parcel 88 today. Thanks."),
+    ]
+    summary, detail = summaries.extractive(summaries.turns(messages))
+    assert summary == "Customer: My parcel 88 never arrived, where is it?"
+    assert detail == "Customer: My parcel 88 never arrived, where is it? Agent: I have reshipped parcel 88 today."
+
+
+def test_grounding_ignores_framing_words_but_not_invented_facts() -> None:
+    source = "Customer: my parcel never arrived\nAgent: I reshipped the parcel"
+    assert summaries.accept("The customer says the parcel never arrived; the agent reshipped it.", source, 300)
+    assert summaries.accept("The customer wants a refund of 40 euros for the parcel.", source, 300) is None
+
+
+def test_the_generation_splits_into_summary_and_detail() -> None:
+    summary, detail = summaries.split_generated(" is complaining about slow wifi. The agent logged the feedback.")
+    assert summary == "The customer is complaining about slow wifi."
+    assert detail == "The agent logged the feedback."
+    assert summaries.split_generated("") == ("", "")
