@@ -22,10 +22,24 @@ def ensure_model(models_dir: Path) -> Path:
     return target
 
 
+# llama.cpp's CPU "extra buffer types" (AMX and weight repacking) crash with
+# SIGSEGV in ggml_backend_amx_mul_mat on CPUs that advertise AMX inside some
+# VMs/sandboxes (seen here with llama-cpp-python 0.3.36); the server has no flag
+# for it, so the launcher turns them off in the model defaults, then runs it.
+_LAUNCH = (
+    "import runpy, llama_cpp.llama_cpp as c\n"
+    "_defaults = c.llama_model_default_params\n"
+    "def _params():\n"
+    "    p = _defaults(); p.use_extra_bufts = False; return p\n"
+    "c.llama_model_default_params = _params\n"
+    "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def command(model_path: Path, port: int, host: str = "127.0.0.1") -> list[str]:
     threads = max(1, min(4, os.cpu_count() or 1))
     return [
-        sys.executable, "-m", "llama_cpp.server",
+        sys.executable, "-c", _LAUNCH,
         "--model", str(model_path),
         "--model_alias", MODEL_ALIAS,
         "--host", host,

@@ -1,4 +1,5 @@
-"""Concierge process: wires its backends (retrieval, triage, escalation, LLM) and serves."""
+"""Concierge process: wires its backends (retrieval, triage, escalation, LLM,
+conversation store) and serves."""
 
 from __future__ import annotations
 
@@ -11,26 +12,30 @@ from aftercare.escalation.v1 import escalation_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2_grpc
 from servicekit.clients import connect
+from servicekit.database import database_url, make_engine
 from servicekit.llm import LlmClient
 from servicekit.server import Mount, mount, run_service
 from services.concierge.servicer import ConciergeServicer
 from services.concierge.settings import ConciergeSettings
+from services.concierge.store import ConversationStore
 
 
 @contextlib.asynccontextmanager
 async def servicers(settings: ConciergeSettings) -> AsyncIterator[Sequence[Mount]]:
+    engine = make_engine(database_url(settings.database_url, settings.data_dir, "concierge"))
+    store = ConversationStore(engine)
+    await asyncio.to_thread(store.create_schema)
     retrieval = connect(settings.retrieval_addr, "aftercare.retrieval.v1.RetrievalService")
     triage = connect(settings.triage_addr, "aftercare.triage.v1.TriageService")
     escalation = connect(settings.escalation_addr, "aftercare.escalation.v1.EscalationService")
-    llm = LlmClient(
-        settings.llm_base_url, settings.llm_model, api_key=settings.llm_api_key, timeout_s=settings.llm_timeout_s
-    )
+    llm = LlmClient.from_settings(settings)
     servicer = ConciergeServicer(
         settings,
         retrieval=retrieval_pb2_grpc.RetrievalServiceStub(retrieval),
         triage=triage_pb2_grpc.TriageServiceStub(triage),
         escalation=escalation_pb2_grpc.EscalationServiceStub(escalation),
         llm=llm,
+        store=store,
     )
     warm_up = asyncio.create_task(servicer.warm_up())
     try:
@@ -40,6 +45,7 @@ async def servicers(settings: ConciergeSettings) -> AsyncIterator[Sequence[Mount
         await llm.aclose()
         for channel in (retrieval, triage, escalation):
             await channel.close()
+        engine.dispose()
 
 
 def main() -> None:

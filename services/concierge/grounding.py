@@ -78,6 +78,14 @@ def verify_quote(
     return best if best is not None and best.similarity >= min_coverage else None
 
 
+def informative(sentence: str) -> bool:
+    """Whether a sentence can be an answer: manuals extracted from PDFs are full of
+    headings and icon labels run together ("Universal Guide Universal Guide"),
+    which would pass as quotes but say nothing."""
+    words = _WORD.findall(sentence.lower())
+    return len(words) >= 5 and len(set(words)) / len(words) >= 0.6
+
+
 def _best_match(text: str, passages: list[str]) -> VerifiedQuote | None:
     best: VerifiedQuote | None = None
     for index, passage in enumerate(passages):
@@ -85,7 +93,7 @@ def _best_match(text: str, passages: list[str]) -> VerifiedQuote | None:
         covered = 0
         for sentence in sentences(passage):
             normalised = _normalise(sentence)
-            if not normalised or normalised.endswith("?"):
+            if not normalised or normalised.endswith("?") or not informative(normalised):
                 continue
             blocks = SequenceMatcher(None, text, normalised, autojunk=False).get_matching_blocks()
             matched = sum(block.size for block in blocks if block.size >= 4)
@@ -105,3 +113,19 @@ def support(answer: str, passages: list[str]) -> float:
         return 0.0
     known = set().union(*(content_words(p) for p in passages)) if passages else set()
     return len(words & known) / len(words)
+
+
+def best_sentences(question: str, passage: str, max_sentences: int = 2) -> tuple[str, float]:
+    """The deterministic extractive answer: the passage sentence that shares the most
+    content words with the question, with the sentence after it when that one is
+    informative too (steps often run over two). Returns the text and the share of
+    the question's content words it contains; ("", 0.0) when no sentence can answer."""
+    asked = content_words(question)
+    candidates = [s for s in sentences(passage) if not s.rstrip().endswith("?") and informative(_normalise(s))]
+    if not candidates:
+        return "", 0.0
+    overlaps = [len(asked & content_words(s)) for s in candidates]
+    best = max(range(len(candidates)), key=lambda i: (overlaps[i], -i))
+    chosen = candidates[best: best + max_sentences]
+    text = " ".join(chosen)
+    return text, (len(asked & content_words(text)) / len(asked) if asked else 0.0)

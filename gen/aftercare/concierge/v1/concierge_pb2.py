@@ -25,25 +25,34 @@ _sym_db = _symbol_database.Default()
 from aftercare.type.v1 import answer_pb2 as aftercare_dot_type_dot_v1_dot_answer__pb2
 from aftercare.type.v1 import conversation_pb2 as aftercare_dot_type_dot_v1_dot_conversation__pb2
 from aftercare.type.v1 import customer_pb2 as aftercare_dot_type_dot_v1_dot_customer__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aftercare/concierge/v1/concierge.proto\x12\x16\x61\x66tercare.concierge.v1\x1a\x1e\x61\x66tercare/type/v1/answer.proto\x1a$aftercare/type/v1/conversation.proto\x1a aftercare/type/v1/customer.proto\"\xcb\x01\n\x0f\x43onverseRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x30\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x0c\n\x04text\x18\x03 \x01(\t\x12+\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x1a.aftercare.type.v1.Channel\x12\x32\n\x07\x61\x63\x63ount\x18\x05 \x01(\x0b\x32!.aftercare.type.v1.AccountSignals\"\x92\x02\n\x10\x43onverseResponse\x12\r\n\x05reply\x18\x01 \x01(\t\x12.\n\tcitations\x18\x02 \x03(\x0b\x32\x1b.aftercare.type.v1.Citation\x12\x31\n\nconfidence\x18\x03 \x01(\x0b\x32\x1d.aftercare.type.v1.Confidence\x12\x32\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32 .aftercare.concierge.v1.Decision\x12\x17\n\x0f\x64\x65\x63ision_reason\x18\x05 \x01(\t\x12\x12\n\nhandoff_id\x18\x06 \x01(\t\x12+\n\x07lineage\x18\x07 \x01(\x0b\x32\x1a.aftercare.type.v1.Lineage\"Q\n\x15StreamConverseRequest\x12\x38\n\x07request\x18\x01 \x01(\x0b\x32\'.aftercare.concierge.v1.ConverseRequest\"o\n\x16StreamConverseResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12;\n\x07outcome\x18\x02 \x01(\x0b\x32(.aftercare.concierge.v1.ConverseResponseH\x00\x42\x07\n\x05\x65vent*i\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44\x45\x43ISION_ANSWERED\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_ESCALATED\x10\x02\x12\x14\n\x10\x44\x45\x43ISION_CLARIFY\x10\x03\x32\xe4\x01\n\x10\x43onciergeService\x12]\n\x08\x43onverse\x12\'.aftercare.concierge.v1.ConverseRequest\x1a(.aftercare.concierge.v1.ConverseResponse\x12q\n\x0eStreamConverse\x12-.aftercare.concierge.v1.StreamConverseRequest\x1a..aftercare.concierge.v1.StreamConverseResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aftercare/concierge/v1/concierge.proto\x12\x16\x61\x66tercare.concierge.v1\x1a\x1e\x61\x66tercare/type/v1/answer.proto\x1a$aftercare/type/v1/conversation.proto\x1a aftercare/type/v1/customer.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\x01\n\x0f\x43onverseRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x30\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x0c\n\x04text\x18\x03 \x01(\t\x12+\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x1a.aftercare.type.v1.Channel\x12\x32\n\x07\x61\x63\x63ount\x18\x05 \x01(\x0b\x32!.aftercare.type.v1.AccountSignals\x12\x19\n\x11\x63lient_message_id\x18\x06 \x01(\t\"\xf8\x02\n\x10\x43onverseResponse\x12\r\n\x05reply\x18\x01 \x01(\t\x12.\n\tcitations\x18\x02 \x03(\x0b\x32\x1b.aftercare.type.v1.Citation\x12\x31\n\nconfidence\x18\x03 \x01(\x0b\x32\x1d.aftercare.type.v1.Confidence\x12\x32\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32 .aftercare.concierge.v1.Decision\x12\x17\n\x0f\x64\x65\x63ision_reason\x18\x05 \x01(\t\x12\x12\n\nhandoff_id\x18\x06 \x01(\t\x12+\n\x07lineage\x18\x07 \x01(\x0b\x32\x1a.aftercare.type.v1.Lineage\x12\x36\n\x06reason\x18\x08 \x01(\x0e\x32&.aftercare.concierge.v1.DecisionReason\x12\x18\n\x10standalone_query\x18\t \x01(\t\x12\x12\n\nturn_index\x18\n \x01(\x05\"Q\n\x15StreamConverseRequest\x12\x38\n\x07request\x18\x01 \x01(\x0b\x32\'.aftercare.concierge.v1.ConverseRequest\"o\n\x16StreamConverseResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12;\n\x07outcome\x18\x02 \x01(\x0b\x32(.aftercare.concierge.v1.ConverseResponseH\x00\x42\x07\n\x05\x65vent\"c\n\x16GetConversationRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"\x94\x01\n\x10\x43onversationTurn\x12\x15\n\rcustomer_text\x18\x01 \x01(\t\x12\x39\n\x07outcome\x18\x02 \x01(\x0b\x32(.aftercare.concierge.v1.ConverseResponse\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x17GetConversationResponse\x12\x35\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1f.aftercare.type.v1.Conversation\x12\x37\n\x05turns\x18\x02 \x03(\x0b\x32(.aftercare.concierge.v1.ConversationTurn*i\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44\x45\x43ISION_ANSWERED\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_ESCALATED\x10\x02\x12\x14\n\x10\x44\x45\x43ISION_CLARIFY\x10\x03*\xe1\x03\n\x0e\x44\x65\x63isionReason\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45\x43ISION_REASON_CONFIDENT\x10\x01\x12\"\n\x1e\x44\x45\x43ISION_REASON_LOW_CONFIDENCE\x10\x02\x12 \n\x1c\x44\x45\x43ISION_REASON_NO_KNOWLEDGE\x10\x03\x12#\n\x1f\x44\x45\x43ISION_REASON_LLM_UNAVAILABLE\x10\x04\x12)\n%DECISION_REASON_RETRIEVAL_UNAVAILABLE\x10\x05\x12#\n\x1f\x44\x45\x43ISION_REASON_HUMAN_REQUESTED\x10\x06\x12 \n\x1c\x44\x45\x43ISION_REASON_POLICY_ROUTE\x10\x07\x12\"\n\x1e\x44\x45\x43ISION_REASON_UNSAFE_PROMISE\x10\x08\x12$\n DECISION_REASON_PROMPT_INJECTION\x10\t\x12\x1d\n\x19\x44\x45\x43ISION_REASON_OFF_TOPIC\x10\n\x12 \n\x1c\x44\x45\x43ISION_REASON_NEEDS_DETAIL\x10\x0b\x12\'\n#DECISION_REASON_MODEL_DOES_NOT_KNOW\x10\x0c\x32\xd8\x02\n\x10\x43onciergeService\x12]\n\x08\x43onverse\x12\'.aftercare.concierge.v1.ConverseRequest\x1a(.aftercare.concierge.v1.ConverseResponse\x12q\n\x0eStreamConverse\x12-.aftercare.concierge.v1.StreamConverseRequest\x1a..aftercare.concierge.v1.StreamConverseResponse0\x01\x12r\n\x0fGetConversation\x12..aftercare.concierge.v1.GetConversationRequest\x1a/.aftercare.concierge.v1.GetConversationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aftercare.concierge.v1.concierge_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DECISION']._serialized_start=849
-  _globals['_DECISION']._serialized_end=954
-  _globals['_CONVERSEREQUEST']._serialized_start=171
-  _globals['_CONVERSEREQUEST']._serialized_end=374
-  _globals['_CONVERSERESPONSE']._serialized_start=377
-  _globals['_CONVERSERESPONSE']._serialized_end=651
-  _globals['_STREAMCONVERSEREQUEST']._serialized_start=653
-  _globals['_STREAMCONVERSEREQUEST']._serialized_end=734
-  _globals['_STREAMCONVERSERESPONSE']._serialized_start=736
-  _globals['_STREAMCONVERSERESPONSE']._serialized_end=847
-  _globals['_CONCIERGESERVICE']._serialized_start=957
-  _globals['_CONCIERGESERVICE']._serialized_end=1185
+  _globals['_DECISION']._serialized_start=1403
+  _globals['_DECISION']._serialized_end=1508
+  _globals['_DECISIONREASON']._serialized_start=1511
+  _globals['_DECISIONREASON']._serialized_end=1992
+  _globals['_CONVERSEREQUEST']._serialized_start=204
+  _globals['_CONVERSEREQUEST']._serialized_end=434
+  _globals['_CONVERSERESPONSE']._serialized_start=437
+  _globals['_CONVERSERESPONSE']._serialized_end=813
+  _globals['_STREAMCONVERSEREQUEST']._serialized_start=815
+  _globals['_STREAMCONVERSEREQUEST']._serialized_end=896
+  _globals['_STREAMCONVERSERESPONSE']._serialized_start=898
+  _globals['_STREAMCONVERSERESPONSE']._serialized_end=1009
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=1011
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=1110
+  _globals['_CONVERSATIONTURN']._serialized_start=1113
+  _globals['_CONVERSATIONTURN']._serialized_end=1261
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=1264
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=1401
+  _globals['_CONCIERGESERVICE']._serialized_start=1995
+  _globals['_CONCIERGESERVICE']._serialized_end=2339
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,9 @@
+import datetime
+
 from aftercare.type.v1 import answer_pb2 as _answer_pb2
 from aftercare.type.v1 import conversation_pb2 as _conversation_pb2
 from aftercare.type.v1 import customer_pb2 as _customer_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -16,27 +19,58 @@ class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_ANSWERED: _ClassVar[Decision]
     DECISION_ESCALATED: _ClassVar[Decision]
     DECISION_CLARIFY: _ClassVar[Decision]
+
+class DecisionReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DECISION_REASON_UNSPECIFIED: _ClassVar[DecisionReason]
+    DECISION_REASON_CONFIDENT: _ClassVar[DecisionReason]
+    DECISION_REASON_LOW_CONFIDENCE: _ClassVar[DecisionReason]
+    DECISION_REASON_NO_KNOWLEDGE: _ClassVar[DecisionReason]
+    DECISION_REASON_LLM_UNAVAILABLE: _ClassVar[DecisionReason]
+    DECISION_REASON_RETRIEVAL_UNAVAILABLE: _ClassVar[DecisionReason]
+    DECISION_REASON_HUMAN_REQUESTED: _ClassVar[DecisionReason]
+    DECISION_REASON_POLICY_ROUTE: _ClassVar[DecisionReason]
+    DECISION_REASON_UNSAFE_PROMISE: _ClassVar[DecisionReason]
+    DECISION_REASON_PROMPT_INJECTION: _ClassVar[DecisionReason]
+    DECISION_REASON_OFF_TOPIC: _ClassVar[DecisionReason]
+    DECISION_REASON_NEEDS_DETAIL: _ClassVar[DecisionReason]
+    DECISION_REASON_MODEL_DOES_NOT_KNOW: _ClassVar[DecisionReason]
 DECISION_UNSPECIFIED: Decision
 DECISION_ANSWERED: Decision
 DECISION_ESCALATED: Decision
 DECISION_CLARIFY: Decision
+DECISION_REASON_UNSPECIFIED: DecisionReason
+DECISION_REASON_CONFIDENT: DecisionReason
+DECISION_REASON_LOW_CONFIDENCE: DecisionReason
+DECISION_REASON_NO_KNOWLEDGE: DecisionReason
+DECISION_REASON_LLM_UNAVAILABLE: DecisionReason
+DECISION_REASON_RETRIEVAL_UNAVAILABLE: DecisionReason
+DECISION_REASON_HUMAN_REQUESTED: DecisionReason
+DECISION_REASON_POLICY_ROUTE: DecisionReason
+DECISION_REASON_UNSAFE_PROMISE: DecisionReason
+DECISION_REASON_PROMPT_INJECTION: DecisionReason
+DECISION_REASON_OFF_TOPIC: DecisionReason
+DECISION_REASON_NEEDS_DETAIL: DecisionReason
+DECISION_REASON_MODEL_DOES_NOT_KNOW: DecisionReason
 
 class ConverseRequest(_message.Message):
-    __slots__ = ("conversation_id", "customer", "text", "channel", "account")
+    __slots__ = ("conversation_id", "customer", "text", "channel", "account", "client_message_id")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     customer: _customer_pb2.CustomerRef
     text: str
     channel: _conversation_pb2.Channel
     account: _customer_pb2.AccountSignals
-    def __init__(self, conversation_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., text: _Optional[str] = ..., channel: _Optional[_Union[_conversation_pb2.Channel, str]] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ...) -> None: ...
+    client_message_id: str
+    def __init__(self, conversation_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., text: _Optional[str] = ..., channel: _Optional[_Union[_conversation_pb2.Channel, str]] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., client_message_id: _Optional[str] = ...) -> None: ...
 
 class ConverseResponse(_message.Message):
-    __slots__ = ("reply", "citations", "confidence", "decision", "decision_reason", "handoff_id", "lineage")
+    __slots__ = ("reply", "citations", "confidence", "decision", "decision_reason", "handoff_id", "lineage", "reason", "standalone_query", "turn_index")
     REPLY_FIELD_NUMBER: _ClassVar[int]
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +78,9 @@ class ConverseResponse(_message.Message):
     DECISION_REASON_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
     LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STANDALONE_QUERY_FIELD_NUMBER: _ClassVar[int]
+    TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
     reply: str
     citations: _containers.RepeatedCompositeFieldContainer[_answer_pb2.Citation]
     confidence: _answer_pb2.Confidence
@@ -51,7 +88,10 @@ class ConverseResponse(_message.Message):
     decision_reason: str
     handoff_id: str
     lineage: _answer_pb2.Lineage
-    def __init__(self, reply: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_answer_pb2.Citation, _Mapping]]] = ..., confidence: _Optional[_Union[_answer_pb2.Confidence, _Mapping]] = ..., decision: _Optional[_Union[Decision, str]] = ..., decision_reason: _Optional[str] = ..., handoff_id: _Optional[str] = ..., lineage: _Optional[_Union[_answer_pb2.Lineage, _Mapping]] = ...) -> None: ...
+    reason: DecisionReason
+    standalone_query: str
+    turn_index: int
+    def __init__(self, reply: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_answer_pb2.Citation, _Mapping]]] = ..., confidence: _Optional[_Union[_answer_pb2.Confidence, _Mapping]] = ..., decision: _Optional[_Union[Decision, str]] = ..., decision_reason: _Optional[str] = ..., handoff_id: _Optional[str] = ..., lineage: _Optional[_Union[_answer_pb2.Lineage, _Mapping]] = ..., reason: _Optional[_Union[DecisionReason, str]] = ..., standalone_query: _Optional[str] = ..., turn_index: _Optional[int] = ...) -> None: ...
 
 class StreamConverseRequest(_message.Message):
     __slots__ = ("request",)
@@ -66,3 +106,29 @@ class StreamConverseResponse(_message.Message):
     delta: str
     outcome: ConverseResponse
     def __init__(self, delta: _Optional[str] = ..., outcome: _Optional[_Union[ConverseResponse, _Mapping]] = ...) -> None: ...
+
+class GetConversationRequest(_message.Message):
+    __slots__ = ("customer", "conversation_id")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    customer: _customer_pb2.CustomerRef
+    conversation_id: str
+    def __init__(self, customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation_id: _Optional[str] = ...) -> None: ...
+
+class ConversationTurn(_message.Message):
+    __slots__ = ("customer_text", "outcome", "created_at")
+    CUSTOMER_TEXT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    customer_text: str
+    outcome: ConverseResponse
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, customer_text: _Optional[str] = ..., outcome: _Optional[_Union[ConverseResponse, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetConversationResponse(_message.Message):
+    __slots__ = ("conversation", "turns")
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    conversation: _conversation_pb2.Conversation
+    turns: _containers.RepeatedCompositeFieldContainer[ConversationTurn]
+    def __init__(self, conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[ConversationTurn, _Mapping]]] = ...) -> None: ...

@@ -46,6 +46,11 @@ class ConciergeServiceStub:
                 request_serializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.StreamConverseRequest.SerializeToString,
                 response_deserializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.StreamConverseResponse.FromString,
                 _registered_method=True)
+        self.GetConversation = channel.unary_unary(
+                '/aftercare.concierge.v1.ConciergeService/GetConversation',
+                request_serializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationRequest.SerializeToString,
+                response_deserializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationResponse.FromString,
+                _registered_method=True)
 
 
 class ConciergeServiceServicer:
@@ -68,6 +73,14 @@ class ConciergeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetConversation(self, request, context):
+        """GetConversation returns a stored conversation with every acknowledged
+        turn and its outcome, so a returning customer sees where they left off.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConciergeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +93,11 @@ def add_ConciergeServiceServicer_to_server(servicer, server):
                     servicer.StreamConverse,
                     request_deserializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.StreamConverseRequest.FromString,
                     response_serializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.StreamConverseResponse.SerializeToString,
+            ),
+            'GetConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConversation,
+                    request_deserializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationRequest.FromString,
+                    response_serializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +156,33 @@ class ConciergeService:
             '/aftercare.concierge.v1.ConciergeService/StreamConverse',
             aftercare_dot_concierge_dot_v1_dot_concierge__pb2.StreamConverseRequest.SerializeToString,
             aftercare_dot_concierge_dot_v1_dot_concierge__pb2.StreamConverseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.concierge.v1.ConciergeService/GetConversation',
+            aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationRequest.SerializeToString,
+            aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,74 @@
+"""Tables of the concierge: conversations and their acknowledged turns.
+
+Each turn row holds what an auditor needs to replay the decision: the
+standalone query that was searched, the decision and its reason, the
+confidence with its signals, the cited sources and the lineage (model,
+prompt-template and calibration versions, trace id). The schema is created
+with metadata.create_all at start-up, as in the other services.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from servicekit.database import UtcDateTime
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ConversationRow(Base):
+    __tablename__ = "concierge_conversations"
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(sa.String(200))
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    # Number of stored turns; the next turn's index. Bumped in the turn's transaction.
+    turn_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class TurnRow(Base):
+    __tablename__ = "concierge_turns"
+    __table_args__ = (
+        # Two racing messages of one conversation cannot take the same position.
+        sa.UniqueConstraint("tenant_id", "conversation_id", "turn_index", name="uq_concierge_turns_position"),
+        # A retried message (same client_message_id) is stored once; NULLs (no id) never clash.
+        sa.UniqueConstraint(
+            "tenant_id", "conversation_id", "client_message_id", name="uq_concierge_turns_client_message"
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "conversation_id"],
+            ["concierge_conversations.tenant_id", "concierge_conversations.conversation_id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    turn_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(128))
+    conversation_id: Mapped[str] = mapped_column(sa.String(128))
+    turn_index: Mapped[int] = mapped_column(sa.Integer)
+    client_message_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    customer_text: Mapped[str] = mapped_column(sa.Text)
+    standalone_query: Mapped[str] = mapped_column(sa.Text)
+    reply: Mapped[str] = mapped_column(sa.Text)
+    decision: Mapped[str] = mapped_column(sa.String(32))
+    decision_reason: Mapped[str] = mapped_column(sa.String(64))
+    confidence: Mapped[float] = mapped_column(sa.Float)
+    handoff_id: Mapped[str] = mapped_column(sa.String(64), default="")
+    # Lineage columns, queryable without parsing the full outcome.
+    model: Mapped[str] = mapped_column(sa.String(200), default="")
+    prompt_template_version: Mapped[str] = mapped_column(sa.String(100), default="")
+    calibration_version: Mapped[str] = mapped_column(sa.String(100), default="")
+    trace_id: Mapped[str] = mapped_column(sa.String(32), default="")
+    # Cited sources and the full ConverseResponse as their canonical JSON mapping.
+    sources: Mapped[list[Any]] = mapped_column(sa.JSON)
+    outcome: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

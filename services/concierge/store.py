@@ -1,0 +1,216 @@
+"""Conversations in the relational store (SQLite by default, PostgreSQL by
+DATABASE_URL). Sync SQLAlchemy: the servicer calls these methods via
+asyncio.to_thread; a turn and its conversation's counter are written in one
+transaction, so a turn is either fully stored or not at all."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+import structlog
+from google.protobuf import json_format
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from aftercare.concierge.v1 import concierge_pb2
+from aftercare.type.v1 import conversation_pb2, customer_pb2
+from servicekit.database import utcnow
+from servicekit.errors import FailedPrecondition
+from services.concierge.models import Base, ConversationRow, TurnRow
+
+log = structlog.get_logger("services.concierge.store")
+
+# Racing writers of one conversation retry with the next position this often.
+_WRITE_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    customer_text: str
+    standalone_query: str
+    outcome: concierge_pb2.ConverseResponse
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    customer_id: str
+    channel: str
+    turns: list[StoredTurn] = field(default_factory=list)
+
+    def as_proto(self, conversation_id: str) -> concierge_pb2.GetConversationResponse:
+        response = concierge_pb2.GetConversationResponse()
+        response.conversation.conversation_id = conversation_id
+        response.conversation.channel = conversation_pb2.Channel.Value(self.channel)
+        for turn in self.turns:
+            for role, text in (
+                (conversation_pb2.ROLE_CUSTOMER, turn.customer_text),
+                (conversation_pb2.ROLE_ASSISTANT, turn.outcome.reply),
+            ):
+                message = response.conversation.messages.add(role=role, text=text)
+                message.sent_at.FromDatetime(turn.created_at)
+            stored = response.turns.add(customer_text=turn.customer_text, outcome=turn.outcome)
+            stored.created_at.FromDatetime(turn.created_at)
+        return response
+
+
+def _outcome(row: TurnRow) -> concierge_pb2.ConverseResponse:
+    outcome = concierge_pb2.ConverseResponse()
+    json_format.ParseDict(row.outcome, outcome, ignore_unknown_fields=True)
+    return outcome
+
+
+def _turn(row: TurnRow) -> StoredTurn:
+    return StoredTurn(row.customer_text, row.standalone_query, _outcome(row), row.created_at)
+
+
+class OtherCustomersConversation(FailedPrecondition):
+    def __init__(self) -> None:
+        super().__init__(
+            "conversation_id is in use by another customer of this tenant",
+            reason="CONVERSATION_OF_ANOTHER_CUSTOMER",
+        )
+
+
+class ConversationStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self._engine)
+
+    def load(self, customer: customer_pb2.CustomerRef, conversation_id: str) -> StoredConversation | None:
+        """The conversation with its turns, oldest first; None when it does not exist yet.
+
+        Raises OtherCustomersConversation when the id belongs to another customer.
+        """
+        with Session(self._engine) as session:
+            row = session.get(ConversationRow, (customer.tenant_id, conversation_id))
+            if row is None:
+                return None
+            if row.customer_id != customer.customer_id:
+                raise OtherCustomersConversation()
+            turns = session.scalars(
+                sa.select(TurnRow)
+                .where(TurnRow.tenant_id == customer.tenant_id, TurnRow.conversation_id == conversation_id)
+                .order_by(TurnRow.turn_index)
+            ).all()
+            return StoredConversation(row.customer_id, row.channel, [_turn(turn) for turn in turns])
+
+    def find_turn(
+        self, tenant_id: str, conversation_id: str, client_message_id: str
+    ) -> concierge_pb2.ConverseResponse | None:
+        """The stored outcome of a message already answered, by the channel's message id."""
+        if not client_message_id:
+            return None
+        with Session(self._engine) as session:
+            row = session.scalars(
+                sa.select(TurnRow).where(
+                    TurnRow.tenant_id == tenant_id,
+                    TurnRow.conversation_id == conversation_id,
+                    TurnRow.client_message_id == client_message_id,
+                ).limit(1)
+            ).first()
+            return None if row is None else _outcome(row)
+
+    def append(
+        self,
+        *,
+        customer: customer_pb2.CustomerRef,
+        conversation_id: str,
+        channel: int,
+        client_message_id: str,
+        customer_text: str,
+        standalone_query: str,
+        outcome: concierge_pb2.ConverseResponse,
+    ) -> concierge_pb2.ConverseResponse:
+        """Store one acknowledged turn; returns the outcome with its turn_index set.
+
+        A message id stored already returns the stored outcome (a retry raced us).
+        """
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                return self._append_once(
+                    customer, conversation_id, channel, client_message_id, customer_text, standalone_query, outcome
+                )
+            except IntegrityError:
+                # Another writer took the position (or created the conversation) first.
+                log.info("concierge_turn_write_raced", attempt=attempt)
+                stored = self.find_turn(customer.tenant_id, conversation_id, client_message_id)
+                if stored is not None:
+                    return stored
+        raise RuntimeError("could not store the turn after repeated write conflicts")
+
+    def _append_once(
+        self,
+        customer: customer_pb2.CustomerRef,
+        conversation_id: str,
+        channel: int,
+        client_message_id: str,
+        customer_text: str,
+        standalone_query: str,
+        outcome: concierge_pb2.ConverseResponse,
+    ) -> concierge_pb2.ConverseResponse:
+        now = utcnow()
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            conversation = session.get(
+                ConversationRow, (customer.tenant_id, conversation_id), with_for_update=True
+            )
+            if conversation is None:
+                conversation = ConversationRow(
+                    tenant_id=customer.tenant_id,
+                    conversation_id=conversation_id,
+                    customer_id=customer.customer_id,
+                    channel=conversation_pb2.Channel.Name(channel or conversation_pb2.CHANNEL_CHAT),
+                    turn_count=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(conversation)
+                session.flush()
+            elif conversation.customer_id != customer.customer_id:
+                raise OtherCustomersConversation()
+            if client_message_id:
+                stored = session.scalars(
+                    sa.select(TurnRow).where(
+                        TurnRow.tenant_id == customer.tenant_id,
+                        TurnRow.conversation_id == conversation_id,
+                        TurnRow.client_message_id == client_message_id,
+                    ).limit(1)
+                ).first()
+                if stored is not None:
+                    return _outcome(stored)
+            stored_outcome = concierge_pb2.ConverseResponse()
+            stored_outcome.CopyFrom(outcome)
+            stored_outcome.turn_index = conversation.turn_count
+            session.add(
+                TurnRow(
+                    tenant_id=customer.tenant_id,
+                    conversation_id=conversation_id,
+                    turn_index=conversation.turn_count,
+                    client_message_id=client_message_id or None,
+                    customer_text=customer_text,
+                    standalone_query=standalone_query,
+                    reply=outcome.reply,
+                    decision=concierge_pb2.Decision.Name(outcome.decision),
+                    decision_reason=outcome.decision_reason,
+                    confidence=outcome.confidence.score,
+                    handoff_id=outcome.handoff_id,
+                    model=outcome.lineage.model,
+                    prompt_template_version=outcome.lineage.prompt_template_version,
+                    calibration_version=outcome.confidence.calibration_version,
+                    trace_id=outcome.lineage.trace_id,
+                    sources=[
+                        json_format.MessageToDict(source, preserving_proto_field_name=True)
+                        for source in outcome.lineage.sources
+                    ],
+                    outcome=json_format.MessageToDict(stored_outcome, preserving_proto_field_name=True),
+                    created_at=now,
+                )
+            )
+            conversation.turn_count += 1
+            conversation.updated_at = now
+        return stored_outcome
