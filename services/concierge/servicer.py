@@ -227,6 +227,8 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             stored=stored,
         )
         outcome = await self._decide(turn)
+        if outcome.decision in (Decision.DECISION_ANSWERED, Decision.DECISION_CLARIFY):
+            await self._record_outcome(turn, outcome)
         return await self._stored(
             self._store.append,
             customer=customer,
@@ -398,10 +400,8 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
     ) -> concierge_pb2.ConverseResponse:
         request = turn.request
         code, handoff_reason = _CODES[reason]
-        # One handoff per customer message, however often the channel retries it.
-        key = hashlib.sha256(
-            f"{request.customer.tenant_id}|{request.conversation_id}|{request.client_message_id}|{request.text}".encode()
-        ).hexdigest()[:32]
+        key = _message_key(request)
+        triaged = turn.triaged
         confidence = self._confidence_proto(turn, attempt, score)
         handoff_id = ""
         try:
@@ -421,6 +421,11 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
                     queue=(turn.triaged.route.queue if turn.triaged and turn.triaged.route.queue else "general"),
                     priority=(turn.triaged.priority.score if turn.triaged else 50),
                     account=request.account,
+                    # What triage found, so the agent's package need not ask it again.
+                    intent=triaged.intent.label if triaged else "",
+                    intent_confidence=triaged.intent.confidence if triaged else 0.0,
+                    sentiment_score=triaged.sentiment.score if triaged else 0.0,
+                    tier=triaged.route.tier if triaged else triage_pb2.TIER_UNSPECIFIED,
                 )
             )
             handoff_id = created.handoff.handoff_id
@@ -435,6 +440,27 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         del response.citations[:]
         response.handoff_id = handoff_id
         return response
+
+    async def _record_outcome(self, turn: Turn, outcome: concierge_pb2.ConverseResponse) -> None:
+        """Tell escalation about a contact the AI handled alone: its per-topic automation
+        rate and confidence series count these next to the handoffs. Best effort: the
+        customer's answer never waits on insights."""
+        request = turn.request
+        answered = outcome.decision == Decision.DECISION_ANSWERED
+        try:
+            await self._escalation.RecordOutcome(
+                escalation_pb2.RecordOutcomeRequest(
+                    idempotency_key=_message_key(request),
+                    customer=request.customer,
+                    decision=escalation_pb2.OUTCOME_DECISION_ANSWERED if answered else _CLARIFIED,
+                    intent=turn.intent or "",
+                    confidence=outcome.confidence.score,
+                    question=turn.masked_text[:2000],
+                ),
+                timeout=2.0,
+            )
+        except grpc.aio.AioRpcError as error:
+            log.warning("outcome_not_recorded", code=error.code().name)
 
     def _confidence_proto(self, turn: Turn, attempt: Attempt, score: float) -> answer_pb2.Confidence:
         return answer_pb2.Confidence(
@@ -465,6 +491,15 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
                 trace_id=current_trace_id(),
             ),
         )
+
+
+_CLARIFIED = escalation_pb2.OUTCOME_DECISION_CLARIFIED
+
+
+def _message_key(request: concierge_pb2.ConverseRequest) -> str:
+    """One key per customer message, however often the channel retries it: one handoff, one outcome."""
+    text = f"{request.customer.tenant_id}|{request.conversation_id}|{request.client_message_id}|{request.text}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _clarify(turn: Turn, reason: int) -> concierge_pb2.ConverseResponse:

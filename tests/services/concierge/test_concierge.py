@@ -77,7 +77,16 @@ class FakeTriage:
 @dataclass
 class FakeEscalation:
     requests: list[escalation_pb2.CreateHandoffRequest] = field(default_factory=list)
+    outcomes: list[escalation_pb2.RecordOutcomeRequest] = field(default_factory=list)
     down: bool = False
+
+    async def RecordOutcome(
+        self, request: escalation_pb2.RecordOutcomeRequest, **_: object
+    ) -> escalation_pb2.RecordOutcomeResponse:
+        if self.down:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
+        self.outcomes.append(request)
+        return escalation_pb2.RecordOutcomeResponse(recorded=True)
 
     async def CreateHandoff(self, request: escalation_pb2.CreateHandoffRequest) -> escalation_pb2.CreateHandoffResponse:
         if self.down:
@@ -215,6 +224,10 @@ async def test_verified_quote_is_answered_with_the_source_sentence_and_a_citatio
     assert response.confidence.score >= 0.85
     assert response.lineage.model == "test-model" and response.lineage.prompt_template_version
     assert not rig.escalation.requests
+    # Escalation's automation rate counts the contact the AI answered alone.
+    (outcome,) = rig.escalation.outcomes
+    assert outcome.decision == escalation_pb2.OUTCOME_DECISION_ANSWERED
+    assert outcome.confidence == response.confidence.score and outcome.idempotency_key
 
 
 async def test_made_up_answer_is_never_shown_and_escalates_transparently(db_url: str) -> None:
@@ -227,6 +240,9 @@ async def test_made_up_answer_is_never_shown_and_escalates_transparently(db_url:
     )
     assert response.handoff_id == "h-1" and not response.citations
     assert rig.escalation.requests[0].reason == escalation_pb2.HANDOFF_REASON_LOW_CONFIDENCE
+    # What triage found travels with the handoff; an escalated contact is no AI outcome.
+    assert rig.escalation.requests[0].tier == triage_pb2.TIER_AI_RESOLVED
+    assert not rig.escalation.outcomes
     # The agent gets the deterministic fallback (the passage's own sentences), never the invention.
     candidate = rig.escalation.requests[0].ai_attempt.candidate_answer
     assert candidate in PASSAGE and "30 days" not in candidate
