@@ -54,7 +54,10 @@ async def servicers(
         builder = ContextBuilder(settings, store, llm, retrieval, triage)
         insights = InsightsEngine(settings, store, embed)
         servicer = EscalationServicer(store, settings.default_queue, builder, insights)
-        yield [mount(servicer, escalation_pb2, escalation_pb2_grpc)]
+        try:
+            yield [mount(servicer, escalation_pb2, escalation_pb2_grpc)]
+        finally:
+            await servicer.close()
     finally:
         if own_llm:
             await llm.aclose()

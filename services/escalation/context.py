@@ -1,18 +1,20 @@
 """The context package an agent reads instead of scrolling the transcript and
 searching the knowledge base.
 
-Built once, when the handoff is created, within a time budget: the LLM
-summary, the knowledge-base search and triage run side by side, and whatever
-is not back (or fails its check) in time is replaced by its deterministic
-version. An LLM or retrieval outage makes the package plainer, never the
-handoff fail.
+Built when the handoff is created, within a time budget: the knowledge-base
+search, triage and the store's lookups run side by side, and whatever is not
+back in time is replaced by its deterministic version. The summary starts
+extractive; the LLM's summary (seconds on a CPU) is written afterwards, in the
+background, when it passes its grounding check, so the customer's handoff never
+waits on it. An LLM or retrieval outage makes the package plainer, never the
+handoff fail or slow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -61,6 +63,8 @@ class BuiltContext:
     question: str = ""
     # The prompt a draft reply is generated from (stored for ExportFeedback).
     draft_prompt: str = ""
+    # The LLM summary, to run once the handoff is stored: (summary, detail, method, model).
+    summarize: Callable[[], Awaitable[tuple[str, str, str, str]]] | None = None
 
 
 @dataclass
@@ -273,7 +277,6 @@ class ContextBuilder:
 
         since = utcnow() - dt.timedelta(days=RECENT_CONTACT_DAYS)
         store = self._store
-        summary_task = asyncio.create_task(self._summarize(conversation_turns, conversation_text), name="summary")
         intent_task = asyncio.create_task(self._intent_and_sentiment(request, customer_texts), name="triage")
         hits_task = asyncio.create_task(self._search(tenant_id, question), name="retrieval")
         recent_task = asyncio.create_task(
@@ -284,7 +287,7 @@ class ContextBuilder:
             asyncio.to_thread(store.resolved_cases, tenant_id, self._settings.similar_case_pool),
             name="resolved_cases",
         )
-        tasks = [summary_task, intent_task, hits_task, recent_task, cases_task]
+        tasks = [intent_task, hits_task, recent_task, cases_task]
         # One budget for everything; what is late is cancelled and replaced below.
         await asyncio.wait(tasks, timeout=budget)
         for task in tasks:
@@ -300,9 +303,9 @@ class ContextBuilder:
                 return default
             return task.result()
 
-        summary, detail, summary_method, model = result(
-            summary_task, (*summaries.extractive(conversation_turns), "extractive", "")
-        )
+        summary, detail = summaries.extractive(conversation_turns)
+        # "pending": the extractive summary stands until the LLM's is written or refused.
+        summary_method, model = ("pending" if self._llm is not None else "extractive"), ""
         intent, intent_confidence, sentiment = result(intent_task, ("", 0.0, self._vader_score(customer_texts)))
         hits: list[retrieval_pb2.SearchHit] = result(hits_task, [])
         recent: list[PastContact] = result(recent_task, [])
@@ -343,7 +346,15 @@ class ContextBuilder:
                 trace_id=current_trace_id(),
             ),
         )
-        return BuiltContext(package=package, question=question, draft_prompt=prompt)
+        summarize = None
+        if self._llm is not None:
+
+            async def summarize() -> tuple[str, str, str, str]:
+                return await asyncio.wait_for(
+                    self._summarize(conversation_turns, conversation_text), self._settings.summary_budget_s
+                )
+
+        return BuiltContext(package=package, question=question, draft_prompt=prompt, summarize=summarize)
 
     async def _summarize(self, conversation_turns: list[Turn], conversation_text: str) -> tuple[str, str, str, str]:
         """(summary, detail, method, model): the LLM's when grounded, else extractive."""

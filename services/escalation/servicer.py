@@ -6,7 +6,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -152,6 +152,14 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self._default_queue = default_queue
         self._context = context_builder
         self._insights = insights
+        # LLM summaries being written into packages already stored (kept referenced until done).
+        self._summaries: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Stop summaries still being written: their handoffs keep the extractive summary."""
+        for task in self._summaries:
+            task.cancel()
+        await asyncio.gather(*self._summaries, return_exceptions=True)
 
     # --- handoffs ----------------------------------------------------------------
 
@@ -175,6 +183,10 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             draft_prompt=built.draft_prompt,
         )
         handoff, created = await asyncio.to_thread(self._store.create, request, new)
+        if created and built.summarize is not None:
+            task = asyncio.create_task(self._summarize_later(tenant_id, handoff.handoff_id, built.summarize))
+            self._summaries.add(task)
+            task.add_done_callback(self._summaries.discard)
         log.info(
             "handoff_created" if created else "handoff_replayed",
             tenant_id=tenant_id,
@@ -186,6 +198,19 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             draft_method=handoff.context.draft_method,
         )
         return escalation_pb2.CreateHandoffResponse(handoff=handoff, created=created)
+
+    async def _summarize_later(
+        self, tenant_id: str, handoff_id: str, summarize: Callable[[], Awaitable[tuple[str, str, str, str]]]
+    ) -> None:
+        try:
+            summary, detail, method, model = await summarize()
+        except Exception as error:  # a summary is an extra: the handoff is stored already
+            log.warning("summary_failed", handoff_id=handoff_id, error=type(error).__name__)
+            summary, detail, method, model = "", "", "extractive", ""
+        # Not "llm": it failed its grounding check or did not come; the extractive summary stays.
+        method = "llm" if method == "llm" else "extractive"
+        await asyncio.to_thread(self._store.update_summary, tenant_id, handoff_id, summary, detail, method, model)
+        log.info("summary_settled", tenant_id=tenant_id, handoff_id=handoff_id, summary_method=method)
 
     async def GetHandoff(
         self, request: escalation_pb2.GetHandoffRequest, context: grpc.aio.ServicerContext

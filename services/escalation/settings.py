@@ -20,9 +20,11 @@ class EscalationSettings(LlmSettings):
     default_queue: str = "general"
     retrieval_addr: str
     triage_addr: str
-    # Seconds the context package may take in CreateHandoff (LLM, retrieval, triage
-    # together); what is not done by then is replaced by its deterministic version.
-    context_budget_s: float = 12.0
+    # Seconds the context package may take in CreateHandoff (retrieval, triage and the
+    # store together); what is not done by then is replaced by its deterministic version.
+    context_budget_s: float = 3.0
+    # Seconds the LLM summary may take; it runs after the handoff is stored.
+    summary_budget_s: float = 60.0
     # "template": the draft reply is built from the top grounded suggestion (right
     # for the small base model on CPU). "llm": an instruction-tuned model (vLLM)
     # writes it, and it is kept only if it passes the grounding check.

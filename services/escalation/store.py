@@ -323,6 +323,29 @@ class HandoffStore:
                 cursor = PageCursor(last.priority, last.created_at, last.handoff_id)
             return [_to_proto(row) for row in page], cursor
 
+    def update_summary(
+        self, tenant_id: str, handoff_id: str, summary: str, detail: str, method: str, model: str
+    ) -> bool:
+        """Settle a package's pending summary (it is written after the handoff): the LLM's
+        (method "llm") or the extractive one it has (method "extractive"). Not an agent's
+        change: the version stays, so a reply based on what an agent read is not refused
+        for it. False when the handoff is gone."""
+        with Session(self._engine) as session, session.begin():
+            row = session.scalars(
+                sa.select(HandoffRow)
+                .where(HandoffRow.tenant_id == tenant_id, HandoffRow.handoff_id == handoff_id)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                return False
+            settled: dict[str, Any] = {"summary_method": method}
+            if method == "llm":
+                lineage = {**(row.context.get("lineage") or {}), "model": model}
+                settled |= {"summary": summary, "detail": detail, "lineage": lineage}
+            # A new dict, so that the JSON column is seen as changed.
+            row.context = {**row.context, **settled}
+        return True
+
     # --- changes with optimistic versioning ----------------------------------
 
     def _change(

@@ -4,6 +4,7 @@ in-process fakes, so each test says exactly what the backends answer."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections.abc import AsyncIterator, Callable
@@ -137,6 +138,17 @@ async def running_stub(
         grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
     ):
         yield Stub(channel)
+
+
+async def settled(stub: Stub, handoff: escalation_pb2.Handoff) -> escalation_pb2.Handoff:
+    """The handoff once its background LLM summary is settled ("llm" or "extractive")."""
+    request = escalation_pb2.GetHandoffRequest(tenant_id=handoff.customer.tenant_id, handoff_id=handoff.handoff_id)
+    for _ in range(200):
+        got = (await stub.GetHandoff(request)).handoff
+        if got.context.summary_method != "pending":
+            return got
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the summary of handoff {handoff.handoff_id} never settled")
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from tests.services.escalation.conftest import (
     llm_answering,
     running_stub,
     settings_for,
+    settled,
 )
 
 TWEETS = (
@@ -64,10 +65,21 @@ PASSAGES = [
 ]
 
 
-async def test_a_grounded_llm_summary_is_used_with_its_lineage(tmp_path: Path) -> None:
+async def summary_written(stub, handoff: escalation_pb2.Handoff) -> escalation_pb2.ContextPackage:  # type: ignore[no-untyped-def]
+    return (await settled(stub, handoff)).context
+
+
+async def test_a_grounded_llm_summary_is_written_after_the_handoff_with_its_lineage(tmp_path: Path) -> None:
     llm, prompts = llm_answering([GENERATED])
     async with running_stub(settings_for(tmp_path), llm=llm) as stub:
-        package = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff.context
+        created = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff
+        # The customer's handoff never waits on the LLM: it is stored with the extractive summary...
+        assert created.context.summary_method == "pending" and created.context.summary
+        package = await summary_written(stub, created)
+        # ...and the LLM's does not bump the version an agent acts on.
+        assert (await stub.GetHandoff(
+            escalation_pb2.GetHandoffRequest(tenant_id="demo", handoff_id=created.handoff_id)
+        )).handoff.version == created.version
 
     assert package.summary_method == "llm"
     assert package.summary == GROUNDED_SUMMARY
@@ -85,7 +97,8 @@ async def test_an_llm_summary_the_transcript_does_not_support_is_replaced(tmp_pa
     made_up = "wants to upgrade to the enterprise plan and add ten seats."
     llm, _ = llm_answering([made_up])
     async with running_stub(settings_for(tmp_path), llm=llm) as stub:
-        package = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff.context
+        created = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff
+        package = await summary_written(stub, created)
 
     assert package.summary_method == "extractive"
     assert package.summary == "Customer: my invoice for November charged me twice, email me at [email]"
@@ -131,8 +144,8 @@ async def test_everything_down_still_creates_a_complete_plain_handoff(tmp_path: 
     retrieval = FakeRetrieval(down=True)
     async with running_stub(settings_for(tmp_path), retrieval=retrieval, triage=FakeTriage()) as stub:
         created = await stub.CreateHandoff(handoff_request(texts=("This is useless, I am furious, nothing works!",)))
+        package = await summary_written(stub, created.handoff)
 
-    package = created.handoff.context
     assert created.created
     assert package.summary_method == "extractive" and package.summary
     assert package.draft_method == "template" and package.draft_reply
@@ -163,40 +176,43 @@ async def test_intent_and_sentiment_come_from_the_request_or_from_triage(tmp_pat
     assert triage.calls == 1
 
 
-async def test_a_slow_llm_cannot_hold_the_handoff_beyond_the_budget(tmp_path: Path) -> None:
+async def test_a_slow_llm_never_holds_the_handoff(tmp_path: Path) -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(30)
         return httpx.Response(500)
 
     llm = LlmClient("http://llm.test/v1", "test-model", transport=httpx.MockTransport(slow))
-    async with running_stub(settings_for(tmp_path, context_budget_s=0.5), llm=llm) as stub:
+    async with running_stub(settings_for(tmp_path, summary_budget_s=30), llm=llm) as stub:
         started = time.perf_counter()
         created = await stub.CreateHandoff(handoff_request())
         elapsed = time.perf_counter() - started
 
-    assert created.created and created.handoff.context.summary_method == "extractive"
-    assert elapsed < 5  # the budget is 0.5 s; generous for a loaded CI machine
+    assert created.created and created.handoff.context.summary_method == "pending"
+    assert elapsed < 5  # the LLM would take 30 s; generous for a loaded CI machine
 
 
 async def test_a_replayed_create_does_not_rebuild_the_package(tmp_path: Path) -> None:
     llm, prompts = llm_answering([GENERATED])
     async with running_stub(settings_for(tmp_path), llm=llm) as stub:
         first = await stub.CreateHandoff(handoff_request(texts=TWEETS))
+        package = await summary_written(stub, first.handoff)
         second = await stub.CreateHandoff(handoff_request(texts=TWEETS))
-    assert len(prompts) == 1 and second.handoff == first.handoff and not second.created
+    assert len(prompts) == 1 and not second.created
+    assert second.handoff.handoff_id == first.handoff.handoff_id and second.handoff.context == package
 
 
 async def test_an_llm_draft_is_kept_only_when_grounded(tmp_path: Path) -> None:
     grounded = "Hi, sorry for the trouble. Refund a duplicate charge from Billing, then Invoices, then Refund."
     invented = "Hi, I have credited 500 dollars and upgraded you to premium for free."
     for draft, method in ((grounded, "llm"), (invented, "template")):
-        llm, prompts = llm_answering([GENERATED, draft])
+        # The draft is written with the handoff; the summary comes after.
+        llm, prompts = llm_answering([draft, GENERATED])
         settings = settings_for(tmp_path / method, draft_mode="llm")
         async with running_stub(settings, llm=llm, retrieval=FakeRetrieval(PASSAGES)) as stub:
             package = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff.context
         assert package.draft_method == method
         assert (package.draft_reply == grounded) == (method == "llm")
-        assert prompts[-1].endswith("Reply:") and "[1] " in prompts[-1]
+        assert prompts[0].endswith("Reply:") and "[1] " in prompts[0]
 
 
 def test_a_long_transcript_keeps_its_start_and_its_end() -> None:

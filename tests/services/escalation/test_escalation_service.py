@@ -24,6 +24,7 @@ from tests.services.escalation.conftest import (
     handoff_request,
     running_stub,
     settings_for,
+    settled,
 )
 
 
@@ -51,6 +52,8 @@ def handoff_count(data_dir: Path) -> int:
 async def test_create_then_get_round_trips_the_handoff(stub: Stub) -> None:
     request = handoff_request()
     created = await stub.CreateHandoff(request)
+    assert created.handoff.context.summary_method == "pending"  # the LLM's is written afterwards
+    created.handoff.CopyFrom(await settled(stub, created.handoff))
 
     assert created.created
     handoff = created.handoff
@@ -96,6 +99,7 @@ def test_summary_is_cut_at_a_word_boundary() -> None:
 
 async def test_the_same_idempotency_key_returns_the_stored_handoff(stub: Stub, tmp_path: Path) -> None:
     first = await stub.CreateHandoff(handoff_request(key="retry-me", priority=10))
+    first.handoff.CopyFrom(await settled(stub, first.handoff))
     # A retry with other content still returns what was stored first.
     second = await stub.CreateHandoff(handoff_request(key="retry-me", priority=99))
 
@@ -287,6 +291,7 @@ async def test_get_and_list_need_a_tenant(stub: Stub) -> None:
 async def test_handoffs_survive_a_restart(tmp_path: Path) -> None:
     async with running_stub(sqlite_settings(tmp_path)) as stub:
         created = await stub.CreateHandoff(handoff_request(key="durable"))
+        created.handoff.CopyFrom(await settled(stub, created.handoff))
 
     async with running_stub(sqlite_settings(tmp_path)) as stub:
         fetched = await stub.GetHandoff(
@@ -316,9 +321,11 @@ async def test_handoffs_on_postgresql(tmp_path: Path, postgres_url: str) -> None
             *(stub.CreateHandoff(handoff_request(key="race", tenant=tenant)) for _ in range(8))
         )
         assert sum(response.created for response in responses) == 1
+        first = await settled(stub, responses[0].handoff)
         low = await stub.CreateHandoff(handoff_request(key="low", tenant=tenant, priority=5))
+        low.handoff.CopyFrom(await settled(stub, low.handoff))
         listed = await stub.ListHandoffs(escalation_pb2.ListHandoffsRequest(tenant_id=tenant, page_size=1))
-        assert listed.handoffs[0] == responses[0].handoff
+        assert listed.handoffs[0] == first
         rest = await stub.ListHandoffs(
             escalation_pb2.ListHandoffsRequest(tenant_id=tenant, page_size=1, page_token=listed.next_page_token)
         )
