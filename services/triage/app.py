@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 
 import structlog
 
+from aftercare.retrieval.v1 import retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
+from servicekit.clients import connect
+from servicekit.database import database_url, make_engine
 from servicekit.server import Mount, mount, run_service
 from services.triage.intent import TrainConfig
 from services.triage.intents import IntentEngine, model_root
@@ -14,6 +19,8 @@ from services.triage.policy import load_policy
 from services.triage.sentiment import SentimentScorer
 from services.triage.servicer import TriageServicer
 from services.triage.settings import TriageSettings
+from services.triage.tier0 import Suggester
+from services.triage.tier0_store import RateLimit, Tier0Store
 
 log = structlog.get_logger("services.triage")
 
@@ -42,14 +49,33 @@ async def servicers(settings: TriageSettings, encoder: object | None = None) -> 
     policy = load_policy(settings.policy_file)
     log.info("triage_policy_loaded", path=str(settings.policy_file), version=policy.version)
     engine = intent_engine(settings, encoder)
-    yield [
-        mount(
-            TriageServicer(policy, SentimentScorer(), engine, max_examples=settings.intent_max_examples),
-            triage_pb2,
-            triage_pb2_grpc,
+    database = make_engine(database_url(settings.database_url, settings.data_dir, "triage"))
+    retrieval = connect(settings.retrieval_addr, "aftercare.retrieval.v1.RetrievalService")
+    try:
+        store = Tier0Store(
+            database,
+            RateLimit(
+                max_per_window=settings.tier0_max_per_window,
+                window=dt.timedelta(seconds=settings.tier0_window_s),
+                min_interval=dt.timedelta(seconds=settings.tier0_min_interval_s),
+                repeat_after=dt.timedelta(seconds=settings.tier0_repeat_after_s),
+            ),
         )
-    ]
+        await asyncio.to_thread(store.create_schema)
+        suggester = Suggester(
+            retrieval_pb2_grpc.RetrievalServiceStub(retrieval),
+            store,
+            min_relevance=settings.tier0_min_relevance,
+            min_dwell_seconds=settings.tier0_min_dwell_s,
+        )
+        sentiment = SentimentScorer.from_setting(settings.sentiment_model, engine.encode)
+        log.info("triage_sentiment_loaded", version=sentiment.version)
+        servicer = TriageServicer(policy, sentiment, engine, suggester, max_examples=settings.intent_max_examples)
+        yield [mount(servicer, triage_pb2, triage_pb2_grpc)]
+    finally:
+        await retrieval.close()
+        database.dispose()
 
 
 def main() -> None:
-    run_service("triage", TriageSettings(), servicers)
+    run_service("triage", TriageSettings(), servicers)  # type: ignore[call-arg]

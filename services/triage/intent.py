@@ -6,15 +6,23 @@ The model (measured on Banking77, see bench/triage_accuracy.py):
 
 - features: all-MiniLM-L6-v2 sentence embeddings (shared encoder) and TF-IDF
   word 1-2-grams + character 2-5-grams (per tenant vocabulary);
-- two multinomial logistic regressions, one per feature set, ensembled by a
-  weighted sum of log-probabilities and temperature-scaled;
-- confidence: a score s = logit(p_top) + beta * knn, where knn is the cosine
-  similarity to the nearest training example of the predicted label, mapped to
-  P(label is right) by a logistic (Platt) fit on the held-out split. beta is
-  fitted by simulating unknown intents: groups of labels are left out of
-  training in turn and a detector separates held-out messages of known labels
-  from those of left-out ones. A message unlike anything in the taxonomy is
-  far from every training example, so its confidence drops;
+- three members ensembled by a weighted sum of log-probabilities, then
+  temperature-scaled: two multinomial logistic regressions (one per feature
+  set) and a nearest-neighbour vote (softmax over labels of the cosine
+  similarity to each label's nearest training example, `knn_tau`);
+- confidence: a score s = logit(p_top) + beta * min(z, 0), where z is the
+  typicality of the message for the predicted label: its similarity to that
+  label's nearest training example, standardised by how close that label's
+  own training examples are to each other (leave-one-out mean and standard
+  deviation per label; a tight label makes a loose match suspicious). Only
+  atypical messages lose confidence (the cap keeps the in-scope ranking by
+  probability, which is what coverage at a threshold needs). s is
+  mapped to P(label is right) by a logistic (Platt) fit on the held-out split.
+  beta is fitted by simulating unknown intents: groups of labels are left out
+  of training in turn, and a logistic regression on (logit, z) learns to tell
+  right held-out predictions from wrong ones and from messages of left-out
+  labels (always wrong). A message unlike anything in the taxonomy is far
+  from every training example, so its confidence drops;
 - out_of_scope: s below the `oos_quantile` quantile of held-out in-scope
   scores (it looks less like the taxonomy than 95% of real messages do);
 - alternatives: the next labels by ensemble probability, sharing the
@@ -45,7 +53,8 @@ from scipy.special import expit, log_softmax, softmax
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-FORMAT = 1
+# 2: nearest-neighbour member and typicality (format 1 models still load: no vote, raw similarity).
+FORMAT = 2
 MAX_LABEL_CHARS = 128
 MAX_TEXT_CHARS = 8000
 
@@ -68,9 +77,17 @@ class TrainConfig:
     tfidf_c: float = 30.0
     # Weight of the embedding model's log-probabilities (the TF-IDF one gets the rest).
     embedding_weight: float = 0.6
+    # Share of the nearest-neighbour vote in the ensemble, and its softmax temperature.
+    knn_weight: float = 0.2
+    knn_tau: float = 0.05
     # Label groups left out in turn to fit beta (0 or 1: use default_beta).
     oos_groups: int = 4
-    default_beta: float = 20.0
+    # Weight of the simulated unknown messages against the held-out ones when fitting beta.
+    oos_weight: float = 1.0
+    # Typicality above this earns nothing: an atypical message loses confidence, a very typical
+    # one gains none beyond what the classifiers say (keeps the in-scope ranking by probability).
+    typicality_cap: float = 0.0
+    default_beta: float = 2.0
     oos_quantile: float = 0.05
     # Fewer held-out mistakes than this: no temperature/Platt fit (see train_intent_model).
     min_calibration_errors: int = 10
@@ -279,14 +296,68 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _knn_to_label(embeddings: np.ndarray, bank: np.ndarray, bank_labels: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each row to its nearest bank example with the given label."""
-    out = np.full(len(embeddings), -1.0, dtype=np.float32)
-    for start in range(0, len(embeddings), 1024):
-        sims = embeddings[start : start + 1024] @ bank.T
-        mask = bank_labels[None, :] == labels[start : start + 1024, None]
-        out[start : start + 1024] = np.where(mask, sims, -1.0).max(axis=1)
-    return out
+@dataclass(frozen=True)
+class _Bank:
+    """Training embeddings sorted by label, for per-label nearest-neighbour similarity."""
+
+    vectors: np.ndarray  # float32, rows sorted by label
+    labels: np.ndarray
+    starts: np.ndarray  # first row of each present label
+    present: np.ndarray  # label index of each run
+    n_labels: int
+
+    @classmethod
+    def of(cls, vectors: np.ndarray, labels: np.ndarray, n_labels: int) -> _Bank:
+        order = np.argsort(labels, kind="stable")
+        sorted_labels = labels[order]
+        starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]]) if len(labels) else np.zeros(0)
+        starts = starts.astype(np.int64)
+        return cls(vectors[order].astype(np.float32), sorted_labels, starts, sorted_labels[starts], n_labels)
+
+    def best(self, embeddings: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+        """(rows, n_labels): cosine similarity to each label's nearest bank example (-1 without one).
+        With exclude_self, `embeddings` are the bank's own rows in bank order, each skipping itself."""
+        out = np.full((len(embeddings), self.n_labels), -1.0, dtype=np.float32)
+        if not len(self.starts):
+            return out
+        for start in range(0, len(embeddings), 1024):
+            sims = embeddings[start : start + 1024].astype(np.float32) @ self.vectors.T
+            if exclude_self:
+                rows = np.arange(sims.shape[0])
+                sims[rows, start + rows] = -1.0
+            out[start : start + 1024, self.present] = np.maximum.reduceat(sims, self.starts, axis=1)
+        return out
+
+    def typicality(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per label: mean and standard deviation of its examples' similarity to their nearest
+        other example of the same label (labels with fewer than 3 examples get broad defaults)."""
+        own = self.best(self.vectors, exclude_self=True)[np.arange(len(self.labels)), self.labels]
+        mean = np.full(self.n_labels, 0.5, dtype=np.float32)
+        std = np.full(self.n_labels, 0.15, dtype=np.float32)
+        for label in self.present:
+            values = own[self.labels == label]
+            if len(values) >= 3:
+                mean[label] = values.mean()
+                std[label] = max(float(values.std()), 0.02)
+        return mean, std
+
+
+def _knn_log_proba(best: np.ndarray, tau: float) -> np.ndarray:
+    return log_softmax(best / tau, axis=1)
+
+
+def _mix(emb_lp: np.ndarray, tfidf_lp: np.ndarray, best: np.ndarray, w: float, knn_weight: float, tau: float):
+    mixed = w * emb_lp + (1 - w) * tfidf_lp
+    if knn_weight > 0:
+        mixed = (1 - knn_weight) * mixed + knn_weight * _knn_log_proba(best, tau)
+    return mixed
+
+
+def _typical_z(
+    best: np.ndarray, predicted: np.ndarray, mean: np.ndarray, std: np.ndarray, cap: float = math.inf
+) -> np.ndarray:
+    own = best[np.arange(len(predicted)), predicted]
+    return np.minimum((own - mean[predicted]) / std[predicted], cap)
 
 
 # --- the model ------------------------------------------------------------------
@@ -305,25 +376,37 @@ class IntentModel:
     beta: float
     platt: tuple[float, float]
     oos_cutoff: float
-    bank: np.ndarray  # training embeddings (float16), for the kNN similarity
+    bank: np.ndarray  # training embeddings (float16), for the kNN vote and similarity
     bank_labels: np.ndarray
+    # Per label: mean and standard deviation of nearest same-label similarity (typicality).
+    typical_mean: np.ndarray
+    typical_std: np.ndarray
+    knn_weight: float = 0.0
+    knn_tau: float = 0.05
+    typicality_cap: float = math.inf
     # At most this confidence (1 unless the held-out split was too small to calibrate on).
     confidence_cap: float = 1.0
     max_alternatives: int = 3
     info: dict[str, object] = field(default_factory=dict)
 
-    def _ensemble(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        w = self.embedding_weight
-        emb = self.embedding.log_proba(embeddings)
-        tfidf = self.tfidf.log_proba(_tfidf_features(self.tfidf_views, texts))
-        return w * emb + (1 - w) * tfidf
+    def __post_init__(self) -> None:
+        self._bank = _Bank.of(self.bank.astype(np.float32), self.bank_labels.astype(np.int64), len(self.labels))
 
     def _scores(self, embeddings: np.ndarray, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probabilities, predicted index, confidence score s) for each text."""
-        probs = softmax(self._ensemble(embeddings, texts) / self.temperature, axis=1)
+        best = self._bank.best(embeddings)
+        mixed = _mix(
+            self.embedding.log_proba(embeddings),
+            self.tfidf.log_proba(_tfidf_features(self.tfidf_views, texts)),
+            best,
+            self.embedding_weight,
+            self.knn_weight,
+            self.knn_tau,
+        )
+        probs = softmax(mixed / self.temperature, axis=1)
         predicted = probs.argmax(axis=1)
-        knn = _knn_to_label(embeddings, self.bank.astype(np.float32), self.bank_labels, predicted)
-        score = _logit(probs[np.arange(len(predicted)), predicted]) + self.beta * knn
+        z = _typical_z(best, predicted, self.typical_mean, self.typical_std, self.typicality_cap)
+        score = _logit(probs[np.arange(len(predicted)), predicted]) + self.beta * z
         return probs, predicted, score
 
     def predict(self, embeddings: np.ndarray, texts: Sequence[str]) -> list[Prediction]:
@@ -359,6 +442,8 @@ class IntentModel:
             "tfidf_intercept": self.tfidf.intercept,
             "bank": self.bank.astype(np.float16),
             "bank_labels": self.bank_labels.astype(np.int32),
+            "typical_mean": self.typical_mean.astype(np.float32),
+            "typical_std": self.typical_std.astype(np.float32),
         }
         for index, view in enumerate(self.tfidf_views):
             arrays[f"idf_{index}"] = view.idf
@@ -371,6 +456,10 @@ class IntentModel:
             "embedding_weight": self.embedding_weight,
             "temperature": self.temperature,
             "beta": self.beta,
+            "knn_weight": self.knn_weight,
+            "knn_tau": self.knn_tau,
+            # JSON has no infinity: null means uncapped.
+            "typicality_cap": None if math.isinf(self.typicality_cap) else self.typicality_cap,
             "platt": list(self.platt),
             "oos_cutoff": self.oos_cutoff,
             "confidence_cap": self.confidence_cap,
@@ -386,8 +475,9 @@ class IntentModel:
     @classmethod
     def load(cls, directory: Path) -> IntentModel:
         meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT:
+        if meta.get("format") not in (1, FORMAT):
             raise ValueError(f"{directory}: unknown model format {meta.get('format')!r}")
+        n_labels = len(meta["labels"])
         with np.load(directory / "arrays.npz") as arrays:
             views = [
                 TfidfView(v["analyzer"], tuple(v["ngram_range"]), v["vocabulary"], arrays[f"idf_{i}"])
@@ -407,6 +497,12 @@ class IntentModel:
                 oos_cutoff=float(meta["oos_cutoff"]),
                 bank=arrays["bank"],
                 bank_labels=arrays["bank_labels"],
+                # Format 1 scored the raw similarity: mean 0, deviation 1 leaves it as it was.
+                typical_mean=arrays["typical_mean"] if "typical_mean" in arrays else np.zeros(n_labels, np.float32),
+                typical_std=arrays["typical_std"] if "typical_std" in arrays else np.ones(n_labels, np.float32),
+                knn_weight=float(meta.get("knn_weight", 0.0)),
+                knn_tau=float(meta.get("knn_tau", 0.05)),
+                typicality_cap=math.inf if meta.get("typicality_cap") is None else float(meta["typicality_cap"]),
                 confidence_cap=float(meta.get("confidence_cap", 1.0)),
                 max_alternatives=int(meta["max_alternatives"]),
                 info=meta.get("info", {}),
@@ -447,14 +543,35 @@ def _fit_members(embeddings, texts, y, n_labels, cfg: TrainConfig) -> _Members:
     )
 
 
-def _member_log_probs(members: _Members, embeddings, texts, w: float) -> np.ndarray:
-    return w * members.embedding.log_proba(embeddings) + (1 - w) * members.tfidf.log_proba(
-        _tfidf_features(members.views, texts)
+def _member_log_probs(members: _Members, embeddings, texts, best: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    return _mix(
+        members.embedding.log_proba(embeddings),
+        members.tfidf.log_proba(_tfidf_features(members.views, texts)),
+        best,
+        cfg.embedding_weight,
+        cfg.knn_weight,
+        cfg.knn_tau,
     )
 
 
-def _fit_beta(emb, texts, y, held, n_labels, temperature, cfg: TrainConfig, log: Callable[[str], None]) -> float:
-    """Weight of kNN similarity in the confidence score, fitted on simulated unknown intents."""
+def _score_features(
+    log_probs: np.ndarray, temperature: float, best: np.ndarray, bank: _Bank, cfg: TrainConfig
+) -> np.ndarray:
+    """(logit of the top probability, capped typicality z) per row."""
+    probs = softmax(log_probs / temperature, axis=1)
+    predicted = probs.argmax(axis=1)
+    mean, std = bank.typicality()
+    return np.column_stack(
+        [_logit(probs.max(axis=1)), _typical_z(best, predicted, mean, std, cfg.typicality_cap)]
+    )
+
+
+def _fit_beta(
+    emb, texts, y, held, n_labels, temperature, held_features: np.ndarray, held_correct: np.ndarray,
+    cfg: TrainConfig, log: Callable[[str], None],
+) -> float:
+    """Weight of typicality in the confidence score: a logistic regression on (logit, z) separates
+    right held-out predictions from wrong ones and from messages of simulated unknown intents."""
     groups = min(cfg.oos_groups, n_labels)
     if groups < 2 or n_labels < 4:
         return cfg.default_beta
@@ -462,27 +579,30 @@ def _fit_beta(emb, texts, y, held, n_labels, temperature, cfg: TrainConfig, log:
     group_of = rng.permutation(n_labels) % groups
     train_rows = np.flatnonzero(~held)
     held_rows = np.flatnonzero(held)
-    feats: list[np.ndarray] = []
-    known: list[np.ndarray] = []
+    unknown: list[np.ndarray] = []
     for g in range(groups):
         keep = train_rows[group_of[y[train_rows]] != g]
         members = _fit_members(emb[keep], [texts[i] for i in keep], y[keep], n_labels, cfg)
-        lp = _member_log_probs(members, emb[held_rows], [texts[i] for i in held_rows], cfg.embedding_weight)
-        probs = softmax(lp / temperature, axis=1)
-        predicted = probs.argmax(axis=1)
-        knn = _knn_to_label(emb[held_rows], emb[keep], y[keep], predicted)
-        feats.append(np.column_stack([_logit(probs.max(axis=1)), knn]))
-        known.append(group_of[y[held_rows]] != g)
+        bank = _Bank.of(emb[keep], y[keep], n_labels)
+        best = bank.best(emb[held_rows])
+        lp = _member_log_probs(members, emb[held_rows], [texts[i] for i in held_rows], best, cfg)
+        features = _score_features(lp, temperature, best, bank, cfg)
+        unknown.append(features[group_of[y[held_rows]] == g])
         log(f"oos simulation {g + 1}/{groups}")
-    x = np.vstack(feats)
-    t = np.concatenate(known)
-    if t.all() or not t.any():
+    strangers = np.vstack(unknown)
+    if not len(strangers) or held_correct.all() or not held_correct.any():
         return cfg.default_beta
-    detector = LogisticRegression(C=1.0, max_iter=1000).fit(x, t.astype(int))
-    w_lp, w_knn = detector.coef_[0]
-    if w_lp <= 0.05 or w_knn <= 0:
+    x = np.vstack([held_features, strangers])
+    target = np.concatenate([held_correct, np.zeros(len(strangers), dtype=bool)])
+    # The unknowns weigh as much in total as the held-out messages (times oos_weight).
+    weights = np.concatenate(
+        [np.ones(len(held_features)), np.full(len(strangers), cfg.oos_weight * len(held_features) / len(strangers))]
+    )
+    detector = LogisticRegression(C=1.0, max_iter=2000).fit(x, target.astype(int), sample_weight=weights)
+    w_lp, w_z = detector.coef_[0]
+    if w_lp <= 0.05 or w_z <= 0:
         return cfg.default_beta
-    return float(min(100.0, w_knn / w_lp))
+    return float(min(20.0, w_z / w_lp))
 
 
 def _cross_fitted_confidence(score: np.ndarray, correct: np.ndarray, seed: int) -> np.ndarray:
@@ -529,20 +649,26 @@ def train_intent_model(
     tr_texts, ho_texts = [texts[i] for i in tr], [texts[i] for i in ho]
 
     members = _fit_members(emb[tr], tr_texts, y[tr], n_labels, cfg)
-    ho_lp = _member_log_probs(members, emb[ho], ho_texts, cfg.embedding_weight)
+    bank = _Bank.of(emb[tr], y[tr], n_labels)
+    best = bank.best(emb[ho])
+    ho_lp = _member_log_probs(members, emb[ho], ho_texts, best, cfg)
     errors = int((ho_lp.argmax(axis=1) != y[ho]).sum())
     # Calibrating needs mistakes to learn from; a small or error-free held-out split
     # gets the fixed defaults and a confidence that never claims more than it showed.
     small = errors < cfg.min_calibration_errors
     temperature = 1.0 if small else _fit_temperature(ho_lp, y[ho])
     log(f"trained on {len(tr)}, held-out errors {errors}, temperature {temperature:.3f}")
-    beta = cfg.default_beta if small else _fit_beta(emb, texts, y, held, n_labels, temperature, cfg, log)
 
     probs = softmax(ho_lp / temperature, axis=1)
     predicted = probs.argmax(axis=1)
     correct = predicted == y[ho]
-    knn = _knn_to_label(emb[ho], emb[tr], y[tr], predicted)
-    score = _logit(probs.max(axis=1)) + beta * knn
+    features = _score_features(ho_lp, temperature, best, bank, cfg)
+    beta = (
+        cfg.default_beta
+        if small
+        else _fit_beta(emb, texts, y, held, n_labels, temperature, features, correct, cfg, log)
+    )
+    score = features[:, 0] + beta * features[:, 1]
     oos_cutoff = float(np.quantile(score, cfg.oos_quantile))
     cap = 1.0
     if small:
@@ -570,6 +696,8 @@ def train_intent_model(
     if cfg.refit_all:
         members = _fit_members(emb, texts, y, n_labels, cfg)
         bank_rows = np.arange(len(texts))
+        bank = _Bank.of(emb, y, n_labels)
+    typical_mean, typical_std = bank.typicality()
     return IntentModel(
         version=version,
         labels=label_names,
@@ -584,6 +712,11 @@ def train_intent_model(
         oos_cutoff=oos_cutoff,
         bank=emb[bank_rows].astype(np.float16),
         bank_labels=y[bank_rows].astype(np.int32),
+        typical_mean=typical_mean,
+        typical_std=typical_std,
+        knn_weight=cfg.knn_weight,
+        knn_tau=cfg.knn_tau,
+        typicality_cap=cfg.typicality_cap,
         confidence_cap=cap,
         max_alternatives=cfg.max_alternatives,
         info={

@@ -83,12 +83,17 @@ class IntentEngine:
             self._cache[tenant_id] = (version, model)
         return model
 
-    def predict(self, tenant_id: str, text: str) -> triage_pb2.IntentPrediction:
-        """Blocking; an empty prediction when the tenant has no model."""
+    def encode(self, texts: list[str]):  # type: ignore[no-untyped-def]
+        """Blocking; L2-normalised sentence embeddings from the shared encoder."""
+        return self._encode(texts)
+
+    def predict(self, tenant_id: str, text: str, embedding=None) -> triage_pb2.IntentPrediction:  # type: ignore[no-untyped-def]
+        """Blocking; an empty prediction when the tenant has no model. `embedding` (1 x dim) of
+        the text when the caller has it already."""
         model = self.current_model(tenant_id)
         if model is None:
             return triage_pb2.IntentPrediction()
-        (prediction,) = model.predict(self._encode([text]), [text])
+        (prediction,) = model.predict(self._encode([text]) if embedding is None else embedding, [text])
         return triage_pb2.IntentPrediction(
             label=prediction.label,
             confidence=round(prediction.confidence, 6),

@@ -8,7 +8,7 @@ is not zero is returned as a PriorityReason, largest (by size) first.
 |----------------------|----------------------------------------------------------------|
 | base                 | priority.base                                                  |
 | risk:<flag>          | priority.risk_points[flag], once per raised flag               |
-| sentiment:negative   | negative_sentiment_max_points x -compound (negative label)     |
+| sentiment:negative   | negative_sentiment_max_points x -score (negative label)        |
 | sentiment:positive   | positive_sentiment_points (positive label)                     |
 | plan:<plan>          | plan_points[plan] (plan lower-cased)                           |
 | open_tickets         | open_ticket_points per open ticket, at most open_ticket_max    |

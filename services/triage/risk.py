@@ -18,7 +18,7 @@ crashed" is not a request for a human, "cancel the export" is not churn).
 |                    | representative, manager; "real/live person", "human please"            |
 | repeated_contact   | account.contacts_last_7_days >= policy threshold (default 3)           |
 | high_value         | account.contract_value_minor >= policy threshold                       |
-| escalating_anger   | trajectory <= policy (default -0.5) and newest compound < policy       |
+| escalating_anger   | trajectory <= policy (default -0.5) and newest score < policy          |
 |                    | (default -0.3)                                                         |
 
 Thresholds come from the triage policy file; the lexicons are code, because

@@ -6,7 +6,7 @@ import grpc
 import structlog
 
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
-from aftercare.type.v1 import conversation_pb2
+from aftercare.type.v1 import conversation_pb2, customer_pb2
 from servicekit.errors import FailedPrecondition, NotFound, Violations
 from services.triage.intent import example_violations
 from services.triage.intents import IntentEngine
@@ -16,10 +16,19 @@ from services.triage.priority import score_priority
 from services.triage.risk import NAME_BY_FLAG, SentimentCourse, detect_risks
 from services.triage.routing import route
 from services.triage.sentiment import SentimentScorer
+from services.triage.tier0 import Suggester
+from services.triage.tier0_store import MAX_ID_CHARS
 
 log = structlog.get_logger("services.triage")
 
 MAX_MESSAGE_CHARS = 8000
+# Tier-0 browsing context limits: what a product page can sensibly report.
+MAX_PAGE_CHARS = 2048
+MAX_FEATURE_CHARS = 256
+MAX_SEARCH_CHARS = 500
+MAX_ERRORS = 20
+MAX_ERROR_CHARS = 500
+MAX_DISMISSED = 1000
 
 
 def _customer_texts(conversation: conversation_pb2.Conversation) -> list[str]:
@@ -52,36 +61,106 @@ def _validate(request: triage_pb2.TriageContactRequest) -> None:
     problems.raise_if_any()
 
 
-def _validate_tenant(problems: Violations, tenant_id: str) -> None:
+def _validate_tenant(problems: Violations, tenant_id: str, field_path: str = "tenant_id") -> None:
     if not tenant_id.strip():
-        problems.add("tenant_id", "required")
+        problems.add(field_path, "required")
     elif not valid_tenant(tenant_id):
-        problems.add("tenant_id", "letters, digits, '.', '_' or '-', at most 128, starting with a letter or digit")
+        problems.add(field_path, "letters, digits, '.', '_' or '-', at most 128, starting with a letter or digit")
+
+
+def _validate_user(problems: Violations, customer: customer_pb2.CustomerRef) -> None:
+    _validate_tenant(problems, customer.tenant_id, "customer.tenant_id")
+    if not customer.customer_id.strip():
+        problems.add("customer.customer_id", "required")
+    elif len(customer.customer_id) > MAX_ID_CHARS:
+        problems.add("customer.customer_id", f"at most {MAX_ID_CHARS} characters")
+
+
+def _validate_suggest(request: triage_pb2.SuggestForContextRequest) -> None:
+    problems = Violations()
+    _validate_user(problems, request.customer)
+    ctx = request.context
+    for name, value, limit in (
+        ("context.page", ctx.page, MAX_PAGE_CHARS),
+        ("context.feature", ctx.feature, MAX_FEATURE_CHARS),
+        ("context.search_query", ctx.search_query, MAX_SEARCH_CHARS),
+    ):
+        problems.check(len(value) <= limit, name, f"at most {limit} characters")
+    problems.check(ctx.dwell_seconds >= 0, "context.dwell_seconds", "must not be negative")
+    if len(ctx.recent_errors) > MAX_ERRORS:
+        problems.add("context.recent_errors", f"at most {MAX_ERRORS} errors")
+    for index, error in enumerate(ctx.recent_errors):
+        problems.check(
+            len(error) <= MAX_ERROR_CHARS, f"context.recent_errors[{index}]", f"at most {MAX_ERROR_CHARS} characters"
+        )
+    problems.check(
+        any(text.strip() for text in (ctx.page, ctx.feature, ctx.search_query, *ctx.recent_errors)),
+        "context",
+        "needs a page, feature, search query or recent error",
+    )
+    if len(request.dismissed_doc_ids) > MAX_DISMISSED:
+        problems.add("dismissed_doc_ids", f"at most {MAX_DISMISSED} ids")
+    problems.raise_if_any()
 
 
 class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
     def __init__(
-        self, policy: TriagePolicy, sentiment: SentimentScorer, intents: IntentEngine, *, max_examples: int = 100_000
+        self,
+        policy: TriagePolicy,
+        sentiment: SentimentScorer,
+        intents: IntentEngine,
+        suggester: Suggester,
+        *,
+        max_examples: int = 100_000,
     ) -> None:
         self._policy = policy
         self._sentiment = sentiment
         self._intents = intents
+        self._suggester = suggester
         self._max_examples = max_examples
+
+    async def SuggestForContext(
+        self, request: triage_pb2.SuggestForContextRequest, context: grpc.aio.ServicerContext
+    ) -> triage_pb2.SuggestForContextResponse:
+        _validate_suggest(request)
+        return await self._suggester.suggest(request)
+
+    async def DismissSuggestion(
+        self, request: triage_pb2.DismissSuggestionRequest, context: grpc.aio.ServicerContext
+    ) -> triage_pb2.DismissSuggestionResponse:
+        problems = Violations()
+        _validate_user(problems, request.customer)
+        if not request.doc_id.strip():
+            problems.add("doc_id", "required")
+        elif len(request.doc_id) > MAX_ID_CHARS:
+            problems.add("doc_id", f"at most {MAX_ID_CHARS} characters")
+        problems.raise_if_any()
+        return await self._suggester.dismiss(request)
+
+    def _understand(
+        self, tenant_id: str, texts: list[str]
+    ) -> tuple[triage_pb2.Sentiment, triage_pb2.IntentPrediction]:
+        """Sentiment and intent (blocking: the encoder runs once for both). The newest message is
+        embedded as the sentiment model reads it (handles and links replaced, spaces collapsed),
+        which leaves a plain customer message as it was."""
+        embeddings = self._intents.encode(self._sentiment.ends(texts)) if self._sentiment.model else None
+        sentiment = self._sentiment.score(texts, embeddings)
+        # Empty when no model is trained for the tenant; routing then says "no_intent_model".
+        intent = self._intents.predict(tenant_id, texts[-1], None if embeddings is None else embeddings[-1:])
+        return sentiment, intent
 
     async def TriageContact(
         self, request: triage_pb2.TriageContactRequest, context: grpc.aio.ServicerContext
     ) -> triage_pb2.TriageContactResponse:
         _validate(request)
         texts = _customer_texts(request.conversation)
-        sentiment = self._sentiment.score(texts)
+        sentiment, intent = await asyncio.to_thread(self._understand, request.customer.tenant_id, texts)
         flags = detect_risks(
             texts,
             SentimentCourse(newest_compound=sentiment.score, trajectory=sentiment.trajectory),
             request.account,
             self._policy.risk,
         )
-        # Empty when no model is trained for the tenant; routing then says "no_intent_model".
-        intent = await asyncio.to_thread(self._intents.predict, request.customer.tenant_id, texts[-1])
         priority = score_priority(flags, sentiment, request.account, self._policy.priority)
         decision = route(flags, intent, self._policy.routing)
         log.info(
@@ -97,6 +176,7 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
             risk_flags=[NAME_BY_FLAG[flag] for flag in flags],
             reasons=list(decision.reason_codes),
             policy_version=self._policy.version,
+            sentiment_model=self._sentiment.version,
         )
         return triage_pb2.TriageContactResponse(
             intent=intent, sentiment=sentiment, risk_flags=flags, priority=priority, route=decision

@@ -5,12 +5,17 @@ from pydantic import AliasChoices, Field
 from servicekit.settings import ServiceSettings
 
 _DEFAULT_POLICY = Path(__file__).with_name("policy.default.json")
+# Trained by `python -m services.triage.sentiment_train` (services/triage/sentiment.py).
 
 
 class TriageSettings(ServiceSettings):
     port: int = 50052
     # Priority weights, risk thresholds and routing rules; read once at start-up.
     policy_file: Path = Field(_DEFAULT_POLICY, validation_alias=AliasChoices("TRIAGE_POLICY_FILE", "policy_file"))
+    # Sentiment model file (JSON, see services/triage/sentiment.py), or "vader" for the lexicon alone.
+    sentiment_model: str = Field(
+        "vader", validation_alias=AliasChoices("TRIAGE_SENTIMENT_MODEL", "sentiment_model")
+    )
     # Intent models live under <data_dir>/triage/<tenant>/<version>/.
     # Retrain rejects labels with fewer examples than this.
     intent_min_examples_per_label: int = Field(
@@ -33,3 +38,28 @@ class TriageSettings(ServiceSettings):
     )
     # Torch intra-op threads for the encoder (0: torch's default). One is fastest on a small shared CPU.
     torch_threads: int = Field(1, ge=0, validation_alias=AliasChoices("TRIAGE_TORCH_THREADS", "torch_threads"))
+    # Tier 0 asks retrieval for articles and tips; no default, so a deployment that forgets it fails at boot.
+    retrieval_addr: str = Field(validation_alias=AliasChoices("RETRIEVAL_ADDR", "retrieval_addr"))
+    # Tier-0 dismissals and shown suggestions: any SQLAlchemy URL; empty means a SQLite file under data_dir.
+    database_url: str = Field("", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    # Below this cosine similarity of passage to query, Tier 0 suggests nothing.
+    tier0_min_relevance: float = Field(
+        0.45, ge=0.0, le=1.0, validation_alias=AliasChoices("TRIAGE_TIER0_MIN_RELEVANCE", "tier0_min_relevance")
+    )
+    # Without a search query or an error, a user is only helped after this long on one page.
+    tier0_min_dwell_s: int = Field(
+        45, ge=0, validation_alias=AliasChoices("TRIAGE_TIER0_MIN_DWELL_S", "tier0_min_dwell_s")
+    )
+    # Rate limit per user: at most tier0_max_per_window suggestions per tier0_window_s ...
+    tier0_max_per_window: int = Field(
+        3, ge=1, validation_alias=AliasChoices("TRIAGE_TIER0_MAX_PER_WINDOW", "tier0_max_per_window")
+    )
+    tier0_window_s: int = Field(3600, ge=1, validation_alias=AliasChoices("TRIAGE_TIER0_WINDOW_S", "tier0_window_s"))
+    # ... at least this far apart ...
+    tier0_min_interval_s: int = Field(
+        120, ge=0, validation_alias=AliasChoices("TRIAGE_TIER0_MIN_INTERVAL_S", "tier0_min_interval_s")
+    )
+    # ... and the same document not again to the same user within this.
+    tier0_repeat_after_s: int = Field(
+        86_400, ge=0, validation_alias=AliasChoices("TRIAGE_TIER0_REPEAT_AFTER_S", "tier0_repeat_after_s")
+    )

@@ -156,7 +156,8 @@ def _offline(args: argparse.Namespace, examples: Examples) -> int:
     if not valid_tenant(args.tenant):
         print(f"--tenant {args.tenant!r}: letters, digits, '.', '_' or '-'", file=sys.stderr)
         return EXIT_BAD_INPUT
-    settings = TriageSettings(data_dir=args.model_dir)
+    # Offline training calls no backend.
+    settings = TriageSettings(data_dir=args.model_dir, retrieval_addr="")
     engine = intent_engine(settings)
     problems = example_violations(examples.texts, examples.labels, min_per_label=engine.config.min_examples_per_label)
     if problems:

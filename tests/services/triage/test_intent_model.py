@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
@@ -17,8 +18,12 @@ from servicekit.errors import details_from_rpc_error
 from servicekit.server import serving
 from services.triage.app import servicers
 from services.triage.encoder import Encoder
+from services.triage.intent import IntentModel, _Bank, train_intent_model
 from services.triage.settings import TriageSettings
 from services.triage.train import EXIT_BAD_INPUT, FileProblems, _remote, main, read_examples
+
+# Nothing listens there: these tests never reach Tier 0's retrieval call.
+UNUSED_RETRIEVAL = "127.0.0.1:9"
 
 TENANT = "acme"
 
@@ -97,14 +102,8 @@ def contact(text: str, tenant: str = TENANT) -> triage_pb2.TriageContactRequest:
     )
 
 
-@pytest.fixture(scope="module")
-def encoder() -> Encoder:
-    # Loaded once for the module: every server in these tests shares it.
-    return Encoder(torch_threads=1)
-
-
 async def _stub(data_dir: Path, encoder: Encoder) -> AsyncIterator[triage_pb2_grpc.TriageServiceStub]:
-    settings = TriageSettings(port=0, data_dir=data_dir)
+    settings = TriageSettings(port=0, data_dir=data_dir, retrieval_addr=UNUSED_RETRIEVAL)
     async with (
         serving(settings, lambda s: servicers(s, encoder)) as running,
         grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
@@ -349,3 +348,52 @@ async def test_cli_maps_service_violations_to_file_lines(
     assert capsys.readouterr().err.strip() == (
         f"{data}:50: examples[48].label: label 'refund' has 1 examples; every label needs at least 5"
     )
+
+
+# --- nearest-neighbour pieces and old model files ------------------------------------
+
+
+def test_the_bank_finds_each_labels_nearest_example_like_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(40, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = rng.integers(0, 4, size=40)
+    labels[labels == 3] = 2  # label 3 has no example
+    queries = vectors[:5] + 0.1
+    bank = _Bank.of(vectors, labels, n_labels=4)
+
+    best = bank.best(queries)
+    sims = queries @ vectors.T
+    for label in range(3):
+        assert np.allclose(best[:, label], sims[:, labels == label].max(axis=1), atol=1e-6)
+    assert (best[:, 3] == -1.0).all()
+    mean, std = bank.typicality()
+    own = []
+    for row in range(40):
+        same = [j for j in range(40) if labels[j] == labels[row] and j != row]
+        own.append(max(float(vectors[row] @ vectors[j]) for j in same))
+    own_arr = np.array(own)
+    for label in range(3):
+        assert mean[label] == pytest.approx(own_arr[labels == label].mean(), abs=1e-5)
+        assert std[label] == pytest.approx(max(own_arr[labels == label].std(), 0.02), abs=1e-5)
+    assert mean[3] == 0.5  # no examples: the broad default
+
+
+def test_a_format_1_model_still_loads_and_serves(tmp_path: Path, encoder: Encoder) -> None:
+    texts = [t for ts in INTENTS.values() for t in ts]
+    labels = [label for label, ts in INTENTS.items() for _ in ts]
+    model = train_intent_model(texts, labels, encoder.encode, version="v20261124T101500Z-3fa2c1", encoder_name="m")
+    model.save(tmp_path / "m")
+    # What the previous release wrote: no typicality arrays, no vote, raw similarity.
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["format"] = 1
+    del meta["knn_weight"], meta["knn_tau"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with np.load(tmp_path / "m" / "arrays.npz") as arrays:
+        kept = {k: arrays[k] for k in arrays.files if not k.startswith("typical_")}
+    np.savez_compressed(tmp_path / "m" / "arrays.npz", **kept)
+
+    old = IntentModel.load(tmp_path / "m")
+    assert old.knn_weight == 0.0 and (old.typical_std == 1.0).all()
+    (prediction,) = old.predict(encoder.encode(["export my tickets as csv"]), ["export my tickets as csv"])
+    assert prediction.label == "export_data"

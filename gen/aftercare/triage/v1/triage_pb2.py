@@ -26,19 +26,21 @@ from aftercare.type.v1 import conversation_pb2 as aftercare_dot_type_dot_v1_dot_
 from aftercare.type.v1 import customer_pb2 as aftercare_dot_type_dot_v1_dot_customer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n aftercare/triage/v1/triage.proto\x12\x13\x61\x66tercare.triage.v1\x1a$aftercare/type/v1/conversation.proto\x1a aftercare/type/v1/customer.proto\"\xb3\x01\n\x14TriageContactRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x35\n\x0c\x63onversation\x18\x02 \x01(\x0b\x32\x1f.aftercare.type.v1.Conversation\x12\x32\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32!.aftercare.type.v1.AccountSignals\"4\n\x0fIntentCandidate\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\"\x9e\x01\n\x10IntentPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12:\n\x0c\x61lternatives\x18\x03 \x03(\x0b\x32$.aftercare.triage.v1.IntentCandidate\x12\x14\n\x0cout_of_scope\x18\x04 \x01(\x08\x12\x15\n\rmodel_version\x18\x05 \x01(\t\"b\n\tSentiment\x12\x32\n\x05label\x18\x01 \x01(\x0e\x32#.aftercare.triage.v1.SentimentLabel\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x12\n\ntrajectory\x18\x03 \x01(\x01\".\n\x0ePriorityReason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06points\x18\x02 \x01(\x01\"O\n\x08Priority\x12\r\n\x05score\x18\x01 \x01(\x05\x12\x34\n\x07reasons\x18\x02 \x03(\x0b\x32#.aftercare.triage.v1.PriorityReason\"U\n\x05Route\x12\'\n\x04tier\x18\x01 \x01(\x0e\x32\x19.aftercare.triage.v1.Tier\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x14\n\x0creason_codes\x18\x03 \x03(\t\"\x90\x02\n\x15TriageContactResponse\x12\x35\n\x06intent\x18\x01 \x01(\x0b\x32%.aftercare.triage.v1.IntentPrediction\x12\x31\n\tsentiment\x18\x02 \x01(\x0b\x32\x1e.aftercare.triage.v1.Sentiment\x12\x31\n\nrisk_flags\x18\x03 \x03(\x0e\x32\x1d.aftercare.triage.v1.RiskFlag\x12/\n\x08priority\x18\x04 \x01(\x0b\x32\x1d.aftercare.triage.v1.Priority\x12)\n\x05route\x18\x05 \x01(\x0b\x32\x1a.aftercare.triage.v1.Route\"t\n\x0f\x42rowsingContext\x12\x0c\n\x04page\x18\x01 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x02 \x01(\t\x12\x15\n\rdwell_seconds\x18\x03 \x01(\x05\x12\x15\n\rrecent_errors\x18\x04 \x03(\t\x12\x14\n\x0csearch_query\x18\x05 \x01(\t\"\x9e\x01\n\x18SuggestForContextRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x35\n\x07\x63ontext\x18\x02 \x01(\x0b\x32$.aftercare.triage.v1.BrowsingContext\x12\x19\n\x11\x64ismissed_doc_ids\x18\x03 \x03(\t\"l\n\nSuggestion\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07snippet\x18\x03 \x01(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12\x11\n\trelevance\x18\x05 \x01(\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\"n\n\x19SuggestForContextResponse\x12\x33\n\nsuggestion\x18\x01 \x01(\x0b\x32\x1f.aftercare.triage.v1.Suggestion\x12\x1c\n\x14no_suggestion_reason\x18\x02 \x01(\t\"-\n\x0eLabeledExample\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"Z\n\x0eRetrainRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x35\n\x08\x65xamples\x18\x02 \x03(\x0b\x32#.aftercare.triage.v1.LabeledExample\"o\n\x0fRetrainResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x10\n\x08promoted\x18\x02 \x01(\x08\x12\x1b\n\x13validation_accuracy\x18\x03 \x01(\x01\x12\x16\n\x0evalidation_ece\x18\x04 \x01(\x01\"@\n\x14RollbackModelRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"H\n\x15RollbackModelResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x18\n\x10previous_version\x18\x02 \x01(\t*\x8a\x01\n\x0eSentimentLabel\x12\x1f\n\x1bSENTIMENT_LABEL_UNSPECIFIED\x10\x00\x12\x1c\n\x18SENTIMENT_LABEL_NEGATIVE\x10\x01\x12\x1b\n\x17SENTIMENT_LABEL_NEUTRAL\x10\x02\x12\x1c\n\x18SENTIMENT_LABEL_POSITIVE\x10\x03*\xc8\x01\n\x08RiskFlag\x12\x19\n\x15RISK_FLAG_UNSPECIFIED\x10\x00\x12\x13\n\x0fRISK_FLAG_CHURN\x10\x01\x12\x13\n\x0fRISK_FLAG_LEGAL\x10\x02\x12\x1e\n\x1aRISK_FLAG_REPEATED_CONTACT\x10\x03\x12\x1d\n\x19RISK_FLAG_HUMAN_REQUESTED\x10\x04\x12\x18\n\x14RISK_FLAG_HIGH_VALUE\x10\x05\x12\x1e\n\x1aRISK_FLAG_ESCALATING_ANGER\x10\x06*w\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x14\n\x10TIER_AI_RESOLVED\x10\x01\x12\x14\n\x10TIER_AI_ASSISTED\x10\x02\x12\x13\n\x0fTIER_SPECIALIST\x10\x03\x12\x18\n\x14TIER_MANAGER_FLAGGED\x10\x04\x32\xa9\x03\n\rTriageService\x12\x66\n\rTriageContact\x12).aftercare.triage.v1.TriageContactRequest\x1a*.aftercare.triage.v1.TriageContactResponse\x12r\n\x11SuggestForContext\x12-.aftercare.triage.v1.SuggestForContextRequest\x1a..aftercare.triage.v1.SuggestForContextResponse\x12T\n\x07Retrain\x12#.aftercare.triage.v1.RetrainRequest\x1a$.aftercare.triage.v1.RetrainResponse\x12\x66\n\rRollbackModel\x12).aftercare.triage.v1.RollbackModelRequest\x1a*.aftercare.triage.v1.RollbackModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n aftercare/triage/v1/triage.proto\x12\x13\x61\x66tercare.triage.v1\x1a$aftercare/type/v1/conversation.proto\x1a aftercare/type/v1/customer.proto\"\xb3\x01\n\x14TriageContactRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x35\n\x0c\x63onversation\x18\x02 \x01(\x0b\x32\x1f.aftercare.type.v1.Conversation\x12\x32\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32!.aftercare.type.v1.AccountSignals\"4\n\x0fIntentCandidate\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\"\x9e\x01\n\x10IntentPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12:\n\x0c\x61lternatives\x18\x03 \x03(\x0b\x32$.aftercare.triage.v1.IntentCandidate\x12\x14\n\x0cout_of_scope\x18\x04 \x01(\x08\x12\x15\n\rmodel_version\x18\x05 \x01(\t\"b\n\tSentiment\x12\x32\n\x05label\x18\x01 \x01(\x0e\x32#.aftercare.triage.v1.SentimentLabel\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x12\n\ntrajectory\x18\x03 \x01(\x01\".\n\x0ePriorityReason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06points\x18\x02 \x01(\x01\"O\n\x08Priority\x12\r\n\x05score\x18\x01 \x01(\x05\x12\x34\n\x07reasons\x18\x02 \x03(\x0b\x32#.aftercare.triage.v1.PriorityReason\"U\n\x05Route\x12\'\n\x04tier\x18\x01 \x01(\x0e\x32\x19.aftercare.triage.v1.Tier\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x14\n\x0creason_codes\x18\x03 \x03(\t\"\x90\x02\n\x15TriageContactResponse\x12\x35\n\x06intent\x18\x01 \x01(\x0b\x32%.aftercare.triage.v1.IntentPrediction\x12\x31\n\tsentiment\x18\x02 \x01(\x0b\x32\x1e.aftercare.triage.v1.Sentiment\x12\x31\n\nrisk_flags\x18\x03 \x03(\x0e\x32\x1d.aftercare.triage.v1.RiskFlag\x12/\n\x08priority\x18\x04 \x01(\x0b\x32\x1d.aftercare.triage.v1.Priority\x12)\n\x05route\x18\x05 \x01(\x0b\x32\x1a.aftercare.triage.v1.Route\"t\n\x0f\x42rowsingContext\x12\x0c\n\x04page\x18\x01 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x02 \x01(\t\x12\x15\n\rdwell_seconds\x18\x03 \x01(\x05\x12\x15\n\rrecent_errors\x18\x04 \x03(\t\x12\x14\n\x0csearch_query\x18\x05 \x01(\t\"\x9e\x01\n\x18SuggestForContextRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x35\n\x07\x63ontext\x18\x02 \x01(\x0b\x32$.aftercare.triage.v1.BrowsingContext\x12\x19\n\x11\x64ismissed_doc_ids\x18\x03 \x03(\t\"\x9f\x01\n\nSuggestion\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07snippet\x18\x03 \x01(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12\x11\n\trelevance\x18\x05 \x01(\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x31\n\x04kind\x18\x07 \x01(\x0e\x32#.aftercare.triage.v1.SuggestionKind\"\x9a\x01\n\x19SuggestForContextResponse\x12\x33\n\nsuggestion\x18\x01 \x01(\x0b\x32\x1f.aftercare.triage.v1.Suggestion\x12\x1c\n\x14no_suggestion_reason\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x04 \x01(\x05\"\\\n\x18\x44ismissSuggestionRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x0e\n\x06\x64oc_id\x18\x02 \x01(\t\"4\n\x19\x44ismissSuggestionResponse\x12\x17\n\x0fnewly_dismissed\x18\x01 \x01(\x08\"-\n\x0eLabeledExample\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"Z\n\x0eRetrainRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x35\n\x08\x65xamples\x18\x02 \x03(\x0b\x32#.aftercare.triage.v1.LabeledExample\"o\n\x0fRetrainResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x10\n\x08promoted\x18\x02 \x01(\x08\x12\x1b\n\x13validation_accuracy\x18\x03 \x01(\x01\x12\x16\n\x0evalidation_ece\x18\x04 \x01(\x01\"@\n\x14RollbackModelRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"H\n\x15RollbackModelResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x18\n\x10previous_version\x18\x02 \x01(\t*\x8a\x01\n\x0eSentimentLabel\x12\x1f\n\x1bSENTIMENT_LABEL_UNSPECIFIED\x10\x00\x12\x1c\n\x18SENTIMENT_LABEL_NEGATIVE\x10\x01\x12\x1b\n\x17SENTIMENT_LABEL_NEUTRAL\x10\x02\x12\x1c\n\x18SENTIMENT_LABEL_POSITIVE\x10\x03*\xc8\x01\n\x08RiskFlag\x12\x19\n\x15RISK_FLAG_UNSPECIFIED\x10\x00\x12\x13\n\x0fRISK_FLAG_CHURN\x10\x01\x12\x13\n\x0fRISK_FLAG_LEGAL\x10\x02\x12\x1e\n\x1aRISK_FLAG_REPEATED_CONTACT\x10\x03\x12\x1d\n\x19RISK_FLAG_HUMAN_REQUESTED\x10\x04\x12\x18\n\x14RISK_FLAG_HIGH_VALUE\x10\x05\x12\x1e\n\x1aRISK_FLAG_ESCALATING_ANGER\x10\x06*w\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x14\n\x10TIER_AI_RESOLVED\x10\x01\x12\x14\n\x10TIER_AI_ASSISTED\x10\x02\x12\x13\n\x0fTIER_SPECIALIST\x10\x03\x12\x18\n\x14TIER_MANAGER_FLAGGED\x10\x04*g\n\x0eSuggestionKind\x12\x1f\n\x1bSUGGESTION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17SUGGESTION_KIND_ARTICLE\x10\x01\x12\x17\n\x13SUGGESTION_KIND_TIP\x10\x02\x32\x9d\x04\n\rTriageService\x12\x66\n\rTriageContact\x12).aftercare.triage.v1.TriageContactRequest\x1a*.aftercare.triage.v1.TriageContactResponse\x12r\n\x11SuggestForContext\x12-.aftercare.triage.v1.SuggestForContextRequest\x1a..aftercare.triage.v1.SuggestForContextResponse\x12r\n\x11\x44ismissSuggestion\x12-.aftercare.triage.v1.DismissSuggestionRequest\x1a..aftercare.triage.v1.DismissSuggestionResponse\x12T\n\x07Retrain\x12#.aftercare.triage.v1.RetrainRequest\x1a$.aftercare.triage.v1.RetrainResponse\x12\x66\n\rRollbackModel\x12).aftercare.triage.v1.RollbackModelRequest\x1a*.aftercare.triage.v1.RollbackModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aftercare.triage.v1.triage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SENTIMENTLABEL']._serialized_start=2011
-  _globals['_SENTIMENTLABEL']._serialized_end=2149
-  _globals['_RISKFLAG']._serialized_start=2152
-  _globals['_RISKFLAG']._serialized_end=2352
-  _globals['_TIER']._serialized_start=2354
-  _globals['_TIER']._serialized_end=2473
+  _globals['_SENTIMENTLABEL']._serialized_start=2256
+  _globals['_SENTIMENTLABEL']._serialized_end=2394
+  _globals['_RISKFLAG']._serialized_start=2397
+  _globals['_RISKFLAG']._serialized_end=2597
+  _globals['_TIER']._serialized_start=2599
+  _globals['_TIER']._serialized_end=2718
+  _globals['_SUGGESTIONKIND']._serialized_start=2720
+  _globals['_SUGGESTIONKIND']._serialized_end=2823
   _globals['_TRIAGECONTACTREQUEST']._serialized_start=130
   _globals['_TRIAGECONTACTREQUEST']._serialized_end=309
   _globals['_INTENTCANDIDATE']._serialized_start=311
@@ -59,20 +61,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BROWSINGCONTEXT']._serialized_end=1233
   _globals['_SUGGESTFORCONTEXTREQUEST']._serialized_start=1236
   _globals['_SUGGESTFORCONTEXTREQUEST']._serialized_end=1394
-  _globals['_SUGGESTION']._serialized_start=1396
-  _globals['_SUGGESTION']._serialized_end=1504
-  _globals['_SUGGESTFORCONTEXTRESPONSE']._serialized_start=1506
-  _globals['_SUGGESTFORCONTEXTRESPONSE']._serialized_end=1616
-  _globals['_LABELEDEXAMPLE']._serialized_start=1618
-  _globals['_LABELEDEXAMPLE']._serialized_end=1663
-  _globals['_RETRAINREQUEST']._serialized_start=1665
-  _globals['_RETRAINREQUEST']._serialized_end=1755
-  _globals['_RETRAINRESPONSE']._serialized_start=1757
-  _globals['_RETRAINRESPONSE']._serialized_end=1868
-  _globals['_ROLLBACKMODELREQUEST']._serialized_start=1870
-  _globals['_ROLLBACKMODELREQUEST']._serialized_end=1934
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=1936
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=2008
-  _globals['_TRIAGESERVICE']._serialized_start=2476
-  _globals['_TRIAGESERVICE']._serialized_end=2901
+  _globals['_SUGGESTION']._serialized_start=1397
+  _globals['_SUGGESTION']._serialized_end=1556
+  _globals['_SUGGESTFORCONTEXTRESPONSE']._serialized_start=1559
+  _globals['_SUGGESTFORCONTEXTRESPONSE']._serialized_end=1713
+  _globals['_DISMISSSUGGESTIONREQUEST']._serialized_start=1715
+  _globals['_DISMISSSUGGESTIONREQUEST']._serialized_end=1807
+  _globals['_DISMISSSUGGESTIONRESPONSE']._serialized_start=1809
+  _globals['_DISMISSSUGGESTIONRESPONSE']._serialized_end=1861
+  _globals['_LABELEDEXAMPLE']._serialized_start=1863
+  _globals['_LABELEDEXAMPLE']._serialized_end=1908
+  _globals['_RETRAINREQUEST']._serialized_start=1910
+  _globals['_RETRAINREQUEST']._serialized_end=2000
+  _globals['_RETRAINRESPONSE']._serialized_start=2002
+  _globals['_RETRAINRESPONSE']._serialized_end=2113
+  _globals['_ROLLBACKMODELREQUEST']._serialized_start=2115
+  _globals['_ROLLBACKMODELREQUEST']._serialized_end=2179
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=2181
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=2253
+  _globals['_TRIAGESERVICE']._serialized_start=2826
+  _globals['_TRIAGESERVICE']._serialized_end=3367
 # @@protoc_insertion_point(module_scope)

@@ -33,6 +33,12 @@ class Tier(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TIER_AI_ASSISTED: _ClassVar[Tier]
     TIER_SPECIALIST: _ClassVar[Tier]
     TIER_MANAGER_FLAGGED: _ClassVar[Tier]
+
+class SuggestionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUGGESTION_KIND_UNSPECIFIED: _ClassVar[SuggestionKind]
+    SUGGESTION_KIND_ARTICLE: _ClassVar[SuggestionKind]
+    SUGGESTION_KIND_TIP: _ClassVar[SuggestionKind]
 SENTIMENT_LABEL_UNSPECIFIED: SentimentLabel
 SENTIMENT_LABEL_NEGATIVE: SentimentLabel
 SENTIMENT_LABEL_NEUTRAL: SentimentLabel
@@ -49,6 +55,9 @@ TIER_AI_RESOLVED: Tier
 TIER_AI_ASSISTED: Tier
 TIER_SPECIALIST: Tier
 TIER_MANAGER_FLAGGED: Tier
+SUGGESTION_KIND_UNSPECIFIED: SuggestionKind
+SUGGESTION_KIND_ARTICLE: SuggestionKind
+SUGGESTION_KIND_TIP: SuggestionKind
 
 class TriageContactRequest(_message.Message):
     __slots__ = ("customer", "conversation", "account")
@@ -157,28 +166,48 @@ class SuggestForContextRequest(_message.Message):
     def __init__(self, customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., context: _Optional[_Union[BrowsingContext, _Mapping]] = ..., dismissed_doc_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Suggestion(_message.Message):
-    __slots__ = ("doc_id", "title", "snippet", "url", "relevance", "reason")
+    __slots__ = ("doc_id", "title", "snippet", "url", "relevance", "reason", "kind")
     DOC_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SNIPPET_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     RELEVANCE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     doc_id: str
     title: str
     snippet: str
     url: str
     relevance: float
     reason: str
-    def __init__(self, doc_id: _Optional[str] = ..., title: _Optional[str] = ..., snippet: _Optional[str] = ..., url: _Optional[str] = ..., relevance: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+    kind: SuggestionKind
+    def __init__(self, doc_id: _Optional[str] = ..., title: _Optional[str] = ..., snippet: _Optional[str] = ..., url: _Optional[str] = ..., relevance: _Optional[float] = ..., reason: _Optional[str] = ..., kind: _Optional[_Union[SuggestionKind, str]] = ...) -> None: ...
 
 class SuggestForContextResponse(_message.Message):
-    __slots__ = ("suggestion", "no_suggestion_reason")
+    __slots__ = ("suggestion", "no_suggestion_reason", "query", "retry_after_seconds")
     SUGGESTION_FIELD_NUMBER: _ClassVar[int]
     NO_SUGGESTION_REASON_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     suggestion: Suggestion
     no_suggestion_reason: str
-    def __init__(self, suggestion: _Optional[_Union[Suggestion, _Mapping]] = ..., no_suggestion_reason: _Optional[str] = ...) -> None: ...
+    query: str
+    retry_after_seconds: int
+    def __init__(self, suggestion: _Optional[_Union[Suggestion, _Mapping]] = ..., no_suggestion_reason: _Optional[str] = ..., query: _Optional[str] = ..., retry_after_seconds: _Optional[int] = ...) -> None: ...
+
+class DismissSuggestionRequest(_message.Message):
+    __slots__ = ("customer", "doc_id")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    DOC_ID_FIELD_NUMBER: _ClassVar[int]
+    customer: _customer_pb2.CustomerRef
+    doc_id: str
+    def __init__(self, customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., doc_id: _Optional[str] = ...) -> None: ...
+
+class DismissSuggestionResponse(_message.Message):
+    __slots__ = ("newly_dismissed",)
+    NEWLY_DISMISSED_FIELD_NUMBER: _ClassVar[int]
+    newly_dismissed: bool
+    def __init__(self, newly_dismissed: _Optional[bool] = ...) -> None: ...
 
 class LabeledExample(_message.Message):
     __slots__ = ("text", "label")

@@ -46,6 +46,11 @@ class TriageServiceStub:
                 request_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.SuggestForContextRequest.SerializeToString,
                 response_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.SuggestForContextResponse.FromString,
                 _registered_method=True)
+        self.DismissSuggestion = channel.unary_unary(
+                '/aftercare.triage.v1.TriageService/DismissSuggestion',
+                request_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.DismissSuggestionRequest.SerializeToString,
+                response_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.DismissSuggestionResponse.FromString,
+                _registered_method=True)
         self.Retrain = channel.unary_unary(
                 '/aftercare.triage.v1.TriageService/Retrain',
                 request_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RetrainRequest.SerializeToString,
@@ -73,6 +78,14 @@ class TriageServiceServicer:
     def SuggestForContext(self, request, context):
         """SuggestForContext returns at most one Tier-0 suggestion for what a user
         is looking at, or none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DismissSuggestion(self, request, context):
+        """DismissSuggestion remembers that a user dismissed a suggested document:
+        SuggestForContext never suggests it to that user again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +119,11 @@ def add_TriageServiceServicer_to_server(servicer, server):
                     servicer.SuggestForContext,
                     request_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.SuggestForContextRequest.FromString,
                     response_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.SuggestForContextResponse.SerializeToString,
+            ),
+            'DismissSuggestion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DismissSuggestion,
+                    request_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.DismissSuggestionRequest.FromString,
+                    response_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.DismissSuggestionResponse.SerializeToString,
             ),
             'Retrain': grpc.unary_unary_rpc_method_handler(
                     servicer.Retrain,
@@ -174,6 +192,33 @@ class TriageService:
             '/aftercare.triage.v1.TriageService/SuggestForContext',
             aftercare_dot_triage_dot_v1_dot_triage__pb2.SuggestForContextRequest.SerializeToString,
             aftercare_dot_triage_dot_v1_dot_triage__pb2.SuggestForContextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DismissSuggestion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.triage.v1.TriageService/DismissSuggestion',
+            aftercare_dot_triage_dot_v1_dot_triage__pb2.DismissSuggestionRequest.SerializeToString,
+            aftercare_dot_triage_dot_v1_dot_triage__pb2.DismissSuggestionResponse.FromString,
             options,
             channel_credentials,
             insecure,
