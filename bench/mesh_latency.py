@@ -62,7 +62,7 @@ def hop_overheads(spans: list[ReceivedSpan]) -> float:
     return total
 
 
-async def _throughput(gateway_url: str, total: int, concurrency: int) -> dict[str, float]:
+async def _throughput(gateway_url: str, key: str, total: int, concurrency: int) -> dict[str, float]:
     """`concurrency` clients send `total` messages between them, as fast as answers come back."""
     latencies: list[float] = []
     errors = 0
@@ -79,7 +79,9 @@ async def _throughput(gateway_url: str, total: int, concurrency: int) -> dict[st
             latencies.append((time.perf_counter() - t0) * 1000)
             errors += response.status_code != 200
 
-    async with httpx.AsyncClient(base_url=gateway_url, timeout=120) as http:
+    async with httpx.AsyncClient(
+        base_url=gateway_url, timeout=120, headers={"Authorization": f"Bearer {key}"}
+    ) as http:
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -126,7 +128,8 @@ def main() -> int:
             latencies: list[float] = []
             trace_ids: list[str] = []
             decisions: dict[str, int] = {}
-            with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+            auth = {"Authorization": f"Bearer {stack.api_keys['channel']}"}
+            with httpx.Client(base_url=stack.gateway_url, timeout=60, headers=auth) as client:
                 for i in range(args.requests + 3):
                     question = QUESTIONS[i % len(QUESTIONS)]
                     t0 = time.perf_counter()
@@ -142,7 +145,9 @@ def main() -> int:
                     latencies.append(elapsed)
                     trace_ids.append(body["trace_id"])
                     decisions[body["decision"]] = decisions.get(body["decision"], 0) + 1
-            throughput = asyncio.run(_throughput(stack.gateway_url, args.requests, args.concurrency))
+            throughput = asyncio.run(
+                _throughput(stack.gateway_url, stack.api_keys["channel"], args.requests, args.concurrency)
+            )
             time.sleep(1.0)
             hops = [
                 hop_overheads(receiver.wait_for(t, {"gateway", "concierge", "retrieval"}, timeout_s=5))

@@ -35,22 +35,25 @@ def main() -> int:
         lines = [
             f"\naftercare is ready in {time.monotonic() - started:.1f}s",
             f"  gateway   {stack.gateway_url}   (OpenAPI: {stack.gateway_url}/docs)",
+            f"  console   {stack.gateway_url}/console/   (paste a key below)",
+            *(f"  {role:<9} key {key}" for role, key in stack.api_keys.items()),
         ]
         if config.trace_ui:
             lines.append(f"  traces    {stack.trace_ui_url}   (Arize Phoenix: search a response's trace_id)")
         lines += [
             f"  try:      curl -s {stack.gateway_url}/v1/conversations/c1/messages "
+            f"-H 'authorization: Bearer {stack.api_keys.get('channel', '')}' "
             "-H 'content-type: application/json' "
             "-d '{\"text\": \"How do I rotate an API key?\", \"customer\": {\"tenant_id\": \"demo\", "
             "\"customer_id\": \"cust-1\"}}'",
             "  Ctrl+C stops everything.",
         ]
         print("\n".join(lines), flush=True)
-        while all(process.poll() is None for process in stack.processes.values()):
+        # Supervise: a process that dies is started again (its clients reconnect by themselves).
+        while True:
+            for name in stack.supervise():
+                print(f"{name} exited; restarted it (see {stack.log_dir / name}.log)", file=sys.stderr, flush=True)
             time.sleep(0.5)
-        dead = [name for name, process in stack.processes.items() if process.poll() is not None]
-        print(f"process exited: {', '.join(dead)}; stopping (see {stack.log_dir})", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
         return 0

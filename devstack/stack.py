@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from devstack import llm_server
+from gateway.keys import issue_demo_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("retrieval", "triage", "escalation", "outreach", "concierge")
@@ -54,6 +55,11 @@ class Stack:
         self.config = config
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.log_dir = config.data_dir / "logs"
+        # How each process was started, so that the supervisor can start it again.
+        self._commands: dict[str, tuple[list[str], dict[str, str] | None]] = {}
+        self._restarts: dict[str, list[float]] = {}
+        # Fresh API keys of the demo tenant, role -> key, made at start (only hashes are stored).
+        self.api_keys: dict[str, str] = {}
 
     @property
     def gateway_url(self) -> str:
@@ -128,6 +134,7 @@ class Stack:
         raise StackError(f"trace UI did not start; see {self.log_dir / 'phoenix.log'}")
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self._commands[name] = (argv, env)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = (self.log_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
@@ -145,6 +152,7 @@ class Stack:
                 self._spawn("llm", llm_server.command(model, self.config.llm_port))
             for name in SERVICES:
                 self._spawn(name, [sys.executable, "-m", f"services.{name}"])
+            self.api_keys = issue_demo_keys(self.config.data_dir / "gateway" / "api_keys.json", self.config.demo_tenant)
             self._spawn("gateway", [sys.executable, "-m", "gateway"])
             self.wait_ready(timeout_s)
             if self.config.demo_kb is not None:
@@ -171,6 +179,26 @@ class Stack:
                 last = f"{type(error).__name__}"
             time.sleep(0.25)
         raise StackError(f"mesh not ready after {timeout_s:.0f}s: {last}")
+
+    def supervise(self, max_restarts: int = 5, window_s: float = 60.0) -> list[str]:
+        """Start again every process that died; returns their names. A process that died
+        `max_restarts` times within `window_s` is crash-looping: that raises StackError."""
+        restarted = []
+        for name, process in list(self.processes.items()):
+            if process.poll() is None:
+                continue
+            now = time.monotonic()
+            recent = [t for t in self._restarts.get(name, []) if now - t < window_s]
+            if len(recent) >= max_restarts:
+                raise StackError(
+                    f"{name} died {len(recent) + 1} times within {window_s:.0f}s (last exit {process.returncode}); "
+                    f"see {self.log_dir / name}.log"
+                )
+            self._restarts[name] = [*recent, now]
+            argv, env = self._commands[name]
+            self._spawn(name, argv, env)
+            restarted.append(name)
+        return restarted
 
     def ingest(self, folder: Path, tenant: str) -> None:
         subprocess.run(

@@ -12,32 +12,27 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Any
 
 import structlog
 import uvicorn
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import ValidationError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aftercare.escalation.v1 import escalation_pb2
+from gateway.auth import AuthMiddleware, RateLimiter
 from gateway.backends import Backends
-from gateway.models import (
-    ID_PATTERN,
-    HandoffReply,
-    Liveness,
-    MessageReply,
-    PostMessageRequest,
-    Readiness,
-    SearchReply,
-    SearchRequest,
-    TriageReply,
-    TriageRequest,
-)
+from gateway.deps import BackendsDep
+from gateway.keys import KeyStore
+from gateway.models import Liveness, Readiness
 from gateway.problems import (
     PROBLEM_MEDIA_TYPE,
     BodyTooLarge,
@@ -46,14 +41,17 @@ from gateway.problems import (
     problem,
     problem_responses,
 )
+from gateway.routes import ROUTERS
 from gateway.settings import GatewaySettings
-from servicekit.deadlines import budget
 from servicekit.logging import configure_logging
 from servicekit.metrics import configure_metrics, shutdown_metrics
-from servicekit.tracing import configure_tracing, current_trace_id, shutdown_tracing
+from servicekit.tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger("gateway")
 
+CONSOLE_DIR = Path(__file__).parent / "console"
+# Bulk uploads (documents, usage events, accounts) get GatewaySettings.max_upload_bytes.
+BULK_PATH_SUFFIXES = ("/kb/documents", "/usage-events", "/outreach/accounts")
 # Probes are polled every few seconds: no access log lines, no spans.
 _PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 # A client's X-Request-ID is kept only if it is a plain token (it lands in logs).
@@ -122,19 +120,23 @@ class AccessLogMiddleware:
 
 class BodySizeLimitMiddleware:
     """Refuses bodies over the limit with 413: at once when Content-Length says
-    so, and while reading when the body is streamed without one."""
+    so, and while reading when the body is streamed without one. Bulk uploads
+    get their own, larger limit."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_bytes = max_bytes
+        self.upload_bytes = upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = scope["method"] in ("POST", "PUT") and scope["path"].endswith(BULK_PATH_SUFFIXES)
+        max_bytes = self.upload_bytes if upload else self.default_bytes
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            too_large = BodyTooLarge(self.max_bytes)
+        if declared.isdigit() and int(declared) > max_bytes:
+            too_large = BodyTooLarge(max_bytes)
             response = problem(413, str(too_large.detail), too_large.reason)
             await response(scope, receive, send)
             return
@@ -145,40 +147,56 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     # FastAPI re-raises HTTPExceptions from body reading; the handler makes it a 413.
-                    raise BodyTooLarge(self.max_bytes)
+                    raise BodyTooLarge(max_bytes)
             return message
 
         await self.app(scope, receive_with_limit, send)
 
 
-# --- dependencies ------------------------------------------------------------
+class ConsoleHeadersMiddleware:
+    """The console's pages may load scripts, styles and data from the gateway
+    only: no inline script, no third party, no framing (XSS and clickjacking)."""
 
+    POLICY = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
 
-def _backends(request: Request) -> Backends:
-    backends: Backends = request.app.state.backends
-    return backends
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/console"):
+            await self.app(scope, receive, send)
+            return
 
-def _settings(request: Request) -> GatewaySettings:
-    settings: GatewaySettings = request.app.state.settings
-    return settings
+        async def send_with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = self.POLICY
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+            await send(message)
 
-
-BackendsDep = Annotated[Backends, Depends(_backends)]
-SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
-ConversationId = Annotated[str, Path(pattern=ID_PATTERN, description="Stable conversation id chosen by the channel.")]
-TenantId = Annotated[str, Path(pattern=ID_PATTERN, description="Tenant (the company using aftercare).")]
-HandoffId = Annotated[str, Path(pattern=ID_PATTERN, description="Handoff id from a message reply.")]
+        await self.app(scope, receive, send_with_policy)
 
 
 # --- the app ---------------------------------------------------------------
 
 
+def key_store(settings: GatewaySettings) -> KeyStore:
+    """The API keys: inline (API_KEYS) when given, else the key file."""
+    if settings.api_keys:
+        return KeyStore(document=settings.api_keys)
+    return KeyStore(path=settings.keys_path)
+
+
 def create_app(settings: GatewaySettings, backends: Backends | None = None) -> FastAPI:
     """The gateway app. Without `backends` it connects them at start-up and
     closes them at shutdown; injected ones (tests) belong to the caller."""
+    limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -204,7 +222,20 @@ def create_app(settings: GatewaySettings, backends: Backends | None = None) -> F
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AccessLogMiddleware),
-            Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes),
+            # Outside auth, so preflights and 401/429 answers carry CORS headers too.
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "PUT", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                expose_headers=["X-Request-ID", "Retry-After"],
+                max_age=600,
+            ),
+            Middleware(ConsoleHeadersMiddleware),
+            Middleware(AuthMiddleware, keys=key_store(settings), limiter=limiter),
+            Middleware(
+                BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, upload_bytes=settings.max_upload_bytes
+            ),
         ],
     )
     app.state.settings = settings
@@ -212,7 +243,8 @@ def create_app(settings: GatewaySettings, backends: Backends | None = None) -> F
     install_problem_handlers(app)
     _add_routes(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    # No spans for the ASGI send/receive events: one per SSE chunk would cost more than the answer.
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"])
     return app
 
 
@@ -236,65 +268,16 @@ def _add_routes(app: FastAPI) -> None:
             return problem(503, f"Not ready: {listed}.", "NOT_READY", extra={"backends": states})
         return Readiness(backends=states)
 
-    @app.post(
-        "/v1/conversations/{conversation_id}/messages",
-        response_model=MessageReply,
-        tags=["conversations"],
-        summary="Send a customer message; get the concierge's answer or handoff.",
-        responses=problem_responses(400, 404, 409, 413, 429, 503, 504),
-    )
-    async def post_message(
-        conversation_id: ConversationId,
-        body: PostMessageRequest,
-        backends: BackendsDep,
-        settings: SettingsDep,
-    ) -> MessageReply:
-        with budget(settings.request_timeout_s):
-            response = await backends.concierge.stub.Converse(body.to_proto(conversation_id))
-        return MessageReply.from_proto(conversation_id, response, trace_id=current_trace_id())
+    for router in ROUTERS:
+        app.include_router(router)
 
-    @app.get(
-        "/v1/tenants/{tenant_id}/handoffs/{handoff_id}",
-        response_model=HandoffReply,
-        tags=["handoffs"],
-        summary="One handoff with its context package.",
-        responses=problem_responses(400, 404, 503, 504),
-    )
-    async def get_handoff(
-        tenant_id: TenantId, handoff_id: HandoffId, backends: BackendsDep, settings: SettingsDep
-    ) -> HandoffReply:
-        request = escalation_pb2.GetHandoffRequest(tenant_id=tenant_id, handoff_id=handoff_id)
-        with budget(settings.request_timeout_s):
-            response = await backends.escalation.stub.GetHandoff(request)
-        return HandoffReply.from_proto(response.handoff)
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/console/")
 
-    @app.post(
-        "/v1/tenants/{tenant_id}/kb/search",
-        response_model=SearchReply,
-        tags=["knowledge base"],
-        summary="Search the tenant's knowledge base.",
-        responses=problem_responses(400, 413, 429, 503, 504),
-    )
-    async def search_kb(
-        tenant_id: TenantId, body: SearchRequest, backends: BackendsDep, settings: SettingsDep
-    ) -> SearchReply:
-        with budget(settings.request_timeout_s):
-            response = await backends.retrieval.stub.Search(body.to_proto(tenant_id))
-        return SearchReply.from_proto(response)
-
-    @app.post(
-        "/v1/tenants/{tenant_id}/triage",
-        response_model=TriageReply,
-        tags=["triage"],
-        summary="Intent, sentiment, risk flags, priority and route of one message.",
-        responses=problem_responses(400, 413, 429, 503, 504),
-    )
-    async def triage(
-        tenant_id: TenantId, body: TriageRequest, backends: BackendsDep, settings: SettingsDep
-    ) -> TriageReply:
-        with budget(settings.request_timeout_s):
-            response = await backends.triage.stub.TriageContact(body.to_proto(tenant_id))
-        return TriageReply.from_proto(response)
+    # The web console: static pages that call the API above with a key the user enters.
+    # check_dir off: an install without the pages still serves the API (the pages then 404).
+    app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True, check_dir=False), name="console")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -327,9 +310,15 @@ def main() -> None:
     configure_metrics("gateway")
     log.info("starting", address=f"{settings.host}:{settings.port}")
     try:
+        app = create_app(settings)
+    except ValueError as error:
+        # A malformed API key store (API_KEYS or the file) stops the boot, readably.
+        log.error("invalid_api_keys", error=str(error))
+        raise SystemExit(2) from None
+    try:
         # access_log off and no log_config: we log requests ourselves, in structlog.
         uvicorn.run(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             access_log=False,

@@ -8,15 +8,18 @@ are protobuf. Enum values are exposed in lowercase without their prefix
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
 from aftercare.concierge.v1 import concierge_pb2
 from aftercare.escalation.v1 import escalation_pb2
+from aftercare.outreach.v1 import outreach_pb2
 from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2
@@ -24,6 +27,19 @@ from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2
 # Ids in paths and bodies: what conversation ids, tenant ids and handoff ids look like.
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 Id = Annotated[str, Field(pattern=ID_PATTERN, examples=["demo"])]
+
+
+def _iso_text_only(value: object) -> object:
+    # pydantic also reads numbers (and numeric strings) as Unix times; an API
+    # that documents ISO 8601 date-times refuses them rather than guess.
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and re.match(r"\d{4}-\d{2}-\d{2}", value):
+        return value
+    raise ValueError("must be an ISO 8601 date-time, e.g. 2026-11-24T09:30:00Z")
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_text_only)]
 
 
 # --- enums -----------------------------------------------------------------
@@ -47,6 +63,15 @@ def proto_enum(enum: Any, name: str) -> str:
     return full_name
 
 
+def to_timestamp(moment: datetime | None) -> Timestamp | None:
+    """A proto Timestamp; a naive datetime is taken as UTC."""
+    if moment is None:
+        return None
+    timestamp = Timestamp()
+    timestamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return timestamp
+
+
 def _time(message: ProtoMessage, field: str) -> datetime | None:
     if not message.HasField(field):
         return None
@@ -60,15 +85,18 @@ def _time(message: ProtoMessage, field: str) -> datetime | None:
 
 class _Request(BaseModel):
     # Unknown fields are refused: a misspelt optional field would otherwise be ignored silently.
+    # Numbers and flags are strict (StrictInt, StrictBool): JSON `false` is not 0, "5" is not 5.
     model_config = ConfigDict(extra="forbid")
 
 
 class Customer(_Request):
-    tenant_id: Id = Field(description="Tenant (the company using aftercare).")
+    tenant_id: Id | None = Field(
+        default=None, description="Tenant (the company using aftercare); the API key's tenant when omitted."
+    )
     customer_id: str = Field(min_length=1, max_length=256, description="The tenant's id of the end customer.")
 
-    def to_proto(self) -> customer_pb2.CustomerRef:
-        return customer_pb2.CustomerRef(tenant_id=self.tenant_id, customer_id=self.customer_id)
+    def to_proto(self, tenant_id: str) -> customer_pb2.CustomerRef:
+        return customer_pb2.CustomerRef(tenant_id=tenant_id, customer_id=self.customer_id)
 
 
 class Citation(BaseModel):
@@ -106,6 +134,18 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(default=None, description="Every invalid field, for 400.")
 
 
+# --- the caller ------------------------------------------------------------
+
+
+class Me(BaseModel):
+    """Who an API key belongs to (the console asks once, to learn its tenant)."""
+
+    key_id: str
+    tenant_id: str
+    role: Literal["channel", "agent", "admin"]
+    name: str
+
+
 # --- health ----------------------------------------------------------------
 
 
@@ -125,13 +165,20 @@ class PostMessageRequest(_Request):
     text: str = Field(min_length=1, max_length=4000, description="The customer's new message.")
     customer: Customer
     channel: Literal["chat", "email", "api"] = "chat"
+    client_message_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Your id of this message: a retry with the same id gets the stored answer, not a second one.",
+    )
 
-    def to_proto(self, conversation_id: str) -> concierge_pb2.ConverseRequest:
+    def to_proto(self, conversation_id: str, tenant_id: str) -> concierge_pb2.ConverseRequest:
         return concierge_pb2.ConverseRequest(
             conversation_id=conversation_id,
-            customer=self.customer.to_proto(),
+            customer=self.customer.to_proto(tenant_id),
             text=self.text,
             channel=proto_enum(conversation_pb2.Channel, self.channel),
+            client_message_id=self.client_message_id or "",
         )
 
 
@@ -140,9 +187,11 @@ class MessageReply(BaseModel):
     reply: str = Field(description="Text to show: the answer, or the transparent handoff message.")
     citations: list[Citation]
     confidence: float = Field(description="Calibrated probability that the answer is right.")
-    decision: Literal["answered", "escalated", "clarify"]
+    decision: Literal["unspecified", "answered", "escalated", "clarify"]
     decision_reason: str = Field(description="Stable reason code, e.g. 'confident', 'low_confidence'.")
     handoff_id: str | None = Field(description="Set when the conversation was handed to a human.")
+    threshold: float = Field(description="Confidence threshold in force; below it the AI hands over.")
+    turn_index: int = Field(description="Position of this turn in the stored conversation, from 0.")
     trace_id: str = Field(description="OpenTelemetry trace id of this request.")
 
     @classmethod
@@ -157,6 +206,8 @@ class MessageReply(BaseModel):
             decision=enum_name(concierge_pb2.Decision, response.decision),
             decision_reason=response.decision_reason,
             handoff_id=response.handoff_id or None,
+            threshold=response.confidence.threshold,
+            turn_index=response.turn_index,
             trace_id=trace_id,
         )
 
@@ -212,6 +263,14 @@ class ContextPackage(BaseModel):
     ai_attempt: AiAttempt | None
     suggested_resolutions: list[SuggestedResolution]
     draft_reply: str
+    customer_summary: str = Field(description="Plan, tenure, value, open issues, recent contacts, in words.")
+    ai_attempt_summary: str = Field(description="What the AI tried and why it handed over, in words.")
+    summary_method: str = Field(
+        description="'llm' (generated and checked), 'extractive', or 'pending' (the LLM's is being written)."
+    )
+    draft_method: str = Field(description="'llm' or 'template'.")
+    sentiment_label: str
+    sources: list[Citation] = Field(description="Passages the package is grounded in (its lineage).")
 
     @classmethod
     def from_proto(cls, context: escalation_pb2.ContextPackage) -> ContextPackage:
@@ -236,6 +295,12 @@ class ContextPackage(BaseModel):
                 for r in context.suggested_resolutions
             ],
             draft_reply=context.draft_reply,
+            customer_summary=context.customer_summary,
+            ai_attempt_summary=context.ai_attempt_summary,
+            summary_method=context.summary_method,
+            draft_method=context.draft_method,
+            sentiment_label=context.sentiment_label,
+            sources=[Citation.from_proto(c) for c in context.lineage.sources],
         )
 
 
@@ -256,6 +321,12 @@ class HandoffReply(BaseModel):
     context: ContextPackage | None
     created_at: datetime | None
     updated_at: datetime | None
+    tier: Literal["unspecified", "ai_resolved", "ai_assisted", "specialist", "manager_flagged"]
+    version: int = Field(description="Incremented by every change; send it back as expected_version.")
+    assigned_at: datetime | None
+    resolved_at: datetime | None
+    resolved_by_agent_id: str | None
+    resolution: str | None
 
     @classmethod
     def from_proto(cls, handoff: escalation_pb2.Handoff) -> HandoffReply:
@@ -282,6 +353,12 @@ class HandoffReply(BaseModel):
             context=ContextPackage.from_proto(handoff.context) if handoff.HasField("context") else None,
             created_at=_time(handoff, "created_at"),
             updated_at=_time(handoff, "updated_at"),
+            tier=enum_name(triage_pb2.Tier, handoff.tier),
+            version=handoff.version,
+            assigned_at=_time(handoff, "assigned_at"),
+            resolved_at=_time(handoff, "resolved_at"),
+            resolved_by_agent_id=handoff.resolved_by_agent_id or None,
+            resolution=handoff.resolution or None,
         )
 
 
@@ -292,7 +369,7 @@ DocType = Literal["unspecified", "article", "faq", "changelog", "policy", "resol
 
 class SearchRequest(_Request):
     query: str = Field(min_length=1, max_length=2000)
-    top_k: int = Field(default=5, ge=1, le=50)
+    top_k: StrictInt = Field(default=5, ge=1, le=50)
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
 
     def to_proto(self, tenant_id: str) -> retrieval_pb2.SearchRequest:
@@ -432,4 +509,615 @@ class TriageReply(BaseModel):
                 queue=response.route.queue,
                 reason_codes=list(response.route.reason_codes),
             ),
+        )
+
+
+# --- streaming and email intake (concierge) --------------------------------
+
+
+class DeltaEvent(BaseModel):
+    """Data of an SSE `delta` event: the next piece of the reply."""
+
+    text: str
+
+
+class EmailIntakeRequest(_Request):
+    """An inbound email or ticket, as a mail webhook delivers it."""
+
+    sender: str = Field(
+        min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", description="Sender address; the customer id."
+    )
+    subject: str = Field(default="", max_length=300)
+    body: str = Field(min_length=1, max_length=3600, description="Plain-text body, quoted history removed.")
+    thread_id: Id | None = Field(
+        default=None,
+        description="The mail system's thread or ticket id; replies in one thread share a conversation. "
+        "When omitted, the sender and the subject (without Re:/Fwd:) name the conversation.",
+    )
+
+    def conversation_id(self) -> str:
+        if self.thread_id:
+            return self.thread_id
+        subject = self.subject
+        while (stripped := _REPLY_PREFIX.sub("", subject, count=1)) != subject:
+            subject = stripped
+        thread = f"{self.sender.lower()}\n{subject.strip().casefold()}"
+        return "email-" + hashlib.sha256(thread.encode()).hexdigest()[:24]
+
+    def to_proto(self, tenant_id: str) -> concierge_pb2.ConverseRequest:
+        text = f"{self.subject.strip()}\n\n{self.body}" if self.subject.strip() else self.body
+        return concierge_pb2.ConverseRequest(
+            conversation_id=self.conversation_id(),
+            customer=customer_pb2.CustomerRef(tenant_id=tenant_id, customer_id=self.sender.lower()),
+            text=text,
+            channel=conversation_pb2.CHANNEL_EMAIL,
+        )
+
+
+_REPLY_PREFIX = re.compile(r"^\s*(re|fwd?|aw|wg|tr)\s*:\s*", re.IGNORECASE)
+
+
+# --- Tier 0 (triage) -------------------------------------------------------
+
+
+class BrowsingEventRequest(_Request):
+    """What a signed-in user is looking at in the product."""
+
+    customer_id: str = Field(min_length=1, max_length=256)
+    page: str = Field(min_length=1, max_length=512, description="Page path or screen name.")
+    feature: str = Field(default="", max_length=128)
+    dwell_seconds: StrictInt = Field(default=0, ge=0, le=86_400)
+    recent_errors: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=20)
+    search_query: str = Field(default="", max_length=512)
+    dismissed_doc_ids: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=100)
+
+    def to_proto(self, tenant_id: str) -> triage_pb2.SuggestForContextRequest:
+        return triage_pb2.SuggestForContextRequest(
+            customer=customer_pb2.CustomerRef(tenant_id=tenant_id, customer_id=self.customer_id),
+            context=triage_pb2.BrowsingContext(
+                page=self.page,
+                feature=self.feature,
+                dwell_seconds=self.dwell_seconds,
+                recent_errors=self.recent_errors,
+                search_query=self.search_query,
+            ),
+            dismissed_doc_ids=self.dismissed_doc_ids,
+        )
+
+
+class Suggestion(BaseModel):
+    doc_id: str
+    title: str
+    snippet: str = Field(description="One-sentence tip.")
+    url: str
+    relevance: float
+    reason: str
+    kind: Literal["unspecified", "article", "tip"] = Field(description="Link an article, or show the tip inline.")
+
+
+class SuggestionReply(BaseModel):
+    suggestion: Suggestion | None = Field(description="null means: show nothing.")
+    no_suggestion_reason: str | None = Field(description="Why nothing is suggested, e.g. 'rate_limited'.")
+    retry_after_seconds: int | None = Field(default=None, description="When rate-limited: seconds until the next.")
+
+    @classmethod
+    def from_proto(cls, response: triage_pb2.SuggestForContextResponse) -> SuggestionReply:
+        if not response.HasField("suggestion"):
+            return cls(
+                suggestion=None,
+                no_suggestion_reason=response.no_suggestion_reason or None,
+                retry_after_seconds=response.retry_after_seconds or None,
+            )
+        found = response.suggestion
+        return cls(
+            suggestion=Suggestion(
+                doc_id=found.doc_id,
+                title=found.title,
+                snippet=found.snippet,
+                url=found.url,
+                relevance=found.relevance,
+                reason=found.reason,
+                kind=enum_name(triage_pb2.SuggestionKind, found.kind),
+            ),
+            no_suggestion_reason=None,
+        )
+
+
+# --- knowledge-base documents (retrieval) ----------------------------------
+
+
+class DocumentIn(_Request):
+    doc_id: Id = Field(description="Your stable id; uploading the same id again replaces the document.")
+    title: str = Field(min_length=1, max_length=512)
+    body: str = Field(min_length=1, max_length=1_000_000)
+    format: Literal["markdown", "html", "text"] = "markdown"
+    doc_type: Literal["article", "faq", "changelog", "policy", "resolved_ticket"] = "article"
+    url: str = Field(default="", max_length=2048)
+    product: str = Field(default="", max_length=128)
+    version: str = Field(default="", max_length=64)
+    updated_at: IsoDateTime | None = None
+
+    def to_proto(self, tenant_id: str) -> retrieval_pb2.Document:
+        return retrieval_pb2.Document(
+            tenant_id=tenant_id,
+            doc_id=self.doc_id,
+            title=self.title,
+            body=self.body,
+            format=proto_enum(retrieval_pb2.DocumentFormat, self.format),
+            doc_type=proto_enum(retrieval_pb2.DocumentType, self.doc_type),
+            url=self.url,
+            product=self.product,
+            version=self.version,
+            updated_at=to_timestamp(self.updated_at),
+        )
+
+
+class UploadDocumentsRequest(_Request):
+    documents: list[DocumentIn] = Field(min_length=1, max_length=200)
+
+
+class IngestResult(BaseModel):
+    doc_id: str
+    outcome: Literal["unspecified", "created", "updated", "unchanged"]
+    chunk_count: int
+    content_hash: str
+
+
+class UploadDocumentsReply(BaseModel):
+    results: list[IngestResult]
+    chunks_written: int
+
+    @classmethod
+    def from_proto(cls, response: retrieval_pb2.IngestDocumentsResponse) -> UploadDocumentsReply:
+        return cls(
+            results=[
+                IngestResult(
+                    doc_id=r.doc_id,
+                    outcome=enum_name(retrieval_pb2.IngestOutcome, r.outcome),
+                    chunk_count=r.chunk_count,
+                    content_hash=r.content_hash,
+                )
+                for r in response.results
+            ],
+            chunks_written=response.chunks_written,
+        )
+
+
+class DocumentSummary(BaseModel):
+    doc_id: str
+    title: str
+    url: str
+    doc_type: DocType
+    product: str
+    version: str
+    updated_at: datetime | None
+    content_hash: str
+    chunk_count: int
+
+
+class DocumentListReply(BaseModel):
+    documents: list[DocumentSummary]
+    next_page_token: str | None
+
+    @classmethod
+    def from_proto(cls, response: retrieval_pb2.ListDocumentsResponse) -> DocumentListReply:
+        return cls(
+            documents=[
+                DocumentSummary(
+                    doc_id=d.doc_id,
+                    title=d.title,
+                    url=d.url,
+                    doc_type=enum_name(retrieval_pb2.DocumentType, d.doc_type),
+                    product=d.product,
+                    version=d.version,
+                    updated_at=_time(d, "updated_at"),
+                    content_hash=d.content_hash,
+                    chunk_count=d.chunk_count,
+                )
+                for d in response.documents
+            ],
+            next_page_token=response.next_page_token or None,
+        )
+
+
+class DeleteDocumentReply(BaseModel):
+    doc_id: str
+    deleted: Literal[True] = True
+
+
+# --- handoffs: queue, reply, resolve (escalation) ---------------------------
+
+HandoffStateName = Literal["waiting", "assigned", "resolved"]
+
+
+def _expected_version() -> Any:
+    return Field(default=0, ge=0, description="The handoff version you read; a stale one is refused (409). 0: any.")
+
+
+TierName = Literal["ai_resolved", "ai_assisted", "specialist", "manager_flagged"]
+
+
+class HandoffListReply(BaseModel):
+    handoffs: list[HandoffReply]
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last.")
+
+    @classmethod
+    def from_proto(cls, response: escalation_pb2.ListHandoffsResponse) -> HandoffListReply:
+        return cls(
+            handoffs=[HandoffReply.from_proto(h) for h in response.handoffs],
+            next_page_token=response.next_page_token or None,
+        )
+
+
+class IntentCorrection(_Request):
+    original_label: str = Field(min_length=1, max_length=128)
+    corrected_label: str = Field(min_length=1, max_length=128)
+
+
+class AgentReplyRequest(_Request):
+    final_text: str = Field(min_length=1, max_length=10_000, description="What the agent sent the customer.")
+    intent_correction: IntentCorrection | None = None
+    expected_version: StrictInt = _expected_version()
+
+    def to_proto(self, tenant_id: str, handoff_id: str, agent_id: str) -> escalation_pb2.SubmitAgentReplyRequest:
+        correction = self.intent_correction
+        return escalation_pb2.SubmitAgentReplyRequest(
+            tenant_id=tenant_id,
+            handoff_id=handoff_id,
+            agent_id=agent_id,
+            final_text=self.final_text,
+            expected_version=self.expected_version,
+            intent_correction=escalation_pb2.IntentCorrection(
+                original_label=correction.original_label, corrected_label=correction.corrected_label
+            )
+            if correction
+            else None,
+        )
+
+
+class AgentReplyReply(BaseModel):
+    draft_use: Literal["unspecified", "accepted", "edited", "rewritten", "discarded"]
+    edit_ratio: float = Field(description="Normalised edit distance between the AI draft and the sent text.")
+    handoff: HandoffReply | None = Field(description="The handoff after the reply.")
+
+    @classmethod
+    def from_proto(cls, response: escalation_pb2.SubmitAgentReplyResponse) -> AgentReplyReply:
+        return cls(
+            draft_use=enum_name(escalation_pb2.DraftUse, response.draft_use),
+            edit_ratio=response.edit_ratio,
+            handoff=HandoffReply.from_proto(response.handoff) if response.HasField("handoff") else None,
+        )
+
+
+class ResolveRequest(_Request):
+    resolution: str = Field(min_length=1, max_length=2000, description="How it was resolved, in words.")
+    expected_version: StrictInt = _expected_version()
+
+
+class AssignRequest(_Request):
+    expected_version: StrictInt = _expected_version()
+
+
+class DismissRequest(_Request):
+    customer_id: str = Field(min_length=1, max_length=256)
+
+
+class DismissReply(BaseModel):
+    newly_dismissed: bool = Field(description="False when this user had already dismissed it.")
+
+
+# --- insights and feedback (escalation) -------------------------------------
+
+
+class TopicPoint(BaseModel):
+    day: datetime | None
+    contacts: int
+    mean_confidence: float
+    automation_rate: float
+    escalation_rate: float
+    edit_rate: float
+
+
+class TopicSeries(BaseModel):
+    topic: str
+    points: list[TopicPoint]
+    confidence_drop_flagged: bool
+    confidence_drop_detail: str = Field(description="Why the topic was flagged, in words; empty when not.")
+
+
+class TopicInsightsReply(BaseModel):
+    topics: list[TopicSeries]
+
+    @classmethod
+    def from_proto(cls, response: escalation_pb2.GetTopicInsightsResponse) -> TopicInsightsReply:
+        return cls(
+            topics=[
+                TopicSeries(
+                    topic=t.topic,
+                    confidence_drop_flagged=t.confidence_drop_flagged,
+                    confidence_drop_detail=t.confidence_drop_detail,
+                    points=[
+                        TopicPoint(
+                            day=_time(p, "day"),
+                            contacts=p.contacts,
+                            mean_confidence=p.mean_confidence,
+                            automation_rate=p.automation_rate,
+                            escalation_rate=p.escalation_rate,
+                            edit_rate=p.edit_rate,
+                        )
+                        for p in t.points
+                    ],
+                )
+                for t in response.topics
+            ]
+        )
+
+
+class KnowledgeGap(BaseModel):
+    gap_id: str
+    suggested_title: str
+    question_count: int
+    examples: list[str]
+    last_seen: datetime | None
+
+
+class KnowledgeGapsReply(BaseModel):
+    gaps: list[KnowledgeGap]
+
+    @classmethod
+    def from_proto(cls, response: escalation_pb2.ListKnowledgeGapsResponse) -> KnowledgeGapsReply:
+        return cls(
+            gaps=[
+                KnowledgeGap(
+                    gap_id=g.gap_id,
+                    suggested_title=g.suggested_title,
+                    question_count=g.question_count,
+                    examples=list(g.examples),
+                    last_seen=_time(g, "last_seen"),
+                )
+                for g in response.gaps
+            ]
+        )
+
+
+class FeedbackExportReply(BaseModel):
+    record_count: int
+    jsonl: str = Field(description='JSON Lines, one {"prompt","rejected","chosen"} object per line.')
+    resume_since: datetime | None = Field(description="Set when the export stopped at its size limit: ask again "
+                                          "with since set to this.")
+
+    @classmethod
+    def from_proto(cls, response: escalation_pb2.ExportFeedbackResponse) -> FeedbackExportReply:
+        return cls(record_count=response.record_count, jsonl=response.jsonl,
+                   resume_since=_time(response, "resume_since"))
+
+
+class IntentCorrectionsReply(BaseModel):
+    example_count: int
+    jsonl: str = Field(description='JSON Lines of {"text","label"}: what triage\'s Retrain and train CLI accept.')
+
+
+# --- usage events and outreach ---------------------------------------------
+
+
+class UsageEventIn(_Request):
+    event_id: str = Field(min_length=1, max_length=128, description="Unique id; a repeat is counted once.")
+    account_id: str = Field(min_length=1, max_length=256)
+    occurred_at: IsoDateTime
+    feature: str = Field(default="", max_length=128)
+    endpoint: str = Field(default="", max_length=256)
+    status_code: StrictInt = Field(default=0, ge=0, le=999)
+    error_code: str = Field(default="", max_length=64)
+    count: StrictInt = Field(default=1, ge=1, le=1_000_000)
+    client_version: str = Field(default="", max_length=64)
+
+    def to_proto(self, tenant_id: str) -> outreach_pb2.UsageEvent:
+        return outreach_pb2.UsageEvent(
+            event_id=self.event_id,
+            tenant_id=tenant_id,
+            account_id=self.account_id,
+            occurred_at=to_timestamp(self.occurred_at),
+            feature=self.feature,
+            endpoint=self.endpoint,
+            status_code=self.status_code,
+            error_code=self.error_code,
+            count=self.count,
+            client_version=self.client_version,
+        )
+
+
+class UsageEventsRequest(_Request):
+    events: list[UsageEventIn] = Field(min_length=1, max_length=1000)
+
+
+class RejectedEvent(BaseModel):
+    event_id: str
+    reason: str
+
+
+class UsageEventsReply(BaseModel):
+    accepted: int
+    duplicates: int
+    late: int = Field(description="Accepted events whose day was already closed; they amend its aggregates.")
+    rejected: list[RejectedEvent]
+
+    @classmethod
+    def from_proto(cls, response: outreach_pb2.RecordUsageResponse) -> UsageEventsReply:
+        return cls(
+            accepted=response.accepted,
+            duplicates=response.duplicates,
+            late=response.late,
+            rejected=[RejectedEvent(event_id=r.event_id, reason=r.reason) for r in response.rejected],
+        )
+
+
+class Evidence(BaseModel):
+    statement: str
+    metric: str
+    before: float
+    after: float
+
+
+def _evidence(items: Any) -> list[Evidence]:
+    return [Evidence(statement=e.statement, metric=e.metric, before=e.before, after=e.after) for e in items]
+
+
+class RiskFinding(BaseModel):
+    finding_id: str
+    account_ids: list[str]
+    kind: Literal["unspecified", "activity_drop", "error_spike", "release_cluster", "churn_trend"]
+    feature: str
+    endpoint: str
+    error_code: str
+    release: str
+    evidence: list[Evidence]
+    detected_at: datetime | None
+    cause: str = Field(description="One-line analysed cause.")
+    severity: float = Field(description="In [0, 1]; findings come most severe first.")
+    suggested_fix: str = Field(description="Fix or next step from the best knowledge-base passage; may be empty.")
+    sources: list[Citation] = Field(description="Passages that explain or fix it.")
+    knowledge_unavailable: bool
+
+    @classmethod
+    def from_proto(cls, finding: outreach_pb2.RiskFinding) -> RiskFinding:
+        return cls(
+            finding_id=finding.finding_id,
+            account_ids=list(finding.account_ids),
+            kind=enum_name(outreach_pb2.RiskKind, finding.kind),
+            feature=finding.feature,
+            endpoint=finding.endpoint,
+            error_code=finding.error_code,
+            release=finding.release,
+            evidence=_evidence(finding.evidence),
+            detected_at=_time(finding, "detected_at"),
+            cause=finding.cause,
+            severity=finding.severity,
+            suggested_fix=finding.suggested_fix,
+            sources=[Citation.from_proto(c) for c in finding.sources],
+            knowledge_unavailable=finding.knowledge_unavailable,
+        )
+
+
+class DetectRisksRequest(_Request):
+    as_of: IsoDateTime | None = Field(default=None, description="Evaluate as of this time; now when omitted.")
+
+
+class DetectRisksReply(BaseModel):
+    findings: list[RiskFinding]
+
+
+DraftStateName = Literal["pending_review", "approved", "rejected", "sent"]
+
+
+class OutreachDraft(BaseModel):
+    draft_id: str
+    account_id: str
+    finding_id: str
+    subject: str
+    body: str
+    state: Literal["unspecified", "pending_review", "approved", "rejected", "sent"]
+    created_at: datetime | None
+    generator: str = Field(description="'llm' or 'template' (the deterministic fallback).")
+    reviewer_id: str | None
+    original_body: str = Field(description="Body as first drafted, before a reviewer's edit.")
+    sources: list[Citation] = Field(description="Passages the text is grounded in (its lineage).")
+
+    @classmethod
+    def from_proto(cls, draft: outreach_pb2.OutreachDraft) -> OutreachDraft:
+        return cls(
+            draft_id=draft.draft_id,
+            account_id=draft.account_id,
+            finding_id=draft.finding_id,
+            subject=draft.subject,
+            body=draft.body,
+            state=enum_name(outreach_pb2.DraftState, draft.state),
+            created_at=_time(draft, "created_at"),
+            generator=draft.generator,
+            reviewer_id=draft.reviewer_id or None,
+            original_body=draft.original_body,
+            sources=[Citation.from_proto(c) for c in draft.lineage.sources],
+        )
+
+
+class SkippedAccount(BaseModel):
+    account_id: str
+    reason: str = Field(description="'opted_out', 'frequency_cap', 'churned' or 'no_contact'.")
+
+
+class DraftsReply(BaseModel):
+    drafts: list[OutreachDraft]
+    skipped: list[SkippedAccount] = Field(default_factory=list, description="Affected accounts that got no draft.")
+
+
+class ReviewDraftRequest(_Request):
+    action: Literal["approve", "edit", "reject"]
+    edited_body: str | None = Field(default=None, min_length=1, max_length=20_000, description="For action edit.")
+
+
+class AccountIn(_Request):
+    account_id: str = Field(min_length=1, max_length=256, description="As in usage events.")
+    name: str = Field(default="", max_length=256)
+    contact_name: str = Field(default="", max_length=128, description="First name messages are addressed to.")
+    contact_email: str = Field(default="", max_length=320)
+    csm_name: str = Field(default="", max_length=128)
+    csm_email: str = Field(default="", max_length=320)
+    timezone: str = Field(default="", max_length=64, description="IANA time zone, for quiet hours; UTC when empty.")
+    opted_out: StrictBool = False
+    churned_at: IsoDateTime | None = None
+
+    def to_proto(self, tenant_id: str) -> outreach_pb2.Account:
+        return outreach_pb2.Account(
+            tenant_id=tenant_id,
+            account_id=self.account_id,
+            name=self.name,
+            contact_name=self.contact_name,
+            contact_email=self.contact_email,
+            csm_name=self.csm_name,
+            csm_email=self.csm_email,
+            timezone=self.timezone,
+            opted_out=self.opted_out,
+            churned_at=to_timestamp(self.churned_at),
+        )
+
+
+class UpsertAccountsRequest(_Request):
+    accounts: list[AccountIn] = Field(min_length=1, max_length=1000)
+
+
+class UpsertAccountsReply(BaseModel):
+    created: int
+    updated: int
+
+
+# --- conversation history (concierge) -----------------------------------------
+
+
+class ConversationTurn(BaseModel):
+    customer_text: str
+    outcome: MessageReply
+    created_at: datetime | None
+
+
+class ConversationReply(BaseModel):
+    conversation_id: str
+    messages: list[ConversationMessage]
+    turns: list[ConversationTurn]
+
+    @classmethod
+    def from_proto(cls, conversation_id: str, response: concierge_pb2.GetConversationResponse) -> ConversationReply:
+        return cls(
+            conversation_id=conversation_id,
+            messages=[
+                ConversationMessage(role=enum_name(conversation_pb2.Role, m.role), text=m.text,
+                                    sent_at=_time(m, "sent_at"))
+                for m in response.conversation.messages
+            ],
+            turns=[
+                ConversationTurn(
+                    customer_text=t.customer_text,
+                    outcome=MessageReply.from_proto(conversation_id, t.outcome, trace_id=t.outcome.lineage.trace_id),
+                    created_at=_time(t, "created_at"),
+                )
+                for t in response.turns
+            ],
         )

@@ -71,6 +71,15 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"The request body is larger than {limit} bytes.")
 
 
+class NotFoundProblem(StarletteHTTPException):
+    """A 404 the gateway itself decides from a backend's answer (e.g. a delete
+    that found nothing), with a stable reason."""
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(404, detail)
+        self.reason = reason
+
+
 def problem(
     status: int,
     detail: str,

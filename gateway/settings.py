@@ -6,10 +6,11 @@ at boot instead of answering 503 to every request later.
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class GatewaySettings(BaseSettings):
@@ -25,6 +26,23 @@ class GatewaySettings(BaseSettings):
     request_timeout_s: float = Field(default=60.0, gt=0)
     # Request bodies above this are refused with 413 before they reach a handler.
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # Bulk uploads (documents, usage events, accounts) get a larger limit.
+    max_upload_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+
+    # Where the API key store lives by default (DATA_DIR, as for the services).
+    data_dir: Path = Path("var")
+    # Hashed API keys (JSON written by `python -m gateway.keys`); empty means
+    # <DATA_DIR>/gateway/api_keys.json. Re-read when the file changes.
+    api_keys_file: Path | None = None
+    # The same JSON document inline (e.g. from a Kubernetes Secret); when set,
+    # it is used instead of the file.
+    api_keys: str = ""
+    # Per-key token bucket: sustained requests per second and burst size.
+    rate_limit_per_s: float = Field(default=10.0, gt=0)
+    rate_limit_burst: int = Field(default=40, ge=1)
+    # Browser origins allowed to call the API cross-origin (comma-separated);
+    # empty means same-origin only (the console is served by the gateway itself).
+    cors_origins: Annotated[list[str], NoDecode] = []
 
     # Backend addresses (host:port), one per service; required.
     retrieval_addr: str
@@ -32,3 +50,14 @@ class GatewaySettings(BaseSettings):
     concierge_addr: str
     escalation_addr: str
     outreach_addr: str
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def keys_path(self) -> Path:
+        return self.api_keys_file or self.data_dir / "gateway" / "api_keys.json"

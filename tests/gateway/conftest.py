@@ -1,12 +1,14 @@
 """A real gRPC server hosting test doubles of the five backends, and a
-gateway app wired to it through real channels."""
+gateway app wired to it through real channels, with API keys."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -20,18 +22,26 @@ from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from gateway.app import create_app
 from gateway.backends import Backends
+from gateway.keys import Role, create_key
 from gateway.settings import GatewaySettings
 from servicekit.server import RunningServer, mount, start_server
 from servicekit.settings import ServiceSettings
 
+TENANT = "demo"
+OTHER_TENANT = "acme"
+
 
 @dataclass
 class Script:
-    """What a test double answers: a message or an exception, after an optional delay."""
+    """What a test double answers: a message (a list of them for a server
+    stream) or an exception, after an optional delay. Client-streamed
+    requests are recorded as one list per call."""
 
-    outcome: ProtoMessage | BaseException | None = None
+    outcome: ProtoMessage | list[ProtoMessage | float | BaseException] | BaseException | None = None
     delay_s: float = 0.0
     requests: list[Any] = field(default_factory=list)
+    # Set when the caller went away in the middle of a server stream.
+    cancelled: bool = False
 
     async def play(self, request: Any) -> Any:
         self.requests.append(request)
@@ -42,95 +52,143 @@ class Script:
         return self.outcome
 
 
-class FakeConcierge(concierge_pb2_grpc.ConciergeServiceServicer):
-    def __init__(self) -> None:
-        self.converse = Script(concierge_pb2.ConverseResponse())
-
-    async def Converse(self, request, context):  # type: ignore[no-untyped-def]
-        return await self.converse.play(request)
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
-class FakeEscalation(escalation_pb2_grpc.EscalationServiceServicer):
-    def __init__(self) -> None:
-        self.get_handoff = Script(escalation_pb2.GetHandoffResponse())
+class Fake:
+    """A servicer for every RPC of one service; `fake.<rpc_in_snake_case>` is
+    its Script, answering the response type's empty message by default."""
 
-    async def GetHandoff(self, request, context):  # type: ignore[no-untyped-def]
-        return await self.get_handoff.play(request)
+    def __init__(self, pb2: ModuleType, pb2_grpc: ModuleType) -> None:
+        (service,) = pb2.DESCRIPTOR.services_by_name.values()
+        self.scripts: dict[str, Script] = {}
+        for method in service.methods:
+            script = Script(getattr(pb2, method.output_type.name)())
+            if method.server_streaming:
+                script.outcome = []
+            self.scripts[_snake(method.name)] = script
+            setattr(self, method.name, self._handler(method, script))
+
+    def __getattr__(self, name: str) -> Script:
+        try:
+            return self.__dict__["scripts"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @staticmethod
+    def _handler(method: Any, script: Script) -> Any:
+        if method.server_streaming:
+            async def stream(request, context):  # type: ignore[no-untyped-def]
+                messages = await script.play(request)
+                try:
+                    for message in messages:
+                        if isinstance(message, BaseException):
+                            raise message
+                        if isinstance(message, float):  # a pause in the stream
+                            await asyncio.sleep(message)
+                            continue
+                        yield message
+                        await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    script.cancelled = True
+                    raise
+            return stream
+        if method.client_streaming:
+            async def collect(request_iterator, context):  # type: ignore[no-untyped-def]
+                return await script.play([r async for r in request_iterator])
+            return collect
+
+        async def unary(request, context):  # type: ignore[no-untyped-def]
+            return await script.play(request)
+        return unary
 
 
-class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
-    def __init__(self) -> None:
-        self.search = Script(retrieval_pb2.SearchResponse())
-
-    async def Search(self, request, context):  # type: ignore[no-untyped-def]
-        return await self.search.play(request)
-
-
-class FakeTriage(triage_pb2_grpc.TriageServiceServicer):
-    def __init__(self) -> None:
-        self.triage_contact = Script(triage_pb2.TriageContactResponse())
-
-    async def TriageContact(self, request, context):  # type: ignore[no-untyped-def]
-        return await self.triage_contact.play(request)
-
-
-class FakeOutreach(outreach_pb2_grpc.OutreachServiceServicer):
-    """No route calls outreach yet; it only has to be healthy."""
+_SERVICES: dict[str, tuple[ModuleType, ModuleType]] = {
+    "concierge": (concierge_pb2, concierge_pb2_grpc),
+    "escalation": (escalation_pb2, escalation_pb2_grpc),
+    "retrieval": (retrieval_pb2, retrieval_pb2_grpc),
+    "triage": (triage_pb2, triage_pb2_grpc),
+    "outreach": (outreach_pb2, outreach_pb2_grpc),
+}
 
 
 @dataclass
 class Mesh:
     server: RunningServer
-    concierge: FakeConcierge
-    escalation: FakeEscalation
-    retrieval: FakeRetrieval
-    triage: FakeTriage
-    outreach: FakeOutreach
+    fakes: dict[str, Fake]
+    keys_path: Path
+    _keys: dict[tuple[str, Role], str] = field(default_factory=dict)
+
+    @property
+    def concierge(self) -> Any:
+        return self.fakes["concierge"]
+
+    @property
+    def escalation(self) -> Any:
+        return self.fakes["escalation"]
+
+    @property
+    def retrieval(self) -> Any:
+        return self.fakes["retrieval"]
+
+    @property
+    def triage(self) -> Any:
+        return self.fakes["triage"]
+
+    @property
+    def outreach(self) -> Any:
+        return self.fakes["outreach"]
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.server.port}"
 
+    def key(self, role: Role = Role.ADMIN, tenant: str = TENANT) -> str:
+        """An API key for (tenant, role), made once per test."""
+        if (tenant, role) not in self._keys:
+            self._keys[tenant, role] = create_key(self.keys_path, tenant, role, f"{role.label}-{tenant}")[0]
+        return self._keys[tenant, role]
+
     def settings(self, **overrides: Any) -> GatewaySettings:
-        addresses = {
-            f"{name}_addr": self.address for name in ("retrieval", "triage", "concierge", "escalation", "outreach")
-        }
-        return GatewaySettings(**(addresses | overrides))
+        addresses = {f"{name}_addr": self.address for name in _SERVICES}
+        return GatewaySettings(**(addresses | {"api_keys_file": self.keys_path} | overrides))
 
 
-@pytest.fixture
-async def mesh() -> AsyncIterator[Mesh]:
-    fakes = {
-        "concierge": FakeConcierge(),
-        "escalation": FakeEscalation(),
-        "retrieval": FakeRetrieval(),
-        "triage": FakeTriage(),
-        "outreach": FakeOutreach(),
-    }
-    mounts = [
-        mount(fakes["concierge"], concierge_pb2, concierge_pb2_grpc),
-        mount(fakes["escalation"], escalation_pb2, escalation_pb2_grpc),
-        mount(fakes["retrieval"], retrieval_pb2, retrieval_pb2_grpc),
-        mount(fakes["triage"], triage_pb2, triage_pb2_grpc),
-        mount(fakes["outreach"], outreach_pb2, outreach_pb2_grpc),
-    ]
+@asynccontextmanager
+async def start_mesh(keys_path: Path) -> AsyncIterator[Mesh]:
+    fakes = {name: Fake(pb2, pb2_grpc) for name, (pb2, pb2_grpc) in _SERVICES.items()}
+    mounts = [mount(fakes[name], pb2, pb2_grpc) for name, (pb2, pb2_grpc) in _SERVICES.items()]
     server = await start_server(ServiceSettings(port=0), mounts)
     try:
-        yield Mesh(server=server, **fakes)  # type: ignore[arg-type]
+        yield Mesh(server=server, fakes=fakes, keys_path=keys_path)
     finally:
         await server.stop(0)
 
 
+@pytest.fixture
+async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
+    async with start_mesh(tmp_path / "api_keys.json") as started:
+        yield started
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 @asynccontextmanager
 async def open_gateway(
-    settings: GatewaySettings, *, raise_app_exceptions: bool = True
+    settings: GatewaySettings, *, key: str | None = None, raise_app_exceptions: bool = True
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The gateway app on real Backends, driven in-process over ASGI."""
+    """The gateway app on real Backends, driven in-process over ASGI; every
+    request carries `key` when one is given."""
     backends = Backends.connect(settings)
     app = create_app(settings, backends)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gateway", headers=bearer(key) if key else None
+        ) as client:
             yield client
     finally:
         await backends.close()
@@ -138,5 +196,11 @@ async def open_gateway(
 
 @pytest.fixture
 async def gateway(mesh: Mesh) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_gateway(mesh.settings()) as client:
+    """The gateway, as an admin of tenant demo (every route allowed)."""
+    async with open_gateway(mesh.settings(), key=mesh.key(Role.ADMIN)) as client:
         yield client
+
+
+def one(requests: Iterable[Any]) -> Any:
+    (request,) = requests
+    return request

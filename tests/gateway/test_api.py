@@ -76,6 +76,8 @@ async def test_message_maps_every_field(
         "decision": "answered",
         "decision_reason": "confident",
         "handoff_id": None,
+        "threshold": 0.85,
+        "turn_index": 0,
         "trace_id": body["trace_id"],
     }
     (sent,) = mesh.concierge.converse.requests
@@ -157,7 +159,7 @@ async def test_backend_field_violation_reaches_the_client(mesh: Mesh, gateway: h
 
 async def test_backend_down_is_503_not_a_hang(mesh: Mesh) -> None:
     settings = mesh.settings(concierge_addr=f"127.0.0.1:{free_port()}")
-    async with open_gateway(settings) as gateway:
+    async with open_gateway(settings, key=mesh.key()) as gateway:
         started = time.monotonic()
         response = await gateway.post(MESSAGE_URL, json={"text": "hello?", "customer": CUSTOMER})
         elapsed = time.monotonic() - started
@@ -170,7 +172,7 @@ async def test_backend_down_is_503_not_a_hang(mesh: Mesh) -> None:
 
 async def test_slow_backend_is_504_within_the_request_budget(mesh: Mesh) -> None:
     mesh.concierge.converse.delay_s = 5.0
-    async with open_gateway(mesh.settings(request_timeout_s=0.3)) as gateway:
+    async with open_gateway(mesh.settings(request_timeout_s=0.3), key=mesh.key()) as gateway:
         started = time.monotonic()
         response = await gateway.post(MESSAGE_URL, json={"text": "hello?", "customer": CUSTOMER})
         elapsed = time.monotonic() - started
@@ -440,11 +442,40 @@ async def test_openapi_lists_the_routes_and_their_problems(gateway: httpx.AsyncC
     assert {
         "/healthz",
         "/readyz",
+        "/v1/me",
+        "/v1/conversations/{conversation_id}",
         "/v1/conversations/{conversation_id}/messages",
-        "/v1/tenants/{tenant_id}/handoffs/{handoff_id}",
+        "/v1/conversations/{conversation_id}/messages/stream",
+        "/v1/tenants/{tenant_id}/intake/email",
+        "/v1/tenants/{tenant_id}/browsing-events",
+        "/v1/tenants/{tenant_id}/suggestions/{doc_id}/dismiss",
+        "/v1/tenants/{tenant_id}/kb/documents",
+        "/v1/tenants/{tenant_id}/kb/documents/{doc_id}",
         "/v1/tenants/{tenant_id}/kb/search",
+        "/v1/tenants/{tenant_id}/handoffs",
+        "/v1/tenants/{tenant_id}/handoffs/{handoff_id}",
+        "/v1/tenants/{tenant_id}/handoffs/{handoff_id}/assign",
+        "/v1/tenants/{tenant_id}/handoffs/{handoff_id}/replies",
+        "/v1/tenants/{tenant_id}/handoffs/{handoff_id}/resolve",
         "/v1/tenants/{tenant_id}/triage",
-    } <= paths.keys()
+        "/v1/tenants/{tenant_id}/insights/topics",
+        "/v1/tenants/{tenant_id}/insights/knowledge-gaps",
+        "/v1/tenants/{tenant_id}/feedback/export",
+        "/v1/tenants/{tenant_id}/feedback/intent-corrections",
+        "/v1/tenants/{tenant_id}/usage-events",
+        "/v1/tenants/{tenant_id}/outreach/accounts",
+        "/v1/tenants/{tenant_id}/outreach/detect",
+        "/v1/tenants/{tenant_id}/outreach/findings/{finding_id}/drafts",
+        "/v1/tenants/{tenant_id}/outreach/drafts",
+        "/v1/tenants/{tenant_id}/outreach/drafts/{draft_id}/review",
+    } == {path for path in paths if path != "/"}
+    # Every /v1 operation declares the bearer API key; health does not.
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path, operations in paths.items():
+        for operation in operations.values():
+            assert bool(operation.get("security")) == path.startswith("/v1/"), path
+    stream = paths["/v1/conversations/{conversation_id}/messages/stream"]["post"]["responses"]["200"]
+    assert list(stream["content"]) == ["text/event-stream"]
     post_message = paths["/v1/conversations/{conversation_id}/messages"]["post"]
     assert post_message["operationId"] == "post_message"
     assert "422" not in post_message["responses"], "validation errors are 400, not FastAPI's 422"

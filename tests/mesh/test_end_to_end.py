@@ -60,6 +60,7 @@ def _post(stack: Stack, text: str, conversation_id: str = "conv-e2e", **extra: o
     return httpx.post(
         f"{stack.gateway_url}/v1/conversations/{conversation_id}/messages",
         json={"text": text, "customer": CUSTOMER, **extra},
+        headers={"Authorization": f"Bearer {stack.api_keys['channel']}"},
         timeout=60,
     )
 
@@ -127,7 +128,11 @@ def test_unknown_knowledge_escalates_honestly(stack: Stack) -> None:
     body = response.json()
     assert body["decision"] == "escalated"
     assert body["handoff_id"]
-    handoff = httpx.get(f"{stack.gateway_url}/v1/tenants/demo/handoffs/{body['handoff_id']}", timeout=10)
+    handoff = httpx.get(
+        f"{stack.gateway_url}/v1/tenants/demo/handoffs/{body['handoff_id']}",
+        headers={"Authorization": f"Bearer {stack.api_keys['agent']}"},
+        timeout=10,
+    )
     assert handoff.status_code == 200, handoff.text
 
 
@@ -143,3 +148,14 @@ def test_backend_down_is_503_not_a_hang(stack: Stack) -> None:
     assert response.headers["content-type"].startswith("application/problem+json")
     ready = httpx.get(f"{stack.gateway_url}/readyz", timeout=5)
     assert ready.status_code == 503
+
+
+def test_the_supervisor_restarts_a_dead_service_and_the_gateway_reconnects(stack: Stack) -> None:
+    # Runs after the concierge was stopped above; kill -9 another one too.
+    stack.processes["triage"].send_signal(signal.SIGKILL)
+    stack.processes["triage"].wait(timeout=15)
+    assert set(stack.supervise()) == {"concierge", "triage"}
+    stack.wait_ready(120)
+    response = _post(stack, "How do I rotate an API key?", conversation_id="conv-after-restart")
+    assert response.status_code == 200, response.text
+    assert response.json()["decision"] in {"answered", "escalated", "clarify"}

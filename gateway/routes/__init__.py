@@ -1,0 +1,15 @@
+"""The /v1 API, one router per area; each handler is one gRPC call."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway.routes import conversations, handoffs, insights, knowledge, outreach
+
+ROUTERS: tuple[APIRouter, ...] = (
+    conversations.router,
+    knowledge.router,
+    handoffs.router,
+    insights.router,
+    outreach.router,
+)

@@ -1,0 +1,211 @@
+"""Customer channels: chat messages (whole or streamed as Server-Sent Events),
+email/ticket intake, Tier-0 browsing events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import grpc
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from aftercare.concierge.v1 import concierge_pb2
+from aftercare.triage.v1 import triage_pb2
+from aftercare.type.v1 import customer_pb2
+from gateway.auth import ChannelKey, check_tenant
+from gateway.deps import BackendsDep, ConversationId, DocId, SettingsDep, TenantId
+from gateway.models import (
+    BrowsingEventRequest,
+    ConversationReply,
+    DeltaEvent,
+    DismissReply,
+    DismissRequest,
+    EmailIntakeRequest,
+    Me,
+    MessageReply,
+    PostMessageRequest,
+    SuggestionReply,
+)
+from gateway.problems import problem_responses, rpc_error_problem
+from servicekit.deadlines import budget
+from servicekit.tracing import current_trace_id
+
+router = APIRouter()
+
+_SSE_DESCRIPTION = (
+    "A stream of Server-Sent Events: `delta` events (`{\"text\": ...}`, the next piece of the reply), "
+    "then one `outcome` event (a MessageReply), or an `error` event (a Problem) if the backend fails "
+    "mid-stream. Errors before the first event are ordinary problem+json responses."
+)
+
+
+def _sse(event: str, data: BaseModel | dict[str, Any]) -> bytes:
+    payload = data.model_dump_json() if isinstance(data, BaseModel) else json.dumps(data)
+    return f"event: {event}\ndata: {payload}\n\n".encode()
+
+
+@router.get(
+    "/v1/me",
+    response_model=Me,
+    tags=["auth"],
+    summary="The API key's tenant, role and holder; calls no backend.",
+    responses=problem_responses(401, 429),
+)
+async def me(key: ChannelKey) -> Me:
+    return Me(key_id=key.key_id, tenant_id=key.tenant_id, role=key.role.label, name=key.name)
+
+
+@router.post(
+    "/v1/conversations/{conversation_id}/messages",
+    response_model=MessageReply,
+    tags=["conversations"],
+    summary="Send a customer message; get the concierge's answer or handoff.",
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 429, 503, 504),
+)
+async def post_message(
+    conversation_id: ConversationId,
+    body: PostMessageRequest,
+    key: ChannelKey,
+    backends: BackendsDep,
+    settings: SettingsDep,
+) -> MessageReply:
+    check_tenant(key, body.customer.tenant_id)
+    with budget(settings.request_timeout_s):
+        response = await backends.concierge.stub.Converse(body.to_proto(conversation_id, key.tenant_id))
+    return MessageReply.from_proto(conversation_id, response, trace_id=current_trace_id())
+
+
+@router.post(
+    "/v1/conversations/{conversation_id}/messages/stream",
+    response_class=StreamingResponse,
+    tags=["conversations"],
+    summary="Send a customer message; the answer streams back as Server-Sent Events.",
+    responses={
+        200: {
+            "description": _SSE_DESCRIPTION,
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **problem_responses(400, 401, 403, 404, 409, 413, 429, 503, 504),
+    },
+)
+async def stream_message(
+    conversation_id: ConversationId,
+    body: PostMessageRequest,
+    key: ChannelKey,
+    backends: BackendsDep,
+    settings: SettingsDep,
+) -> StreamingResponse:
+    check_tenant(key, body.customer.tenant_id)
+    request = concierge_pb2.StreamConverseRequest(request=body.to_proto(conversation_id, key.tenant_id))
+    with budget(settings.request_timeout_s):
+        call = backends.concierge.stub.StreamConverse(request)
+    try:
+        # Waiting for the first event lets a refusal (bad input, backend down)
+        # still be a proper status code instead of an error inside a 200 stream.
+        first = await call.read()
+    except BaseException:
+        call.cancel()
+        raise
+    trace_id = current_trace_id()
+
+    async def events() -> AsyncIterator[bytes]:
+        message = first
+        try:
+            while message is not grpc.aio.EOF:
+                kind = message.WhichOneof("event")
+                if kind == "delta":
+                    yield _sse("delta", DeltaEvent(text=message.delta))
+                elif kind == "outcome":
+                    yield _sse("outcome", MessageReply.from_proto(conversation_id, message.outcome, trace_id))
+                message = await call.read()
+        except grpc.aio.AioRpcError as error:
+            yield _sse("error", json.loads(rpc_error_problem(error).body))
+        finally:
+            call.cancel()  # the client went away, or we are done: free the backend
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        # No caching, and no buffering by proxies (nginx honours X-Accel-Buffering).
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/intake/email",
+    response_model=MessageReply,
+    tags=["conversations"],
+    summary="Inbound email or ticket (a mail webhook): answered by the concierge on the email channel.",
+    responses=problem_responses(400, 401, 403, 409, 413, 429, 503, 504),
+)
+async def intake_email(
+    tenant_id: TenantId, body: EmailIntakeRequest, key: ChannelKey, backends: BackendsDep, settings: SettingsDep
+) -> MessageReply:
+    request = body.to_proto(key.tenant_id)
+    with budget(settings.request_timeout_s):
+        response = await backends.concierge.stub.Converse(request)
+    return MessageReply.from_proto(request.conversation_id, response, trace_id=current_trace_id())
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/browsing-events",
+    response_model=SuggestionReply,
+    tags=["tier 0"],
+    summary="What a user is looking at in the product; at most one Tier-0 suggestion back, or none.",
+    responses=problem_responses(400, 401, 403, 413, 429, 503, 504),
+)
+async def browsing_event(
+    tenant_id: TenantId, body: BrowsingEventRequest, key: ChannelKey, backends: BackendsDep, settings: SettingsDep
+) -> SuggestionReply:
+    with budget(settings.request_timeout_s):
+        response = await backends.triage.stub.SuggestForContext(body.to_proto(key.tenant_id))
+    return SuggestionReply.from_proto(response)
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/suggestions/{doc_id}/dismiss",
+    response_model=DismissReply,
+    tags=["tier 0"],
+    summary="The user dismissed a suggestion: it is never suggested to them again.",
+    responses=problem_responses(400, 401, 403, 413, 429, 503, 504),
+)
+async def dismiss_suggestion(
+    tenant_id: TenantId,
+    doc_id: DocId,
+    body: DismissRequest,
+    key: ChannelKey,
+    backends: BackendsDep,
+    settings: SettingsDep,
+) -> DismissReply:
+    request = triage_pb2.DismissSuggestionRequest(
+        customer=customer_pb2.CustomerRef(tenant_id=key.tenant_id, customer_id=body.customer_id), doc_id=doc_id
+    )
+    with budget(settings.request_timeout_s):
+        response = await backends.triage.stub.DismissSuggestion(request)
+    return DismissReply(newly_dismissed=response.newly_dismissed)
+
+
+@router.get(
+    "/v1/conversations/{conversation_id}",
+    response_model=ConversationReply,
+    tags=["conversations"],
+    summary="A stored conversation with every turn and its outcome (a returning customer's history).",
+    responses=problem_responses(400, 401, 403, 404, 429, 503, 504),
+)
+async def get_conversation(
+    conversation_id: ConversationId,
+    key: ChannelKey,
+    backends: BackendsDep,
+    settings: SettingsDep,
+    customer_id: Annotated[str, Query(min_length=1, max_length=256, description="Whose conversation it is.")],
+) -> ConversationReply:
+    request = concierge_pb2.GetConversationRequest(
+        customer=customer_pb2.CustomerRef(tenant_id=key.tenant_id, customer_id=customer_id),
+        conversation_id=conversation_id,
+    )
+    with budget(settings.request_timeout_s):
+        response = await backends.concierge.stub.GetConversation(request)
+    return ConversationReply.from_proto(conversation_id, response)

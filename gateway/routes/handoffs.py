@@ -1,0 +1,159 @@
+"""The agent's side: the handoff queue, one handoff with its context package,
+the reply (recorded as feedback on the AI draft), resolution, and triage."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from aftercare.escalation.v1 import escalation_pb2
+from aftercare.triage.v1 import triage_pb2
+from gateway.auth import AgentKey
+from gateway.deps import BackendsDep, HandoffId, SettingsDep, TenantId
+from gateway.models import (
+    AgentReplyReply,
+    AgentReplyRequest,
+    AssignRequest,
+    HandoffListReply,
+    HandoffReply,
+    HandoffStateName,
+    ResolveRequest,
+    TierName,
+    TriageReply,
+    TriageRequest,
+    proto_enum,
+)
+from gateway.problems import problem_responses
+from servicekit.deadlines import budget
+
+router = APIRouter(tags=["handoffs"])
+
+
+@router.get(
+    "/v1/tenants/{tenant_id}/handoffs",
+    response_model=HandoffListReply,
+    summary="The handoff queue, by priority then age.",
+    responses=problem_responses(400, 401, 403, 429, 503, 504),
+)
+async def list_handoffs(
+    tenant_id: TenantId,
+    key: AgentKey,
+    backends: BackendsDep,
+    settings: SettingsDep,
+    queue: Annotated[str, Query(max_length=128, description="One queue; all when empty.")] = "",
+    state: Annotated[HandoffStateName | None, Query(description="Waiting and assigned when omitted.")] = None,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+    page_token: Annotated[str, Query(max_length=512)] = "",
+    tier: Annotated[TierName | None, Query(description="Every tier when omitted.")] = None,
+) -> HandoffListReply:
+    request = escalation_pb2.ListHandoffsRequest(
+        tenant_id=key.tenant_id,
+        queue=queue,
+        state=proto_enum(escalation_pb2.HandoffState, state) if state else None,
+        tier=proto_enum(triage_pb2.Tier, tier) if tier else None,
+        page_size=page_size,
+        page_token=page_token,
+    )
+    with budget(settings.request_timeout_s):
+        response = await backends.escalation.stub.ListHandoffs(request)
+    return HandoffListReply.from_proto(response)
+
+
+@router.get(
+    "/v1/tenants/{tenant_id}/handoffs/{handoff_id}",
+    response_model=HandoffReply,
+    summary="One handoff with its context package.",
+    responses=problem_responses(400, 401, 403, 404, 429, 503, 504),
+)
+async def get_handoff(
+    tenant_id: TenantId, handoff_id: HandoffId, key: AgentKey, backends: BackendsDep, settings: SettingsDep
+) -> HandoffReply:
+    request = escalation_pb2.GetHandoffRequest(tenant_id=key.tenant_id, handoff_id=handoff_id)
+    with budget(settings.request_timeout_s):
+        response = await backends.escalation.stub.GetHandoff(request)
+    return HandoffReply.from_proto(response.handoff)
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/handoffs/{handoff_id}/assign",
+    response_model=HandoffReply,
+    summary="Take a waiting handoff: the key's holder becomes its agent.",
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 429, 503, 504),
+)
+async def assign_handoff(
+    tenant_id: TenantId,
+    handoff_id: HandoffId,
+    body: AssignRequest,
+    key: AgentKey,
+    backends: BackendsDep,
+    settings: SettingsDep,
+) -> HandoffReply:
+    request = escalation_pb2.AssignHandoffRequest(
+        tenant_id=key.tenant_id, handoff_id=handoff_id, agent_id=key.name, expected_version=body.expected_version
+    )
+    with budget(settings.request_timeout_s):
+        response = await backends.escalation.stub.AssignHandoff(request)
+    return HandoffReply.from_proto(response.handoff)
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/handoffs/{handoff_id}/replies",
+    response_model=AgentReplyReply,
+    summary="Record what the agent sent; compared with the AI draft for the feedback loop.",
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 429, 503, 504),
+)
+async def reply_to_handoff(
+    tenant_id: TenantId,
+    handoff_id: HandoffId,
+    body: AgentReplyRequest,
+    key: AgentKey,
+    backends: BackendsDep,
+    settings: SettingsDep,
+) -> AgentReplyReply:
+    # The agent is who holds the key, never a claim in the body.
+    request = body.to_proto(key.tenant_id, handoff_id, agent_id=key.name)
+    with budget(settings.request_timeout_s):
+        response = await backends.escalation.stub.SubmitAgentReply(request)
+    return AgentReplyReply.from_proto(response)
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/handoffs/{handoff_id}/resolve",
+    response_model=HandoffReply,
+    summary="Close a handoff with its resolution.",
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 429, 503, 504),
+)
+async def resolve_handoff(
+    tenant_id: TenantId,
+    handoff_id: HandoffId,
+    body: ResolveRequest,
+    key: AgentKey,
+    backends: BackendsDep,
+    settings: SettingsDep,
+) -> HandoffReply:
+    request = escalation_pb2.ResolveHandoffRequest(
+        tenant_id=key.tenant_id,
+        handoff_id=handoff_id,
+        agent_id=key.name,
+        resolution=body.resolution,
+        expected_version=body.expected_version,
+    )
+    with budget(settings.request_timeout_s):
+        response = await backends.escalation.stub.ResolveHandoff(request)
+    return HandoffReply.from_proto(response.handoff)
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/triage",
+    response_model=TriageReply,
+    tags=["triage"],
+    summary="Intent, sentiment, risk flags, priority and route of one message.",
+    responses=problem_responses(400, 401, 403, 413, 429, 503, 504),
+)
+async def triage(
+    tenant_id: TenantId, body: TriageRequest, key: AgentKey, backends: BackendsDep, settings: SettingsDep
+) -> TriageReply:
+    with budget(settings.request_timeout_s):
+        response = await backends.triage.stub.TriageContact(body.to_proto(key.tenant_id))
+    return TriageReply.from_proto(response)
