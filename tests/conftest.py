@@ -30,6 +30,14 @@ def _tracing() -> None:
     configure_tracing("aftercare-tests", SimpleSpanProcessor(_EXPORTER))
 
 
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    """One embedding model for the whole session: loading it is the slow part."""
+    from services.retrieval.embedding import Embedder
+
+    return Embedder()
+
+
 @pytest.fixture
 def spans() -> InMemorySpanExporter:
     _EXPORTER.clear()

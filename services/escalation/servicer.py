@@ -231,6 +231,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         _check_id(problems, request.tenant_id, "tenant_id")
         problems.check(request.page_size >= 0, "page_size", "must not be negative")
         problems.check(request.tier in triage_pb2.Tier.values(), "tier", "unknown tier")
+        problems.check(request.state in escalation_pb2.HandoffState.values(), "state", "unknown state")
         problems.raise_if_any()
         states = (request.state,) if request.state else OPEN_STATES
         # Too large a page is coerced to the maximum rather than refused (AIP-158).

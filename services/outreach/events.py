@@ -93,6 +93,7 @@ def account_problems(account: outreach_pb2.Account) -> list[tuple[str, str]]:
     if account.timezone:
         try:
             zoneinfo.ZoneInfo(account.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        # A path-like name ("../x") reaches the file system: OSError, not "not found".
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
             problems.append(("timezone", "not an IANA time zone, e.g. Europe/Paris"))
     return problems

@@ -347,6 +347,7 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
     ) -> outreach_pb2.ListDraftsResponse:
         problems = Violations()
         problems.check(bool(request.tenant_id.strip()), "tenant_id", "required")
+        problems.check(request.state in outreach_pb2.DraftState.values(), "state", "unknown state")
         problems.raise_if_any()
         state = request.state or outreach_pb2.DRAFT_STATE_PENDING_REVIEW
         drafts = await asyncio.to_thread(self._store.list_drafts, request.tenant_id, state)

@@ -1,4 +1,4 @@
-"""One embedding model for every retrieval test: loading it is the slow part."""
+"""Retrieval tests share the session's embedding model (tests/conftest.py) and one chunker."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ import pytest
 
 from services.retrieval.chunking import Chunker
 from services.retrieval.embedding import Embedder
-
-
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return Embedder()
 
 
 @pytest.fixture(scope="session")
