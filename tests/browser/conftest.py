@@ -35,7 +35,9 @@ def live(tmp_path: Path) -> Iterator[LiveGateway]:
         gateway.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running on this thread while
+# it is open, and the asyncio tests collected after these need the thread free.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     executable = _chromium()
     if executable is None:
