@@ -209,10 +209,11 @@ class Store:
     _doc_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
     )
-    # Milvus Lite only: each document's current version key, kept here as well. A Lite
-    # store has one process (its lock file sees to it), so this copy is exact and spares
-    # every search a lookup; with a server, other replicas write too, so searches ask it.
-    _versions: dict[tuple[str, str], str] | None = None
+    # Milvus Lite only: each tenant's documents, doc id -> (current version key, chunks),
+    # kept here as well. A Lite store has one process (its lock file sees to it), so this
+    # copy is exact and spares every search a lookup and GetStats a count (Lite counts
+    # by scanning rows); with a server, other replicas write too, so they ask it.
+    _versions: dict[str, dict[str, tuple[str, int]]] | None = None
     _last_write: float = 0.0
     _writers: int = 0
     _first_unflushed: float | None = None
@@ -247,10 +248,10 @@ class Store:
         if backfill:
             store._backfill_records()
         if "://" not in uri:  # a Milvus Lite file, not a server
-            store._versions = {
-                (row["tenant_id"], row["doc_id"]): row["version_key"]
-                for row in store._iterate(store.documents, _ALL, ["tenant_id", "doc_id", "version_key"])
-            }
+            store._versions = {}
+            for row in store._iterate(store.documents, _ALL, ["tenant_id", "doc_id", "version_key", "chunk_count"]):
+                tenant = store._versions.setdefault(row["tenant_id"], {})
+                tenant[row["doc_id"]] = (row["version_key"], int(row["chunk_count"]))
         return store
 
     def _check_dimension(self, dim: int) -> None:
@@ -493,13 +494,16 @@ class Store:
         return await self._run(self._stats, tenant_id)
 
     def _stats(self, tenant_id: str) -> tuple[int, int]:
-        # Counted by the engine rather than iterated here: one call whatever the size.
+        if self._versions is not None:
+            known = self._versions.get(tenant_id, {})
+            return len(known), sum(chunks for _, chunks in known.values())
+        # Counted by the server rather than iterated here: one call whatever the size.
         (documents,) = self.client.query(
             self.documents, filter=f"{_tenant(tenant_id)} and {_ALL}", output_fields=["count(*)"]
         )
         if not documents["count(*)"]:
             return 0, 0
-        # Chunks of a version being replaced right now are counted until they are deleted.
+        # Chunks of a version being written right now (or orphaned by a crash) count too.
         (chunks,) = self.client.query(self.collection, filter=_tenant(tenant_id), output_fields=["count(*)"])
         return int(documents["count(*)"]), int(chunks["count(*)"])
 
@@ -637,7 +641,8 @@ class Store:
 
     def _current_versions(self, tenant_id: str, doc_ids: set[str]) -> dict[str, str]:
         if self._versions is not None:
-            return {doc_id: key for doc_id in doc_ids if (key := self._versions.get((tenant_id, doc_id)))}
+            known = self._versions.get(tenant_id, {})
+            return {doc_id: known[doc_id][0] for doc_id in doc_ids if doc_id in known}
         if not doc_ids:
             return {}
         rows = self.client.get(
@@ -723,7 +728,7 @@ class Store:
     def _upsert_record(self, tenant_id: str, record: DocumentRecord) -> None:
         self.client.upsert(self.documents, [_record_row(tenant_id, record)])
         if self._versions is not None:
-            self._versions[(tenant_id, record.doc_id)] = record.version_key
+            self._versions.setdefault(tenant_id, {})[record.doc_id] = (record.version_key, record.chunk_count)
 
     async def delete_documents(self, tenant_id: str, doc_ids: Sequence[str]) -> list[str]:
         """Delete documents with all their chunks; returns the ids that existed."""
@@ -744,7 +749,7 @@ class Store:
             self.client.delete(self.documents, ids=[_record_key(tenant_id, record.doc_id) for record in batch])
             if self._versions is not None:
                 for record in batch:
-                    self._versions.pop((tenant_id, record.doc_id), None)
+                    self._versions.get(tenant_id, {}).pop(record.doc_id, None)
             for record in batch:
                 orphans = [pending[record.doc_id]] if record.doc_id in pending else []
                 self._delete_versions(tenant_id, record.doc_id, [record, *orphans])
