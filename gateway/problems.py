@@ -115,7 +115,13 @@ def rpc_error_problem(error: grpc.aio.AioRpcError) -> ProblemResponse:
     if status == 500:
         return problem(500, _GENERIC_DETAIL[500], "INTERNAL")
     detail = details.message if deliberate else _GENERIC_DETAIL.get(status, details.message)
-    return problem(status, detail, details.reason, errors=details.field_violations or None)
+    # A backend shedding load (429) or down (503) is worth a retry: say when.
+    retry = {"Retry-After": str(_RETRY_AFTER_S[status])} if status in _RETRY_AFTER_S else None
+    return problem(status, detail, details.reason, errors=details.field_violations or None, headers=retry)
+
+
+# Seconds a client should wait before retrying a backend's 429 or 503.
+_RETRY_AFTER_S = {429: 2, 503: 5}
 
 
 # --- exception handlers ----------------------------------------------------

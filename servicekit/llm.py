@@ -6,6 +6,7 @@ hop shows in the trace with model, token counts and time to first token."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,11 @@ class LlmUnavailable(Exception):
     """The LLM server is down, too slow, or answered with an error."""
 
 
+class LlmBusy(LlmUnavailable):
+    """Every LLM slot is taken and the queue for them is full: refused at once, not queued
+    until a deadline passes (the caller sheds the request with RESOURCE_EXHAUSTED)."""
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -50,17 +56,28 @@ class LlmClient:
         *,
         api_key: str = "",
         timeout_s: float = 20.0,
+        max_concurrency: int = 4,
+        max_waiting: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.model = model
         self._timeout_s = timeout_s
+        # Calls in flight to the server, and calls allowed to wait for one of those slots.
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._max_waiting = max_waiting
+        self._waiting = 0
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, transport=transport)
 
     @classmethod
     def from_settings(cls, settings: LlmSettings) -> LlmClient:
         return cls(
-            settings.llm_base_url, settings.llm_model, api_key=settings.llm_api_key, timeout_s=settings.llm_timeout_s
+            settings.llm_base_url,
+            settings.llm_model,
+            api_key=settings.llm_api_key,
+            timeout_s=settings.llm_timeout_s,
+            max_concurrency=settings.llm_max_concurrency,
+            max_waiting=settings.llm_max_waiting,
         )
 
     async def aclose(self) -> None:
@@ -128,7 +145,7 @@ class LlmClient:
             span.set_attribute("gen_ai.request.model", self.model)
             span.set_attribute("gen_ai.request.max_tokens", max_tokens)
             span.set_attribute("gen_ai.request.temperature", 0.0)
-            completion = await self._stream(path, body, on_delta)
+            completion = await self._admitted(path, body, on_delta)
             span.set_attribute("gen_ai.response.model", completion.model)
             span.set_attribute("gen_ai.usage.output_tokens", completion.completion_tokens)
             if completion.prompt_tokens:
@@ -143,6 +160,20 @@ class LlmClient:
             if completion.completion_tokens > 1 and decode_s > 0:
                 _tokens_per_second.record((completion.completion_tokens - 1) / decode_s, metric_attributes)
             return completion
+
+    async def _admitted(self, path: str, body: dict[str, object], on_delta: OnDelta | None) -> Completion:
+        """The call once a slot is free; refused at once (LlmBusy) when too many already wait."""
+        if self._slots.locked() and self._waiting >= self._max_waiting:
+            raise LlmBusy(f"{self._waiting} LLM calls already wait for a slot")
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            return await self._stream(path, body, on_delta)
+        finally:
+            self._slots.release()
 
     async def _stream(self, path: str, body: dict[str, object], on_delta: OnDelta | None) -> Completion:
         # Never wait longer than the request being served has left.

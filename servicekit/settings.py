@@ -48,3 +48,9 @@ class LlmSettings(ServiceSettings):
     # Token log-probabilities cost llama.cpp seconds per answer on a CPU (it then
     # computes logits for every prompt token); vLLM returns them almost for free.
     llm_logprobs: bool = Field(False, validation_alias=AliasChoices("LLM_LOGPROBS", "llm_logprobs"))
+    # LLM calls in flight from this process, and calls that may wait for one; past that a
+    # call is refused at once (load shedding) instead of queueing past every deadline.
+    llm_max_concurrency: int = Field(
+        4, ge=1, validation_alias=AliasChoices("LLM_MAX_CONCURRENCY", "llm_max_concurrency")
+    )
+    llm_max_waiting: int = Field(8, ge=0, validation_alias=AliasChoices("LLM_MAX_WAITING", "llm_max_waiting"))

@@ -26,8 +26,8 @@ from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2
 from servicekit import attributes
-from servicekit.errors import FailedPrecondition, NotFound, Unavailable, Violations
-from servicekit.llm import Completion, LlmClient, LlmUnavailable
+from servicekit.errors import FailedPrecondition, NotFound, ResourceExhausted, Unavailable, Violations
+from servicekit.llm import Completion, LlmBusy, LlmClient, LlmUnavailable
 from servicekit.pii import mask
 from servicekit.tracing import current_trace_id
 from services.concierge import guardrails, prompts, rewrite
@@ -235,7 +235,8 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             conversation_id=request.conversation_id,
             channel=request.channel,
             client_message_id=request.client_message_id,
-            customer_text=request.text,
+            # Stored masked: personal data never rests in the conversation store.
+            customer_text=turn.masked_text,
             standalone_query=turn.standalone_query or request.text,
             outcome=outcome,
         )
@@ -286,6 +287,12 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
 
         try:
             attempt = await self._answer(turn, relevant)
+        except LlmBusy as error:
+            # Saturated: shed the message (the gateway answers 429 with Retry-After) rather than
+            # queue it past its deadline; nothing is stored, the client sends it again.
+            log.warning("llm_busy", error=str(error))
+            busy = "the assistant is busy; send the message again shortly"
+            raise ResourceExhausted(busy, reason="LLM_BUSY") from error
         except LlmUnavailable as error:
             log.warning("llm_unavailable", error=str(error))
             return await self._escalate(turn, Reason.DECISION_REASON_LLM_UNAVAILABLE, Attempt())
@@ -590,6 +597,8 @@ def _validate(request: concierge_pb2.ConverseRequest, prefix: str = "") -> None:
     violations.check(bool(request.text.strip()), f"{prefix}text", "must not be empty")
     violations.check(len(request.text) <= MAX_TEXT_CHARS, f"{prefix}text",
                      f"must be at most {MAX_TEXT_CHARS} characters")
+    # NUL is no text: the stores and retrieval refuse it, so it is refused here, by field.
+    violations.check("\x00" not in request.text, f"{prefix}text", "must not contain NUL characters")
     if request.client_message_id:
         _check_id(violations, request.client_message_id, f"{prefix}client_message_id")
     violations.raise_if_any()

@@ -86,6 +86,7 @@ def _validate_suggest(request: triage_pb2.SuggestForContextRequest) -> None:
         ("context.search_query", ctx.search_query, MAX_SEARCH_CHARS),
     ):
         problems.check(len(value) <= limit, name, f"at most {limit} characters")
+        problems.check("\x00" not in value, name, "must not contain NUL characters")
     problems.check(ctx.dwell_seconds >= 0, "context.dwell_seconds", "must not be negative")
     if len(ctx.recent_errors) > MAX_ERRORS:
         problems.add("context.recent_errors", f"at most {MAX_ERRORS} errors")
@@ -93,6 +94,7 @@ def _validate_suggest(request: triage_pb2.SuggestForContextRequest) -> None:
         problems.check(
             len(error) <= MAX_ERROR_CHARS, f"context.recent_errors[{index}]", f"at most {MAX_ERROR_CHARS} characters"
         )
+        problems.check("\x00" not in error, f"context.recent_errors[{index}]", "must not contain NUL characters")
     problems.check(
         any(text.strip() for text in (ctx.page, ctx.feature, ctx.search_query, *ctx.recent_errors)),
         "context",

@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from gateway.problems import HTTP_STATUS, PROBLEM_MEDIA_TYPE, http_status, problem, rpc_error_problem
-from servicekit.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from servicekit.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
 
 def _rpc_error(code: grpc.StatusCode, details: str, api_error: ApiError | None = None) -> grpc.aio.AioRpcError:
@@ -115,3 +115,17 @@ def test_internal_errors_never_show_the_backend_message() -> None:
 
     assert (body["status"], body["reason"]) == (500, "INTERNAL")
     assert "secret" not in body["detail"]
+
+
+@pytest.mark.parametrize(("error", "retry_after"), [
+    (ResourceExhausted("the assistant is busy", reason="LLM_BUSY"), "2"),
+    (Unavailable("down", reason="DEPENDENCY_UNAVAILABLE"), "5"),
+])
+def test_shed_or_unavailable_backends_say_when_to_retry(error: ApiError, retry_after: str) -> None:
+    response = rpc_error_problem(_rpc_error(error.code, error.message, error))
+    assert response.headers["retry-after"] == retry_after
+
+
+def test_client_errors_carry_no_retry_after() -> None:
+    error = InvalidArgument([("text", "is required")])
+    assert "retry-after" not in rpc_error_problem(_rpc_error(error.code, error.message, error)).headers

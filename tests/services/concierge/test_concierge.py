@@ -18,8 +18,9 @@ from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import customer_pb2
 from servicekit.database import make_engine
-from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound
-from servicekit.llm import LlmClient
+from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from servicekit.llm import LlmBusy, LlmClient
+from servicekit.pii import mask
 from services.concierge.confidence import Calibrator, Confidence
 from services.concierge.grounding import support, verify_quote
 from services.concierge.servicer import ConciergeServicer
@@ -315,6 +316,22 @@ async def test_returning_customer_continues_the_stored_conversation_after_a_rest
     assert len((await history(restarted)).turns) == 2
 
 
+async def test_a_saturated_llm_sheds_the_message_with_resource_exhausted_and_stores_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+
+    async def busy(*args: object, **kwargs: object) -> None:
+        raise LlmBusy("8 LLM calls already wait for a slot")
+
+    monkeypatch.setattr(rig.servicer._llm, "complete", busy)
+    with pytest.raises(ResourceExhausted):
+        await converse(rig, request())
+    with pytest.raises(NotFound):  # nothing was stored: the client sends the message again
+        await history(rig)
+    assert not rig.escalation.requests
+
+
 @pytest.mark.parametrize("failure", [_refuse, _too_slow], ids=["down", "slow"])
 async def test_llm_down_or_slow_gives_an_honest_handoff_and_keeps_the_turn(db_url: str, failure) -> None:  # type: ignore[no-untyped-def]
     rig = make(FakeLlm(fail=failure), db_url)
@@ -419,8 +436,8 @@ async def test_personal_data_is_masked_before_triage_llm_escalation_and_spans(db
     for text in seen:
         assert "4111" not in text and "jane.doe" not in text and "555 0100" not in text
     assert "[card]" in rig.llm.prompt_text() and "[email]" in rig.llm.prompt_text()
-    # The conversation store keeps the customer's own words for the agent and the customer.
-    assert (await history(rig)).turns[0].customer_text == secret
+    # At rest too: the stored turn keeps the masked text.
+    assert (await history(rig)).turns[0].customer_text == mask(secret) != secret
 
 
 INJECTED_DOCUMENT = (
