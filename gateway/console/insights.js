@@ -29,9 +29,10 @@ function topicChart(series) {
 }
 
 /**
- * Reliability diagram: contact-weighted bins of mean confidence (x) against the
- * share resolved without a human (y), over every topic-day; bars show volume.
- * A calibrated confidence keeps the points near the diagonal.
+ * Confidence against automation: contact-weighted bins of mean confidence (x)
+ * against the share resolved without a human (y), over every topic-day; bars show
+ * volume. A stand-in for a reliability diagram: no RPC yet reports per-answer
+ * correctness, so automation is the proxy for "right".
  */
 function reliabilityChart(topics) {
   const bins = Array.from({ length: 10 }, () => ({ n: 0, conf: 0, auto: 0 }));
@@ -99,10 +100,10 @@ startPage(async (main) => {
             h("span", { class: "muted" }, `${total} contacts`)),
           topicChart(t));
       }) : [h("p", { class: "card muted" }, "No contacts in this period.")]));
-      clear(reliability, h("h2", {}, "Reliability of the confidence"),
+      clear(reliability, h("h2", {}, "Confidence against automation (reliability proxy)"),
         reliabilityChart(topics),
         h("p", { class: "muted" }, "Days of every topic, binned by mean confidence (bars: contacts); "
-          + "y is the share resolved without a human. Points below the diagonal: the AI is more confident than it is right."));
+          + "y is the share resolved without a human, a proxy for being right until per-answer verdicts are recorded."));
       clear(gaps, h("h2", {}, "Knowledge gaps"),
         gapList.length ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Suggested article"), h("th", {}, "Questions"), h("th", {}, "Last seen"))),
           h("tbody", {}, gapList.map((g) => h("tr", {},
