@@ -105,6 +105,10 @@ def http_status(code: grpc.StatusCode) -> int:
     return HTTP_STATUS.get(code, 500)
 
 
+# Seconds a client should wait before retrying a backend's 429 or 503.
+_RETRY_AFTER_S = {429: 2, 503: 5}
+
+
 def rpc_error_problem(error: grpc.aio.AioRpcError) -> ProblemResponse:
     """The problem a failed backend call becomes."""
     details = details_from_rpc_error(error)
@@ -119,9 +123,6 @@ def rpc_error_problem(error: grpc.aio.AioRpcError) -> ProblemResponse:
     retry = {"Retry-After": str(_RETRY_AFTER_S[status])} if status in _RETRY_AFTER_S else None
     return problem(status, detail, details.reason, errors=details.field_violations or None, headers=retry)
 
-
-# Seconds a client should wait before retrying a backend's 429 or 503.
-_RETRY_AFTER_S = {429: 2, 503: 5}
 
 
 # --- exception handlers ----------------------------------------------------

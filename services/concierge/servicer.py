@@ -450,8 +450,8 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
 
     async def _record_outcome(self, turn: Turn, outcome: concierge_pb2.ConverseResponse) -> None:
         """Tell escalation about a contact the AI handled alone: its per-topic automation
-        rate and confidence series count these next to the handoffs. Best effort: the
-        customer's answer never waits on insights."""
+        rate and confidence series count these next to the handoffs. Best effort: it
+        waits 2 s at most, and a failure never fails the customer's answer."""
         request = turn.request
         answered = outcome.decision == Decision.DECISION_ANSWERED
         try:
