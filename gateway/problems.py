@@ -16,9 +16,10 @@ import grpc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.disconnect import ClientGone
 from gateway.models import FieldError, Problem
 from servicekit.errors import details_from_rpc_error
 from servicekit.tracing import current_trace_id
@@ -124,7 +125,6 @@ def rpc_error_problem(error: grpc.aio.AioRpcError) -> ProblemResponse:
     return problem(status, detail, details.reason, errors=details.field_violations or None, headers=retry)
 
 
-
 # --- exception handlers ----------------------------------------------------
 
 
@@ -174,7 +174,14 @@ async def _on_unhandled(request: Request, error: Exception) -> ProblemResponse:
     return problem(500, _GENERIC_DETAIL[500], "INTERNAL", headers=headers)
 
 
+async def _on_client_gone(request: Request, _: Exception) -> Response:
+    # Nobody reads this response; 499 ("client closed request", as nginx logs it) is for the access log.
+    log.info("client_gone", path=request.url.path)
+    return Response(status_code=499)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ClientGone, _on_client_gone)
     app.add_exception_handler(grpc.aio.AioRpcError, _on_rpc_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)

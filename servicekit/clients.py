@@ -8,8 +8,9 @@ a request, an outbound call never gets more time than the request has left.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -62,6 +63,20 @@ def service_config(service: str) -> dict[str, Any]:
     }
 
 
+_C = TypeVar("_C", bound=grpc.aio.Call)
+
+
+def _cancelled_with_chain(call: _C) -> _C:
+    """Cancelling an intercepted unary call cancels its interceptor chain's task, but
+    tracing's interceptor (outside this one) is still awaiting the call's status, so
+    the RPC itself would run on until garbage collection. Tie the RPC to that task:
+    a caller that gives up (a client gone, a deadline of its own) frees the server."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.add_done_callback(lambda done: call.cancel() if done.cancelled() else None)
+    return call
+
+
 class _MeshCall(
     grpc.aio.UnaryUnaryClientInterceptor,
     grpc.aio.UnaryStreamClientInterceptor,
@@ -89,13 +104,13 @@ class _MeshCall(
         )
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return await continuation(self._details(client_call_details), request)
+        return _cancelled_with_chain(await continuation(self._details(client_call_details), request))
 
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request)
 
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
-        return await continuation(self._details(client_call_details), request_iterator)
+        return _cancelled_with_chain(await continuation(self._details(client_call_details), request_iterator))
 
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
         return await continuation(self._details(client_call_details), request_iterator)

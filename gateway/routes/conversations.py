@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -17,6 +17,7 @@ from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import customer_pb2
 from gateway.auth import ChannelKey, check_tenant
 from gateway.deps import BackendsDep, ConversationId, DocId, SettingsDep, TenantId
+from gateway.disconnect import until_client_leaves
 from gateway.models import (
     BrowsingEventRequest,
     ConversationReply,
@@ -36,7 +37,7 @@ from servicekit.tracing import current_trace_id
 router = APIRouter()
 
 _SSE_DESCRIPTION = (
-    "A stream of Server-Sent Events: `delta` events (`{\"text\": ...}`, the next piece of the reply), "
+    'A stream of Server-Sent Events: `delta` events (`{"text": ...}`, the next piece of the reply), '
     "then one `outcome` event (a MessageReply), or an `error` event (a Problem) if the backend fails "
     "mid-stream. Errors before the first event are ordinary problem+json responses."
 )
@@ -71,10 +72,12 @@ async def post_message(
     key: ChannelKey,
     backends: BackendsDep,
     settings: SettingsDep,
+    http: Request,
 ) -> MessageReply:
     check_tenant(key, body.customer.tenant_id)
     with budget(settings.request_timeout_s):
-        response = await backends.concierge.stub.Converse(body.to_proto(conversation_id, key.tenant_id))
+        call = backends.concierge.stub.Converse(body.to_proto(conversation_id, key.tenant_id))
+    response = await until_client_leaves(http, call)
     return MessageReply.from_proto(conversation_id, response, trace_id=current_trace_id())
 
 
@@ -97,6 +100,7 @@ async def stream_message(
     key: ChannelKey,
     backends: BackendsDep,
     settings: SettingsDep,
+    http: Request,
 ) -> StreamingResponse:
     check_tenant(key, body.customer.tenant_id)
     request = concierge_pb2.StreamConverseRequest(request=body.to_proto(conversation_id, key.tenant_id))
@@ -105,7 +109,7 @@ async def stream_message(
     try:
         # Waiting for the first event lets a refusal (bad input, backend down)
         # still be a proper status code instead of an error inside a 200 stream.
-        first = await call.read()
+        first = await until_client_leaves(http, call, call.read())
     except BaseException:
         call.cancel()
         raise
@@ -142,11 +146,17 @@ async def stream_message(
     responses=problem_responses(400, 401, 403, 409, 413, 429, 503, 504),
 )
 async def intake_email(
-    tenant_id: TenantId, body: EmailIntakeRequest, key: ChannelKey, backends: BackendsDep, settings: SettingsDep
+    tenant_id: TenantId,
+    body: EmailIntakeRequest,
+    key: ChannelKey,
+    backends: BackendsDep,
+    settings: SettingsDep,
+    http: Request,
 ) -> MessageReply:
     request = body.to_proto(key.tenant_id)
     with budget(settings.request_timeout_s):
-        response = await backends.concierge.stub.Converse(request)
+        call = backends.concierge.stub.Converse(request)
+    response = await until_client_leaves(http, call)
     return MessageReply.from_proto(request.conversation_id, response, trace_id=current_trace_id())
 
 

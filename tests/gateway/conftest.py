@@ -40,7 +40,7 @@ class Script:
     outcome: ProtoMessage | list[ProtoMessage | float | BaseException] | BaseException | None = None
     delay_s: float = 0.0
     requests: list[Any] = field(default_factory=list)
-    # Set when the caller went away in the middle of a server stream.
+    # Set when the caller cancelled the call while it ran.
     cancelled: bool = False
 
     async def play(self, request: Any) -> Any:
@@ -80,8 +80,8 @@ class Fake:
     def _handler(method: Any, script: Script) -> Any:
         if method.server_streaming:
             async def stream(request, context):  # type: ignore[no-untyped-def]
-                messages = await script.play(request)
                 try:
+                    messages = await script.play(request)
                     for message in messages:
                         if isinstance(message, BaseException):
                             raise message
@@ -100,7 +100,11 @@ class Fake:
             return collect
 
         async def unary(request, context):  # type: ignore[no-untyped-def]
-            return await script.play(request)
+            try:
+                return await script.play(request)
+            except asyncio.CancelledError:
+                script.cancelled = True
+                raise
         return unary
 
 

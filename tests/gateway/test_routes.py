@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -554,6 +555,38 @@ async def test_a_crashing_backend_is_a_generic_500(mesh: Mesh, gateway: httpx.As
     mesh.outreach.list_drafts.outcome = grpc.RpcError()  # not an ApiError: the server answers INTERNAL
     response = await gateway.get(f"{T}/outreach/drafts")
     assert response.status_code == 500 and response.json()["reason"] == "INTERNAL"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "rpc"),
+    [
+        ("/v1/conversations/conv-9/messages", {"text": "q", "customer": {"customer_id": "c"}}, "converse"),
+        (STREAM_URL, {"text": "q", "customer": {"customer_id": "c"}}, "stream_converse"),
+        (f"{T}/intake/email", {"sender": "ann@example.com", "body": "My TV is dead"}, "converse"),
+    ],
+)
+async def test_a_client_leaving_before_the_answer_cancels_the_backend_call(
+    tmp_path: Path, path: str, body: dict[str, Any], rpc: str
+) -> None:
+    # The concierge thinks for seconds before its first word; a customer who
+    # closes the tab meanwhile must not keep holding an LLM slot.
+    live = LiveGateway(tmp_path / "api_keys.json")
+    await asyncio.to_thread(live.start)
+    try:
+        script = getattr(live.mesh.concierge, rpc)
+        script.delay_s = 30.0
+        script.outcome = concierge_pb2.ConverseResponse() if rpc == "converse" else []
+        async with httpx.AsyncClient(base_url=live.url, headers=bearer(live.mesh.key(Role.CHANNEL))) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post(path, json=body, timeout=httpx.Timeout(5.0, read=0.5))
+        for _ in range(100):
+            if script.cancelled:
+                break
+            await asyncio.sleep(0.05)
+        assert script.requests, "the call never reached the backend"
+        assert script.cancelled, "the backend kept working for a client that left"
+    finally:
+        await asyncio.to_thread(live.stop)
 
 
 async def test_a_client_leaving_mid_stream_cancels_the_backend_call(tmp_path: Path) -> None:
