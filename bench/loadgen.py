@@ -360,7 +360,7 @@ class Workload:
         )
         if response is not None and response.status_code == 200:
             body = response.json()
-            self._acknowledge_turn(body["conversation_id"], sender.lower(), body)
+            self._acknowledge_turn(body["conversation_id"], body["customer_id"], body)
 
     async def browsing(self) -> None:
         page, feature = self.rng.choice(PAGES)

@@ -9,6 +9,7 @@ are protobuf. Enum values are exposed in lowercase without their prefix
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -525,7 +526,10 @@ class EmailIntakeRequest(_Request):
     """An inbound email or ticket, as a mail webhook delivers it."""
 
     sender: str = Field(
-        min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", description="Sender address; the customer id."
+        min_length=3,
+        max_length=320,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="Sender address. It is not stored: the customer id is a pseudonym of it (see the reply).",
     )
     subject: str = Field(default="", max_length=300)
     body: str = Field(min_length=1, max_length=3600, description="Plain-text body, quoted history removed.")
@@ -535,23 +539,37 @@ class EmailIntakeRequest(_Request):
         "When omitted, the sender and the subject (without Re:/Fwd:) name the conversation.",
     )
 
-    def conversation_id(self) -> str:
+    def customer_id(self, tenant_id: str, pseudonym_key: bytes) -> str:
+        """The sender's pseudonym: the same address always gives the same id (one
+        customer history), and the id does not give the address back."""
+        address = f"{tenant_id}\n{self.sender.strip().lower()}".encode()
+        return "email-" + hmac.new(pseudonym_key, address, hashlib.sha256).hexdigest()[:32]
+
+    def conversation_id(self, customer_id: str) -> str:
         if self.thread_id:
             return self.thread_id
         subject = self.subject
         while (stripped := _REPLY_PREFIX.sub("", subject, count=1)) != subject:
             subject = stripped
-        thread = f"{self.sender.lower()}\n{subject.strip().casefold()}"
+        thread = f"{customer_id}\n{subject.strip().casefold()}"
         return "email-" + hashlib.sha256(thread.encode()).hexdigest()[:24]
 
-    def to_proto(self, tenant_id: str) -> concierge_pb2.ConverseRequest:
+    def to_proto(self, tenant_id: str, pseudonym_key: bytes) -> concierge_pb2.ConverseRequest:
+        customer_id = self.customer_id(tenant_id, pseudonym_key)
         text = f"{self.subject.strip()}\n\n{self.body}" if self.subject.strip() else self.body
         return concierge_pb2.ConverseRequest(
-            conversation_id=self.conversation_id(),
-            customer=customer_pb2.CustomerRef(tenant_id=tenant_id, customer_id=self.sender.lower()),
+            conversation_id=self.conversation_id(customer_id),
+            customer=customer_pb2.CustomerRef(tenant_id=tenant_id, customer_id=customer_id),
             text=text,
             channel=conversation_pb2.CHANNEL_EMAIL,
         )
+
+
+class EmailIntakeReply(MessageReply):
+    customer_id: str = Field(
+        description="The sender's pseudonymous customer id (the address is never stored): "
+        "use it to read the conversation back."
+    )
 
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|fwd?|aw|wg|tr)\s*:\s*", re.IGNORECASE)
@@ -825,12 +843,47 @@ class TopicSeries(BaseModel):
     confidence_drop_detail: str = Field(description="Why the topic was flagged, in words; empty when not.")
 
 
+class ReliabilityBin(BaseModel):
+    lower: float = Field(description="Lower edge of the confidence interval (inclusive).")
+    upper: float = Field(description="Upper edge (exclusive, except 1.0).")
+    count: int = Field(description="Judged answers whose confidence fell in the interval.")
+    mean_confidence: float
+    accuracy: float = Field(description="Share of them judged right.")
+
+
+class Reliability(BaseModel):
+    """The confidence's reliability diagram: judged answers binned by confidence."""
+
+    bins: list[ReliabilityBin] = Field(description="Ten bins of width 0.1, lowest first; empty bins have count 0.")
+    judged: int = Field(description="Judged answers in all bins.")
+    judged_by_agents: int = Field(description="Of those, judged by an agent's reply on a handoff.")
+    judged_by_customers: int = Field(description="Of those, rated by the customer.")
+    ece: float = Field(description="Expected calibration error: count-weighted mean |accuracy - mean_confidence|.")
+
+    @classmethod
+    def from_proto(cls, reliability: escalation_pb2.Reliability) -> Reliability:
+        return cls(
+            bins=[
+                ReliabilityBin(
+                    lower=b.lower, upper=b.upper, count=b.count, mean_confidence=b.mean_confidence, accuracy=b.accuracy
+                )
+                for b in reliability.bins
+            ],
+            judged=reliability.judged,
+            judged_by_agents=reliability.judged_by_agents,
+            judged_by_customers=reliability.judged_by_customers,
+            ece=reliability.ece,
+        )
+
+
 class TopicInsightsReply(BaseModel):
     topics: list[TopicSeries]
+    reliability: Reliability
 
     @classmethod
     def from_proto(cls, response: escalation_pb2.GetTopicInsightsResponse) -> TopicInsightsReply:
         return cls(
+            reliability=Reliability.from_proto(response.reliability),
             topics=[
                 TopicSeries(
                     topic=t.topic,
@@ -849,7 +902,7 @@ class TopicInsightsReply(BaseModel):
                     ],
                 )
                 for t in response.topics
-            ]
+            ],
         )
 
 
@@ -1092,10 +1145,33 @@ class UpsertAccountsReply(BaseModel):
 # --- conversation history (concierge) -----------------------------------------
 
 
+def _rating(rating: int) -> Any:
+    name = enum_name(concierge_pb2.TurnRating, rating)
+    return None if name == "unspecified" else name
+
+
+class RateTurnRequest(_Request):
+    customer_id: str = Field(min_length=1, max_length=256, description="Whose conversation it is.")
+    rating: Literal["helpful", "not_helpful"] = Field(description="The customer's verdict on the answer.")
+
+    def to_proto(self, tenant_id: str, conversation_id: str, turn_index: int) -> concierge_pb2.RateTurnRequest:
+        return concierge_pb2.RateTurnRequest(
+            customer=customer_pb2.CustomerRef(tenant_id=tenant_id, customer_id=self.customer_id),
+            conversation_id=conversation_id,
+            turn_index=turn_index,
+            rating=proto_enum(concierge_pb2.TurnRating, self.rating),
+        )
+
+
+class RatingReply(BaseModel):
+    changed: bool = Field(description="False when the turn already had this same rating.")
+
+
 class ConversationTurn(BaseModel):
     customer_text: str
     outcome: MessageReply
     created_at: datetime | None
+    rating: Literal["helpful", "not_helpful"] | None = Field(description="The customer's verdict; null if none.")
 
 
 class ConversationReply(BaseModel):
@@ -1117,6 +1193,7 @@ class ConversationReply(BaseModel):
                     customer_text=t.customer_text,
                     outcome=MessageReply.from_proto(conversation_id, t.outcome, trace_id=t.outcome.lineage.trace_id),
                     created_at=_time(t, "created_at"),
+                    rating=_rating(t.rating),
                 )
                 for t in response.turns
             ],

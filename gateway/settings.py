@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -37,6 +37,10 @@ class GatewaySettings(BaseSettings):
     # The same JSON document inline (e.g. from a Kubernetes Secret); when set,
     # it is used instead of the file.
     api_keys: str = ""
+    # Key of the pseudonyms that email senders become (HMAC-SHA256): the address
+    # itself is never a customer id, so it is not stored, logged or traced. Set it
+    # in production (a Secret), so that ids cannot be matched to guessed addresses.
+    pseudonym_key: SecretStr = SecretStr("")
     # Per-key token bucket: sustained requests per second and burst size.
     rate_limit_per_s: float = Field(default=10.0, gt=0)
     rate_limit_burst: int = Field(default=40, ge=1)

@@ -62,11 +62,35 @@ startPage(async (main) => {
     }
   }
 
+  /** "Helpful" / "Not helpful" under an answer: the customer's verdict judges the AI's confidence. */
+  function ratingButtons(turnIndex) {
+    const status = h("span", { class: "error", role: "alert" });
+    const buttons = [["helpful", "Helpful"], ["not_helpful", "Not helpful"]].map(([rating, label]) =>
+      h("button", { type: "button", class: "secondary", "data-rating": rating }, label));
+    const box = h("div", { class: "rate" }, buttons, status);
+    for (const button of buttons) {
+      button.addEventListener("click", async () => {
+        for (const b of buttons) b.disabled = true;
+        status.textContent = "";
+        try {
+          await api("POST", `/v1/conversations/${encodeURIComponent(conversationId)}/turns/${turnIndex}/rating`,
+            { customer_id: customerId, rating: button.dataset.rating });
+          clear(box, h("span", { class: "muted", role: "status" }, "Thanks for your feedback"));
+        } catch (e) {
+          for (const b of buttons) b.disabled = false;  // not stored: the customer may try again
+          status.textContent = describeError(e);
+        }
+      });
+    }
+    return box;
+  }
+
   function showOutcome(el, outcome) {
     el.textContent = outcome.reply;
     const cites = citationList(outcome.citations);
     if (cites) el.append(cites);
     el.append(h("div", { class: "meta" }, `confidence ${percent(outcome.confidence)} · ${outcome.decision}`));
+    if (outcome.decision === "answered") el.after(ratingButtons(outcome.turn_index));
     if (outcome.decision === "escalated") {
       const prompt = h("div", { class: "notice handoff-prompt", role: "status" },
         h("strong", {}, "Handed to a support expert. "),

@@ -29,36 +29,43 @@ function topicChart(series) {
 }
 
 /**
- * Confidence against automation: contact-weighted bins of mean confidence (x)
- * against the share resolved without a human (y), over every topic-day; bars show
- * volume. A stand-in for a reliability diagram: no RPC yet reports per-answer
- * correctness, so automation is the proxy for "right".
+ * Reliability diagram: judged answers (by agents' replies and customers' ratings)
+ * binned by the AI's confidence; x is a bin's mean confidence, y the share judged
+ * right. Dots on the diagonal mean the confidence says what it means; dot size and
+ * the bars along the bottom show how many answers each bin holds.
  */
-function reliabilityChart(topics) {
-  const bins = Array.from({ length: 10 }, () => ({ n: 0, conf: 0, auto: 0 }));
-  for (const t of topics) {
-    for (const p of t.points) {
-      if (!p.contacts) continue;
-      const b = bins[Math.min(9, Math.floor(p.mean_confidence * 10))];
-      b.n += p.contacts; b.conf += p.mean_confidence * p.contacts; b.auto += p.automation_rate * p.contacts;
-    }
-  }
-  const size = 260, pad = 30;
+function reliabilityChart(reliability) {
+  const size = 280, pad = 34;
   const sc = (v) => pad + v * (size - 2 * pad);
   const sy = (v) => size - pad - v * (size - 2 * pad);
-  const most = Math.max(1, ...bins.map((b) => b.n));
-  const filled = bins.map((b, i) => ({ ...b, i })).filter((b) => b.n);
+  const filled = reliability.bins.filter((b) => b.count);
+  const most = Math.max(1, ...filled.map((b) => b.count));
+  const radius = (b) => 3 + 5 * Math.sqrt(b.count / most);
   return s("svg", { class: "chart", id: "reliability", viewBox: `0 0 ${size} ${size}`, role: "img",
-    "aria-label": "Reliability diagram: confidence against outcome" },
-    [0, 0.5, 1].map((v) => [s("text", { x: 2, y: sy(v) + 3 }, percent(v)), s("text", { x: sc(v) - 8, y: size - 8 }, percent(v))]),
+    "aria-label": "Reliability diagram: confidence against the share of answers judged right" },
+    [0, 0.5, 1].map((v) => [s("text", { x: 2, y: sy(v) + 3 }, percent(v)), s("text", { x: sc(v) - 8, y: size - 16 }, percent(v))]),
+    s("text", { x: sc(0.5) - 30, y: size - 3 }, "confidence"),
+    s("text", { x: 2, y: pad - 16 }, "judged right"),
     s("line", { class: "axis", x1: sc(0), y1: sy(0), x2: sc(1), y2: sy(0) }),
     s("line", { class: "axis", x1: sc(0), y1: sy(0), x2: sc(0), y2: sy(1) }),
-    s("line", { class: "diagonal", x1: sc(0), y1: sy(0), x2: sc(1), y2: sy(1) }),
-    filled.map((b) => s("rect", { class: "bar", x: sc(b.i / 10) + 2, width: (size - 2 * pad) / 10 - 4,
-      y: sy(0) - (b.n / most) * 40, height: (b.n / most) * 40, opacity: 0.25 })),
-    filled.length > 1 ? s("path", { class: "confidence", d: filled.map((b, k) => `${k ? "L" : "M"}${sc(b.conf / b.n).toFixed(1)},${sy(b.auto / b.n).toFixed(1)}`).join("") }) : null,
-    filled.map((b) => s("circle", { class: "dot", cx: sc(b.conf / b.n), cy: sy(b.auto / b.n), r: 4 },
-      s("title", {}, `confidence ${percent(b.conf / b.n)} → resolved by AI ${percent(b.auto / b.n)} (${b.n} contacts)`))));
+    s("line", { class: "diagonal", x1: sc(0), y1: sy(0), x2: sc(1), y2: sy(1) }, s("title", {}, "perfectly calibrated")),
+    // Labelled low on the diagonal, where answers are rare (the AI hands low confidence over).
+    s("text", { class: "diagonal-label", x: sc(0.08), y: sy(0.08) - 3, transform: `rotate(-45 ${sc(0.08)} ${sy(0.08) - 3})` }, "perfectly calibrated"),
+    filled.map((b) => s("rect", { class: "bar", x: sc(b.lower) + 1, width: sc(b.upper) - sc(b.lower) - 2,
+      y: sy(0) - (b.count / most) * 30, height: (b.count / most) * 30 })),
+    filled.length > 1 ? s("path", { class: "confidence", d: filled.map((b, k) => `${k ? "L" : "M"}${sc(b.mean_confidence).toFixed(1)},${sy(b.accuracy).toFixed(1)}`).join("") }) : null,
+    filled.map((b) => [
+      s("circle", { class: "dot", cx: sc(b.mean_confidence), cy: sy(b.accuracy), r: radius(b).toFixed(1) },
+        s("title", {}, `confidence ${percent(b.lower)}–${percent(b.upper)}: mean ${percent(b.mean_confidence)}, `
+          + `${percent(b.accuracy)} judged right (${b.count} answers)`)),
+      s("text", { class: "count", x: sc(b.mean_confidence) + radius(b) + 2, y: sy(b.accuracy) - radius(b) }, b.count),
+    ]));
+}
+
+function reliabilityCaption(r) {
+  return `${r.judged} judged answers (${r.judged_by_agents} by agents' replies on handoffs, `
+    + `${r.judged_by_customers} rated by customers). Expected calibration error ${(r.ece * 100).toFixed(1)} points: `
+    + "the answer-weighted gap between confidence and accuracy (0 is perfectly calibrated).";
 }
 
 startPage(async (main) => {
@@ -67,7 +74,7 @@ startPage(async (main) => {
     h("option", { value: "90" }, "last 90 days"));
   const topicsBox = h("div", { class: "cols2", id: "topics" });
   const flagged = h("div", { id: "flagged" });
-  const reliability = h("div", { class: "card" });
+  const reliabilityBox = h("div", { class: "card", id: "reliability-card" });
   const gaps = h("div", { class: "card", id: "gaps" });
   const error = h("p", { class: "error", role: "alert" });
   clear(main,
@@ -75,7 +82,7 @@ startPage(async (main) => {
     error, flagged,
     h("p", { class: "legend" }, h("span", { class: "c" }, "━ mean confidence"), "   ", h("span", { class: "a" }, "┅ automation rate (resolved without a human)")),
     topicsBox,
-    h("div", { class: "cols2" }, reliability, gaps));
+    h("div", { class: "cols2" }, reliabilityBox, gaps));
   period.addEventListener("change", load);
 
   async function load() {
@@ -84,7 +91,7 @@ startPage(async (main) => {
     const range = `?start=${encodeURIComponent(start.toISOString())}&end=${encodeURIComponent(end.toISOString())}`;
     error.textContent = "";
     try {
-      const [{ topics }, { gaps: gapList }] = await Promise.all([
+      const [{ topics, reliability }, { gaps: gapList }] = await Promise.all([
         api("GET", tenantPath(`/insights/topics${range}`)),
         api("GET", tenantPath("/insights/knowledge-gaps?limit=20")),
       ]);
@@ -100,10 +107,11 @@ startPage(async (main) => {
             h("span", { class: "muted" }, `${total} contacts`)),
           topicChart(t));
       }) : [h("p", { class: "card muted" }, "No contacts in this period.")]));
-      clear(reliability, h("h2", {}, "Confidence against automation (reliability proxy)"),
-        reliabilityChart(topics),
-        h("p", { class: "muted" }, "Days of every topic, binned by mean confidence (bars: contacts); "
-          + "y is the share resolved without a human, a proxy for being right until per-answer verdicts are recorded."));
+      clear(reliabilityBox, h("h2", {}, "Reliability of the AI's confidence"),
+        ...(reliability.judged
+          ? [reliabilityChart(reliability), h("p", { class: "muted", id: "reliability-caption" }, reliabilityCaption(reliability))]
+          : [h("p", { class: "muted", id: "reliability-empty" },
+            "No judged answers yet: ratings by customers and agents' replies on handoffs fill this chart.")]));
       clear(gaps, h("h2", {}, "Knowledge gaps"),
         gapList.length ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Suggested article"), h("th", {}, "Questions"), h("th", {}, "Last seen"))),
           h("tbody", {}, gapList.map((g) => h("tr", {},

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -24,10 +24,13 @@ from gateway.models import (
     DeltaEvent,
     DismissReply,
     DismissRequest,
+    EmailIntakeReply,
     EmailIntakeRequest,
     Me,
     MessageReply,
     PostMessageRequest,
+    RateTurnRequest,
+    RatingReply,
     SuggestionReply,
 )
 from gateway.problems import problem_responses, rpc_error_problem
@@ -140,7 +143,7 @@ async def stream_message(
 
 @router.post(
     "/v1/tenants/{tenant_id}/intake/email",
-    response_model=MessageReply,
+    response_model=EmailIntakeReply,
     tags=["conversations"],
     summary="Inbound email or ticket (a mail webhook): answered by the concierge on the email channel.",
     responses=problem_responses(400, 401, 403, 409, 413, 429, 503, 504),
@@ -152,12 +155,13 @@ async def intake_email(
     backends: BackendsDep,
     settings: SettingsDep,
     http: Request,
-) -> MessageReply:
-    request = body.to_proto(key.tenant_id)
+) -> EmailIntakeReply:
+    request = body.to_proto(key.tenant_id, settings.pseudonym_key.get_secret_value().encode())
     with budget(settings.request_timeout_s):
         call = backends.concierge.stub.Converse(request)
     response = await until_client_leaves(http, call)
-    return MessageReply.from_proto(request.conversation_id, response, trace_id=current_trace_id())
+    reply = MessageReply.from_proto(request.conversation_id, response, trace_id=current_trace_id())
+    return EmailIntakeReply(**reply.model_dump(), customer_id=request.customer.customer_id)
 
 
 @router.post(
@@ -219,3 +223,23 @@ async def get_conversation(
     with budget(settings.request_timeout_s):
         response = await backends.concierge.stub.GetConversation(request)
     return ConversationReply.from_proto(conversation_id, response)
+
+
+@router.post(
+    "/v1/conversations/{conversation_id}/turns/{turn_index}/rating",
+    response_model=RatingReply,
+    tags=["conversations"],
+    summary="The customer rates an answered turn helpful or not; rating again replaces the verdict.",
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 429, 503, 504),
+)
+async def rate_turn(
+    conversation_id: ConversationId,
+    turn_index: Annotated[int, Path(ge=0, le=2**31 - 1, description="The reply's turn_index.")],
+    body: RateTurnRequest,
+    key: ChannelKey,
+    backends: BackendsDep,
+    settings: SettingsDep,
+) -> RatingReply:
+    with budget(settings.request_timeout_s):
+        response = await backends.concierge.stub.RateTurn(body.to_proto(key.tenant_id, conversation_id, turn_index))
+    return RatingReply(changed=response.changed)

@@ -38,11 +38,10 @@ from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.type.v1 import customer_pb2
+from servicekit.judging import agrees
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 TENANT = "bench"
-# English stop words (scikit-learn's list): the judging rule's "stop words removed".
-_JUDGE_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -71,22 +70,12 @@ def in_fixed_order(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 SPLIT_RULE = "the question's own split field, else md5(question_id)[:8] % 2: 0 train (fit), 1 dev (evaluation)"
 
 
-def judge_words(text: str) -> list[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return [w for w in _JUDGE_WORD.findall(text.lower()) if w not in ENGLISH_STOP_WORDS]
-
-
 def judge(reply: str, cited_section_ids: Sequence[str], question: dict[str, Any]) -> bool:
     """The issue's rule: cites a gold section, and >= 60% of the reply's content words are in the gold answer."""
     gold = {safe_id(g) for g in question.get("gold_section_ids") or []}
     if not reply.strip() or not gold & set(cited_section_ids):
         return False
-    words = judge_words(reply)
-    if not words:
-        return False
-    answer = set(judge_words(str(question.get("answer", ""))))
-    return sum(word in answer for word in words) / len(words) >= 0.6
+    return agrees(reply, str(question.get("answer", "")))
 
 
 @dataclass

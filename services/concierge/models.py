@@ -1,4 +1,5 @@
-"""Tables of the concierge: conversations and their acknowledged turns.
+"""Tables of the concierge: conversations, their acknowledged turns and the
+customers' ratings of answered turns.
 
 Each turn row holds what an auditor needs to replay the decision: the
 standalone query that was searched, the decision and its reason, the
@@ -72,3 +73,24 @@ class TurnRow(Base):
     sources: Mapped[list[Any]] = mapped_column(sa.JSON)
     outcome: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class TurnRatingRow(Base):
+    """The customer's verdict on an answered turn; one per turn, a new rating replaces it.
+    A table of its own (created by create_all) so that turns stay write-once."""
+
+    __tablename__ = "concierge_turn_ratings"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "conversation_id"],
+            ["concierge_conversations.tenant_id", "concierge_conversations.conversation_id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    turn_index: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    # TurnRating value name, e.g. TURN_RATING_HELPFUL.
+    rating: Mapped[str] = mapped_column(sa.String(32))
+    rated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

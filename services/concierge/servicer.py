@@ -35,7 +35,7 @@ from services.concierge.confidence import Confidence, Signals
 from services.concierge.grounding import best_sentences, content_words, support, verify_quote
 from services.concierge.persona import Persona, PersonaBook, PersonaError
 from services.concierge.settings import ConciergeSettings
-from services.concierge.store import ConversationStore, StoredConversation
+from services.concierge.store import ConversationStore, RatedTurn, StoredConversation
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("aftercare.concierge")
@@ -190,6 +190,44 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         if stored is None:
             raise NotFound("no conversation with this id for this customer")
         return stored.as_proto(request.conversation_id)
+
+    async def RateTurn(
+        self, request: concierge_pb2.RateTurnRequest, context: grpc.aio.ServicerContext
+    ) -> concierge_pb2.RateTurnResponse:
+        violations = Violations()
+        _check_id(violations, request.conversation_id, "conversation_id")
+        _check_id(violations, request.customer.tenant_id, "customer.tenant_id")
+        violations.check(bool(request.customer.customer_id), "customer.customer_id", "is required")
+        violations.check(
+            len(request.customer.customer_id) <= 200, "customer.customer_id", "must be at most 200 characters"
+        )
+        violations.check(request.turn_index >= 0, "turn_index", "must be 0 or more")
+        violations.check(request.rating in _RATINGS, "rating", "must be TURN_RATING_HELPFUL or TURN_RATING_NOT_HELPFUL")
+        violations.raise_if_any()
+        trace.get_current_span().set_attribute(attributes.TENANT_ID, request.customer.tenant_id)
+        rated = await self._stored(
+            self._store.rate, request.customer, request.conversation_id, request.turn_index, request.rating
+        )
+        # Forwarded even when unchanged: the key makes it idempotent, and rating again
+        # is how a verdict that escalation missed reaches it.
+        await self._record_judgement(request, rated)
+        return concierge_pb2.RateTurnResponse(changed=rated.changed)
+
+    async def _record_judgement(self, request: concierge_pb2.RateTurnRequest, rated: RatedTurn) -> None:
+        """Pass the customer's verdict to escalation's reliability diagram. Best effort, like
+        _record_outcome: 2 s at most, and a failure never loses the stored rating."""
+        judgement = escalation_pb2.RecordJudgementRequest(
+            idempotency_key=_turn_key(request.customer.tenant_id, request.conversation_id, request.turn_index),
+            customer=request.customer,
+            source=escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER,
+            confidence=rated.confidence,
+            correct=request.rating == concierge_pb2.TURN_RATING_HELPFUL,
+        )
+        judgement.answered_at.FromDatetime(rated.answered_at)
+        try:
+            await self._escalation.RecordJudgement(judgement, timeout=2.0)
+        except grpc.aio.AioRpcError as error:
+            log.warning("judgement_not_recorded", code=error.code().name)
 
     async def _stored(self, call: Callable[..., _T], *args: object, **kwargs: object) -> _T:
         """A store call off the event loop; a database failure is UNAVAILABLE (the channel retries)."""
@@ -501,12 +539,18 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
 
 
 _CLARIFIED = escalation_pb2.OUTCOME_DECISION_CLARIFIED
+_RATINGS = frozenset({concierge_pb2.TURN_RATING_HELPFUL, concierge_pb2.TURN_RATING_NOT_HELPFUL})
 
 
 def _message_key(request: concierge_pb2.ConverseRequest) -> str:
     """One key per customer message, however often the channel retries it: one handoff, one outcome."""
     text = f"{request.customer.tenant_id}|{request.conversation_id}|{request.client_message_id}|{request.text}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _turn_key(tenant_id: str, conversation_id: str, turn_index: int) -> str:
+    """One key per answered turn, however often it is rated: escalation keeps the latest verdict."""
+    return hashlib.sha256(f"{tenant_id}|{conversation_id}|{turn_index}".encode()).hexdigest()[:32]
 
 
 def _clarify(turn: Turn, reason: int) -> concierge_pb2.ConverseResponse:

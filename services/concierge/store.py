@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from aftercare.concierge.v1 import concierge_pb2
 from aftercare.type.v1 import conversation_pb2, customer_pb2
 from servicekit.database import utcnow
-from servicekit.errors import FailedPrecondition
-from services.concierge.models import Base, ConversationRow, TurnRow
+from servicekit.errors import FailedPrecondition, NotFound
+from services.concierge.models import Base, ConversationRow, TurnRatingRow, TurnRow
 
 log = structlog.get_logger("services.concierge.store")
 
@@ -33,6 +33,16 @@ class StoredTurn:
     standalone_query: str
     outcome: concierge_pb2.ConverseResponse
     created_at: dt.datetime
+    rating: int = concierge_pb2.TURN_RATING_UNSPECIFIED
+
+
+@dataclass(frozen=True)
+class RatedTurn:
+    """A stored rating and what escalation needs to judge the answer."""
+
+    changed: bool
+    confidence: float
+    answered_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,7 @@ class StoredConversation:
             ):
                 message = response.conversation.messages.add(role=role, text=text)
                 message.sent_at.FromDatetime(turn.created_at)
-            stored = response.turns.add(customer_text=turn.customer_text, outcome=turn.outcome)
+            stored = response.turns.add(customer_text=turn.customer_text, outcome=turn.outcome, rating=turn.rating)
             stored.created_at.FromDatetime(turn.created_at)
         return response
 
@@ -63,8 +73,8 @@ def _outcome(row: TurnRow) -> concierge_pb2.ConverseResponse:
     return outcome
 
 
-def _turn(row: TurnRow) -> StoredTurn:
-    return StoredTurn(row.customer_text, row.standalone_query, _outcome(row), row.created_at)
+def _turn(row: TurnRow, rating: int) -> StoredTurn:
+    return StoredTurn(row.customer_text, row.standalone_query, _outcome(row), row.created_at, rating)
 
 
 class OtherCustomersConversation(FailedPrecondition):
@@ -98,7 +108,18 @@ class ConversationStore:
                 .where(TurnRow.tenant_id == customer.tenant_id, TurnRow.conversation_id == conversation_id)
                 .order_by(TurnRow.turn_index)
             ).all()
-            return StoredConversation(row.customer_id, row.channel, [_turn(turn) for turn in turns])
+            ratings = {
+                rated.turn_index: concierge_pb2.TurnRating.Value(rated.rating)
+                for rated in session.scalars(
+                    sa.select(TurnRatingRow).where(
+                        TurnRatingRow.tenant_id == customer.tenant_id,
+                        TurnRatingRow.conversation_id == conversation_id,
+                    )
+                )
+            }
+            return StoredConversation(
+                row.customer_id, row.channel, [_turn(turn, ratings.get(turn.turn_index, 0)) for turn in turns]
+            )
 
     def find_turn(
         self, tenant_id: str, conversation_id: str, client_message_id: str
@@ -214,3 +235,54 @@ class ConversationStore:
             conversation.turn_count += 1
             conversation.updated_at = now
         return stored_outcome
+
+    def rate(self, customer: customer_pb2.CustomerRef, conversation_id: str, turn_index: int, rating: int) -> RatedTurn:
+        """Store the customer's rating of an answered turn, replacing an earlier one.
+
+        Raises NotFound for a conversation or turn this customer does not have, and
+        FailedPrecondition (TURN_NOT_ANSWERED) for a turn that was not an answer.
+        """
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                return self._rate_once(customer, conversation_id, turn_index, rating)
+            except IntegrityError:
+                # A racing first rating of the same turn inserted the row: replace it now.
+                log.info("concierge_rating_write_raced", attempt=attempt)
+        raise RuntimeError("could not store the rating after repeated write conflicts")
+
+    def _rate_once(
+        self, customer: customer_pb2.CustomerRef, conversation_id: str, turn_index: int, rating: int
+    ) -> RatedTurn:
+        with Session(self._engine) as session, session.begin():
+            conversation = session.get(ConversationRow, (customer.tenant_id, conversation_id))
+            # Another customer's conversation is "not found": its existence is not theirs to learn.
+            if conversation is None or conversation.customer_id != customer.customer_id:
+                raise NotFound("no conversation with this id for this customer")
+            turn = session.scalars(
+                sa.select(TurnRow).where(
+                    TurnRow.tenant_id == customer.tenant_id,
+                    TurnRow.conversation_id == conversation_id,
+                    TurnRow.turn_index == turn_index,
+                )
+            ).first()
+            if turn is None:
+                raise NotFound("the conversation has no turn with this index")
+            if turn.decision != concierge_pb2.Decision.Name(concierge_pb2.DECISION_ANSWERED):
+                raise FailedPrecondition("only an answered turn can be rated", reason="TURN_NOT_ANSWERED")
+            name = concierge_pb2.TurnRating.Name(rating)
+            stored = session.get(TurnRatingRow, (customer.tenant_id, conversation_id, turn_index))
+            changed = stored is None or stored.rating != name
+            if stored is None:
+                session.add(
+                    TurnRatingRow(
+                        tenant_id=customer.tenant_id,
+                        conversation_id=conversation_id,
+                        turn_index=turn_index,
+                        rating=name,
+                        rated_at=utcnow(),
+                    )
+                )
+            elif changed:
+                stored.rating = name
+                stored.rated_at = utcnow()
+            return RatedTurn(changed=changed, confidence=turn.confidence, answered_at=turn.created_at)

@@ -1,7 +1,10 @@
-"""What support leads read: per-topic series over time, and knowledge gaps.
+"""What support leads read: per-topic series over time, the reliability
+diagram of the AI's confidence, and knowledge gaps.
 
 Topics are intent labels. A contact is a handoff (escalated) or an outcome the
 concierge reported with RecordOutcome (answered or clarified by the AI).
+The reliability diagram bins judged answers (an agent's reply against the AI's
+candidate, or a customer's rating) by the AI's confidence.
 Knowledge gaps are the questions the AI escalated for want of knowledge or
 confidence, or answered with low confidence, clustered by meaning with
 all-MiniLM-L6-v2 embeddings and ranked by volume weighted by recency.
@@ -9,6 +12,7 @@ all-MiniLM-L6-v2 embeddings and ranked by volume weighted by recency.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import re
@@ -23,7 +27,15 @@ from aftercare.escalation.v1 import escalation_pb2
 from servicekit.database import utcnow
 from servicekit.pii import mask
 from services.escalation.settings import EscalationSettings
-from services.escalation.store import ContactRecord, GapQuestion, HandoffStore, ReplyStat
+from services.escalation.store import (
+    AGENT_JUDGEMENT,
+    CUSTOMER_JUDGEMENT,
+    ContactRecord,
+    GapQuestion,
+    HandoffStore,
+    JudgementRecord,
+    ReplyStat,
+)
 from services.escalation.summaries import content_words, shorten
 
 log = structlog.get_logger("services.escalation.insights")
@@ -35,6 +47,9 @@ GAP_REASONS = (escalation_pb2.HANDOFF_REASON_LOW_CONFIDENCE, escalation_pb2.HAND
 RECENCY_HALF_LIFE_DAYS = 7.0
 GAP_EXAMPLES = 3
 MAX_TITLE_CHARS = 80
+
+# Ten bins of width 0.1: fine enough to see miscalibration, coarse enough to fill from a month of judgements.
+RELIABILITY_BINS = 10
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -131,6 +146,39 @@ def _confidence_drop(
                 "without the knowledge base?"
             )
     return ""
+
+
+def reliability(judgements: Sequence[JudgementRecord]) -> escalation_pb2.Reliability:
+    """The reliability diagram: judgements binned by confidence ([0, 0.1), ..., [0.9, 1.0], 1.0 in
+    the last bin), each bin's accuracy next to its mean confidence, and the expected calibration
+    error (ECE: the count-weighted mean |accuracy - mean confidence| over the non-empty bins)."""
+    edges = [i / RELIABILITY_BINS for i in range(RELIABILITY_BINS + 1)]
+    bins: list[list[JudgementRecord]] = [[] for _ in range(RELIABILITY_BINS)]
+    for judgement in judgements:
+        # By the edges as reported (not int(confidence * 10), whose rounding can cross an edge).
+        index = bisect.bisect_right(edges, judgement.confidence, 1, RELIABILITY_BINS) - 1
+        bins[index].append(judgement)
+    result = escalation_pb2.Reliability(
+        judged=len(judgements),
+        judged_by_agents=sum(j.source == AGENT_JUDGEMENT for j in judgements),
+        judged_by_customers=sum(j.source == CUSTOMER_JUDGEMENT for j in judgements),
+    )
+    gap = 0.0
+    for index, members in enumerate(bins):
+        mean_confidence = _mean([j.confidence for j in members])
+        accuracy = _mean([1.0 if j.correct else 0.0 for j in members])
+        gap += len(members) * abs(accuracy - mean_confidence)
+        result.bins.append(
+            escalation_pb2.ReliabilityBin(
+                lower=edges[index],
+                upper=edges[index + 1],
+                count=len(members),
+                mean_confidence=round(mean_confidence, 4),
+                accuracy=round(accuracy, 4),
+            )
+        )
+    result.ece = round(gap / len(judgements), 4) if judgements else 0.0
+    return result
 
 
 # --- knowledge gaps -------------------------------------------------------------
@@ -244,10 +292,13 @@ class InsightsEngine:
                 self._embed = Encoder(torch_threads=self._settings.torch_threads).encode
             return self._embed
 
-    def topic_series(self, tenant_id: str, start: dt.datetime, end: dt.datetime) -> list[escalation_pb2.TopicSeries]:
+    def topic_insights(
+        self, tenant_id: str, start: dt.datetime, end: dt.datetime
+    ) -> escalation_pb2.GetTopicInsightsResponse:
         baseline_start = start - dt.timedelta(days=self._settings.drop_baseline_days)
-        data = self._store.insight_data(tenant_id, baseline_start, end)
-        return topic_series(
+        # One read: the baseline days serve the drop check only; judgements are the period's.
+        data = self._store.insight_data(tenant_id, baseline_start, end, judged_from=start)
+        topics = topic_series(
             data.contacts,
             data.replies,
             start,
@@ -256,6 +307,7 @@ class InsightsEngine:
             baseline_days=self._settings.drop_baseline_days,
             min_contacts=self._settings.drop_min_contacts,
         )
+        return escalation_pb2.GetTopicInsightsResponse(topics=topics, reliability=reliability(data.judgements))
 
     def knowledge_gaps(self, tenant_id: str, limit: int) -> list[escalation_pb2.KnowledgeGap]:
         now = utcnow()

@@ -125,11 +125,29 @@ def _v4_contact_outcomes(op: Operations) -> None:
     op.create_index("ix_contact_outcomes_tenant_occurred", "contact_outcomes", ["tenant_id", "occurred_at"])
 
 
+def _v5_answer_judgements(op: Operations) -> None:
+    op.create_table(
+        "answer_judgements",
+        sa.Column("judgement_id", sa.String(36), primary_key=True),
+        sa.Column("tenant_id", sa.String(200), nullable=False),
+        sa.Column("idempotency_key", sa.String(200), nullable=False),
+        sa.Column("source", sa.String(32), nullable=False),
+        sa.Column("intent", sa.String(200), nullable=False),
+        sa.Column("confidence", sa.Float, nullable=False),
+        sa.Column("correct", sa.Boolean, nullable=False),
+        sa.Column("answered_at", UtcDateTime(), nullable=False),
+        sa.Column("judged_at", UtcDateTime(), nullable=False),
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_answer_judgements_tenant_key"),
+    )
+    op.create_index("ix_answer_judgements_tenant_answered", "answer_judgements", ["tenant_id", "answered_at"])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "handoffs", _v1_handoffs),
     Migration(2, "queue tiers, states with who and when, record versions", _v2_states_and_versions),
     Migration(3, "agent replies, intent corrections, topic columns", _v3_feedback_loop),
     Migration(4, "contact outcomes", _v4_contact_outcomes),
+    Migration(5, "answer judgements", _v5_answer_judgements),
 )
 LATEST = MIGRATIONS[-1].version
 

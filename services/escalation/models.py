@@ -119,3 +119,25 @@ class ContactOutcomeRow(Base):
     confidence: Mapped[float] = mapped_column(sa.Float)
     question: Mapped[str] = mapped_column(sa.Text)
     occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class AnswerJudgementRow(Base):
+    """Whether one AI answer was right, as an agent (SubmitAgentReply) or the customer
+    (RecordJudgement) judged it: the reliability diagram's points."""
+
+    __tablename__ = "answer_judgements"
+    __table_args__ = (
+        # A repeated key replaces the verdict; the database decides racing first writes.
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_answer_judgements_tenant_key"),
+        sa.Index("ix_answer_judgements_tenant_answered", "tenant_id", "answered_at"),
+    )
+
+    judgement_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(200))
+    idempotency_key: Mapped[str] = mapped_column(sa.String(200))
+    source: Mapped[str] = mapped_column(sa.String(32))
+    intent: Mapped[str] = mapped_column(sa.String(200))
+    confidence: Mapped[float] = mapped_column(sa.Float)
+    correct: Mapped[bool] = mapped_column(sa.Boolean)
+    answered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    judged_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -6,6 +6,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -15,12 +16,14 @@ import structlog
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import conversation_pb2
+from servicekit import judging
 from servicekit.database import utcnow
 from servicekit.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Violations
 from services.escalation import feedback
 from services.escalation.context import ContextBuilder
 from services.escalation.insights import InsightsEngine
 from services.escalation.store import (
+    AGENT_JUDGEMENT_KEY_PREFIX,
     Correction,
     HandoffNotFound,
     HandoffStore,
@@ -154,6 +157,8 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self._insights = insights
         # LLM summaries being written into packages already stored (kept referenced until done).
         self._summaries: set[asyncio.Task[None]] = set()
+        # The judge's stop words load now (about a second), not in the first reply's transaction.
+        judging.judge_words("")
 
     async def close(self) -> None:
         """Stop summaries still being written: their handoffs keep the extractive summary."""
@@ -414,6 +419,49 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         )
         return escalation_pb2.RecordOutcomeResponse(recorded=recorded)
 
+    async def RecordJudgement(
+        self, request: escalation_pb2.RecordJudgementRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.RecordJudgementResponse:
+        problems = Violations()
+        _check_id(problems, request.idempotency_key, "idempotency_key")
+        problems.check(
+            not request.idempotency_key.startswith(AGENT_JUDGEMENT_KEY_PREFIX),
+            "idempotency_key",
+            f"the prefix {AGENT_JUDGEMENT_KEY_PREFIX!r} is reserved for agents' judgements",
+        )
+        # Like RecordOutcome, only the tenant is an id here: customer ids are the channel's, in any form.
+        _check_id(problems, request.customer.tenant_id, "customer.tenant_id")
+        problems.check(
+            request.source == escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER,
+            "source",
+            "must be CUSTOMER (agents judge through SubmitAgentReply)",
+        )
+        problems.check(len(request.intent) <= MAX_LABEL_CHARS, "intent", f"at most {MAX_LABEL_CHARS} characters")
+        problems.check(
+            math.isfinite(request.confidence) and 0.0 <= request.confidence <= 1.0,
+            "confidence",
+            "must be between 0 and 1",
+        )
+        answered_at = None
+        if request.HasField("answered_at"):
+            try:
+                answered_at = request.answered_at.ToDatetime(dt.UTC)
+            except (ValueError, OverflowError):
+                problems.add("answered_at", "not a valid timestamp")
+        problems.raise_if_any()
+        changed = await asyncio.to_thread(
+            self._store.record_judgement,
+            request.customer.tenant_id,
+            request.idempotency_key,
+            escalation_pb2.JudgementSource.Name(request.source),
+            request.intent.strip(),
+            request.confidence,
+            request.correct,
+            answered_at,
+        )
+        log.info("judgement_recorded", tenant_id=request.customer.tenant_id, changed=changed)
+        return escalation_pb2.RecordJudgementResponse(changed=changed)
+
     # --- insights --------------------------------------------------------------------------
 
     async def GetTopicInsights(
@@ -434,8 +482,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             f"at most {MAX_INSIGHT_DAYS} days before end_time",
         )
         problems.raise_if_any()
-        topics = await asyncio.to_thread(self._insights.topic_series, request.tenant_id, start, end)
-        return escalation_pb2.GetTopicInsightsResponse(topics=topics)
+        return await asyncio.to_thread(self._insights.topic_insights, request.tenant_id, start, end)
 
     async def ListKnowledgeGaps(
         self, request: escalation_pb2.ListKnowledgeGapsRequest, context: grpc.aio.ServicerContext

@@ -1,5 +1,5 @@
-"""Handoffs, agent replies, intent corrections and contact outcomes in the
-relational store. Sync SQLAlchemy: the servicer calls these methods via
+"""Handoffs, agent replies, intent corrections, contact outcomes and answer
+judgements in the relational store. Sync SQLAlchemy: the servicer calls these methods via
 asyncio.to_thread; every write is one transaction.
 
 Changes to a handoff are optimistic: each one names the version it read and
@@ -27,8 +27,15 @@ from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import customer_pb2
 from servicekit.database import utcnow
+from servicekit.judging import agrees
 from services.escalation.migrations import migrate
-from services.escalation.models import AgentReplyRow, ContactOutcomeRow, HandoffRow, IntentCorrectionRow
+from services.escalation.models import (
+    AgentReplyRow,
+    AnswerJudgementRow,
+    ContactOutcomeRow,
+    HandoffRow,
+    IntentCorrectionRow,
+)
 
 log = structlog.get_logger("services.escalation.store")
 
@@ -36,6 +43,10 @@ State = escalation_pb2.HandoffState
 WAITING = State.Name(escalation_pb2.HANDOFF_STATE_WAITING)
 ASSIGNED = State.Name(escalation_pb2.HANDOFF_STATE_ASSIGNED)
 RESOLVED = State.Name(escalation_pb2.HANDOFF_STATE_RESOLVED)
+AGENT_JUDGEMENT = escalation_pb2.JudgementSource.Name(escalation_pb2.JUDGEMENT_SOURCE_AGENT)
+CUSTOMER_JUDGEMENT = escalation_pb2.JudgementSource.Name(escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER)
+# Agents' judgements are keyed by handoff (a later reply replaces the verdict); RecordJudgement refuses the prefix.
+AGENT_JUDGEMENT_KEY_PREFIX = "handoff:"
 
 
 class HandoffNotFound(Exception):
@@ -145,10 +156,21 @@ class GapQuestion:
     at: dt.datetime
 
 
+@dataclass(frozen=True)
+class JudgementRecord:
+    """One judged AI answer: a point of the reliability diagram."""
+
+    answered_at: dt.datetime
+    source: str
+    confidence: float
+    correct: bool
+
+
 @dataclass
 class InsightData:
     contacts: list[ContactRecord] = field(default_factory=list)
     replies: list[ReplyStat] = field(default_factory=list)
+    judgements: list[JudgementRecord] = field(default_factory=list)
 
 
 def _to_json(message: Message) -> dict[str, object]:
@@ -178,6 +200,53 @@ def _to_proto(row: HandoffRow) -> escalation_pb2.Handoff:
     if row.resolved_at is not None:
         handoff.resolved_at.FromDatetime(row.resolved_at)
     return handoff
+
+
+def _upsert_judgement(
+    session: Session,
+    tenant_id: str,
+    key: str,
+    source: str,
+    intent: str,
+    confidence: float,
+    correct: bool,
+    answered_at: dt.datetime | None,
+    now: dt.datetime,
+) -> bool:
+    """Write the judgement under `key` in the session's transaction, replacing the one there;
+    False when that one already said the same. answered_at None keeps the stored time (now
+    for a new one). A racing first write of the key fails here with IntegrityError."""
+    row = session.scalars(
+        sa.select(AnswerJudgementRow)
+        .where(AnswerJudgementRow.tenant_id == tenant_id, AnswerJudgementRow.idempotency_key == key)
+        .with_for_update()
+    ).one_or_none()
+    if row is None:
+        session.add(
+            AnswerJudgementRow(
+                judgement_id=str(uuid.uuid4()),
+                tenant_id=tenant_id,
+                idempotency_key=key,
+                source=source,
+                intent=intent,
+                confidence=confidence,
+                correct=correct,
+                answered_at=answered_at or now,
+                judged_at=now,
+            )
+        )
+        session.flush()
+        return True
+    values: dict[str, Any] = {"source": source, "intent": intent, "confidence": confidence, "correct": correct}
+    if answered_at is not None:
+        values["answered_at"] = answered_at
+    if all(getattr(row, name) == value for name, value in values.items()):
+        return False
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.judged_at = now
+    session.flush()
+    return True
 
 
 def _attempt_confidence(attempt: escalation_pb2.AiAttempt) -> float | None:
@@ -354,9 +423,11 @@ class HandoffStore:
         handoff_id: str,
         expected_version: int,
         decide: Callable[[HandoffRow, dt.datetime], tuple[dict[str, Any], list[Any]]],
+        after: Callable[[Session, dt.datetime], None] | None = None,
     ) -> escalation_pb2.Handoff:
         """Read, decide, then UPDATE ... WHERE version = <read> with the decided values and
-        insert the decided rows, in one transaction. `decide` raises to refuse."""
+        insert the decided rows, in one transaction. `decide` raises to refuse. `after` writes
+        more once the version check passed, so a loser of a race never writes (nor blocks) there."""
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
             row = session.get(HandoffRow, handoff_id)
             if row is None or row.tenant_id != tenant_id:
@@ -376,6 +447,8 @@ class HandoffStore:
                 # Someone committed a change between our read and our write.
                 raise StaleHandoff(read_version + 1)
             session.add_all(extra_rows)
+            if after is not None:
+                after(session, now)
             session.flush()
             session.expire(row)
             session.refresh(row)
@@ -401,8 +474,10 @@ class HandoffStore:
         correction: Correction | None,
     ) -> tuple[escalation_pb2.Handoff, ReplyRecord]:
         """Record the agent's reply next to the draft (and an intent correction); the
-        handoff becomes assigned to the agent if nobody was on it."""
+        handoff becomes assigned to the agent if nobody was on it. When the AI had a candidate
+        answer, the agent's reply judges it (the handoff's judgement, replaced by a later reply)."""
         recorded: list[ReplyRecord] = []
+        verdicts: list[tuple[str, float, bool, dt.datetime]] = []
 
         def decide(row: HandoffRow, now: dt.datetime) -> tuple[dict[str, Any], list[Any]]:
             if row.state == RESOLVED:
@@ -440,9 +515,21 @@ class HandoffStore:
                     )
                 )
                 values["intent"] = correction.corrected_label
+            candidate = str((row.ai_attempt or {}).get("candidate_answer", ""))
+            if candidate.strip() and row.ai_confidence is not None:
+                intent = values.get("intent", row.intent)
+                verdicts.append((intent, row.ai_confidence, agrees(candidate, reply.final_text), row.created_at))
             return values, rows
 
-        handoff = self._change(tenant_id, handoff_id, expected_version, decide)
+        def judge(session: Session, now: dt.datetime) -> None:
+            if verdicts:
+                intent, confidence, correct, answered_at = verdicts[-1]
+                key = f"{AGENT_JUDGEMENT_KEY_PREFIX}{handoff_id}"
+                _upsert_judgement(
+                    session, tenant_id, key, AGENT_JUDGEMENT, intent, confidence, correct, answered_at, now
+                )
+
+        handoff = self._change(tenant_id, handoff_id, expected_version, decide, judge)
         return handoff, recorded[-1]
 
     def resolve(
@@ -566,9 +653,36 @@ class HandoffStore:
             return False  # the same key again: recorded once
         return True
 
+    def record_judgement(
+        self,
+        tenant_id: str,
+        key: str,
+        source: str,
+        intent: str,
+        confidence: float,
+        correct: bool,
+        answered_at: dt.datetime | None,
+    ) -> bool:
+        """Store a verdict under `key`, replacing the one there; False when it said the same."""
+        try:
+            with Session(self._engine) as session, session.begin():
+                return _upsert_judgement(
+                    session, tenant_id, key, source, intent, confidence, correct, answered_at, utcnow()
+                )
+        except IntegrityError:
+            # Another call inserted the key first: now there is a row to compare with and replace.
+            log.info("judgement_insert_raced", tenant_id=tenant_id)
+        with Session(self._engine) as session, session.begin():
+            return _upsert_judgement(
+                session, tenant_id, key, source, intent, confidence, correct, answered_at, utcnow()
+            )
+
     # --- insights and knowledge gaps ----------------------------------------------
 
-    def insight_data(self, tenant_id: str, start: dt.datetime, end: dt.datetime) -> InsightData:
+    def insight_data(
+        self, tenant_id: str, start: dt.datetime, end: dt.datetime, judged_from: dt.datetime | None = None
+    ) -> InsightData:
+        """Contacts and replies in [start, end); judgements answered in [judged_from or start, end)."""
         data = InsightData()
         with Session(self._engine) as session:
             for created_at, intent, ai_confidence in session.execute(
@@ -601,6 +715,19 @@ class HandoffStore:
                 )
             ):
                 data.replies.append(ReplyStat(created_at, intent, draft_use))
+            for answered_at, source, confidence, correct in session.execute(
+                sa.select(
+                    AnswerJudgementRow.answered_at,
+                    AnswerJudgementRow.source,
+                    AnswerJudgementRow.confidence,
+                    AnswerJudgementRow.correct,
+                ).where(
+                    AnswerJudgementRow.tenant_id == tenant_id,
+                    AnswerJudgementRow.answered_at >= (judged_from or start),
+                    AnswerJudgementRow.answered_at < end,
+                )
+            ):
+                data.judgements.append(JudgementRecord(answered_at, source, confidence, bool(correct)))
         return data
 
     def gap_questions(

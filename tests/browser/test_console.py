@@ -80,6 +80,38 @@ def test_chat_streams_an_answer_with_a_citation_and_a_tier0_tip(
     assert live.mesh.triage.dismiss_suggestion.requests[0].doc_id == "kb-429"
 
 
+def test_rating_an_answered_reply_sends_one_rate_turn(page: Any, live: LiveGateway, artifacts: Path) -> None:
+    live.mesh.concierge.stream_converse.outcome = [
+        concierge_pb2.StreamConverseResponse(
+            outcome=concierge_pb2.ConverseResponse(
+                reply="Open Settings > API and press Rotate.",
+                confidence=answer_pb2.Confidence(score=0.91, threshold=0.85),
+                decision=concierge_pb2.DECISION_ANSWERED,
+                decision_reason="confident",
+                turn_index=3,
+            )
+        ),
+    ]
+    live.mesh.concierge.rate_turn.outcome = concierge_pb2.RateTurnResponse(changed=True)
+    enter_key(page, live, "chat.html?dwell=600", Role.CHANNEL)
+    page.get_by_label("Message").fill("How do I rotate an API key?")
+    page.get_by_label("Message").press("Enter")
+    page.locator(".msg.assistant.done").wait_for()
+
+    page.get_by_role("button", name="Not helpful", exact=True).click()
+    page.locator(".rate >> text=Thanks").wait_for()
+    assert page.get_by_role("button", name="Helpful", exact=True).count() == 0, "a reply is rated once"
+    (rated,) = live.mesh.concierge.rate_turn.requests
+    (sent,) = live.mesh.concierge.stream_converse.requests
+    assert rated.rating == concierge_pb2.TURN_RATING_NOT_HELPFUL and rated.turn_index == 3
+    assert (rated.conversation_id, rated.customer.customer_id, rated.customer.tenant_id) == (
+        sent.request.conversation_id,
+        sent.request.customer.customer_id,
+        "demo",
+    )
+    page.screenshot(path=str(artifacts / "chat-rated.png"), full_page=True)
+
+
 def _wait_until(condition: Any, timeout_s: float = 5.0) -> None:
     import time
 
@@ -133,6 +165,7 @@ def test_a_handoff_from_the_chat_is_answered_in_the_agent_console(
     prompt = page.locator(".handoff-prompt")
     prompt.wait_for()
     assert "ho-77" in prompt.inner_text() and "not confident enough" in prompt.inner_text()
+    assert page.locator(".rate").count() == 0, "only an answer is rated"
     page.screenshot(path=str(artifacts / "chat-handoff.png"), full_page=True)
 
     # The agent, in a browser of their own.
@@ -194,10 +227,18 @@ def test_the_insights_page_draws_the_charts(page: Any, live: LiveGateway, artifa
                     for i, c in enumerate(confidence)],
         )
 
-    live.mesh.escalation.get_topic_insights.outcome = escalation_pb2.GetTopicInsightsResponse(topics=[
-        series("billing", [0.9, 0.91, 0.89, 0.92, 0.9, 0.91, 0.9, 0.88, 0.6, 0.55], True),
-        series("api_keys", [0.8, 0.82, 0.85, 0.86, 0.88, 0.87, 0.9, 0.91, 0.9, 0.92], False),
-    ])
+    bins = [escalation_pb2.ReliabilityBin(lower=i / 10, upper=(i + 1) / 10) for i in range(10)]
+    judged = ((5, 4, 0.56, 0.5), (7, 11, 0.74, 0.64), (8, 25, 0.86, 0.8), (9, 60, 0.94, 0.9))
+    for i, count, confidence, accuracy in judged:
+        bins[i].MergeFrom(escalation_pb2.ReliabilityBin(count=count, mean_confidence=confidence, accuracy=accuracy))
+    live.mesh.escalation.get_topic_insights.outcome = escalation_pb2.GetTopicInsightsResponse(
+        topics=[
+            series("billing", [0.9, 0.91, 0.89, 0.92, 0.9, 0.91, 0.9, 0.88, 0.6, 0.55], True),
+            series("api_keys", [0.8, 0.82, 0.85, 0.86, 0.88, 0.87, 0.9, 0.91, 0.9, 0.92], False),
+        ],
+        reliability=escalation_pb2.Reliability(bins=bins, judged=100, judged_by_agents=35, judged_by_customers=65,
+                                               ece=0.052),
+    )
     live.mesh.escalation.list_knowledge_gaps.outcome = escalation_pb2.ListKnowledgeGapsResponse(gaps=[
         escalation_pb2.KnowledgeGap(gap_id="g1", suggested_title="SSO with Okta", question_count=12,
                                     examples=["does okta work?"], last_seen=_ts(today)),
@@ -207,12 +248,32 @@ def test_the_insights_page_draws_the_charts(page: Any, live: LiveGateway, artifa
     page.locator("#topics svg.chart path.confidence").nth(1).wait_for()
     assert page.locator("#topics svg.chart").count() == 2
     assert page.locator("#topics svg.chart path.automation").count() == 2
-    assert page.locator("#reliability circle").count() >= 2
+    # One dot per non-empty bin, at (mean confidence, accuracy), labelled with its count.
+    assert page.locator("#reliability circle.dot").count() == 4
+    assert page.locator("#reliability text.count").all_text_contents() == ["4", "11", "25", "60"]
+    assert page.locator("#reliability line.diagonal title").text_content() == "perfectly calibrated"
+    caption = page.locator("#reliability-caption").inner_text()
+    assert "100 judged answers" in caption and "35 by agents" in caption and "65 rated by customers" in caption
+    assert "5.2" in caption
+    assert "proxy" not in page.locator("#reliability-card").inner_text().lower()
     assert "billing" in page.locator("#flagged").inner_text()
     assert "SSO with Okta" in page.locator("#gaps").inner_text()
     (sent,) = live.mesh.escalation.get_topic_insights.requests
     assert sent.start_time.seconds < sent.end_time.seconds
     page.screenshot(path=str(artifacts / "insights.png"), full_page=True)
+
+
+def test_the_reliability_diagram_says_so_when_nothing_was_judged(page: Any, live: LiveGateway) -> None:
+    live.mesh.escalation.get_topic_insights.outcome = escalation_pb2.GetTopicInsightsResponse(
+        reliability=escalation_pb2.Reliability(
+            bins=[escalation_pb2.ReliabilityBin(lower=i / 10, upper=(i + 1) / 10) for i in range(10)]
+        )
+    )
+    enter_key(page, live, "insights.html", Role.AGENT)
+    empty = page.locator("#reliability-empty")
+    empty.wait_for()
+    assert empty.inner_text().startswith("No judged answers yet")
+    assert page.locator("#reliability").count() == 0
 
 
 def test_outreach_review_shows_evidence_and_approves_an_edit(page: Any, live: LiveGateway, artifacts: Path) -> None:

@@ -446,6 +446,7 @@ async def test_openapi_lists_the_routes_and_their_problems(gateway: httpx.AsyncC
         "/v1/conversations/{conversation_id}",
         "/v1/conversations/{conversation_id}/messages",
         "/v1/conversations/{conversation_id}/messages/stream",
+        "/v1/conversations/{conversation_id}/turns/{turn_index}/rating",
         "/v1/tenants/{tenant_id}/intake/email",
         "/v1/tenants/{tenant_id}/browsing-events",
         "/v1/tenants/{tenant_id}/suggestions/{doc_id}/dismiss",

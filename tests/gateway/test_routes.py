@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import answer_pb2, conversation_pb2
 from gateway.keys import Role
+from gateway.models import EmailIntakeRequest
 from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from tests.gateway.conftest import TENANT, Mesh, bearer, one, open_gateway
 from tests.gateway.live import LiveGateway
@@ -129,7 +131,10 @@ async def test_email_intake_converses_on_the_email_channel(mesh: Mesh, gateway: 
     assert (first.json()["decision"], first.json()["handoff_id"]) == ("escalated", "ho-3")
     sent, replied, in_thread = mesh.concierge.converse.requests
     assert sent.channel == conversation_pb2.CHANNEL_EMAIL
-    assert (sent.customer.tenant_id, sent.customer.customer_id) == (TENANT, "ann@example.com")
+    assert sent.customer.tenant_id == TENANT
+    assert sent.customer.customer_id.startswith("email-") and "ann" not in sent.customer.customer_id.lower()
+    assert first.json()["customer_id"] == sent.customer.customer_id
+    assert replied.customer.customer_id == sent.customer.customer_id, "one address, one customer"
     assert sent.text == "Re: Export fails\n\nCSV export times out."
     assert sent.conversation_id.startswith("email-")
     assert first.json()["conversation_id"] == sent.conversation_id
@@ -400,6 +405,26 @@ async def test_topic_insights_pass_the_period(mesh: Mesh, gateway: httpx.AsyncCl
     sent = one(mesh.escalation.get_topic_insights.requests)
     assert sent.start_time.ToDatetime(tzinfo=UTC) == datetime(2026, 11, 1, tzinfo=UTC)
     assert sent.end_time.ToDatetime(tzinfo=UTC) == datetime(2026, 11, 8, tzinfo=UTC)
+    nothing_judged = {"bins": [], "judged": 0, "judged_by_agents": 0, "judged_by_customers": 0, "ece": 0.0}
+    assert response.json()["reliability"] == nothing_judged
+
+
+async def test_topic_insights_carry_the_reliability_diagram(mesh: Mesh, gateway: httpx.AsyncClient) -> None:
+    bins = [escalation_pb2.ReliabilityBin(lower=i / 10, upper=(i + 1) / 10) for i in range(10)]
+    bins[9].MergeFrom(escalation_pb2.ReliabilityBin(count=30, mean_confidence=0.93, accuracy=0.8))
+    mesh.escalation.get_topic_insights.outcome = escalation_pb2.GetTopicInsightsResponse(
+        reliability=escalation_pb2.Reliability(
+            bins=bins, judged=30, judged_by_agents=12, judged_by_customers=18, ece=0.13
+        )
+    )
+    response = await gateway.get(f"{T}/insights/topics")
+
+    reliability = response.json()["reliability"]
+    assert len(reliability["bins"]) == 10
+    assert reliability["bins"][9] == {"lower": 0.9, "upper": 1.0, "count": 30, "mean_confidence": 0.93, "accuracy": 0.8}
+    assert reliability["bins"][0]["count"] == 0
+    assert (reliability["judged"], reliability["judged_by_agents"], reliability["judged_by_customers"]) == (30, 12, 18)
+    assert reliability["ece"] == 0.13
 
 
 async def test_knowledge_gaps_and_feedback_export(mesh: Mesh, gateway: httpx.AsyncClient) -> None:
@@ -442,10 +467,10 @@ async def test_conversation_history(mesh: Mesh, gateway: httpx.AsyncClient) -> N
             conversation_pb2.Message(role=conversation_pb2.ROLE_ASSISTANT, text="hello"),
         ]),
         turns=[concierge_pb2.ConversationTurn(
-            customer_text="hi", created_at=_ts(5),
+            customer_text="hi", created_at=_ts(5), rating=concierge_pb2.TURN_RATING_NOT_HELPFUL,
             outcome=concierge_pb2.ConverseResponse(reply="hello", decision=concierge_pb2.DECISION_ANSWERED,
                                                    lineage=answer_pb2.Lineage(trace_id="ab" * 16)),
-        )],
+        ), concierge_pb2.ConversationTurn(customer_text="more?")],
     )
     response = await gateway.get("/v1/conversations/conv-1", params={"customer_id": "cust-1"})
     missing_customer = await gateway.get("/v1/conversations/conv-1")
@@ -454,9 +479,66 @@ async def test_conversation_history(mesh: Mesh, gateway: httpx.AsyncClient) -> N
     assert [m["role"] for m in body["messages"]] == ["customer", "assistant"]
     turn = body["turns"][0]
     assert (turn["customer_text"], turn["outcome"]["reply"], turn["outcome"]["trace_id"]) == ("hi", "hello", "ab" * 16)
+    assert [t["rating"] for t in body["turns"]] == ["not_helpful", None]
     sent = one(mesh.concierge.get_conversation.requests)
     assert (sent.customer.tenant_id, sent.customer.customer_id, sent.conversation_id) == (TENANT, "cust-1", "conv-1")
     assert missing_customer.status_code == 400
+
+
+# --- customers' ratings ------------------------------------------------------
+
+RATING_URL = "/v1/conversations/conv-1/turns/2/rating"
+
+
+async def test_a_rating_is_one_rate_turn_call(mesh: Mesh) -> None:
+    mesh.concierge.rate_turn.outcome = concierge_pb2.RateTurnResponse(changed=True)
+    async with open_gateway(mesh.settings(), key=mesh.key(Role.CHANNEL)) as channel:
+        response = await channel.post(RATING_URL, json={"customer_id": "cust-1", "rating": "not_helpful"})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"changed": True}
+    sent = one(mesh.concierge.rate_turn.requests)
+    assert (sent.customer.tenant_id, sent.customer.customer_id) == (TENANT, "cust-1")
+    assert (sent.conversation_id, sent.turn_index, sent.rating) == ("conv-1", 2, concierge_pb2.TURN_RATING_NOT_HELPFUL)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (RATING_URL, {"customer_id": "cust-1", "rating": "meh"}, "body.rating"),
+        (RATING_URL, {"customer_id": "cust-1", "rating": "helpful", "tenant_id": "acme"}, "body.tenant_id"),
+        (RATING_URL, {"rating": "helpful"}, "body.customer_id"),
+        ("/v1/conversations/conv-1/turns/-1/rating", {"customer_id": "c", "rating": "helpful"}, "path.turn_index"),
+    ],
+)
+async def test_a_bad_rating_is_400_without_a_backend_call(
+    mesh: Mesh, gateway: httpx.AsyncClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    response = await gateway.post(path, json=body)
+    assert response.status_code == 400, response.text
+    assert field in [e["field"] for e in response.json()["errors"]]
+    assert mesh.concierge.rate_turn.requests == []
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "reason"),
+    [
+        (
+            FailedPrecondition("only an answered turn can be rated", reason="TURN_NOT_ANSWERED"),
+            409,
+            "TURN_NOT_ANSWERED",
+        ),
+        (NotFound("no conversation with this id for this customer"), 404, "NOT_FOUND"),
+    ],
+)
+async def test_a_refused_rating_is_a_problem(
+    mesh: Mesh, gateway: httpx.AsyncClient, error: Exception, status: int, reason: str
+) -> None:
+    mesh.concierge.rate_turn.outcome = error
+    response = await gateway.post(RATING_URL, json={"customer_id": "cust-1", "rating": "helpful"})
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["reason"] == reason
 
 
 # --- usage and outreach ----------------------------------------------------
@@ -557,6 +639,24 @@ async def test_a_crashing_backend_is_a_generic_500(mesh: Mesh, gateway: httpx.As
     assert response.status_code == 500 and response.json()["reason"] == "INTERNAL"
 
 
+async def test_email_pseudonyms_depend_on_the_key_and_the_tenant(tmp_path: Path) -> None:
+    # An unkeyed hash of an address can be matched by hashing guessed addresses;
+    # a keyed one cannot without the key.
+    email = EmailIntakeRequest(sender="Ann@Example.com", body="hi")
+    ids = {email.customer_id(t, k) for t in ("demo", "acme") for k in (b"", b"k1", b"k2")}
+    assert len(ids) == 6
+    assert email.customer_id("demo", b"k1") == EmailIntakeRequest(sender="ann@example.COM", body="x").customer_id(
+        "demo", b"k1"
+    )
+
+
+async def _until(condition: Callable[[], bool], failure: str, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, failure
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize(
     ("path", "body", "rpc"),
     [
@@ -577,14 +677,12 @@ async def test_a_client_leaving_before_the_answer_cancels_the_backend_call(
         script.delay_s = 30.0
         script.outcome = concierge_pb2.ConverseResponse() if rpc == "converse" else []
         async with httpx.AsyncClient(base_url=live.url, headers=bearer(live.mesh.key(Role.CHANNEL))) as client:
-            with pytest.raises(httpx.ReadTimeout):
-                await client.post(path, json=body, timeout=httpx.Timeout(5.0, read=0.5))
-        for _ in range(100):
-            if script.cancelled:
-                break
-            await asyncio.sleep(0.05)
-        assert script.requests, "the call never reached the backend"
-        assert script.cancelled, "the backend kept working for a client that left"
+            posting = asyncio.create_task(client.post(path, json=body, timeout=60.0))
+            await _until(lambda: bool(script.requests), "the call never reached the backend")
+            posting.cancel()  # the client leaves: its connection closes
+            with pytest.raises(asyncio.CancelledError):
+                await posting
+        await _until(lambda: script.cancelled, "the backend kept working for a client that left")
     finally:
         await asyncio.to_thread(live.stop)
 

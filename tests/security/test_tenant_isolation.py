@@ -115,7 +115,7 @@ async def _seed(http: httpx.AsyncClient, mesh: RealMesh, tenant: str, marker: st
         "body": f"Please call me about the {marker} renewal, I need a person.",
     })
     assert mail.status_code == 200, mail.text
-    data.conversations.append((mail.json()["conversation_id"], "someone@shared.example"))
+    data.conversations.append((mail.json()["conversation_id"], mail.json()["customer_id"]))
     if mail.json()["handoff_id"]:
         data.handoff_ids.append(mail.json()["handoff_id"])
     assert data.handoff_ids, "asking for a human hands over"
@@ -162,7 +162,7 @@ async def seeded(http: httpx.AsyncClient, real_mesh: RealMesh, usage: Any) -> di
 
 
 # Every /v1 route, with how to call it: (method, path template, body or None, least role).
-# {t} is the tenant in the path; {handoff}, {doc}, {draft}, {finding}, {conv}, {cust} are filled
+# {t} is the tenant in the path; {handoff}, {doc}, {draft}, {finding}, {conv}, {cust}, {turn} are filled
 # with ids of the tenant under test or of the other one.
 ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
     ("GET", "/v1/me", None, Role.CHANNEL),
@@ -171,6 +171,8 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
     ("POST", "/v1/conversations/{conv}/messages/stream", {"text": "Exports {marker}",
                                                            "customer": {"customer_id": "{cust}"}}, Role.CHANNEL),
     ("GET", "/v1/conversations/{conv}?customer_id={cust}", None, Role.CHANNEL),
+    ("POST", "/v1/conversations/{conv}/turns/{turn}/rating", {"customer_id": "{cust}", "rating": "helpful"},
+     Role.CHANNEL),
     ("POST", "/v1/tenants/{t}/intake/email", {"sender": "someone@shared.example", "subject": "Billing",
                                               "body": "Any news on {marker}?", "thread_id": "thread-shared"},
      Role.CHANNEL),
@@ -211,7 +213,7 @@ async def test_every_v1_route_has_an_isolation_probe(real_mesh: RealMesh) -> Non
               for method in operations}
     probed = {(method, template.split("?")[0].replace("{t}", "{tenant_id}").replace("{conv}", "{conversation_id}")
                .replace("{handoff}", "{handoff_id}").replace("{doc}", "{doc_id}").replace("{draft}", "{draft_id}")
-               .replace("{finding}", "{finding_id}"))
+               .replace("{finding}", "{finding_id}").replace("{turn}", "{turn_index}"))
               for method, template, _, _ in ENDPOINTS}
     assert routes - probed == set(), f"endpoints without an isolation probe: {sorted(routes - probed)}"
 
@@ -240,6 +242,7 @@ def _ids(owner: TenantData, path_tenant: str, marker: str, rng: random.Random, a
         "draft": rng.choice(owner.draft_ids or ["no-draft"]),
         "finding": rng.choice(owner.finding_ids or ["no-finding"]),
         "account": account,
+        "turn": "0",
     }
 
 

@@ -79,7 +79,18 @@ class FakeTriage:
 class FakeEscalation:
     requests: list[escalation_pb2.CreateHandoffRequest] = field(default_factory=list)
     outcomes: list[escalation_pb2.RecordOutcomeRequest] = field(default_factory=list)
+    judgements: list[escalation_pb2.RecordJudgementRequest] = field(default_factory=list)
+    judgement_timeouts: list[object] = field(default_factory=list)
     down: bool = False
+
+    async def RecordJudgement(
+        self, request: escalation_pb2.RecordJudgementRequest, **options: object
+    ) -> escalation_pb2.RecordJudgementResponse:
+        self.judgement_timeouts.append(options.get("timeout"))
+        if self.down:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
+        self.judgements.append(request)
+        return escalation_pb2.RecordJudgementResponse(changed=True)
 
     async def RecordOutcome(
         self, request: escalation_pb2.RecordOutcomeRequest, **_: object
@@ -283,6 +294,97 @@ async def test_bad_input_names_the_field(db_url: str, text: str, conversation_id
         await converse(rig, request(text, conversation_id=conversation_id))
     assert field_name in [name for name, _ in raised.value.violations]
     assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- customers' ratings -------------------------------------------------------
+
+
+async def rate(
+    rig: Rig, rating: int, turn_index: int = 0, conversation_id: str = "c1", customer_id: str = "u1"
+) -> concierge_pb2.RateTurnResponse:
+    return await rig.servicer.RateTurn(  # type: ignore[arg-type]
+        concierge_pb2.RateTurnRequest(
+            conversation_id=conversation_id,
+            customer=customer_pb2.CustomerRef(tenant_id="demo", customer_id=customer_id),
+            turn_index=turn_index,
+            rating=rating,  # type: ignore[arg-type]
+        ),
+        None,
+    )
+
+
+async def test_a_rated_answer_is_stored_and_judged_by_escalation(db_url: str) -> None:
+    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+    await converse(rig, request())
+    await converse(rig, request("And annual plans?"))
+    stored = (await history(rig)).turns[1]
+
+    assert (await rate(rig, concierge_pb2.TURN_RATING_NOT_HELPFUL, turn_index=1)).changed
+
+    (judged,) = rig.escalation.judgements
+    assert judged.source == escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER and not judged.correct
+    assert judged.confidence == stored.outcome.confidence.score > 0
+    assert judged.answered_at == stored.created_at
+    assert (judged.customer.tenant_id, judged.customer.customer_id, judged.intent) == ("demo", "u1", "")
+    assert rig.escalation.judgement_timeouts == [2.0], "a slow escalation must not hold the customer"
+    ratings = [t.rating for t in (await history(rig)).turns]
+    assert ratings == [concierge_pb2.TURN_RATING_UNSPECIFIED, concierge_pb2.TURN_RATING_NOT_HELPFUL]
+
+
+async def test_rating_again_replaces_the_verdict_under_the_same_key(db_url: str) -> None:
+    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+    await converse(rig, request())
+    assert (await rate(rig, concierge_pb2.TURN_RATING_HELPFUL)).changed
+    assert not (await rate(rig, concierge_pb2.TURN_RATING_HELPFUL)).changed
+    assert (await rate(rig, concierge_pb2.TURN_RATING_NOT_HELPFUL)).changed
+
+    assert [j.correct for j in rig.escalation.judgements] == [True, True, False]
+    assert len({j.idempotency_key for j in rig.escalation.judgements}) == 1
+    assert (await history(rig)).turns[0].rating == concierge_pb2.TURN_RATING_NOT_HELPFUL
+    # Another turn of the conversation is another answer: another key.
+    await converse(rig, request("And annual plans?"))
+    await rate(rig, concierge_pb2.TURN_RATING_HELPFUL, turn_index=1)
+    assert len({j.idempotency_key for j in rig.escalation.judgements}) == 2
+
+
+async def test_escalation_down_still_keeps_and_acknowledges_the_rating(db_url: str) -> None:
+    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+    await converse(rig, request())
+    rig.escalation.down = True
+    assert (await rate(rig, concierge_pb2.TURN_RATING_HELPFUL)).changed
+    assert (await history(rig)).turns[0].rating == concierge_pb2.TURN_RATING_HELPFUL
+
+
+async def test_only_an_answered_turn_of_ones_own_conversation_can_be_rated(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url)
+    await converse(rig, request())  # the LLM is down: an honest handoff, no answer
+    with pytest.raises(FailedPrecondition) as refused:
+        await rate(rig, concierge_pb2.TURN_RATING_HELPFUL)
+    assert refused.value.reason == "TURN_NOT_ANSWERED"
+    for wrong in ({"turn_index": 1}, {"conversation_id": "never-seen"}, {"customer_id": "someone-else"}):
+        with pytest.raises(NotFound):
+            await rate(rig, concierge_pb2.TURN_RATING_HELPFUL, **wrong)  # type: ignore[arg-type]
+    assert rig.escalation.judgements == []
+    assert (await history(rig)).turns[0].rating == concierge_pb2.TURN_RATING_UNSPECIFIED
+
+
+@pytest.mark.parametrize(
+    ("fields", "field_name"),
+    [
+        ({"turn_index": -1}, "turn_index"),
+        ({"rating": concierge_pb2.TURN_RATING_UNSPECIFIED}, "rating"),
+        ({"rating": 7}, "rating"),
+        ({"conversation_id": "bad id!"}, "conversation_id"),
+        ({"customer_id": ""}, "customer.customer_id"),
+    ],
+)
+async def test_a_bad_rating_request_names_the_field(db_url: str, fields: dict[str, object], field_name: str) -> None:
+    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+    await converse(rig, request())
+    arguments: dict[str, object] = {"rating": concierge_pb2.TURN_RATING_HELPFUL} | fields
+    with pytest.raises(InvalidArgument) as refused:
+        await rate(rig, **arguments)  # type: ignore[arg-type]
+    assert [name for name, _ in refused.value.violations] == [field_name]
 
 
 # --- persistence ---------------------------------------------------------------

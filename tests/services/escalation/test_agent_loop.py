@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
@@ -223,8 +224,10 @@ def _race_store(url: str) -> None:
             store.submit_reply("demo", handoff.handoff_id, "agent", 0, classify_while_another_agent_commits, None)
         after = store.get("demo", handoff.handoff_id)
         assert after is not None and after.version == 2 and after.assigned_agent_id == "other-agent"
-        # The loser's reply row was rolled back with its update.
+        # The loser's reply row was rolled back with its update, and so was its judgement.
         assert store.feedback("demo", None, 10) == []
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT count(*) FROM answer_judgements")).scalar_one() == 0
     finally:
         engine.dispose()
 

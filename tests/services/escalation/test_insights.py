@@ -1,9 +1,10 @@
-"""Per-topic insights over time (with the sudden-drop flag) and knowledge gaps
-clustered by meaning."""
+"""Per-topic insights over time (with the sudden-drop flag), the reliability
+diagram of the AI's confidence, and knowledge gaps clustered by meaning."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 
 import grpc
@@ -14,7 +15,14 @@ from aftercare.escalation.v1 import escalation_pb2
 from aftercare.type.v1 import customer_pb2
 from servicekit.database import utcnow
 from services.escalation import insights
-from services.escalation.store import ContactRecord, GapQuestion, ReplyStat
+from services.escalation.store import (
+    AGENT_JUDGEMENT,
+    CUSTOMER_JUDGEMENT,
+    ContactRecord,
+    GapQuestion,
+    JudgementRecord,
+    ReplyStat,
+)
 from tests.services.escalation.conftest import Stub, expect_error, handoff_request
 
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -120,6 +128,97 @@ async def test_topic_insights_combine_handoffs_outcomes_and_replies(stub: Stub) 
     assert len(topic.points) in (30, 31)
     other = await stub.GetTopicInsights(escalation_pb2.GetTopicInsightsRequest(tenant_id="acme"))
     assert not other.topics
+
+
+def _judged(confidence: float, correct: bool, source: str = AGENT_JUDGEMENT) -> JudgementRecord:
+    return JudgementRecord(START, source, confidence, correct)
+
+
+def test_reliability_bins_by_the_reported_edges_with_one_in_the_last_bin() -> None:
+    # Just below 0.9 (0.8999999999999999): int(confidence * 10) would put it in the 0.9 bin.
+    confidences = [0.0, 0.05, 0.1, 0.3, 0.7, math.nextafter(0.9, 0.0), 0.9, 0.9999, 1.0]
+    diagram = insights.reliability([_judged(c, True) for c in confidences])
+
+    assert [(b.lower, b.upper) for b in diagram.bins] == [(i / 10, (i + 1) / 10) for i in range(10)]
+    assert [b.count for b in diagram.bins] == [2, 1, 0, 1, 0, 0, 0, 1, 1, 3]
+    assert diagram.judged == len(confidences)
+    assert diagram.bins[9].mean_confidence == pytest.approx((0.9 + 0.9999 + 1.0) / 3, abs=1e-4)
+    empty = diagram.bins[2]
+    assert empty.mean_confidence == 0.0 and empty.accuracy == 0.0
+
+
+def test_reliability_accuracy_and_ece() -> None:
+    judgements = [
+        _judged(0.05, True),  # bin 0: accuracy 1 at confidence 0.05 -> 0.95 off
+        _judged(0.1, False, CUSTOMER_JUDGEMENT),  # bin 1: accuracy 0 at 0.1 -> 0.1 off
+        _judged(0.95, True),
+        _judged(1.0, False, CUSTOMER_JUDGEMENT),
+        _judged(1.0, True),  # bin 9: accuracy 2/3 at 0.9833 -> 3 x 0.3167 = 0.95 off
+    ]
+    diagram = insights.reliability(judgements)
+
+    assert diagram.judged == 5 and diagram.judged_by_agents == 3 and diagram.judged_by_customers == 2
+    assert diagram.bins[0].accuracy == 1.0 and diagram.bins[1].accuracy == 0.0
+    assert diagram.bins[9].accuracy == pytest.approx(2 / 3, abs=1e-4)
+    assert diagram.bins[9].mean_confidence == pytest.approx(2.95 / 3, abs=1e-4)
+    assert diagram.ece == pytest.approx((0.95 + 0.1 + 0.95) / 5, abs=1e-4)
+
+
+def test_a_calibrated_confidence_has_no_calibration_error() -> None:
+    judgements = [_judged(0.8, i < 8) for i in range(10)] + [_judged(0.3, i < 3) for i in range(10)]
+    diagram = insights.reliability(judgements)
+    assert diagram.bins[8].accuracy == 0.8 and diagram.bins[3].accuracy == 0.3
+    assert diagram.ece == pytest.approx(0.0, abs=1e-9)
+    nothing = insights.reliability([])
+    assert len(nothing.bins) == 10 and nothing.judged == 0 and nothing.ece == 0.0
+
+
+async def test_topic_insights_give_the_reliability_of_agents_and_customers_judgements(stub: Stub) -> None:
+    right = (await stub.CreateHandoff(handoff_request(key="right", intent="refunds", confidence=0.42))).handoff
+    wrong = (await stub.CreateHandoff(handoff_request(key="wrong", intent="refunds", confidence=0.85))).handoff
+    for handoff, text in ((right, "Refunds take 5 days to reach your card."), (wrong, "I escalated it to billing.")):
+        await stub.SubmitAgentReply(
+            escalation_pb2.SubmitAgentReplyRequest(
+                tenant_id="demo", handoff_id=handoff.handoff_id, agent_id="a", final_text=text
+            )
+        )
+
+    async def rating(key: str, tenant: str, confidence: float, correct: bool, days_ago: float = 0) -> None:
+        request = escalation_pb2.RecordJudgementRequest(
+            idempotency_key=key,
+            customer=customer_pb2.CustomerRef(tenant_id=tenant, customer_id="c"),
+            source=escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER,
+            confidence=confidence,
+            correct=correct,
+        )
+        request.answered_at.FromDatetime(utcnow() - dt.timedelta(days=days_ago))
+        assert (await stub.RecordJudgement(request)).changed
+
+    await rating("turn-1", "demo", 1.0, True)
+    # Before the 30-day period, though within the days the drop check reads before it.
+    await rating("turn-old", "demo", 0.5, False, days_ago=33)
+    # Another tenant's judgements never count.
+    await rating("turn-1", "acme", 0.15, False)
+    await rating("turn-2", "acme", 0.95, False)
+
+    diagram = (await stub.GetTopicInsights(escalation_pb2.GetTopicInsightsRequest(tenant_id="demo"))).reliability
+
+    assert diagram.judged == 3 and diagram.judged_by_agents == 2 and diagram.judged_by_customers == 1
+    assert [b.count for b in diagram.bins] == [0, 0, 0, 0, 1, 0, 0, 0, 1, 1]
+    assert diagram.bins[4].accuracy == 1.0 and diagram.bins[4].mean_confidence == pytest.approx(0.42)
+    assert diagram.bins[8].accuracy == 0.0 and diagram.bins[8].mean_confidence == pytest.approx(0.85)
+    assert diagram.bins[9].accuracy == 1.0
+    assert diagram.ece == pytest.approx((0.58 + 0.85 + 0.0) / 3, abs=1e-4)
+    acme = (await stub.GetTopicInsights(escalation_pb2.GetTopicInsightsRequest(tenant_id="acme"))).reliability
+    assert acme.judged == 2 and acme.judged_by_agents == 0
+    assert [b.count for b in acme.bins] == [0, 1, 0, 0, 0, 0, 0, 0, 0, 1]
+    # The period is [start_time, end_time): the old judgement counts only in a period that holds it.
+    now = utcnow()
+    old_period = escalation_pb2.GetTopicInsightsRequest(tenant_id="demo")
+    old_period.start_time.FromDatetime(now - dt.timedelta(days=34))
+    old_period.end_time.FromDatetime(now - dt.timedelta(days=32))
+    old = (await stub.GetTopicInsights(old_period)).reliability
+    assert old.judged == 1 and old.bins[5].count == 1 and old.bins[5].accuracy == 0.0
 
 
 async def test_bad_insight_and_outcome_requests_are_refused(stub: Stub) -> None:

@@ -35,6 +35,12 @@ class DecisionReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_REASON_OFF_TOPIC: _ClassVar[DecisionReason]
     DECISION_REASON_NEEDS_DETAIL: _ClassVar[DecisionReason]
     DECISION_REASON_MODEL_DOES_NOT_KNOW: _ClassVar[DecisionReason]
+
+class TurnRating(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TURN_RATING_UNSPECIFIED: _ClassVar[TurnRating]
+    TURN_RATING_HELPFUL: _ClassVar[TurnRating]
+    TURN_RATING_NOT_HELPFUL: _ClassVar[TurnRating]
 DECISION_UNSPECIFIED: Decision
 DECISION_ANSWERED: Decision
 DECISION_ESCALATED: Decision
@@ -52,6 +58,9 @@ DECISION_REASON_PROMPT_INJECTION: DecisionReason
 DECISION_REASON_OFF_TOPIC: DecisionReason
 DECISION_REASON_NEEDS_DETAIL: DecisionReason
 DECISION_REASON_MODEL_DOES_NOT_KNOW: DecisionReason
+TURN_RATING_UNSPECIFIED: TurnRating
+TURN_RATING_HELPFUL: TurnRating
+TURN_RATING_NOT_HELPFUL: TurnRating
 
 class ConverseRequest(_message.Message):
     __slots__ = ("conversation_id", "customer", "text", "channel", "account", "client_message_id")
@@ -116,14 +125,16 @@ class GetConversationRequest(_message.Message):
     def __init__(self, customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation_id: _Optional[str] = ...) -> None: ...
 
 class ConversationTurn(_message.Message):
-    __slots__ = ("customer_text", "outcome", "created_at")
+    __slots__ = ("customer_text", "outcome", "created_at", "rating")
     CUSTOMER_TEXT_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
     customer_text: str
     outcome: ConverseResponse
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, customer_text: _Optional[str] = ..., outcome: _Optional[_Union[ConverseResponse, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    rating: TurnRating
+    def __init__(self, customer_text: _Optional[str] = ..., outcome: _Optional[_Union[ConverseResponse, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rating: _Optional[_Union[TurnRating, str]] = ...) -> None: ...
 
 class GetConversationResponse(_message.Message):
     __slots__ = ("conversation", "turns")
@@ -132,3 +143,21 @@ class GetConversationResponse(_message.Message):
     conversation: _conversation_pb2.Conversation
     turns: _containers.RepeatedCompositeFieldContainer[ConversationTurn]
     def __init__(self, conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[ConversationTurn, _Mapping]]] = ...) -> None: ...
+
+class RateTurnRequest(_message.Message):
+    __slots__ = ("customer", "conversation_id", "turn_index", "rating")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    customer: _customer_pb2.CustomerRef
+    conversation_id: str
+    turn_index: int
+    rating: TurnRating
+    def __init__(self, customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation_id: _Optional[str] = ..., turn_index: _Optional[int] = ..., rating: _Optional[_Union[TurnRating, str]] = ...) -> None: ...
+
+class RateTurnResponse(_message.Message):
+    __slots__ = ("changed",)
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    changed: bool
+    def __init__(self, changed: _Optional[bool] = ...) -> None: ...

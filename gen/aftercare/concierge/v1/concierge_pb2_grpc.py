@@ -51,6 +51,11 @@ class ConciergeServiceStub:
                 request_serializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationRequest.SerializeToString,
                 response_deserializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationResponse.FromString,
                 _registered_method=True)
+        self.RateTurn = channel.unary_unary(
+                '/aftercare.concierge.v1.ConciergeService/RateTurn',
+                request_serializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.RateTurnRequest.SerializeToString,
+                response_deserializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.RateTurnResponse.FromString,
+                _registered_method=True)
 
 
 class ConciergeServiceServicer:
@@ -81,6 +86,16 @@ class ConciergeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RateTurn(self, request, context):
+        """RateTurn records the customer's verdict on an answered turn (helpful or
+        not). It is stored with the turn and passed to escalation as a judgement of
+        the answer, the correctness side of the confidence's reliability diagram.
+        Rating again replaces the earlier verdict.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConciergeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +113,11 @@ def add_ConciergeServiceServicer_to_server(servicer, server):
                     servicer.GetConversation,
                     request_deserializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationRequest.FromString,
                     response_serializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationResponse.SerializeToString,
+            ),
+            'RateTurn': grpc.unary_unary_rpc_method_handler(
+                    servicer.RateTurn,
+                    request_deserializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.RateTurnRequest.FromString,
+                    response_serializer=aftercare_dot_concierge_dot_v1_dot_concierge__pb2.RateTurnResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +203,33 @@ class ConciergeService:
             '/aftercare.concierge.v1.ConciergeService/GetConversation',
             aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationRequest.SerializeToString,
             aftercare_dot_concierge_dot_v1_dot_concierge__pb2.GetConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RateTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.concierge.v1.ConciergeService/RateTurn',
+            aftercare_dot_concierge_dot_v1_dot_concierge__pb2.RateTurnRequest.SerializeToString,
+            aftercare_dot_concierge_dot_v1_dot_concierge__pb2.RateTurnResponse.FromString,
             options,
             channel_credentials,
             insecure,

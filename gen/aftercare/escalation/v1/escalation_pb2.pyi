@@ -38,6 +38,12 @@ class DraftUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DRAFT_USE_REWRITTEN: _ClassVar[DraftUse]
     DRAFT_USE_DISCARDED: _ClassVar[DraftUse]
 
+class JudgementSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JUDGEMENT_SOURCE_UNSPECIFIED: _ClassVar[JudgementSource]
+    JUDGEMENT_SOURCE_AGENT: _ClassVar[JudgementSource]
+    JUDGEMENT_SOURCE_CUSTOMER: _ClassVar[JudgementSource]
+
 class OutcomeDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     OUTCOME_DECISION_UNSPECIFIED: _ClassVar[OutcomeDecision]
@@ -58,6 +64,9 @@ DRAFT_USE_ACCEPTED: DraftUse
 DRAFT_USE_EDITED: DraftUse
 DRAFT_USE_REWRITTEN: DraftUse
 DRAFT_USE_DISCARDED: DraftUse
+JUDGEMENT_SOURCE_UNSPECIFIED: JudgementSource
+JUDGEMENT_SOURCE_AGENT: JudgementSource
+JUDGEMENT_SOURCE_CUSTOMER: JudgementSource
 OUTCOME_DECISION_UNSPECIFIED: OutcomeDecision
 OUTCOME_DECISION_ANSWERED: OutcomeDecision
 OUTCOME_DECISION_CLARIFIED: OutcomeDecision
@@ -321,10 +330,40 @@ class TopicSeries(_message.Message):
     def __init__(self, topic: _Optional[str] = ..., points: _Optional[_Iterable[_Union[TopicPoint, _Mapping]]] = ..., confidence_drop_flagged: _Optional[bool] = ..., confidence_drop_detail: _Optional[str] = ...) -> None: ...
 
 class GetTopicInsightsResponse(_message.Message):
-    __slots__ = ("topics",)
+    __slots__ = ("topics", "reliability")
     TOPICS_FIELD_NUMBER: _ClassVar[int]
+    RELIABILITY_FIELD_NUMBER: _ClassVar[int]
     topics: _containers.RepeatedCompositeFieldContainer[TopicSeries]
-    def __init__(self, topics: _Optional[_Iterable[_Union[TopicSeries, _Mapping]]] = ...) -> None: ...
+    reliability: Reliability
+    def __init__(self, topics: _Optional[_Iterable[_Union[TopicSeries, _Mapping]]] = ..., reliability: _Optional[_Union[Reliability, _Mapping]] = ...) -> None: ...
+
+class ReliabilityBin(_message.Message):
+    __slots__ = ("lower", "upper", "count", "mean_confidence", "accuracy")
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    lower: float
+    upper: float
+    count: int
+    mean_confidence: float
+    accuracy: float
+    def __init__(self, lower: _Optional[float] = ..., upper: _Optional[float] = ..., count: _Optional[int] = ..., mean_confidence: _Optional[float] = ..., accuracy: _Optional[float] = ...) -> None: ...
+
+class Reliability(_message.Message):
+    __slots__ = ("bins", "judged", "judged_by_agents", "judged_by_customers", "ece")
+    BINS_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_BY_AGENTS_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_BY_CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    ECE_FIELD_NUMBER: _ClassVar[int]
+    bins: _containers.RepeatedCompositeFieldContainer[ReliabilityBin]
+    judged: int
+    judged_by_agents: int
+    judged_by_customers: int
+    ece: float
+    def __init__(self, bins: _Optional[_Iterable[_Union[ReliabilityBin, _Mapping]]] = ..., judged: _Optional[int] = ..., judged_by_agents: _Optional[int] = ..., judged_by_customers: _Optional[int] = ..., ece: _Optional[float] = ...) -> None: ...
 
 class ListKnowledgeGapsRequest(_message.Message):
     __slots__ = ("tenant_id", "limit")
@@ -431,3 +470,27 @@ class ExportIntentCorrectionsResponse(_message.Message):
     example_count: int
     examples: _containers.RepeatedCompositeFieldContainer[_triage_pb2.LabeledExample]
     def __init__(self, jsonl: _Optional[str] = ..., example_count: _Optional[int] = ..., examples: _Optional[_Iterable[_Union[_triage_pb2.LabeledExample, _Mapping]]] = ...) -> None: ...
+
+class RecordJudgementRequest(_message.Message):
+    __slots__ = ("idempotency_key", "customer", "source", "intent", "confidence", "correct", "answered_at")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CORRECT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    customer: _customer_pb2.CustomerRef
+    source: JudgementSource
+    intent: str
+    confidence: float
+    correct: bool
+    answered_at: _timestamp_pb2.Timestamp
+    def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., source: _Optional[_Union[JudgementSource, str]] = ..., intent: _Optional[str] = ..., confidence: _Optional[float] = ..., correct: _Optional[bool] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RecordJudgementResponse(_message.Message):
+    __slots__ = ("changed",)
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    changed: bool
+    def __init__(self, changed: _Optional[bool] = ...) -> None: ...

@@ -91,6 +91,11 @@ class EscalationServiceStub:
                 request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsRequest.SerializeToString,
                 response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsResponse.FromString,
                 _registered_method=True)
+        self.RecordJudgement = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/RecordJudgement',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementResponse.FromString,
+                _registered_method=True)
 
 
 class EscalationServiceServicer:
@@ -179,6 +184,17 @@ class EscalationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordJudgement(self, request, context):
+        """RecordJudgement records whether one AI answer was right, as a customer
+        judged it (the concierge forwards RateTurn). Agents' judgements need no
+        call: SubmitAgentReply judges the AI's candidate answer against what the
+        agent sent. Judgements feed GetTopicInsights' reliability diagram.
+        Idempotent on idempotency_key: a repeated key replaces the verdict.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EscalationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -236,6 +252,11 @@ def add_EscalationServiceServicer_to_server(servicer, server):
                     servicer.ExportIntentCorrections,
                     request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsRequest.FromString,
                     response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsResponse.SerializeToString,
+            ),
+            'RecordJudgement': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordJudgement,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -537,6 +558,33 @@ class EscalationService:
             '/aftercare.escalation.v1.EscalationService/ExportIntentCorrections',
             aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsRequest.SerializeToString,
             aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ExportIntentCorrectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordJudgement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/RecordJudgement',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementResponse.FromString,
             options,
             channel_credentials,
             insecure,
