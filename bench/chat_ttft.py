@@ -40,21 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
 from aftercare.type.v1 import conversation_pb2, customer_pb2
+from devstack.demo import DEMO_QUESTIONS
 from devstack.stack import REPO_ROOT, Stack, StackConfig
 from servicekit.clients import connect
 
-QUESTIONS = [
-    "How do I enable two-factor authentication?",
-    "What is the API rate limit on the Team plan?",
-    "Can I get a refund on a monthly plan?",
-    "How do I export my data to S3?",
-    "Why do I get E-1042 batch too large after the 4.3 release?",
-    "How do I configure SAML single sign-on?",
-    "How long do you keep my data on the Free plan?",
-    "How do I set up a webhook?",
-    "What does error E-2010 mean?",
-    "How do I delete a user's data for GDPR?",
-]
 WARM_UP = "How do I rotate an API key?"
 CONCIERGE = "aftercare.concierge.v1.ConciergeService"
 CHROMIUM = os.environ.get("AFTERCARE_CHROMIUM", "/usr/bin/chromium")
@@ -224,7 +213,7 @@ def main() -> int:
     args = parser.parse_args()
     if shutil.which(CHROMIUM) is None:
         parser.error(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set AFTERCARE_CHROMIUM)")
-    questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.questions)]
+    questions = [DEMO_QUESTIONS[i % len(DEMO_QUESTIONS)] for i in range(args.questions)]
 
     with tempfile.TemporaryDirectory(prefix="aftercare-ttft-") as tmp:
         data_dir = Path(tmp)

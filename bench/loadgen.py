@@ -35,20 +35,13 @@ from typing import Any, ClassVar
 
 import httpx
 
+from devstack.demo import DEMO_QUESTIONS
+
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 # Questions about the demo knowledge base (kb/demo): answerable ones and a few it cannot answer.
 KB_QUESTIONS = [
-    "How do I enable two-factor authentication?",
-    "What is the API rate limit on the Team plan?",
-    "Can I get a refund on a monthly plan?",
-    "How do I export my data to S3?",
-    "Why do I get E-1042 batch too large after the 4.3 release?",
-    "How do I configure SAML single sign-on?",
-    "How long do you keep my data on the Free plan?",
-    "How do I set up a webhook?",
-    "What does error E-2010 mean?",
-    "How do I delete a user's data for GDPR?",
+    *DEMO_QUESTIONS,
     "How do I rotate an API key?",
     "My dashboard has been loading forever since yesterday, what is going on?",
     "I want to talk to a human, this is the third time I am asking.",

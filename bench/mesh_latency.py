@@ -23,21 +23,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devstack.demo import DEMO_QUESTIONS
 from devstack.otlp_receiver import OtlpReceiver, ReceivedSpan
 from devstack.stack import REPO_ROOT, Stack, StackConfig
-
-QUESTIONS = [
-    "How do I enable two-factor authentication?",
-    "What is the API rate limit on the Team plan?",
-    "Can I get a refund on a monthly plan?",
-    "How do I export my data to S3?",
-    "Why do I get E-1042 batch too large after the 4.3 release?",
-    "How do I configure SAML single sign-on?",
-    "How long do you keep my data on the Free plan?",
-    "How do I set up a webhook?",
-    "What does error E-2010 mean?",
-    "How do I delete a user's data for GDPR?",
-]
 
 SPAN_KIND_SERVER, SPAN_KIND_CLIENT = 2, 3
 
@@ -74,14 +62,15 @@ async def _throughput(gateway_url: str, key: str, total: int, concurrency: int) 
             t0 = time.perf_counter()
             response = await http.post(
                 f"/v1/conversations/load-{i}/messages",
-                json={"text": QUESTIONS[i % len(QUESTIONS)], "customer": {"tenant_id": "demo", "customer_id": f"l{i}"}},
+                json={
+                    "text": DEMO_QUESTIONS[i % len(DEMO_QUESTIONS)],
+                    "customer": {"tenant_id": "demo", "customer_id": f"l{i}"},
+                },
             )
             latencies.append((time.perf_counter() - t0) * 1000)
             errors += response.status_code != 200
 
-    async with httpx.AsyncClient(
-        base_url=gateway_url, timeout=120, headers={"Authorization": f"Bearer {key}"}
-    ) as http:
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=120, headers={"Authorization": f"Bearer {key}"}) as http:
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -131,7 +120,7 @@ def main() -> int:
             auth = {"Authorization": f"Bearer {stack.api_keys['channel']}"}
             with httpx.Client(base_url=stack.gateway_url, timeout=60, headers=auth) as client:
                 for i in range(args.requests + 3):
-                    question = QUESTIONS[i % len(QUESTIONS)]
+                    question = DEMO_QUESTIONS[i % len(DEMO_QUESTIONS)]
                     t0 = time.perf_counter()
                     response = client.post(
                         f"/v1/conversations/bench-{i}/messages",
