@@ -17,6 +17,9 @@ from gateway.keys import issue_demo_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("retrieval", "triage", "escalation", "outreach", "concierge")
+# How long the readiness check waits for the LLM server's model list: under load, a CPU
+# server answers it only between generation steps (measured up to 6 s in the drill).
+LLM_PROBE_TIMEOUT_S = 15.0
 
 
 @dataclass
@@ -170,7 +173,8 @@ class Stack:
                     raise StackError(f"{name} exited with {process.returncode}; see {self.log_dir / name}.log")
             try:
                 if self.config.llm_base_url is None:
-                    httpx.get(f"{self.llm_base_url}/models", timeout=1.0).raise_for_status()
+                    # Generous: a CPU server busy generating for customers answers late, but answers.
+                    httpx.get(f"{self.llm_base_url}/models", timeout=LLM_PROBE_TIMEOUT_S).raise_for_status()
                 response = httpx.get(f"{self.gateway_url}/readyz", timeout=2.0)
                 if response.status_code == 200:
                     return

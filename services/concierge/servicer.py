@@ -182,9 +182,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         self, request: concierge_pb2.GetConversationRequest, context: grpc.aio.ServicerContext
     ) -> concierge_pb2.GetConversationResponse:
         violations = Violations()
-        _check_id(violations, request.conversation_id, "conversation_id")
-        _check_id(violations, request.customer.tenant_id, "customer.tenant_id")
-        violations.check(bool(request.customer.customer_id), "customer.customer_id", "is required")
+        _check_conversation(violations, request.customer, request.conversation_id)
         violations.raise_if_any()
         stored = await self._load(request.customer, request.conversation_id)
         if stored is None:
@@ -195,12 +193,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         self, request: concierge_pb2.RateTurnRequest, context: grpc.aio.ServicerContext
     ) -> concierge_pb2.RateTurnResponse:
         violations = Violations()
-        _check_id(violations, request.conversation_id, "conversation_id")
-        _check_id(violations, request.customer.tenant_id, "customer.tenant_id")
-        violations.check(bool(request.customer.customer_id), "customer.customer_id", "is required")
-        violations.check(
-            len(request.customer.customer_id) <= 200, "customer.customer_id", "must be at most 200 characters"
-        )
+        _check_conversation(violations, request.customer, request.conversation_id)
         violations.check(request.turn_index >= 0, "turn_index", "must be 0 or more")
         violations.check(request.rating in _RATINGS, "rating", "must be TURN_RATING_HELPFUL or TURN_RATING_NOT_HELPFUL")
         violations.raise_if_any()
@@ -275,7 +268,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             client_message_id=request.client_message_id,
             # Stored masked: personal data never rests in the conversation store.
             customer_text=turn.masked_text,
-            standalone_query=turn.standalone_query or request.text,
+            standalone_query=turn.standalone_query or turn.masked_text,
             outcome=outcome,
         )
 
@@ -631,13 +624,20 @@ def _check_id(violations: Violations, value: str, name: str) -> None:
     violations.check(bool(_ID.match(value)), name, "must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
 
 
+def _check_conversation(
+    violations: Violations, customer: customer_pb2.CustomerRef, conversation_id: str, prefix: str = ""
+) -> None:
+    _check_id(violations, conversation_id, f"{prefix}conversation_id")
+    _check_id(violations, customer.tenant_id, f"{prefix}customer.tenant_id")
+    violations.check(bool(customer.customer_id), f"{prefix}customer.customer_id", "is required")
+    violations.check(
+        len(customer.customer_id) <= 200, f"{prefix}customer.customer_id", "must be at most 200 characters"
+    )
+
+
 def _validate(request: concierge_pb2.ConverseRequest, prefix: str = "") -> None:
     violations = Violations()
-    _check_id(violations, request.conversation_id, f"{prefix}conversation_id")
-    _check_id(violations, request.customer.tenant_id, f"{prefix}customer.tenant_id")
-    violations.check(bool(request.customer.customer_id), f"{prefix}customer.customer_id", "is required")
-    violations.check(len(request.customer.customer_id) <= 200, f"{prefix}customer.customer_id",
-                     "must be at most 200 characters")
+    _check_conversation(violations, request.customer, request.conversation_id, prefix)
     violations.check(bool(request.text.strip()), f"{prefix}text", "must not be empty")
     violations.check(len(request.text) <= MAX_TEXT_CHARS, f"{prefix}text",
                      f"must be at most {MAX_TEXT_CHARS} characters")
