@@ -64,6 +64,10 @@ KEYWORD_WEIGHT = 0.5
 # Extra hits fetched so that dropping chunks of a superseded version (a document
 # being replaced right now) still leaves the hits asked for.
 _STALE_MARGIN = 16
+# With a server, how long a document's version read earlier is trusted by searches that
+# find only its chunks: it bounds how long chunks left by another replica's crash in the
+# middle of a delete can show (a replace elsewhere is seen at once, see _current_versions).
+_VERSIONS_TRUSTED_S = 300.0
 # Writes are flushed (sealed into a segment) once no write has run for this long,
 # or once this many rows wait, or at the latest this long after the first one.
 # Bounded by rows rather than time, segment sizes do not depend on how busy the CPU
@@ -209,11 +213,16 @@ class Store:
     _doc_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
     )
-    # Milvus Lite only: each tenant's documents, doc id -> (current version key, chunks),
-    # kept here as well. A Lite store has one process (its lock file sees to it), so this
-    # copy is exact and spares every search a lookup and GetStats a count (Lite counts
-    # by scanning rows); with a server, other replicas write too, so they ask it.
-    _versions: dict[str, dict[str, tuple[str, int]]] | None = None
+    # Each tenant's documents, doc id -> (current version key, chunks), kept here as well
+    # (read at open, updated by this store's writes): a search needs the current version
+    # of every document it finds, to drop chunks of a version being written or replaced.
+    # Milvus Lite has one process (its lock file sees to it), so there the copy is exact,
+    # and GetStats reads it too (Lite counts by scanning rows). With a server, other
+    # replicas write too: see _current_versions for when the copy is trusted.
+    _versions: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
+    _versions_exact: bool = False
+    # Server only: when each copied version was last read from the server (monotonic s).
+    _versions_read_at: dict[tuple[str, str], float] = field(default_factory=dict)
     _last_write: float = 0.0
     _writers: int = 0
     _first_unflushed: float | None = None
@@ -247,11 +256,10 @@ class Store:
             client.load_collection(name)
         if backfill:
             store._backfill_records()
-        if "://" not in uri:  # a Milvus Lite file, not a server
-            store._versions = {}
-            for row in store._iterate(store.documents, _ALL, ["tenant_id", "doc_id", "version_key", "chunk_count"]):
-                tenant = store._versions.setdefault(row["tenant_id"], {})
-                tenant[row["doc_id"]] = (row["version_key"], int(row["chunk_count"]))
+        store._versions_exact = "://" not in uri  # a Milvus Lite file, not a server
+        read_at = time.monotonic()
+        for row in store._iterate(store.documents, _ALL, ["tenant_id", "doc_id", "version_key", "chunk_count"]):
+            store._copy_version(row["tenant_id"], row["doc_id"], (row["version_key"], int(row["chunk_count"])), read_at)
         return store
 
     def _check_dimension(self, dim: int) -> None:
@@ -494,7 +502,7 @@ class Store:
         return await self._run(self._stats, tenant_id)
 
     def _stats(self, tenant_id: str) -> tuple[int, int]:
-        if self._versions is not None:
+        if self._versions_exact:
             known = self._versions.get(tenant_id, {})
             return len(known), sum(chunks for _, chunks in known.values())
         # Counted by the server rather than iterated here: one call whatever the size.
@@ -580,7 +588,7 @@ class Store:
         candidates = max(HYBRID_CANDIDATES, 2 * top_k)
         dense = self._ann(Mode.DENSE, vector, keyword_query, expr, candidates, ["chunk_id", "doc_id"])
         keyword = self._ann(Mode.KEYWORD, vector, keyword_query, expr, candidates, ["chunk_id", "doc_id"])
-        current = self._current_versions(tenant_id, {raw["entity"]["doc_id"] for raw in [*dense, *keyword]})
+        current = self._current_versions(tenant_id, [*dense, *keyword])
         similarity = {raw["entity"]["chunk_id"]: float(raw["distance"]) for raw in dense if _is_current(raw, current)}
         bm25 = {raw["entity"]["chunk_id"]: _bm25(raw) for raw in keyword if _is_current(raw, current)}
         if missing := [chunk_id for chunk_id in bm25 if chunk_id not in similarity]:
@@ -601,7 +609,7 @@ class Store:
         limit = top_k
         while True:
             found = self._ann(mode, vector, keyword_query, expr, limit, fields)
-            current = self._current_versions(tenant_id, {raw["entity"]["doc_id"] for raw in found})
+            current = self._current_versions(tenant_id, found)
             fresh = [raw for raw in found if _is_current(raw, current)]
             # Chunks of a superseded version (a replace under way) took places: ask for more.
             if len(fresh) >= top_k or len(found) < limit:
@@ -639,18 +647,49 @@ class Store:
             )[0]
         )
 
-    def _current_versions(self, tenant_id: str, doc_ids: set[str]) -> dict[str, str]:
-        if self._versions is not None:
-            known = self._versions.get(tenant_id, {})
-            return {doc_id: known[doc_id][0] for doc_id in doc_ids if doc_id in known}
-        if not doc_ids:
-            return {}
-        rows = self.client.get(
-            self.documents,
-            ids=[_record_key(tenant_id, doc_id) for doc_id in sorted(doc_ids)],
-            output_fields=["doc_id", "version_key"],
-        )
-        return {row["doc_id"]: row["version_key"] for row in rows}
+    def _current_versions(self, tenant_id: str, found: Iterable[dict[str, Any]]) -> dict[str, str]:
+        """The current version of each document that has chunks among `found`."""
+        versions_found: dict[str, set[str]] = {}
+        for raw in found:
+            entity = raw["entity"]
+            versions_found.setdefault(entity["doc_id"], set()).add(chunk_version(entity["chunk_id"]))
+        known = self._versions.get(tenant_id, {})
+        if not self._versions_exact:
+            # With a server, the copy is trusted for a document only while a search finds
+            # chunks of the copied version alone, for at most _VERSIONS_TRUSTED_S: a chunk of
+            # any other version (another replica's replace or new document) makes it read the
+            # record again, in one call for all such documents. So a replace elsewhere is
+            # seen as soon as its new chunks are found; until then, the old version stays
+            # searchable (never both, never neither) as long as its chunks are there.
+            now = time.monotonic()
+            unsure = sorted(
+                doc_id
+                for doc_id, versions in versions_found.items()
+                if doc_id not in known
+                or versions != {known[doc_id][0]}
+                or now - self._versions_read_at.get((tenant_id, doc_id), 0.0) > _VERSIONS_TRUSTED_S
+            )
+            if unsure:
+                rows = self.client.get(
+                    self.documents,
+                    ids=[_record_key(tenant_id, doc_id) for doc_id in unsure],
+                    output_fields=["doc_id", "version_key", "chunk_count"],
+                )
+                fresh = {row["doc_id"]: (row["version_key"], int(row["chunk_count"])) for row in rows}
+                for doc_id in unsure:
+                    self._copy_version(tenant_id, doc_id, fresh.get(doc_id), now)
+                known = self._versions.get(tenant_id, {})
+        return {doc_id: known[doc_id][0] for doc_id in versions_found if doc_id in known}
+
+    def _copy_version(self, tenant_id: str, doc_id: str, version: tuple[str, int] | None, read_at: float) -> None:
+        """Keep (version key, chunks) as the document's current version; None: it has none."""
+        if version is None:
+            self._versions.get(tenant_id, {}).pop(doc_id, None)
+            self._versions_read_at.pop((tenant_id, doc_id), None)
+            return
+        self._versions.setdefault(tenant_id, {})[doc_id] = version
+        if not self._versions_exact:
+            self._versions_read_at[(tenant_id, doc_id)] = read_at
 
     # Writes ------------------------------------------------------------------
 
@@ -727,8 +766,7 @@ class Store:
 
     def _upsert_record(self, tenant_id: str, record: DocumentRecord) -> None:
         self.client.upsert(self.documents, [_record_row(tenant_id, record)])
-        if self._versions is not None:
-            self._versions.setdefault(tenant_id, {})[record.doc_id] = (record.version_key, record.chunk_count)
+        self._copy_version(tenant_id, record.doc_id, (record.version_key, record.chunk_count), time.monotonic())
 
     async def delete_documents(self, tenant_id: str, doc_ids: Sequence[str]) -> list[str]:
         """Delete documents with all their chunks; returns the ids that existed."""
@@ -747,9 +785,8 @@ class Store:
             batch = records[start : start + _BATCH]
             # The records go first: from then on searches drop the chunks.
             self.client.delete(self.documents, ids=[_record_key(tenant_id, record.doc_id) for record in batch])
-            if self._versions is not None:
-                for record in batch:
-                    self._versions.get(tenant_id, {}).pop(record.doc_id, None)
+            for record in batch:
+                self._copy_version(tenant_id, record.doc_id, None, 0.0)
             for record in batch:
                 orphans = [pending[record.doc_id]] if record.doc_id in pending else []
                 self._delete_versions(tenant_id, record.doc_id, [record, *orphans])

@@ -8,6 +8,7 @@ Hybrid, dense and keyword search and tenant isolation must hold over that path t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
@@ -16,8 +17,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -29,7 +31,9 @@ from servicekit.server import serving
 from services.retrieval.app import servicers
 from services.retrieval.embedding import Embedder
 from services.retrieval.settings import RetrievalSettings
+from services.retrieval.store import Store, version_key
 from tests.conftest import free_port
+from tests.services.retrieval.test_store import NEW, OLD, TENANT, chunks, each_mode, meta, versions_seen
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -241,3 +245,43 @@ async def test_unchanged_documents_are_not_rewritten(stub: RetrievalServiceStub)
     )
     assert [r.outcome for r in again.results] == [pb.INGEST_OUTCOME_UNCHANGED]
     assert again.chunks_written == 0
+
+
+async def test_a_replica_sees_another_replicas_replace_whole(
+    milvus_uri: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two retrieval replicas on one server: the reader keeps copies of document versions
+    # and must still never show the writer's document in two versions, or in none.
+    writer = await asyncio.to_thread(Store.open, milvus_uri, "kb_replicas", embedder.dimension)
+    await writer.replace_document(meta("v1"), chunks(embedder, OLD))
+    reader = await asyncio.to_thread(Store.open, milvus_uri, "kb_replicas", embedder.dimension)
+    old, new = version_key("v1", "test", "test"), version_key("v2", "test", "test")
+    try:
+        assert await versions_seen(reader, embedder) == each_mode({old})
+        paused: asyncio.Queue[tuple[str, asyncio.Event]] = asyncio.Queue()
+
+        def pausing(step: str, original: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+            async def wrapper(*args: Any) -> None:
+                resume = asyncio.Event()
+                await paused.put((step, resume))
+                await resume.wait()
+                await original(*args)
+
+            return wrapper
+
+        monkeypatch.setattr(writer, "_switch_version", pausing("new chunks written", writer._switch_version))
+        monkeypatch.setattr(writer, "_delete_stale_chunks", pausing("record switched", writer._delete_stale_chunks))
+        replace = asyncio.create_task(writer.replace_document(meta("v2"), chunks(embedder, NEW)))
+        for step, expected in (("new chunks written", {old}), ("record switched", {new})):
+            reached, resume = await asyncio.wait_for(paused.get(), 30)
+            assert reached == step
+            assert await versions_seen(reader, embedder) == each_mode(expected), step
+            resume.set()
+        await asyncio.wait_for(replace, 30)
+        assert await versions_seen(reader, embedder) == each_mode({new})
+
+        assert await writer.delete_documents(TENANT, ["router-light"]) == ["router-light"]
+        assert await versions_seen(reader, embedder) == each_mode(set())
+    finally:
+        await reader.close()
+        await writer.close()
