@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import functools
 import json
 import statistics
 import sys
@@ -156,14 +157,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         settings = TriageSettings(port=0, data_dir=Path(data_dir), log_level="warning", retrieval_addr="127.0.0.1:9")
         # Trained by the engine the Retrain RPC and the offline CLI use, into the data directory the
         # server then serves from: a long training would outlive the server's maximum connection age.
-        engine = intent_engine(settings)
+        encoder = None
+        if args.encoder:
+            from services.triage.encoder import Encoder
+
+            # One encoder for training and serving (the server's engine would load the default).
+            encoder = Encoder(str(args.encoder), torch_threads=settings.torch_threads)
+        engine = intent_engine(settings, encoder)
         started = time.perf_counter()
         trained = await engine.retrain(TENANT, [t for t, _ in train], [lab for _, lab in train])
         train_seconds = time.perf_counter() - started
         print(f"retrained {trained.version} in {train_seconds:.1f}s: promoted={trained.promoted} "
               f"validation accuracy {trained.accuracy:.4f} ece {trained.ece:.4f}", flush=True)
         async with (
-            serving(settings, servicers) as running,
+            serving(settings, functools.partial(servicers, encoder=encoder)) as running,
             grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
         ):
             stub = triage_pb2_grpc.TriageServiceStub(channel)
@@ -244,6 +251,7 @@ def main() -> int:
     parser.add_argument("--recall-label", default="", help="also report recall of this label")
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--png", type=Path, default=None)
+    parser.add_argument("--encoder", type=Path, default=None, help="sentence-transformers folder; default MiniLM")
     args = parser.parse_args()
     configure_logging("bench", "console", "warning")
     result = asyncio.run(run(args))
