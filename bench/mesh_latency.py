@@ -38,16 +38,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def hop_overheads(spans: list[ReceivedSpan]) -> float:
-    """Sum over gRPC calls of (client span - matching server span), in ms."""
+def hop_overheads(spans: list[ReceivedSpan]) -> dict[str, list[float]]:
+    """Per gRPC method, (client span - matching server span) of each call, in ms."""
     servers = {
         span.parent_span_id: span for span in spans if span.kind == SPAN_KIND_SERVER and span.name.startswith("/")
     }
-    total = 0.0
+    hops: dict[str, list[float]] = {}
     for client in spans:
         if client.kind == SPAN_KIND_CLIENT and client.name.startswith("/") and client.span_id in servers:
-            total += client.duration_ms - servers[client.span_id].duration_ms
-    return total
+            hops.setdefault(client.name, []).append(client.duration_ms - servers[client.span_id].duration_ms)
+    return hops
 
 
 async def _throughput(gateway_url: str, key: str, total: int, concurrency: int) -> dict[str, float]:
@@ -138,10 +138,15 @@ def main() -> int:
                 _throughput(stack.gateway_url, stack.api_keys["channel"], args.requests, args.concurrency)
             )
             time.sleep(1.0)
-            hops = [
+            per_trace = [
                 hop_overheads(receiver.wait_for(t, {"gateway", "concierge", "retrieval"}, timeout_s=5))
                 for t in trace_ids
             ]
+            hops = [sum(sum(calls) for calls in trace.values()) for trace in per_trace]
+            by_method: dict[str, list[float]] = {}
+            for trace in per_trace:
+                for method, calls in trace.items():
+                    by_method.setdefault(method, []).extend(calls)
         finally:
             stack.stop()
             receiver.stop()
@@ -154,6 +159,14 @@ def main() -> int:
         "chat_p95_ms": round(percentile(latencies, 95), 1),
         "grpc_hops_added_p50_ms": round(statistics.median(hops), 2) if hops else None,
         "grpc_hops_added_p95_ms": round(percentile(hops, 95), 2) if hops else None,
+        # Where the hops' time goes: per method, calls per chat and the median cost of one call.
+        "grpc_hops_by_method": {
+            method.rsplit("/", 1)[-1]: {
+                "calls_per_chat": round(len(calls) / max(len(per_trace), 1), 2),
+                "p50_ms": round(statistics.median(calls), 2),
+            }
+            for method, calls in sorted(by_method.items())
+        },
         "decisions": decisions,
         "concurrency": args.concurrency,
         "chats_per_s": throughput["chats_per_s"],
