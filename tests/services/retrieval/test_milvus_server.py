@@ -17,9 +17,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -33,7 +32,16 @@ from services.retrieval.embedding import Embedder
 from services.retrieval.settings import RetrievalSettings
 from services.retrieval.store import Store, version_key
 from tests.conftest import free_port
-from tests.services.retrieval.test_store import NEW, OLD, TENANT, chunks, each_mode, meta, versions_seen
+from tests.services.retrieval.test_store import (
+    NEW,
+    OLD,
+    TENANT,
+    chunks,
+    each_mode,
+    meta,
+    pause_replaces,
+    versions_seen,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -258,19 +266,7 @@ async def test_a_replica_sees_another_replicas_replace_whole(
     old, new = version_key("v1", "test", "test"), version_key("v2", "test", "test")
     try:
         assert await versions_seen(reader, embedder) == each_mode({old})
-        paused: asyncio.Queue[tuple[str, asyncio.Event]] = asyncio.Queue()
-
-        def pausing(step: str, original: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-            async def wrapper(*args: Any) -> None:
-                resume = asyncio.Event()
-                await paused.put((step, resume))
-                await resume.wait()
-                await original(*args)
-
-            return wrapper
-
-        monkeypatch.setattr(writer, "_switch_version", pausing("new chunks written", writer._switch_version))
-        monkeypatch.setattr(writer, "_delete_stale_chunks", pausing("record switched", writer._delete_stale_chunks))
+        paused = pause_replaces(writer, monkeypatch)
         replace = asyncio.create_task(writer.replace_document(meta("v2"), chunks(embedder, NEW)))
         for step, expected in (("new chunks written", {old}), ("record switched", {new})):
             reached, resume = await asyncio.wait_for(paused.get(), 30)

@@ -77,15 +77,13 @@ async def stored_versions(store: Store, doc_id: str = "router-light") -> set[str
     return {chunk_version(row["chunk_id"]) for row in rows}
 
 
-async def test_a_replaced_document_is_never_seen_in_two_versions_or_none(
-    store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await store.replace_document(meta("v1"), chunks(embedder, OLD))
-    old, new = version_key("v1", "test", "test"), version_key("v2", "test", "test")
-    assert await versions_seen(store, embedder) == each_mode({old})
+Paused = asyncio.Queue[tuple[str, asyncio.Event]]
 
-    # Pause the replace after each step and search meanwhile.
-    paused: asyncio.Queue[tuple[str, asyncio.Event]] = asyncio.Queue()
+
+def pause_replaces(store: Store, monkeypatch: pytest.MonkeyPatch) -> Paused:
+    """Make the store's replaces stop after writing the new chunks and after switching the
+    record: each stop puts (step, resume event) on the returned queue and waits for it."""
+    paused: Paused = asyncio.Queue()
 
     def pausing(step: str, original: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
         async def wrapper(*args: Any) -> None:
@@ -98,6 +96,18 @@ async def test_a_replaced_document_is_never_seen_in_two_versions_or_none(
 
     monkeypatch.setattr(store, "_switch_version", pausing("new chunks written", store._switch_version))
     monkeypatch.setattr(store, "_delete_stale_chunks", pausing("record switched", store._delete_stale_chunks))
+    return paused
+
+
+async def test_a_replaced_document_is_never_seen_in_two_versions_or_none(
+    store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.replace_document(meta("v1"), chunks(embedder, OLD))
+    old, new = version_key("v1", "test", "test"), version_key("v2", "test", "test")
+    assert await versions_seen(store, embedder) == each_mode({old})
+
+    # Pause the replace after each step and search meanwhile.
+    paused = pause_replaces(store, monkeypatch)
     replace = asyncio.create_task(store.replace_document(meta("v2"), chunks(embedder, NEW)))
 
     step, resume = await asyncio.wait_for(paused.get(), 30)
