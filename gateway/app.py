@@ -1,8 +1,9 @@
 """The HTTP gateway: JSON/OpenAPI at the edge, one gRPC call per request behind it.
 
-No business logic lives here. Each handler opens the request's deadline
-budget, translates JSON to the backend's proto, makes one call, and
-translates the answer back; failures become problem+json in gateway.problems.
+No business logic lives here. Each request runs under one deadline budget
+(DeadlineMiddleware); each handler translates JSON to the backend's proto,
+makes one call, and translates the answer back; failures become problem+json
+in gateway.problems.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from gateway.problems import (
 )
 from gateway.routes import ROUTERS
 from gateway.settings import GatewaySettings
+from servicekit.deadlines import budget
 from servicekit.logging import configure_logging
 from servicekit.metrics import configure_metrics, shutdown_metrics
 from servicekit.tracing import configure_tracing, shutdown_tracing
@@ -84,6 +86,22 @@ class RequestIdMiddleware:
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             await self.app(scope, receive, send_with_id)
+
+
+class DeadlineMiddleware:
+    """Every request runs under one budget (`request_timeout_s`): each backend call it
+    makes gets what is left of it as its gRPC deadline, so routes never set their own."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with budget(self.seconds):
+            await self.app(scope, receive, send)
 
 
 class AccessLogMiddleware:
@@ -222,6 +240,7 @@ def create_app(settings: GatewaySettings, backends: Backends | None = None) -> F
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AccessLogMiddleware),
+            Middleware(DeadlineMiddleware, seconds=settings.request_timeout_s),
             # Outside auth, so preflights and 401/429 answers carry CORS headers too.
             Middleware(
                 CORSMiddleware,

@@ -34,7 +34,6 @@ from gateway.models import (
     SuggestionReply,
 )
 from gateway.problems import problem_responses, rpc_error_problem
-from servicekit.deadlines import budget
 from servicekit.tracing import current_trace_id
 
 router = APIRouter()
@@ -74,12 +73,10 @@ async def post_message(
     body: PostMessageRequest,
     key: ChannelKey,
     backends: BackendsDep,
-    settings: SettingsDep,
     http: Request,
 ) -> MessageReply:
     check_tenant(key, body.customer.tenant_id)
-    with budget(settings.request_timeout_s):
-        call = backends.concierge.stub.Converse(body.to_proto(conversation_id, key.tenant_id))
+    call = backends.concierge.stub.Converse(body.to_proto(conversation_id, key.tenant_id))
     response = await until_client_leaves(http, call)
     return MessageReply.from_proto(conversation_id, response, trace_id=current_trace_id())
 
@@ -102,13 +99,11 @@ async def stream_message(
     body: PostMessageRequest,
     key: ChannelKey,
     backends: BackendsDep,
-    settings: SettingsDep,
     http: Request,
 ) -> StreamingResponse:
     check_tenant(key, body.customer.tenant_id)
     request = concierge_pb2.StreamConverseRequest(request=body.to_proto(conversation_id, key.tenant_id))
-    with budget(settings.request_timeout_s):
-        call = backends.concierge.stub.StreamConverse(request)
+    call = backends.concierge.stub.StreamConverse(request)
     try:
         # Waiting for the first event lets a refusal (bad input, backend down)
         # still be a proper status code instead of an error inside a 200 stream.
@@ -157,8 +152,7 @@ async def intake_email(
     http: Request,
 ) -> EmailIntakeReply:
     request = body.to_proto(key.tenant_id, settings.pseudonym_key.get_secret_value().encode())
-    with budget(settings.request_timeout_s):
-        call = backends.concierge.stub.Converse(request)
+    call = backends.concierge.stub.Converse(request)
     response = await until_client_leaves(http, call)
     reply = MessageReply.from_proto(request.conversation_id, response, trace_id=current_trace_id())
     return EmailIntakeReply(**reply.model_dump(), customer_id=request.customer.customer_id)
@@ -172,10 +166,9 @@ async def intake_email(
     responses=problem_responses(400, 401, 403, 413, 429, 503, 504),
 )
 async def browsing_event(
-    tenant_id: TenantId, body: BrowsingEventRequest, key: ChannelKey, backends: BackendsDep, settings: SettingsDep
+    tenant_id: TenantId, body: BrowsingEventRequest, key: ChannelKey, backends: BackendsDep
 ) -> SuggestionReply:
-    with budget(settings.request_timeout_s):
-        response = await backends.triage.stub.SuggestForContext(body.to_proto(key.tenant_id))
+    response = await backends.triage.stub.SuggestForContext(body.to_proto(key.tenant_id))
     return SuggestionReply.from_proto(response)
 
 
@@ -192,13 +185,11 @@ async def dismiss_suggestion(
     body: DismissRequest,
     key: ChannelKey,
     backends: BackendsDep,
-    settings: SettingsDep,
 ) -> DismissReply:
     request = triage_pb2.DismissSuggestionRequest(
         customer=customer_pb2.CustomerRef(tenant_id=key.tenant_id, customer_id=body.customer_id), doc_id=doc_id
     )
-    with budget(settings.request_timeout_s):
-        response = await backends.triage.stub.DismissSuggestion(request)
+    response = await backends.triage.stub.DismissSuggestion(request)
     return DismissReply(newly_dismissed=response.newly_dismissed)
 
 
@@ -213,15 +204,13 @@ async def get_conversation(
     conversation_id: ConversationId,
     key: ChannelKey,
     backends: BackendsDep,
-    settings: SettingsDep,
     customer_id: Annotated[str, Query(min_length=1, max_length=256, description="Whose conversation it is.")],
 ) -> ConversationReply:
     request = concierge_pb2.GetConversationRequest(
         customer=customer_pb2.CustomerRef(tenant_id=key.tenant_id, customer_id=customer_id),
         conversation_id=conversation_id,
     )
-    with budget(settings.request_timeout_s):
-        response = await backends.concierge.stub.GetConversation(request)
+    response = await backends.concierge.stub.GetConversation(request)
     return ConversationReply.from_proto(conversation_id, response)
 
 
@@ -238,8 +227,6 @@ async def rate_turn(
     body: RateTurnRequest,
     key: ChannelKey,
     backends: BackendsDep,
-    settings: SettingsDep,
 ) -> RatingReply:
-    with budget(settings.request_timeout_s):
-        response = await backends.concierge.stub.RateTurn(body.to_proto(key.tenant_id, conversation_id, turn_index))
+    response = await backends.concierge.stub.RateTurn(body.to_proto(key.tenant_id, conversation_id, turn_index))
     return RatingReply(changed=response.changed)

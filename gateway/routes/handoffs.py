@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
 from gateway.auth import AgentKey
-from gateway.deps import BackendsDep, HandoffId, SettingsDep, TenantId
+from gateway.deps import BackendsDep, HandoffId, TenantId
 from gateway.models import (
     AgentReplyReply,
     AgentReplyRequest,
@@ -25,7 +25,6 @@ from gateway.models import (
     proto_enum,
 )
 from gateway.problems import problem_responses
-from servicekit.deadlines import budget
 
 router = APIRouter(tags=["handoffs"])
 
@@ -40,7 +39,6 @@ async def list_handoffs(
     tenant_id: TenantId,
     key: AgentKey,
     backends: BackendsDep,
-    settings: SettingsDep,
     queue: Annotated[str, Query(max_length=128, description="One queue; all when empty.")] = "",
     state: Annotated[HandoffStateName | None, Query(description="Waiting and assigned when omitted.")] = None,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -55,8 +53,7 @@ async def list_handoffs(
         page_size=page_size,
         page_token=page_token,
     )
-    with budget(settings.request_timeout_s):
-        response = await backends.escalation.stub.ListHandoffs(request)
+    response = await backends.escalation.stub.ListHandoffs(request)
     return HandoffListReply.from_proto(response)
 
 
@@ -66,12 +63,9 @@ async def list_handoffs(
     summary="One handoff with its context package.",
     responses=problem_responses(400, 401, 403, 404, 429, 503, 504),
 )
-async def get_handoff(
-    tenant_id: TenantId, handoff_id: HandoffId, key: AgentKey, backends: BackendsDep, settings: SettingsDep
-) -> HandoffReply:
+async def get_handoff(tenant_id: TenantId, handoff_id: HandoffId, key: AgentKey, backends: BackendsDep) -> HandoffReply:
     request = escalation_pb2.GetHandoffRequest(tenant_id=key.tenant_id, handoff_id=handoff_id)
-    with budget(settings.request_timeout_s):
-        response = await backends.escalation.stub.GetHandoff(request)
+    response = await backends.escalation.stub.GetHandoff(request)
     return HandoffReply.from_proto(response.handoff)
 
 
@@ -87,13 +81,11 @@ async def assign_handoff(
     body: AssignRequest,
     key: AgentKey,
     backends: BackendsDep,
-    settings: SettingsDep,
 ) -> HandoffReply:
     request = escalation_pb2.AssignHandoffRequest(
         tenant_id=key.tenant_id, handoff_id=handoff_id, agent_id=key.name, expected_version=body.expected_version
     )
-    with budget(settings.request_timeout_s):
-        response = await backends.escalation.stub.AssignHandoff(request)
+    response = await backends.escalation.stub.AssignHandoff(request)
     return HandoffReply.from_proto(response.handoff)
 
 
@@ -109,12 +101,10 @@ async def reply_to_handoff(
     body: AgentReplyRequest,
     key: AgentKey,
     backends: BackendsDep,
-    settings: SettingsDep,
 ) -> AgentReplyReply:
     # The agent is who holds the key, never a claim in the body.
     request = body.to_proto(key.tenant_id, handoff_id, agent_id=key.name)
-    with budget(settings.request_timeout_s):
-        response = await backends.escalation.stub.SubmitAgentReply(request)
+    response = await backends.escalation.stub.SubmitAgentReply(request)
     return AgentReplyReply.from_proto(response)
 
 
@@ -130,7 +120,6 @@ async def resolve_handoff(
     body: ResolveRequest,
     key: AgentKey,
     backends: BackendsDep,
-    settings: SettingsDep,
 ) -> HandoffReply:
     request = escalation_pb2.ResolveHandoffRequest(
         tenant_id=key.tenant_id,
@@ -139,8 +128,7 @@ async def resolve_handoff(
         resolution=body.resolution,
         expected_version=body.expected_version,
     )
-    with budget(settings.request_timeout_s):
-        response = await backends.escalation.stub.ResolveHandoff(request)
+    response = await backends.escalation.stub.ResolveHandoff(request)
     return HandoffReply.from_proto(response.handoff)
 
 
@@ -151,9 +139,6 @@ async def resolve_handoff(
     summary="Intent, sentiment, risk flags, priority and route of one message.",
     responses=problem_responses(400, 401, 403, 413, 429, 503, 504),
 )
-async def triage(
-    tenant_id: TenantId, body: TriageRequest, key: AgentKey, backends: BackendsDep, settings: SettingsDep
-) -> TriageReply:
-    with budget(settings.request_timeout_s):
-        response = await backends.triage.stub.TriageContact(body.to_proto(key.tenant_id))
+async def triage(tenant_id: TenantId, body: TriageRequest, key: AgentKey, backends: BackendsDep) -> TriageReply:
+    response = await backends.triage.stub.TriageContact(body.to_proto(key.tenant_id))
     return TriageReply.from_proto(response)

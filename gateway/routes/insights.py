@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from aftercare.escalation.v1 import escalation_pb2
 from gateway.auth import AdminKey, AgentKey
-from gateway.deps import BackendsDep, SettingsDep, TenantId
+from gateway.deps import BackendsDep, TenantId
 from gateway.models import (
     FeedbackExportReply,
     IntentCorrectionsReply,
@@ -18,7 +18,6 @@ from gateway.models import (
     to_timestamp,
 )
 from gateway.problems import problem_responses
-from servicekit.deadlines import budget
 
 router = APIRouter(tags=["insights"])
 
@@ -33,15 +32,13 @@ async def topic_insights(
     tenant_id: TenantId,
     key: AgentKey,
     backends: BackendsDep,
-    settings: SettingsDep,
     start: Annotated[IsoDateTime | None, Query(description="Start of the period (ISO 8601).")] = None,
     end: Annotated[IsoDateTime | None, Query(description="End of the period (ISO 8601).")] = None,
 ) -> TopicInsightsReply:
     request = escalation_pb2.GetTopicInsightsRequest(
         tenant_id=key.tenant_id, start_time=to_timestamp(start), end_time=to_timestamp(end)
     )
-    with budget(settings.request_timeout_s):
-        response = await backends.escalation.stub.GetTopicInsights(request)
+    response = await backends.escalation.stub.GetTopicInsights(request)
     return TopicInsightsReply.from_proto(response)
 
 
@@ -55,12 +52,10 @@ async def knowledge_gaps(
     tenant_id: TenantId,
     key: AgentKey,
     backends: BackendsDep,
-    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> KnowledgeGapsReply:
     request = escalation_pb2.ListKnowledgeGapsRequest(tenant_id=key.tenant_id, limit=limit)
-    with budget(settings.request_timeout_s):
-        response = await backends.escalation.stub.ListKnowledgeGaps(request)
+    response = await backends.escalation.stub.ListKnowledgeGaps(request)
     return KnowledgeGapsReply.from_proto(response)
 
 
@@ -74,12 +69,10 @@ async def export_feedback(
     tenant_id: TenantId,
     key: AdminKey,
     backends: BackendsDep,
-    settings: SettingsDep,
     since: Annotated[IsoDateTime | None, Query(description="Only feedback at or after this time.")] = None,
 ) -> FeedbackExportReply:
     request = escalation_pb2.ExportFeedbackRequest(tenant_id=key.tenant_id, since=to_timestamp(since))
-    with budget(settings.request_timeout_s):
-        response = await backends.escalation.stub.ExportFeedback(request)
+    response = await backends.escalation.stub.ExportFeedback(request)
     return FeedbackExportReply.from_proto(response)
 
 
@@ -93,10 +86,8 @@ async def export_intent_corrections(
     tenant_id: TenantId,
     key: AdminKey,
     backends: BackendsDep,
-    settings: SettingsDep,
     since: Annotated[IsoDateTime | None, Query(description="Only corrections at or after this time.")] = None,
 ) -> IntentCorrectionsReply:
     request = escalation_pb2.ExportIntentCorrectionsRequest(tenant_id=key.tenant_id, since=to_timestamp(since))
-    with budget(settings.request_timeout_s):
-        response = await backends.escalation.stub.ExportIntentCorrections(request)
+    response = await backends.escalation.stub.ExportIntentCorrections(request)
     return IntentCorrectionsReply(example_count=response.example_count, jsonl=response.jsonl)

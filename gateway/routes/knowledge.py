@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from aftercare.retrieval.v1 import retrieval_pb2
 from gateway.auth import AdminKey, AgentKey, ChannelKey
-from gateway.deps import BackendsDep, DocId, SettingsDep, TenantId
+from gateway.deps import BackendsDep, DocId, TenantId
 from gateway.models import (
     DeleteDocumentReply,
     DocumentListReply,
@@ -18,7 +18,6 @@ from gateway.models import (
     UploadDocumentsRequest,
 )
 from gateway.problems import NotFoundProblem, problem_responses
-from servicekit.deadlines import budget
 
 router = APIRouter(tags=["knowledge base"])
 
@@ -29,11 +28,8 @@ router = APIRouter(tags=["knowledge base"])
     summary="Search the tenant's knowledge base.",
     responses=problem_responses(400, 401, 403, 413, 429, 503, 504),
 )
-async def search_kb(
-    tenant_id: TenantId, body: SearchRequest, key: ChannelKey, backends: BackendsDep, settings: SettingsDep
-) -> SearchReply:
-    with budget(settings.request_timeout_s):
-        response = await backends.retrieval.stub.Search(body.to_proto(key.tenant_id))
+async def search_kb(tenant_id: TenantId, body: SearchRequest, key: ChannelKey, backends: BackendsDep) -> SearchReply:
+    response = await backends.retrieval.stub.Search(body.to_proto(key.tenant_id))
     return SearchReply.from_proto(response)
 
 
@@ -44,11 +40,10 @@ async def search_kb(
     responses=problem_responses(400, 401, 403, 413, 429, 503, 504),
 )
 async def upload_documents(
-    tenant_id: TenantId, body: UploadDocumentsRequest, key: AdminKey, backends: BackendsDep, settings: SettingsDep
+    tenant_id: TenantId, body: UploadDocumentsRequest, key: AdminKey, backends: BackendsDep
 ) -> UploadDocumentsReply:
     requests = [retrieval_pb2.IngestDocumentsRequest(document=d.to_proto(key.tenant_id)) for d in body.documents]
-    with budget(settings.request_timeout_s):
-        response = await backends.retrieval.stub.IngestDocuments(iter(requests))
+    response = await backends.retrieval.stub.IngestDocuments(iter(requests))
     return UploadDocumentsReply.from_proto(response)
 
 
@@ -62,13 +57,11 @@ async def list_documents(
     tenant_id: TenantId,
     key: AgentKey,
     backends: BackendsDep,
-    settings: SettingsDep,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
     page_token: Annotated[str, Query(max_length=512)] = "",
 ) -> DocumentListReply:
     request = retrieval_pb2.ListDocumentsRequest(tenant_id=key.tenant_id, page_size=page_size, page_token=page_token)
-    with budget(settings.request_timeout_s):
-        response = await backends.retrieval.stub.ListDocuments(request)
+    response = await backends.retrieval.stub.ListDocuments(request)
     return DocumentListReply.from_proto(response)
 
 
@@ -79,11 +72,10 @@ async def list_documents(
     responses=problem_responses(400, 401, 403, 404, 429, 503, 504),
 )
 async def delete_document(
-    tenant_id: TenantId, doc_id: DocId, key: AdminKey, backends: BackendsDep, settings: SettingsDep
+    tenant_id: TenantId, doc_id: DocId, key: AdminKey, backends: BackendsDep
 ) -> DeleteDocumentReply:
     request = retrieval_pb2.DeleteDocumentsRequest(tenant_id=key.tenant_id, doc_ids=[doc_id])
-    with budget(settings.request_timeout_s):
-        response = await backends.retrieval.stub.DeleteDocuments(request)
+    response = await backends.retrieval.stub.DeleteDocuments(request)
     if doc_id not in response.deleted_doc_ids:
         raise NotFoundProblem(f"No document {doc_id} in this knowledge base.", "DOCUMENT_NOT_FOUND")
     return DeleteDocumentReply(doc_id=doc_id)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from aftercare.outreach.v1 import outreach_pb2
 from gateway.auth import AdminKey, AgentKey, ChannelKey
-from gateway.deps import BackendsDep, DraftId, FindingId, SettingsDep, TenantId
+from gateway.deps import BackendsDep, DraftId, FindingId, TenantId
 from gateway.models import (
     DetectRisksReply,
     DetectRisksRequest,
@@ -26,7 +26,6 @@ from gateway.models import (
     to_timestamp,
 )
 from gateway.problems import problem_responses
-from servicekit.deadlines import budget
 
 router = APIRouter(tags=["outreach"])
 
@@ -41,7 +40,7 @@ USAGE_EVENTS_PER_MESSAGE = 500
     responses=problem_responses(400, 401, 403, 413, 429, 503, 504),
 )
 async def record_usage(
-    tenant_id: TenantId, body: UsageEventsRequest, key: ChannelKey, backends: BackendsDep, settings: SettingsDep
+    tenant_id: TenantId, body: UsageEventsRequest, key: ChannelKey, backends: BackendsDep
 ) -> UsageEventsReply:
     events = [event.to_proto(key.tenant_id) for event in body.events]
     # Batched messages (RecordUsageRequest.events): far less per-message overhead than one per event.
@@ -49,8 +48,7 @@ async def record_usage(
         outreach_pb2.RecordUsageRequest(events=events[start : start + USAGE_EVENTS_PER_MESSAGE])
         for start in range(0, len(events), USAGE_EVENTS_PER_MESSAGE)
     ]
-    with budget(settings.request_timeout_s):
-        response = await backends.outreach.stub.RecordUsage(iter(requests))
+    response = await backends.outreach.stub.RecordUsage(iter(requests))
     return UsageEventsReply.from_proto(response)
 
 
@@ -61,11 +59,10 @@ async def record_usage(
     responses=problem_responses(400, 401, 403, 413, 429, 503, 504),
 )
 async def upsert_accounts(
-    tenant_id: TenantId, body: UpsertAccountsRequest, key: AdminKey, backends: BackendsDep, settings: SettingsDep
+    tenant_id: TenantId, body: UpsertAccountsRequest, key: AdminKey, backends: BackendsDep
 ) -> UpsertAccountsReply:
     request = outreach_pb2.UpsertAccountsRequest(accounts=[a.to_proto(key.tenant_id) for a in body.accounts])
-    with budget(settings.request_timeout_s):
-        response = await backends.outreach.stub.UpsertAccounts(request)
+    response = await backends.outreach.stub.UpsertAccounts(request)
     return UpsertAccountsReply(created=response.created, updated=response.updated)
 
 
@@ -76,11 +73,10 @@ async def upsert_accounts(
     responses=problem_responses(400, 401, 403, 413, 429, 503, 504),
 )
 async def detect_risks(
-    tenant_id: TenantId, body: DetectRisksRequest, key: AgentKey, backends: BackendsDep, settings: SettingsDep
+    tenant_id: TenantId, body: DetectRisksRequest, key: AgentKey, backends: BackendsDep
 ) -> DetectRisksReply:
     request = outreach_pb2.DetectRisksRequest(tenant_id=key.tenant_id, as_of=to_timestamp(body.as_of))
-    with budget(settings.request_timeout_s):
-        response = await backends.outreach.stub.DetectRisks(request)
+    response = await backends.outreach.stub.DetectRisks(request)
     return DetectRisksReply(findings=[RiskFinding.from_proto(f) for f in response.findings])
 
 
@@ -91,11 +87,10 @@ async def detect_risks(
     responses=problem_responses(400, 401, 403, 404, 409, 429, 503, 504),
 )
 async def draft_outreach(
-    tenant_id: TenantId, finding_id: FindingId, key: AgentKey, backends: BackendsDep, settings: SettingsDep
+    tenant_id: TenantId, finding_id: FindingId, key: AgentKey, backends: BackendsDep
 ) -> DraftsReply:
     request = outreach_pb2.DraftOutreachRequest(tenant_id=key.tenant_id, finding_id=finding_id)
-    with budget(settings.request_timeout_s):
-        response = await backends.outreach.stub.DraftOutreach(request)
+    response = await backends.outreach.stub.DraftOutreach(request)
     return DraftsReply(
         drafts=[OutreachDraft.from_proto(d) for d in response.drafts],
         skipped=[SkippedAccount(account_id=s.account_id, reason=s.reason) for s in response.skipped],
@@ -112,14 +107,12 @@ async def list_drafts(
     tenant_id: TenantId,
     key: AgentKey,
     backends: BackendsDep,
-    settings: SettingsDep,
     state: Annotated[DraftStateName | None, Query(description="Pending review when omitted.")] = None,
 ) -> DraftsReply:
     request = outreach_pb2.ListDraftsRequest(
         tenant_id=key.tenant_id, state=proto_enum(outreach_pb2.DraftState, state) if state else None
     )
-    with budget(settings.request_timeout_s):
-        response = await backends.outreach.stub.ListDrafts(request)
+    response = await backends.outreach.stub.ListDrafts(request)
     return DraftsReply(drafts=[OutreachDraft.from_proto(d) for d in response.drafts])
 
 
@@ -135,7 +128,6 @@ async def review_draft(
     body: ReviewDraftRequest,
     key: AgentKey,
     backends: BackendsDep,
-    settings: SettingsDep,
 ) -> OutreachDraft:
     request = outreach_pb2.ReviewDraftRequest(
         tenant_id=key.tenant_id,
@@ -144,6 +136,5 @@ async def review_draft(
         edited_body=body.edited_body or "",
         reviewer_id=key.name,
     )
-    with budget(settings.request_timeout_s):
-        response = await backends.outreach.stub.ReviewDraft(request)
+    response = await backends.outreach.stub.ReviewDraft(request)
     return OutreachDraft.from_proto(response.draft)
