@@ -481,6 +481,10 @@ async def bulk_load(
     cut = 0
     real = store.client
     batching = _BatchingClient(real, heading_path_as_object)
+    # Milvus Lite's keyword index: one commit for the whole load, not one per document.
+    keyword_commit = store.keyword.commit if store.keyword is not None else None
+    if store.keyword is not None:
+        store.keyword.commit = lambda: None  # type: ignore[method-assign]
     try:
         for offset, position in enumerate(range(start, stop)):
             title, body = corpus.documents[position]
@@ -515,6 +519,9 @@ async def bulk_load(
         await asyncio.to_thread(batching.write)
     finally:
         store.client = real
+        if store.keyword is not None and keyword_commit is not None:
+            store.keyword.commit = keyword_commit  # type: ignore[method-assign]
+            await asyncio.to_thread(keyword_commit)
     await store.flush()
     indexed_s = await asyncio.to_thread(wait_indexed, real, store.collection, lite_dir)
     elapsed = time.perf_counter() - began

@@ -19,6 +19,8 @@ are `tenant/doc/version/index`, so every step works by primary key, never by
 scanning rows; a pending row left by a crash names the orphaned chunks, and
 the next replace or delete of the document removes them. Searches drop hits whose version is not the record's, so
 a search sees the old version or the new one, never both and never neither.
+On Milvus Lite, keyword search and the fields of hits come from a tantivy index beside
+the file (keyword_index.py); its rows are committed before the record switches.
 (With a Milvus server and several replicas writing, a search on one replica
 may still miss a document for the moment another replica switches it.)
 
@@ -41,12 +43,14 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import structlog
 from pymilvus import DataType, Function, FunctionType, MilvusClient
 
+from services.retrieval.keyword_index import KeywordIndex
 from services.retrieval.text import Glossary, GlossaryEntry
 
 log = structlog.get_logger(__name__)
@@ -86,6 +90,8 @@ _PENDING = -1
 _RECORD_FIELDS = ["doc_id", "version_key", "content_hash", "pipeline", "indexing", "chunk_count"]
 _OUTPUT = ["chunk_id", "doc_id", "title", "heading_path", "text", "url", "doc_type", "version"]
 _COPIED = ["url", "doc_type", "product", "version", "updated_at", "content_hash", "pipeline"]
+# What the keyword index keeps of a chunk.
+_INDEXED = [*_OUTPUT, "tenant_id", "product", "updated_at", "search_text", "dense"]
 
 
 class _DropUnimplemented(logging.Filter):
@@ -228,6 +234,9 @@ class Store:
     _first_unflushed: float | None = None
     _unflushed_rows: int = 0
     _flusher: asyncio.Task[None] | None = None
+    # Milvus Lite only: keyword search and the fields of hits (see keyword_index); a
+    # server keeps BM25 in the collection, where every replica sees it.
+    keyword: KeywordIndex | None = None
 
     @property
     def documents(self) -> str:
@@ -242,10 +251,11 @@ class Store:
         """Blocking: connect, create the collections if needed, load them."""
         client = MilvusClient(uri=uri)
         store = cls(client=client, collection=collection)
+        lite = "://" not in uri  # a Milvus Lite file, not a server
         if client.has_collection(collection):
             store._check_dimension(dim)
         else:
-            store._create_chunks(dim)
+            store._create_chunks(dim, bm25=not lite)
         if not client.has_collection(store.glossaries):
             store._create_glossaries()
         backfill = not client.has_collection(store.documents)
@@ -256,11 +266,36 @@ class Store:
             client.load_collection(name)
         if backfill:
             store._backfill_records()
-        store._versions_exact = "://" not in uri  # a Milvus Lite file, not a server
+        store._versions_exact = lite
         read_at = time.monotonic()
         for row in store._iterate(store.documents, _ALL, ["tenant_id", "doc_id", "version_key", "chunk_count"]):
             store._copy_version(row["tenant_id"], row["doc_id"], (row["version_key"], int(row["chunk_count"])), read_at)
+        if lite:
+            lite_path = Path(uri)
+            store.keyword = KeywordIndex(lite_path.parent / f"{lite_path.name}.keyword" / collection)
+            store._reconcile_keyword()
         return store
+
+    def _reconcile_keyword(self) -> None:
+        """Make the keyword index hold exactly the current versions' chunks: a crash between
+        a Milvus write and the index's commit, or an index deleted or never built (a store
+        from before it existed), is repaired from the collection."""
+        assert self.keyword is not None
+        expected = {
+            chunk_id
+            for tenant_id, documents in self._versions.items()
+            for doc_id, (key, chunk_count) in documents.items()
+            for chunk_id in _chunk_ids(tenant_id, doc_id, key, chunk_count)
+        }
+        present = self.keyword.chunk_ids()
+        missing = sorted(expected - present)
+        self.keyword.delete(present - expected)
+        for start in range(0, len(missing), _BATCH):
+            batch = missing[start : start + _BATCH]
+            self.keyword.add(self.client.get(self.collection, ids=batch, output_fields=_INDEXED))
+        self.keyword.commit()
+        if missing or present - expected:
+            log.info("keyword_index_repaired", added=len(missing), removed=len(present - expected))
 
     def _check_dimension(self, dim: int) -> None:
         for spec in self.client.describe_collection(self.collection)["fields"]:
@@ -270,7 +305,7 @@ class Store:
                     f"embedding model makes {dim}-d ones; use another collection or re-create it"
                 )
 
-    def _create_chunks(self, dim: int) -> None:
+    def _create_chunks(self, dim: int, *, bm25: bool) -> None:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=512)
         schema.add_field("tenant_id", DataType.VARCHAR, max_length=128)
@@ -282,7 +317,8 @@ class Store:
         schema.add_field("text", DataType.VARCHAR, max_length=65535)
         # What BM25 reads: title, headings and text, glossary-expanded and stemmed by the
         # service (Milvus Lite's analyzer cannot stem), so Milvus' standard analyzer suffices.
-        schema.add_field("search_text", DataType.VARCHAR, max_length=65535, enable_analyzer=True)
+        # On Milvus Lite the keyword index reads it (and it is rebuilt from here).
+        schema.add_field("search_text", DataType.VARCHAR, max_length=65535, enable_analyzer=bm25)
         schema.add_field("url", DataType.VARCHAR, max_length=4096)
         schema.add_field("doc_type", DataType.INT64)
         schema.add_field("product", DataType.VARCHAR, max_length=512)
@@ -291,19 +327,21 @@ class Store:
         schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
         schema.add_field("pipeline", DataType.VARCHAR, max_length=1024)
         schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
-        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(
-            Function(
-                name="search_text_bm25",
-                function_type=FunctionType.BM25,
-                input_field_names=["search_text"],
-                output_field_names=["sparse"],
+        if bm25:
+            schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(
+                Function(
+                    name="search_text_bm25",
+                    function_type=FunctionType.BM25,
+                    input_field_names=["search_text"],
+                    output_field_names=["sparse"],
+                )
             )
-        )
         index = self.client.prepare_index_params()
         # pymilvus 3.0.2 silently drops build params unless they are nested like this.
         index.add_index(field_name="dense", index_type="HNSW", metric_type="COSINE", params={"params": _HNSW})
-        index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        if bm25:
+            index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         index.add_index(field_name="tenant_id", index_type="INVERTED")
         index.add_index(field_name="doc_id", index_type="INVERTED")
         self.client.create_collection(
@@ -382,6 +420,8 @@ class Store:
             self._flusher.cancel()
         if self._first_unflushed is not None:
             await self.flush()
+        if self.keyword is not None:
+            await self._run(self.keyword.close)
         await self._run(self.client.close)
 
     async def flush(self) -> None:
@@ -392,6 +432,9 @@ class Store:
         self._unflushed_rows = 0
         for name in (self.collection, self.documents, self.glossaries):
             await self._run(self.client.flush, name)
+        if self.keyword is not None:
+            # Deletes of superseded chunks wait for this (searches skip those chunks anyway).
+            await self._run(self.keyword.commit)
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
@@ -530,14 +573,18 @@ class Store:
             expr += f" and doc_id > {quote(after_doc_id)}"
         rows = self._iterate(self.documents, expr, _RECORD_FIELDS)
         records = sorted((_record(row) for row in rows), key=lambda record: record.doc_id)[:limit]
-        first_chunks = {
-            row["doc_id"]: row
-            for row in self.client.get(
-                self.collection,
-                ids=[_chunk_id(tenant_id, r.doc_id, r.version_key, 0) for r in records if r.chunk_count],
-                output_fields=["doc_id", "title", *_COPIED],
-            )
-        } if records else {}
+        first_chunks = (
+            {
+                row["doc_id"]: row
+                for row in self.client.get(
+                    self.collection,
+                    ids=[_chunk_id(tenant_id, r.doc_id, r.version_key, 0) for r in records if r.chunk_count],
+                    output_fields=["doc_id", "title", *_COPIED],
+                )
+            }
+            if records
+            else {}
+        )
         return [(record, first_chunks.get(record.doc_id, {})) for record in records]
 
     async def read_chunks(self, tenant_id: str, record: DocumentRecord) -> tuple[dict[str, Any], list[StoredChunk]]:
@@ -578,55 +625,91 @@ class Store:
         top_k: int,
         search_filter: SearchFilter,
     ) -> list[Hit]:
-        expr = _filter_expression(tenant_id, search_filter)
+        where = (tenant_id, search_filter)
         if mode is not Mode.HYBRID:
-            return self._search_one(tenant_id, keyword_query, vector, mode, top_k, expr)
+            return self._search_one(tenant_id, keyword_query, vector, mode, top_k, where)
         # Candidates carry ids only: Milvus Lite spends most of a search building result
         # rows, vectors above all (measured at 10k rows: 3.5 ms with ids, 8 ms with
         # vectors). The vectors of keyword-only candidates and the chosen hits' fields
         # are then fetched by primary key.
         candidates = max(HYBRID_CANDIDATES, 2 * top_k)
-        dense = self._ann(Mode.DENSE, vector, keyword_query, expr, candidates, ["chunk_id", "doc_id"])
-        keyword = self._ann(Mode.KEYWORD, vector, keyword_query, expr, candidates, ["chunk_id", "doc_id"])
+        dense = self._ann(Mode.DENSE, vector, keyword_query, where, candidates, ["chunk_id", "doc_id"])
+        keyword = self._ann(Mode.KEYWORD, vector, keyword_query, where, candidates, ["chunk_id", "doc_id"])
         current = self._current_versions(tenant_id, [*dense, *keyword])
         similarity = {raw["entity"]["chunk_id"]: float(raw["distance"]) for raw in dense if _is_current(raw, current)}
         bm25 = {raw["entity"]["chunk_id"]: _bm25(raw) for raw in keyword if _is_current(raw, current)}
+        # The keyword index returns whole chunks; Milvus ids only.
+        rows = {raw["entity"]["chunk_id"]: raw["entity"] for raw in keyword if "dense" in raw["entity"]}
         if missing := [chunk_id for chunk_id in bm25 if chunk_id not in similarity]:
-            for row in self.client.get(self.collection, ids=missing, output_fields=["chunk_id", "dense"]):
+            for row in self._get(missing, ["chunk_id", "dense"], rows):
                 similarity[row["chunk_id"]] = _cosine(vector, row["dense"])
         scores = fuse(similarity, bm25)
         chosen = sorted(scores, key=lambda chunk_id: scores[chunk_id], reverse=True)[:top_k]
-        rows = {row["chunk_id"]: row for row in self.client.get(self.collection, ids=chosen, output_fields=_OUTPUT)}
+        rows = {row["chunk_id"]: row for row in self._get(chosen, _OUTPUT, rows)}
         return [_hit(rows[c], scores[c], similarity[c]) for c in chosen if c in rows]
 
+    def _get(self, chunk_ids: list[str], fields: list[str], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chunks by id: from `known`, else the keyword index (Milvus Lite), else Milvus."""
+        rows = [known[chunk_id] for chunk_id in chunk_ids if chunk_id in known]
+        if rest := [chunk_id for chunk_id in chunk_ids if chunk_id not in known]:
+            if self.keyword is not None:
+                rows += self.keyword.get(rest)
+            else:
+                rows += self.client.get(self.collection, ids=rest, output_fields=fields)
+        return rows
+
     def _search_one(
-        self, tenant_id: str, keyword_query: str, vector: np.ndarray, mode: Mode, top_k: int, expr: str
+        self,
+        tenant_id: str,
+        keyword_query: str,
+        vector: np.ndarray,
+        mode: Mode,
+        top_k: int,
+        where: tuple[str, SearchFilter],
     ) -> list[Hit]:
         if mode is Mode.KEYWORD and not keyword_query:
             return []
         # A dense hit's distance is its cosine similarity; a keyword hit's needs its vector.
-        fields = _OUTPUT if mode is Mode.DENSE else [*_OUTPUT, "dense"]
+        # With a keyword index, Milvus Lite returns ids alone and the index the fields.
+        if mode is Mode.DENSE:
+            fields = ["chunk_id", "doc_id"] if self.keyword is not None else _OUTPUT
+        else:
+            fields = [*_OUTPUT, "dense"]
         limit = top_k
         while True:
-            found = self._ann(mode, vector, keyword_query, expr, limit, fields)
+            found = self._ann(mode, vector, keyword_query, where, limit, fields)
             current = self._current_versions(tenant_id, found)
             fresh = [raw for raw in found if _is_current(raw, current)]
             # Chunks of a superseded version (a replace under way) took places: ask for more.
             if len(fresh) >= top_k or len(found) < limit:
                 break
             limit += top_k + len(found) - len(fresh)
+        fresh = fresh[:top_k]
+        if mode is Mode.DENSE and self.keyword is not None:
+            ids = [raw["entity"]["chunk_id"] for raw in fresh]
+            rows = {row["chunk_id"]: row for row in self._get(ids, _OUTPUT, {})}
+            fresh = [{**raw, "entity": rows[i]} for raw, i in zip(fresh, ids, strict=True) if i in rows]
         return [
             _hit(
                 raw["entity"],
                 float(raw["distance"]) if mode is Mode.DENSE else _bm25(raw),
                 float(raw["distance"]) if mode is Mode.DENSE else _cosine(vector, raw["entity"]["dense"]),
             )
-            for raw in fresh[:top_k]
+            for raw in fresh
         ]
 
     def _ann(
-        self, mode: Mode, vector: np.ndarray, keyword_query: str, expr: str, limit: int, fields: list[str]
+        self,
+        mode: Mode,
+        vector: np.ndarray,
+        keyword_query: str,
+        where: tuple[str, SearchFilter],
+        limit: int,
+        fields: list[str],
     ) -> list[dict[str, Any]]:
+        if mode is Mode.KEYWORD and self.keyword is not None:
+            return self.keyword.search(*where, keyword_query, limit)
+        expr = _filter_expression(*where)
         if mode is Mode.DENSE:
             data: list[Any] = [vector.tolist()]
             params: dict[str, Any] = {"metric_type": "COSINE", "params": {"ef": max(64, limit)}}
@@ -734,6 +817,8 @@ class Store:
         ]
         for start in range(0, len(ids), _BATCH):
             self.client.delete(self.collection, ids=ids[start : start + _BATCH])
+        if self.keyword is not None:
+            self.keyword.delete(ids)
         self.client.delete(self.documents, ids=[_pending_key(tenant_id, doc_id)])
 
     async def _write_chunks(self, meta: DocumentMeta, key: str, chunks: Sequence[ChunkData]) -> None:
@@ -759,10 +844,18 @@ class Store:
             }
             for chunk in chunks
         ]
+        for start in range(0, len(rows), _BATCH):
+            await self._run(self._upsert_chunks, rows[start : start + _BATCH])
+        if self.keyword is not None:
+            # Before the record switches to this version: keyword searches find it from then on.
+            await self._run(self.keyword.commit)
+
+    def _upsert_chunks(self, rows: list[dict[str, Any]]) -> None:
         # Upsert, not insert: re-writing the same version makes the same ids, and Milvus
         # does not enforce primary-key uniqueness on insert.
-        for start in range(0, len(rows), _BATCH):
-            await self._run(self.client.upsert, self.collection, rows[start : start + _BATCH])
+        self.client.upsert(self.collection, rows)
+        if self.keyword is not None:
+            self.keyword.add(rows)
 
     def _upsert_record(self, tenant_id: str, record: DocumentRecord) -> None:
         self.client.upsert(self.documents, [_record_row(tenant_id, record)])

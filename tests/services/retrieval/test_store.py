@@ -4,6 +4,8 @@ current, and re-indexing chunks written before those records existed."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -218,3 +220,71 @@ async def test_chunks_from_before_document_records_are_adopted_and_reindexed(
         await indexer.close()
     finally:
         await store.close()
+
+
+async def keyword_index_ids(store: Store) -> set[str]:
+    assert store.keyword is not None
+    return await asyncio.to_thread(store.keyword.chunk_ids)
+
+
+async def test_the_keyword_index_is_repaired_from_the_collection_at_open(tmp_path: Path, embedder: Embedder) -> None:
+    path = str(tmp_path / "milvus.db")
+    store = await asyncio.to_thread(Store.open, path, "kb", embedder.dimension)
+    await store.replace_document(meta("v1"), chunks(embedder, OLD))
+    await store.replace_document(meta("v1", doc_id="other"), chunks(embedder, NEW))
+    await store.delete_documents(TENANT, ["other"])
+    # A crash before the index committed the delete: its rows stay in the index.
+    assert store.keyword is not None
+    await asyncio.to_thread(store.keyword._writer.rollback)
+    assert len(await keyword_index_ids(store)) == 4
+    await store.close()
+
+    store = await asyncio.to_thread(Store.open, path, "kb", embedder.dimension)
+    try:
+        current = version_key("v1", "test", "test")
+        assert await keyword_index_ids(store) == {f"{TENANT}/router-light/{current}/{i:04d}" for i in range(2)}
+        assert await versions_seen(store, embedder) == each_mode({current})
+    finally:
+        await store.close()
+
+    # An index lost altogether (or a store from before the index existed) is rebuilt.
+    shutil.rmtree(tmp_path / "milvus.db.keyword")
+    store = await asyncio.to_thread(Store.open, path, "kb", embedder.dimension)
+    try:
+        assert len(await keyword_index_ids(store)) == 2
+        hits = await store.search(
+            TENANT, keyword_text("router reset button"), embedder.embed_query("x"), Mode.KEYWORD, 5, SearchFilter()
+        )
+        assert [hit.doc_id for hit in hits] == ["router-light", "router-light"]
+    finally:
+        await store.close()
+
+
+async def test_keyword_search_applies_every_filter(store: Store, embedder: Embedder) -> None:
+    def variant(doc_id: str, **fields: Any) -> DocumentMeta:
+        return dataclasses.replace(meta("v1", doc_id=doc_id), **fields)
+
+    await store.replace_document(
+        variant("guide", doc_type=1, product="router", version="2", updated_at=100), chunks(embedder, OLD)
+    )
+    await store.replace_document(
+        variant("faq", doc_type=2, product="router", version="3", updated_at=200), chunks(embedder, OLD)
+    )
+    await store.replace_document(
+        variant("modem", doc_type=1, product="modem", version="2", updated_at=300), chunks(embedder, OLD)
+    )
+    other = dataclasses.replace(variant("theirs"), tenant_id="other-tenant")
+    await store.replace_document(other, chunks(embedder, OLD))
+
+    async def found(search_filter: SearchFilter) -> set[str]:
+        hits = await store.search(
+            TENANT, keyword_text("status light reset"), embedder.embed_query("x"), Mode.KEYWORD, 50, search_filter
+        )
+        return {hit.doc_id for hit in hits}
+
+    assert await found(SearchFilter()) == {"guide", "faq", "modem"}
+    assert await found(SearchFilter(doc_types=(2,))) == {"faq"}
+    assert await found(SearchFilter(product="router")) == {"guide", "faq"}
+    assert await found(SearchFilter(version="2")) == {"guide", "modem"}
+    assert await found(SearchFilter(updated_after=200)) == {"faq", "modem"}
+    assert await found(SearchFilter(product="router", doc_types=(1,), updated_after=50)) == {"guide"}
