@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -95,11 +96,13 @@ def llm_down() -> LlmClient:
 
 
 def fake_embed(texts: list[str]) -> np.ndarray:
-    """Bag-of-words vectors (hashed), L2-normalised: same words, same direction."""
-    vectors = np.zeros((len(texts), 64), dtype=np.float32)
+    """Bag-of-words vectors (hashed), L2-normalised: same words, same direction. A stable
+    hash (Python's hash() of a str changes with every process) into enough buckets that
+    the tests' few words do not collide: a collision in one run once split a cluster."""
+    vectors = np.zeros((len(texts), 4096), dtype=np.float32)
     for row, text in enumerate(texts):
         for word in text.lower().replace("?", " ").split():
-            vectors[row, hash(word) % 64] += 1.0
+            vectors[row, int(hashlib.md5(word.encode()).hexdigest()[:8], 16) % 4096] += 1.0
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-9)
 
