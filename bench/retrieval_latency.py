@@ -21,6 +21,15 @@ gRPC channel; each backend gets a throw-away data directory):
   there: the store writes heading paths as JSON arrays, which 2.3 rejects
   ("cannot unmarshal array into Go value of type map"), so every row of this
   backend is bulk-loaded (below) and it has no ingestion figure.
+- `milvus-2.5`: Milvus 2.5's C++ engine as its own gRPC server on a 127.0.0.1
+  port: the `milvus` binary inside the PyPI package milvus-lite 2.5.1 (the
+  releases before milvus-lite became Python), also in a throw-away venv:
+      python3.11 -m venv /tmp/milvus25-venv && /tmp/milvus25-venv/bin/pip install milvus-lite==2.5.1
+  (`--milvus25-lib` points at its `milvus_lite/lib` folder). It has BM25 full-text
+  search, so every mode is measured, and the service ingests there as usual. Its
+  "local mode" builds no HNSW (FLAT, IVF_FLAT and AUTOINDEX only): the bench
+  creates the store's collections with the store's own code, the dense index as
+  AUTOINDEX instead of HNSW.
 
 Documents are synthetic but realistic support articles: a customer question as
 the title and 60-150 words of answer sentences, both recombined at run time from
@@ -100,6 +109,7 @@ except ImportError:  # pragma: no cover - the first version of the service
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "bitext_customer_support" / "all.jsonl"
 DEFAULT_MILVUS23 = Path("/tmp/milvus23-venv/bin/milvus-server")
+DEFAULT_MILVUS25_LIB = Path("/tmp/milvus25-venv/lib/python3.11/site-packages/milvus_lite/lib")
 SERVICE = "aftercare.retrieval.v1.RetrievalService"
 TENANT = "bench"
 MODES = {"dense": Mode.DENSE, "keyword": Mode.KEYWORD, "hybrid": Mode.HYBRID}
@@ -108,7 +118,8 @@ PB_MODES = {
     "keyword": retrieval_pb2.SEARCH_MODE_KEYWORD,
     "hybrid": retrieval_pb2.SEARCH_MODE_HYBRID,
 }
-BACKEND_MODES = {"lite": list(MODES), "server": list(MODES), "milvus-2.3": ["dense"]}
+BACKEND_MODES = {"lite": list(MODES), "server": list(MODES), "milvus-2.3": ["dense"], "milvus-2.5": list(MODES)}
+SERVERS = ("server", "milvus-2.3", "milvus-2.5")
 # DESIGN.md quality bars: Search p99 (query embedding excluded) at N chunks, 2 CPU cores.
 TARGETS = [
     {"backend": "lite", "chunks": 10_000, "p99_ms": 10.0, "what": "Milvus Lite"},
@@ -268,20 +279,21 @@ def wait_for_milvus(uri: str, process: subprocess.Popen[bytes], log_path: Path) 
             time.sleep(0.5)
 
 
-def create_store_on_milvus23(uri: str, collection: str, dim: int) -> None:
-    """Create the store's collections with the store's own code, translated to what
-    Milvus 2.3 can hold: no sparse field or BM25 function (2.4), no INVERTED scalar
-    indexes (2.4); everything else (fields, HNSW parameters) as the store asks. The
-    service then finds them and opens them as they are."""
+def create_store_translated(uri: str, collection: str, dim: int, server: str) -> None:
+    """Create the store's collections with the store's own code, translated to what an
+    older server can hold, everything else (fields, functions, parameters) as the store
+    asks; the service then finds them and opens them as they are.
+    - milvus-2.3: no sparse field or BM25 function, no INVERTED scalar indexes (all 2.4);
+    - milvus-2.5 (milvus-lite 2.5.1's engine): the dense index as AUTOINDEX (no HNSW there)."""
     from pymilvus import DataType, MilvusClient
 
     import services.retrieval.store as store_module
 
-    class Milvus23Client(MilvusClient):  # type: ignore[misc]
+    class TranslatingClient(MilvusClient):  # type: ignore[misc]
         def create_collection(self, collection_name: str, *args: Any, **kwargs: Any) -> Any:
             schema, index_params = kwargs.get("schema"), kwargs.get("index_params")
             dropped: set[str] = set()
-            if schema is not None:
+            if schema is not None and server == "milvus-2.3":
                 dropped = {f.name for f in schema.fields if f.dtype == DataType.SPARSE_FLOAT_VECTOR}
                 schema._fields = [f for f in schema._fields if f.name not in dropped]
                 schema._functions = []
@@ -289,17 +301,22 @@ def create_store_on_milvus23(uri: str, collection: str, dim: int) -> None:
                     for key in ("enable_analyzer", "analyzer_params", "enable_match"):
                         spec._type_params.pop(key, None)
             if index_params is not None:
-                kept = [
-                    index
-                    for index in index_params
-                    if index._field_name not in dropped and index._index_type not in ("INVERTED", "BITMAP")
-                ]
+                kept = []
+                for index in index_params:
+                    if server == "milvus-2.5" and index._index_type == "HNSW":
+                        index._index_type = "AUTOINDEX"
+                        index._configs = {"metric_type": index._configs.get("metric_type", "COSINE")}
+                    if server == "milvus-2.3" and (
+                        index._field_name in dropped or index._index_type in ("INVERTED", "BITMAP")
+                    ):
+                        continue
+                    kept.append(index)
                 index_params.clear()
                 index_params.extend(kept)
             return super().create_collection(collection_name, *args, **kwargs)
 
     original = store_module.MilvusClient
-    store_module.MilvusClient = Milvus23Client  # type: ignore[misc]
+    store_module.MilvusClient = TranslatingClient  # type: ignore[misc]
     try:
         store = Store.open(uri, collection, dim)
     finally:
@@ -343,13 +360,26 @@ async def open_backend(name: str, tmp: Path, args: argparse.Namespace, dim: int)
         if exe.exists():
             command[0] = str(exe)
         note = "milvus-lite server (gRPC), separate process"
+    elif name == "milvus-2.5":
+        (tmp / "milvus").mkdir()
+        # The binary finds its libraries beside it; the data file name must be short and plain.
+        command = [
+            "env",
+            f"LD_LIBRARY_PATH={args.milvus25_lib}",
+            str(args.milvus25_lib / "milvus"),
+            str(tmp / "milvus" / "kb.db"),
+            f"127.0.0.1:{port}",
+            "ERROR",
+        ]
+        note = "Milvus 2.5 C++ engine (PyPI milvus-lite 2.5.1 binary) as a gRPC server, separate process; AUTOINDEX"
     else:
         command = [str(args.milvus23_server), "--data", str(tmp / "milvus"), "--proxy-port", str(port)]
         note = "Milvus 2.3.5 standalone (PyPI milvus), separate process; store collections without sparse/BM25"
     with server_process(command, log_path) as process:
         startup_s = await asyncio.to_thread(wait_for_milvus, uri, process, log_path)
-        if name == "milvus-2.3":
-            await asyncio.to_thread(create_store_on_milvus23, uri, RetrievalSettings(port=0).collection, dim)
+        if name in ("milvus-2.3", "milvus-2.5"):
+            collection = RetrievalSettings(port=0).collection
+            await asyncio.to_thread(create_store_translated, uri, collection, dim, name)
         lite_dir = tmp / "milvus" if name == "server" else None
         yield Backend(name, RetrievalSettings(**base, milvus_uri=uri), note, lite_dir, round(startup_s, 1))
 
@@ -794,7 +824,7 @@ def verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each DESIGN.md target against the measured store-search p99 (worst mode)."""
     out = []
     for target in TARGETS:
-        names = ["server", "milvus-2.3"] if target["backend"] == "server" else [target["backend"]]
+        names = list(SERVERS) if target["backend"] == "server" else [target["backend"]]
         for result in results:
             if result["backend"] not in names or "error" in result:
                 continue
@@ -837,6 +867,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if name == "milvus-2.3" and not args.milvus23_server.exists():
             results.append({"backend": name, "error": f"{args.milvus23_server} not found (see --milvus23-server)"})
             continue
+        if name == "milvus-2.5" and not (args.milvus25_lib / "milvus").exists():
+            results.append({"backend": name, "error": f"{args.milvus25_lib}/milvus not found (see --milvus25-lib)"})
+            continue
         try:
             results.append(await run_backend(name, corpus, embedder, args))
         except Exception as error:  # one backend failing still reports the others
@@ -867,7 +900,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="chunks per knowledge base")
-    parser.add_argument("--backends", nargs="+", default=["lite", "server"], choices=["lite", "server", "milvus-2.3"])
+    parser.add_argument("--backends", nargs="+", default=["lite", "server"], choices=["lite", *SERVERS])
     parser.add_argument("--queries", type=int, default=300, help="timed queries per mode")
     parser.add_argument("--warmup", type=int, default=20, help="untimed queries per mode first")
     parser.add_argument(
@@ -889,6 +922,12 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="Bitext customer-support JSONL")
     parser.add_argument(
         "--milvus23-server", type=Path, default=DEFAULT_MILVUS23, help="milvus-server of a venv with PyPI milvus==2.3.5"
+    )
+    parser.add_argument(
+        "--milvus25-lib",
+        type=Path,
+        default=DEFAULT_MILVUS25_LIB,
+        help="milvus_lite/lib of a venv with milvus-lite==2.5.1",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="write the figures here")
