@@ -54,6 +54,7 @@ async def servicers(
         builder = ContextBuilder(settings, store, llm, retrieval, triage)
         insights = InsightsEngine(settings, store, embed)
         servicer = EscalationServicer(store, settings.default_queue, builder, insights)
+        servicer.resume_summaries()
         try:
             yield [mount(servicer, escalation_pb2, escalation_pb2_grpc)]
         finally:

@@ -346,15 +346,25 @@ class ContextBuilder:
                 trace_id=current_trace_id(),
             ),
         )
-        summarize = None
-        if self._llm is not None:
-
-            async def summarize() -> tuple[str, str, str, str]:
-                return await asyncio.wait_for(
-                    self._summarize(conversation_turns, conversation_text), self._settings.summary_budget_s
-                )
-
+        summarize = self.summarizer(request.conversation)
         return BuiltContext(package=package, question=question, draft_prompt=prompt, summarize=summarize)
+
+    def summarizer(
+        self, conversation: conversation_pb2.Conversation
+    ) -> Callable[[], Awaitable[tuple[str, str, str, str]]] | None:
+        """The LLM summary of a stored or new handoff's conversation, to run in the
+        background; None without an LLM (the extractive summary is final then)."""
+        if self._llm is None:
+            return None
+        conversation_turns = summaries.turns(conversation.messages)
+        conversation_text = summaries.transcript(conversation_turns)
+
+        async def summarize() -> tuple[str, str, str, str]:
+            return await asyncio.wait_for(
+                self._summarize(conversation_turns, conversation_text), self._settings.summary_budget_s
+            )
+
+        return summarize
 
     async def _summarize(self, conversation_turns: list[Turn], conversation_text: str) -> tuple[str, str, str, str]:
         """(summary, detail, method, model): the LLM's when grounded, else extractive."""

@@ -52,6 +52,10 @@ DEFAULT_GAPS = 20
 MAX_GAPS = 100
 # ExportFeedback stops here and says where to resume (keeps a response far below 4 MB).
 MAX_EXPORT_RECORDS = 1000
+# At start, summaries left pending by a stopped process are written for handoffs this recent
+# (older ones have likely been read with the extractive summary already), at most this many.
+RESUME_SUMMARIES_HOURS = 24
+RESUME_SUMMARIES_MAX = 500
 DEFAULT_INSIGHT_DAYS = 30
 MAX_INSIGHT_DAYS = 366
 # Unspecified state in ListHandoffs means "still open".
@@ -160,8 +164,27 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         # The judge's stop words load now (about a second), not in the first reply's transaction.
         judging.judge_words("")
 
+    def resume_summaries(self) -> None:
+        """Write the LLM summaries a stopped process left pending (recent handoffs only),
+        one at a time in the background, behind the new handoffs' own."""
+        task = asyncio.create_task(self._resume_summaries())
+        self._summaries.add(task)
+        task.add_done_callback(self._summaries.discard)
+
+    async def _resume_summaries(self) -> None:
+        since = utcnow() - dt.timedelta(hours=RESUME_SUMMARIES_HOURS)
+        pending = await asyncio.to_thread(self._store.pending_summaries, since, RESUME_SUMMARIES_MAX)
+        if pending:
+            log.info("summaries_resumed", handoffs=len(pending))
+        for tenant_id, handoff_id, conversation in pending:
+            summarize = self._context.summarizer(conversation)
+            if summarize is None:
+                await asyncio.to_thread(self._store.update_summary, tenant_id, handoff_id, "", "", "extractive", "")
+                continue
+            await self._summarize_later(tenant_id, handoff_id, summarize)
+
     async def close(self) -> None:
-        """Stop summaries still being written: their handoffs keep the extractive summary."""
+        """Stop summaries still being written: their handoffs stay pending until the next start."""
         for task in self._summaries:
             task.cancel()
         await asyncio.gather(*self._summaries, return_exceptions=True)

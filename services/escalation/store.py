@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
-from aftercare.type.v1 import customer_pb2
+from aftercare.type.v1 import conversation_pb2, customer_pb2
 from servicekit.database import utcnow
 from servicekit.judging import agrees
 from services.escalation.migrations import migrate
@@ -391,6 +391,24 @@ class HandoffStore:
                 last = page[-1]
                 cursor = PageCursor(last.priority, last.created_at, last.handoff_id)
             return [_to_proto(row) for row in page], cursor
+
+    def pending_summaries(self, since: dt.datetime, limit: int) -> list[tuple[str, str, conversation_pb2.Conversation]]:
+        """(tenant, handoff id, conversation) of handoffs created since `since` whose LLM
+        summary never settled: the process writing it stopped first."""
+        with Session(self._engine) as session:
+            rows = session.execute(
+                sa.select(HandoffRow.tenant_id, HandoffRow.handoff_id, HandoffRow.conversation)
+                .where(
+                    HandoffRow.created_at >= since,
+                    HandoffRow.context["summary_method"].as_string() == "pending",
+                )
+                .order_by(HandoffRow.created_at)
+                .limit(limit)
+            ).all()
+        return [
+            (tenant_id, handoff_id, json_format.ParseDict(conversation, conversation_pb2.Conversation()))
+            for tenant_id, handoff_id, conversation in rows
+        ]
 
     def update_summary(
         self, tenant_id: str, handoff_id: str, summary: str, detail: str, method: str, model: str

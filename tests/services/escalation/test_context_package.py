@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.retrieval.v1 import retrieval_pb2
@@ -77,9 +78,9 @@ async def test_a_grounded_llm_summary_is_written_after_the_handoff_with_its_line
         assert created.context.summary_method == "pending" and created.context.summary
         package = await summary_written(stub, created)
         # ...and the LLM's does not bump the version an agent acts on.
-        assert (await stub.GetHandoff(
-            escalation_pb2.GetHandoffRequest(tenant_id="demo", handoff_id=created.handoff_id)
-        )).handoff.version == created.version
+        assert (
+            await stub.GetHandoff(escalation_pb2.GetHandoffRequest(tenant_id="demo", handoff_id=created.handoff_id))
+        ).handoff.version == created.version
 
     assert package.summary_method == "llm"
     assert package.summary == GROUNDED_SUMMARY
@@ -91,6 +92,28 @@ async def test_a_grounded_llm_summary_is_written_after_the_handoff_with_its_line
     assert len(prompts) == 1 and prompts[0].endswith("what the agent did: The customer")
     assert "Customer: my invoice for November charged me twice, email me at [email]" in prompts[0]
     assert "jo@example.com" not in prompts[0] and "@AcmeHelp" not in prompts[0]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_a_summary_left_pending_by_a_stopped_process_is_written_at_the_next_start(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else ""
+    settings = settings_for(tmp_path, database_url=url)
+
+    async def thinking(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(60)
+        raise AssertionError("the process stops before the LLM answers")
+
+    slow = LlmClient("http://llm.test/v1", "test-model", transport=httpx.MockTransport(thinking))
+    async with running_stub(settings, llm=slow) as stub:
+        created = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff
+    # Stopped with the summary unwritten; the next process picks it up.
+    llm, prompts = llm_answering([GENERATED])
+    async with running_stub(settings, llm=llm) as stub:
+        package = await summary_written(stub, created)
+    assert package.summary_method == "llm" and package.summary == GROUNDED_SUMMARY
+    assert len(prompts) == 1
 
 
 async def test_an_llm_summary_the_transcript_does_not_support_is_replaced(tmp_path: Path) -> None:
