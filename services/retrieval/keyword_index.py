@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from services.retrieval.store import SearchFilter
 
 _WRITER_HEAP_BYTES = 50_000_000
+# The index lives in a folder named after its schema: a new schema starts an empty index,
+# which the store then fills from the collection (Store._reconcile_keyword).
+SCHEMA_VERSION = "v1"
 # Fields returned with a hit, stored as one JSON document (the vector apart, as bytes).
 _PAYLOAD = ("chunk_id", "doc_id", "title", "heading_path", "text", "url", "doc_type", "version")
 
@@ -54,9 +57,10 @@ def _schema() -> tantivy.Schema:
 
 class KeywordIndex:
     def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+        folder = path / SCHEMA_VERSION
+        folder.mkdir(parents=True, exist_ok=True)
         self.schema = _schema()
-        self._index = tantivy.Index(self.schema, path=str(path))
+        self._index = tantivy.Index(self.schema, path=str(folder))
         self._writer = self._index.writer(heap_size=_WRITER_HEAP_BYTES, num_threads=1)
         self._searcher = self._index.searcher()
         self._uncommitted = False
