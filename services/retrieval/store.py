@@ -628,35 +628,27 @@ class Store:
         where = (tenant_id, search_filter)
         if mode is not Mode.HYBRID:
             return self._search_one(tenant_id, keyword_query, vector, mode, top_k, where)
-        # Candidates carry ids only: Milvus Lite spends most of a search building result
-        # rows, vectors above all (measured at 10k rows: 3.5 ms with ids, 8 ms with
-        # vectors). The vectors of keyword-only candidates and the chosen hits' fields
-        # are then fetched by primary key.
+        # Two searches and nothing more. On Milvus Lite, dense candidates carry ids only
+        # (Lite spends most of a search building result rows: at 10k rows 3.5 ms with ids,
+        # 8 ms with vectors) and the keyword index returns whole chunks, so the fields of
+        # dense-only hits come from the index. A server returns every candidate whole: its
+        # fields, and for keyword candidates the vector that gives their similarity.
         candidates = max(HYBRID_CANDIDATES, 2 * top_k)
-        dense = self._ann(Mode.DENSE, vector, keyword_query, where, candidates, ["chunk_id", "doc_id"])
-        keyword = self._ann(Mode.KEYWORD, vector, keyword_query, where, candidates, ["chunk_id", "doc_id"])
+        dense_fields = ["chunk_id", "doc_id"] if self.keyword is not None else _OUTPUT
+        dense = self._ann(Mode.DENSE, vector, keyword_query, where, candidates, dense_fields)
+        keyword = self._ann(Mode.KEYWORD, vector, keyword_query, where, candidates, [*_OUTPUT, "dense"])
         current = self._current_versions(tenant_id, [*dense, *keyword])
         similarity = {raw["entity"]["chunk_id"]: float(raw["distance"]) for raw in dense if _is_current(raw, current)}
         bm25 = {raw["entity"]["chunk_id"]: _bm25(raw) for raw in keyword if _is_current(raw, current)}
-        # The keyword index returns whole chunks; Milvus ids only.
-        rows = {raw["entity"]["chunk_id"]: raw["entity"] for raw in keyword if "dense" in raw["entity"]}
-        if missing := [chunk_id for chunk_id in bm25 if chunk_id not in similarity]:
-            for row in self._get(missing, ["chunk_id", "dense"], rows):
-                similarity[row["chunk_id"]] = _cosine(vector, row["dense"])
+        rows = {raw["entity"]["chunk_id"]: raw["entity"] for raw in [*dense, *keyword] if "text" in raw["entity"]}
+        for chunk_id in bm25:
+            if chunk_id not in similarity:
+                similarity[chunk_id] = _cosine(vector, rows[chunk_id]["dense"])
         scores = fuse(similarity, bm25)
         chosen = sorted(scores, key=lambda chunk_id: scores[chunk_id], reverse=True)[:top_k]
-        rows = {row["chunk_id"]: row for row in self._get(chosen, _OUTPUT, rows)}
+        if self.keyword is not None and (unread := [c for c in chosen if c not in rows]):
+            rows |= {row["chunk_id"]: row for row in self.keyword.get(unread)}
         return [_hit(rows[c], scores[c], similarity[c]) for c in chosen if c in rows]
-
-    def _get(self, chunk_ids: list[str], fields: list[str], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        """Chunks by id: from `known`, else the keyword index (Milvus Lite), else Milvus."""
-        rows = [known[chunk_id] for chunk_id in chunk_ids if chunk_id in known]
-        if rest := [chunk_id for chunk_id in chunk_ids if chunk_id not in known]:
-            if self.keyword is not None:
-                rows += self.keyword.get(rest)
-            else:
-                rows += self.client.get(self.collection, ids=rest, output_fields=fields)
-        return rows
 
     def _search_one(
         self,
@@ -687,7 +679,7 @@ class Store:
         fresh = fresh[:top_k]
         if mode is Mode.DENSE and self.keyword is not None:
             ids = [raw["entity"]["chunk_id"] for raw in fresh]
-            rows = {row["chunk_id"]: row for row in self._get(ids, _OUTPUT, {})}
+            rows = {row["chunk_id"]: row for row in self.keyword.get(ids)}
             fresh = [{**raw, "entity": rows[i]} for raw, i in zip(fresh, ids, strict=True) if i in rows]
         return [
             _hit(
