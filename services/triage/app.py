@@ -3,7 +3,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import structlog
 
@@ -25,15 +27,24 @@ from services.triage.tier0_store import RateLimit, Tier0Store
 log = structlog.get_logger("services.triage")
 
 
+def encoder_cache_dir(settings: TriageSettings) -> Path:
+    """Where encoders assembled from PyPI parts are unpacked: one per machine, not per data dir."""
+    if settings.encoder_cache_dir is not None:
+        return settings.encoder_cache_dir
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aftercare" / "encoders"
+
+
 def intent_engine(settings: TriageSettings, encoder: object | None = None) -> IntentEngine:
     """The intent engine; the encoder loads on first use unless one is given (tests share one)."""
 
     def load_encoder() -> object:
         if encoder is not None:
             return encoder
-        from services.triage.encoder import Encoder
+        from services.triage.encoder import load_encoders
 
-        return Encoder(torch_threads=settings.torch_threads)
+        return load_encoders(
+            settings.intent_encoders, cache_dir=encoder_cache_dir(settings), torch_threads=settings.torch_threads
+        )
 
     return IntentEngine(
         ModelStore(model_root(settings.data_dir)),
@@ -68,7 +79,7 @@ async def servicers(settings: TriageSettings, encoder: object | None = None) -> 
             min_relevance=settings.tier0_min_relevance,
             min_dwell_seconds=settings.tier0_min_dwell_s,
         )
-        sentiment = SentimentScorer.from_setting(settings.sentiment_model, engine.encode)
+        sentiment = SentimentScorer.from_setting(settings.sentiment_model, engine.encode_primary)
         log.info("triage_sentiment_loaded", version=sentiment.version)
         servicer = TriageServicer(policy, sentiment, engine, suggester, max_examples=settings.intent_max_examples)
         yield [mount(servicer, triage_pb2, triage_pb2_grpc)]

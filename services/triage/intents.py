@@ -7,6 +7,14 @@ ece_tolerance, both as measured on each model's own stratified held-out split
 before it was refitted. The first version of a tenant is promoted when it
 validates at all. Rejected versions stay on disk (they can be inspected or
 served later with RollbackModel naming them).
+
+Encoders: a model records the encoder set it was trained with; the engine
+refuses (EncoderMismatch) to load one trained with another set than the one it
+runs (TRIAGE_INTENT_ENCODERS): TriageContact then answers as for a tenant
+without a model (empty intent, route reason "no_intent_model", a warning in the
+log), RollbackModel to such a version fails (FAILED_PRECONDITION,
+INTENT_ENCODER_MISMATCH), and a retrain promotes the new version whatever the
+old one validated at (it cannot serve anyway).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from pathlib import Path
 import structlog
 
 from aftercare.triage.v1 import triage_pb2
-from services.triage.intent import IntentModel, TrainConfig, train_intent_model
+from services.triage.intent import EncoderMismatch, IntentModel, TrainConfig, train_intent_model
 from services.triage.models import ModelStore, new_version
 
 log = structlog.get_logger("services.triage.intents")
@@ -69,6 +77,11 @@ class IntentEngine:
     def _encode(self, texts: list[str]):  # type: ignore[no-untyped-def]
         return self.encoder.encode(texts)  # type: ignore[attr-defined]
 
+    @property
+    def encoder_name(self) -> str:
+        """The encoder set's name, as models trained by this engine record it."""
+        return str(getattr(self.encoder, "name", "encoder"))
+
     # --- serving ------------------------------------------------------------------
 
     def current_model(self, tenant_id: str) -> IntentModel | None:
@@ -78,19 +91,34 @@ class IntentEngine:
             cached = self._cache.get(tenant_id)
             if cached is not None and cached[0] == version:
                 return cached[1]
-        model = self.store.load(tenant_id, version) if version is not None else None
+        model = self.store.load(tenant_id, version, encoder=self.encoder_name) if version is not None else None
         with self._cache_lock:
             self._cache[tenant_id] = (version, model)
         return model
 
     def encode(self, texts: list[str]):  # type: ignore[no-untyped-def]
-        """Blocking; L2-normalised sentence embeddings from the shared encoder."""
+        """Blocking; L2-normalised sentence embeddings from the shared encoders, side by side."""
         return self._encode(texts)
+
+    def primary(self, vectors):  # type: ignore[no-untyped-def]
+        """The first encoder's block of `encode`'s vectors (what the sentiment model reads)."""
+        primary = getattr(self.encoder, "primary", None)
+        return vectors if primary is None else primary(vectors)
+
+    def encode_primary(self, texts: list[str]):  # type: ignore[no-untyped-def]
+        """Blocking; the first encoder's vectors alone."""
+        encode = getattr(self.encoder, "encode_primary", None)
+        return self._encode(texts) if encode is None else encode(texts)
 
     def predict(self, tenant_id: str, text: str, embedding=None) -> triage_pb2.IntentPrediction:  # type: ignore[no-untyped-def]
         """Blocking; an empty prediction when the tenant has no model. `embedding` (1 x dim) of
         the text when the caller has it already."""
-        model = self.current_model(tenant_id)
+        try:
+            model = self.current_model(tenant_id)
+        except EncoderMismatch as mismatch:
+            # Served as "no model" (the contact is still triaged and routed) until a retrain.
+            log.warning("intent_model_unusable", tenant_id=tenant_id, reason="encoder_mismatch", error=str(mismatch))
+            return triage_pb2.IntentPrediction()
         if model is None:
             return triage_pb2.IntentPrediction()
         (prediction,) = model.predict(self._encode([text]) if embedding is None else embedding, [text])
@@ -126,12 +154,17 @@ class IntentEngine:
             labels,
             self._encode,
             version=version,
-            encoder_name=getattr(self.encoder, "name", "encoder"),
+            encoder_name=self.encoder_name,
+            dimensions=tuple(getattr(self.encoder, "dimensions", ())),
             config=self.config,
             log=lambda message: log.info("intent_training", tenant_id=tenant_id, version=version, step=message),
         )
         self.store.save(tenant_id, model)
-        current = self.current_model(tenant_id)
+        try:
+            current = self.current_model(tenant_id)
+        except EncoderMismatch as mismatch:
+            log.warning("intent_model_replaces_other_encoders", tenant_id=tenant_id, error=str(mismatch))
+            current = None
         promoted = self._better_or_equal(model, current)
         if promoted:
             self.store.promote(tenant_id, version)
@@ -165,13 +198,20 @@ class IntentEngine:
         if not version:
             if not pointer.history:
                 raise LookupError("no earlier version has served for this tenant")
+            self._check_encoders(tenant_id, pointer.history[-1])
             self.store.set_current(tenant_id, pointer.history[-1], pointer.history[:-1])
             return pointer.history[-1], pointer.version
         if version not in self.store.versions(tenant_id):
             raise FileNotFoundError(version)
+        self._check_encoders(tenant_id, version)
         if version != pointer.version:
             self.store.set_current(tenant_id, version, (*pointer.history, pointer.version))
         return version, pointer.version
+
+    def _check_encoders(self, tenant_id: str, version: str) -> None:
+        trained_with = self.store.trained_with(tenant_id, version)
+        if trained_with != self.encoder_name:
+            raise EncoderMismatch(version, trained_with, self.encoder_name)
 
     async def rollback(self, tenant_id: str, version: str) -> tuple[str, str]:
         async with self._lock_for(tenant_id):

@@ -104,8 +104,12 @@ class ModelStore:
         history = () if current is None else (*current.history, current.version)
         self.set_current(tenant_id, version, history)
 
-    def load(self, tenant_id: str, version: str) -> IntentModel:
-        return IntentModel.load(self._tenant_dir(tenant_id) / version)
+    def load(self, tenant_id: str, version: str, *, encoder: str | None = None) -> IntentModel:
+        """With `encoder`, a model trained with another encoder set raises EncoderMismatch."""
+        return IntentModel.load(self._tenant_dir(tenant_id) / version, encoder=encoder)
+
+    def trained_with(self, tenant_id: str, version: str) -> str:
+        return IntentModel.trained_with(self._tenant_dir(tenant_id) / version)
 
 
 def _fsync(path: Path) -> None:

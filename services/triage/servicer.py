@@ -8,7 +8,7 @@ import structlog
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import conversation_pb2, customer_pb2
 from servicekit.errors import FailedPrecondition, NotFound, Violations
-from services.triage.intent import example_violations
+from services.triage.intent import EncoderMismatch, example_violations
 from services.triage.intents import IntentEngine
 from services.triage.models import VERSION_PATTERN, valid_tenant
 from services.triage.policy import TriagePolicy
@@ -146,8 +146,9 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
         embedded as the sentiment model reads it (handles and links replaced, spaces collapsed),
         which leaves a plain customer message as it was."""
         embeddings = self._intents.encode(self._sentiment.ends(texts)) if self._sentiment.model else None
-        sentiment = self._sentiment.score(texts, embeddings)
-        # Empty when no model is trained for the tenant; routing then says "no_intent_model".
+        sentiment = self._sentiment.score(texts, None if embeddings is None else self._intents.primary(embeddings))
+        # Empty when no model is trained for the tenant (or its model was trained with other
+        # encoders than this service runs); routing then says "no_intent_model".
         intent = self._intents.predict(tenant_id, texts[-1], None if embeddings is None else embeddings[-1:])
         return sentiment, intent
 
@@ -229,5 +230,7 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
             ) from None
         except LookupError as error:
             raise FailedPrecondition(str(error), reason="NOTHING_TO_ROLL_BACK") from None
+        except EncoderMismatch as error:
+            raise FailedPrecondition(str(error), reason="INTENT_ENCODER_MISMATCH") from None
         log.info("intent_model_rolled_back", tenant_id=request.tenant_id, serving=serving, previous=previous)
         return triage_pb2.RollbackModelResponse(model_version=serving, previous_version=previous)

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 
 from servicekit.settings import ServiceSettings
 
@@ -36,6 +36,28 @@ class TriageSettings(ServiceSettings):
     intent_ece_tolerance: float = Field(
         0.01, ge=0.0, le=1.0, validation_alias=AliasChoices("TRIAGE_INTENT_ECE_TOLERANCE", "intent_ece_tolerance")
     )
+    # The sentence encoders intent models read, in order, comma-separated: `minilm`
+    # (all-MiniLM-L6-v2), `mpnet` (all-mpnet-base-v2, assembled from its PyPI parts on first use)
+    # or a sentence-transformers folder. A model records the set it was trained with and is refused
+    # (FAILED_PRECONDITION) by a service running another set. The first one also feeds the sentiment model.
+    intent_encoders: str = Field(
+        "minilm,mpnet", validation_alias=AliasChoices("TRIAGE_INTENT_ENCODERS", "intent_encoders")
+    )
+    # Where `mpnet` is unpacked (about 440 MB, checksum-checked, once per machine);
+    # empty: $XDG_CACHE_HOME/aftercare/encoders (~/.cache/aftercare/encoders).
+    encoder_cache_dir: Path | None = Field(
+        None, validation_alias=AliasChoices("TRIAGE_ENCODER_CACHE_DIR", "encoder_cache_dir")
+    )
+    @field_validator("intent_encoders")
+    @classmethod
+    def _encoders_listed(cls, value: str) -> str:
+        keys = [item.strip() for item in value.split(",") if item.strip()]
+        if not keys:
+            raise ValueError("name at least one encoder (minilm, mpnet or a model folder)")
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"an encoder is listed twice: {value!r}")
+        return ",".join(keys)
+
     # Torch intra-op threads for the encoder (0: torch's default). One is fastest on a small shared CPU.
     torch_threads: int = Field(1, ge=0, validation_alias=AliasChoices("TRIAGE_TORCH_THREADS", "torch_threads"))
     # Tier 0 asks retrieval for articles and tips; no default, so a deployment that forgets it fails at boot.

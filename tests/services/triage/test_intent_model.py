@@ -323,7 +323,11 @@ def test_file_errors_name_the_line(tmp_path: Path) -> None:
     assert caught.value.problems[2] == f"{jsonl}:5: expected a JSON object"
 
 
-def test_cli_trains_offline_into_a_model_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_trains_offline_into_a_model_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI loads the encoders its settings name: MiniLM alone keeps this test fast.
+    monkeypatch.setenv("TRIAGE_INTENT_ENCODERS", "minilm")
     rows = [{"text": e.text, "label": e.label} for e in examples()]
     data = _write(tmp_path / "ex.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
     assert main(["--model-dir", str(tmp_path / "data"), "--tenant", TENANT, str(data)]) == 0
@@ -384,16 +388,24 @@ def test_a_format_1_model_still_loads_and_serves(tmp_path: Path, encoder: Encode
     labels = [label for label, ts in INTENTS.items() for _ in ts]
     model = train_intent_model(texts, labels, encoder.encode, version="v20261124T101500Z-3fa2c1", encoder_name="m")
     model.save(tmp_path / "m")
-    # What the previous release wrote: no typicality arrays, no vote, raw similarity.
+    # What the release before last wrote: one encoder, no typicality arrays, no vote, raw similarity.
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     meta["format"] = 1
-    del meta["knn_weight"], meta["knn_tau"]
+    meta["embedding_weight"] = 0.6
+    for key in ("knn_tau", "dimensions", "embedding_weights", "knn_weights", "tfidf_weight", "typicality_encoder"):
+        del meta[key]
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with np.load(tmp_path / "m" / "arrays.npz") as arrays:
-        kept = {k: arrays[k] for k in arrays.files if not k.startswith("typical_")}
+        kept = {
+            k.removesuffix("_0") if k.startswith("embedding_") else k: arrays[k]
+            for k in arrays.files
+            if not k.startswith("typical_")
+        }
+    assert {"embedding_coef", "embedding_intercept"} <= set(kept)
     np.savez_compressed(tmp_path / "m" / "arrays.npz", **kept)
 
     old = IntentModel.load(tmp_path / "m")
-    assert old.knn_weight == 0.0 and (old.typical_std == 1.0).all()
+    assert old.weights.knn == (0.0,) and (old.typical_std == 1.0).all()
+    assert old.weights.embedding == (0.6,) and old.weights.tfidf == pytest.approx(0.4)
     (prediction,) = old.predict(encoder.encode(["export my tickets as csv"]), ["export my tickets as csv"])
     assert prediction.label == "export_data"
