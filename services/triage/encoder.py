@@ -211,7 +211,7 @@ class EncoderSet:
 def parse_encoders(value: str) -> list[str]:
     keys = [item.strip() for item in value.split(",") if item.strip()]
     if not keys:
-        raise ValueError("at least one encoder")
+        raise ValueError("name at least one encoder (minilm, mpnet or a model folder)")
     if len(set(keys)) != len(keys):
         raise ValueError(f"an encoder is listed twice: {value!r}")
     return keys

@@ -738,14 +738,21 @@ def _score_features(
     predicted = probs.argmax(axis=1)
     mean, std = banks.typicality()
     own = best[banks.weights.typicality]
-    return np.column_stack(
-        [_logit(probs.max(axis=1)), _typical_z(own, predicted, mean, std, cfg.typicality_cap)]
-    )
+    return np.column_stack([_logit(probs.max(axis=1)), _typical_z(own, predicted, mean, std, cfg.typicality_cap)])
 
 
 def _fit_beta(
-    emb, texts, y, held, n_labels, temperature, held_features: np.ndarray, held_correct: np.ndarray,
-    cfg: TrainConfig, layout: _Layout, log: Callable[[str], None],
+    emb,
+    texts,
+    y,
+    held,
+    n_labels,
+    temperature,
+    held_features: np.ndarray,
+    held_correct: np.ndarray,
+    cfg: TrainConfig,
+    layout: _Layout,
+    log: Callable[[str], None],
 ) -> float:
     """Weight of typicality in the confidence score: a logistic regression on (logit, z) separates
     right held-out predictions from wrong ones and from messages of simulated unknown intents."""

@@ -91,7 +91,13 @@ class IntentEngine:
             cached = self._cache.get(tenant_id)
             if cached is not None and cached[0] == version:
                 return cached[1]
-        model = self.store.load(tenant_id, version, encoder=self.encoder_name) if version is not None else None
+        model = None
+        if version is not None:
+            try:
+                model = self.store.load(tenant_id, version, encoder=self.encoder_name)
+            except EncoderMismatch as mismatch:
+                # Cached as "no model" (contacts are still triaged and routed) until a retrain.
+                log.warning("intent_model_unusable", tenant_id=tenant_id, error=str(mismatch))
         with self._cache_lock:
             self._cache[tenant_id] = (version, model)
         return model
@@ -102,23 +108,16 @@ class IntentEngine:
 
     def primary(self, vectors):  # type: ignore[no-untyped-def]
         """The first encoder's block of `encode`'s vectors (what the sentiment model reads)."""
-        primary = getattr(self.encoder, "primary", None)
-        return vectors if primary is None else primary(vectors)
+        return self.encoder.primary(vectors)  # type: ignore[attr-defined]
 
     def encode_primary(self, texts: list[str]):  # type: ignore[no-untyped-def]
         """Blocking; the first encoder's vectors alone."""
-        encode = getattr(self.encoder, "encode_primary", None)
-        return self._encode(texts) if encode is None else encode(texts)
+        return self.encoder.encode_primary(texts)  # type: ignore[attr-defined]
 
     def predict(self, tenant_id: str, text: str, embedding=None) -> triage_pb2.IntentPrediction:  # type: ignore[no-untyped-def]
         """Blocking; an empty prediction when the tenant has no model. `embedding` (1 x dim) of
         the text when the caller has it already."""
-        try:
-            model = self.current_model(tenant_id)
-        except EncoderMismatch as mismatch:
-            # Served as "no model" (the contact is still triaged and routed) until a retrain.
-            log.warning("intent_model_unusable", tenant_id=tenant_id, reason="encoder_mismatch", error=str(mismatch))
-            return triage_pb2.IntentPrediction()
+        model = self.current_model(tenant_id)
         if model is None:
             return triage_pb2.IntentPrediction()
         (prediction,) = model.predict(self._encode([text]) if embedding is None else embedding, [text])
@@ -160,11 +159,8 @@ class IntentEngine:
             log=lambda message: log.info("intent_training", tenant_id=tenant_id, version=version, step=message),
         )
         self.store.save(tenant_id, model)
-        try:
-            current = self.current_model(tenant_id)
-        except EncoderMismatch as mismatch:
-            log.warning("intent_model_replaces_other_encoders", tenant_id=tenant_id, error=str(mismatch))
-            current = None
+        # None too when the serving model was trained with other encoders: it cannot serve.
+        current = self.current_model(tenant_id)
         promoted = self._better_or_equal(model, current)
         if promoted:
             self.store.promote(tenant_id, version)

@@ -191,9 +191,7 @@ class SentimentScorer:
             embeddings = self._encode(normalized)  # type: ignore[misc]
         proba = self.model.proba(embeddings, vader_features(self._analyzer, normalized))
         neg, pos = self.model.labels.index("negative"), self.model.labels.index("positive")
-        return [
-            (_LABEL_ENUM[self.model.labels[int(row.argmax())]], float(row[pos] - row[neg])) for row in proba
-        ]
+        return [(_LABEL_ENUM[self.model.labels[int(row.argmax())]], float(row[pos] - row[neg])) for row in proba]
 
     def score(self, customer_texts: Sequence[str], embeddings: np.ndarray | None = None) -> triage_pb2.Sentiment:
         """Sentiment of the newest customer message and its change since the first one.

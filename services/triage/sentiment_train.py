@@ -64,8 +64,13 @@ def choose_settings(
         scores = []
         for train_rows, test_rows in folds:
             model = train_sentiment_model(
-                [texts[i] for i in train_rows], list(y[train_rows]), embeddings[train_rows],
-                version="cv", encoder_name="cv", c=c, class_weight=class_weight,
+                [texts[i] for i in train_rows],
+                list(y[train_rows]),
+                embeddings[train_rows],
+                version="cv",
+                encoder_name="cv",
+                c=c,
+                class_weight=class_weight,
             )
             proba = model.proba(embeddings[test_rows], vader[test_rows])
             scores.append(f1_score(y[test_rows], [model.labels[i] for i in proba.argmax(axis=1)], average="macro"))
@@ -108,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         embeddings, texts, labels, [(c, weight) for c in args.c for weight in (None, "balanced")]
     )
     model = train_sentiment_model(
-        texts, labels, embeddings, version="pending", encoder_name=encoder.name, c=c, class_weight=class_weight,
+        texts,
+        labels,
+        embeddings,
+        version="pending",
+        encoder_name=encoder.name,
+        c=c,
+        class_weight=class_weight,
         info={
             "trained_on": args.source or args.data.name,
             "rows": len(texts),

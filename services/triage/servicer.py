@@ -139,9 +139,7 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
         problems.raise_if_any()
         return await self._suggester.dismiss(request)
 
-    def _understand(
-        self, tenant_id: str, texts: list[str]
-    ) -> tuple[triage_pb2.Sentiment, triage_pb2.IntentPrediction]:
+    def _understand(self, tenant_id: str, texts: list[str]) -> tuple[triage_pb2.Sentiment, triage_pb2.IntentPrediction]:
         """Sentiment and intent (blocking: the encoder runs once for both). The newest message is
         embedded as the sentiment model reads it (handles and links replaced, spaces collapsed),
         which leaves a plain customer message as it was."""

@@ -13,9 +13,7 @@ class TriageSettings(ServiceSettings):
     # Priority weights, risk thresholds and routing rules; read once at start-up.
     policy_file: Path = Field(_DEFAULT_POLICY, validation_alias=AliasChoices("TRIAGE_POLICY_FILE", "policy_file"))
     # Sentiment model file (JSON, see services/triage/sentiment.py), or "vader" for the lexicon alone.
-    sentiment_model: str = Field(
-        "vader", validation_alias=AliasChoices("TRIAGE_SENTIMENT_MODEL", "sentiment_model")
-    )
+    sentiment_model: str = Field("vader", validation_alias=AliasChoices("TRIAGE_SENTIMENT_MODEL", "sentiment_model"))
     # Intent models live under <data_dir>/triage/<tenant>/<version>/.
     # Retrain rejects labels with fewer examples than this.
     intent_min_examples_per_label: int = Field(
@@ -48,15 +46,13 @@ class TriageSettings(ServiceSettings):
     encoder_cache_dir: Path | None = Field(
         None, validation_alias=AliasChoices("TRIAGE_ENCODER_CACHE_DIR", "encoder_cache_dir")
     )
+
     @field_validator("intent_encoders")
     @classmethod
     def _encoders_listed(cls, value: str) -> str:
-        keys = [item.strip() for item in value.split(",") if item.strip()]
-        if not keys:
-            raise ValueError("name at least one encoder (minilm, mpnet or a model folder)")
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"an encoder is listed twice: {value!r}")
-        return ",".join(keys)
+        from services.triage.encoder import parse_encoders
+
+        return ",".join(parse_encoders(value))
 
     # Torch intra-op threads for the encoder (0: torch's default). One is fastest on a small shared CPU.
     torch_threads: int = Field(1, ge=0, validation_alias=AliasChoices("TRIAGE_TORCH_THREADS", "torch_threads"))
