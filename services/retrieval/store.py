@@ -181,6 +181,16 @@ class SearchFilter:
 
 
 @dataclass(frozen=True)
+class _Query:
+    """One search: whose, its normalised keywords, its vector and its filter."""
+
+    tenant_id: str
+    keywords: str
+    vector: np.ndarray
+    search_filter: SearchFilter
+
+
+@dataclass(frozen=True)
 class Hit:
     chunk_id: str
     doc_id: str
@@ -614,99 +624,80 @@ class Store:
         search_filter: SearchFilter,
     ) -> list[Hit]:
         """`keyword_query` is already normalised (keyword_text); empty skips the keyword side."""
-        return await self._run(self._search, tenant_id, keyword_query, vector, mode, top_k, search_filter)
+        query = _Query(tenant_id, keyword_query, vector, search_filter)
+        return await self._run(self._search, query, mode, top_k)
 
-    def _search(
-        self,
-        tenant_id: str,
-        keyword_query: str,
-        vector: np.ndarray,
-        mode: Mode,
-        top_k: int,
-        search_filter: SearchFilter,
-    ) -> list[Hit]:
-        where = (tenant_id, search_filter)
+    @property
+    def _dense_fields(self) -> list[str]:
+        # Milvus Lite spends most of a search building result rows (at 10k rows: 3.5 ms with
+        # ids, 8 ms with vectors): there dense hits carry ids and the keyword index the fields.
+        return ["chunk_id", "doc_id"] if self.keyword is not None else _OUTPUT
+
+    def _search(self, query: _Query, mode: Mode, top_k: int) -> list[Hit]:
         if mode is not Mode.HYBRID:
-            return self._search_one(tenant_id, keyword_query, vector, mode, top_k, where)
-        # Two searches and nothing more. On Milvus Lite, dense candidates carry ids only
-        # (Lite spends most of a search building result rows: at 10k rows 3.5 ms with ids,
-        # 8 ms with vectors) and the keyword index returns whole chunks, so the fields of
-        # dense-only hits come from the index. A server returns every candidate whole: its
-        # fields, and for keyword candidates the vector that gives their similarity.
+            return self._search_one(query, mode, top_k)
+        # Two searches and nothing more: the keyword side returns whole chunks (the index on
+        # Milvus Lite; a server with their vectors, which give their similarity), the dense
+        # side ids (Lite, fields then read from the index) or whole chunks (a server).
         candidates = max(HYBRID_CANDIDATES, 2 * top_k)
-        dense_fields = ["chunk_id", "doc_id"] if self.keyword is not None else _OUTPUT
-        dense = self._ann(Mode.DENSE, vector, keyword_query, where, candidates, dense_fields)
-        keyword = self._ann(Mode.KEYWORD, vector, keyword_query, where, candidates, [*_OUTPUT, "dense"])
-        current = self._current_versions(tenant_id, [*dense, *keyword])
+        dense = self._ann(query, Mode.DENSE, candidates, self._dense_fields)
+        keyword = self._ann(query, Mode.KEYWORD, candidates, [*_OUTPUT, "dense"])
+        current = self._current_versions(query.tenant_id, [*dense, *keyword])
         similarity = {raw["entity"]["chunk_id"]: float(raw["distance"]) for raw in dense if _is_current(raw, current)}
         bm25 = {raw["entity"]["chunk_id"]: _bm25(raw) for raw in keyword if _is_current(raw, current)}
         rows = {raw["entity"]["chunk_id"]: raw["entity"] for raw in [*dense, *keyword] if "text" in raw["entity"]}
         for chunk_id in bm25:
             if chunk_id not in similarity:
-                similarity[chunk_id] = _cosine(vector, rows[chunk_id]["dense"])
+                similarity[chunk_id] = _cosine(query.vector, rows[chunk_id]["dense"])
         scores = fuse(similarity, bm25)
         chosen = sorted(scores, key=lambda chunk_id: scores[chunk_id], reverse=True)[:top_k]
-        if self.keyword is not None and (unread := [c for c in chosen if c not in rows]):
-            rows |= {row["chunk_id"]: row for row in self.keyword.get(unread)}
+        rows |= self._indexed_fields([c for c in chosen if c not in rows])
         return [_hit(rows[c], scores[c], similarity[c]) for c in chosen if c in rows]
 
-    def _search_one(
-        self,
-        tenant_id: str,
-        keyword_query: str,
-        vector: np.ndarray,
-        mode: Mode,
-        top_k: int,
-        where: tuple[str, SearchFilter],
-    ) -> list[Hit]:
-        if mode is Mode.KEYWORD and not keyword_query:
+    def _indexed_fields(self, chunk_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The fields of chunks a Milvus Lite search returned as ids, from the keyword index."""
+        if self.keyword is None or not chunk_ids:
+            return {}
+        return {row["chunk_id"]: row for row in self.keyword.get(chunk_ids)}
+
+    def _search_one(self, query: _Query, mode: Mode, top_k: int) -> list[Hit]:
+        if mode is Mode.KEYWORD and not query.keywords:
             return []
         # A dense hit's distance is its cosine similarity; a keyword hit's needs its vector.
-        # With a keyword index, Milvus Lite returns ids alone and the index the fields.
-        if mode is Mode.DENSE:
-            fields = ["chunk_id", "doc_id"] if self.keyword is not None else _OUTPUT
-        else:
-            fields = [*_OUTPUT, "dense"]
+        fields = self._dense_fields if mode is Mode.DENSE else [*_OUTPUT, "dense"]
         limit = top_k
         while True:
-            found = self._ann(mode, vector, keyword_query, where, limit, fields)
-            current = self._current_versions(tenant_id, found)
+            found = self._ann(query, mode, limit, fields)
+            current = self._current_versions(query.tenant_id, found)
             fresh = [raw for raw in found if _is_current(raw, current)]
             # Chunks of a superseded version (a replace under way) took places: ask for more.
             if len(fresh) >= top_k or len(found) < limit:
                 break
             limit += top_k + len(found) - len(fresh)
         fresh = fresh[:top_k]
-        if mode is Mode.DENSE and self.keyword is not None:
-            ids = [raw["entity"]["chunk_id"] for raw in fresh]
-            rows = {row["chunk_id"]: row for row in self.keyword.get(ids)}
-            fresh = [{**raw, "entity": rows[i]} for raw, i in zip(fresh, ids, strict=True) if i in rows]
+        if "text" not in fields:
+            rows = self._indexed_fields([raw["entity"]["chunk_id"] for raw in fresh])
+            fresh = [
+                {**raw, "entity": rows[raw["entity"]["chunk_id"]]} for raw in fresh if raw["entity"]["chunk_id"] in rows
+            ]
         return [
             _hit(
                 raw["entity"],
                 float(raw["distance"]) if mode is Mode.DENSE else _bm25(raw),
-                float(raw["distance"]) if mode is Mode.DENSE else _cosine(vector, raw["entity"]["dense"]),
+                float(raw["distance"]) if mode is Mode.DENSE else _cosine(query.vector, raw["entity"]["dense"]),
             )
             for raw in fresh
         ]
 
-    def _ann(
-        self,
-        mode: Mode,
-        vector: np.ndarray,
-        keyword_query: str,
-        where: tuple[str, SearchFilter],
-        limit: int,
-        fields: list[str],
-    ) -> list[dict[str, Any]]:
+    def _ann(self, query: _Query, mode: Mode, limit: int, fields: list[str]) -> list[dict[str, Any]]:
         if mode is Mode.KEYWORD and self.keyword is not None:
-            return self.keyword.search(*where, keyword_query, limit)
-        expr = _filter_expression(*where)
+            return self.keyword.search(query.tenant_id, query.search_filter, query.keywords, limit)
+        expr = _filter_expression(query.tenant_id, query.search_filter)
         if mode is Mode.DENSE:
-            data: list[Any] = [vector.tolist()]
+            data: list[Any] = [query.vector.tolist()]
             params: dict[str, Any] = {"metric_type": "COSINE", "params": {"ef": max(64, limit)}}
-        elif keyword_query:
-            data, params = [keyword_query], {"metric_type": "BM25"}
+        elif query.keywords:
+            data, params = [query.keywords], {"metric_type": "BM25"}
         else:
             return []
         anns_field = "dense" if mode is Mode.DENSE else "sparse"
