@@ -7,9 +7,12 @@ embedding), query embedding and the whole gRPC Search, per backend.
 
 Backends (the service runs in this process on a free port, called over a real
 gRPC channel; each backend gets a throw-away data directory):
-- `lite`: the embedded Milvus Lite file (the default deployment, MILVUS_URI empty).
-- `server`: `milvus-lite server` started here on a free 127.0.0.1 port; the
-  service reaches it by `milvus_uri=http://127.0.0.1:PORT`.
+- `lite`: the embedded Milvus Lite file (the default deployment, MILVUS_URI empty):
+  Milvus 2.5's engine, which pymilvus starts on a Unix socket for the file.
+- `server`: the same engine (the `milvus` binary of the project's milvus-lite
+  package, devstack/milvus_server.py) as a gRPC server on a free 127.0.0.1 port;
+  the service reaches it by `milvus_uri=http://127.0.0.1:PORT` with
+  MILVUS_DENSE_INDEX=AUTOINDEX (its local mode builds no HNSW).
 - `milvus-2.3`: a real Milvus 2.3.5 standalone server (Go/C++) from the PyPI
   package `milvus`, installed in a separate throw-away venv, never the project's:
       python3.11 -m venv /tmp/milvus23-venv && /tmp/milvus23-venv/bin/pip install milvus==2.3.5
@@ -21,15 +24,6 @@ gRPC channel; each backend gets a throw-away data directory):
   there: the store writes heading paths as JSON arrays, which 2.3 rejects
   ("cannot unmarshal array into Go value of type map"), so every row of this
   backend is bulk-loaded (below) and it has no ingestion figure.
-- `milvus-2.5`: Milvus 2.5's C++ engine as its own gRPC server on a 127.0.0.1
-  port: the `milvus` binary inside the PyPI package milvus-lite 2.5.1 (the
-  releases before milvus-lite became Python), also in a throw-away venv:
-      python3.11 -m venv /tmp/milvus25-venv && /tmp/milvus25-venv/bin/pip install milvus-lite==2.5.1
-  (`--milvus25-lib` points at its `milvus_lite/lib` folder). It has BM25 full-text
-  search, so every mode is measured, and the service ingests there as usual. Its
-  "local mode" builds no HNSW (FLAT, IVF_FLAT and AUTOINDEX only): the bench
-  creates the store's collections with the store's own code, the dense index as
-  AUTOINDEX instead of HNSW.
 
 Documents are synthetic but realistic support articles: a customer question as
 the title and 60-150 words of answer sentences, both recombined at run time from
@@ -56,8 +50,7 @@ What is timed:
 - query embedding: `Embedder.embed_query`, reported separately;
 - gRPC Search: the whole RPC from a client, embedding included, per mode.
 Sizes are built in increasing order in one store per backend (10k, then grown
-to 100k). Before timing, the bench waits until the dense index covers every row
-(Milvus Lite builds it in a background thread after a flush).
+to 100k). Before timing, the bench waits until the dense index covers every row.
 """
 
 from __future__ import annotations
@@ -72,7 +65,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -88,6 +80,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from devstack import milvus_server
 from servicekit.clients import connect
 from servicekit.logging import configure_logging
 from servicekit.server import Mount, serving
@@ -109,7 +102,6 @@ except ImportError:  # pragma: no cover - the first version of the service
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "bitext_customer_support" / "all.jsonl"
 DEFAULT_MILVUS23 = Path("/tmp/milvus23-venv/bin/milvus-server")
-DEFAULT_MILVUS25_LIB = Path("/tmp/milvus25-venv/lib/python3.11/site-packages/milvus_lite/lib")
 SERVICE = "aftercare.retrieval.v1.RetrievalService"
 TENANT = "bench"
 MODES = {"dense": Mode.DENSE, "keyword": Mode.KEYWORD, "hybrid": Mode.HYBRID}
@@ -118,8 +110,8 @@ PB_MODES = {
     "keyword": retrieval_pb2.SEARCH_MODE_KEYWORD,
     "hybrid": retrieval_pb2.SEARCH_MODE_HYBRID,
 }
-BACKEND_MODES = {"lite": list(MODES), "server": list(MODES), "milvus-2.3": ["dense"], "milvus-2.5": list(MODES)}
-SERVERS = ("server", "milvus-2.3", "milvus-2.5")
+BACKEND_MODES = {"lite": list(MODES), "server": list(MODES), "milvus-2.3": ["dense"]}
+SERVERS = ("server", "milvus-2.3")
 # DESIGN.md quality bars: Search p99 (query embedding excluded) at N chunks, 2 CPU cores.
 TARGETS = [
     {"backend": "lite", "chunks": 10_000, "p99_ms": 10.0, "what": "Milvus Lite"},
@@ -237,54 +229,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.contextmanager
-def server_process(command: Sequence[str], log_path: Path) -> Any:
-    """Start a server in its own process group; always kill the whole group afterwards."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield process
-    finally:
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            try:
-                process.wait(timeout=wait)
-                # The milvus-server wrapper leaves its child running on SIGTERM: kill the group anyway.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-
-
-def wait_for_milvus(uri: str, process: subprocess.Popen[bytes], log_path: Path) -> float:
-    """Seconds until the server answers list_collections; raises when it dies or times out."""
-    from pymilvus import MilvusClient
-
-    started = time.perf_counter()
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}; log: {log_path}")
-        try:
-            client = MilvusClient(uri=uri, timeout=2)
-            client.list_collections()
-            client.close()
-            return time.perf_counter() - started
-        except Exception as error:
-            if time.perf_counter() - started > SERVER_START_TIMEOUT_S:
-                raise TimeoutError(
-                    f"server not ready in {SERVER_START_TIMEOUT_S:.0f} s: {error}; log: {log_path}"
-                ) from error
-            time.sleep(0.5)
-
-
-def create_store_translated(uri: str, collection: str, dim: int, server: str) -> None:
-    """Create the store's collections with the store's own code, translated to what an
-    older server can hold, everything else (fields, functions, parameters) as the store
-    asks; the service then finds them and opens them as they are.
-    - milvus-2.3: no sparse field or BM25 function, no INVERTED scalar indexes (all 2.4);
-    - milvus-2.5 (milvus-lite 2.5.1's engine): the dense index as AUTOINDEX (no HNSW there)."""
+def create_store_translated(uri: str, collection: str, dim: int) -> None:
+    """Create the store's collections with the store's own code, translated to what
+    Milvus 2.3 can hold (no sparse field or BM25 function, no INVERTED scalar indexes:
+    all 2.4), everything else (fields, functions, parameters) as the store asks; the
+    service then finds them and opens them as they are."""
     from pymilvus import DataType, MilvusClient
 
     import services.retrieval.store as store_module
@@ -293,7 +242,7 @@ def create_store_translated(uri: str, collection: str, dim: int, server: str) ->
         def create_collection(self, collection_name: str, *args: Any, **kwargs: Any) -> Any:
             schema, index_params = kwargs.get("schema"), kwargs.get("index_params")
             dropped: set[str] = set()
-            if schema is not None and server == "milvus-2.3":
+            if schema is not None:
                 dropped = {f.name for f in schema.fields if f.dtype == DataType.SPARSE_FLOAT_VECTOR}
                 schema._fields = [f for f in schema._fields if f.name not in dropped]
                 schema._functions = []
@@ -303,12 +252,7 @@ def create_store_translated(uri: str, collection: str, dim: int, server: str) ->
             if index_params is not None:
                 kept = []
                 for index in index_params:
-                    if server == "milvus-2.5" and index._index_type == "HNSW":
-                        index._index_type = "AUTOINDEX"
-                        index._configs = {"metric_type": index._configs.get("metric_type", "COSINE")}
-                    if server == "milvus-2.3" and (
-                        index._field_name in dropped or index._index_type in ("INVERTED", "BITMAP")
-                    ):
+                    if index._field_name in dropped or index._index_type in ("INVERTED", "BITMAP"):
                         continue
                     kept.append(index)
                 index_params.clear()
@@ -329,8 +273,6 @@ class Backend:
     name: str
     settings: RetrievalSettings
     note: str
-    # The Milvus Lite engine's folder (file or `milvus-lite server`); None for a Milvus server.
-    lite_dir: Path | None
     startup_s: float | None = None
 
 
@@ -338,50 +280,25 @@ class Backend:
 async def open_backend(name: str, tmp: Path, args: argparse.Namespace, dim: int) -> AsyncIterator[Backend]:
     base = {"port": 0, "data_dir": tmp / "service", "log_level": "warning"}
     if name == "lite":
-        settings = RetrievalSettings(**base, milvus_uri="")
-        lite_dir = Path(settings.resolved_milvus_uri())
-        yield Backend(name, settings, "Milvus Lite file, in the service's process", lite_dir)
+        note = "Milvus Lite file (Milvus 2.5 engine, Unix socket)"
+        yield Backend(name, RetrievalSettings(**base, milvus_uri=""), note)
         return
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    log_path = tmp / f"{name}.log"
     if name == "server":
-        command = [
-            "milvus-lite",
-            "server",
-            "--data-dir",
-            str(tmp / "milvus"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        exe = Path(sys.executable).with_name("milvus-lite")
-        if exe.exists():
-            command[0] = str(exe)
-        note = "milvus-lite server (gRPC), separate process"
-    elif name == "milvus-2.5":
-        (tmp / "milvus").mkdir()
-        # The binary finds its libraries beside it; the data file name must be short and plain.
-        command = [
-            "env",
-            f"LD_LIBRARY_PATH={args.milvus25_lib}",
-            str(args.milvus25_lib / "milvus"),
-            str(tmp / "milvus" / "kb.db"),
-            f"127.0.0.1:{port}",
-            "ERROR",
-        ]
-        note = "Milvus 2.5 C++ engine (PyPI milvus-lite 2.5.1 binary) as a gRPC server, separate process; AUTOINDEX"
+        argv, env = milvus_server.command(tmp / "milvus", port)
+        settings = RetrievalSettings(**base, milvus_uri=uri, milvus_dense_index="AUTOINDEX")
+        note = "Milvus 2.5 engine (the project's milvus-lite binary) as a gRPC server on TCP; AUTOINDEX"
     else:
-        command = [str(args.milvus23_server), "--data", str(tmp / "milvus"), "--proxy-port", str(port)]
+        argv, env = [str(args.milvus23_server), "--data", str(tmp / "milvus"), "--proxy-port", str(port)], None
+        settings = RetrievalSettings(**base, milvus_uri=uri)
         note = "Milvus 2.3.5 standalone (PyPI milvus), separate process; store collections without sparse/BM25"
-    with server_process(command, log_path) as process:
-        startup_s = await asyncio.to_thread(wait_for_milvus, uri, process, log_path)
-        if name in ("milvus-2.3", "milvus-2.5"):
-            collection = RetrievalSettings(port=0).collection
-            await asyncio.to_thread(create_store_translated, uri, collection, dim, name)
-        lite_dir = tmp / "milvus" if name == "server" else None
-        yield Backend(name, RetrievalSettings(**base, milvus_uri=uri), note, lite_dir, round(startup_s, 1))
+    log_path = tmp / f"{name}.log"
+    with milvus_server.running(argv, log_path, env) as process:
+        startup_s = await asyncio.to_thread(milvus_server.wait_ready, uri, process, log_path, SERVER_START_TIMEOUT_S)
+        if name == "milvus-2.3":
+            await asyncio.to_thread(create_store_translated, uri, settings.collection, dim)
+        yield Backend(name, settings, note, round(startup_s, 1))
 
 
 # Measurements ------------------------------------------------------------------
@@ -499,7 +416,6 @@ async def bulk_load(
     stop: int,
     dim: int,
     seed: int,
-    lite_dir: Path | None,
     labels: Labels,
     heading_path_as_object: bool = False,
 ) -> dict[str, Any]:
@@ -511,10 +427,6 @@ async def bulk_load(
     cut = 0
     real = store.client
     batching = _BatchingClient(real, heading_path_as_object)
-    # Milvus Lite's keyword index: one commit for the whole load, not one per document.
-    keyword_commit = store.keyword.commit if store.keyword is not None else None
-    if store.keyword is not None:
-        store.keyword.commit = lambda: None  # type: ignore[method-assign]
     try:
         for offset, position in enumerate(range(start, stop)):
             title, body = corpus.documents[position]
@@ -549,11 +461,8 @@ async def bulk_load(
         await asyncio.to_thread(batching.write)
     finally:
         store.client = real
-        if store.keyword is not None and keyword_commit is not None:
-            store.keyword.commit = keyword_commit  # type: ignore[method-assign]
-            await asyncio.to_thread(keyword_commit)
     await store.flush()
-    indexed_s = await asyncio.to_thread(wait_indexed, real, store.collection, lite_dir)
+    indexed_s = await asyncio.to_thread(wait_indexed, real, store.collection)
     elapsed = time.perf_counter() - began
     return {
         "chunks": stop - start,
@@ -564,38 +473,15 @@ async def bulk_load(
     }
 
 
-def wait_indexed(client: Any, collection: str, lite_dir: Path | None, timeout_s: float = 900.0) -> float:
-    """Seconds until the dense index covers every row, so that no search is timed against an
-    index still being built.
-
-    Milvus Lite (file or `milvus-lite server`) compacts and builds indexes in a background
-    thread after each flush, and its describe_index reports every row as indexed at once:
-    there, wait until every data file has its HNSW sidecar and the folder has been still
-    for 3 s. A Milvus server reports indexed_rows truthfully."""
+def wait_indexed(client: Any, collection: str, timeout_s: float = 900.0) -> float:
+    """Seconds until the dense index covers every row, so that no search is timed against
+    an index still being built (Milvus builds it in the background after a flush)."""
     began = time.perf_counter()
-    still = 0
-    last: object = None
     while time.perf_counter() - began < timeout_s:
-        if lite_dir is None:
-            info = client.describe_index(collection, "dense")
-            total, indexed = int(info.get("total_rows", 0)), int(info.get("indexed_rows", 0))
-            if indexed >= total and int(info.get("pending_index_rows", 0)) == 0:
-                return time.perf_counter() - began
-        else:
-            try:
-                files = sorted(
-                    (str(f), f.stat().st_size)
-                    for f in lite_dir.rglob("*")
-                    if f.is_file() and f"/collections/{collection}/" in str(f)
-                )
-            except FileNotFoundError:  # compaction removed a file while we listed
-                files = []
-            data = {Path(name).stem for name, _ in files if "/data/" in name and name.endswith(".parquet")}
-            indexed = {Path(name).name.split(".")[0] for name, _ in files if name.endswith(".dense.hnsw.idx")}
-            still = still + 1 if files == last and data and data <= indexed else 0
-            last = files
-            if still >= 3:
-                return time.perf_counter() - began
+        info = client.describe_index(collection, "dense")
+        total, indexed = int(info.get("total_rows", 0)), int(info.get("indexed_rows", 0))
+        if indexed >= total and int(info.get("pending_index_rows", 0)) == 0:
+            return time.perf_counter() - began
         time.sleep(1.0)
     raise TimeoutError(f"dense index not built in {timeout_s:.0f} s")
 
@@ -733,7 +619,6 @@ async def run_backend(name: str, corpus: Corpus, embedder: Embedder, args: argpa
                             size,
                             embedder.dimension,
                             args.seed,
-                            backend.lite_dir,
                             labels,
                             heading_path_as_object=not service_writes,
                         )
@@ -772,7 +657,7 @@ async def run_backend(name: str, corpus: Corpus, embedder: Embedder, args: argpa
                             flush=True,
                         )
                     # Let background compaction finish before the store closes and its folder goes.
-                    await asyncio.to_thread(wait_indexed, store.client, store.collection, backend.lite_dir)
+                    await asyncio.to_thread(wait_indexed, store.client, store.collection)
     return result
 
 
@@ -867,9 +752,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if name == "milvus-2.3" and not args.milvus23_server.exists():
             results.append({"backend": name, "error": f"{args.milvus23_server} not found (see --milvus23-server)"})
             continue
-        if name == "milvus-2.5" and not (args.milvus25_lib / "milvus").exists():
-            results.append({"backend": name, "error": f"{args.milvus25_lib}/milvus not found (see --milvus25-lib)"})
-            continue
         try:
             results.append(await run_backend(name, corpus, embedder, args))
         except Exception as error:  # one backend failing still reports the others
@@ -922,12 +804,6 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="Bitext customer-support JSONL")
     parser.add_argument(
         "--milvus23-server", type=Path, default=DEFAULT_MILVUS23, help="milvus-server of a venv with PyPI milvus==2.3.5"
-    )
-    parser.add_argument(
-        "--milvus25-lib",
-        type=Path,
-        default=DEFAULT_MILVUS25_LIB,
-        help="milvus_lite/lib of a venv with milvus-lite==2.5.1",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="write the figures here")

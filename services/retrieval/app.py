@@ -26,7 +26,9 @@ async def servicers(settings: RetrievalSettings, embedder: Embedder | None = Non
     if embedder is None:
         embedder = await asyncio.to_thread(Embedder, settings.embedding_model)
     uri = settings.resolved_milvus_uri()
-    store = await asyncio.to_thread(Store.open, uri, settings.collection, embedder.dimension)
+    store = await asyncio.to_thread(
+        Store.open, uri, settings.collection, embedder.dimension, settings.milvus_dense_index or None
+    )
     # Log the location only: a server URI may carry credentials.
     log.info("store_opened", collection=settings.collection, embedded=not settings.milvus_uri)
     chunker = Chunker(

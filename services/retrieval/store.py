@@ -19,13 +19,15 @@ are `tenant/doc/version/index`, so every step works by primary key, never by
 scanning rows; a pending row left by a crash names the orphaned chunks, and
 the next replace or delete of the document removes them. Searches drop hits whose version is not the record's, so
 a search sees the old version or the new one, never both and never neither.
-On Milvus Lite, keyword search and the fields of hits come from a tantivy index beside
-the file (keyword_index.py); its rows are committed before the record switches.
 (With a Milvus server and several replicas writing, a search on one replica
 may still miss a document for the moment another replica switches it.)
 
-pymilvus calls block (Milvus Lite even runs the engine in this process), so
-each step runs in a worker thread under one lock; searches interleave between
+Milvus Lite is Milvus 2.5's own engine (the `milvus` binary in the milvus-lite
+package, started by pymilvus for a file URI and stopped when this process lets go
+of the file's lock), so dense search, BM25 and filters work alike on Lite and on a
+server; only the dense index differs (Lite's local mode builds no HNSW).
+
+pymilvus calls block, so each step runs in a worker thread under one lock; searches interleave between
 the steps. The steps of one document are serialised by a per-document lock.
 """
 
@@ -38,22 +40,25 @@ import enum
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import structlog
-from pymilvus import DataType, Function, FunctionType, MilvusClient
+from pymilvus import DataType, Function, FunctionType, MilvusClient, MilvusException
 
-from services.retrieval.keyword_index import KeywordIndex
 from services.retrieval.text import Glossary, GlossaryEntry
 
 log = structlog.get_logger(__name__)
+
+# milvus-lite 2.5.1 imports pkg_resources (pinned setuptools keeps it), which warns on import.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 T = TypeVar("T")
 
@@ -61,6 +66,12 @@ T = TypeVar("T")
 _QUERY_LIMIT = 16384
 _BATCH = 1000
 _HNSW = {"M": 16, "efConstruction": 200}
+# Milvus Lite's local mode refuses HNSW ("only support FLAT IVF_FLAT AUTOINDEX").
+_LITE_DENSE_INDEX = "AUTOINDEX"
+# glog settings of the Milvus engine that Milvus Lite starts (kept where already set).
+LITE_ENGINE_LOGGING = {"GLOG_logtostderr": "1", "GLOG_minloglevel": "2"}
+# What Milvus 2.5 answers to a BM25 search of a collection that never held a row.
+_EMPTY_BM25_ERROR = "Invalid sparse row: NaN or Inf value"
 # Hybrid search fuses this many candidates from each side (more if more hits are wanted).
 HYBRID_CANDIDATES = 20
 # Weight of the keyword side in the hybrid score; the dense side gets the rest.
@@ -90,16 +101,6 @@ _PENDING = -1
 _RECORD_FIELDS = ["doc_id", "version_key", "content_hash", "pipeline", "indexing", "chunk_count"]
 _OUTPUT = ["chunk_id", "doc_id", "title", "heading_path", "text", "url", "doc_type", "version"]
 _COPIED = ["url", "doc_type", "product", "version", "updated_at", "content_hash", "pipeline"]
-# What the keyword index keeps of a chunk.
-_INDEXED = [*_OUTPUT, "tenant_id", "product", "updated_at", "search_text", "dense"]
-
-
-class _DropUnimplemented(logging.Filter):
-    """Milvus Lite runs a gRPC server in this process whose unimplemented AllocTimestamp,
-    which pymilvus calls while creating a collection, logs a traceback; it is harmless."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and record.exc_info[0] is NotImplementedError)
 
 
 class _DropSessionTsWarning(logging.Filter):
@@ -110,7 +111,6 @@ class _DropSessionTsWarning(logging.Filter):
         return "failed to get mvccTs" not in record.getMessage()
 
 
-logging.getLogger("grpc._server").addFilter(_DropUnimplemented())
 logging.getLogger("pymilvus.client.iterator.query_iterator").addFilter(_DropSessionTsWarning())
 
 
@@ -244,9 +244,6 @@ class Store:
     _first_unflushed: float | None = None
     _unflushed_rows: int = 0
     _flusher: asyncio.Task[None] | None = None
-    # Milvus Lite only: keyword search and the fields of hits (see keyword_index); a
-    # server keeps BM25 in the collection, where every replica sees it.
-    keyword: KeywordIndex | None = None
 
     @property
     def documents(self) -> str:
@@ -257,15 +254,20 @@ class Store:
         return f"{self.collection}_glossaries"
 
     @classmethod
-    def open(cls, uri: str, collection: str, dim: int) -> Store:
-        """Blocking: connect, create the collections if needed, load them."""
+    def open(cls, uri: str, collection: str, dim: int, dense_index: str | None = None) -> Store:
+        """Blocking: connect, create the collections if needed, load them. `dense_index`
+        is the index a new chunk collection gets (default: HNSW, AUTOINDEX on Lite)."""
+        lite = "://" not in uri  # a Milvus Lite file, not a server
+        if lite:
+            # The engine (started by pymilvus with this environment) logs through glog: by
+            # default ~1 MB of INFO files in /tmp per start. Errors to stderr, no files.
+            os.environ.update({key: os.environ.get(key, value) for key, value in LITE_ENGINE_LOGGING.items()})
         client = MilvusClient(uri=uri)
         store = cls(client=client, collection=collection)
-        lite = "://" not in uri  # a Milvus Lite file, not a server
         if client.has_collection(collection):
             store._check_dimension(dim)
         else:
-            store._create_chunks(dim, bm25=not lite)
+            store._create_chunks(dim, dense_index=dense_index or (_LITE_DENSE_INDEX if lite else "HNSW"))
         if not client.has_collection(store.glossaries):
             store._create_glossaries()
         backfill = not client.has_collection(store.documents)
@@ -280,32 +282,7 @@ class Store:
         read_at = time.monotonic()
         for row in store._iterate(store.documents, _ALL, ["tenant_id", "doc_id", "version_key", "chunk_count"]):
             store._copy_version(row["tenant_id"], row["doc_id"], (row["version_key"], int(row["chunk_count"])), read_at)
-        if lite:
-            lite_path = Path(uri)
-            store.keyword = KeywordIndex(lite_path.parent / f"{lite_path.name}.keyword" / collection)
-            store._reconcile_keyword()
         return store
-
-    def _reconcile_keyword(self) -> None:
-        """Make the keyword index hold exactly the current versions' chunks: a crash between
-        a Milvus write and the index's commit, or an index deleted or never built (a store
-        from before it existed), is repaired from the collection."""
-        assert self.keyword is not None
-        expected = {
-            chunk_id
-            for tenant_id, documents in self._versions.items()
-            for doc_id, (key, chunk_count) in documents.items()
-            for chunk_id in _chunk_ids(tenant_id, doc_id, key, chunk_count)
-        }
-        present = self.keyword.chunk_ids()
-        missing = sorted(expected - present)
-        self.keyword.delete(present - expected)
-        for start in range(0, len(missing), _BATCH):
-            batch = missing[start : start + _BATCH]
-            self.keyword.add(self.client.get(self.collection, ids=batch, output_fields=_INDEXED))
-        self.keyword.commit()
-        if missing or present - expected:
-            log.info("keyword_index_repaired", added=len(missing), removed=len(present - expected))
 
     def _check_dimension(self, dim: int) -> None:
         for spec in self.client.describe_collection(self.collection)["fields"]:
@@ -315,7 +292,7 @@ class Store:
                     f"embedding model makes {dim}-d ones; use another collection or re-create it"
                 )
 
-    def _create_chunks(self, dim: int, *, bm25: bool) -> None:
+    def _create_chunks(self, dim: int, *, dense_index: str) -> None:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=512)
         schema.add_field("tenant_id", DataType.VARCHAR, max_length=128)
@@ -326,9 +303,8 @@ class Store:
         schema.add_field("heading_path", DataType.JSON)
         schema.add_field("text", DataType.VARCHAR, max_length=65535)
         # What BM25 reads: title, headings and text, glossary-expanded and stemmed by the
-        # service (Milvus Lite's analyzer cannot stem), so Milvus' standard analyzer suffices.
-        # On Milvus Lite the keyword index reads it (and it is rebuilt from here).
-        schema.add_field("search_text", DataType.VARCHAR, max_length=65535, enable_analyzer=bm25)
+        # service (Milvus' standard analyzer does not stem), so that analyzer suffices.
+        schema.add_field("search_text", DataType.VARCHAR, max_length=65535, enable_analyzer=True)
         schema.add_field("url", DataType.VARCHAR, max_length=4096)
         schema.add_field("doc_type", DataType.INT64)
         schema.add_field("product", DataType.VARCHAR, max_length=512)
@@ -337,28 +313,29 @@ class Store:
         schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
         schema.add_field("pipeline", DataType.VARCHAR, max_length=1024)
         schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
-        if bm25:
-            schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-            schema.add_function(
-                Function(
-                    name="search_text_bm25",
-                    function_type=FunctionType.BM25,
-                    input_field_names=["search_text"],
-                    output_field_names=["sparse"],
-                )
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="search_text_bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["search_text"],
+                output_field_names=["sparse"],
             )
+        )
         index = self.client.prepare_index_params()
-        # pymilvus 3.0.2 silently drops build params unless they are nested like this.
-        index.add_index(field_name="dense", index_type="HNSW", metric_type="COSINE", params={"params": _HNSW})
-        if bm25:
-            index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        if dense_index == "HNSW":
+            # pymilvus 3.0.2 silently drops build params unless they are nested like this.
+            index.add_index(field_name="dense", index_type="HNSW", metric_type="COSINE", params={"params": _HNSW})
+        else:
+            index.add_index(field_name="dense", index_type=dense_index, metric_type="COSINE")
+        index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         index.add_index(field_name="tenant_id", index_type="INVERTED")
         index.add_index(field_name="doc_id", index_type="INVERTED")
         self.client.create_collection(
             self.collection, schema=schema, index_params=index, consistency_level=_CONSISTENCY
         )
         params = self.client.describe_index(self.collection, "dense").get("params", {})
-        if {key: int(params.get(key, -1)) for key in _HNSW} != _HNSW:
+        if dense_index == "HNSW" and {key: int(params.get(key, -1)) for key in _HNSW} != _HNSW:
             log.warning("hnsw_params_not_applied", expected=_HNSW, got=params)
         log.info("collection_created", collection=self.collection, dim=dim)
 
@@ -430,21 +407,15 @@ class Store:
             self._flusher.cancel()
         if self._first_unflushed is not None:
             await self.flush()
-        if self.keyword is not None:
-            await self._run(self.keyword.close)
         await self._run(self.client.close)
 
     async def flush(self) -> None:
-        """Seal what was written. Milvus Lite scans unflushed rows one by one (measured at
-        3k rows: ~80 ms a search before a flush, ~4 ms after) and computes BM25 statistics
-        per sealed segment, so few large segments rank better than many small ones."""
+        """Seal what was written: sealed segments get the dense index (growing ones are
+        searched row by row), so few large segments search faster than many small ones."""
         self._first_unflushed = None
         self._unflushed_rows = 0
         for name in (self.collection, self.documents, self.glossaries):
             await self._run(self.client.flush, name)
-        if self.keyword is not None:
-            # Deletes of superseded chunks wait for this (searches skip those chunks anyway).
-            await self._run(self.keyword.commit)
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
@@ -627,44 +598,30 @@ class Store:
         query = _Query(tenant_id, keyword_query, vector, search_filter)
         return await self._run(self._search, query, mode, top_k)
 
-    @property
-    def _dense_fields(self) -> list[str]:
-        # Milvus Lite spends most of a search building result rows (at 10k rows: 3.5 ms with
-        # ids, 8 ms with vectors): there dense hits carry ids and the keyword index the fields.
-        return ["chunk_id", "doc_id"] if self.keyword is not None else _OUTPUT
-
     def _search(self, query: _Query, mode: Mode, top_k: int) -> list[Hit]:
         if mode is not Mode.HYBRID:
             return self._search_one(query, mode, top_k)
-        # Two searches and nothing more: the keyword side returns whole chunks (the index on
-        # Milvus Lite; a server with their vectors, which give their similarity), the dense
-        # side ids (Lite, fields then read from the index) or whole chunks (a server).
+        # Two searches and nothing more: both return whole chunks, the keyword side with
+        # their vectors, which give their similarity.
         candidates = max(HYBRID_CANDIDATES, 2 * top_k)
-        dense = self._ann(query, Mode.DENSE, candidates, self._dense_fields)
+        dense = self._ann(query, Mode.DENSE, candidates, _OUTPUT)
         keyword = self._ann(query, Mode.KEYWORD, candidates, [*_OUTPUT, "dense"])
         current = self._current_versions(query.tenant_id, [*dense, *keyword])
         similarity = {raw["entity"]["chunk_id"]: float(raw["distance"]) for raw in dense if _is_current(raw, current)}
         bm25 = {raw["entity"]["chunk_id"]: _bm25(raw) for raw in keyword if _is_current(raw, current)}
-        rows = {raw["entity"]["chunk_id"]: raw["entity"] for raw in [*dense, *keyword] if "text" in raw["entity"]}
+        rows = {raw["entity"]["chunk_id"]: raw["entity"] for raw in [*dense, *keyword]}
         for chunk_id in bm25:
             if chunk_id not in similarity:
                 similarity[chunk_id] = _cosine(query.vector, rows[chunk_id]["dense"])
         scores = fuse(similarity, bm25)
         chosen = sorted(scores, key=lambda chunk_id: scores[chunk_id], reverse=True)[:top_k]
-        rows |= self._indexed_fields([c for c in chosen if c not in rows])
-        return [_hit(rows[c], scores[c], similarity[c]) for c in chosen if c in rows]
-
-    def _indexed_fields(self, chunk_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The fields of chunks a Milvus Lite search returned as ids, from the keyword index."""
-        if self.keyword is None or not chunk_ids:
-            return {}
-        return {row["chunk_id"]: row for row in self.keyword.get(chunk_ids)}
+        return [_hit(rows[c], scores[c], similarity[c]) for c in chosen]
 
     def _search_one(self, query: _Query, mode: Mode, top_k: int) -> list[Hit]:
         if mode is Mode.KEYWORD and not query.keywords:
             return []
         # A dense hit's distance is its cosine similarity; a keyword hit's needs its vector.
-        fields = self._dense_fields if mode is Mode.DENSE else [*_OUTPUT, "dense"]
+        fields = _OUTPUT if mode is Mode.DENSE else [*_OUTPUT, "dense"]
         limit = top_k
         while True:
             found = self._ann(query, mode, limit, fields)
@@ -675,11 +632,6 @@ class Store:
                 break
             limit += top_k + len(found) - len(fresh)
         fresh = fresh[:top_k]
-        if "text" not in fields:
-            rows = self._indexed_fields([raw["entity"]["chunk_id"] for raw in fresh])
-            fresh = [
-                {**raw, "entity": rows[raw["entity"]["chunk_id"]]} for raw in fresh if raw["entity"]["chunk_id"] in rows
-            ]
         return [
             _hit(
                 raw["entity"],
@@ -690,8 +642,6 @@ class Store:
         ]
 
     def _ann(self, query: _Query, mode: Mode, limit: int, fields: list[str]) -> list[dict[str, Any]]:
-        if mode is Mode.KEYWORD and self.keyword is not None:
-            return self.keyword.search(query.tenant_id, query.search_filter, query.keywords, limit)
         expr = _filter_expression(query.tenant_id, query.search_filter)
         if mode is Mode.DENSE:
             data: list[Any] = [query.vector.tolist()]
@@ -701,8 +651,8 @@ class Store:
         else:
             return []
         anns_field = "dense" if mode is Mode.DENSE else "sparse"
-        return list(
-            self.client.search(
+        try:
+            found = self.client.search(
                 self.collection,
                 data=data,
                 anns_field=anns_field,
@@ -710,8 +660,14 @@ class Store:
                 limit=limit,
                 output_fields=fields,
                 search_params=params,
-            )[0]
-        )
+            )
+        except MilvusException as error:
+            # BM25 over a collection that never held a row divides by its zero mean length
+            # (Milvus 2.5 then refuses the NaN in the query's sparse row): nothing to find.
+            if mode is Mode.KEYWORD and _EMPTY_BM25_ERROR in str(error):
+                return []
+            raise
+        return list(found[0])
 
     def _current_versions(self, tenant_id: str, found: Iterable[dict[str, Any]]) -> dict[str, str]:
         """The current version of each document that has chunks among `found`."""
@@ -800,8 +756,6 @@ class Store:
         ]
         for start in range(0, len(ids), _BATCH):
             self.client.delete(self.collection, ids=ids[start : start + _BATCH])
-        if self.keyword is not None:
-            self.keyword.delete(ids)
         self.client.delete(self.documents, ids=[_pending_key(tenant_id, doc_id)])
 
     async def _write_chunks(self, meta: DocumentMeta, key: str, chunks: Sequence[ChunkData]) -> None:
@@ -829,16 +783,11 @@ class Store:
         ]
         for start in range(0, len(rows), _BATCH):
             await self._run(self._upsert_chunks, rows[start : start + _BATCH])
-        if self.keyword is not None:
-            # Before the record switches to this version: keyword searches find it from then on.
-            await self._run(self.keyword.commit)
 
     def _upsert_chunks(self, rows: list[dict[str, Any]]) -> None:
         # Upsert, not insert: re-writing the same version makes the same ids, and Milvus
         # does not enforce primary-key uniqueness on insert.
         self.client.upsert(self.collection, rows)
-        if self.keyword is not None:
-            self.keyword.add(rows)
 
     def _upsert_record(self, tenant_id: str, record: DocumentRecord) -> None:
         self.client.upsert(self.documents, [_record_row(tenant_id, record)])

@@ -1,22 +1,16 @@
 """RetrievalService against a Milvus server (`MILVUS_URI`), not the embedded file.
 
-`milvus-lite server` (installed with milvus-lite) serves a Milvus Lite store over
-the Milvus gRPC API; it starts here on a free port with a throw-away data folder,
-and the service, in this process, reaches it by `milvus_uri=http://127.0.0.1:PORT`.
-Hybrid, dense and keyword search and tenant isolation must hold over that path too.
+Milvus' engine from the milvus-lite package (devstack/milvus_server.py) serves the
+Milvus gRPC API on a free port with a throw-away data folder, and the service, in
+this process, reaches it by `milvus_uri=http://127.0.0.1:PORT` with the AUTOINDEX
+dense index (the engine's local mode builds no HNSW). Hybrid, dense and keyword
+search and tenant isolation must hold over that path too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,6 +19,7 @@ import pytest_asyncio
 
 from aftercare.retrieval.v1 import retrieval_pb2 as pb
 from aftercare.retrieval.v1.retrieval_pb2_grpc import RetrievalServiceStub
+from devstack.milvus_server import milvus_server
 from servicekit.clients import connect
 from servicekit.server import serving
 from services.retrieval.app import servicers
@@ -46,7 +41,8 @@ from tests.services.retrieval.test_store import (
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SERVICE = "aftercare.retrieval.v1.RetrievalService"
-READY_TIMEOUT_S = 60.0
+# The engine's local mode refuses HNSW.
+DENSE_INDEX = "AUTOINDEX"
 ACME, GLOBEX = "acme", "globex"
 
 REFUNDS = """# Refund policy
@@ -74,61 +70,10 @@ Use the ACS URL https://app.beacon.example/sso/saml/acs and NameID format email 
 """
 
 
-def milvus_lite_command() -> str | None:
-    """The `milvus-lite` console script of this interpreter's environment, else on PATH."""
-    beside = Path(sys.executable).with_name("milvus-lite")
-    return str(beside) if beside.exists() else shutil.which("milvus-lite")
-
-
-def wait_ready(uri: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    from pymilvus import MilvusClient
-
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"milvus-lite server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            client = MilvusClient(uri=uri, timeout=2)
-            client.list_collections()
-            client.close()
-            return
-        except Exception as error:
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"milvus-lite server not ready in {READY_TIMEOUT_S:.0f} s ({error}):\n{log.read_text()[-2000:]}"
-                )
-            time.sleep(0.3)
-
-
 @pytest.fixture(scope="module")
 def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    command = milvus_lite_command()
-    if command is None:
-        pytest.skip("the milvus-lite server command is not installed (pip package milvus-lite)")
-    folder = tmp_path_factory.mktemp("milvus-server")
-    port = free_port()
-    log = folder / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [command, "server", "--data-dir", str(folder / "data"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        uri = f"http://127.0.0.1:{port}"
-        wait_ready(uri, process, log)
+    with milvus_server(tmp_path_factory.mktemp("milvus-server"), free_port()) as uri:
         yield uri
-    finally:
-        # Its own process group: whatever it started goes with it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +83,7 @@ def service_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def stub(milvus_uri: str, service_dir: Path, embedder: Embedder) -> AsyncIterator[RetrievalServiceStub]:
-    settings = RetrievalSettings(port=0, data_dir=service_dir, milvus_uri=milvus_uri)
+    settings = RetrievalSettings(port=0, data_dir=service_dir, milvus_uri=milvus_uri, milvus_dense_index=DENSE_INDEX)
     async with serving(settings, functools.partial(servicers, embedder=embedder)) as server:
         async with connect(f"127.0.0.1:{server.port}", SERVICE) as channel:
             stub = RetrievalServiceStub(channel)
@@ -260,9 +205,9 @@ async def test_a_replica_sees_another_replicas_replace_whole(
 ) -> None:
     # Two retrieval replicas on one server: the reader keeps copies of document versions
     # and must still never show the writer's document in two versions, or in none.
-    writer = await asyncio.to_thread(Store.open, milvus_uri, "kb_replicas", embedder.dimension)
+    writer = await asyncio.to_thread(Store.open, milvus_uri, "kb_replicas", embedder.dimension, DENSE_INDEX)
     await writer.replace_document(meta("v1"), chunks(embedder, OLD))
-    reader = await asyncio.to_thread(Store.open, milvus_uri, "kb_replicas", embedder.dimension)
+    reader = await asyncio.to_thread(Store.open, milvus_uri, "kb_replicas", embedder.dimension, DENSE_INDEX)
     old, new = version_key("v1", "test", "test"), version_key("v2", "test", "test")
     try:
         assert await versions_seen(reader, embedder) == each_mode({old})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,13 @@ def chunks(embedder: Embedder, texts: list[str]) -> list[ChunkData]:
         ChunkData(index, ("Router status light",), text, keyword_text(text), vectors[index])
         for index, text in enumerate(texts)
     ]
+
+
+async def test_an_empty_knowledge_base_finds_nothing_in_every_mode(store: Store, embedder: Embedder) -> None:
+    # BM25 over a collection that never held a row makes Milvus 2.5 fail on a NaN.
+    vector = embedder.embed_query("router reset")
+    for mode in Mode:
+        assert await store.search(TENANT, keyword_text("router reset"), vector, mode, 5, SearchFilter()) == [], mode
 
 
 async def versions_seen(store: Store, embedder: Embedder, doc_id: str = "router-light") -> dict[Mode, set[str]]:
@@ -218,44 +224,6 @@ async def test_chunks_from_before_document_records_are_adopted_and_reindexed(
         assert (current.content_hash, current.pipeline, current.chunk_count) == ("v1", "test", 2)
         assert await stored_versions(store) == {current.version_key} != {record.version_key}
         await indexer.close()
-    finally:
-        await store.close()
-
-
-async def keyword_index_ids(store: Store) -> set[str]:
-    assert store.keyword is not None
-    return await asyncio.to_thread(store.keyword.chunk_ids)
-
-
-async def test_the_keyword_index_is_repaired_from_the_collection_at_open(tmp_path: Path, embedder: Embedder) -> None:
-    path = str(tmp_path / "milvus.db")
-    store = await asyncio.to_thread(Store.open, path, "kb", embedder.dimension)
-    await store.replace_document(meta("v1"), chunks(embedder, OLD))
-    await store.replace_document(meta("v1", doc_id="other"), chunks(embedder, NEW))
-    await store.delete_documents(TENANT, ["other"])
-    # A crash before the index committed the delete: its rows stay in the index.
-    assert store.keyword is not None
-    await asyncio.to_thread(store.keyword._writer.rollback)
-    assert len(await keyword_index_ids(store)) == 4
-    await store.close()
-
-    store = await asyncio.to_thread(Store.open, path, "kb", embedder.dimension)
-    try:
-        current = version_key("v1", "test", "test")
-        assert await keyword_index_ids(store) == {f"{TENANT}/router-light/{current}/{i:04d}" for i in range(2)}
-        assert await versions_seen(store, embedder) == each_mode({current})
-    finally:
-        await store.close()
-
-    # An index lost altogether (or a store from before the index existed) is rebuilt.
-    shutil.rmtree(tmp_path / "milvus.db.keyword")
-    store = await asyncio.to_thread(Store.open, path, "kb", embedder.dimension)
-    try:
-        assert len(await keyword_index_ids(store)) == 2
-        hits = await store.search(
-            TENANT, keyword_text("router reset button"), embedder.embed_query("x"), Mode.KEYWORD, 5, SearchFilter()
-        )
-        assert [hit.doc_id for hit in hits] == ["router-light", "router-light"]
     finally:
         await store.close()
 
