@@ -47,6 +47,7 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -258,6 +259,11 @@ class Store:
         """Blocking: connect, create the collections if needed, load them. `dense_index`
         is the index a new chunk collection gets (default: HNSW, AUTOINDEX on Lite)."""
         lite = "://" not in uri  # a Milvus Lite file, not a server
+        if lite and Path(uri).is_dir():
+            raise RuntimeError(
+                f"{uri} is a folder written by Milvus Lite 3 (before aftercare moved to Milvus Lite 2.5's "
+                "engine), which cannot read it: move it away and ingest the documents again"
+            )
         if lite:
             # The engine (started by pymilvus with this environment) logs through glog: by
             # default ~1 MB of INFO files in /tmp per start. Errors to stderr, no files.

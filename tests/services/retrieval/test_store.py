@@ -63,6 +63,12 @@ async def test_an_empty_knowledge_base_finds_nothing_in_every_mode(store: Store,
         assert await store.search(TENANT, keyword_text("router reset"), vector, mode, 5, SearchFilter()) == [], mode
 
 
+def test_a_milvus_lite_3_folder_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "milvus.db" / "collections").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match=r"Milvus Lite 3 .* ingest the documents again"):
+        Store.open(str(tmp_path / "milvus.db"), "kb", 8)
+
+
 async def versions_seen(store: Store, embedder: Embedder, doc_id: str = "router-light") -> dict[Mode, set[str]]:
     """Per search mode, the versions of the document among the hits."""
     query = "router status light blinks"
