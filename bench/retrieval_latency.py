@@ -389,6 +389,9 @@ class _BatchingClient:
                 row["heading_path"] = {"path": row["heading_path"]} if row["heading_path"] else {}
             self.rows[collection].append(row)
 
+    # The store inserts rows it knows to be new; the batch upserts them all the same.
+    insert = upsert
+
     def delete(self, collection: str, ids: Sequence[str] = (), **kwargs: Any) -> None:
         # Only the pending row of a new document goes: it had no earlier version.
         assert not kwargs and all(i.endswith("#pending") for i in ids), "bulk documents have nothing to delete"

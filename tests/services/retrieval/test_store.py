@@ -174,6 +174,31 @@ async def test_chunks_orphaned_by_a_crash_mid_replace_are_removed_by_the_next_wr
     assert await store.stats(TENANT) == (0, 0)
 
 
+async def test_a_replace_retried_after_a_crash_writes_each_chunk_once(
+    store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # New chunks are inserted, not upserted (an upsert scans on Milvus Lite); a retry of
+    # the same version after a crash must still overwrite them, never add a second copy.
+    async def crash(*args: Any) -> None:
+        raise RuntimeError("process killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "_switch_version", crash)
+        with pytest.raises(RuntimeError):
+            await store.replace_document(meta("v1"), chunks(embedder, OLD))
+    await store.replace_document(meta("v1"), chunks(embedder, OLD))
+    # Queries and searches hide a duplicated key; a count does not.
+    (counted,) = await asyncio.to_thread(
+        store.client.query, store.collection, filter='doc_id == "router-light"', output_fields=["count(*)"]
+    )
+    assert counted["count(*)"] == 2
+    hits = await store.search(
+        TENANT, keyword_text("router light"), embedder.embed_query("router light"), Mode.HYBRID, 10, SearchFilter()
+    )
+    assert len(hits) == 2
+    assert await store.stats(TENANT) == (1, 2)
+
+
 async def test_documents_are_listed_in_pages_with_their_metadata(store: Store, embedder: Embedder) -> None:
     for doc_id in ("c", "a", "b"):
         await store.replace_document(meta("v1", doc_id=doc_id), chunks(embedder, OLD))
