@@ -145,7 +145,7 @@ def main() -> int:
         print(
             f"{mode:8} {figures['recall_at_1'][mode]:7.3f} {figures['recall_at_5'][mode]:7.3f} "  # type: ignore[index]
             f"{figures['recall_at_10'][mode]:7.3f} {figures['mrr'][mode]:7.3f} "  # type: ignore[index]
-            f"{figures['mean_search_ms_incl_embedding'].get(mode, float('nan')):9.2f}"  # type: ignore[attr-defined]
+            + (f"{figures['mean_search_ms_incl_embedding'][mode]:9.2f}" if mode in MODES else f"{'-':>9}")  # type: ignore[index]
         )
     print("rrf: reciprocal rank fusion (k=60) of the dense and keyword rankings above, for comparison")
     if args.json:
