@@ -143,10 +143,10 @@ async def test_a_replaced_document_is_never_seen_in_two_versions_or_none(
     assert await store.stats(TENANT) == (1, 2)
 
 
-async def test_chunks_orphaned_by_a_crash_mid_replace_are_removed_by_the_next_write(
-    store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+async def crashed_replace(
+    store: Store, monkeypatch: pytest.MonkeyPatch, content_hash: str, new_chunks: list[ChunkData]
 ) -> None:
-    await store.replace_document(meta("v1"), chunks(embedder, OLD))
+    """A replace whose process dies after writing the new chunks, before the record switches."""
 
     async def crash(*args: Any) -> None:
         raise RuntimeError("process killed")
@@ -154,7 +154,14 @@ async def test_chunks_orphaned_by_a_crash_mid_replace_are_removed_by_the_next_wr
     with monkeypatch.context() as patch:
         patch.setattr(store, "_switch_version", crash)
         with pytest.raises(RuntimeError):
-            await store.replace_document(meta("v2"), chunks(embedder, NEW))
+            await store.replace_document(meta(content_hash), new_chunks)
+
+
+async def test_chunks_orphaned_by_a_crash_mid_replace_are_removed_by_the_next_write(
+    store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.replace_document(meta("v1"), chunks(embedder, OLD))
+    await crashed_replace(store, monkeypatch, "v2", chunks(embedder, NEW))
     v1, v2, v3 = (version_key(v, "test", "test") for v in ("v1", "v2", "v3"))
     assert await stored_versions(store) == {v1, v2}  # v2's chunks are orphans...
     assert await versions_seen(store, embedder) == each_mode({v1})  # ...that no search sees
@@ -165,10 +172,7 @@ async def test_chunks_orphaned_by_a_crash_mid_replace_are_removed_by_the_next_wr
     assert await store.stats(TENANT) == (1, 2)
 
     # A crash before a delete: the delete removes the orphans too.
-    with monkeypatch.context() as patch:
-        patch.setattr(store, "_switch_version", crash)
-        with pytest.raises(RuntimeError):
-            await store.replace_document(meta("v1"), chunks(embedder, NEW))
+    await crashed_replace(store, monkeypatch, "v1", chunks(embedder, NEW))
     assert await store.delete_documents(TENANT, ["router-light"]) == ["router-light"]
     assert await stored_versions(store) == set()
     assert await store.stats(TENANT) == (0, 0)
@@ -179,13 +183,7 @@ async def test_a_replace_retried_after_a_crash_writes_each_chunk_once(
 ) -> None:
     # New chunks are inserted, not upserted (an upsert scans on Milvus Lite); a retry of
     # the same version after a crash must still overwrite them, never add a second copy.
-    async def crash(*args: Any) -> None:
-        raise RuntimeError("process killed")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(store, "_switch_version", crash)
-        with pytest.raises(RuntimeError):
-            await store.replace_document(meta("v1"), chunks(embedder, OLD))
+    await crashed_replace(store, monkeypatch, "v1", chunks(embedder, OLD))
     await store.replace_document(meta("v1"), chunks(embedder, OLD))
     # Queries and searches hide a duplicated key; a count does not.
     (counted,) = await asyncio.to_thread(
