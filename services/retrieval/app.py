@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import structlog
 
@@ -18,6 +20,27 @@ from services.retrieval.settings import RetrievalSettings
 from services.retrieval.store import Store
 
 log = structlog.get_logger(__name__)
+
+# How often the Milvus Lite engine's process is checked.
+ENGINE_CHECK_S = 1.0
+
+
+def _stop_this_process() -> None:
+    # Unwinds like a deployment's SIGTERM: health NOT_SERVING, calls drained, then exit.
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def stop_when_engine_exits(store: Store, stop: Callable[[], None] = _stop_this_process) -> None:
+    """Milvus Lite's engine is a child process of this service. Should it die, no call can
+    succeed any more, so the service stops as well and its supervisor (Kubernetes, devstack)
+    starts both again, rather than answering every call with an error while looking alive."""
+    while True:
+        await asyncio.sleep(ENGINE_CHECK_S)
+        code = store.engine_exit_code()
+        if code is not None:
+            log.error("milvus_lite_engine_exited", exit_code=code)
+            stop()
+            return
 
 
 @contextlib.asynccontextmanager
@@ -40,9 +63,11 @@ async def servicers(settings: RetrievalSettings, embedder: Embedder | None = Non
     indexer = Indexer(store, embedder, chunker)
     # Finish re-indexing left behind by a stopped process or a changed model, meanwhile serving.
     resume = asyncio.get_running_loop().create_task(indexer.resume())
+    watchdog = asyncio.get_running_loop().create_task(stop_when_engine_exits(store))
     try:
         yield [mount(RetrievalServicer(store, indexer), retrieval_pb2, retrieval_pb2_grpc)]
     finally:
+        watchdog.cancel()
         resume.cancel()
         await indexer.close()
         await store.close()

@@ -41,6 +41,7 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
 import threading
 import time
 import warnings
@@ -248,6 +249,8 @@ class Store:
     _flusher: asyncio.Task[None] | None = None
     # Runs a hybrid search's keyword side while the searching thread runs the dense side:
     # Milvus serves both at once (its own threads), so a hybrid costs about the slower one.
+    # Milvus Lite only: the engine process pymilvus started for the file (None on a server).
+    _engine: subprocess.Popen[bytes] | None = None
     _keyword_side: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyword-side")
     )
@@ -294,6 +297,8 @@ class Store:
         read_at = time.monotonic()
         for row in store._iterate(store.documents, _ALL, ["tenant_id", "doc_id", "version_key", "chunk_count"]):
             store._copy_version(row["tenant_id"], row["doc_id"], (row["version_key"], int(row["chunk_count"])), read_at)
+        if lite:
+            store._engine = _lite_engine(uri)
         return store
 
     def _check_dimension(self, dim: int) -> None:
@@ -414,10 +419,14 @@ class Store:
 
         return await asyncio.to_thread(locked)
 
+    def engine_exit_code(self) -> int | None:
+        """Milvus Lite: the engine's exit code once it has stopped; None while it runs (or on a server)."""
+        return self._engine.poll() if self._engine is not None else None
+
     async def close(self) -> None:
         if self._flusher:
             self._flusher.cancel()
-        if self._first_unflushed is not None:
+        if self._first_unflushed is not None and self.engine_exit_code() is None:
             await self.flush()
         await self._run(self.client.close)
         self._keyword_side.shutdown()
@@ -908,6 +917,18 @@ def fuse(similarity: dict[str, float], bm25: dict[str, float]) -> dict[str, floa
         chunk_id: (1 - KEYWORD_WEIGHT) * cosine + KEYWORD_WEIGHT * (bm25.get(chunk_id, 0.0) / best if best else 0.0)
         for chunk_id, cosine in similarity.items()
     }
+
+
+def _lite_engine(uri: str) -> subprocess.Popen[bytes] | None:
+    """The engine process that pymilvus' Milvus Lite server manager started for this file.
+    milvus-lite 2.5.1 keeps it in private attributes (the version is pinned); None if not found."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    server = server_manager_instance._servers.get(str(Path(uri).absolute().resolve()))
+    engine = getattr(server, "_p", None)
+    if engine is None:
+        log.warning("milvus_lite_engine_not_found")
+    return engine
 
 
 def _cosine(vector: np.ndarray, stored: Sequence[float]) -> float:
