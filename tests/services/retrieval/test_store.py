@@ -197,6 +197,30 @@ async def test_a_replace_retried_after_a_crash_writes_each_chunk_once(
     assert await store.stats(TENANT) == (1, 2)
 
 
+async def pending_rows(store: Store) -> int:
+    (counted,) = await asyncio.to_thread(
+        store.client.query, store.documents, filter="chunk_count < 0", output_fields=["count(*)"]
+    )
+    return int(counted["count(*)"])
+
+
+async def test_pending_rows_of_finished_replaces_are_deleted_together_at_the_next_flush(
+    store: Store, embedder: Embedder
+) -> None:
+    await store.replace_document(meta("v1"), chunks(embedder, OLD))
+    # The next replace finds the first one's pending row (naming the current version) and
+    # treats it as stale, like the record.
+    await store.replace_document(meta("v2"), chunks(embedder, NEW))
+    await store.replace_document(meta("v1", doc_id="other"), chunks(embedder, OLD))
+    assert await pending_rows(store) == 2
+    await store.flush()
+    assert await pending_rows(store) == 0
+    v2 = version_key("v2", "test", "test")
+    assert await stored_versions(store) == {v2}
+    assert await versions_seen(store, embedder) == each_mode({v2})
+    assert await store.stats(TENANT) == (2, 4)
+
+
 async def test_documents_are_listed_in_pages_with_their_metadata(store: Store, embedder: Embedder) -> None:
     for doc_id in ("c", "a", "b"):
         await store.replace_document(meta("v1", doc_id=doc_id), chunks(embedder, OLD))
@@ -230,6 +254,7 @@ async def test_chunks_from_before_document_records_are_adopted_and_reindexed(
     path = str(tmp_path / "legacy.db")
     store = await asyncio.to_thread(Store.open, path, "kb", embedder.dimension)
     await store.replace_document(meta("v1", indexing="old-model"), chunks(embedder, OLD))
+    await store.flush()
     # What a store written by the previous release looks like: chunks, no records.
     await asyncio.to_thread(store.client.drop_collection, store.documents)
     await store.close()
