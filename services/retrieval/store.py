@@ -71,6 +71,10 @@ _BATCH = 1000
 _HNSW = {"M": 16, "efConstruction": 200}
 # Milvus Lite's local mode refuses HNSW ("only support FLAT IVF_FLAT AUTOINDEX").
 _LITE_DENSE_INDEX = "AUTOINDEX"
+# pymilvus pings every 10 s, even when idle; the engine's gRPC server allows one ping per
+# 5 minutes without calls and answers more with GOAWAY "too_many_pings", which can fail
+# a call in flight. On a local socket (whose other end the watchdog watches) 10 minutes do.
+_LITE_CHANNEL = {"grpc.keepalive_time_ms": 600_000}
 # glog settings of the Milvus engine that Milvus Lite starts (kept where already set).
 LITE_ENGINE_LOGGING = {"GLOG_logtostderr": "1", "GLOG_minloglevel": "2"}
 # What Milvus 2.5 answers to a BM25 search of a collection that never held a row.
@@ -282,7 +286,7 @@ class Store:
             # The engine (started by pymilvus with this environment) logs through glog: by
             # default ~1 MB of INFO files in /tmp per start. Errors to stderr, no files.
             os.environ.update({key: os.environ.get(key, value) for key, value in LITE_ENGINE_LOGGING.items()})
-        client = MilvusClient(uri=uri)
+        client = MilvusClient(uri=uri, **({"grpc_options": _LITE_CHANNEL} if lite else {}))
         store = cls(client=client, collection=collection)
         if client.has_collection(collection):
             store._check_dimension(dim)
