@@ -229,7 +229,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def create_store_translated(uri: str, collection: str, dim: int) -> None:
+def create_store_on_milvus23(uri: str, collection: str, dim: int) -> None:
     """Create the store's collections with the store's own code, translated to what
     Milvus 2.3 can hold (no sparse field or BM25 function, no INVERTED scalar indexes:
     all 2.4), everything else (fields, functions, parameters) as the store asks; the
@@ -238,7 +238,7 @@ def create_store_translated(uri: str, collection: str, dim: int) -> None:
 
     import services.retrieval.store as store_module
 
-    class TranslatingClient(MilvusClient):  # type: ignore[misc]
+    class Milvus23Client(MilvusClient):  # type: ignore[misc]
         def create_collection(self, collection_name: str, *args: Any, **kwargs: Any) -> Any:
             schema, index_params = kwargs.get("schema"), kwargs.get("index_params")
             dropped: set[str] = set()
@@ -250,17 +250,17 @@ def create_store_translated(uri: str, collection: str, dim: int) -> None:
                     for key in ("enable_analyzer", "analyzer_params", "enable_match"):
                         spec._type_params.pop(key, None)
             if index_params is not None:
-                kept = []
-                for index in index_params:
-                    if index._field_name in dropped or index._index_type in ("INVERTED", "BITMAP"):
-                        continue
-                    kept.append(index)
+                kept = [
+                    index
+                    for index in index_params
+                    if index._field_name not in dropped and index._index_type not in ("INVERTED", "BITMAP")
+                ]
                 index_params.clear()
                 index_params.extend(kept)
             return super().create_collection(collection_name, *args, **kwargs)
 
     original = store_module.MilvusClient
-    store_module.MilvusClient = TranslatingClient  # type: ignore[misc]
+    store_module.MilvusClient = Milvus23Client  # type: ignore[misc]
     try:
         store = Store.open(uri, collection, dim)
     finally:
@@ -297,7 +297,7 @@ async def open_backend(name: str, tmp: Path, args: argparse.Namespace, dim: int)
     with milvus_server.running(argv, log_path, env) as process:
         startup_s = await asyncio.to_thread(milvus_server.wait_ready, uri, process, log_path, SERVER_START_TIMEOUT_S)
         if name == "milvus-2.3":
-            await asyncio.to_thread(create_store_translated, uri, settings.collection, dim)
+            await asyncio.to_thread(create_store_on_milvus23, uri, settings.collection, dim)
         yield Backend(name, settings, note, round(startup_s, 1))
 
 

@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import logging
@@ -196,6 +197,11 @@ class _Query:
     vector: np.ndarray
     search_filter: SearchFilter
 
+    @functools.cached_property
+    def expression(self) -> str:
+        # Built once per search, though a hybrid search sends it twice.
+        return _filter_expression(self.tenant_id, self.search_filter)
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -251,8 +257,6 @@ class Store:
     _first_unflushed: float | None = None
     _unflushed_rows: int = 0
     _flusher: asyncio.Task[None] | None = None
-    # Runs a hybrid search's keyword side while the searching thread runs the dense side:
-    # Milvus serves both at once (its own threads), so a hybrid costs about the slower one.
     # Milvus Lite only: pending rows of finished replaces, deleted together at the next flush
     # (a delete by key scans in the engine's local mode: ~13 ms each at 100k chunks). One
     # left by a crash names the current version and is harmless: the next replace treats it
@@ -260,6 +264,8 @@ class Store:
     _finished_pending: set[str] = field(default_factory=set)
     # Milvus Lite only: the engine process pymilvus started for the file (None on a server).
     _engine: subprocess.Popen[bytes] | None = None
+    # Runs a hybrid search's keyword side while the searching thread runs the dense side:
+    # Milvus serves both at once (its own threads), so a hybrid costs about the slower one.
     _keyword_side: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyword-side")
     )
@@ -681,7 +687,6 @@ class Store:
         ]
 
     def _ann(self, query: _Query, mode: Mode, limit: int, fields: list[str]) -> list[dict[str, Any]]:
-        expr = _filter_expression(query.tenant_id, query.search_filter)
         if mode is Mode.DENSE:
             data: list[Any] = [query.vector.tolist()]
             params: dict[str, Any] = {"metric_type": "COSINE", "params": {"ef": max(64, limit)}}
@@ -695,7 +700,7 @@ class Store:
                 self.collection,
                 data=data,
                 anns_field=anns_field,
-                filter=expr,
+                filter=query.expression,
                 limit=limit,
                 output_fields=fields,
                 search_params=params,
@@ -969,8 +974,8 @@ def _is_current(raw: dict[str, Any], current: dict[str, str]) -> bool:
 
 
 def _bm25(raw: dict[str, Any]) -> float:
-    # Milvus Lite reports BM25 negated (smaller is better), a server as is.
-    return abs(float(raw["distance"]))
+    # Milvus 2.5 reports BM25 as a score (larger is better).
+    return float(raw["distance"])
 
 
 def _hit(entity: dict[str, Any], score: float, similarity: float) -> Hit:
