@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import structlog
@@ -23,10 +25,16 @@ log = structlog.get_logger(__name__)
 
 # How often the Milvus Lite engine's process is checked.
 ENGINE_CHECK_S = 1.0
+# The exit status after the engine died (EX_SOFTWARE): a failure, not an asked-for stop.
+EXIT_ENGINE_LOST = 70
+
+# Set when the watchdog stopped this process; main() then exits with EXIT_ENGINE_LOST.
+_engine_lost = threading.Event()
 
 
 def _stop_this_process() -> None:
     # Unwinds like a deployment's SIGTERM: health NOT_SERVING, calls drained, then exit.
+    _engine_lost.set()
     os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -75,3 +83,5 @@ async def servicers(settings: RetrievalSettings, embedder: Embedder | None = Non
 
 def main() -> None:
     run_service("retrieval", RetrievalSettings(), servicers)
+    if _engine_lost.is_set():
+        sys.exit(EXIT_ENGINE_LOST)

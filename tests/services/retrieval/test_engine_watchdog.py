@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.retrieval.app import stop_when_engine_exits
+from services.retrieval.app import EXIT_ENGINE_LOST, stop_when_engine_exits
 from services.retrieval.store import Store
 from tests.conftest import free_port
 
@@ -68,7 +68,8 @@ def test_the_service_process_exits_when_its_engine_is_killed(tmp_path: Path) -> 
         engine = _engine_pid(service.pid)
         assert engine is not None, "no milvus engine among the service's children"
         os.kill(engine, 9)
-        service.wait(timeout=30)
+        # A failure for its supervisor (a restart policy of OnFailure would restart it too).
+        assert service.wait(timeout=30) == EXIT_ENGINE_LOST
         assert "milvus_lite_engine_exited" in (tmp_path / "service.log").read_text()
     finally:
         if service.poll() is None:
