@@ -50,6 +50,15 @@ def hop_overheads(spans: list[ReceivedSpan]) -> dict[str, list[float]]:
     return hops
 
 
+def server_times(spans: list[ReceivedSpan]) -> dict[str, list[float]]:
+    """Per gRPC method, how long the server spent on each call, in ms."""
+    times: dict[str, list[float]] = {}
+    for span in spans:
+        if span.kind == SPAN_KIND_SERVER and span.name.startswith("/"):
+            times.setdefault(span.name, []).append(span.duration_ms)
+    return times
+
+
 async def _throughput(gateway_url: str, key: str, total: int, concurrency: int) -> dict[str, float]:
     """`concurrency` clients send `total` messages between them, as fast as answers come back."""
     latencies: list[float] = []
@@ -138,15 +147,19 @@ def main() -> int:
                 _throughput(stack.gateway_url, stack.api_keys["channel"], args.requests, args.concurrency)
             )
             time.sleep(1.0)
-            per_trace = [
-                hop_overheads(receiver.wait_for(t, {"gateway", "concierge", "retrieval"}, timeout_s=5))
+            traces = [
+                receiver.wait_for(t, {"gateway", "concierge", "retrieval", "triage", "escalation"}, timeout_s=5)
                 for t in trace_ids
             ]
+            per_trace = [hop_overheads(spans) for spans in traces]
             hops = [sum(sum(calls) for calls in trace.values()) for trace in per_trace]
             by_method: dict[str, list[float]] = {}
-            for trace in per_trace:
+            served: dict[str, list[float]] = {}
+            for trace, spans in zip(per_trace, traces, strict=True):
                 for method, calls in trace.items():
                     by_method.setdefault(method, []).extend(calls)
+                for method, times in server_times(spans).items():
+                    served.setdefault(method, []).extend(times)
         finally:
             stack.stop()
             receiver.stop()
@@ -166,6 +179,10 @@ def main() -> int:
                 "p50_ms": round(statistics.median(calls), 2),
             }
             for method, calls in sorted(by_method.items())
+        },
+        # Where a chat's time goes: the median time each service spends serving one call.
+        "server_p50_ms_by_method": {
+            method.rsplit("/", 1)[-1]: round(statistics.median(times), 1) for method, times in sorted(served.items())
         },
         "decisions": decisions,
         "concurrency": args.concurrency,

@@ -17,6 +17,7 @@ from servicekit.clients import connect
 from servicekit.database import database_url, make_engine
 from servicekit.llm import LlmClient
 from servicekit.server import Mount, mount, run_service
+from services.escalation.background import QuietTurns
 from services.escalation.context import ContextBuilder
 from services.escalation.insights import Embed, InsightsEngine
 from services.escalation.servicer import EscalationServicer
@@ -53,7 +54,8 @@ async def servicers(
         _observe_queue_depth(store)
         builder = ContextBuilder(settings, store, llm, retrieval, triage)
         insights = InsightsEngine(settings, store, embed)
-        servicer = EscalationServicer(store, settings.default_queue, builder, insights)
+        background = QuietTurns(settings.summary_quiet_s, settings.summary_max_wait_s)
+        servicer = EscalationServicer(store, settings.default_queue, builder, insights, background)
         servicer.resume_summaries()
         try:
             yield [mount(servicer, escalation_pb2, escalation_pb2_grpc)]

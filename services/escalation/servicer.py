@@ -20,6 +20,7 @@ from servicekit import judging
 from servicekit.database import utcnow
 from servicekit.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Violations
 from services.escalation import feedback
+from services.escalation.background import QuietTurns
 from services.escalation.context import ContextBuilder
 from services.escalation.insights import InsightsEngine
 from services.escalation.store import (
@@ -153,9 +154,16 @@ def _time_or_none(
 
 class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
     def __init__(
-        self, store: HandoffStore, default_queue: str, context_builder: ContextBuilder, insights: InsightsEngine
+        self,
+        store: HandoffStore,
+        default_queue: str,
+        context_builder: ContextBuilder,
+        insights: InsightsEngine,
+        background: QuietTurns,
     ) -> None:
         self._store = store
+        # LLM summaries take turns after customers (see background.py).
+        self._background = background
         self._default_queue = default_queue
         self._context = context_builder
         self._insights = insights
@@ -195,6 +203,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, request: escalation_pb2.CreateHandoffRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.CreateHandoffResponse:
         _validate_create(request)
+        self._background.contact()
         tenant_id = request.customer.tenant_id
         # A retry must not pay for (or change) the context package again.
         existing = await asyncio.to_thread(self._store.find_by_key, tenant_id, request.idempotency_key)
@@ -231,7 +240,8 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, tenant_id: str, handoff_id: str, summarize: Callable[[], Awaitable[tuple[str, str, str, str]]]
     ) -> None:
         try:
-            summary, detail, method, model = await summarize()
+            async with self._background.turn():
+                summary, detail, method, model = await summarize()
         except Exception as error:  # a summary is an extra: the handoff is stored already
             log.warning("summary_failed", handoff_id=handoff_id, error=type(error).__name__)
             summary, detail, method, model = "", "", "extractive", ""
@@ -415,6 +425,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
     async def RecordOutcome(
         self, request: escalation_pb2.RecordOutcomeRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.RecordOutcomeResponse:
+        self._background.contact()
         problems = Violations()
         _check_id(problems, request.idempotency_key, "idempotency_key")
         _check_id(problems, request.customer.tenant_id, "customer.tenant_id")

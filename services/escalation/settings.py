@@ -25,6 +25,11 @@ class EscalationSettings(LlmSettings):
     context_budget_s: float = 3.0
     # Seconds the LLM summary may take; it runs after the handoff is stored.
     summary_budget_s: float = 60.0
+    # Summaries run one at a time, once no handoff or outcome has come for summary_quiet_s
+    # (at most summary_max_wait_s after the handoff): a CPU LLM server serves one request
+    # at a time, and customers' answers go first (services/escalation/background.py).
+    summary_quiet_s: float = 2.0
+    summary_max_wait_s: float = 60.0
     # "template": the draft reply is built from the top grounded suggestion (right
     # for the small base model on CPU). "llm": an instruction-tuned model (vLLM)
     # writes it, and it is kept only if it passes the grounding check.

@@ -116,6 +116,8 @@ def settings_for(data_dir: Path, **overrides: Any) -> EscalationSettings:
         "llm_base_url": "http://llm.test/v1",
         "retrieval_addr": "unused:1",
         "triage_addr": "unused:1",
+        # Summaries start at once (the quiet-turn wait has tests of its own).
+        "summary_quiet_s": 0.0,
     }
     return EscalationSettings(**{**values, **overrides})
 
