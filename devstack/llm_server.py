@@ -22,16 +22,28 @@ def ensure_model(models_dir: Path) -> Path:
     return target
 
 
-# llama.cpp's CPU "extra buffer types" (AMX and weight repacking) crash with
-# SIGSEGV in ggml_backend_amx_mul_mat on CPUs that advertise AMX inside some
-# VMs/sandboxes (seen here with llama-cpp-python 0.3.36); the server has no flag
-# for it, so the launcher turns them off in the model defaults, then runs it.
+def disable_extra_buffers() -> None:
+    """Turn off llama.cpp's CPU "extra buffer types" (AMX and weight repacking) for models
+    loaded after this call in this process: they crash with SIGSEGV in
+    ggml_backend_amx_mul_mat on CPUs that advertise AMX inside some VMs/sandboxes (seen
+    with llama-cpp-python 0.3.36), and the server has no flag for it."""
+    import llama_cpp.llama_cpp as low_level
+
+    defaults = low_level.llama_model_default_params
+
+    def params():  # type: ignore[no-untyped-def]
+        p = defaults()
+        p.use_extra_bufts = False
+        return p
+
+    low_level.llama_model_default_params = params
+
+
+# The server, run with the extra buffers off.
 _LAUNCH = (
-    "import runpy, llama_cpp.llama_cpp as c\n"
-    "_defaults = c.llama_model_default_params\n"
-    "def _params():\n"
-    "    p = _defaults(); p.use_extra_bufts = False; return p\n"
-    "c.llama_model_default_params = _params\n"
+    "import runpy\n"
+    "from devstack.llm_server import disable_extra_buffers\n"
+    "disable_extra_buffers()\n"
     "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)\n"
 )
 

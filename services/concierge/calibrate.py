@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from servicekit.logging import configure_logging
+from services.concierge import prompts
 from services.concierge.confidence import DEFAULT_PATH, Calibrator, Signals
 from services.concierge.evaluation import (
     SPLIT_RULE,
@@ -96,7 +97,8 @@ async def collect(args: argparse.Namespace, asked: list[dict[str, Any]]) -> list
 
 def _source(args: argparse.Namespace) -> dict[str, Any]:
     return {"corpus": args.corpus.name, "questions": args.questions.name, "split": "train",
-            "split_rule": SPLIT_RULE, "answer_mode": args.answer_mode, "llm_model": args.llm_model}
+            "split_rule": SPLIT_RULE, "answer_mode": args.answer_mode, "llm_model": args.llm_model,
+            "prompt_version": prompts.version_for(args.answer_mode)}
 
 
 def _save_rows(path: Path, source: dict[str, Any], records: list[dict[str, Any]]) -> None:
@@ -202,7 +204,11 @@ def main() -> int:
     else:
         if not (args.corpus and args.questions):
             parser.error("--corpus and --questions are required (or --from-rows)")
-        asked = json.loads(args.rows.read_text())["rows"] if args.rows and args.rows.exists() else []
+        saved = json.loads(args.rows.read_text()) if args.rows and args.rows.exists() else None
+        if saved and saved["source"] != _source(args):
+            # Rows of another prompt, mode or model would be fitted as if they were this one's.
+            parser.error(f"{args.rows} holds rows collected with {saved['source']}; give another --rows file")
+        asked = saved["rows"] if saved else []
         records = asyncio.run(collect(args, asked))
         source = _source(args)
         if args.collect_only:

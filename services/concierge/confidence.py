@@ -24,6 +24,7 @@ from pathlib import Path
 import structlog
 
 from aftercare.type.v1 import answer_pb2
+from services.concierge import prompts
 
 log = structlog.get_logger(__name__)
 
@@ -48,8 +49,8 @@ class Signals:
     passage_overlap: float = 0.0
     # Triage's calibrated intent confidence (0 when the tenant has no intent model).
     intent_confidence: float = 0.0
-    # 1 when the model's own output passed the grounding check (a verified quote, or a
-    # generated answer with cited support); 0 when the deterministic fallback answered.
+    # 1 when the model's own output backs the reply: in extractive mode its verified quote
+    # is one of the reply's sentences, in generative mode its answer cites support.
     model_verified: float = 1.0
 
     def features(self) -> dict[str, float]:
@@ -138,15 +139,19 @@ class Confidence:
 
     @classmethod
     def load(cls, path: Path | None, answer_mode: str | None = None) -> Confidence:
-        """The fit in `path`; the heuristic when there is none, or when it was fitted
-        on another answer mode (a fit does not transfer between modes or models)."""
+        """The fit in `path`; the heuristic when there is none, or when it was fitted on
+        another answer mode or that mode's prompt has changed since (a fit does not
+        transfer: the signals change with them)."""
         if path is None or not path.exists():
             return cls(None)
         text = path.read_text()
-        fitted_mode = (json.loads(text).get("fitted_on") or {}).get("answer_mode")
-        if answer_mode and fitted_mode and fitted_mode != answer_mode:
-            log.warning("calibration_mode_mismatch", fitted_on=fitted_mode, serving=answer_mode)
-            return cls(None)
+        fitted_on = json.loads(text).get("fitted_on") or {}
+        if answer_mode:
+            serving = {"answer_mode": answer_mode, "prompt_version": prompts.version_for(answer_mode)}
+            for key, value in serving.items():
+                if fitted_on.get(key) and fitted_on[key] != value:
+                    log.warning("calibration_mismatch", field=key, fitted_on=fitted_on[key], serving=value)
+                    return cls(None)
         return cls(Calibrator.from_json(text))
 
     @property

@@ -315,7 +315,8 @@ async def eval_stack(
             ingested = await ingest_documents(retrieval_pb2_grpc.RetrievalServiceStub(channels[0]), documents)
             from services.concierge.confidence import Confidence
 
-            version = Confidence.load(settings.calibration_file).version
+            # The fit the service serves (the heuristic when the file is for another mode or prompt).
+            version = Confidence.load(settings.calibration_file, settings.answer_mode).version
             yield EvalStack(
                 concierge_pb2_grpc.ConciergeServiceStub(channels[1]),
                 escalation_pb2_grpc.EscalationServiceStub(channels[2]),

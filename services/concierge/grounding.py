@@ -1,8 +1,9 @@
 """Grounding checks: is what the model said actually in the passages?
 
-In extractive mode the model is asked to quote; `verify_quote` accepts the
-quote only if it matches a sentence of a passage closely, and then the
-passage's own sentence is what the customer sees (never the model's paraphrase).
+In extractive mode the customer sees the best passage's own sentences
+(`best_sentences`); the model is asked to quote, and `verify_quote` accepts
+its quote only if it matches sentences of a passage closely, so that
+`quotes_part_of` can tell whether the model vouches for those sentences.
 `support` measures, for free text, the share of content words that the
 passages contain.
 """
@@ -113,6 +114,12 @@ def support(answer: str, passages: list[str]) -> float:
         return 0.0
     known = set().union(*(content_words(p) for p in passages)) if passages else set()
     return len(words & known) / len(words)
+
+
+def quotes_part_of(quote: VerifiedQuote, text: str) -> bool:
+    """Whether the quote reproduces a sentence of `text` (both drawn from one passage)."""
+    said = {_normalise(s) for s in sentences(text)}
+    return any(_normalise(s) in said for s in sentences(quote.sentence))
 
 
 def best_sentences(question: str, passage: str, max_sentences: int = 2) -> tuple[str, float]:

@@ -31,6 +31,8 @@ PASSAGE = (
     "Annual plans cancelled within 14 days get a prorated refund. Monthly plans are not refundable. "
     "You keep access until the end of the billing period."
 )
+# The passage's best sentences for the default question: what the customer is told.
+ANSWER = "Annual plans cancelled within 14 days get a prorated refund. Monthly plans are not refundable."
 
 
 @dataclass
@@ -226,20 +228,39 @@ async def history(
 # --- answers and handoffs ----------------------------------------------------
 
 
-async def test_verified_quote_is_answered_with_the_source_sentence_and_a_citation(db_url: str) -> None:
+async def test_answer_is_the_passages_own_sentences_with_a_citation_when_the_models_quote_agrees(
+    db_url: str,
+) -> None:
     rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
     response = await converse(rig, request())
     assert response.decision == concierge_pb2.DECISION_ANSWERED
     assert response.reason == concierge_pb2.DECISION_REASON_CONFIDENT
-    assert response.reply == "Monthly plans are not refundable."
+    assert response.reply == ANSWER
     assert [c.doc_id for c in response.citations] == ["refund-policy"]
     assert response.confidence.score >= 0.85
+    assert {s.name: s.value for s in response.confidence.signals}["model_verified"] == 1.0
     assert response.lineage.model == "test-model" and response.lineage.prompt_template_version
     assert not rig.escalation.requests
     # Escalation's automation rate counts the contact the AI answered alone.
     (outcome,) = rig.escalation.outcomes
     assert outcome.decision == escalation_pb2.OUTCOME_DECISION_ANSWERED
     assert outcome.confidence == response.confidence.score and outcome.idempotency_key
+
+
+@pytest.mark.parametrize(
+    "quote",
+    [
+        "You keep access until the end of the billing period.",  # a true sentence, but not the answer
+        "Support is 24/5.",  # the runner-up passage
+    ],
+)
+async def test_a_verified_quote_of_other_sentences_does_not_vouch_for_the_answer(db_url: str, quote: str) -> None:
+    rig = make(FakeLlm(quote), db_url)
+    response = await converse(rig, request())
+    # The customer never sees the model's pick; the confidence knows the model disagreed.
+    assert quote not in response.reply and quote not in rig.escalation.requests[0].ai_attempt.candidate_answer
+    assert {s.name: s.value for s in response.confidence.signals}["model_verified"] == 0.0
+    assert response.decision == concierge_pb2.DECISION_ESCALATED
 
 
 async def test_made_up_answer_is_never_shown_and_escalates_transparently(db_url: str) -> None:
@@ -395,7 +416,7 @@ async def test_each_turn_is_stored_with_decision_confidence_sources_and_lineage(
     first = await converse(rig, request())
     assert first.turn_index == 0
     stored = await history(rig)
-    assert [m.text for m in stored.conversation.messages] == [request().text, "Monthly plans are not refundable."]
+    assert [m.text for m in stored.conversation.messages] == [request().text, ANSWER]
     turn = stored.turns[0].outcome
     assert turn.decision == concierge_pb2.DECISION_ANSWERED and turn.confidence.score == first.confidence.score
     assert [s.doc_id for s in turn.lineage.sources] == ["refund-policy"]
@@ -660,7 +681,7 @@ async def test_stream_converse_streams_the_stored_reply(db_url: str) -> None:
             concierge_pb2.StreamConverseRequest(request=request()), None
         )
     ]
-    assert "".join(e.delta for e in events[:-1]) == "Monthly plans are not refundable."
+    assert "".join(e.delta for e in events[:-1]) == ANSWER
     assert events[-1].outcome.decision == concierge_pb2.DECISION_ANSWERED
     assert len((await history(rig)).turns) == 1
 

@@ -13,7 +13,7 @@ import pytest
 
 from aftercare.triage.v1 import triage_pb2
 from servicekit.llm import LlmClient
-from services.concierge import guardrails, rewrite
+from services.concierge import guardrails, prompts, rewrite
 from services.concierge.calibrate import expected_calibration_error, fit
 from services.concierge.confidence import HEURISTIC_VERSION, CalibrationError, Calibrator, Confidence, Signals
 from services.concierge.evaluation import judge, split_of
@@ -214,11 +214,22 @@ def test_a_fit_of_another_answer_mode_is_not_used(tmp_path: Path) -> None:
     assert Confidence.load(path, "generative").version == HEURISTIC_VERSION
 
 
+def test_a_fit_of_another_prompt_version_is_not_used(tmp_path: Path) -> None:
+    calibrator = Calibrator("logistic-x", ("answer_support",), (1.0,), 0.0, (0.5,), (1.0,))
+    path = tmp_path / "calibration.json"
+    fitted_on = {"answer_mode": "extractive", "prompt_version": prompts.EXTRACTIVE_VERSION}
+    path.write_text(calibrator.to_json({"fitted_on": fitted_on}))
+    assert Confidence.load(path, "extractive").version == "logistic-x"
+    path.write_text(calibrator.to_json({"fitted_on": {**fitted_on, "prompt_version": "extractive-quote-v0"}}))
+    assert Confidence.load(path, "extractive").version == HEURISTIC_VERSION
+
+
 def test_shipped_calibration_file_loads_when_present() -> None:
     path = Path(__file__).resolve().parents[3] / "services" / "concierge" / "calibration.json"
     if not path.exists():
         pytest.skip("no fitted calibration shipped")
-    confidence = Confidence.load(path)
+    # Fitted on the default mode's current prompt: a prompt change without a refit fails here.
+    confidence = Confidence.load(path, "extractive")
     assert confidence.version.startswith("logistic-")
     assert 0.0 <= confidence.score(SIGNALS) <= 1.0
 
@@ -297,3 +308,20 @@ async def test_chat_streams_deltas_and_token_logprobs() -> None:
     assert completion.text == "Hello there" and deltas == ["Hello", " there"]
     assert completion.token_logprobs == [-0.1, -0.3]
     assert completion.prompt_tokens == 12 and completion.completion_tokens == 2
+
+
+def test_calibration_does_not_resume_rows_collected_with_another_prompt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.concierge import calibrate
+
+    corpus, questions, rows = tmp_path / "corpus.jsonl", tmp_path / "qa.jsonl", tmp_path / "rows.json"
+    source = {"corpus": corpus.name, "questions": questions.name, "split": "train", "split_rule": calibrate.SPLIT_RULE,
+              "answer_mode": "extractive", "llm_model": "gemma-3-270m", "prompt_version": "extractive-quote-v0"}
+    rows.write_text(json.dumps({"source": source, "rows": []}))
+    monkeypatch.setattr(
+        "sys.argv", ["calibrate", "--corpus", str(corpus), "--questions", str(questions), "--rows", str(rows)]
+    )
+    with pytest.raises(SystemExit) as stopped:
+        calibrate.main()
+    assert stopped.value.code == 2 and "give another --rows file" in capsys.readouterr().err
