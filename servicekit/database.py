@@ -10,6 +10,8 @@ loop never blocks on the database.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +34,31 @@ def database_url(settings_value: str, data_dir: Path, name: str) -> str:
     return f"sqlite:///{(data_dir / f'{name}.db').resolve()}"
 
 
+def _switch_to_wal(cursor: Any) -> None:
+    """WAL lets readers run while one writer commits.
+
+    Switching a new file to WAL takes an exclusive lock, and SQLite reports a
+    race for it (replicas opening a new database together) as "database is
+    locked" at once, without the busy timeout: retry until that timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        # WAL lets readers run while one writer commits; foreign keys are off by default in SQLite.
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _switch_to_wal(cursor)
+        # Foreign keys are off by default in SQLite.
+        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
