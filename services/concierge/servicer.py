@@ -81,6 +81,8 @@ class Turn:
     stored: StoredConversation | None = None
     standalone_query: str = ""
     triaged: triage_pb2.TriageContactResponse | None = None
+    # What retrieval returned for the standalone query: a handoff's package reuses it.
+    retrieved: list[retrieval_pb2.SearchHit] = field(default_factory=list)
 
     @property
     def intent(self) -> str:
@@ -309,6 +311,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             # No knowledge, no answer: the customer still gets an honest handoff.
             log.warning("retrieval_unavailable", code=error.code().name)
             return await self._escalate(turn, Reason.DECISION_REASON_RETRIEVAL_UNAVAILABLE, Attempt())
+        turn.retrieved = list(hits)
         relevant = [hit for hit in hits if hit.similarity >= self._settings.min_similarity]
         if not relevant:
             out_of_scope = bool(turn.triaged and turn.triaged.intent.out_of_scope)
@@ -470,6 +473,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
                     intent_confidence=triaged.intent.confidence if triaged else 0.0,
                     sentiment_score=triaged.sentiment.score if triaged else 0.0,
                     tier=triaged.route.tier if triaged else triage_pb2.TIER_UNSPECIFIED,
+                    retrieved=turn.retrieved,
                 )
             )
             handoff_id = created.handoff.handoff_id

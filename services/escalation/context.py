@@ -278,7 +278,7 @@ class ContextBuilder:
         since = utcnow() - dt.timedelta(days=RECENT_CONTACT_DAYS)
         store = self._store
         intent_task = asyncio.create_task(self._intent_and_sentiment(request, customer_texts), name="triage")
-        hits_task = asyncio.create_task(self._search(tenant_id, question), name="retrieval")
+        hits_task = asyncio.create_task(self._passages(request, question), name="retrieval")
         recent_task = asyncio.create_task(
             asyncio.to_thread(store.recent_contacts, tenant_id, request.customer.customer_id, since),
             name="recent_contacts",
@@ -394,8 +394,9 @@ class ContextBuilder:
     async def _intent_and_sentiment(
         self, request: escalation_pb2.CreateHandoffRequest, customer_texts: list[str]
     ) -> tuple[str, float, float]:
-        """From the request when the caller triaged; otherwise triage is asked."""
-        if request.intent:
+        """From the request when the caller triaged (a tier says so: an intent may be empty);
+        otherwise triage is asked."""
+        if request.intent or request.tier != triage_pb2.TIER_UNSPECIFIED:
             return request.intent, request.intent_confidence, request.sentiment_score
         if self._triage is not None:
             try:
@@ -419,7 +420,14 @@ class ContextBuilder:
             self._vader = SentimentIntensityAnalyzer()
         return float(self._vader.polarity_scores(customer_texts[-1])["compound"])
 
-    async def _search(self, tenant_id: str, question: str) -> list[retrieval_pb2.SearchHit]:
+    async def _passages(
+        self, request: escalation_pb2.CreateHandoffRequest, question: str
+    ) -> list[retrieval_pb2.SearchHit]:
+        """The caller's search results when it sent them; otherwise retrieval is asked."""
+        hits = request.retrieved or await self._search(request.customer.tenant_id, question)
+        return [hit for hit in hits if hit.similarity >= self._settings.min_similarity]
+
+    async def _search(self, tenant_id: str, question: str) -> Sequence[retrieval_pb2.SearchHit]:
         if self._retrieval is None or not question:
             return []
         try:
@@ -435,7 +443,7 @@ class ContextBuilder:
         except grpc.aio.AioRpcError as error:
             log.warning("retrieval_unavailable", code=error.code().name)
             return []
-        return [hit for hit in response.hits if hit.similarity >= self._settings.min_similarity]
+        return response.hits
 
     async def _generate_draft(
         self, prompt: str, conversation_text: str, suggestions: Sequence[_Suggestion], timeout_s: float

@@ -273,8 +273,10 @@ async def test_made_up_answer_is_never_shown_and_escalates_transparently(db_url:
     )
     assert response.handoff_id == "h-1" and not response.citations
     assert rig.escalation.requests[0].reason == escalation_pb2.HANDOFF_REASON_LOW_CONFIDENCE
-    # What triage found travels with the handoff; an escalated contact is no AI outcome.
+    # What triage and retrieval found travels with the handoff, so escalation need not ask again;
+    # an escalated contact is no AI outcome.
     assert rig.escalation.requests[0].tier == triage_pb2.TIER_AI_RESOLVED
+    assert [hit.chunk_id for hit in rig.escalation.requests[0].retrieved] == ["refund-policy#0", "sla#0"]
     assert not rig.escalation.outcomes
     # The agent gets the deterministic fallback (the passage's own sentences), never the invention.
     candidate = rig.escalation.requests[0].ai_attempt.candidate_answer

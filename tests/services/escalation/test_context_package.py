@@ -199,6 +199,23 @@ async def test_intent_and_sentiment_come_from_the_request_or_from_triage(tmp_pat
     assert triage.calls == 1
 
 
+async def test_what_the_caller_found_is_not_asked_for_again(tmp_path: Path) -> None:
+    retrieval = FakeRetrieval([PASSAGES[2]])
+    triage = FakeTriage(triage_pb2.TriageContactResponse(intent=triage_pb2.IntentPrediction(label="billing")))
+    request = handoff_request(texts=TWEETS)
+    # The caller triaged (a tier) and found no intent, and sent what its search returned.
+    request.tier = triage_pb2.TIER_AI_ASSISTED
+    request.retrieved.extend(PASSAGES)
+    async with running_stub(settings_for(tmp_path), retrieval=retrieval, triage=triage) as stub:
+        package = (await stub.CreateHandoff(request)).handoff.context
+
+    assert triage.calls == 0 and retrieval.requests == []
+    assert package.intent == ""
+    sources = {source.doc_id for s in package.suggested_resolutions for source in s.sources}
+    # The caller's passages, with the same relevance floor as a search of its own.
+    assert "billing-faq" in sources and "off-topic" not in sources
+
+
 async def test_a_slow_llm_never_holds_the_handoff(tmp_path: Path) -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(30)

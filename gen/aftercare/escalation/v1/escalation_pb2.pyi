@@ -3,6 +3,7 @@ import datetime
 from aftercare.type.v1 import answer_pb2 as _answer_pb2
 from aftercare.type.v1 import conversation_pb2 as _conversation_pb2
 from aftercare.type.v1 import customer_pb2 as _customer_pb2
+from aftercare.retrieval.v1 import retrieval_pb2 as _retrieval_pb2
 from aftercare.triage.v1 import triage_pb2 as _triage_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -164,7 +165,7 @@ class Handoff(_message.Message):
     def __init__(self, handoff_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[HandoffState, str]] = ..., assigned_agent_id: _Optional[str] = ..., context: _Optional[_Union[ContextPackage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., version: _Optional[int] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by_agent_id: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution: _Optional[str] = ...) -> None: ...
 
 class CreateHandoffRequest(_message.Message):
-    __slots__ = ("idempotency_key", "customer", "conversation", "reason", "ai_attempt", "queue", "priority", "account", "intent", "intent_confidence", "sentiment_score", "tier")
+    __slots__ = ("idempotency_key", "customer", "conversation", "reason", "ai_attempt", "queue", "priority", "account", "intent", "intent_confidence", "sentiment_score", "tier", "retrieved")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +178,7 @@ class CreateHandoffRequest(_message.Message):
     INTENT_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     SENTIMENT_SCORE_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVED_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     customer: _customer_pb2.CustomerRef
     conversation: _conversation_pb2.Conversation
@@ -189,7 +191,8 @@ class CreateHandoffRequest(_message.Message):
     intent_confidence: float
     sentiment_score: float
     tier: _triage_pb2.Tier
-    def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ...) -> None: ...
+    retrieved: _containers.RepeatedCompositeFieldContainer[_retrieval_pb2.SearchHit]
+    def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., retrieved: _Optional[_Iterable[_Union[_retrieval_pb2.SearchHit, _Mapping]]] = ...) -> None: ...
 
 class CreateHandoffResponse(_message.Message):
     __slots__ = ("handoff", "created")
