@@ -4,7 +4,8 @@ and how heavy each console page is.
 Three processes, as deployed: a trivial concierge backend (answers at once,
 no work), the real gateway (`python -m gateway`, tracing on, auth and rate
 limiting on), and this client. It measures, one request at a time:
-  - the backend called directly over gRPC (Converse), the baseline;
+  - the backend called directly over gRPC (Converse), the baseline, back to back
+    and after 0.3 s idle each (as calls between services come in the mesh);
   - the same call through the gateway (POST .../messages), JSON and auth included;
   - the streamed call (StreamConverse, 3 events) directly, and through the
     gateway as Server-Sent Events: time to the first event and to the last;
@@ -42,6 +43,9 @@ from servicekit.clients import connect
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONSOLE = REPO_ROOT / "gateway" / "console"
 CONCIERGE = "aftercare.concierge.v1.ConciergeService"
+# Calls in the mesh come one per chat message, each after the service sat idle: measured
+# separately, since a hop after idle costs about three times a back-to-back one.
+IDLE_S, IDLE_CALLS = 0.3, 100
 
 ANSWER = concierge_pb2.ConverseResponse(
     reply="Open Settings > Security and turn on two-factor authentication.",
@@ -104,7 +108,9 @@ def serve_backend(port: int) -> None:
 # --- measurements -------------------------------------------------------------
 
 
-async def direct_unary(address: str, n: int) -> list[float]:
+async def direct_unary(address: str, n: int, idle_s: float = 0.0) -> list[float]:
+    """Converse straight to the backend; with `idle_s`, each measured call follows that long idle,
+    as calls between services do in the mesh (one per chat message, not back to back)."""
     samples = []
     async with connect(address, CONCIERGE) as channel:
         stub = concierge_pb2_grpc.ConciergeServiceStub(channel)
@@ -113,6 +119,8 @@ async def direct_unary(address: str, n: int) -> list[float]:
                                                                                           customer_id="bench")
         )
         for i in range(n + 50):
+            if i >= 50 and idle_s:
+                await asyncio.sleep(idle_s)
             started = time.perf_counter()
             await stub.Converse(request)
             if i >= 50:  # warm-up
@@ -335,6 +343,7 @@ def main() -> int:
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30,
                                              headers={"Authorization": f"Bearer {key}"}) as client:
                     direct = summary(await direct_unary(address, args.requests))
+                    after_idle = summary(await direct_unary(address, IDLE_CALLS, idle_s=IDLE_S))
                     healthz = summary(await gateway_get(client, "/healthz", args.requests))
                     me = summary(await gateway_get(client, "/v1/me", args.requests))
                     cpu_before = cpu_seconds(gateway.pid)
@@ -347,6 +356,7 @@ def main() -> int:
                     load = await throughput(client, args.requests, args.concurrency)
                 return {
                     "grpc_direct": direct,
+                    "grpc_direct_after_idle": after_idle,
                     "http_healthz_no_backend": healthz,
                     "http_v1_me_auth_no_backend": me,
                     "http_via_gateway": through,
@@ -371,8 +381,8 @@ def main() -> int:
     results["cpu_count"] = os.cpu_count()
 
     print(f"{'measurement':<36} {'p50 ms':>8} {'p99 ms':>8} {'n':>6}")
-    for name in ("grpc_direct", "http_healthz_no_backend", "http_v1_me_auth_no_backend", "http_via_gateway",
-                  "stream_first_event_direct", "stream_first_event_via_gateway",
+    for name in ("grpc_direct", "grpc_direct_after_idle", "http_healthz_no_backend", "http_v1_me_auth_no_backend",
+                 "http_via_gateway", "stream_first_event_direct", "stream_first_event_via_gateway",
                  "stream_complete_direct", "stream_complete_via_gateway"):
         row = results[name]
         print(f"{name:<36} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} {row['n']:>6}")
