@@ -1,4 +1,5 @@
-"""Shared fixtures: in-process tracing with an in-memory exporter, free ports."""
+"""Shared fixtures: in-process tracing with an in-memory exporter, free ports,
+a fresh database on each backend."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy.engine import Engine
 
+from servicekit.database import database_url, make_engine
 from servicekit.logging import configure_logging
 from servicekit.tracing import configure_tracing
 
@@ -60,3 +64,14 @@ def postgres_url() -> Iterator[str]:
             yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a fresh database: a SQLite file (the embedded default), then PostgreSQL."""
+    url = database_url("", tmp_path, "test") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    made = make_engine(url)
+    try:
+        yield made
+    finally:
+        made.dispose()

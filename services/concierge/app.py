@@ -24,7 +24,7 @@ from services.concierge.store import ConversationStore
 async def servicers(settings: ConciergeSettings) -> AsyncIterator[Sequence[Mount]]:
     engine = make_engine(database_url(settings.database_url, settings.data_dir, "concierge"))
     store = ConversationStore(engine)
-    await asyncio.to_thread(store.create_schema)
+    await asyncio.to_thread(store.migrate)
     retrieval = connect(settings.retrieval_addr, "aftercare.retrieval.v1.RetrievalService")
     triage = connect(settings.triage_addr, "aftercare.triage.v1.TriageService")
     escalation = connect(settings.escalation_addr, "aftercare.escalation.v1.EscalationService")

@@ -4,8 +4,9 @@ customers' ratings of answered turns.
 Each turn row holds what an auditor needs to replay the decision: the
 standalone query that was searched, the decision and its reason, the
 confidence with its signals, the cited sources and the lineage (model,
-prompt-template and calibration versions, trace id). The schema is created
-with metadata.create_all at start-up, as in the other services.
+prompt-template and calibration versions, trace id). The schema itself is
+created and changed by services/concierge/migrations.py at start-up, as in
+the other services; a test checks that the two agree.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class TurnRow(Base):
 
 class TurnRatingRow(Base):
     """The customer's verdict on an answered turn; one per turn, a new rating replaces it.
-    A table of its own (created by create_all) so that turns stay write-once."""
+    A table of its own so that turns stay write-once."""
 
     __tablename__ = "concierge_turn_ratings"
     __table_args__ = (

@@ -19,7 +19,8 @@ from aftercare.concierge.v1 import concierge_pb2
 from aftercare.type.v1 import conversation_pb2, customer_pb2
 from servicekit.database import utcnow
 from servicekit.errors import FailedPrecondition, NotFound
-from services.concierge.models import Base, ConversationRow, TurnRatingRow, TurnRow
+from services.concierge.migrations import SCHEMA
+from services.concierge.models import ConversationRow, TurnRatingRow, TurnRow
 
 log = structlog.get_logger("services.concierge.store")
 
@@ -89,8 +90,9 @@ class ConversationStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def create_schema(self) -> None:
-        Base.metadata.create_all(self._engine)
+    def migrate(self) -> None:
+        """Bring the schema to the latest migration (a no-op when it is there)."""
+        SCHEMA.migrate(self._engine)
 
     def load(self, customer: customer_pb2.CustomerRef, conversation_id: str) -> StoredConversation | None:
         """The conversation with its turns, oldest first; None when it does not exist yet.

@@ -50,7 +50,7 @@ async def servicers(
     llm = llm or LlmClient.from_settings(settings)
     try:
         store = HandoffStore(engine)
-        await asyncio.to_thread(store.create_schema)
+        await asyncio.to_thread(store.migrate)
         _observe_queue_depth(store)
         builder = ContextBuilder(settings, store, llm, retrieval, triage)
         insights = InsightsEngine(settings, store, embed)

@@ -1,48 +1,20 @@
-"""Schema migrations of the escalation database, applied at start-up.
-
-A small versioned list instead of alembic's script directory: each migration
-is a function of alembic `Operations` (so ALTERs are portable between SQLite
-and PostgreSQL), the applied versions are rows of `escalation_schema_migrations`,
-and every pending migration runs in ONE transaction together with its version
-row: a crash leaves the schema at the old version, never half-changed. Replicas
-that start together serialize on a lock (a PostgreSQL advisory lock; SQLite's
-write lock), so each migration runs once.
+"""Schema migrations of the escalation database (servicekit.migrations), applied at start-up.
 
 Never edit a migration that has shipped: add a new one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import sqlalchemy as sa
-import structlog
-from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy.engine import Connection, Engine
 
-from servicekit.database import UtcDateTime, utcnow
-
-log = structlog.get_logger("services.escalation.migrations")
-
-VERSION_TABLE = "escalation_schema_migrations"
-# Any constant works; it only has to be the same in every replica.
-_PG_LOCK_KEY = 0x6166746572_0006
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    apply: Callable[[Operations], None]
+from servicekit.database import UtcDateTime
+from servicekit.migrations import Migration, Schema, create_table_once
 
 
 def _v1_handoffs(op: Operations) -> None:
-    # Databases made before migrations existed (metadata.create_all) already have it.
-    if sa.inspect(op.get_bind()).has_table("handoffs"):
-        return
-    op.create_table(
+    created = create_table_once(
+        op,
         "handoffs",
         sa.Column("handoff_id", sa.String(36), primary_key=True),
         sa.Column("tenant_id", sa.String(200), nullable=False),
@@ -62,7 +34,8 @@ def _v1_handoffs(op: Operations) -> None:
         sa.Column("updated_at", UtcDateTime(), nullable=False),
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_handoffs_tenant_idempotency_key"),
     )
-    op.create_index("ix_handoffs_queue_order", "handoffs", ["tenant_id", "state", "priority", "created_at"])
+    if created:
+        op.create_index("ix_handoffs_queue_order", "handoffs", ["tenant_id", "state", "priority", "created_at"])
 
 
 def _v2_states_and_versions(op: Operations) -> None:
@@ -142,56 +115,13 @@ def _v5_answer_judgements(op: Operations) -> None:
     op.create_index("ix_answer_judgements_tenant_answered", "answer_judgements", ["tenant_id", "answered_at"])
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "handoffs", _v1_handoffs),
-    Migration(2, "queue tiers, states with who and when, record versions", _v2_states_and_versions),
-    Migration(3, "agent replies, intent corrections, topic columns", _v3_feedback_loop),
-    Migration(4, "contact outcomes", _v4_contact_outcomes),
-    Migration(5, "answer judgements", _v5_answer_judgements),
+SCHEMA = Schema(
+    "escalation",
+    (
+        Migration(1, "handoffs", _v1_handoffs),
+        Migration(2, "queue tiers, states with who and when, record versions", _v2_states_and_versions),
+        Migration(3, "agent replies, intent corrections, topic columns", _v3_feedback_loop),
+        Migration(4, "contact outcomes", _v4_contact_outcomes),
+        Migration(5, "answer judgements", _v5_answer_judgements),
+    ),
 )
-LATEST = MIGRATIONS[-1].version
-
-_versions = sa.Table(
-    VERSION_TABLE,
-    sa.MetaData(),
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("applied_at", UtcDateTime(), nullable=False),
-)
-
-
-def _lock(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        # Held until the transaction ends: a second replica waits, then finds nothing to do.
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-    elif connection.dialect.name == "sqlite":
-        # The write lock now, not at the first write: two processes cannot both read "version 0".
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def applied_versions(connection: Connection) -> list[int]:
-    if not sa.inspect(connection).has_table(VERSION_TABLE):
-        return []
-    return sorted(connection.scalars(sa.select(_versions.c.version)))
-
-
-def migrate(engine: Engine, target: int = LATEST) -> list[int]:
-    """Apply every pending migration up to `target`, all in one transaction; returns those applied."""
-    applied: list[int] = []
-    with engine.connect() as connection:
-        _lock(connection)
-        _versions.create(connection, checkfirst=True)
-        done = set(applied_versions(connection))
-        operations = Operations(MigrationContext.configure(connection))
-        for migration in MIGRATIONS:
-            if migration.version in done or migration.version > target:
-                continue
-            migration.apply(operations)
-            connection.execute(
-                _versions.insert().values(version=migration.version, name=migration.name, applied_at=utcnow())
-            )
-            applied.append(migration.version)
-        connection.commit()
-    if applied:
-        log.info("schema_migrated", applied=applied, version=max(applied))
-    return applied

@@ -28,7 +28,7 @@ from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import conversation_pb2, customer_pb2
 from servicekit.database import utcnow
 from servicekit.judging import agrees
-from services.escalation.migrations import migrate
+from services.escalation.migrations import SCHEMA
 from services.escalation.models import (
     AgentReplyRow,
     AnswerJudgementRow,
@@ -263,9 +263,9 @@ class HandoffStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def create_schema(self) -> None:
+    def migrate(self) -> None:
         """Bring the schema to the latest migration (a no-op when it is there)."""
-        migrate(self._engine)
+        SCHEMA.migrate(self._engine)
 
     # --- handoffs -----------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Tables of the outreach service.
 
 The schema itself is created and changed by the versioned migrations in
-services/outreach/migrations (applied at start-up); these classes describe the
+services/outreach/migrations.py (applied at start-up); these classes describe the
 current head for queries, and a test checks that the two agree.
 """
 

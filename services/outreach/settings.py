@@ -1,5 +1,5 @@
-"""Outreach settings. The store settings are all the CLIs (migrate, importer)
-need; the service adds the LLM endpoint and the retrieval address, which have
+"""Outreach settings. The store settings are all the importer CLI
+needs; the service adds the LLM endpoint and the retrieval address, which have
 no default: a deployment that forgets one fails at boot."""
 
 from __future__ import annotations

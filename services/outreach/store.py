@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from aftercare.outreach.v1 import outreach_pb2
 from aftercare.type.v1 import answer_pb2
 from servicekit.database import UtcDateTime
-from services.outreach import migrate
 from services.outreach.detection import Finding
 from services.outreach.events import is_error
+from services.outreach.migrations import SCHEMA
 from services.outreach.models import (
     AccountRow,
     DraftFeedbackRow,
@@ -87,7 +87,7 @@ class OutreachStore:
         return self._engine
 
     def migrate(self) -> None:
-        migrate.upgrade(self._engine)
+        SCHEMA.migrate(self._engine)
 
     def upsert_accounts(self, accounts: Sequence[outreach_pb2.Account], now: dt.datetime) -> tuple[int, int]:
         """Create or replace accounts in one transaction; returns (created, updated)."""

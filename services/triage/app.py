@@ -72,7 +72,7 @@ async def servicers(settings: TriageSettings, encoder: object | None = None) -> 
                 repeat_after=dt.timedelta(seconds=settings.tier0_repeat_after_s),
             ),
         )
-        await asyncio.to_thread(store.create_schema)
+        await asyncio.to_thread(store.migrate)
         suggester = Suggester(
             retrieval_pb2_grpc.RetrievalServiceStub(retrieval),
             store,

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from servicekit.database import UtcDateTime
+from services.triage.migrations import SCHEMA
 
 MAX_ID_CHARS = 200
 
@@ -69,8 +70,9 @@ class Tier0Store:
         self._engine = engine
         self.limit = limit
 
-    def create_schema(self) -> None:
-        Base.metadata.create_all(self._engine)
+    def migrate(self) -> None:
+        """Bring the schema to the latest migration (a no-op when it is there)."""
+        SCHEMA.migrate(self._engine)
 
     def _wait(self, session: Session, tenant_id: str, customer_id: str, now: dt.datetime) -> int:
         since = now - max(self.limit.window, self.limit.min_interval)

@@ -188,7 +188,7 @@ def make(
         calibration_file=Path("/nonexistent/calibration.json"), **settings,  # type: ignore[arg-type]
     )
     store = ConversationStore(make_engine(db_url))
-    store.create_schema()
+    store.migrate()
     rig = Rig(
         servicer=None,  # type: ignore[arg-type]
         llm=llm, retrieval=retrieval or FakeRetrieval(), triage=triage or FakeTriage(),

@@ -213,7 +213,7 @@ def _race_store(url: str) -> None:
     engine = make_engine(url)
     try:
         store = HandoffStore(engine)
-        store.create_schema()
+        store.migrate()
         handoff, _ = store.create(handoff_request(key="race"), NewHandoff("general", escalation_pb2.ContextPackage()))
 
         def classify_while_another_agent_commits(draft: str) -> ReplyRecord:

@@ -129,7 +129,7 @@ def test_a_create_that_loses_the_race_reads_the_winner_back(tmp_path: Path) -> N
     engine = make_engine(database_url("", tmp_path, "escalation"))
     try:
         store = HandoffStore(engine)
-        store.create_schema()
+        store.migrate()
         request = handoff_request(key="lost-race")
         winner, created = store.create(request, NewHandoff("billing", escalation_pb2.ContextPackage()))
         assert created

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +155,7 @@ def test_the_reply_and_its_judgement_are_written_together(tmp_path: Path, monkey
     engine = make_engine(database_url("", tmp_path, "escalation"))
     try:
         store = HandoffStore(engine)
-        store.create_schema()
+        store.migrate()
         handoff, _ = store.create(handoff_request(key="atomic"), NewHandoff("general", escalation_pb2.ContextPackage()))
 
         def failing(*args: object) -> bool:
@@ -237,24 +236,10 @@ async def test_without_answered_at_the_answer_is_dated_now(stub: Stub, tmp_path:
     assert before - dt.timedelta(seconds=1) <= judgement.answered_at <= dt.datetime.now(dt.UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    url = (
-        database_url("", tmp_path, "escalation")
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    engine = make_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
 @pytest.mark.parametrize("their_verdict", [False, True])
 def test_a_first_write_that_loses_the_race_replaces_the_winners_verdict(engine: Engine, their_verdict: bool) -> None:
     store = HandoffStore(engine)
-    store.create_schema()
+    store.migrate()
     other = make_engine(engine.url.render_as_string(hide_password=False))
     now = dt.datetime.now(dt.UTC)
 

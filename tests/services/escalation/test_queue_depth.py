@@ -21,7 +21,7 @@ def _request(key: str, tenant: str) -> escalation_pb2.CreateHandoffRequest:
 
 def test_waiting_handoffs_are_counted_per_tenant_and_queue() -> None:
     store = HandoffStore(make_engine("sqlite://"))
-    store.create_schema()
+    store.migrate()
     store.create(_request("a", "t1"), NewHandoff("billing", escalation_pb2.ContextPackage()))
     store.create(_request("b", "t1"), NewHandoff("billing", escalation_pb2.ContextPackage()))
     store.create(_request("b", "t1"), NewHandoff("billing", escalation_pb2.ContextPackage()))  # same key: one handoff

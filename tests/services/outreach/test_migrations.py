@@ -1,58 +1,24 @@
-"""Schema migrations on SQLite and PostgreSQL: a fresh database, a database made
-before migrations existed (with data), re-runs and replicas starting together."""
+"""Outreach's migrations on SQLite and PostgreSQL: a database made before
+migrations existed keeps its data and gets the new aggregates; one that
+Alembic migrated is adopted at its revision. (The migrator itself:
+tests/servicekit/test_migrations.py; the migrated schema against the models:
+tests/services/test_schemas.py.)"""
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
-from servicekit.database import make_engine
-from services.outreach import migrate
-from services.outreach.models import Base
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'outreach.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    made = make_engine(url)
-    yield made
-    made.dispose()
-
-
-def test_a_fresh_database_is_migrated_to_the_models(engine: Engine) -> None:
-    migrate.upgrade(engine)
-    assert migrate.current_revision(engine) == migrate.head_revision()
-    with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": False})
-        differences = [
-            d for d in compare_metadata(context, Base.metadata)
-            if not (d[0] == "remove_table" and d[1].name == migrate.VERSION_TABLE)
-        ]
-    assert differences == []
-
-
-def test_upgrading_twice_is_a_no_op(engine: Engine) -> None:
-    migrate.upgrade(engine)
-    migrate.upgrade(engine)
-    assert migrate.current_revision(engine) == migrate.head_revision()
+from services.outreach.migrations import SCHEMA
 
 
 def test_a_database_from_before_migrations_keeps_its_data_and_gets_new_aggregates(engine: Engine) -> None:
-    migrate.upgrade(engine, "0001")
+    SCHEMA.migrate(engine, target=1)
     with engine.begin() as connection:
-        # What create_all left behind: the 0001 tables, no version table.
-        connection.execute(sa.text(f"DROP TABLE {migrate.VERSION_TABLE}"))
+        # What create_all left behind: the first tables, no version table.
+        connection.execute(sa.text(f"DROP TABLE {SCHEMA.version_table}"))
         when = dt.datetime(2026, 11, 20, 10, 30)
         connection.execute(
             sa.text(
@@ -66,9 +32,8 @@ def test_a_database_from_before_migrations_keeps_its_data_and_gets_new_aggregate
                 {"id": "e2", "when": when, "status": 429, "code": "E-1042", "count": 4},
             ],
         )
-    migrate.upgrade(engine)
+    assert SCHEMA.migrate(engine) == [1, 2]
 
-    assert migrate.current_revision(engine) == migrate.head_revision()
     with engine.connect() as connection:
         errors = connection.execute(
             sa.text("SELECT day, error_code, error_count FROM usage_daily_errors")
@@ -82,24 +47,14 @@ def test_a_database_from_before_migrations_keeps_its_data_and_gets_new_aggregate
     assert [tuple(a) for a in accounts] == [("demo", "acct-1")]
 
 
-def test_replicas_starting_together_migrate_once(postgres_url: str) -> None:
-    engines = [make_engine(postgres_url) for _ in range(3)]
-    failures: list[BaseException] = []
+def test_a_database_alembic_migrated_is_adopted_at_its_revision(engine: Engine) -> None:
+    # Outreach's migrations were Alembic revisions "0001" and "0002" before the shared migrator.
+    SCHEMA.migrate(engine, target=1)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP TABLE {SCHEMA.version_table}"))
+        connection.execute(sa.text("CREATE TABLE outreach_schema_version (version_num VARCHAR(32) NOT NULL)"))
+        connection.execute(sa.text("INSERT INTO outreach_schema_version VALUES ('0001')"))
 
-    def run(engine: Engine) -> None:
-        try:
-            migrate.upgrade(engine)
-        except BaseException as error:
-            failures.append(error)
-
-    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    try:
-        assert failures == []
-        assert migrate.current_revision(engines[0]) == migrate.head_revision()
-    finally:
-        for engine in engines:
-            engine.dispose()
+    assert SCHEMA.migrate(engine) == [2]
+    assert SCHEMA.migrate(engine) == []
+    assert "accounts" in sa.inspect(engine).get_table_names()

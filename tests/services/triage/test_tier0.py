@@ -91,7 +91,7 @@ def dismiss(doc_id: str, customer: str = "u-1", tenant: str = "acme") -> triage_
 @pytest.fixture
 def store(tmp_path: Path) -> Tier0Store:
     store = Tier0Store(make_engine(f"sqlite:///{tmp_path / 'tier0.db'}"), LIMIT)
-    store.create_schema()
+    store.migrate()
     return store
 
 
@@ -238,16 +238,16 @@ async def test_dismissals_are_remembered_and_never_suggested_again(store: Tier0S
 async def test_a_dismissal_survives_a_new_store_on_the_same_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'tier0.db'}"
     first = Tier0Store(make_engine(url), LIMIT)
-    first.create_schema()
+    first.migrate()
     assert first.dismiss("acme", "u-1", "a", T0)
     again = Tier0Store(make_engine(url), LIMIT)
-    again.create_schema()
+    again.migrate()
     assert again.user_state("acme", "u-1", T0).dismissed == {"a"}
 
 
 async def test_state_lives_in_postgresql_too(postgres_url: str) -> None:
     store = Tier0Store(make_engine(postgres_url), LIMIT)
-    store.create_schema()
+    store.migrate()
     clock = Clock()
     tier0 = suggester(store, ScriptedRetrieval([hit("a", 0.9), hit("b", 0.8)]), clock)
     await tier0.dismiss(dismiss("a"))

@@ -1,15 +1,67 @@
-"""Accounts, error and client-version aggregates, findings, draft lineage, feedback and outbox."""
+"""Schema migrations of the outreach database (servicekit.migrations), applied at start-up.
+
+Never edit a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic.operations import Operations
+from sqlalchemy.engine import Connection
 
 from servicekit.database import UtcDateTime
+from servicekit.migrations import Migration, Schema
 
-revision = "0002"
-down_revision = "0001"
+# Outreach's migrations were Alembic revisions before every service shared one migrator;
+# a database they migrated records its revision here.
+_ALEMBIC_VERSION_TABLE = "outreach_schema_version"
+_ALEMBIC_REVISIONS = {"0001": 1, "0002": 2}
 
 
-def upgrade() -> None:
+def _v1_usage_and_drafts(op: Operations) -> None:
+    # A database made before migrations existed (metadata.create_all) has these tables.
+    if sa.inspect(op.get_bind()).has_table("usage_events"):
+        return
+    op.create_table(
+        "usage_events",
+        sa.Column("tenant_id", sa.String(200), primary_key=True),
+        sa.Column("event_id", sa.String(200), primary_key=True),
+        sa.Column("account_id", sa.String(200), nullable=False),
+        sa.Column("occurred_at", UtcDateTime(), nullable=False),
+        sa.Column("feature", sa.String(200), nullable=False),
+        sa.Column("endpoint", sa.String(500), nullable=False),
+        sa.Column("status_code", sa.Integer, nullable=False),
+        sa.Column("error_code", sa.String(200), nullable=False),
+        sa.Column("count", sa.Integer, nullable=False),
+        sa.Column("client_version", sa.String(200), nullable=False),
+        sa.Column("received_at", UtcDateTime(), nullable=False),
+    )
+    op.create_index("ix_usage_events_account_time", "usage_events", ["tenant_id", "account_id", "occurred_at"])
+    op.create_table(
+        "usage_daily",
+        sa.Column("tenant_id", sa.String(200), primary_key=True),
+        sa.Column("account_id", sa.String(200), primary_key=True),
+        sa.Column("day", sa.Date, primary_key=True),
+        sa.Column("feature", sa.String(200), primary_key=True),
+        sa.Column("endpoint", sa.String(500), primary_key=True),
+        sa.Column("event_count", sa.BigInteger, nullable=False),
+        sa.Column("error_count", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
+        "outreach_drafts",
+        sa.Column("draft_id", sa.String(36), primary_key=True),
+        sa.Column("tenant_id", sa.String(200), nullable=False),
+        sa.Column("account_id", sa.String(200), nullable=False),
+        sa.Column("finding_id", sa.String(36), nullable=False),
+        sa.Column("subject", sa.String(500), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("state", sa.String(32), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+    )
+    op.create_index("ix_outreach_drafts_tenant_state", "outreach_drafts", ["tenant_id", "state", "created_at"])
+
+
+def _v2_accounts_findings_outbox(op: Operations) -> None:
     op.create_table(
         "usage_daily_errors",
         sa.Column("tenant_id", sa.String(200), primary_key=True),
@@ -133,3 +185,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_outreach_outbox_due", "outreach_outbox", ["status", "not_before"])
     op.create_index("ix_outreach_outbox_account", "outreach_outbox", ["tenant_id", "account_id", "created_at"])
+
+
+def _applied_by_alembic(connection: Connection) -> list[int]:
+    if not sa.inspect(connection).has_table(_ALEMBIC_VERSION_TABLE):
+        return []
+    revision = connection.scalar(sa.text(f"SELECT version_num FROM {_ALEMBIC_VERSION_TABLE}"))
+    return list(range(1, _ALEMBIC_REVISIONS.get(str(revision), 0) + 1))
+
+
+SCHEMA = Schema(
+    "outreach",
+    (
+        Migration(1, "usage events, daily aggregates, drafts", _v1_usage_and_drafts),
+        Migration(2, "accounts, error and version aggregates, findings, draft lineage, feedback, outbox",
+                  _v2_accounts_findings_outbox),
+    ),
+    adopted=_applied_by_alembic,
+)
