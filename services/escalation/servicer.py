@@ -47,6 +47,9 @@ MAX_TRANSCRIPT_CHARS = 100_000
 MAX_REPLY_CHARS = 10_000
 MAX_RESOLUTION_CHARS = 4_000
 MAX_QUESTION_CHARS = 4_000
+# Passages a caller may pass on from its search (retrieval's own top_k bound).
+MAX_RETRIEVED = 50
+MAX_RETRIEVED_CHARS = 200_000
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 DEFAULT_GAPS = 20
@@ -100,6 +103,14 @@ def _validate_create(request: escalation_pb2.CreateHandoffRequest) -> None:
     problems.check(0.0 <= request.intent_confidence <= 1.0, "intent_confidence", "must be between 0 and 1")
     problems.check(-1.0 <= request.sentiment_score <= 1.0, "sentiment_score", "must be between -1 and 1")
     problems.check(request.tier in triage_pb2.Tier.values(), "tier", "unknown tier")
+    problems.check(len(request.retrieved) <= MAX_RETRIEVED, "retrieved", f"at most {MAX_RETRIEVED} passages")
+    problems.check(
+        sum(len(hit.text) for hit in request.retrieved) <= MAX_RETRIEVED_CHARS,
+        "retrieved",
+        f"at most {MAX_RETRIEVED_CHARS} characters of passage text in total",
+    )
+    for index, hit in enumerate(request.retrieved):
+        problems.check(-1.0 <= hit.similarity <= 1.0, f"retrieved[{index}].similarity", "must be between -1 and 1")
     problems.raise_if_any()
 
 

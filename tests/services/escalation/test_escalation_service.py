@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from aftercare.escalation.v1 import escalation_pb2
+from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.type.v1 import conversation_pb2
 from servicekit.database import database_url, make_engine
 from servicekit.errors import details_from_rpc_error
@@ -250,6 +251,13 @@ def _no_messages() -> escalation_pb2.CreateHandoffRequest:
     return request
 
 
+def _bad_passages() -> escalation_pb2.CreateHandoffRequest:
+    request = handoff_request()
+    request.retrieved.extend(retrieval_pb2.SearchHit(chunk_id=f"c{i}", text="x") for i in range(51))
+    request.retrieved[3].similarity = 1.5
+    return request
+
+
 def _missing_ids() -> escalation_pb2.CreateHandoffRequest:
     request = handoff_request(key="", tenant="")
     request.customer.customer_id = ""
@@ -268,6 +276,7 @@ def _missing_ids() -> escalation_pb2.CreateHandoffRequest:
         (_too_many_messages, ["conversation.messages"]),
         (_too_much_text, ["conversation.messages"]),
         (lambda: handoff_request(priority=101), ["priority"]),
+        (_bad_passages, ["retrieved", "retrieved[3].similarity"]),
     ],
 )
 async def test_invalid_creates_are_refused_with_field_violations(
