@@ -58,4 +58,7 @@ def command(model_path: Path, port: int, host: str = "127.0.0.1") -> list[str]:
         "--port", str(port),
         "--n_ctx", "2048",
         "--n_threads", str(threads),
+        # Queue overlapping requests: by default the server cuts a running stream short
+        # (a bare [DONE]) whenever another request arrives.
+        "--interrupt_requests", "False",
     ]

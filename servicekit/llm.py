@@ -187,6 +187,7 @@ class LlmClient:
         token_logprobs: list[float] = []
         model = self.model
         prompt_tokens = completion_tokens = 0
+        finish_reason = ""
         try:
             async with self._http.stream("POST", path, json=body, headers=headers, timeout=timeout) as reply:
                 if reply.status_code != 200:
@@ -203,6 +204,7 @@ class LlmClient:
                     prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
                     completion_tokens = int(usage.get("completion_tokens") or completion_tokens)
                     for choice in event.get("choices") or []:
+                        finish_reason = str(choice.get("finish_reason") or finish_reason)
                         text, returned = _choice_text_and_logprobs(choice)
                         token_logprobs.extend(returned)
                         if not text:
@@ -220,6 +222,11 @@ class LlmClient:
             raise LlmUnavailable(f"LLM unreachable: {type(error).__name__}") from error
         except (ValueError, TypeError, AttributeError) as error:
             raise LlmUnavailable(f"malformed completion stream: {type(error).__name__}") from error
+        if not finish_reason:
+            # A finished completion says why it stopped. llama-cpp-python's server, for one,
+            # ends a stream early with a bare [DONE] when another request comes in
+            # (interrupt_requests): a cut-off text must not pass for an answer.
+            raise LlmUnavailable("LLM stream ended before the completion finished")
         finished = time.perf_counter()
         return Completion(
             text="".join(pieces),

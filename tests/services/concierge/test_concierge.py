@@ -26,6 +26,7 @@ from services.concierge.grounding import support, verify_quote
 from services.concierge.servicer import ConciergeServicer
 from services.concierge.settings import ConciergeSettings
 from services.concierge.store import ConversationStore
+from tests.llm_stream import completion
 
 PASSAGE = (
     "Annual plans cancelled within 14 days get a prorated refund. Monthly plans are not refundable. "
@@ -128,17 +129,11 @@ class FakeLlm:
         text = self.replies[min(len(self.bodies) - 1, len(self.replies) - 1)]
         chat = request.url.path.endswith("/chat/completions")
 
-        def piece(value: str) -> dict[str, object]:
-            return {"delta": {"content": value}} if chat else {"text": value}
-
-        # Streamed the way OpenAI-compatible servers do: one SSE event per token, usage last.
-        events: list[dict[str, object]] = [
-            {"model": "test-model", "choices": [piece((" " if i else "") + word)]}
-            for i, word in enumerate(text.split(" "))
-        ]
-        events.append({"model": "test-model", "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 9}})
-        stream = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
-        return httpx.Response(200, text=stream, headers={"content-type": "text/event-stream"})
+        return completion(
+            [(" " if i else "") + word for i, word in enumerate(text.split(" "))],
+            chat=chat,
+            usage={"prompt_tokens": 50, "completion_tokens": 9},
+        )
 
     def client(self) -> LlmClient:
         return LlmClient("http://llm.test/v1", "test-model", transport=httpx.MockTransport(self.handler), timeout_s=2)

@@ -18,6 +18,7 @@ from services.concierge.calibrate import expected_calibration_error, fit
 from services.concierge.confidence import HEURISTIC_VERSION, CalibrationError, Calibrator, Confidence, Signals
 from services.concierge.evaluation import judge, split_of
 from services.concierge.persona import PersonaBook, PersonaError
+from tests.llm_stream import sse
 
 # --- follow-ups ------------------------------------------------------------------
 
@@ -289,10 +290,10 @@ async def test_chat_streams_deltas_and_token_logprobs() -> None:
             {"model": "m", "choices": [{"delta": {"role": "assistant"}}]},
             {"model": "m", "choices": [{"delta": {"content": "Hello"}, "logprobs": {"content": [{"logprob": -0.1}]}}]},
             {"model": "m", "choices": [{"delta": {"content": " there"}, "logprobs": {"content": [{"logprob": -0.3}]}}]},
+            {"model": "m", "choices": [{"delta": {}, "finish_reason": "stop"}]},
             {"model": "m", "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 2}},
         ]
-        stream = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-        return httpx.Response(200, text=stream, headers={"content-type": "text/event-stream"})
+        return sse(events)
 
     client = LlmClient("http://llm.test/v1", "m", transport=httpx.MockTransport(handler))
     deltas: list[str] = []

@@ -27,6 +27,7 @@ from servicekit.llm import LlmClient
 from servicekit.server import serving
 from services.escalation.app import servicers
 from services.escalation.settings import EscalationSettings
+from tests.llm_stream import completion
 
 CUSTOMER = conversation_pb2.ROLE_CUSTOMER
 ASSISTANT = conversation_pb2.ROLE_ASSISTANT
@@ -81,9 +82,7 @@ def llm_answering(answer: Callable[[str], str] | list[str]) -> tuple[LlmClient, 
         body = json.loads(request.content)
         prompts.append(body["prompt"])
         text = queue.pop(0) if queue is not None else answer(body["prompt"])  # type: ignore[operator]
-        events = [{"model": "test-model", "choices": [{"text": f"{word} ", "index": 0}]} for word in text.split()]
-        stream = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
-        return httpx.Response(200, text=stream, headers={"content-type": "text/event-stream"})
+        return completion([f"{word} " for word in text.split()])
 
     return LlmClient("http://llm.test/v1", "test-model", transport=httpx.MockTransport(handler)), prompts
 

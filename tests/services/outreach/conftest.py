@@ -18,6 +18,7 @@ from servicekit.llm import LlmClient
 from servicekit.server import serving
 from services.outreach.app import servicers
 from services.outreach.settings import OutreachSettings
+from tests.llm_stream import completion
 
 Stub = outreach_pb2_grpc.OutreachServiceStub
 NOW = dt.datetime.now(dt.UTC)
@@ -114,10 +115,7 @@ class FakeLlm:
             raise httpx.ConnectError("connection refused", request=request)
         body = json.loads(request.content)
         self.prompts.append(str(body["prompt"]))
-        events = [{"model": "test-model", "choices": [{"text": (" " if i else "") + word}]}
-                  for i, word in enumerate(self.reply.split(" "))]
-        stream = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-        return httpx.Response(200, text=stream, headers={"content-type": "text/event-stream"})
+        return completion([(" " if i else "") + word for i, word in enumerate(self.reply.split(" "))])
 
     def client(self) -> LlmClient:
         return LlmClient("http://llm.test/v1", "test-model", transport=httpx.MockTransport(self.handler), timeout_s=2)
