@@ -46,8 +46,10 @@ async def stop_when_engine_exits(store: Store, stop: Callable[[], None] = _stop_
         await asyncio.sleep(ENGINE_CHECK_S)
         code = store.engine_exit_code()
         if code is not None:
-            log.error("milvus_lite_engine_exited", exit_code=code)
-            stop()
+            try:
+                log.error("milvus_lite_engine_exited", exit_code=code)
+            finally:
+                stop()  # even should logging fail: a service without its engine must not live on
             return
 
 

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.retrieval import app
 from services.retrieval.app import EXIT_ENGINE_LOST, stop_when_engine_exits
 from services.retrieval.store import Store
 from tests.conftest import free_port
@@ -35,6 +37,23 @@ async def test_the_watchdog_stops_the_service_when_the_engine_dies(tmp_path: Pat
     finally:
         watchdog.cancel()
         await store.close()  # nothing left to flush to: closing still succeeds
+
+
+async def test_the_service_stops_even_when_logging_the_engines_death_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    class DeadEngine:
+        def engine_exit_code(self) -> int:
+            return -9
+
+    class BrokenLog:
+        def error(self, *args: object, **kwargs: object) -> None:
+            raise ValueError("I/O operation on closed file")
+
+    monkeypatch.setattr(app, "ENGINE_CHECK_S", 0.01)
+    monkeypatch.setattr(app, "log", BrokenLog())
+    stopped = asyncio.Event()
+    with pytest.raises(ValueError):
+        await asyncio.wait_for(stop_when_engine_exits(DeadEngine(), stopped.set), 5)  # type: ignore[arg-type]
+    assert stopped.is_set()
 
 
 def _engine_pid(service_pid: int) -> int | None:
