@@ -52,3 +52,19 @@ def test_routes(
 ) -> None:
     decision = route(flags, prediction, RULES)
     assert (decision.tier, decision.queue, list(decision.reason_codes)) == (tier, queue, reasons)
+
+
+@pytest.mark.parametrize("flags", [[], [CHURN], [LEGAL], [HUMAN], [CHURN, HUMAN], [CHURN, LEGAL, HUMAN]])
+@pytest.mark.parametrize(
+    "prediction",
+    [
+        triage_pb2.IntentPrediction(),
+        intent("password_reset", 0.97),
+        intent("password_reset", 0.3),
+        intent("", 0.0, True),
+        intent("billing_issue", 0.9),
+    ],
+)
+def test_every_route_names_a_tier(flags: list[int], prediction: triage_pb2.IntentPrediction) -> None:
+    # Escalation takes a set tier to mean "the caller triaged", even with no intent found.
+    assert route(flags, prediction, RULES).tier != triage_pb2.TIER_UNSPECIFIED
