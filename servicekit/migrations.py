@@ -88,8 +88,10 @@ class Schema:
         applied: list[int] = []
         with engine.connect() as connection:
             self._lock(connection)
-            done = set(self.applied_versions(connection))
-            if not done and not sa.inspect(connection).has_table(self.version_table):
+            if sa.inspect(connection).has_table(self.version_table):
+                done = set(connection.scalars(sa.select(self._versions.c.version)))
+            else:
+                # A database this migrator has not seen: record what an older mechanism applied.
                 done = {v for v in (self._adopted(connection) if self._adopted else ()) if v <= self.latest}
                 self._versions.create(connection)
                 self._record(connection, [m for m in self.migrations if m.version in done])
