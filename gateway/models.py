@@ -187,7 +187,18 @@ class MessageReply(BaseModel):
     conversation_id: str
     reply: str = Field(description="Text to show: the answer, or the transparent handoff message.")
     citations: list[Citation]
-    confidence: float = Field(description="Calibrated probability that the answer is right.")
+    confidence: float = Field(
+        description="Probability that the answer is right: calibrated when `calibrated` is true, otherwise the "
+        "score of an uncalibrated rule (which never answers on its own)."
+    )
+    calibrated: bool = Field(
+        description="True when the confidence comes from a fit made for exactly the serving configuration; "
+        "false for an uncalibrated rule, under which the AI does not answer alone."
+    )
+    configuration_id: str = Field(
+        description="Id of the serving configuration (answer path, model, quantization, prompt version) the "
+        "confidence's fit belongs to; may be empty when uncalibrated."
+    )
     decision: Literal["unspecified", "answered", "escalated", "clarify"]
     decision_reason: str = Field(description="Stable reason code, e.g. 'confident', 'low_confidence'.")
     handoff_id: str | None = Field(description="Set when the conversation was handed to a human.")
@@ -204,6 +215,8 @@ class MessageReply(BaseModel):
             reply=response.reply,
             citations=[Citation.from_proto(c) for c in response.citations],
             confidence=response.confidence.score,
+            calibrated=response.confidence.calibrated,
+            configuration_id=response.confidence.configuration_id,
             decision=enum_name(concierge_pb2.Decision, response.decision),
             decision_reason=response.decision_reason,
             handoff_id=response.handoff_id or None,
@@ -391,6 +404,11 @@ class SearchHit(BaseModel):
     url: str
     score: float = Field(description="Cosine for dense, BM25 for keyword, RRF for hybrid.")
     similarity: float = Field(description="Cosine similarity to the query, in every mode.")
+    unit_question: str = Field(
+        description="The question this chunk answers when it is an answer unit (an FAQ entry's question, a "
+        "resolved ticket's problem, a how-to section's task); empty for chunks that answer no one question."
+    )
+    question_similarity: float = Field(description="Cosine similarity of the query to unit_question (0 without one).")
     doc_type: DocType
     version: str
 
@@ -412,6 +430,8 @@ class SearchReply(BaseModel):
                     url=h.url,
                     score=h.score,
                     similarity=h.similarity,
+                    unit_question=h.unit_question,
+                    question_similarity=h.question_similarity,
                     doc_type=enum_name(retrieval_pb2.DocumentType, h.doc_type),
                     version=h.version,
                 )
@@ -517,9 +537,23 @@ class TriageReply(BaseModel):
 
 
 class DeltaEvent(BaseModel):
-    """Data of an SSE `delta` event: the next piece of the reply."""
+    """Data of an SSE `delta` event: the next piece of the reply (a whole, checked sentence)."""
 
     text: str
+
+
+class RetractionEvent(BaseModel):
+    """Data of an SSE `retraction` event: the reply text streamed so far is withdrawn,
+    because a check failed after it was shown; show `replacement` instead."""
+
+    reason: str = Field(description="Stable reason code, as the outcome's decision_reason, e.g. 'unsafe_promise'.")
+    replacement: str = Field(description="The text that replaces it (the handoff message the outcome also carries).")
+
+    @classmethod
+    def from_proto(cls, retraction: concierge_pb2.Retraction) -> RetractionEvent:
+        return cls(
+            reason=enum_name(concierge_pb2.DecisionReason, retraction.reason), replacement=retraction.replacement
+        )
 
 
 class EmailIntakeRequest(_Request):

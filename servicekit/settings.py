@@ -42,7 +42,9 @@ class LlmSettings(ServiceSettings):
     endpoint has no default: a deployment that forgets it fails at boot."""
 
     llm_base_url: str = Field(validation_alias=AliasChoices("LLM_BASE_URL", "llm_base_url"))
-    llm_model: str = Field("gemma-3-270m", validation_alias=AliasChoices("LLM_MODEL", "llm_model"))
+    llm_model: str = Field(
+        "qwen2.5-coder-0.5b-instruct-q4_k_m", validation_alias=AliasChoices("LLM_MODEL", "llm_model")
+    )
     llm_api_key: str = Field("", validation_alias=AliasChoices("LLM_API_KEY", "llm_api_key"))
     llm_timeout_s: float = Field(20.0, validation_alias=AliasChoices("LLM_TIMEOUT_S", "llm_timeout_s"))
     # Token log-probabilities cost llama.cpp seconds per answer on a CPU (it then

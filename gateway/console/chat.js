@@ -10,6 +10,14 @@ const PRODUCT_CONTEXT = {
 // Seconds on the page before the product reports the dwell (Tier 0 never interrupts at once).
 const DWELL_S = Number(new URLSearchParams(location.search).get("dwell") ?? 2);
 const AGENT_POLL_MS = 4000;
+// Why streamed text was withdrawn, in the customer's words (by the outcome's stable reason codes).
+const RETRACTION_REASONS = {
+  unsafe_promise: "it promised something the assistant cannot do",
+  prompt_injection: "it followed instructions it should have ignored",
+  low_confidence: "it could not be verified",
+  model_does_not_know: "the knowledge base does not answer it",
+  no_knowledge: "the knowledge base does not answer it",
+};
 
 function sessionValue(name, make) {
   let value = sessionStorage.getItem(name);
@@ -85,17 +93,65 @@ startPage(async (main) => {
     return box;
   }
 
-  function showOutcome(el, outcome) {
-    el.textContent = outcome.reply;
+  /** The assistant's bubble while it streams: its text, then a "typing" state until the outcome. */
+  function assistantBubble() {
+    const el = bubble("assistant", "");
+    const text = h("span", { class: "text" });
+    const typing = h("span", { class: "typing", role: "status", "aria-label": "Assistant is typing" },
+      h("span", {}), h("span", {}), h("span", {}));
+    el.append(text, typing);
+    el.classList.add("streaming");
+    el.setAttribute("aria-busy", "true");
+    return { el, text, typing };
+  }
+
+  function endTyping(answer) {
+    answer.typing.remove();
+    answer.el.classList.remove("streaming");
+    answer.el.removeAttribute("aria-busy");
+  }
+
+  /** A sentence arrived: add it to what is shown, as it comes. */
+  function showDelta(answer, text) {
+    answer.text.append(document.createTextNode(text));
+    log.scrollTop = log.scrollHeight;
+  }
+
+  /** A check failed after text was shown: withdraw it, show the replacement, and say so. */
+  function showRetraction(answer, retraction) {
+    answer.text.textContent = retraction.replacement;
+    answer.el.classList.add("retracted");
+    answer.el.querySelector(".retraction-note")?.remove();
+    const why = RETRACTION_REASONS[retraction.reason] || retraction.reason.replaceAll("_", " ");
+    answer.text.after(h("div", { class: "retraction-note", role: "note", "data-reason": retraction.reason },
+      `The earlier text was withdrawn: ${why}.`));
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function confidenceMeta(outcome) {
+    const calibration = outcome.calibrated ? "calibrated" : "uncalibrated";
+    const title = outcome.calibrated
+      ? `Calibrated for serving configuration ${outcome.configuration_id || "?"}`
+      : "No calibration fits this serving configuration: the AI does not answer on its own";
+    return h("span", { class: `calibration ${calibration}`, title }, `confidence ${percent(outcome.confidence)} (${calibration})`);
+  }
+
+  function showOutcome(answer, outcome) {
+    const el = answer.el;
+    endTyping(answer);
+    answer.text.textContent = outcome.reply;
     const cites = citationList(outcome.citations);
     if (cites) el.append(cites);
-    el.append(h("div", { class: "meta" }, `confidence ${percent(outcome.confidence)} · ${outcome.decision}`));
+    el.append(h("div", { class: "meta" }, confidenceMeta(outcome), ` · ${outcome.decision}`));
     if (outcome.decision === "answered") el.after(ratingButtons(outcome.turn_index));
     if (outcome.decision === "escalated") {
+      const why = el.classList.contains("retracted")
+        ? "Our AI's answer did not pass its checks, so it was withdrawn"
+        : `Our AI was not confident enough to answer on its own (confidence ${percent(outcome.confidence)}, `
+          + `threshold ${percent(outcome.threshold || 0.85)})`;
       const prompt = h("div", { class: "notice handoff-prompt", role: "status" },
         h("strong", {}, "Handed to a support expert. "),
-        `Our AI was not confident enough to answer on its own (confidence ${percent(outcome.confidence)}, `
-          + `threshold ${percent(outcome.threshold || 0.85)}). An expert has your conversation`
+        `${why}. An expert has your conversation`
           + (outcome.handoff_id ? ` (reference ${outcome.handoff_id})` : "") + " and will reply here.");
       log.append(prompt);
       if (!polling) polling = setInterval(pollAgentReplies, AGENT_POLL_MS);
@@ -110,21 +166,21 @@ startPage(async (main) => {
     input.value = "";
     send.disabled = true;
     bubble("customer", text);
-    const answer = bubble("assistant", "");
-    answer.classList.add("streaming");
+    const answer = assistantBubble();
     try {
       await apiStream(`/v1/conversations/${encodeURIComponent(conversationId)}/messages/stream`,
         { text, customer: { customer_id: customerId }, client_message_id: randomId("m-") },
         (name, data) => {
-          if (name === "delta") { answer.append(document.createTextNode(data.text)); log.scrollTop = log.scrollHeight; }
+          if (name === "delta") showDelta(answer, data.text);
+          else if (name === "retraction") showRetraction(answer, data);
           else if (name === "outcome") showOutcome(answer, data);
-          else if (name === "error") answer.append(h("div", { class: "error" }, `\n${data.detail}`));
+          else if (name === "error") answer.el.append(h("div", { class: "error" }, `\n${data.detail}`));
         });
     } catch (e) {
-      answer.append(h("div", { class: "error" }, describeError(e)));
+      answer.el.append(h("div", { class: "error" }, describeError(e)));
     } finally {
-      answer.classList.remove("streaming");
-      answer.classList.add("done");
+      endTyping(answer);
+      answer.el.classList.add("done");
       send.disabled = false;
       input.focus();
     }

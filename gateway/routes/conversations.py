@@ -31,6 +31,7 @@ from gateway.models import (
     PostMessageRequest,
     RateTurnRequest,
     RatingReply,
+    RetractionEvent,
     SuggestionReply,
 )
 from gateway.problems import problem_responses, rpc_error_problem
@@ -39,9 +40,15 @@ from servicekit.tracing import current_trace_id
 router = APIRouter()
 
 _SSE_DESCRIPTION = (
-    'A stream of Server-Sent Events: `delta` events (`{"text": ...}`, the next piece of the reply), '
-    "then one `outcome` event (a MessageReply), or an `error` event (a Problem) if the backend fails "
-    "mid-stream. Errors before the first event are ordinary problem+json responses."
+    "A stream of Server-Sent Events, each sent the moment the concierge produces it:\n\n"
+    '- `delta` (`{"text": ...}`): the next piece of the reply, a whole sentence sent as soon as it '
+    "is produced and checked; append it to the text shown so far.\n"
+    '- `retraction` (`{"reason": ..., "replacement": ...}`): a check failed after text was shown. Withdraw '
+    "everything streamed so far and show `replacement` (the handoff message) instead; `reason` is the stable "
+    "code the outcome's `decision_reason` uses, e.g. `unsafe_promise`. It comes before the outcome.\n"
+    "- `outcome` (a MessageReply): the full result, always the last event; its `reply` is the text to keep.\n"
+    "- `error` (a Problem): the backend failed mid-stream; nothing follows.\n\n"
+    "Errors before the first event are ordinary problem+json responses."
 )
 
 
@@ -118,8 +125,12 @@ async def stream_message(
         try:
             while message is not grpc.aio.EOF:
                 kind = message.WhichOneof("event")
+                # One SSE event per backend event, yielded (and so written) at once: StreamingResponse and the
+                # pure-ASGI middleware pass each chunk straight to the server; nothing here batches them.
                 if kind == "delta":
                     yield _sse("delta", DeltaEvent(text=message.delta))
+                elif kind == "retraction":
+                    yield _sse("retraction", RetractionEvent.from_proto(message.retraction))
                 elif kind == "outcome":
                     yield _sse("outcome", MessageReply.from_proto(conversation_id, message.outcome, trace_id))
                 message = await call.read()

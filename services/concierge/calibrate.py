@@ -1,23 +1,23 @@
-"""Fit the concierge's confidence model on labelled questions.
+"""Fit the concierge's confidence for one serving configuration.
 
-    python -m services.concierge.calibrate \\
-        --corpus ../shared/data/emanual_qa/smart_tv_remote_manual_corpus.jsonl \\
-        --questions ../shared/data/emanual_qa/smart_tv_remote_qa_dev.jsonl
+    python -m services.concierge.calibrate --dataset demo --dataset emanual
 
 Runs the real pipeline (services.concierge.evaluation: retrieval, triage,
-escalation, concierge and the LLM server) with the confidence gate open, so
-every verified candidate answer comes back with its signals; labels each one
-correct or incorrect by the benchmark's judging rule; and fits a logistic
-regression on the signals. Only the "train" questions are used (the data
-set's own split, else a fixed hash split of the ids: see evaluation.SPLIT_RULE);
-the "dev" half is left for bench/concierge_quality.py, so the model is never
-evaluated on the questions it was fitted on.
+escalation, concierge, and the LLM server where the configuration has the LLM
+write the reply) with the gate open, so that every question that matches an
+answer unit is answered exactly as it would be; labels each answer right or
+wrong by its data set's rule (unmatched questions always go to a human and
+are not fitted); and fits a logistic regression on the match signals. Only the
+"train" questions are used (the data set's own split, else a fixed hash split
+of the ids: evaluation.SPLIT_RULE); the other half is left for
+bench/concierge_quality.py, which never sees the questions a fit was made on.
 
-The result is a version-stamped JSON file (default: services/concierge/
-calibration.json, read by the service at start); the file it replaces is kept
-as calibration.previous.json, so a bad fit can be rolled back by renaming.
-`--rows FILE` saves the labelled signals; `--from-rows FILE` refits from them
-without running the pipeline again.
+The fit is written to services/concierge/fits/<configuration>.json (or
+--fits-dir; with --tenant T, fits/tenants/T/<configuration>.json, that
+tenant's own), where the service finds the one for the configuration it runs;
+a replaced file is kept as <name>.previous.json, so a bad fit can be rolled
+back by renaming. `--rows FILE` saves the labelled signals; `--from-rows FILE`
+refits from them without running the pipeline again.
 """
 
 from __future__ import annotations
@@ -35,70 +35,77 @@ from pathlib import Path
 from typing import Any
 
 from servicekit.logging import configure_logging
-from services.concierge import prompts
-from services.concierge.confidence import DEFAULT_PATH, Calibrator, Signals
-from services.concierge.evaluation import (
-    SPLIT_RULE,
-    eval_stack,
-    in_fixed_order,
-    judge,
-    progress,
-    read_jsonl,
-    split_of,
-)
+from services.concierge.confidence import DEFAULT_FITS_DIR, Calibrator, fit_path
+from services.concierge.evaluation import SPLIT_RULE, dataset, eval_stack, in_fixed_order, progress, split_of
+from services.concierge.matching import Signals
+from services.concierge.servicer import configuration
+from services.concierge.settings import ConciergeSettings
 
-# Signals the fit may use, in this order; a signal missing from any row (e.g.
-# token logprobs on a server that returns none) is left out of the model.
 FEATURES = tuple(Signals.__dataclass_fields__)
 MIN_ROWS = 30
+JUDGING_RULES = {
+    "emanual": "cites a gold section and >= 60% of the answer's content words are in the gold answer",
+    "demo": "cites a gold document and states every key fact; any answer to an unanswerable question is wrong",
+}
 
 
-def _key(question: dict[str, Any]) -> str:
-    return str(question.get("question_id") or question["question"])
+def _key(name: str, question: dict[str, Any]) -> str:
+    return f"{name}:{question.get('question_id') or question.get('id') or question['question']}"
+
+
+def served_configuration(args: argparse.Namespace) -> Any:
+    from devstack import llm_server
+
+    settings = ConciergeSettings(  # type: ignore[call-arg]
+        retrieval_addr="-", triage_addr="-", escalation_addr="-", llm_base_url="http://-/v1",
+        llm_model=args.llm_model or llm_server.MODEL_ALIAS, answer_mode=args.answer_mode, phrasing=args.phrasing,
+    )
+    return configuration(settings)
 
 
 async def collect(args: argparse.Namespace, asked: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ask the train questions not in `asked` yet (at most --limit of them); returns
-    one record per question asked: its labelled signals, or none when no verified
-    candidate answer came back (those always escalate and are not fitted)."""
+    """Ask each data set's train questions not in `asked` yet (at most --limit of each);
+    one record per question: its labelled signals, or none when it matched no unit."""
     done_keys = {record["question_id"] for record in asked}
-    questions = [
-        q for q in in_fixed_order(read_jsonl(args.questions)) if split_of(q) == "train" and _key(q) not in done_keys
-    ]
-    if args.limit:
-        questions = questions[: args.limit]
     records: list[dict[str, Any]] = []
-    async with eval_stack(
-        args.corpus, llm_base_url=args.llm_base_url, llm_model=args.llm_model, answer_mode=args.answer_mode,
-        confidence_threshold=0.0, llm_logprobs=args.logprobs, llm_threads=args.llm_threads,
-    ) as stack:
-        print(f"{stack.sections} sections, {stack.chunks} chunks; {len(questions)} train questions to ask",
-              file=sys.stderr)
-        started = time.perf_counter()
-        for done, question in enumerate(questions, start=1):
-            outcome = await stack.ask(question["question"])
-            candidate = outcome.answered and bool(outcome.signals)
-            records.append(
-                {
-                    "question_id": _key(question),
-                    "qa_type": question.get("qa_type", ""),
-                    "signals": outcome.signals if candidate else None,
-                    "correct": candidate and judge(outcome.reply, outcome.cited_section_ids, question),
-                    "reply": outcome.reply if candidate else "",
-                    "cited_section_ids": outcome.cited_section_ids,
-                }
-            )
-            if args.rows:
-                # Written as it goes: an interrupted run resumes where it stopped.
-                _save_rows(args.rows, _source(args), asked + records)
-            progress(done, len(questions), started)
+    for name in args.dataset:
+        data = dataset(name)
+        questions = [
+            q for q in in_fixed_order(data.questions) if split_of(q) == "train" and _key(name, q) not in done_keys
+        ]
+        if args.limit:
+            questions = questions[: args.limit]
+        async with eval_stack(
+            data.documents, llm_base_url=args.llm_base_url, llm_model=args.llm_model, answer_mode=args.answer_mode,
+            phrasing=args.phrasing, gate="open", llm_threads=args.llm_threads,
+        ) as stack:
+            print(f"{name}: {stack.sections} documents, {stack.chunks} chunks; {len(questions)} train questions",
+                  file=sys.stderr)
+            started = time.perf_counter()
+            for done, question in enumerate(questions, start=1):
+                outcome = await stack.ask(question["question"], question.get("history") or [])
+                candidate = outcome.answered and bool(outcome.signals)
+                records.append(
+                    {
+                        "question_id": _key(name, question),
+                        "dataset": name,
+                        "signals": outcome.signals if candidate else None,
+                        "correct": candidate and data.judge(outcome.reply, outcome.cited_section_ids, question),
+                        "reply": outcome.reply if candidate else "",
+                        "cited": outcome.cited_section_ids,
+                    }
+                )
+                if args.rows:
+                    # Written as it goes: an interrupted run resumes where it stopped.
+                    _save_rows(args.rows, _source(args), asked + records)
+                progress(done, len(questions), started)
     return asked + records
 
 
 def _source(args: argparse.Namespace) -> dict[str, Any]:
-    return {"corpus": args.corpus.name, "questions": args.questions.name, "split": "train",
-            "split_rule": SPLIT_RULE, "answer_mode": args.answer_mode, "llm_model": args.llm_model,
-            "prompt_version": prompts.version_for(args.answer_mode)}
+    return {"datasets": sorted(args.dataset), "split": "train", "split_rule": SPLIT_RULE,
+            "configuration_id": served_configuration(args).id,
+            "judging_rules": {name: JUDGING_RULES[name] for name in sorted(args.dataset)}}
 
 
 def _save_rows(path: Path, source: dict[str, Any], records: list[dict[str, Any]]) -> None:
@@ -107,7 +114,9 @@ def _save_rows(path: Path, source: dict[str, Any], records: list[dict[str, Any]]
     temporary.replace(path)
 
 
-def fit(rows: list[dict[str, Any]], c: float | None = None) -> tuple[Calibrator, dict[str, Any]]:
+def fit(
+    rows: list[dict[str, Any]], configuration_id: str, c: float | None = None
+) -> tuple[Calibrator, dict[str, Any]]:
     """Logistic regression on the standardised signals. Without `c`, the L2 strength
     is chosen by 5-fold cross-validated log-loss (small data: a strong prior keeps
     the scores from claiming more certainty than the signals carry); the report
@@ -116,7 +125,7 @@ def fit(rows: list[dict[str, Any]], c: float | None = None) -> tuple[Calibrator,
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    features = [f for f in FEATURES if all(f in row["signals"] for row in rows)]
+    features = list(FEATURES)
     x = np.array([[row["signals"][f] for f in features] for row in rows], dtype=float)
     y = np.array([1 if row["correct"] else 0 for row in rows])
     if len(rows) < MIN_ROWS or y.min() == y.max():
@@ -139,13 +148,14 @@ def fit(rows: list[dict[str, Any]], c: float | None = None) -> tuple[Calibrator,
     digest = hashlib.sha256(json.dumps([features, weights]).encode()).hexdigest()[:8]
     calibrator = Calibrator(
         version=f"logistic-{dt.date.today():%Y%m%d}-{digest}",
+        configuration_id=configuration_id,
         features=tuple(features),
         weights=tuple(weights),
         intercept=round(float(model.intercept_[0]), 6),
         means=tuple(round(float(m), 6) for m in means),
         scales=tuple(round(float(s), 6) for s in scales),
     )
-    scores = np.array([calibrator.score(Signals(**_signal_args(row["signals"]))) for row in rows])
+    scores = np.array([calibrator.score(Signals(**row["signals"])) for row in rows])
     confident = held_out >= 0.85
     report = {
         "rows": len(rows),
@@ -154,15 +164,14 @@ def fit(rows: list[dict[str, Any]], c: float | None = None) -> tuple[Calibrator,
         "ece_out_of_fold": round(expected_calibration_error(held_out.tolist(), y.tolist()), 4),
         "share_at_085_out_of_fold": round(float(confident.mean()), 4),
         "accuracy_at_085_out_of_fold": round(float(y[confident].mean()), 4) if confident.any() else None,
+        "share_at_090_out_of_fold": round(float((held_out >= 0.9).mean()), 4),
+        "accuracy_at_090_out_of_fold": (
+            round(float(y[held_out >= 0.9].mean()), 4) if (held_out >= 0.9).any() else None
+        ),
         "brier_in_sample": round(float(np.mean((scores - y) ** 2)), 4),
         "ece_in_sample": round(expected_calibration_error(scores.tolist(), y.tolist()), 4),
     }
     return calibrator, report
-
-
-def _signal_args(signals: dict[str, float]) -> dict[str, float]:
-    required = {"top_similarity": 0.0, "similarity_margin": 0.0, "answer_support": 0.0, "question_overlap": 0.0}
-    return {**required, **{k: v for k, v in signals.items() if k in FEATURES}}
 
 
 def expected_calibration_error(scores: list[float], labels: list[int], bins: int = 10) -> float:
@@ -182,14 +191,16 @@ def expected_calibration_error(scores: list[float], labels: list[int], bins: int
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, help="JSONL with section_id, title, text")
-    parser.add_argument("--questions", type=Path, help="JSONL with question, answer, gold_section_ids")
-    parser.add_argument("--out", type=Path, default=DEFAULT_PATH, help="calibration JSON to write")
-    parser.add_argument("--limit", type=int, default=0, help="at most this many train questions")
+    parser.add_argument("--dataset", action="append", choices=("demo", "emanual"),
+                        help="labelled data to fit on (repeatable; default: demo and emanual)")
+    parser.add_argument("--fits-dir", type=Path, default=DEFAULT_FITS_DIR, help="where the fit is written")
+    parser.add_argument("--tenant", default="",
+                        help="write the fit as this tenant's own (fits/tenants/TENANT/); default: the default fit")
+    parser.add_argument("--limit", type=int, default=0, help="at most this many train questions of each data set")
     parser.add_argument("--llm-base-url", help="an OpenAI-compatible server instead of the embedded one")
-    parser.add_argument("--llm-model", default="gemma-3-270m")
-    parser.add_argument("--answer-mode", choices=("extractive", "generative"), default="extractive")
-    parser.add_argument("--logprobs", action="store_true", help="ask the LLM for token log-probabilities")
+    parser.add_argument("--llm-model", help="the model the server serves (default: the embedded one)")
+    parser.add_argument("--answer-mode", choices=("unit", "generative"), default="unit")
+    parser.add_argument("--phrasing", choices=("off", "long", "always"), default="off")
     parser.add_argument("--c", type=float, help="inverse L2 strength (default: chosen by cross-validation)")
     parser.add_argument("--llm-threads", type=int, default=1, help="threads of the embedded LLM server")
     parser.add_argument("--rows", type=Path,
@@ -197,16 +208,15 @@ def main() -> int:
     parser.add_argument("--from-rows", type=Path, help="fit from labelled signals saved by --rows, asking nothing")
     parser.add_argument("--collect-only", action="store_true", help="ask and save --rows, do not fit yet")
     args = parser.parse_args()
+    args.dataset = args.dataset or ["demo", "emanual"]
     configure_logging("calibrate", "console", "error")
     if args.from_rows:
         saved = json.loads(args.from_rows.read_text())
         records, source = saved["rows"], saved["source"]
     else:
-        if not (args.corpus and args.questions):
-            parser.error("--corpus and --questions are required (or --from-rows)")
         saved = json.loads(args.rows.read_text()) if args.rows and args.rows.exists() else None
         if saved and saved["source"] != _source(args):
-            # Rows of another prompt, mode or model would be fitted as if they were this one's.
+            # Rows of another configuration would be fitted as if they were this one's.
             parser.error(f"{args.rows} holds rows collected with {saved['source']}; give another --rows file")
         asked = saved["rows"] if saved else []
         records = asyncio.run(collect(args, asked))
@@ -215,16 +225,23 @@ def main() -> int:
             print(f"{len(records)} train questions asked so far -> {args.rows}")
             return 0
     rows = [record for record in records if record["signals"]]
-    calibrator, report = fit(rows, args.c)
+    calibrator, report = fit(rows, source["configuration_id"], args.c)
     report["questions_asked"] = len(records)
-    if args.out.exists():
-        shutil.copyfile(args.out, args.out.with_name(args.out.stem + ".previous.json"))
-    args.out.write_text(calibrator.to_json({"fitted_on": source, "fit": report, "judging_rule": (
-        "cites a gold section and >= 60% of the answer's content words are in the gold answer")}))
-    print(f"{calibrator.version}: {report['rows']} candidate answers ({report['positives']} correct), "
-          f"C={report['c']}, in-sample Brier {report['brier_in_sample']}, ECE {report['ece_in_sample']}, "
-          f"out-of-fold ECE {report['ece_out_of_fold']}, >= 0.85: {report['share_at_085_out_of_fold']} of "
-          f"answers, {report['accuracy_at_085_out_of_fold']} right -> {args.out}")
+    report["by_dataset"] = {
+        name: {"asked": sum(1 for r in records if r["dataset"] == name),
+               "matched": sum(1 for r in rows if r["dataset"] == name),
+               "right": sum(1 for r in rows if r["dataset"] == name and r["correct"])}
+        for name in source["datasets"]
+    }
+    out = fit_path(args.fits_dir, source["configuration_id"], args.tenant)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        shutil.copyfile(out, out.with_name(out.stem + ".previous.json"))
+    out.write_text(calibrator.to_json({"fitted_on": source, "fit": report}))
+    print(f"{calibrator.version} for {source['configuration_id']}: {report['rows']} matched questions "
+          f"({report['positives']} right), C={report['c']}, in-sample Brier {report['brier_in_sample']}, "
+          f"out-of-fold ECE {report['ece_out_of_fold']}, >= 0.85: {report['share_at_085_out_of_fold']} of them, "
+          f"{report['accuracy_at_085_out_of_fold']} right -> {out}")
     for name, weight in zip(calibrator.features, calibrator.weights, strict=True):
         print(f"  {name:24} {weight:+.3f}")
     return 0

@@ -1,81 +1,61 @@
-"""Answer confidence from real signals, combined by a calibrated model.
+"""The answer confidence: a calibrated probability that the reply is right.
 
-The signals: how relevant the cited passage is (cosine similarity and the
-hybrid retrieval score), how clearly it beats the runner-up, whether it is
-the top hit, how much of the answer the passage supports, how much of the
-question the answer and the passage cover, triage's intent confidence, and
-the mean token log-probability when the LLM returns them.
+It is computed before any generation from the match of the customer's question
+to an answer unit (services.concierge.matching.Signals) by a logistic model
+fitted on labelled questions (`python -m services.concierge.calibrate`).
 
-`Calibrator` is a logistic model over those signals, fitted on labelled
-questions by `python -m services.concierge.calibrate` and stored as a
-version-stamped JSON file (`calibration.json` next to this module by
-default), so that a score of 0.85 means "right about 85% of the time" on data
-like the fit's. Without a fitted file the uncalibrated `heuristic-v0` rule
-serves, and its version says so in every response.
+A fit is made for exactly one serving configuration: the answer path, and,
+where an LLM writes what the customer reads, the model (its alias names the
+quantization) and the prompt version. `Configuration.id` names it; fits live
+in `fits/` next to this module (or CONCIERGE_FITS_DIR), one JSON file each,
+and the service serves only the fit of the configuration it runs. A tenant
+with labelled questions of its own gets its own fit of that configuration
+(`fits/tenants/<tenant>/`), since how well a question matches a unit depends
+on the knowledge base; other tenants get the default fit. Without a default
+fit the service refuses to start, unless told to run uncalibrated: then no
+answer passes the gate (every question goes to a human) and every response
+says `calibrated: false`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from aftercare.type.v1 import answer_pb2
-from services.concierge import prompts
+from services.concierge.matching import Signals
 
 log = structlog.get_logger(__name__)
 
-HEURISTIC_VERSION = "heuristic-v0"
-DEFAULT_PATH = Path(__file__).resolve().parent / "calibration.json"
+DEFAULT_FITS_DIR = Path(__file__).resolve().parent / "fits"
+UNCALIBRATED = "uncalibrated"
 
 
 @dataclass(frozen=True)
-class Signals:
-    top_similarity: float
-    similarity_margin: float
-    answer_support: float
-    # Share of the question's content words that the answer itself contains.
-    question_overlap: float
-    mean_token_logprob: float | None = None
-    # Hybrid retrieval score of the cited passage and its lead over the next hit.
-    retrieval_score: float = 0.0
-    score_margin: float = 0.0
-    # 1 when the cited passage is the best retrieval hit.
-    cited_is_top: float = 0.0
-    # Share of the question's content words found in the cited passage (title included).
-    passage_overlap: float = 0.0
-    # Triage's calibrated intent confidence (0 when the tenant has no intent model).
-    intent_confidence: float = 0.0
-    # 1 when the model's own output backs the reply: in extractive mode its verified quote
-    # is one of the reply's sentences, in generative mode its answer cites support.
-    model_verified: float = 1.0
+class Configuration:
+    """What decides the reply a customer reads, and so what a fit is valid for."""
 
-    def features(self) -> dict[str, float]:
-        values = {k: float(v) for k, v in asdict(self).items() if v is not None}
-        return values
+    answer_path: str
+    phrasing: str
+    # The LLM and prompt count only where the LLM writes the shown text.
+    llm_model: str
+    prompt_version: str
 
-    def as_proto(self) -> list[answer_pb2.ConfidenceSignal]:
-        return [answer_pb2.ConfidenceSignal(name=k, value=round(v, 4)) for k, v in self.features().items()]
+    @property
+    def id(self) -> str:
+        parts = [self.answer_path, f"phrasing={self.phrasing}"]
+        if self.llm_model:
+            parts += [f"model={self.llm_model}", f"prompt={self.prompt_version}"]
+        return "|".join(parts)
 
-
-def heuristic(signals: Signals) -> float:
-    # Relevance: all-MiniLM cosine ~0.45 is a loose match, ~0.7 a near-paraphrase.
-    relevance = 1.0 / (1.0 + math.exp(-12.0 * (signals.top_similarity - 0.55)))
-    margin_bonus = min(max(signals.similarity_margin, 0.0), 0.2) / 2
-    fluency = 1.0 if signals.mean_token_logprob is None else math.exp(min(signals.mean_token_logprob, 0.0))
-    # A verified quote can still be the wrong sentence of the right passage:
-    # an answer that shares nothing with the question is not trusted.
-    on_topic = min(1.0, 0.4 + signals.question_overlap)
-    value = min(1.0, relevance + margin_bonus) * signals.answer_support * on_topic * (0.5 + 0.5 * fluency)
-    value *= 0.6 + 0.4 * signals.model_verified
-    return round(max(0.0, min(1.0, value)), 4)
 
 
 class CalibrationError(ValueError):
-    """A calibration file that cannot serve."""
+    """A fit that cannot serve, or no fit for the serving configuration."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +63,7 @@ class Calibrator:
     """Logistic regression on standardised signals: p = sigmoid(b + sum w_i (x_i - mean_i) / scale_i)."""
 
     version: str
+    configuration_id: str
     features: tuple[str, ...]
     weights: tuple[float, ...]
     intercept: float
@@ -93,13 +74,13 @@ class Calibrator:
         values = signals.features()
         z = self.intercept
         for name, weight, mean, scale in zip(self.features, self.weights, self.means, self.scales, strict=True):
-            # A signal the fit used but this request lacks (e.g. no logprobs) sits at its mean: no evidence.
-            z += weight * ((values.get(name, mean) - mean) / scale)
+            z += weight * ((values[name] - mean) / scale)
         return round(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z)))), 4)
 
     def to_json(self, extra: dict[str, object] | None = None) -> str:
         body: dict[str, object] = {
             "version": self.version,
+            "configuration_id": self.configuration_id,
             "model": "logistic",
             "features": list(self.features),
             "weights": list(self.weights),
@@ -116,6 +97,7 @@ class Calibrator:
             raw = json.loads(text)
             calibrator = cls(
                 version=str(raw["version"]),
+                configuration_id=str(raw["configuration_id"]),
                 features=tuple(str(f) for f in raw["features"]),
                 weights=tuple(float(w) for w in raw["weights"]),
                 intercept=float(raw["intercept"]),
@@ -123,40 +105,88 @@ class Calibrator:
                 scales=tuple(float(s) for s in raw["scales"]),
             )
         except (KeyError, TypeError, ValueError) as error:
-            raise CalibrationError(f"invalid calibration file: {error}") from error
+            raise CalibrationError(f"invalid fit file: {error}") from error
         known = set(Signals.__dataclass_fields__)
         lengths = {len(calibrator.features), len(calibrator.weights), len(calibrator.means), len(calibrator.scales)}
         if len(lengths) != 1 or not set(calibrator.features) <= known or any(s <= 0 for s in calibrator.scales):
-            raise CalibrationError("invalid calibration file: features, weights, means and scales disagree")
+            raise CalibrationError("invalid fit file: features, weights, means and scales disagree")
         return calibrator
 
 
-class Confidence:
-    """The serving confidence model: a fitted Calibrator, or the heuristic when none is fitted."""
+def fit_path(fits_dir: Path, configuration_id: str, tenant_id: str = "") -> Path:
+    """Where the fit of a configuration (for one tenant, or the default) lives."""
+    name = "".join(c if c.isalnum() or c in "-." else "_" for c in configuration_id) + ".json"
+    return fits_dir / "tenants" / tenant_id / name if tenant_id else fits_dir / name
 
-    def __init__(self, calibrator: Calibrator | None):
+
+def _read_fit(path: Path, configuration: Configuration) -> Calibrator:
+    calibrator = Calibrator.from_json(path.read_text())
+    if calibrator.configuration_id != configuration.id:
+        raise CalibrationError(f"{path} was fitted for {calibrator.configuration_id!r}, not {configuration.id!r}")
+    return calibrator
+
+
+class Confidence:
+    """The serving confidence: the fit for the serving configuration, or none (uncalibrated)."""
+
+    def __init__(
+        self, configuration: Configuration, calibrator: Calibrator | None,
+        tenants: dict[str, Calibrator] | None = None,
+    ):
+        self.configuration = configuration
         self.calibrator = calibrator
+        self.tenants = tenants or {}
 
     @classmethod
-    def load(cls, path: Path | None, answer_mode: str | None = None) -> Confidence:
-        """The fit in `path`; the heuristic when there is none, or when it was fitted on
-        another answer mode or that mode's prompt has changed since (a fit does not
-        transfer: the signals change with them)."""
-        if path is None or not path.exists():
-            return cls(None)
-        text = path.read_text()
-        fitted_on = json.loads(text).get("fitted_on") or {}
-        if answer_mode:
-            serving = {"answer_mode": answer_mode, "prompt_version": prompts.version_for(answer_mode)}
-            for key, value in serving.items():
-                if fitted_on.get(key) and fitted_on[key] != value:
-                    log.warning("calibration_mismatch", field=key, fitted_on=fitted_on[key], serving=value)
-                    return cls(None)
-        return cls(Calibrator.from_json(text))
+    def load(cls, fits_dir: Path, configuration: Configuration, *, allow_uncalibrated: bool = False) -> Confidence:
+        """The fit made for `configuration`; without one, a CalibrationError, or with
+        `allow_uncalibrated` a confidence that never lets an answer through."""
+        path = fit_path(fits_dir, configuration.id)
+        if path.exists():
+            tenants = {
+                tenant.name: _read_fit(own, configuration)
+                for tenant in sorted((fits_dir / "tenants").glob("*"))
+                if (own := fit_path(fits_dir, configuration.id, tenant.name)).exists()
+            }
+            return cls(configuration, _read_fit(path, configuration), tenants)
+        if not allow_uncalibrated:
+            available = sorted(p.name for p in fits_dir.glob("*.json")) if fits_dir.is_dir() else []
+            raise CalibrationError(
+                f"no confidence fit for the serving configuration {configuration.id!r} in {fits_dir} "
+                f"(fits there: {', '.join(available) or 'none'}): fit one with `python -m "
+                "services.concierge.calibrate`, or set CONCIERGE_ALLOW_UNCALIBRATED=true to run with "
+                "every answer handed to a human"
+            )
+        log.warning("confidence_uncalibrated", configuration=configuration.id)
+        return cls(configuration, None)
 
     @property
-    def version(self) -> str:
-        return self.calibrator.version if self.calibrator else HEURISTIC_VERSION
+    def calibrated(self) -> bool:
+        return self.calibrator is not None
 
-    def score(self, signals: Signals) -> float:
-        return self.calibrator.score(signals) if self.calibrator else heuristic(signals)
+    def fit_for(self, tenant_id: str) -> Calibrator | None:
+        return self.tenants.get(tenant_id, self.calibrator) if self.calibrator else None
+
+    def version(self, tenant_id: str = "") -> str:
+        fit = self.fit_for(tenant_id)
+        return fit.version if fit else UNCALIBRATED
+
+    def score(self, tenant_id: str, signals: Signals) -> float:
+        """The probability that the reply is right; 0 without a fit (the gate stays closed)."""
+        fit = self.fit_for(tenant_id)
+        return fit.score(signals) if fit else 0.0
+
+    def proto(
+        self, tenant_id: str, score: float, threshold: float, signals: Signals | None
+    ) -> answer_pb2.Confidence:
+        return answer_pb2.Confidence(
+            score=score,
+            threshold=threshold,
+            signals=[
+                answer_pb2.ConfidenceSignal(name=name, value=round(value, 4))
+                for name, value in (signals.features().items() if signals else ())
+            ],
+            calibration_version=self.version(tenant_id),
+            calibrated=self.calibrated,
+            configuration_id=self.configuration.id,
+        )

@@ -1,7 +1,10 @@
 """The Tier-1 conversation: load the conversation, triage, apply the routing
-policy, rewrite a follow-up into a standalone query, retrieve, generate,
-check (grounding, injection, promises), score, then answer, ask to clarify or
-hand over, and store the turn. The decision is a typed field, never parsed
+policy, rewrite a follow-up into a standalone query, find the answer unit that
+matches the question (and passages, for the agent), decide with the calibrated
+confidence before any generation (a question below the threshold goes to a
+human at once), then send the unit's own words, or the LLM's phrasing of them
+when every sentence of it is supported, sentence by sentence as each is
+checked, and store the turn. The decision is a typed field, never parsed
 from prose. Personal data is masked before anything reaches triage,
 retrieval, the LLM, escalation, logs or spans; only the conversation store
 keeps the customer's own words."""
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -27,12 +30,13 @@ from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2
 from servicekit import attributes
 from servicekit.errors import FailedPrecondition, NotFound, ResourceExhausted, Unavailable, Violations
-from servicekit.llm import Completion, LlmBusy, LlmClient, LlmUnavailable
+from servicekit.llm import LlmBusy, LlmClient, LlmUnavailable
 from servicekit.pii import mask
 from servicekit.tracing import current_trace_id
-from services.concierge import guardrails, prompts, rewrite
-from services.concierge.confidence import Confidence, Signals
-from services.concierge.grounding import best_sentences, content_words, quotes_part_of, support, verify_quote
+from services.concierge import guardrails, matching, prompts, rewrite
+from services.concierge.confidence import Confidence, Configuration
+from services.concierge.grounding import content_words, support
+from services.concierge.matching import Match, Signals
 from services.concierge.persona import Persona, PersonaBook, PersonaError
 from services.concierge.settings import ConciergeSettings
 from services.concierge.store import ConversationStore, RatedTurn, StoredConversation
@@ -66,8 +70,6 @@ class Attempt:
     signals: Signals | None = None
     model: str = ""
     prompt_version: str = ""
-    # Set when a check rejected the reply: why (a DecisionReason code).
-    rejected: str = ""
 
 
 @dataclass
@@ -83,6 +85,12 @@ class Turn:
     triaged: triage_pb2.TriageContactResponse | None = None
     # What retrieval returned for the standalone query: a handoff's package reuses it.
     retrieved: list[retrieval_pb2.SearchHit] = field(default_factory=list)
+    events: Events | None = None
+
+    @property
+    def position(self) -> int:
+        """This message's position in the stored conversation."""
+        return len(self.stored.turns) if self.stored else 0
 
     @property
     def intent(self) -> str:
@@ -125,6 +133,40 @@ def reason_code(reason: int) -> str:
     return _CODES[reason][0]
 
 
+# A sentence ends at . ! ? or a line break, followed by white space.
+_PIECE = re.compile(r".*?(?:[.!?](?=\s)|\n)\s*|.+$", re.DOTALL)
+# Share of a phrased sentence's content words its unit must contain.
+MIN_SENTENCE_SUPPORT = 0.8
+
+
+def pieces(text: str) -> list[str]:
+    """`text` cut after each sentence; the pieces join back to `text` exactly."""
+    return [piece for piece in _PIECE.findall(text) if piece]
+
+
+class Events:
+    """Where a streamed turn's checked sentences go as they are produced (StreamConverse
+    reads the queue); a unary Converse has none."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[concierge_pb2.StreamConverseResponse] = asyncio.Queue()
+        self.shown = ""
+
+    def sentence(self, text: str) -> None:
+        self.shown += text
+        self.queue.put_nowait(concierge_pb2.StreamConverseResponse(delta=text))
+
+    def retract(self, reason: int, replacement: str) -> None:
+        """Withdraw what was shown (nothing to do when nothing was)."""
+        if self.shown:
+            self.shown = ""
+            self.queue.put_nowait(
+                concierge_pb2.StreamConverseResponse(
+                    retraction=concierge_pb2.Retraction(reason=reason, replacement=replacement)
+                )
+            )
+
+
 class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
     def __init__(
         self,
@@ -144,19 +186,29 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         self._llm = llm
         self._store = store
         self._personas = personas or PersonaBook(settings.persona_dir, settings.confidence_threshold)
-        self._confidence = confidence or Confidence.load(settings.calibration_file, settings.answer_mode)
+        self._confidence = confidence or Confidence.load(
+            settings.fits_dir, configuration(settings), allow_uncalibrated=settings.allow_uncalibrated
+        )
+        # Streamed turns run to the end (and are stored) even when their client goes away.
+        self._turns: set[asyncio.Task[concierge_pb2.ConverseResponse]] = set()
 
     @property
     def calibration_version(self) -> str:
-        return self._confidence.version
+        return self._confidence.version()
+
+    @property
+    def _llm_writes(self) -> bool:
+        return self._settings.answer_mode == "generative" or self._settings.phrasing != "off"
 
     async def warm_up(self, attempts: int = 30) -> None:
         """Send the fixed part of the prompt once at start-up, so that the LLM server
         has it cached and the first customer does not pay for loading it."""
-        prompt = prompts.extractive("", []) if self._settings.answer_mode == "extractive" else ""
+        if not self._llm_writes:
+            return
+        messages = prompts.phrase(self._personas.get("default"), "", "")
         for _ in range(attempts):
             try:
-                await self._llm.complete(prompt, max_tokens=1, stop=["\n"])
+                await self._llm.chat(messages, max_tokens=1)
                 log.info("llm_warmed_up")
                 return
             except LlmUnavailable:
@@ -173,12 +225,22 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         self, request: concierge_pb2.StreamConverseRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[concierge_pb2.StreamConverseResponse]:
         _validate(request.request, prefix="request.")
-        outcome = await self._converse(request.request)
-        # The reply is only shown once it passed every check and was stored, so
-        # it is streamed after them, word by word.
-        for piece in re.findall(r"\S+\s*", outcome.reply):
-            yield concierge_pb2.StreamConverseResponse(delta=piece)
-        yield concierge_pb2.StreamConverseResponse(outcome=outcome)
+        events = Events()
+        turn = asyncio.create_task(self._converse(request.request, events))
+        self._turns.add(turn)
+        turn.add_done_callback(self._turns.discard)
+        # Each sentence goes out as soon as it is checked; the decision comes last.
+        while True:
+            next_event = asyncio.ensure_future(events.queue.get())
+            await asyncio.wait({next_event, turn}, return_when=asyncio.FIRST_COMPLETED)
+            if next_event.done():
+                yield next_event.result()
+                continue
+            next_event.cancel()
+            break
+        while not events.queue.empty():
+            yield events.queue.get_nowait()
+        yield concierge_pb2.StreamConverseResponse(outcome=await turn)
 
     async def GetConversation(
         self, request: concierge_pb2.GetConversationRequest, context: grpc.aio.ServicerContext
@@ -236,7 +298,9 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
     async def _load(self, customer: customer_pb2.CustomerRef, conversation_id: str) -> StoredConversation | None:
         return await self._stored(self._store.load, customer, conversation_id)
 
-    async def _converse(self, request: concierge_pb2.ConverseRequest) -> concierge_pb2.ConverseResponse:
+    async def _converse(
+        self, request: concierge_pb2.ConverseRequest, events: Events | None = None
+    ) -> concierge_pb2.ConverseResponse:
         trace.get_current_span().set_attribute(attributes.TENANT_ID, request.customer.tenant_id)
         customer = request.customer
         if request.client_message_id:
@@ -258,6 +322,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             history=history[-self._settings.history_turns:],
             masked_text=mask(request.text),
             stored=stored,
+            events=events,
         )
         outcome = await self._decide(turn)
         if outcome.decision in (Decision.DECISION_ANSWERED, Decision.DECISION_CLARIFY):
@@ -295,51 +360,52 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             return _clarify(turn, Reason.DECISION_REASON_OFF_TOPIC)
 
         try:
-            hits = (
-                await self._retrieval.Search(
-                    retrieval_pb2.SearchRequest(
-                        tenant_id=turn.request.customer.tenant_id,
-                        query=turn.standalone_query[:2000],
-                        top_k=self._settings.retrieval_top_k,
-                        mode=retrieval_pb2.SEARCH_MODE_HYBRID,
-                    )
-                )
-            ).hits
+            units, passages = await asyncio.gather(
+                self._search(turn, answer_units=True, top_k=self._settings.unit_top_k),
+                self._search(turn, answer_units=False, top_k=self._settings.retrieval_top_k),
+            )
         except grpc.aio.AioRpcError as error:
             if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise
             # No knowledge, no answer: the customer still gets an honest handoff.
             log.warning("retrieval_unavailable", code=error.code().name)
             return await self._escalate(turn, Reason.DECISION_REASON_RETRIEVAL_UNAVAILABLE, Attempt())
-        turn.retrieved = list(hits)
-        relevant = [hit for hit in hits if hit.similarity >= self._settings.min_similarity]
-        if not relevant:
+        turn.retrieved = list(passages)
+        floor = self._settings.min_similarity
+        considered = [_citation(hit) for hit in passages if hit.similarity >= floor]
+        # Sentences of a unit that address the model are never shown or prompted.
+        match = matching.best_match(turn.standalone_query, [_neutralised(unit) for unit in units], passages)
+        # Nothing near the question, in any unit or passage: the knowledge base has nothing on it.
+        nearest = max((hit.similarity for hit in [*units, *passages]), default=0.0)
+        if match is None or nearest < floor:
             out_of_scope = bool(turn.triaged and turn.triaged.intent.out_of_scope)
             if out_of_scope and len(content_words(turn.masked_text)) <= 2:
                 return _clarify(turn, Reason.DECISION_REASON_NEEDS_DETAIL)
-            return await self._escalate(turn, Reason.DECISION_REASON_NO_KNOWLEDGE, Attempt())
+            return await self._escalate(turn, Reason.DECISION_REASON_NO_KNOWLEDGE, Attempt(considered=considered))
+
+        # The gate, decided before any generation.
+        attempt = Attempt(
+            reply=match.reply, citations=[_citation(match.unit)], considered=considered, signals=match.signals
+        )
+        score = self._confidence.score(turn.request.customer.tenant_id, match.signals)
+        threshold = turn.persona.threshold_for(turn.intent)
+        trace.get_current_span().set_attribute(attributes.CONCIERGE_CONFIDENCE, score)
+        if not self._confidence.calibrated or score < threshold:
+            return await self._escalate(turn, Reason.DECISION_REASON_LOW_CONFIDENCE, attempt, score=score)
+        if guardrails.promises(match.reply, [match.unit.text]):
+            # The unit itself promises in the AI's voice (a ticket's "I have refunded you"): not for this customer.
+            return await self._escalate(turn, Reason.DECISION_REASON_UNSAFE_PROMISE, attempt, score=score)
 
         try:
-            attempt = await self._answer(turn, relevant)
+            attempt.reply = await self._say(turn, match, units, attempt)
         except LlmBusy as error:
             # Saturated: shed the message (the gateway answers 429 with Retry-After) rather than
             # queue it past its deadline; nothing is stored, the client sends it again.
             log.warning("llm_busy", error=str(error))
             busy = "the assistant is busy; send the message again shortly"
             raise ResourceExhausted(busy, reason="LLM_BUSY") from error
-        except LlmUnavailable as error:
-            log.warning("llm_unavailable", error=str(error))
-            return await self._escalate(turn, Reason.DECISION_REASON_LLM_UNAVAILABLE, Attempt())
-        if attempt.rejected:
-            return await self._escalate(turn, Reason.Value(attempt.rejected), attempt)
-        assert attempt.signals is not None
-        score = self._confidence.score(attempt.signals)
-        threshold = turn.persona.threshold_for(turn.intent)
-        trace.get_current_span().set_attribute(attributes.CONCIERGE_CONFIDENCE, score)
-        if attempt.reply and attempt.citations and score >= threshold:
-            return self._respond(turn, Decision.DECISION_ANSWERED, Reason.DECISION_REASON_CONFIDENT, attempt,
-                                 reply=attempt.reply, score=score)
-        return await self._escalate(turn, Reason.DECISION_REASON_LOW_CONFIDENCE, attempt, score=score)
+        return self._respond(turn, Decision.DECISION_ANSWERED, Reason.DECISION_REASON_CONFIDENT, attempt,
+                             reply=attempt.reply, score=score)
 
     async def _standalone_query(self, masked_text: str, previous: list[str]) -> str:
         deterministic = rewrite.rewrite(masked_text, previous)
@@ -366,88 +432,89 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             log.warning("triage_failed", code=error.code().name)
             return None
 
-    async def _generate(
-        self, turn: Turn, passages: list[tuple[str, str]], retry_note: bool
-    ) -> tuple[Completion, str]:
-        if self._settings.answer_mode == "extractive":
-            # The model is asked about the passage whose sentences answer (see _ground): one
-            # passage instead of three cuts the prompt, and prefill is most of a CPU's time.
-            prompt = prompts.extractive(turn.standalone_query, passages[:1])
-            completion = await self._llm.complete(
-                prompt, max_tokens=80, stop=['"', "\n"], logprobs=self._settings.llm_logprobs
+    async def _search(self, turn: Turn, *, answer_units: bool, top_k: int) -> list[retrieval_pb2.SearchHit]:
+        response = await self._retrieval.Search(
+            retrieval_pb2.SearchRequest(
+                tenant_id=turn.request.customer.tenant_id,
+                query=turn.standalone_query[:2000],
+                top_k=top_k,
+                mode=retrieval_pb2.SEARCH_MODE_HYBRID,
+                answer_units=answer_units,
             )
-            return completion, prompts.EXTRACTIVE_VERSION
-        messages = prompts.chat(turn.persona, turn.standalone_query, passages)
-        if retry_note:
-            messages.append(prompts.chat_retry_note())
-        completion = await self._llm.chat(messages, max_tokens=200, logprobs=self._settings.llm_logprobs)
-        return completion, prompts.GENERATIVE_VERSION
+        )
+        return list(response.hits)
 
-    async def _answer(self, turn: Turn, hits: list[retrieval_pb2.SearchHit]) -> Attempt:
-        hits = hits[:3]  # the prompt stays short: prefill dominates latency on a CPU
-        # Sentences that address the model are data for an agent, never prompt text.
-        injected = [s for hit in hits for s in guardrails.injection_sentences(hit.text)]
-        injected += guardrails.injection_sentences(turn.masked_text)
-        texts = [mask(guardrails.neutralise(hit.text)) for hit in hits]
-        passages = [(hit.title, text) for hit, text in zip(hits, texts, strict=True)]
-        considered = [_citation(hit) for hit in hits]
-        attempt = Attempt(considered=considered)
-        for regenerated in (False, True):
-            completion, attempt.prompt_version = await self._generate(turn, passages, retry_note=regenerated)
+    async def _say(self, turn: Turn, match: Match, units: list[retrieval_pb2.SearchHit], attempt: Attempt) -> str:
+        """The reply the customer reads, streamed sentence by sentence as each is checked:
+        the unit's own words, or the LLM's phrasing of them when the configuration asks
+        for it and every sentence is supported by the unit (else the unit's words)."""
+        events = turn.events
+        phrase = self._settings.answer_mode == "generative" or (
+            self._settings.phrasing == "always"
+            or (self._settings.phrasing == "long" and not match.signals.reply_is_whole_unit)
+        )
+        if not phrase:
+            for piece in pieces(match.reply):
+                if events:
+                    events.sentence(piece)
+            return match.reply
+
+        sources = [match.unit.text]
+        if self._settings.answer_mode == "generative":
+            sources += [unit.text for unit in units[1:3]]
+            messages = prompts.chat(turn.persona, turn.standalone_query,
+                                    [(match.unit.unit_question, text) for text in sources])
+            attempt.prompt_version = prompts.GENERATIVE_VERSION
+        else:
+            messages = prompts.phrase(turn.persona, turn.masked_text, match.reply)
+            attempt.prompt_version = prompts.PHRASE_VERSION
+        buffer = ""
+        failed = False
+
+        async def on_delta(text: str) -> None:
+            nonlocal buffer, failed
+            buffer += text
+            *complete, buffer = pieces(buffer) or [""]
+            for sentence in complete:
+                failed = failed or not _supported(sentence, sources)
+                if not failed and events:
+                    events.sentence(sentence)
+
+        try:
+            completion = await self._llm.chat(messages, max_tokens=160, on_delta=on_delta)
+        except LlmBusy:
+            raise
+        except LlmUnavailable as error:
+            log.warning("phrasing_unavailable", error=str(error))
+            completion = None
+        if completion is not None:
             attempt.model = completion.model
-            reply, cited, answer_support, verified = self._ground(completion.text, hits, texts, turn.standalone_query)
-            if self._settings.answer_mode == "generative" and completion.text.strip().startswith(prompts.DONT_KNOW):
-                attempt.rejected = Reason.Name(Reason.DECISION_REASON_MODEL_DOES_NOT_KNOW)
-                return attempt
-            if guardrails.follows_injection(completion.text, injected, prompts.CANARIES, texts):
-                log.warning("reply_followed_injection")
-                attempt.rejected = Reason.Name(Reason.DECISION_REASON_PROMPT_INJECTION)
-                return attempt
-            promised = guardrails.promises(reply, [texts[hits.index(hit)] for hit in cited])
-            if not promised:
-                break
-            log.warning("reply_promised_action", attempt=int(regenerated) + 1)
-            if regenerated or self._settings.answer_mode == "extractive":
-                # A quote of the source that promises in the AI's voice cannot be reworded.
-                attempt.reply = reply
-                attempt.rejected = Reason.Name(Reason.DECISION_REASON_UNSAFE_PROMISE)
-                return attempt
-        attempt.reply = reply
-        attempt.citations = [_citation(hit) for hit in cited]
-        attempt.signals = _signals(turn, hits, cited, reply, answer_support, completion, verified)
-        return attempt
-
-    def _ground(
-        self, text: str, hits: list[retrieval_pb2.SearchHit], texts: list[str], question: str
-    ) -> tuple[str, list[retrieval_pb2.SearchHit], float, bool]:
-        """The reply the customer may see, the passages it rests on, how well they
-        support it, and whether the model's own output backs it (see Signals.model_verified)."""
-        if self._settings.answer_mode == "extractive":
-            # The reply is the best passage's own sentences; the base model's quote is a second
-            # opinion on them, not the answer. On E-Manual (dev) the sentences were right for
-            # 25 of the 37 questions where the model's quote verified, its quotes for 15: it
-            # often quotes a heading, or a passage retrieval ranked lower.
-            quote = verify_quote(text, texts[:1], titles=[hits[0].title])
-            reply, _ = best_sentences(question, texts[0])
-            if reply:
-                return reply, [hits[0]], 1.0, quote is not None and quotes_part_of(quote, reply)
-            if quote is not None:
-                return quote.sentence, [hits[0]], quote.similarity, True
-            return "", [], 0.0, False
-        reply = text.strip()
-        marked = {int(n) for n in re.findall(r"\[(\d)\]", reply) if 1 <= int(n) <= len(hits)}
-        cited = [hits[n - 1] for n in sorted(marked)] or [
-            hit for hit, passage in zip(hits, texts, strict=True) if support(reply, [passage]) > 0.5
-        ][:1]
-        backed = support(re.sub(r"\[\d\]", "", reply), [texts[hits.index(hit)] for hit in cited])
-        return reply, cited, backed, bool(cited)
+            failed = failed or (bool(buffer.strip()) and not _supported(buffer, sources))
+            text = completion.text.strip()
+            failed = failed or not text or text.startswith(prompts.DONT_KNOW)
+            failed = failed or guardrails.follows_injection(text, [], prompts.CANARIES, sources)
+            failed = failed or bool(guardrails.promises(text, sources))
+        if completion is None or failed:
+            log.info("phrasing_dropped", unavailable=completion is None)
+            attempt.model = ""
+            attempt.prompt_version = ""
+            if events:
+                if events.shown:
+                    events.retract(Reason.DECISION_REASON_CONFIDENT, match.reply)
+                else:
+                    for piece in pieces(match.reply):
+                        events.sentence(piece)
+            return match.reply
+        if events and buffer.strip():
+            events.sentence(buffer)
+        return text
 
     async def _escalate(
         self, turn: Turn, reason: int, attempt: Attempt, score: float = 0.0
     ) -> concierge_pb2.ConverseResponse:
         request = turn.request
         code, handoff_reason = _CODES[reason]
-        key = _message_key(request)
+        key = _message_key(turn)
         triaged = turn.triaged
         confidence = self._confidence_proto(turn, attempt, score)
         handoff_id = ""
@@ -498,7 +565,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         try:
             await self._escalation.RecordOutcome(
                 escalation_pb2.RecordOutcomeRequest(
-                    idempotency_key=_message_key(request),
+                    idempotency_key=_message_key(turn),
                     customer=request.customer,
                     decision=escalation_pb2.OUTCOME_DECISION_ANSWERED if answered else _CLARIFIED,
                     intent=turn.intent or "",
@@ -511,11 +578,8 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             log.warning("outcome_not_recorded", code=error.code().name)
 
     def _confidence_proto(self, turn: Turn, attempt: Attempt, score: float) -> answer_pb2.Confidence:
-        return answer_pb2.Confidence(
-            score=score,
-            threshold=turn.persona.threshold_for(turn.intent),
-            signals=attempt.signals.as_proto() if attempt.signals else [],
-            calibration_version=self._confidence.version,
+        return self._confidence.proto(
+            turn.request.customer.tenant_id, score, turn.persona.threshold_for(turn.intent), attempt.signals
         )
 
     def _respond(
@@ -545,9 +609,13 @@ _CLARIFIED = escalation_pb2.OUTCOME_DECISION_CLARIFIED
 _RATINGS = frozenset({concierge_pb2.TURN_RATING_HELPFUL, concierge_pb2.TURN_RATING_NOT_HELPFUL})
 
 
-def _message_key(request: concierge_pb2.ConverseRequest) -> str:
-    """One key per customer message, however often the channel retries it: one handoff, one outcome."""
-    text = f"{request.customer.tenant_id}|{request.conversation_id}|{request.client_message_id}|{request.text}"
+def _message_key(turn: Turn) -> str:
+    """One key per customer message: the channel's own message id, however often it retries
+    it (one handoff, one outcome); without one, the message's position in the conversation,
+    so that the same words sent again later ("Any update?") are a new message."""
+    request = turn.request
+    message = f"id:{request.client_message_id}" if request.client_message_id else f"turn:{turn.position}"
+    text = f"{request.customer.tenant_id}|{request.conversation_id}|{message}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -582,37 +650,6 @@ def _conversation(turn: Turn) -> conversation_pb2.Conversation:
     return conversation
 
 
-def _signals(
-    turn: Turn,
-    hits: Sequence[retrieval_pb2.SearchHit],
-    cited: Sequence[retrieval_pb2.SearchHit],
-    reply: str,
-    answer_support: float,
-    completion: Completion,
-    verified: bool,
-) -> Signals:
-    similarities = sorted((hit.similarity for hit in hits), reverse=True)
-    scores = sorted((hit.score for hit in hits), reverse=True)
-    best = cited[0] if cited else hits[0]
-    question = content_words(turn.standalone_query)
-    passage = content_words(f"{best.title} {best.text}")
-    return Signals(
-        top_similarity=best.similarity,
-        similarity_margin=similarities[0] - similarities[1] if len(similarities) > 1 else similarities[0],
-        answer_support=answer_support,
-        question_overlap=len(question & content_words(reply)) / len(question) if question else 0.0,
-        mean_token_logprob=(
-            sum(completion.token_logprobs) / len(completion.token_logprobs) if completion.token_logprobs else None
-        ),
-        retrieval_score=best.score,
-        score_margin=scores[0] - scores[1] if len(scores) > 1 else scores[0],
-        cited_is_top=1.0 if cited and cited[0].chunk_id == hits[0].chunk_id else 0.0,
-        passage_overlap=len(question & passage) / len(question) if question else 0.0,
-        intent_confidence=turn.triaged.intent.confidence if turn.triaged else 0.0,
-        model_verified=1.0 if verified else 0.0,
-    )
-
-
 _decisions = metrics.get_meter("aftercare.concierge").create_counter(attributes.CONCIERGE_DECISIONS)
 
 
@@ -621,6 +658,30 @@ def _record_decision(decision: str, reason: str) -> None:
     span.set_attribute(attributes.CONCIERGE_DECISION, decision)
     span.set_attribute(attributes.CONCIERGE_DECISION_REASON, reason)
     _decisions.add(1, {attributes.CONCIERGE_DECISION: decision, attributes.CONCIERGE_DECISION_REASON: reason})
+
+
+def configuration(settings: ConciergeSettings) -> Configuration:
+    """The serving configuration whose confidence fit must serve (see confidence.py)."""
+    writes = settings.answer_mode == "generative" or settings.phrasing != "off"
+    return Configuration(
+        answer_path=f"{settings.answer_mode}-v1",
+        phrasing="free" if settings.answer_mode == "generative" else settings.phrasing,
+        llm_model=settings.llm_model if writes else "",
+        prompt_version=prompts.version_for(settings.answer_mode) if writes else "",
+    )
+
+
+def _supported(sentence: str, sources: list[str]) -> bool:
+    """Whether the sources state what a generated sentence says (a sentence of no content
+    words, "Sure!", passes; it says nothing)."""
+    return not content_words(sentence) or support(sentence, sources) >= MIN_SENTENCE_SUPPORT
+
+
+def _neutralised(unit: retrieval_pb2.SearchHit) -> retrieval_pb2.SearchHit:
+    clean = retrieval_pb2.SearchHit()
+    clean.CopyFrom(unit)
+    clean.text = guardrails.neutralise(unit.text)
+    return clean
 
 
 def _citation(hit: retrieval_pb2.SearchHit) -> answer_pb2.Citation:

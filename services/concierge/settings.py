@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 
 from servicekit.settings import LlmSettings
-from services.concierge.confidence import DEFAULT_PATH as DEFAULT_CALIBRATION
+from services.concierge.confidence import DEFAULT_FITS_DIR
 from services.concierge.persona import DEFAULT_DIR as DEFAULT_PERSONAS
 
 
@@ -20,16 +20,28 @@ class ConciergeSettings(LlmSettings):
     escalation_addr: str
     # Conversations: any SQLAlchemy URL; empty means a SQLite file under data_dir.
     database_url: str = Field("", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
-    # "extractive": the model must quote the passage that answers, and only a quote
-    # verified against the passage is shown (the right mode for the small base model
-    # on CPU). "generative": free answer from an instruction-tuned model (vLLM).
-    answer_mode: Literal["extractive", "generative"] = "extractive"
+    # "unit": the reply is the best-matching answer unit's own text (cut to its answering
+    # sentences when long), optionally phrased by the LLM (see phrasing); the right path for
+    # a small CPU model. "generative": the LLM answers freely over the best units (vLLM), and
+    # only a reply whose every sentence they support is shown.
+    answer_mode: Literal["unit", "generative"] = "unit"
+    # When the LLM rephrases a unit's text in the customer's words (unit mode): "off" never,
+    # "long" only an excerpt of a long unit, "always" every reply. A phrasing whose
+    # sentences the unit does not all support is dropped for the unit's own text.
+    phrasing: Literal["off", "long", "always"] = "off"
     # Default threshold of tenants whose persona file sets none of its own.
     confidence_threshold: float = 0.85
     # One JSON file per tenant (<tenant_id>.json) over default.json.
     persona_dir: Path = DEFAULT_PERSONAS
-    # The fitted confidence model; without the file the uncalibrated heuristic serves.
-    calibration_file: Path = DEFAULT_CALIBRATION
+    # Confidence fits, one per serving configuration (services/concierge/confidence.py).
+    fits_dir: Path = Field(DEFAULT_FITS_DIR, validation_alias=AliasChoices("CONCIERGE_FITS_DIR", "fits_dir"))
+    # Without a fit for the serving configuration the service refuses to start, unless this
+    # is set: then it runs with the gate closed (every question goes to a human).
+    allow_uncalibrated: bool = Field(
+        False, validation_alias=AliasChoices("CONCIERGE_ALLOW_UNCALIBRATED", "allow_uncalibrated")
+    )
+    # Answer units and passages asked of retrieval for each question.
+    unit_top_k: int = 5
     retrieval_top_k: int = 4
     # Below this cosine similarity the knowledge base has nothing on the question.
     min_similarity: float = 0.3

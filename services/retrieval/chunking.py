@@ -45,6 +45,16 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Unit:
+    """An answer unit: one question the document answers and its whole answer, in the
+    company's own words, found from the document's structure."""
+
+    heading_path: tuple[str, ...]
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
 class _Section:
     path: tuple[str, ...]
     body: str
@@ -265,3 +275,40 @@ def _break_strength(body: str, offsets: list[tuple[int, int]], i: int) -> int:
     if not gap:
         return 0
     return 2 if body[offsets[i - 1][1] - 1] in _SENTENCE_END else 1
+
+
+# Headings of a resolved ticket's section that holds the answer sent to the customer.
+_TICKET_ANSWER = re.compile(r"^(final answer|resolution|answer|solution|reply sent)\b", re.IGNORECASE)
+_TICKET_SUFFIX = re.compile(r"\s*\((resolved )?ticket\)\s*$", re.IGNORECASE)
+# A unit's answer is read in full by the customer: shorter than this is no answer.
+MIN_UNIT_ANSWER_CHARS = 20
+
+
+def answer_units(title: str, body: str, fmt: Format, kind: Literal["faq", "ticket", "other"]) -> list[Unit]:
+    """The document's answer units:
+    - an FAQ: each `##` entry (its heading is the question);
+    - a resolved ticket: its final answer, for the problem in its title;
+    - anything else (how-tos, policies, release notes, plain text): each `##` section,
+      for the task its heading names within the title ("Title: Heading"), and the text
+      before the first `##` for the title itself.
+    Long sections stay whole (bounded in characters only): the customer gets the whole answer."""
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    if fmt == "html":
+        body = html_to_markdown(body)
+    sections = [_Section((), body.strip("\n"))] if fmt == "text" else _sections(body, max_level=2)
+    units: list[Unit] = []
+    for section in sections:
+        answer = section.body.strip()[:MAX_CHUNK_CHARS]
+        # The H1 usually repeats the title.
+        path = tuple(heading for heading in section.path if heading != title)
+        if len(answer) < MIN_UNIT_ANSWER_CHARS:
+            continue
+        if kind == "ticket":
+            if path and _TICKET_ANSWER.match(path[-1]):
+                units.append(Unit(section.path, _TICKET_SUFFIX.sub("", title), answer))
+        elif kind == "faq":
+            if path:
+                units.append(Unit(section.path, path[-1], answer))
+        else:
+            units.append(Unit(section.path, f"{title}: {path[-1]}" if path else title, answer))
+    return units

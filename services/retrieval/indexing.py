@@ -1,7 +1,12 @@
 """Indexing: documents, and stored chunks, become searchable chunks.
 
-Every chunk is embedded and keyword-indexed from its title, heading path and
-text, expanded by the tenant's glossary; queries get the same treatment. When a
+A document becomes passages (token-bounded chunks for search) and answer units
+(whole answers to the questions its structure names: see chunking.answer_units).
+A passage is embedded and keyword-indexed from its title, heading path and
+text; a unit of an FAQ or a ticket is embedded from its question alone (a
+customer's question is matched to the question the unit answers), a section's
+from its heading and text, and every unit is keyword-indexed from question and
+answer; all expanded by the tenant's glossary, as queries are. When a
 tenant's glossary changes, its documents are re-indexed in the background from
 their stored chunks, each one swapped atomically (Store.replace_document).
 """
@@ -16,7 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import structlog
 
-from services.retrieval.chunking import Chunker, Format, embed_text
+from aftercare.retrieval.v1 import retrieval_pb2 as pb
+from services.retrieval.chunking import Chunker, Format, answer_units, embed_text
 from services.retrieval.embedding import Embedder
 from services.retrieval.store import ChunkData, DocumentMeta, DocumentRecord, Replaced, Store
 from services.retrieval.text import KEYWORD_VERSION, Glossary, keyword_text
@@ -24,7 +30,7 @@ from services.retrieval.text import KEYWORD_VERSION, Glossary, keyword_text
 log = structlog.get_logger(__name__)
 
 # Bump when chunking changes: stored documents are then re-indexed on their next ingest.
-CHUNKER_VERSION = "chunker-1"
+CHUNKER_VERSION = "chunker-2-units"
 # Searches use a glossary read at most this long ago; SetGlossary refreshes this
 # process at once, other replicas (MILVUS_URI) within this time.
 GLOSSARY_TTL_S = 10.0
@@ -41,7 +47,31 @@ class Source:
     meta: DocumentMeta
     body: str
     fmt: Format
-    faq: bool
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A passage or, with a question, an answer unit, before it is embedded."""
+
+    heading_path: tuple[str, ...]
+    text: str
+    unit_question: str = ""
+
+
+def entries(source: Source, chunker: Chunker) -> list[Entry]:
+    """A document's passages, then its answer units."""
+    doc_type = source.meta.doc_type
+    faq = doc_type == pb.DOCUMENT_TYPE_FAQ
+    kind = "faq" if faq else "ticket" if doc_type == pb.DOCUMENT_TYPE_RESOLVED_TICKET else "other"
+    passages = [
+        Entry(chunk.heading_path, chunk.text)
+        for chunk in chunker.chunk(source.meta.title, source.body, source.fmt, faq=faq)
+    ]
+    units = [
+        Entry(unit.heading_path, unit.answer, unit.question)
+        for unit in answer_units(source.meta.title, source.body, source.fmt, kind)
+    ]
+    return passages + units
 
 
 @dataclass(frozen=True)
@@ -109,14 +139,8 @@ class Indexer:
     async def index(self, sources: Sequence[Source], glossary: Glossary) -> list[tuple[int, Replaced]]:
         """Chunk, embed and store documents; (chunk count, outcome) for each."""
 
-        def chunk_all() -> list[list[tuple[tuple[str, ...], str]]]:
-            return [
-                [
-                    (chunk.heading_path, chunk.text)
-                    for chunk in self._chunker.chunk(source.meta.title, source.body, source.fmt, faq=source.faq)
-                ]
-                for source in sources
-            ]
+        def chunk_all() -> list[list[Entry]]:
+            return [entries(source, self._chunker) for source in sources]
 
         chunked = await asyncio.to_thread(chunk_all)
         metas = [replace(source.meta, pipeline=self.pipeline, indexing=self.indexing(glossary)) for source in sources]
@@ -125,24 +149,36 @@ class Indexer:
     async def _write(
         self,
         metas: Sequence[DocumentMeta],
-        chunked: Sequence[Sequence[tuple[tuple[str, ...], str]]],
+        chunked: Sequence[Sequence[Entry]],
         glossary: Glossary,
         expected: Sequence[str | None] | None = None,
     ) -> list[tuple[int, Replaced]]:
+        """Embed and store; (rows written: passages and units, outcome) for each document."""
         embed_texts: list[str] = []
         search_texts: list[str] = []
         for meta, chunks in zip(metas, chunked, strict=True):
-            for path, text in chunks:
-                expanded = glossary.expand(embed_text(meta.title, path, text))
-                embed_texts.append(expanded)
-                search_texts.append(keyword_text(expanded))
+            for entry in chunks:
+                if entry.unit_question:
+                    # An FAQ's or ticket's question is a customer's question: matched as it is. A
+                    # section's heading names a topic only: matched with its text, as a passage is.
+                    question_only = meta.doc_type in (pb.DOCUMENT_TYPE_FAQ, pb.DOCUMENT_TYPE_RESOLVED_TICKET)
+                    unit_text = f"{entry.unit_question}\n{entry.text}"
+                    embed_texts.append(glossary.expand(entry.unit_question if question_only else unit_text))
+                    search_texts.append(keyword_text(glossary.expand(unit_text)))
+                else:
+                    expanded = glossary.expand(embed_text(meta.title, entry.heading_path, entry.text))
+                    embed_texts.append(expanded)
+                    search_texts.append(keyword_text(expanded))
         vectors = await asyncio.to_thread(self._embedder.embed_documents, embed_texts)
         results = []
         offset = 0
         for position, (meta, chunks) in enumerate(zip(metas, chunked, strict=True)):
             data = [
-                ChunkData(index, path, text, search_texts[offset + index], vectors[offset + index])
-                for index, (path, text) in enumerate(chunks)
+                ChunkData(
+                    index, entry.heading_path, entry.text, search_texts[offset + index], vectors[offset + index],
+                    unit_question=entry.unit_question,
+                )
+                for index, entry in enumerate(chunks)
             ]
             offset += len(chunks)
             outcome = await self._store.replace_document(
@@ -203,7 +239,7 @@ class Indexer:
 
     async def _reindex_batch(self, tenant_id: str, records: Sequence[DocumentRecord], glossary: Glossary) -> None:
         metas: list[DocumentMeta] = []
-        chunked: list[list[tuple[tuple[str, ...], str]]] = []
+        chunked: list[list[Entry]] = []
         expected: list[str | None] = []
         for record in records:
             stored, chunks = await self._store.read_chunks(tenant_id, record)
@@ -226,7 +262,7 @@ class Indexer:
                     indexing=self.indexing(glossary),
                 )
             )
-            chunked.append([(chunk.heading_path, chunk.text) for chunk in chunks])
+            chunked.append([Entry(chunk.heading_path, chunk.text, chunk.unit_question) for chunk in chunks])
             expected.append(record.version_key)
         if metas:
             await self._write(metas, chunked, glossary, expected)

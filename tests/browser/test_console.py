@@ -41,7 +41,7 @@ def test_chat_streams_an_answer_with_a_citation_and_a_tier0_tip(
             reply="To rotate a key, open Settings > API and press Rotate.",
             citations=[answer_pb2.Citation(doc_id="kb-rotate", chunk_id="kb-rotate#0", title="Rotate an API key",
                                            url="https://docs.example.com/rotate", score=0.9)],
-            confidence=answer_pb2.Confidence(score=0.93, threshold=0.85),
+            confidence=answer_pb2.Confidence(score=0.93, threshold=0.85, calibrated=True, configuration_id="cfg-1"),
             decision=concierge_pb2.DECISION_ANSWERED,
             decision_reason="confident",
         )),
@@ -61,7 +61,8 @@ def test_chat_streams_an_answer_with_a_citation_and_a_tier0_tip(
     citation = answer.locator("ol.citations a")
     assert citation.inner_text() == "Rotate an API key"
     assert citation.get_attribute("href") == "https://docs.example.com/rotate"
-    assert "confidence 93%" in answer.inner_text()
+    assert "confidence 93% (calibrated)" in answer.inner_text()
+    assert answer.locator(".typing").count() == 0, "typing ends with the outcome"
     (sent,) = live.mesh.concierge.stream_converse.requests
     assert sent.request.text == "How do I rotate an API key?"
     assert sent.request.customer.tenant_id == "demo"
@@ -110,6 +111,43 @@ def test_rating_an_answered_reply_sends_one_rate_turn(page: Any, live: LiveGatew
         "demo",
     )
     page.screenshot(path=str(artifacts / "chat-rated.png"), full_page=True)
+
+
+def test_chat_shows_sentences_as_they_come_and_a_retraction(page: Any, live: LiveGateway, artifacts: Path) -> None:
+    handoff = "I can't confirm that myself, so a colleague will reply here."
+    live.mesh.concierge.stream_converse.outcome = [
+        concierge_pb2.StreamConverseResponse(delta="Your refund is on its way."),
+        1.5,  # the next check takes a while: the first sentence is shown, still typing
+        concierge_pb2.StreamConverseResponse(retraction=concierge_pb2.Retraction(
+            reason=concierge_pb2.DECISION_REASON_UNSAFE_PROMISE, replacement=handoff)),
+        concierge_pb2.StreamConverseResponse(outcome=concierge_pb2.ConverseResponse(
+            reply=handoff,
+            confidence=answer_pb2.Confidence(score=0.4, threshold=0.85),
+            decision=concierge_pb2.DECISION_ESCALATED, decision_reason="unsafe_promise",
+            reason=concierge_pb2.DECISION_REASON_UNSAFE_PROMISE, handoff_id="ho-5",
+        )),
+    ]
+    enter_key(page, live, "chat.html?dwell=600", Role.CHANNEL)
+    page.get_by_label("Message").fill("Where is my refund?")
+    page.get_by_label("Message").press("Enter")
+
+    streaming = page.locator(".msg.assistant.streaming")
+    streaming.locator(".text >> text=Your refund is on its way.").wait_for()
+    assert streaming.locator(".typing").is_visible(), "typing until the outcome"
+
+    answer = page.locator(".msg.assistant.done")
+    answer.wait_for()
+    assert answer.locator(".text").inner_text() == handoff
+    assert "Your refund is on its way." not in answer.inner_text(), "the withdrawn text is gone"
+    note = answer.locator(".retraction-note")
+    assert note.inner_text().startswith("The earlier text was withdrawn:")
+    assert note.get_attribute("data-reason") == "unsafe_promise"
+    assert "confidence 40% (uncalibrated)" in answer.inner_text()
+    assert answer.locator(".typing").count() == 0
+    prompt = page.locator(".handoff-prompt")
+    prompt.wait_for()
+    assert "ho-5" in prompt.inner_text() and "did not pass its checks" in prompt.inner_text()
+    page.screenshot(path=str(artifacts / "chat-retracted.png"), full_page=True)
 
 
 def _wait_until(condition: Any, timeout_s: float = 5.0) -> None:

@@ -55,7 +55,10 @@ async def test_message_maps_every_field(
     mesh.concierge.converse.outcome = concierge_pb2.ConverseResponse(
         reply="Open Settings > Security and turn on 2FA.",
         citations=[_citation(1), _citation(2)],
-        confidence=answer_pb2.Confidence(score=0.91, threshold=0.85),
+        confidence=answer_pb2.Confidence(
+            score=0.91, threshold=0.85, calibrated=True, configuration_id="rag/qwen2.5-3b/q4_k_m/p7",
+            calibration_version="fit-12",
+        ),
         decision=concierge_pb2.DECISION_ANSWERED,
         decision_reason="confident",
     )
@@ -73,6 +76,8 @@ async def test_message_maps_every_field(
             {"doc_id": "doc-2", "chunk_id": "doc-2#2", "title": "Title 2", "url": "https://kb/2", "score": 0.7},
         ],
         "confidence": 0.91,
+        "calibrated": True,
+        "configuration_id": "rag/qwen2.5-3b/q4_k_m/p7",
         "decision": "answered",
         "decision_reason": "confident",
         "handoff_id": None,
@@ -105,6 +110,7 @@ async def test_escalated_message_carries_the_handoff_id(mesh: Mesh, gateway: htt
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["decision"], body["handoff_id"], body["citations"]) == ("escalated", "ho-7", [])
+    assert (body["calibrated"], body["configuration_id"]) == (False, ""), "no fit: an uncalibrated score"
     assert mesh.concierge.converse.requests[0].channel == conversation_pb2.CHANNEL_CHAT  # the default
 
 
@@ -289,6 +295,7 @@ async def test_search_maps_hits(mesh: Mesh, gateway: httpx.AsyncClient) -> None:
             retrieval_pb2.SearchHit(
                 doc_id="doc-1", chunk_id="doc-1#0", title="2FA", heading_path=["Security", "2FA"], text="Turn on",
                 url="https://kb/1", score=0.03, similarity=0.8, doc_type=retrieval_pb2.DOCUMENT_TYPE_FAQ, version="4",
+                unit_question="How do I turn on 2FA?", question_similarity=0.75,
             )
         ],
         embedding_model="all-MiniLM-L6-v2",
@@ -300,7 +307,8 @@ async def test_search_maps_hits(mesh: Mesh, gateway: httpx.AsyncClient) -> None:
         "hits": [
             {
                 "doc_id": "doc-1", "chunk_id": "doc-1#0", "title": "2FA", "heading_path": ["Security", "2FA"],
-                "text": "Turn on", "url": "https://kb/1", "score": 0.03, "similarity": 0.8, "doc_type": "faq",
+                "text": "Turn on", "url": "https://kb/1", "score": 0.03, "similarity": 0.8,
+                "unit_question": "How do I turn on 2FA?", "question_similarity": 0.75, "doc_type": "faq",
                 "version": "4",
             }
         ],
@@ -477,6 +485,7 @@ async def test_openapi_lists_the_routes_and_their_problems(gateway: httpx.AsyncC
             assert bool(operation.get("security")) == path.startswith("/v1/"), path
     stream = paths["/v1/conversations/{conversation_id}/messages/stream"]["post"]["responses"]["200"]
     assert list(stream["content"]) == ["text/event-stream"]
+    assert all(f"`{event}`" in stream["description"] for event in ("delta", "retraction", "outcome", "error"))
     post_message = paths["/v1/conversations/{conversation_id}/messages"]["post"]
     assert post_message["operationId"] == "post_message"
     assert "422" not in post_message["responses"], "validation errors are 400, not FastAPI's 422"

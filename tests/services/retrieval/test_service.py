@@ -185,10 +185,11 @@ async def test_changed_document_replaces_its_chunks(stub: RetrievalServiceStub, 
     assert after[0].doc_id == "refund-policy" and "store credit" in after[0].text
     stats = await stub.GetStats(pb.GetStatsRequest(tenant_id=tenant))
     assert stats.document_count == 3
-    # Old chunks are gone: the document's hits are exactly its new chunks.
+    # Old chunks are gone: the document's hits are exactly its new passages and answer units.
     mine = [
         h
-        for h in await search(stub, tenant, "refund", top_k=50, mode=pb.SEARCH_MODE_DENSE)
+        for units in (False, True)
+        for h in await search(stub, tenant, "refund", top_k=50, mode=pb.SEARCH_MODE_DENSE, answer_units=units)
         if h.doc_id == "refund-policy"
     ]
     assert len(mine) == result.chunk_count

@@ -109,12 +109,22 @@ class StreamConverseRequest(_message.Message):
     def __init__(self, request: _Optional[_Union[ConverseRequest, _Mapping]] = ...) -> None: ...
 
 class StreamConverseResponse(_message.Message):
-    __slots__ = ("delta", "outcome")
+    __slots__ = ("delta", "outcome", "retraction")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    RETRACTION_FIELD_NUMBER: _ClassVar[int]
     delta: str
     outcome: ConverseResponse
-    def __init__(self, delta: _Optional[str] = ..., outcome: _Optional[_Union[ConverseResponse, _Mapping]] = ...) -> None: ...
+    retraction: Retraction
+    def __init__(self, delta: _Optional[str] = ..., outcome: _Optional[_Union[ConverseResponse, _Mapping]] = ..., retraction: _Optional[_Union[Retraction, _Mapping]] = ...) -> None: ...
+
+class Retraction(_message.Message):
+    __slots__ = ("reason", "replacement")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REPLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    reason: DecisionReason
+    replacement: str
+    def __init__(self, reason: _Optional[_Union[DecisionReason, str]] = ..., replacement: _Optional[str] = ...) -> None: ...
 
 class GetConversationRequest(_message.Message):
     __slots__ = ("customer", "conversation_id")

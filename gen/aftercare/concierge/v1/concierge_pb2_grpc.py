@@ -71,8 +71,10 @@ class ConciergeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamConverse(self, request, context):
-        """StreamConverse answers the newest customer message token by token; the
-        last event carries the full outcome.
+        """StreamConverse answers the newest customer message sentence by sentence,
+        each sentence sent once it is produced and checked; the last event carries
+        the full outcome. A check that fails after text was sent is announced by a
+        retraction event before the outcome.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

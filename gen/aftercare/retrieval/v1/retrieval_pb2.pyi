@@ -137,21 +137,23 @@ class SearchFilter(_message.Message):
     def __init__(self, doc_types: _Optional[_Iterable[_Union[DocumentType, str]]] = ..., product: _Optional[str] = ..., version: _Optional[str] = ..., updated_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("tenant_id", "query", "top_k", "mode", "filter")
+    __slots__ = ("tenant_id", "query", "top_k", "mode", "filter", "answer_units")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_UNITS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     query: str
     top_k: int
     mode: SearchMode
     filter: SearchFilter
-    def __init__(self, tenant_id: _Optional[str] = ..., query: _Optional[str] = ..., top_k: _Optional[int] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ...) -> None: ...
+    answer_units: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., query: _Optional[str] = ..., top_k: _Optional[int] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., filter: _Optional[_Union[SearchFilter, _Mapping]] = ..., answer_units: _Optional[bool] = ...) -> None: ...
 
 class SearchHit(_message.Message):
-    __slots__ = ("doc_id", "chunk_id", "title", "heading_path", "text", "url", "score", "doc_type", "version", "similarity")
+    __slots__ = ("doc_id", "chunk_id", "title", "heading_path", "text", "url", "score", "doc_type", "version", "similarity", "unit_question", "question_similarity")
     DOC_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +164,8 @@ class SearchHit(_message.Message):
     DOC_TYPE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_QUESTION_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     doc_id: str
     chunk_id: str
     title: str
@@ -172,7 +176,9 @@ class SearchHit(_message.Message):
     doc_type: DocumentType
     version: str
     similarity: float
-    def __init__(self, doc_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., title: _Optional[str] = ..., heading_path: _Optional[_Iterable[str]] = ..., text: _Optional[str] = ..., url: _Optional[str] = ..., score: _Optional[float] = ..., doc_type: _Optional[_Union[DocumentType, str]] = ..., version: _Optional[str] = ..., similarity: _Optional[float] = ...) -> None: ...
+    unit_question: str
+    question_similarity: float
+    def __init__(self, doc_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., title: _Optional[str] = ..., heading_path: _Optional[_Iterable[str]] = ..., text: _Optional[str] = ..., url: _Optional[str] = ..., score: _Optional[float] = ..., doc_type: _Optional[_Union[DocumentType, str]] = ..., version: _Optional[str] = ..., similarity: _Optional[float] = ..., unit_question: _Optional[str] = ..., question_similarity: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits", "embedding_model")

@@ -31,16 +31,20 @@ class ConfidenceSignal(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
 
 class Confidence(_message.Message):
-    __slots__ = ("score", "threshold", "signals", "calibration_version")
+    __slots__ = ("score", "threshold", "signals", "calibration_version", "calibrated", "configuration_id")
     SCORE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     SIGNALS_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_ID_FIELD_NUMBER: _ClassVar[int]
     score: float
     threshold: float
     signals: _containers.RepeatedCompositeFieldContainer[ConfidenceSignal]
     calibration_version: str
-    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., signals: _Optional[_Iterable[_Union[ConfidenceSignal, _Mapping]]] = ..., calibration_version: _Optional[str] = ...) -> None: ...
+    calibrated: bool
+    configuration_id: str
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., signals: _Optional[_Iterable[_Union[ConfidenceSignal, _Mapping]]] = ..., calibration_version: _Optional[str] = ..., calibrated: _Optional[bool] = ..., configuration_id: _Optional[str] = ...) -> None: ...
 
 class Lineage(_message.Message):
     __slots__ = ("sources", "model", "prompt_template_version", "trace_id")
