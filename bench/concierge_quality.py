@@ -1,27 +1,33 @@
-"""Concierge answer quality: ingest a corpus, ask every question through the
-real concierge (StreamConverse on a real gRPC channel, with retrieval, triage,
-escalation and the LLM server), and judge each answer.
+"""Concierge answer quality: ingest a data set's documents, ask every question
+through the real concierge (StreamConverse on a real gRPC channel, with
+retrieval, triage, escalation, and the LLM server when the configuration lets
+the LLM write the reply), and judge each answer by the data set's rule.
 
-    python bench/concierge_quality.py \\
-        --corpus ../shared/data/emanual_qa/smart_tv_remote_manual_corpus.jsonl \\
-        --questions ../shared/data/emanual_qa/smart_tv_remote_qa_dev.jsonl --json out.json
+    python bench/concierge_quality.py --dataset demo --json demo.json
+    python bench/concierge_quality.py --dataset emanual --json emanual.json
 
-An answer is correct when it cites a gold section and at least 60% of its
-content words (lower-cased, stop words removed) appear in the gold answer.
-Printed and written: answered rate, accuracy of answered, accuracy at
-confidence >= 0.85, ECE of the confidence, escalation rate, citation rate,
-latency p50/p95 (time to first streamed token and full answer), and a
-reliability diagram PNG next to the JSON. `items` holds one object per
-question (question, reply, decision, confidence, cited_section_ids, and what
-the AI would have answered when it handed over) so answers can be judged
-independently.
+Data sets (services/concierge/evaluation.py): "demo", the demo tenant's
+knowledge base and the team's labelled questions (bench/demo_questions.jsonl:
+answerable ones with gold documents and key facts, unanswerable ones,
+follow-ups asked after their earlier turns, typos, other languages); an
+answer is right when it cites a gold document and states every key fact.
+"emanual", the TV manual; right when it cites a gold section and >= 60% of its
+content words are in the gold answer.
 
-By default only the "dev" questions are asked: the confidence model was
-fitted on the "train" ones (services/concierge/calibrate.py; the data set's
-split, else a fixed hash split), and is never evaluated on them. Services run
-in this process on free ports with throw-away data; the embedded llama.cpp
-server starts unless --llm-base-url names another (vLLM). `--resume` keeps the
-items of an interrupted run in OUT and asks only the rest.
+Printed and written: answered share of answerable and of unanswerable
+questions, accuracy of answers, citation rate, ECE of the confidence over every
+candidate (what the AI would have said, answered or handed over), time to the
+first shown text (TTFT) and to the decision, split by decision (answers, and
+handoffs decided before generation), per kind of question, and a reliability
+diagram PNG next to the JSON. `items` holds one object per question (reply,
+decision, confidence, citations, the candidate when it handed over) so that
+answers can be read and judged independently.
+
+By default only the held-out questions are asked ("test" of the demo set,
+"dev" of E-Manual): the confidence was fitted on the "train" ones. Services
+run in this process on free ports with throw-away data; the embedded llama.cpp
+server starts when needed unless --llm-base-url names another (vLLM).
+`--resume` keeps the items of an interrupted run in OUT and asks only the rest.
 """
 
 from __future__ import annotations
@@ -41,13 +47,12 @@ from servicekit.logging import configure_logging
 from services.concierge.calibrate import expected_calibration_error
 from services.concierge.evaluation import (
     SPLIT_RULE,
+    Dataset,
     Outcome,
+    dataset,
     eval_stack,
     in_fixed_order,
-    judge,
     progress,
-    read_jsonl,
-    safe_id,
     split_of,
 )
 
@@ -61,13 +66,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def item(outcome: Outcome, question: dict[str, Any]) -> dict[str, Any]:
+def item(outcome: Outcome, question: dict[str, Any], data: Dataset) -> dict[str, Any]:
     attempted = bool(outcome.attempt_reply)
+    judge = data.judge
     return {
-        "question_id": question.get("question_id", ""),
-        "qa_type": question.get("qa_type", ""),
+        "question_id": question.get("question_id") or question.get("id", ""),
+        "kind": question.get("qa_type") or question.get("kind", ""),
         "question": outcome.question,
-        "gold_section_ids": [safe_id(g) for g in question.get("gold_section_ids") or []],
+        "history": question.get("history") or [],
+        "answerable": data.answerable(question),
+        "gold": question.get("gold_section_ids") or question.get("gold_doc_ids") or [],
         "reply": outcome.reply,
         "decision": outcome.decision,
         "reason": outcome.reason,
@@ -81,6 +89,8 @@ def item(outcome: Outcome, question: dict[str, Any]) -> dict[str, Any]:
         "signals": outcome.signals,
         "ttft_ms": outcome.ttft_ms,
         "latency_ms": outcome.latency_ms,
+        "retracted": outcome.retracted,
+        "calibrated": outcome.calibrated,
     }
 
 
@@ -89,7 +99,9 @@ def figures(items: list[dict[str, Any]]) -> dict[str, Any]:
     answered = [i for i in items if i["decision"] == "answered"]
     attempts = [i for i in items if i["decision"] == "answered" or i["candidate_reply"]]
     confident = [i for i in attempts if i["confidence"] >= GATE]
-    answerable = [i for i in items if i["gold_section_ids"]]
+    answerable = [i for i in items if i["answerable"]]
+    unanswerable = [i for i in items if not i["answerable"]]
+    handoffs = [i for i in items if i["decision"] == "escalated"]
     scores = [i["confidence"] for i in attempts]
     labels = [int(i["attempt_correct"]) for i in attempts]
     # Selective accuracy: answer only at or above a threshold, over every attempt's confidence.
@@ -110,6 +122,10 @@ def figures(items: list[dict[str, Any]]) -> dict[str, Any]:
         "answerable_questions": len(answerable),
         "answered_rate": share(len(answered), n),
         "answered_rate_answerable": share(sum(i["decision"] == "answered" for i in answerable), len(answerable)),
+        "unanswerable_questions": len(unanswerable),
+        "answered_rate_unanswerable": share(
+            sum(i["decision"] == "answered" for i in unanswerable), len(unanswerable)
+        ),
         "accuracy_answered": share(sum(i["correct"] for i in answered), len(answered)),
         "accuracy_at_085": share(sum(i["attempt_correct"] for i in confident), len(confident)),
         "ece": round(expected_calibration_error(scores, labels), 4) if attempts else None,
@@ -119,11 +135,26 @@ def figures(items: list[dict[str, Any]]) -> dict[str, Any]:
         "clarify_rate": share(sum(i["decision"] == "clarify" for i in items), n),
         "citation_rate": share(sum(bool(i["cited_section_ids"]) for i in answered), len(answered)),
         "answers_without_citation": sum(not i["cited_section_ids"] for i in answered),
-        "ttft_p50_ms": percentile([i["ttft_ms"] for i in items], 0.5),
-        "ttft_p95_ms": percentile([i["ttft_ms"] for i in items], 0.95),
-        "latency_p50_ms": percentile([i["latency_ms"] for i in items], 0.5),
-        "latency_p95_ms": percentile([i["latency_ms"] for i in items], 0.95),
+        # Time to the first shown text of an answer (TTFT) and to its outcome; handoffs are
+        # decided before any generation.
+        "ttft_p50_ms": percentile([i["ttft_ms"] for i in answered], 0.5),
+        "ttft_p95_ms": percentile([i["ttft_ms"] for i in answered], 0.95),
+        "latency_p50_ms": percentile([i["latency_ms"] for i in answered], 0.5),
+        "latency_p95_ms": percentile([i["latency_ms"] for i in answered], 0.95),
+        "handoff_p50_ms": percentile([i["latency_ms"] for i in handoffs], 0.5),
+        "handoff_p95_ms": percentile([i["latency_ms"] for i in handoffs], 0.95),
         "latency_mean_ms": round(statistics.fmean([i["latency_ms"] for i in items]), 1) if items else 0.0,
+        "retractions": sum(i["retracted"] for i in items),
+        "uncalibrated_responses": sum(not i["calibrated"] for i in items),
+        "by_kind": {
+            kind: {
+                "questions": len(group),
+                "answered": sum(i["decision"] == "answered" for i in group),
+                "right": sum(i["correct"] for i in group),
+            }
+            for kind in sorted({i["kind"] for i in items})
+            if (group := [i for i in items if i["kind"] == kind])
+        },
         "reasons": {r: sum(i["reason"] == r for i in items) for r in sorted({i["reason"] for i in items})},
         "selective_accuracy": curve,
     }
@@ -156,8 +187,9 @@ def reliability_png(items: list[dict[str, Any]], path: Path, title: str) -> None
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    data = dataset(args.dataset)
     questions = [
-        q for q in in_fixed_order(read_jsonl(args.questions)) if args.split == "all" or split_of(q) == args.split
+        q for q in in_fixed_order(data.questions) if args.split == "all" or split_of(q) == args.split
     ]
     if args.limit:
         questions = questions[: args.limit]
@@ -169,24 +201,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     config: dict[str, Any] = {}
     started_all = time.perf_counter()
     async with eval_stack(
-        args.corpus, llm_base_url=args.llm_base_url, llm_model=args.llm_model, answer_mode=args.answer_mode,
-        llm_logprobs=args.logprobs, llm_threads=args.llm_threads,
+        data.documents, llm_base_url=args.llm_base_url, llm_model=args.llm_model, answer_mode=args.answer_mode,
+        phrasing=args.phrasing, llm_threads=args.llm_threads, confidence_threshold=args.threshold,
     ) as stack:
         config = {
-            "corpus": args.corpus.name, "questions_file": args.questions.name, "split": args.split,
-            "split_rule": SPLIT_RULE, "answer_mode": args.answer_mode,
-            "llm": args.llm_base_url or "embedded llama.cpp (Gemma 3 270M Q4_K_M)", "llm_model": args.llm_model,
+            "dataset": args.dataset, "tenant": stack.tenant_id, "split": args.split,
+            "split_rule": SPLIT_RULE, "answer_mode": args.answer_mode, "phrasing": args.phrasing,
+            "llm": args.llm_base_url or "embedded llama.cpp", "llm_model": args.llm_model,
             "llm_threads": args.llm_threads if not args.llm_base_url else None,
-            "calibration_version": stack.calibration_version, "sections": stack.sections, "chunks": stack.chunks,
+            "threshold": args.threshold,
+            "calibration_version": stack.calibration_version, "documents": stack.sections, "chunks": stack.chunks,
         }
         if earlier and earlier.get("config", {}).get("calibration_version") != stack.calibration_version:
             raise SystemExit("--resume: OUT was made with another calibration; start afresh")
-        print(f"{stack.sections} sections, {stack.chunks} chunks; {len(todo)} of {len(questions)} "
+        print(f"{stack.sections} documents, {stack.chunks} chunks; {len(todo)} of {len(questions)} "
               f"{args.split} questions to ask ({stack.calibration_version})", file=sys.stderr)
         started = time.perf_counter()
         for count, question in enumerate(todo, start=1):
-            outcome = await stack.ask(question["question"])
-            done[question["question"]] = item(outcome, question)
+            outcome = await stack.ask(question["question"], question.get("history") or [])
+            done[question["question"]] = item(outcome, question, data)
             if args.json:  # after every answer: a run cut short resumes where it stopped
                 _write(args.json, config, [done[q["question"]] for q in questions if q["question"] in done])
             progress(count, len(todo), started)
@@ -203,18 +236,17 @@ def _write(path: Path, config: dict[str, Any], items: list[dict[str, Any]]) -> N
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True, help="JSONL with section_id, title, text")
-    parser.add_argument("--questions", type=Path, required=True,
-                        help="JSONL with question, answer, gold_section_ids")
+    parser.add_argument("--dataset", choices=("demo", "emanual"), default="demo")
     parser.add_argument("--json", type=Path, help="write figures and items here (and a reliability PNG beside it)")
     parser.add_argument("--limit", type=int, default=0, help="ask at most this many questions")
     parser.add_argument("--split", choices=("dev", "train", "all"), default="dev",
-                        help="which questions (the calibration is fitted on train)")
+                        help="which questions: dev (held out: the demo set's test half), train (fitted on), all")
     parser.add_argument("--llm-base-url", help="an OpenAI-compatible server (vLLM) instead of the embedded one")
-    parser.add_argument("--llm-model", default="gemma-3-270m")
+    parser.add_argument("--llm-model", help="the model the server serves (default: the embedded one)")
     parser.add_argument("--llm-threads", type=int, default=1, help="threads of the embedded LLM server")
-    parser.add_argument("--answer-mode", choices=("extractive", "generative"), default="extractive")
-    parser.add_argument("--logprobs", action="store_true", help="ask the LLM for token log-probabilities")
+    parser.add_argument("--answer-mode", choices=("unit", "generative"), default="unit")
+    parser.add_argument("--phrasing", choices=("off", "long", "always"), default="off")
+    parser.add_argument("--threshold", type=float, help="confidence threshold (default: the tenant's persona)")
     parser.add_argument("--resume", action="store_true", help="keep the items already in --json, ask the rest")
     args = parser.parse_args()
     configure_logging("bench", "console", "error")
@@ -224,6 +256,7 @@ def main() -> int:
         ("questions (answerable)", f"{report['questions']} ({report['answerable_questions']})"),
         ("answered rate", report["answered_rate"]),
         ("answered rate, answerable only", report["answered_rate_answerable"]),
+        ("answered rate, unanswerable only", report["answered_rate_unanswerable"]),
         ("accuracy of answered", report["accuracy_answered"]),
         ("accuracy at confidence >= 0.85", report["accuracy_at_085"]),
         ("ECE of the confidence", report["ece"]),
@@ -231,11 +264,15 @@ def main() -> int:
         ("escalation rate", report["escalation_rate"]),
         ("clarify rate", report["clarify_rate"]),
         ("citation rate of answers", report["citation_rate"]),
-        ("time to first token p50 / p95 ms", f"{report['ttft_p50_ms']} / {report['ttft_p95_ms']}"),
-        ("full answer p50 / p95 ms", f"{report['latency_p50_ms']} / {report['latency_p95_ms']}"),
+        ("answers: first shown text p50 / p95 ms", f"{report['ttft_p50_ms']} / {report['ttft_p95_ms']}"),
+        ("answers: full answer p50 / p95 ms", f"{report['latency_p50_ms']} / {report['latency_p95_ms']}"),
+        ("handoffs: decided p50 / p95 ms", f"{report['handoff_p50_ms']} / {report['handoff_p95_ms']}"),
+        ("retractions", report["retractions"]),
     ]
     for name, value in rows:
         print(f"{name:36} {value}")
+    for kind, counts in report["by_kind"].items():
+        print(f"  {kind:22} {counts['questions']:4} asked {counts['answered']:4} answered {counts['right']:4} right")
     print("selective accuracy (threshold: coverage, accuracy):",
           ", ".join(f"{p['threshold']}: {p['coverage']}, {p['accuracy']}" for p in report["selective_accuracy"]))
     if args.json:
