@@ -44,7 +44,7 @@ def main() -> int:
             f"  try:      curl -s {stack.gateway_url}/v1/conversations/c1/messages "
             f"-H 'authorization: Bearer {stack.api_keys.get('channel', '')}' "
             "-H 'content-type: application/json' "
-            "-d '{\"text\": \"How do I rotate an API key?\", \"customer\": {\"tenant_id\": \"demo\", "
+            "-d '{\"text\": \"How do I turn on two-factor authentication?\", \"customer\": {\"tenant_id\": \"demo\", "
             "\"customer_id\": \"cust-1\"}}'",
             "  Ctrl+C stops everything.",
         ]

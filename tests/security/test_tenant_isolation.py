@@ -26,9 +26,11 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from gateway.app import create_app
 from gateway.keys import Role
 from gateway.models import AccountIn, UsageEventIn
+from servicekit.clients import connect
 from tests.security.conftest import TENANTS, RealMesh, as_
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -75,6 +77,16 @@ def _simulated_usage(tmp: Path) -> tuple[list[dict[str, Any]], list[dict[str, An
     return accounts, events
 
 
+async def _search_units(mesh: RealMesh, tenant: str, query: str) -> list[retrieval_pb2.SearchHit]:
+    """Retrieval's answer-unit search (the concierge's, which the gateway does not expose)."""
+    async with connect(mesh.gateway_settings.retrieval_addr, "aftercare.retrieval.v1.RetrievalService") as channel:
+        response = await retrieval_pb2_grpc.RetrievalServiceStub(channel).Search(
+            retrieval_pb2.SearchRequest(tenant_id=tenant, query=query, top_k=50, answer_units=True,
+                                        mode=retrieval_pb2.SEARCH_MODE_HYBRID)
+        )
+    return list(response.hits)
+
+
 async def _seed(http: httpx.AsyncClient, mesh: RealMesh, tenant: str, marker: str, rng: random.Random,
                 usage: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> TenantData:
     data = TenantData(tenant, marker)
@@ -97,6 +109,10 @@ async def _seed(http: httpx.AsyncClient, mesh: RealMesh, tenant: str, marker: st
     assert hits.status_code == 200, hits.text
     data.chunk_ids = [h["chunk_id"] for h in hits.json()["hits"]]
     assert data.chunk_ids, "the tenant's own search finds its own chunks"
+    # The answer units made at ingestion (what the concierge answers and cites) are the tenant's too.
+    units = await _search_units(mesh, tenant, f"{marker} API keys exports runbook")
+    assert units, "the tenant's own documents make answer units"
+    data.chunk_ids += [unit.chunk_id for unit in units]
 
     # Conversations with the same ids in both tenants; asking for a human makes a handoff.
     for i in range(3):
@@ -347,6 +363,19 @@ async def test_searching_for_the_other_tenants_words_finds_only_ones_own_chunks(
             assert all(h["chunk_id"] not in other.chunk_ids for h in hits)
             assert f"only-{other.tenant}" not in {h["doc_id"] for h in hits}
             assert other.marker not in response.text
+
+
+async def test_searching_answer_units_for_the_other_tenants_words_finds_only_ones_own(
+    real_mesh: RealMesh, seeded: dict[str, TenantData]
+) -> None:
+    for tenant in TENANTS:
+        me, other = seeded[tenant], seeded[next(t for t in TENANTS if t != tenant)]
+        units = await _search_units(real_mesh, tenant, f"{other.marker} runbook on-call rota")
+        assert units and all(unit.unit_question for unit in units)
+        assert all(unit.chunk_id not in other.chunk_ids for unit in units)
+        assert f"only-{other.tenant}" not in {unit.doc_id for unit in units}
+        assert not any(other.marker in f"{unit.unit_question} {unit.text}" for unit in units)
+        assert any(me.marker in unit.text for unit in units)
 
 
 async def test_a_channel_key_reads_no_handoffs_insights_or_outreach(

@@ -1,5 +1,12 @@
 """Concierge decisions, with test doubles for its backends and the LLM server
-(the real ones are exercised by tests/mesh) and a real conversation store."""
+(the real ones are exercised by tests/mesh) and a real conversation store.
+
+The concierge answers from answer units: retrieval is searched twice for each
+message (answer units, and passages for the agent), the best unit is matched
+to the question, and the calibrated confidence of that match decides, before
+any generation, between the unit's own words and a handoff. Most tests here
+inject a confidence whose fit scores every match ~1 (OPEN) or ~0 (CLOSED), so
+that they decide the gate; tests of the fits themselves load them from disk."""
 
 from __future__ import annotations
 
@@ -21,47 +28,81 @@ from servicekit.database import make_engine
 from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from servicekit.llm import LlmBusy, LlmClient
 from servicekit.pii import mask
-from services.concierge.confidence import Calibrator, Confidence
-from services.concierge.grounding import support, verify_quote
-from services.concierge.servicer import ConciergeServicer
+from services.concierge import prompts
+from services.concierge.confidence import UNCALIBRATED, CalibrationError, Calibrator, Confidence
+from services.concierge.matching import Signals
+from services.concierge.servicer import ConciergeServicer, configuration
 from services.concierge.settings import ConciergeSettings
 from services.concierge.store import ConversationStore
 from tests.llm_stream import completion
 
+QUESTION = "Can I get a refund on a monthly plan?"
+# The FAQ entry that answers it: two sentences, short, so the reply is the whole unit.
+UNIT_ANSWER = "Monthly plans are not refundable. Annual plans cancelled within 14 days get a prorated refund."
 PASSAGE = (
     "Annual plans cancelled within 14 days get a prorated refund. Monthly plans are not refundable. "
     "You keep access until the end of the billing period."
 )
-# The passage's best sentences for the default question: what the customer is told.
-ANSWER = "Annual plans cancelled within 14 days get a prorated refund. Monthly plans are not refundable."
+# A phrasing of the unit whose every sentence the unit supports.
+PHRASED = "No, monthly plans are not refundable. Annual plans get a prorated refund when cancelled within 14 days."
+# A phrasing whose first sentence is supported and whose second one is made up.
+INVENTED = "No, monthly plans are not refundable. Every plan also gets a free month of the business tier."
+
+# Logits of a stand-in fit (see services/concierge/evaluation.py, _gate_fits): ~1 and ~0.
+OPEN, CLOSED = 50.0, -50.0
+
+
+def unit_hit(
+    text: str = UNIT_ANSWER, similarity: float = 0.72, *, doc_id: str = "billing-faq", index: int = 3,
+    question: str = QUESTION, score: float = 0.9, doc_type: int = retrieval_pb2.DOCUMENT_TYPE_FAQ,
+) -> retrieval_pb2.SearchHit:
+    return retrieval_pb2.SearchHit(
+        doc_id=doc_id, chunk_id=f"{doc_id}#{index}", title="Billing FAQ", heading_path=["Billing FAQ", question],
+        text=text, score=score, doc_type=doc_type, similarity=similarity, url=f"https://x/{doc_id}",
+        unit_question=question, question_similarity=similarity,
+    )
 
 
 @dataclass
 class FakeRetrieval:
+    """Answers both searches of a message: answer units (request.answer_units) and passages."""
+
     similarity: float = 0.72
+    unit_text: str = UNIT_ANSWER
     extra_text: str = ""
-    queries: list[str] = field(default_factory=list)
+    runner_up_text: str = "Support is available 24 hours a day, five days a week."
+    units: bool = True
+    requests: list[retrieval_pb2.SearchRequest] = field(default_factory=list)
     down: bool = False
 
+    @property
+    def queries(self) -> list[str]:
+        """The query of each message (both of its searches ask the same)."""
+        return [r.query for r in self.requests if r.answer_units]
+
     async def Search(self, request: retrieval_pb2.SearchRequest) -> retrieval_pb2.SearchResponse:
-        self.queries.append(request.query)
-        return retrieval_pb2.SearchResponse(
-            hits=[
+        self.requests.append(request)
+        if self.down:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
+        if request.answer_units:
+            hits = [
+                unit_hit(self.unit_text + self.extra_text, self.similarity),
+                unit_hit(self.runner_up_text, self.similarity - 0.3, doc_id="sla", index=1,
+                         question="What are your support hours?", score=0.4),
+            ] if self.units else []
+        else:
+            hits = [
                 retrieval_pb2.SearchHit(
-                    doc_id="refund-policy",
-                    chunk_id="refund-policy#0",
-                    title="Refund policy",
-                    text=PASSAGE + self.extra_text,
-                    score=0.9,
-                    similarity=self.similarity,
-                    url="https://x/refunds",
+                    doc_id="billing-faq", chunk_id="billing-faq#0", title="Billing FAQ",
+                    heading_path=["Billing FAQ", QUESTION], text=PASSAGE + self.extra_text, score=0.8,
+                    doc_type=retrieval_pb2.DOCUMENT_TYPE_FAQ, similarity=self.similarity, url="https://x/billing-faq",
                 ),
                 retrieval_pb2.SearchHit(
                     doc_id="sla", chunk_id="sla#0", title="SLA", text="Support is 24/5.",
                     score=0.3, similarity=self.similarity - 0.2,
                 ),
             ]
-        )
+        return retrieval_pb2.SearchResponse(hits=hits[: request.top_k])
 
 
 @dataclass
@@ -113,7 +154,8 @@ class FakeEscalation:
 
 
 class FakeLlm:
-    """An OpenAI-compatible server double: streams scripted replies, records request bodies."""
+    """An OpenAI-compatible server double: streams scripted replies word by word, as a
+    server streams tokens, and records request bodies."""
 
     def __init__(self, *replies: str, fail: Callable[[httpx.Request], None] | None = None):
         self.replies = list(replies)
@@ -161,11 +203,19 @@ class Rig:
     triage: FakeTriage
     escalation: FakeEscalation
     store: ConversationStore
+    settings: ConciergeSettings
 
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'concierge.db'}"
+
+
+def stand_in(settings: ConciergeSettings, logit: float, version: str = "stand-in-v1") -> Confidence:
+    """A confidence for the serving configuration whose fit scores sigmoid(logit) whatever the match."""
+    served = configuration(settings)
+    feature = next(iter(Signals.__dataclass_fields__))
+    return Confidence(served, Calibrator(version, served.id, (feature,), (0.0,), logit, (0.0,), (1.0,)))
 
 
 def make(
@@ -175,19 +225,24 @@ def make(
     retrieval: FakeRetrieval | None = None,
     triage: FakeTriage | None = None,
     escalation: FakeEscalation | None = None,
+    gate: float | None = OPEN,
     confidence: Confidence | None = None,
     **settings: object,
 ) -> Rig:
+    """A servicer on the doubles. `gate`: the logit of a stand-in fit (OPEN, CLOSED), or None
+    to load the fits from settings.fits_dir as the service does; `confidence` overrides both."""
     config = ConciergeSettings(
         port=0, retrieval_addr="x", triage_addr="x", escalation_addr="x", llm_base_url="http://llm.test/v1",
-        calibration_file=Path("/nonexistent/calibration.json"), **settings,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
     )
+    if confidence is None and gate is not None:
+        confidence = stand_in(config, gate)
     store = ConversationStore(make_engine(db_url))
     store.migrate()
     rig = Rig(
         servicer=None,  # type: ignore[arg-type]
         llm=llm, retrieval=retrieval or FakeRetrieval(), triage=triage or FakeTriage(),
-        escalation=escalation or FakeEscalation(), store=store,
+        escalation=escalation or FakeEscalation(), store=store, settings=config,
     )
     rig.servicer = ConciergeServicer(
         config, rig.retrieval, rig.triage, rig.escalation, llm.client(), store,  # type: ignore[arg-type]
@@ -197,7 +252,7 @@ def make(
 
 
 def request(
-    text: str = "Can I get a refund on a monthly plan?", conversation_id: str = "c1", customer_id: str = "u1",
+    text: str = QUESTION, conversation_id: str = "c1", customer_id: str = "u1",
     tenant_id: str = "demo", **fields: object,
 ) -> concierge_pb2.ConverseRequest:
     return concierge_pb2.ConverseRequest(
@@ -210,6 +265,18 @@ async def converse(rig: Rig, req: concierge_pb2.ConverseRequest) -> concierge_pb
     return await rig.servicer.Converse(req, None)  # type: ignore[arg-type]
 
 
+async def stream(rig: Rig, req: concierge_pb2.ConverseRequest) -> list[concierge_pb2.StreamConverseResponse]:
+    return [
+        event async for event in rig.servicer.StreamConverse(  # type: ignore[arg-type]
+            concierge_pb2.StreamConverseRequest(request=req), None
+        )
+    ]
+
+
+def kinds(events: list[concierge_pb2.StreamConverseResponse]) -> list[str]:
+    return [str(event.WhichOneof("event")) for event in events]
+
+
 async def history(
     rig: Rig, conversation_id: str = "c1", customer_id: str = "u1"
 ) -> concierge_pb2.GetConversationResponse:
@@ -220,21 +287,38 @@ async def history(
     )
 
 
+def signals_of(response: concierge_pb2.ConverseResponse) -> dict[str, float]:
+    return {s.name: s.value for s in response.confidence.signals}
+
+
 # --- answers and handoffs ----------------------------------------------------
 
 
-async def test_answer_is_the_passages_own_sentences_with_a_citation_when_the_models_quote_agrees(
-    db_url: str,
-) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+async def test_a_confident_unit_is_answered_with_its_own_words_and_cites_it(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url)
     response = await converse(rig, request())
     assert response.decision == concierge_pb2.DECISION_ANSWERED
     assert response.reason == concierge_pb2.DECISION_REASON_CONFIDENT
-    assert response.reply == ANSWER
-    assert [c.doc_id for c in response.citations] == ["refund-policy"]
-    assert response.confidence.score >= 0.85
-    assert {s.name: s.value for s in response.confidence.signals}["model_verified"] == 1.0
-    assert response.lineage.model == "test-model" and response.lineage.prompt_template_version
+    # The company's own words, whole (a short unit), and the unit they come from.
+    assert response.reply == UNIT_ANSWER
+    assert [(c.doc_id, c.chunk_id) for c in response.citations] == [("billing-faq", "billing-faq#3")]
+    assert [c.chunk_id for c in response.lineage.sources] == ["billing-faq#3"]
+    # No LLM wrote it (phrasing is off by default): no call, no model in the lineage.
+    assert not rig.llm.bodies
+    assert response.lineage.model == "" and response.lineage.prompt_template_version == ""
+    confidence = response.confidence
+    assert confidence.score >= confidence.threshold == 0.85
+    assert confidence.calibrated and confidence.configuration_id == "unit-v1|phrasing=off"
+    assert confidence.calibration_version == "stand-in-v1"
+    # The match's signals, as the fit reads them.
+    signals = signals_of(response)
+    assert set(signals) == set(Signals.__dataclass_fields__)
+    assert signals["question_similarity"] == pytest.approx(0.72)
+    assert signals["unit_is_faq"] == 1.0 and signals["reply_is_whole_unit"] == 1.0
+    assert signals["passage_agrees"] == 1.0
+    # Both searches were made, with their own sizes: units for the answer, passages for the agent.
+    searches = {(r.answer_units, r.top_k, r.query) for r in rig.retrieval.requests}
+    assert searches == {(True, 5, QUESTION), (False, 4, QUESTION)}
     assert not rig.escalation.requests
     # Escalation's automation rate counts the contact the AI answered alone.
     (outcome,) = rig.escalation.outcomes
@@ -242,50 +326,109 @@ async def test_answer_is_the_passages_own_sentences_with_a_citation_when_the_mod
     assert outcome.confidence == response.confidence.score and outcome.idempotency_key
 
 
-@pytest.mark.parametrize(
-    "quote",
-    [
-        "You keep access until the end of the billing period.",  # a true sentence, but not the answer
-        "Support is 24/5.",  # the runner-up passage
-    ],
-)
-async def test_a_verified_quote_of_other_sentences_does_not_vouch_for_the_answer(db_url: str, quote: str) -> None:
-    rig = make(FakeLlm(quote), db_url)
-    response = await converse(rig, request())
-    # The customer never sees the model's pick; the confidence knows the model disagreed.
-    assert quote not in response.reply and quote not in rig.escalation.requests[0].ai_attempt.candidate_answer
-    assert {s.name: s.value for s in response.confidence.signals}["model_verified"] == 0.0
-    assert response.decision == concierge_pb2.DECISION_ESCALATED
-
-
-async def test_made_up_answer_is_never_shown_and_escalates_transparently(db_url: str) -> None:
-    rig = make(FakeLlm("Yes, monthly plans are refunded in full within 30 days."), db_url)
+async def test_a_closed_gate_hands_over_before_any_llm_call(db_url: str) -> None:
+    # Phrasing is on and the LLM would answer: below the threshold it is never asked.
+    rig = make(FakeLlm(PHRASED), db_url, gate=CLOSED, phrasing="always")
     response = await converse(rig, request())
     assert response.decision == concierge_pb2.DECISION_ESCALATED
+    assert response.reason == concierge_pb2.DECISION_REASON_LOW_CONFIDENCE
     assert response.decision_reason == "low_confidence"
+    assert not rig.llm.bodies, "the gate is decided before any generation"
     assert response.reply == (
         "I'm not entirely confident about this answer. Would you like me to transfer you to a technical expert?"
     )
+    assert response.confidence.score < 0.01 and response.confidence.calibrated
     assert response.handoff_id == "h-1" and not response.citations
-    assert rig.escalation.requests[0].reason == escalation_pb2.HANDOFF_REASON_LOW_CONFIDENCE
-    # What triage and retrieval found travels with the handoff, so escalation need not ask again;
-    # an escalated contact is no AI outcome.
-    assert rig.escalation.requests[0].tier == triage_pb2.TIER_AI_RESOLVED
-    assert [hit.chunk_id for hit in rig.escalation.requests[0].retrieved] == ["refund-policy#0", "sla#0"]
+    (handoff,) = rig.escalation.requests
+    assert handoff.reason == escalation_pb2.HANDOFF_REASON_LOW_CONFIDENCE
+    # The agent gets the candidate (the unit's words) and the unit it comes from ...
+    assert handoff.ai_attempt.candidate_answer == UNIT_ANSWER
+    assert [c.chunk_id for c in handoff.ai_attempt.citations] == ["billing-faq#3"]
+    assert handoff.ai_attempt.explanation == "low_confidence"
+    # ... and what triage and the passage search found, so escalation need not ask again.
+    assert handoff.tier == triage_pb2.TIER_AI_RESOLVED
+    assert [hit.chunk_id for hit in handoff.retrieved] == ["billing-faq#0", "sla#0"]
+    # An escalated contact is no AI outcome.
     assert not rig.escalation.outcomes
-    # The agent gets the deterministic fallback (the passage's own sentences), never the invention.
-    candidate = rig.escalation.requests[0].ai_attempt.candidate_answer
-    assert candidate in PASSAGE and "30 days" not in candidate
-    signals = {s.name: s.value for s in response.confidence.signals}
-    assert signals["model_verified"] == 0.0
+
+
+async def test_the_shipped_fits_serve_the_default_configuration_per_tenant(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url, gate=None)
+    demo = await converse(rig, request())
+    other = await converse(rig, request(tenant_id="acme", conversation_id="c2"))
+    for response in (demo, other):
+        assert response.decision in (concierge_pb2.DECISION_ANSWERED, concierge_pb2.DECISION_ESCALATED)
+        assert response.confidence.calibrated
+        assert response.confidence.configuration_id == "unit-v1|phrasing=off"
+        assert response.confidence.calibration_version.startswith("logistic-")
+        assert 0.0 < response.confidence.score < 1.0
+        if response.decision == concierge_pb2.DECISION_ANSWERED:
+            assert response.reply == UNIT_ANSWER and response.citations
+    # The demo tenant has its own fit; a tenant without one gets the default fit.
+    assert demo.confidence.calibration_version != other.confidence.calibration_version
+    assert other.confidence.calibration_version == rig.servicer.calibration_version
+    assert not rig.llm.bodies
+
+
+async def test_an_uncalibrated_service_hands_every_question_over_and_says_so(db_url: str, tmp_path: Path) -> None:
+    rig = make(FakeLlm(PHRASED), db_url, gate=None, fits_dir=tmp_path / "no-fits", allow_uncalibrated=True,
+               phrasing="always")
+    assert rig.servicer.calibration_version == UNCALIBRATED
+    response = await converse(rig, request())
+    assert response.decision == concierge_pb2.DECISION_ESCALATED
+    assert response.reason == concierge_pb2.DECISION_REASON_LOW_CONFIDENCE
+    assert not response.confidence.calibrated and response.confidence.score == 0.0
+    assert response.confidence.calibration_version == UNCALIBRATED
+    assert response.confidence.configuration_id == configuration(rig.settings).id
+    assert "phrasing=always" in response.confidence.configuration_id
+    assert not rig.llm.bodies
+    assert not rig.escalation.requests[0].ai_attempt.confidence.calibrated
+    # Not even a tenant that would take any score: without a fit the AI never answers alone.
+    anything_goes = make(FakeLlm(PHRASED), db_url, gate=None, fits_dir=tmp_path / "no-fits",
+                         allow_uncalibrated=True, confidence_threshold=0.0)
+    response = await converse(anything_goes, request(tenant_id="acme", conversation_id="c2"))
+    assert response.confidence.threshold == 0.0
+    assert response.decision == concierge_pb2.DECISION_ESCALATED and not response.confidence.calibrated
+
+
+def test_without_a_fit_for_the_serving_configuration_the_servicer_refuses_to_start(
+    db_url: str, tmp_path: Path
+) -> None:
+    with pytest.raises(CalibrationError) as refused:
+        make(FakeLlm(fail=_refuse), db_url, gate=None, fits_dir=tmp_path)
+    assert "unit-v1|phrasing=off" in str(refused.value) and "CONCIERGE_ALLOW_UNCALIBRATED" in str(refused.value)
+    # The shipped fits are for the default configuration only: phrasing needs its own.
+    with pytest.raises(CalibrationError):
+        make(FakeLlm(fail=_refuse), db_url, gate=None, phrasing="always")
 
 
 async def test_irrelevant_knowledge_says_it_does_not_know_without_calling_the_llm(db_url: str) -> None:
-    rig = make(FakeLlm(fail=_refuse), db_url, retrieval=FakeRetrieval(similarity=0.1))
+    rig = make(FakeLlm(PHRASED), db_url, retrieval=FakeRetrieval(similarity=0.1), phrasing="always")
     response = await converse(rig, request("How do I export invoices to my ERP system?"))
     assert response.decision == concierge_pb2.DECISION_ESCALATED
     assert response.reason == concierge_pb2.DECISION_REASON_NO_KNOWLEDGE
     assert "I don't know" in response.reply
+    assert not rig.llm.bodies
+    # Nothing relevant was found: the agent gets no candidate and no passage as evidence.
+    assert not rig.escalation.requests[0].ai_attempt.candidate_answer
+    assert not rig.escalation.requests[0].ai_attempt.citations
+
+
+async def test_no_answer_unit_is_no_knowledge_even_when_passages_are_near(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url, retrieval=FakeRetrieval(units=False))
+    response = await converse(rig, request())
+    assert response.reason == concierge_pb2.DECISION_REASON_NO_KNOWLEDGE
+    # The passages the AI looked at go to the agent.
+    assert [c.chunk_id for c in rig.escalation.requests[0].ai_attempt.citations] == ["billing-faq#0", "sla#0"]
+
+
+async def test_a_short_out_of_scope_message_without_knowledge_is_asked_for_detail(db_url: str) -> None:
+    triage = FakeTriage(intent=triage_pb2.IntentPrediction(out_of_scope=True))
+    rig = make(FakeLlm(fail=_refuse), db_url, retrieval=FakeRetrieval(similarity=0.1), triage=triage)
+    response = await converse(rig, request("zapier webhooks"))
+    assert response.decision == concierge_pb2.DECISION_CLARIFY
+    assert response.reason == concierge_pb2.DECISION_REASON_NEEDS_DETAIL
+    assert not rig.escalation.requests
 
 
 async def test_customer_asking_for_a_human_is_handed_over(db_url: str) -> None:
@@ -293,13 +436,66 @@ async def test_customer_asking_for_a_human_is_handed_over(db_url: str) -> None:
     response = await converse(rig, request("I want to talk to a person"))
     assert response.decision == concierge_pb2.DECISION_ESCALATED
     assert response.decision_reason == "human_requested"
+    assert not rig.retrieval.requests
 
 
-async def test_retried_message_creates_one_handoff_key(db_url: str) -> None:
+async def test_retrieval_down_gives_an_honest_handoff(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url, retrieval=FakeRetrieval(down=True))
+    response = await converse(rig, request())
+    assert response.decision == concierge_pb2.DECISION_ESCALATED
+    assert response.reason == concierge_pb2.DECISION_REASON_RETRIEVAL_UNAVAILABLE
+    assert rig.escalation.requests[0].reason == escalation_pb2.HANDOFF_REASON_SYSTEM_UNAVAILABLE
+
+
+async def test_a_unit_that_promises_an_action_in_the_first_person_is_handed_over_before_anything_is_shown(
+    db_url: str,
+) -> None:
+    # A resolved ticket's final answer, written by an agent for one customer.
+    promise = "I have refunded your monthly plan. The money will be back in 3 days."
+    rig = make(FakeLlm(fail=_refuse), db_url, retrieval=FakeRetrieval(unit_text=promise))
+    events = await stream(rig, request())
+    assert kinds(events) == ["outcome"], "nothing is shown before the handoff"
+    outcome = events[-1].outcome
+    assert outcome.decision == concierge_pb2.DECISION_ESCALATED
+    assert outcome.reason == concierge_pb2.DECISION_REASON_UNSAFE_PROMISE
+    assert "refunded" not in outcome.reply
+    assert rig.escalation.requests[0].ai_attempt.explanation == "unsafe_promise"
+
+
+# --- one key per message ---------------------------------------------------------
+
+
+async def test_the_same_words_sent_again_are_a_new_message_with_its_own_handoff_key(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url, gate=CLOSED)
+    first = await converse(rig, request("Any update?"))
+    second = await converse(rig, request("Any update?"))
+    assert first.decision == second.decision == concierge_pb2.DECISION_ESCALATED
+    assert (first.turn_index, second.turn_index) == (0, 1)
+    keys = [handoff.idempotency_key for handoff in rig.escalation.requests]
+    assert len(keys) == 2 and keys[0] != keys[1]
+    # The same position in another conversation is another message too.
+    await converse(rig, request("Any update?", conversation_id="c2"))
+    assert len({handoff.idempotency_key for handoff in rig.escalation.requests}) == 3
+
+
+async def test_a_message_retried_with_its_client_message_id_is_one_message(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url, gate=CLOSED)
+    first = await converse(rig, request("Any update?", client_message_id="m-1"))
+    again = await converse(rig, request("Any update?", client_message_id="m-1"))
+    assert again == first, "a replay returns the stored outcome"
+    assert len(rig.escalation.requests) == 1 and len((await history(rig)).turns) == 1
+    # Another message id is another message, even with the same words.
+    await converse(rig, request("Any update?", client_message_id="m-2"))
+    keys = [handoff.idempotency_key for handoff in rig.escalation.requests]
+    assert len(keys) == 2 and keys[0] != keys[1]
+
+
+async def test_an_answered_message_records_its_outcome_under_its_own_key(db_url: str) -> None:
     rig = make(FakeLlm(fail=_refuse), db_url)
     await converse(rig, request())
     await converse(rig, request())
-    assert rig.escalation.requests[0].idempotency_key == rig.escalation.requests[1].idempotency_key
+    keys = [outcome.idempotency_key for outcome in rig.escalation.outcomes]
+    assert len(keys) == 2 and keys[0] != keys[1]
 
 
 @pytest.mark.parametrize(
@@ -312,6 +508,122 @@ async def test_bad_input_names_the_field(db_url: str, text: str, conversation_id
         await converse(rig, request(text, conversation_id=conversation_id))
     assert field_name in [name for name, _ in raised.value.violations]
     assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- streaming -------------------------------------------------------------------
+
+
+async def test_stream_converse_sends_each_sentence_of_the_unit_then_the_outcome_last(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url)
+    events = await stream(rig, request())
+    assert kinds(events) == ["delta", "delta", "outcome"]
+    assert [e.delta for e in events[:-1]] == [
+        "Monthly plans are not refundable. ", "Annual plans cancelled within 14 days get a prorated refund."
+    ]
+    outcome = events[-1].outcome
+    assert outcome.decision == concierge_pb2.DECISION_ANSWERED
+    assert "".join(e.delta for e in events[:-1]) == outcome.reply == UNIT_ANSWER
+    assert len((await history(rig)).turns) == 1
+
+
+async def test_stream_converse_of_a_handoff_shows_no_text_before_the_outcome(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url, gate=CLOSED)
+    events = await stream(rig, request())
+    assert kinds(events) == ["outcome"]
+    assert events[0].outcome.decision == concierge_pb2.DECISION_ESCALATED
+
+
+async def test_a_phrasing_with_every_sentence_supported_is_streamed_and_answered(db_url: str) -> None:
+    rig = make(FakeLlm(PHRASED), db_url, phrasing="always")
+    events = await stream(rig, request())
+    assert kinds(events) == ["delta", "delta", "outcome"]
+    outcome = events[-1].outcome
+    assert outcome.decision == concierge_pb2.DECISION_ANSWERED
+    assert outcome.reply == PHRASED == "".join(e.delta for e in events[:-1])
+    assert outcome.lineage.model == "test-model"
+    assert outcome.lineage.prompt_template_version == prompts.PHRASE_VERSION
+    assert [c.chunk_id for c in outcome.citations] == ["billing-faq#3"]
+    # The model was given the unit's answer and the question, fenced as data.
+    (body,) = rig.llm.bodies
+    messages = body["messages"]
+    assert messages[0]["role"] == "system" and "Beacon Helper" in messages[0]["content"]  # type: ignore[index]
+    assert f"<<<{UNIT_ANSWER}>>>" in messages[1]["content"]  # type: ignore[index]
+    assert f"<<<{QUESTION}>>>" in messages[1]["content"]  # type: ignore[index]
+    assert "phrasing=always" in outcome.confidence.configuration_id
+
+
+async def test_an_unsupported_sentence_after_a_shown_one_is_retracted_for_the_units_words(db_url: str) -> None:
+    rig = make(FakeLlm(INVENTED), db_url, phrasing="always")
+    events = await stream(rig, request())
+    assert kinds(events) == ["delta", "retraction", "outcome"]
+    assert events[0].delta == "No, monthly plans are not refundable. "
+    assert events[1].retraction.replacement == UNIT_ANSWER
+    outcome = events[-1].outcome
+    assert outcome.decision == concierge_pb2.DECISION_ANSWERED
+    assert outcome.reply == UNIT_ANSWER and "free month" not in outcome.reply
+    assert not any("free month" in e.delta for e in events)
+    # The reply is the unit's, not the model's.
+    assert outcome.lineage.model == "" and outcome.lineage.prompt_template_version == ""
+    assert (await history(rig)).conversation.messages[-1].text == UNIT_ANSWER
+
+
+async def test_an_unsupported_first_sentence_is_never_shown_and_needs_no_retraction(db_url: str) -> None:
+    rig = make(FakeLlm("Every plan gets a free month. Monthly plans are not refundable."), db_url,
+               phrasing="always")
+    events = await stream(rig, request())
+    assert kinds(events) == ["delta", "delta", "outcome"]
+    assert "".join(e.delta for e in events[:-1]) == UNIT_ANSWER == events[-1].outcome.reply
+
+
+async def test_phrasing_long_asks_the_llm_only_for_an_excerpt_of_a_long_unit(db_url: str) -> None:
+    short = make(FakeLlm(PHRASED), db_url, phrasing="long")
+    assert (await converse(short, request())).reply == UNIT_ANSWER
+    assert not short.llm.bodies, "a short unit is sent whole, as written"
+    filler = " ".join(f"Step {n} of the billing settings page shows the invoice history." for n in range(20))
+    long_unit = FakeRetrieval(unit_text=f"{filler} {UNIT_ANSWER}")
+    rig = make(FakeLlm(PHRASED), db_url, retrieval=long_unit, phrasing="long")
+    response = await converse(rig, request(conversation_id="c2"))
+    assert len(rig.llm.bodies) == 1
+    assert signals_of(response)["reply_is_whole_unit"] == 0.0
+    assert response.decision == concierge_pb2.DECISION_ANSWERED
+
+
+@pytest.mark.parametrize("failure", [_refuse, _too_slow], ids=["down", "slow"])
+async def test_llm_down_or_slow_sends_the_units_own_words(db_url: str, failure) -> None:  # type: ignore[no-untyped-def]
+    rig = make(FakeLlm(fail=failure), db_url, phrasing="always")
+    events = await stream(rig, request())
+    outcome = events[-1].outcome
+    assert outcome.decision == concierge_pb2.DECISION_ANSWERED and outcome.reply == UNIT_ANSWER
+    assert "".join(e.delta for e in events[:-1]) == UNIT_ANSWER
+    assert outcome.lineage.model == "" and not rig.escalation.requests
+
+
+async def test_a_saturated_llm_sheds_the_message_with_resource_exhausted_and_stores_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = make(FakeLlm(PHRASED), db_url, phrasing="always")
+
+    async def busy(*args: object, **kwargs: object) -> None:
+        raise LlmBusy("8 LLM calls already wait for a slot")
+
+    monkeypatch.setattr(rig.servicer._llm, "chat", busy)
+    with pytest.raises(ResourceExhausted):
+        await converse(rig, request())
+    with pytest.raises(NotFound):  # nothing was stored: the client sends the message again
+        await history(rig)
+    assert not rig.escalation.requests
+
+
+async def test_warm_up_asks_the_llm_only_when_it_writes_replies(db_url: str) -> None:
+    silent = make(FakeLlm(PHRASED), db_url)
+    await silent.servicer.warm_up(attempts=1)
+    assert not silent.llm.bodies
+    phrasing = make(FakeLlm(PHRASED), db_url, phrasing="always")
+    await phrasing.servicer.warm_up(attempts=1)
+    (body,) = phrasing.llm.bodies
+    assert body["max_tokens"] == 1 and body["messages"] == prompts.phrase(
+        phrasing.servicer._personas.get("default"), "", ""
+    )
 
 
 # --- customers' ratings -------------------------------------------------------
@@ -332,7 +644,7 @@ async def rate(
 
 
 async def test_a_rated_answer_is_stored_and_judged_by_escalation(db_url: str) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+    rig = make(FakeLlm(fail=_refuse), db_url)
     await converse(rig, request())
     await converse(rig, request("And annual plans?"))
     stored = (await history(rig)).turns[1]
@@ -350,7 +662,7 @@ async def test_a_rated_answer_is_stored_and_judged_by_escalation(db_url: str) ->
 
 
 async def test_rating_again_replaces_the_verdict_under_the_same_key(db_url: str) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+    rig = make(FakeLlm(fail=_refuse), db_url)
     await converse(rig, request())
     assert (await rate(rig, concierge_pb2.TURN_RATING_HELPFUL)).changed
     assert not (await rate(rig, concierge_pb2.TURN_RATING_HELPFUL)).changed
@@ -366,7 +678,7 @@ async def test_rating_again_replaces_the_verdict_under_the_same_key(db_url: str)
 
 
 async def test_escalation_down_still_keeps_and_acknowledges_the_rating(db_url: str) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+    rig = make(FakeLlm(fail=_refuse), db_url)
     await converse(rig, request())
     rig.escalation.down = True
     assert (await rate(rig, concierge_pb2.TURN_RATING_HELPFUL)).changed
@@ -374,8 +686,8 @@ async def test_escalation_down_still_keeps_and_acknowledges_the_rating(db_url: s
 
 
 async def test_only_an_answered_turn_of_ones_own_conversation_can_be_rated(db_url: str) -> None:
-    rig = make(FakeLlm(fail=_refuse), db_url)
-    await converse(rig, request())  # the LLM is down: an honest handoff, no answer
+    rig = make(FakeLlm(fail=_refuse), db_url, gate=CLOSED)
+    await converse(rig, request())  # below the threshold: an honest handoff, no answer
     with pytest.raises(FailedPrecondition) as refused:
         await rate(rig, concierge_pb2.TURN_RATING_HELPFUL)
     assert refused.value.reason == "TURN_NOT_ANSWERED"
@@ -397,7 +709,7 @@ async def test_only_an_answered_turn_of_ones_own_conversation_can_be_rated(db_ur
     ],
 )
 async def test_a_bad_rating_request_names_the_field(db_url: str, fields: dict[str, object], field_name: str) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+    rig = make(FakeLlm(fail=_refuse), db_url)
     await converse(rig, request())
     arguments: dict[str, object] = {"rating": concierge_pb2.TURN_RATING_HELPFUL} | fields
     with pytest.raises(InvalidArgument) as refused:
@@ -409,79 +721,54 @@ async def test_a_bad_rating_request_names_the_field(db_url: str, fields: dict[st
 
 
 async def test_each_turn_is_stored_with_decision_confidence_sources_and_lineage(db_url: str) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+    rig = make(FakeLlm(PHRASED), db_url, phrasing="always")
     first = await converse(rig, request())
     assert first.turn_index == 0
     stored = await history(rig)
-    assert [m.text for m in stored.conversation.messages] == [request().text, ANSWER]
+    assert [m.text for m in stored.conversation.messages] == [request().text, PHRASED]
     turn = stored.turns[0].outcome
     assert turn.decision == concierge_pb2.DECISION_ANSWERED and turn.confidence.score == first.confidence.score
-    assert [s.doc_id for s in turn.lineage.sources] == ["refund-policy"]
-    assert turn.lineage.model == "test-model" and turn.lineage.prompt_template_version
+    assert turn.confidence.calibrated and turn.confidence.configuration_id == first.confidence.configuration_id
+    assert {s.name for s in turn.confidence.signals} == set(Signals.__dataclass_fields__)
+    assert [s.chunk_id for s in turn.lineage.sources] == ["billing-faq#3"]
+    assert turn.lineage.model == "test-model" and turn.lineage.prompt_template_version == prompts.PHRASE_VERSION
     assert turn.confidence.calibration_version == rig.servicer.calibration_version
 
 
 async def test_returning_customer_continues_the_stored_conversation_after_a_restart(db_url: str) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
-    await converse(rig, request("Can I get a refund on a monthly plan?"))
-    restarted = make(FakeLlm("Annual plans cancelled within 14 days get a prorated refund."), db_url)
+    rig = make(FakeLlm(fail=_refuse), db_url)
+    await converse(rig, request(QUESTION))
+    restarted = make(FakeLlm(fail=_refuse), db_url)
     response = await converse(restarted, request("And what about annual ones?"))
     assert response.turn_index == 1
-    # The follow-up was searched as a standalone query with the earlier topic.
-    assert "refund" in restarted.retrieval.queries[0] and "annual" in restarted.retrieval.queries[0]
-    assert response.standalone_query == restarted.retrieval.queries[0]
+    # The follow-up was searched, units and passages alike, as a standalone query with the earlier topic.
+    (query,) = set(r.query for r in restarted.retrieval.requests)
+    assert "refund" in query and "annual" in query
+    assert response.standalone_query == query
     # Triage saw the whole conversation, oldest first.
     messages = restarted.triage.requests[0].conversation.messages
-    assert messages[0].text == "Can I get a refund on a monthly plan?"
+    assert messages[0].text == QUESTION
     assert len((await history(restarted)).turns) == 2
 
 
-async def test_a_saturated_llm_sheds_the_message_with_resource_exhausted_and_stores_nothing(
-    db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
-
-    async def busy(*args: object, **kwargs: object) -> None:
-        raise LlmBusy("8 LLM calls already wait for a slot")
-
-    monkeypatch.setattr(rig.servicer._llm, "complete", busy)
-    with pytest.raises(ResourceExhausted):
-        await converse(rig, request())
-    with pytest.raises(NotFound):  # nothing was stored: the client sends the message again
-        await history(rig)
-    assert not rig.escalation.requests
-
-
-@pytest.mark.parametrize("failure", [_refuse, _too_slow], ids=["down", "slow"])
-async def test_llm_down_or_slow_gives_an_honest_handoff_and_keeps_the_turn(db_url: str, failure) -> None:  # type: ignore[no-untyped-def]
-    rig = make(FakeLlm(fail=failure), db_url)
-    response = await converse(rig, request())
-    assert response.decision == concierge_pb2.DECISION_ESCALATED
-    assert response.reason == concierge_pb2.DECISION_REASON_LLM_UNAVAILABLE
-    assert "passing your question to our support team" in response.reply
-    assert rig.escalation.requests[0].reason == escalation_pb2.HANDOFF_REASON_SYSTEM_UNAVAILABLE
-    stored = await history(rig)
-    assert stored.turns[0].outcome.decision_reason == "llm_unavailable"
-    assert stored.turns[0].outcome.handoff_id == "h-1"
-
-
 async def test_escalation_down_still_answers_honestly_and_keeps_the_turn(db_url: str) -> None:
-    rig = make(FakeLlm(fail=_refuse), db_url, escalation=FakeEscalation(down=True))
+    rig = make(FakeLlm(fail=_refuse), db_url, gate=CLOSED, escalation=FakeEscalation(down=True))
     response = await converse(rig, request())
     assert response.decision == concierge_pb2.DECISION_ESCALATED and not response.handoff_id
-    assert (await history(rig)).turns[0].outcome.decision_reason == "llm_unavailable"
+    assert (await history(rig)).turns[0].outcome.decision_reason == "low_confidence"
 
 
 async def test_retry_with_the_same_message_id_returns_the_stored_outcome(db_url: str) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+    rig = make(FakeLlm(PHRASED), db_url, phrasing="always")
     first = await converse(rig, request(client_message_id="m-1"))
     again = await converse(rig, request(client_message_id="m-1"))
     assert again == first
     assert len(rig.llm.bodies) == 1 and len((await history(rig)).turns) == 1
+    assert len(rig.escalation.outcomes) == 1
 
 
 async def test_another_customers_conversation_is_refused(db_url: str) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
+    rig = make(FakeLlm(fail=_refuse), db_url)
     await converse(rig, request())
     with pytest.raises(FailedPrecondition):
         await converse(rig, request(customer_id="someone-else"))
@@ -490,17 +777,27 @@ async def test_another_customers_conversation_is_refused(db_url: str) -> None:
 
 
 async def test_conversations_persist_in_postgresql(postgres_url: str) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), postgres_url)
+    rig = make(FakeLlm(fail=_refuse), postgres_url)
     await converse(rig, request(client_message_id="m-1"))
     await converse(rig, request("and annual?", client_message_id="m-2"))
     again = await converse(rig, request(client_message_id="m-1"))
     assert again.turn_index == 0
     stored = await history(rig)
     assert [t.outcome.turn_index for t in stored.turns] == [0, 1]
-    assert stored.turns[0].outcome.lineage.sources[0].doc_id == "refund-policy"
+    assert stored.turns[0].outcome.lineage.sources[0].doc_id == "billing-faq"
 
 
-# --- routing policy, multi-turn -------------------------------------------------
+async def test_a_store_failure_is_unavailable_and_never_a_half_written_turn(db_url: str) -> None:
+    from servicekit.errors import Unavailable
+    from services.concierge.models import Base
+
+    rig = make(FakeLlm(fail=_refuse), db_url)
+    Base.metadata.drop_all(make_engine(db_url))
+    with pytest.raises(Unavailable):
+        await converse(rig, request())
+
+
+# --- routing policy, thresholds -------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -515,49 +812,56 @@ async def test_conversations_persist_in_postgresql(postgres_url: str) -> None:
 async def test_routing_policy_decides_whether_the_ai_may_answer(
     db_url: str, route: triage_pb2.Route, allowed: bool
 ) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url, triage=FakeTriage(route=route))
+    rig = make(FakeLlm(PHRASED), db_url, triage=FakeTriage(route=route), phrasing="always")
     response = await converse(rig, request())
     if allowed:
         assert response.decision == concierge_pb2.DECISION_ANSWERED
     else:
         assert response.reason == concierge_pb2.DECISION_REASON_POLICY_ROUTE
         assert not rig.llm.bodies, "the LLM is not asked when people must handle the contact"
+        assert not rig.retrieval.requests
         assert rig.escalation.requests[0].queue == route.queue or not route.queue
 
 
 async def test_per_intent_threshold_of_the_persona_applies(db_url: str) -> None:
-    # demo.json sets refund_request to 0.95: a 0.9 answer that passes the default is handed over.
-    calibrated = Confidence(Calibrator("test-v1", ("answer_support",), (0.0,), 2.1972, (0.5,), (1.0,)))
+    # demo.json sets refund_request to 0.95: a 0.9 match that passes the default is handed over.
     triage = FakeTriage(intent=triage_pb2.IntentPrediction(label="refund_request", confidence=0.97))
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url, triage=triage, confidence=calibrated)
+    rig = make(FakeLlm(fail=_refuse), db_url, triage=triage, gate=2.1972)
     response = await converse(rig, request())
     assert response.confidence.score == pytest.approx(0.9, abs=1e-3)
     assert response.confidence.threshold == 0.95
-    assert response.confidence.calibration_version == "test-v1"
     assert response.decision == concierge_pb2.DECISION_ESCALATED
-    other = make(FakeLlm("Monthly plans are not refundable."), db_url, confidence=calibrated)
-    assert (await converse(other, request(conversation_id="c2"))).decision == concierge_pb2.DECISION_ANSWERED
+    assert response.reason == concierge_pb2.DECISION_REASON_LOW_CONFIDENCE
+    other = make(FakeLlm(fail=_refuse), db_url, gate=2.1972)
+    answered = await converse(other, request(conversation_id="c2"))
+    assert answered.decision == concierge_pb2.DECISION_ANSWERED and answered.confidence.threshold == 0.85
 
 
 # --- guardrails ------------------------------------------------------------------
 
 
-async def test_personal_data_is_masked_before_triage_llm_escalation_and_spans(db_url: str, spans) -> None:  # type: ignore[no-untyped-def]
+async def test_personal_data_is_masked_before_triage_retrieval_llm_escalation_and_spans(  # type: ignore[no-untyped-def]
+    db_url: str, spans
+) -> None:
     secret = "Refund my monthly plan to 4111 1111 1111 1111, mail me at jane.doe@example.com or +1 415 555 0100"
-    rig = make(FakeLlm("Yes, monthly plans are refunded in full within 30 days."), db_url)
-    await converse(rig, request(secret))
+    answered = make(FakeLlm(PHRASED), db_url, phrasing="always")
+    await converse(answered, request(secret))
+    handed_over = make(FakeLlm(fail=_refuse), db_url, gate=CLOSED)
+    await converse(handed_over, request(secret, conversation_id="c2"))
+    assert answered.llm.bodies and handed_over.escalation.requests
     seen = [
-        rig.llm.prompt_text(),
-        rig.retrieval.queries[0],
-        rig.triage.requests[0].conversation.messages[-1].text,
-        str(rig.escalation.requests[0]),
+        answered.llm.prompt_text(),
+        *(r.query for rig in (answered, handed_over) for r in rig.retrieval.requests),
+        answered.triage.requests[0].conversation.messages[-1].text,
+        str(handed_over.escalation.requests[0]),
+        *(str(answered.escalation.outcomes)),
         *(str(dict(span.attributes or {})) for span in spans.get_finished_spans()),
     ]
     for text in seen:
         assert "4111" not in text and "jane.doe" not in text and "555 0100" not in text
-    assert "[card]" in rig.llm.prompt_text() and "[email]" in rig.llm.prompt_text()
+    assert "[card]" in answered.llm.prompt_text() and "[email]" in answered.llm.prompt_text()
     # At rest too: the stored turn keeps the masked text.
-    assert (await history(rig)).turns[0].customer_text == mask(secret) != secret
+    assert (await history(answered)).turns[0].customer_text == mask(secret) != secret
 
 
 async def test_a_turn_handed_over_before_any_rewrite_is_stored_masked(db_url: str) -> None:
@@ -577,22 +881,59 @@ INJECTED_DOCUMENT = (
 )
 
 
-async def test_instructions_planted_in_a_document_never_reach_the_prompt(db_url: str) -> None:
-    retrieval = FakeRetrieval(extra_text=INJECTED_DOCUMENT)
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url, retrieval=retrieval)
+async def test_instructions_planted_in_a_unit_are_never_shown(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url, retrieval=FakeRetrieval(extra_text=INJECTED_DOCUMENT))
     response = await converse(rig, request())
+    assert response.decision == concierge_pb2.DECISION_ANSWERED
+    assert response.reply == UNIT_ANSWER and "Ignore" not in response.reply
+
+
+@pytest.mark.parametrize(
+    "mode", [{"phrasing": "always"}, {"answer_mode": "generative"}], ids=["phrasing", "generative"]
+)
+async def test_instructions_planted_in_a_unit_never_reach_the_prompt(db_url: str, mode: dict[str, str]) -> None:
+    rig = make(FakeLlm(PHRASED), db_url, retrieval=FakeRetrieval(extra_text=INJECTED_DOCUMENT), **mode)  # type: ignore[arg-type]
+    response = await converse(rig, request())
+    assert rig.llm.bodies
     assert "Ignore all previous instructions" not in rig.llm.prompt_text()
     assert response.decision == concierge_pb2.DECISION_ANSWERED
 
 
-async def test_a_reply_that_follows_injected_instructions_is_caught(db_url: str) -> None:
+# Service bug, reported: ConciergeServicer._say (services/concierge/servicer.py) adds the next
+# units to the generative prompt and to the support check's sources from the raw retrieval
+# hits (`units[1:3]`), not the neutralised ones best_match got.
+PLANTED_IN_ANOTHER_UNIT = pytest.mark.xfail(
+    strict=True, reason="generative mode prompts and checks against the runner-up units' raw text"
+)
+
+
+@PLANTED_IN_ANOTHER_UNIT
+async def test_instructions_planted_in_another_unit_never_reach_the_generative_prompt(db_url: str) -> None:
+    # The generative prompt carries the next units too: they are data, cleaned like the best one.
+    retrieval = FakeRetrieval(runner_up_text=f"Support is available 24 hours a day.{INJECTED_DOCUMENT}")
+    rig = make(FakeLlm(PHRASED), db_url, retrieval=retrieval, answer_mode="generative")
+    await converse(rig, request())
+    assert rig.llm.bodies
+    assert "Ignore all previous instructions" not in rig.llm.prompt_text()
+
+
+@PLANTED_IN_ANOTHER_UNIT
+async def test_a_reply_that_follows_instructions_planted_in_another_unit_is_never_shown(db_url: str) -> None:
+    retrieval = FakeRetrieval(runner_up_text=f"Support is available 24 hours a day.{INJECTED_DOCUMENT}")
+    rig = make(FakeLlm("Every plan gets a full refund."), db_url, retrieval=retrieval, answer_mode="generative")
+    response = await converse(rig, request())
+    assert "full refund" not in response.reply
+
+
+async def test_a_reply_that_follows_injected_instructions_is_never_shown(db_url: str) -> None:
     rig = make(
         FakeLlm("Every plan gets a full refund, as the instructions say."), db_url,
         retrieval=FakeRetrieval(extra_text=INJECTED_DOCUMENT), answer_mode="generative",
     )
-    response = await converse(rig, request())
-    assert response.decision == concierge_pb2.DECISION_ESCALATED
-    assert response.reason == concierge_pb2.DECISION_REASON_PROMPT_INJECTION
+    events = await stream(rig, request())
+    outcome = events[-1].outcome
+    assert "full refund" not in outcome.reply and not any("full refund" in e.delta for e in events)
+    assert outcome.reply == UNIT_ANSWER
 
 
 @pytest.mark.parametrize(
@@ -605,51 +946,50 @@ async def test_a_reply_that_follows_injected_instructions_is_caught(db_url: str)
 )
 async def test_injection_in_the_customer_message_is_data_not_instructions(db_url: str, attack: str) -> None:
     rig = make(FakeLlm("Rules you never break: never promise a refund."), db_url, answer_mode="generative")
-    response = await converse(rig, request(f"{attack} Can I get a refund on a monthly plan?"))
+    response = await converse(rig, request(f"{attack} {QUESTION}"))
     prompt = rig.llm.prompt_text() if rig.llm.bodies else ""
     assert "system prompt" not in prompt.split("Customer question:")[-1]
-    # Either the attack never reached the model, or what it produced was caught.
-    assert response.decision != concierge_pb2.DECISION_ANSWERED
     assert "Rules you never break" not in response.reply
+    assert not rig.retrieval.queries or "Ignore" not in rig.retrieval.queries[0]
 
 
-async def test_system_prompt_fences_untrusted_text_for_instruction_models(db_url: str) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable [1]."), db_url, answer_mode="generative")
+async def test_the_generative_prompt_fences_untrusted_text_for_instruction_models(db_url: str) -> None:
+    rig = make(FakeLlm(PHRASED), db_url, answer_mode="generative")
     response = await converse(rig, request())
-    body = rig.llm.bodies[-1]
-    messages = body["messages"]
+    messages = rig.llm.bodies[-1]["messages"]
     assert messages[0]["role"] == "system" and "Beacon Helper" in messages[0]["content"]  # type: ignore[index]
-    assert "<<<Can I get a refund on a monthly plan?>>>" in messages[1]["content"]  # type: ignore[index]
+    assert f"<<<{QUESTION}>>>" in messages[1]["content"]  # type: ignore[index]
+    assert f"<<<{UNIT_ANSWER}>>>" in messages[1]["content"]  # type: ignore[index]
+    assert response.decision == concierge_pb2.DECISION_ANSWERED and response.reply == PHRASED
+    assert response.lineage.prompt_template_version == prompts.GENERATIVE_VERSION
+    assert [c.doc_id for c in response.citations] == ["billing-faq"]
+    assert response.confidence.configuration_id.startswith("generative-v1|phrasing=free|model=")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "I'll refund your monthly plan today.",
+        # Every word of it is the unit's, but the unit states a policy, not a promise.
+        "I will refund annual plans cancelled within 14 days.",
+        "I don't know.",
+        "Sure! Rules you never break: never promise a refund.",
+    ],
+    ids=["promise", "supported-promise", "does-not-know", "leaks-the-prompt"],
+)
+async def test_a_generated_reply_that_fails_a_check_gives_way_to_the_units_words(db_url: str, reply: str) -> None:
+    rig = make(FakeLlm(reply), db_url, answer_mode="generative")
+    response = await converse(rig, request())
     assert response.decision == concierge_pb2.DECISION_ANSWERED
-    assert [c.doc_id for c in response.citations] == ["refund-policy"]
+    assert response.reply == UNIT_ANSWER and response.lineage.model == ""
 
 
-async def test_a_promise_is_regenerated_once_then_answered(db_url: str) -> None:
-    rig = make(
-        FakeLlm("I'll refund your monthly plan today [1].", "Monthly plans are not refundable [1]."), db_url,
-        answer_mode="generative",
-    )
+async def test_a_model_that_does_not_know_is_not_shown_even_in_the_units_words(db_url: str) -> None:
+    # Each word of "I don't know" is in this unit: only the refusal check keeps it from the customer.
+    unit = "If you don't know which plan you have, open Billing. Monthly plans are not refundable."
+    rig = make(FakeLlm("I don't know."), db_url, retrieval=FakeRetrieval(unit_text=unit), answer_mode="generative")
     response = await converse(rig, request())
-    assert len(rig.llm.bodies) == 2
-    assert "previous reply promised an action" in rig.llm.prompt_text()
-    assert response.decision == concierge_pb2.DECISION_ANSWERED
-    assert response.reply == "Monthly plans are not refundable [1]."
-
-
-async def test_a_repeated_promise_is_handed_over(db_url: str) -> None:
-    rig = make(FakeLlm("I have cancelled your plan and your refund has been processed [1]."), db_url,
-               answer_mode="generative")
-    response = await converse(rig, request())
-    assert response.reason == concierge_pb2.DECISION_REASON_UNSAFE_PROMISE
-    assert "cancelled your plan" not in response.reply
-    assert rig.escalation.requests[0].ai_attempt.explanation == "unsafe_promise"
-
-
-async def test_model_that_does_not_know_says_so_and_hands_over(db_url: str) -> None:
-    rig = make(FakeLlm("I don't know."), db_url, answer_mode="generative")
-    response = await converse(rig, request())
-    assert response.reason == concierge_pb2.DECISION_REASON_MODEL_DOES_NOT_KNOW
-    assert response.reply.startswith("I don't know")
+    assert response.decision == concierge_pb2.DECISION_ANSWERED and response.reply == unit
 
 
 @pytest.mark.parametrize(
@@ -666,42 +1006,18 @@ async def test_off_topic_and_empty_requests_are_declined_politely(db_url: str, t
     response = await converse(rig, request(text))
     assert response.decision == concierge_pb2.DECISION_CLARIFY
     assert response.reason == reason
-    assert not rig.escalation.requests and not rig.llm.bodies
+    assert not rig.escalation.requests and not rig.llm.bodies and not rig.retrieval.requests
     if reason == concierge_pb2.DECISION_REASON_OFF_TOPIC:
         assert "Beacon by Northwind Cloud" in response.reply
 
 
-async def test_stream_converse_streams_the_stored_reply(db_url: str) -> None:
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
-    events = [
-        event async for event in rig.servicer.StreamConverse(  # type: ignore[arg-type]
-            concierge_pb2.StreamConverseRequest(request=request()), None
-        )
-    ]
-    assert "".join(e.delta for e in events[:-1]) == ANSWER
-    assert events[-1].outcome.decision == concierge_pb2.DECISION_ANSWERED
-    assert len((await history(rig)).turns) == 1
-
-
-def test_verify_quote_accepts_near_copies_only() -> None:
-    assert verify_quote('"Monthly plans are not refundable"', [PASSAGE]) is not None
-    assert verify_quote("Monthly plans are refundable in full", [PASSAGE]) is None
-    assert verify_quote("", [PASSAGE]) is None
-
-
-def test_support_measures_content_words_in_passages() -> None:
-    assert support("Monthly plans are not refundable", [PASSAGE]) == 1.0
-    assert support("Bananas grow on trees", [PASSAGE]) == 0.0
+# --- follow-ups ----------------------------------------------------------------
 
 
 async def test_generative_mode_rewrites_a_follow_up_with_the_llm(db_url: str) -> None:
-    first = make(FakeLlm("Monthly plans are not refundable [1]."), db_url, answer_mode="generative")
-    await converse(first, request("Can I get a refund on a monthly plan?"))
-    rig = make(
-        FakeLlm("Can I get a refund on an annual plan?",
-                "Annual plans cancelled within 14 days get a prorated refund [1]."),
-        db_url, answer_mode="generative",
-    )
+    first = make(FakeLlm(PHRASED), db_url, answer_mode="generative")
+    await converse(first, request(QUESTION))
+    rig = make(FakeLlm("Can I get a refund on an annual plan?", PHRASED), db_url, answer_mode="generative")
     response = await converse(rig, request("And annual ones?"))
     assert "Follow-up: And annual ones?" in str(rig.llm.bodies[0]["messages"])
     assert rig.retrieval.queries == ["Can I get a refund on an annual plan?"]
@@ -710,19 +1026,9 @@ async def test_generative_mode_rewrites_a_follow_up_with_the_llm(db_url: str) ->
 
 
 async def test_an_llm_rewrite_that_invents_a_topic_falls_back_to_the_deterministic_one(db_url: str) -> None:
-    first = make(FakeLlm("Monthly plans are not refundable [1]."), db_url, answer_mode="generative")
-    await converse(first, request("Can I get a refund on a monthly plan?"))
-    rig = make(FakeLlm("How do I buy bitcoin with my discount voucher?", "Monthly plans are not refundable [1]."),
-               db_url, answer_mode="generative")
+    first = make(FakeLlm(PHRASED), db_url, answer_mode="generative")
+    await converse(first, request(QUESTION))
+    rig = make(FakeLlm("How do I buy bitcoin with my discount voucher?", PHRASED), db_url, answer_mode="generative")
     await converse(rig, request("And annual ones?"))
     assert "bitcoin" not in rig.retrieval.queries[0] and "refund" in rig.retrieval.queries[0]
 
-
-async def test_a_store_failure_is_unavailable_and_never_a_half_written_turn(db_url: str) -> None:
-    from servicekit.errors import Unavailable
-    from services.concierge.models import Base
-
-    rig = make(FakeLlm("Monthly plans are not refundable."), db_url)
-    Base.metadata.drop_all(make_engine(db_url))
-    with pytest.raises(Unavailable):
-        await converse(rig, request())

@@ -17,6 +17,7 @@ from servicekit.clients import connect
 from servicekit.errors import details_from_rpc_error
 from servicekit.server import serving
 from services.concierge.app import servicers
+from services.concierge.confidence import CalibrationError
 from services.concierge.settings import ConciergeSettings
 
 
@@ -74,3 +75,37 @@ async def test_errors_are_status_codes_with_details(settings: ConciergeSettings)
             fields = {name for name, _ in details_from_rpc_error(bad.value).field_violations}
             assert {"conversation_id", "text"} <= fields
             assert "Traceback" not in (bad.value.details() or "")
+
+
+async def test_without_a_fit_for_its_configuration_the_process_refuses_to_start(
+    settings: ConciergeSettings, tmp_path: Path
+) -> None:
+    unfitted = settings.model_copy(update={"fits_dir": tmp_path / "no-fits"})
+    with pytest.raises(CalibrationError, match="CONCIERGE_ALLOW_UNCALIBRATED"):
+        async with serving(unfitted, servicers):
+            pytest.fail("the concierge served without a confidence fit")
+    # Phrasing by the LLM is another configuration: the shipped fits are not for it.
+    with pytest.raises(CalibrationError, match="phrasing=always"):
+        async with serving(settings.model_copy(update={"phrasing": "always"}), servicers):
+            pytest.fail("the concierge served a configuration without its fit")
+
+
+async def test_told_to_run_uncalibrated_it_serves_and_every_response_says_so(
+    settings: ConciergeSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As deployed: the setting comes from the environment.
+    monkeypatch.setenv("CONCIERGE_ALLOW_UNCALIBRATED", "true")
+    monkeypatch.setenv("CONCIERGE_FITS_DIR", str(tmp_path / "no-fits"))
+    uncalibrated = ConciergeSettings(**settings.model_dump(exclude={"allow_uncalibrated", "fits_dir"}))
+    assert uncalibrated.allow_uncalibrated and uncalibrated.fits_dir == tmp_path / "no-fits"
+    async with serving(uncalibrated, servicers) as server:
+        async with connect(f"127.0.0.1:{server.port}", "aftercare.concierge.v1.ConciergeService") as channel:
+            stub = concierge_pb2_grpc.ConciergeServiceStub(channel)
+            response = await stub.Converse(
+                concierge_pb2.ConverseRequest(conversation_id="conv-2", customer=CUSTOMER,
+                                              text="How do I rotate an API key?")
+            )
+            assert response.decision == concierge_pb2.DECISION_ESCALATED
+            assert not response.confidence.calibrated
+            assert response.confidence.calibration_version == "uncalibrated"
+            assert response.confidence.configuration_id == "unit-v1|phrasing=off"

@@ -1,5 +1,6 @@
 """The concierge's parts on their own: follow-up rewriting, guardrails, personas,
-the calibrated confidence and its fit, the judging rule, and the LLM client's
+the calibrated confidence (per serving configuration) and its fit, matching a
+question to an answer unit, the judging rule, and the LLM client's
 chat-completions stream."""
 
 from __future__ import annotations
@@ -11,13 +12,25 @@ from pathlib import Path
 import httpx
 import pytest
 
+from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
 from servicekit.llm import LlmClient
-from services.concierge import guardrails, prompts, rewrite
+from services.concierge import guardrails, matching, prompts, rewrite
 from services.concierge.calibrate import expected_calibration_error, fit
-from services.concierge.confidence import HEURISTIC_VERSION, CalibrationError, Calibrator, Confidence, Signals
+from services.concierge.confidence import (
+    DEFAULT_FITS_DIR,
+    UNCALIBRATED,
+    CalibrationError,
+    Calibrator,
+    Confidence,
+    Configuration,
+    fit_path,
+)
 from services.concierge.evaluation import judge, split_of
+from services.concierge.matching import Signals
 from services.concierge.persona import PersonaBook, PersonaError
+from services.concierge.servicer import configuration, pieces
+from services.concierge.settings import ConciergeSettings
 from tests.llm_stream import sse
 
 # --- follow-ups ------------------------------------------------------------------
@@ -182,78 +195,266 @@ def test_a_broken_persona_is_refused_and_the_previous_one_keeps_serving(tmp_path
         PersonaBook(tmp_path).get("acme")
 
 
-# --- confidence --------------------------------------------------------------------
+# --- confidence ---------------------------------------------------------------------
 
 
-SIGNALS = Signals(top_similarity=0.7, similarity_margin=0.1, answer_support=1.0, question_overlap=0.5)
+def signals(**overrides: float) -> Signals:
+    values = dict.fromkeys(Signals.__dataclass_fields__, 0.5) | overrides
+    return Signals(**values)
+
+
+def unit_config(phrasing: str = "off", **settings: object) -> Configuration:
+    return configuration(ConciergeSettings(  # type: ignore[call-arg]
+        retrieval_addr="x", triage_addr="x", escalation_addr="x", llm_base_url="http://llm.test/v1",
+        llm_model="small-model", phrasing=phrasing, **settings,
+    ))
+
+
+DEFAULT = unit_config()
+
+
+def calibrator(
+    configuration_id: str = DEFAULT.id, version: str = "logistic-test", intercept: float = 0.5
+) -> Calibrator:
+    return Calibrator(version, configuration_id, ("question_similarity", "passage_agrees"), (2.0, 1.0), intercept,
+                      (0.5, 0.8), (0.1, 0.2))
+
+
+def test_a_configuration_names_the_llm_and_prompt_only_where_the_llm_writes_the_reply() -> None:
+    assert DEFAULT.id == "unit-v1|phrasing=off"
+    assert unit_config("always").id == f"unit-v1|phrasing=always|model=small-model|prompt={prompts.PHRASE_VERSION}"
+    assert unit_config("long").id != unit_config("always").id
+    generative = unit_config(answer_mode="generative")
+    assert generative.id == f"generative-v1|phrasing=free|model=small-model|prompt={prompts.GENERATIVE_VERSION}"
 
 
 def test_calibrator_round_trips_and_scores_monotonically() -> None:
-    calibrator = Calibrator("logistic-test", ("top_similarity", "answer_support"), (2.0, 1.0), 0.5, (0.5, 0.8),
-                            (0.1, 0.2))
-    again = Calibrator.from_json(calibrator.to_json({"fitted_on": {"rows": 3}}))
-    assert again == calibrator
-    low = Signals(top_similarity=0.4, similarity_margin=0.0, answer_support=1.0, question_overlap=0.5)
-    assert again.score(low) < again.score(SIGNALS)
+    fit = calibrator()
+    again = Calibrator.from_json(fit.to_json({"fitted_on": {"rows": 3}}))
+    assert again == fit
+    assert again.score(signals(question_similarity=0.4)) < again.score(signals(question_similarity=0.7))
+    assert again.score(signals(passage_agrees=0.0)) < again.score(signals(passage_agrees=1.0))
 
 
-def test_missing_calibration_falls_back_to_the_labelled_heuristic(tmp_path: Path) -> None:
-    confidence = Confidence.load(tmp_path / "absent.json")
-    assert confidence.version == HEURISTIC_VERSION and 0 <= confidence.score(SIGNALS) <= 1
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"version": "x", "features": ["nope"], "weights": [1], "intercept": 0,
-                               "means": [0], "scales": [1]}))
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"features": ["nope"], "weights": [1], "means": [0], "scales": [1]},
+        {"features": ["question_similarity"], "weights": [1, 2], "means": [0], "scales": [1]},
+        {"features": ["question_similarity"], "weights": [1], "means": [0], "scales": [0]},
+        {"features": ["question_similarity"], "weights": ["x"], "means": [0], "scales": [1]},
+    ],
+)
+def test_a_broken_fit_file_is_refused(tmp_path: Path, body: dict[str, object]) -> None:
+    path = fit_path(tmp_path, DEFAULT.id)
+    path.write_text(json.dumps({"version": "x", "configuration_id": DEFAULT.id, "intercept": 0, **body}))
     with pytest.raises(CalibrationError):
-        Confidence.load(bad)
+        Confidence.load(tmp_path, DEFAULT)
 
 
-def test_a_fit_of_another_answer_mode_is_not_used(tmp_path: Path) -> None:
-    calibrator = Calibrator("logistic-x", ("answer_support",), (1.0,), 0.0, (0.5,), (1.0,))
-    path = tmp_path / "calibration.json"
-    path.write_text(calibrator.to_json({"fitted_on": {"answer_mode": "extractive"}}))
-    assert Confidence.load(path, "extractive").version == "logistic-x"
-    assert Confidence.load(path, "generative").version == HEURISTIC_VERSION
+def test_the_fit_of_the_serving_configuration_serves(tmp_path: Path) -> None:
+    fit_path(tmp_path, DEFAULT.id).write_text(calibrator().to_json())
+    confidence = Confidence.load(tmp_path, DEFAULT)
+    assert confidence.calibrated and confidence.version() == "logistic-test"
+    assert confidence.score("any", signals()) == calibrator().score(signals())
+    proto = confidence.proto("any", 0.7, 0.85, signals())
+    assert proto.calibrated and proto.configuration_id == DEFAULT.id and proto.calibration_version == "logistic-test"
+    assert {s.name for s in proto.signals} == set(Signals.__dataclass_fields__)
 
 
-def test_a_fit_of_another_prompt_version_is_not_used(tmp_path: Path) -> None:
-    calibrator = Calibrator("logistic-x", ("answer_support",), (1.0,), 0.0, (0.5,), (1.0,))
-    path = tmp_path / "calibration.json"
-    fitted_on = {"answer_mode": "extractive", "prompt_version": prompts.EXTRACTIVE_VERSION}
-    path.write_text(calibrator.to_json({"fitted_on": fitted_on}))
-    assert Confidence.load(path, "extractive").version == "logistic-x"
-    path.write_text(calibrator.to_json({"fitted_on": {**fitted_on, "prompt_version": "extractive-quote-v0"}}))
-    assert Confidence.load(path, "extractive").version == HEURISTIC_VERSION
+def test_without_a_fit_for_the_configuration_loading_fails_unless_uncalibrated_is_allowed(tmp_path: Path) -> None:
+    # A fit of another configuration is no fit for this one.
+    fit_path(tmp_path, DEFAULT.id).write_text(calibrator().to_json())
+    phrased = unit_config("always")
+    with pytest.raises(CalibrationError) as refused:
+        Confidence.load(tmp_path, phrased)
+    assert phrased.id in str(refused.value)
+    uncalibrated = Confidence.load(tmp_path, phrased, allow_uncalibrated=True)
+    assert not uncalibrated.calibrated and uncalibrated.version() == UNCALIBRATED
+    assert uncalibrated.score("any", signals(question_similarity=1.0)) == 0.0
+    proto = uncalibrated.proto("any", 0.0, 0.85, None)
+    assert not proto.calibrated and proto.configuration_id == phrased.id and proto.calibration_version == UNCALIBRATED
 
 
-def test_shipped_calibration_file_loads_when_present() -> None:
-    path = Path(__file__).resolve().parents[3] / "services" / "concierge" / "calibration.json"
-    if not path.exists():
-        pytest.skip("no fitted calibration shipped")
-    # Fitted on the default mode's current prompt: a prompt change without a refit fails here.
-    confidence = Confidence.load(path, "extractive")
-    assert confidence.version.startswith("logistic-")
-    assert 0.0 <= confidence.score(SIGNALS) <= 1.0
+def test_a_fit_file_made_for_another_configuration_is_refused(tmp_path: Path) -> None:
+    # Renaming a fit does not make it one of the serving configuration.
+    fit_path(tmp_path, DEFAULT.id).write_text(calibrator(unit_config("always").id).to_json())
+    with pytest.raises(CalibrationError, match="fitted for"):
+        Confidence.load(tmp_path, DEFAULT, allow_uncalibrated=True)
+
+
+def test_a_tenant_with_its_own_fit_gets_it_and_others_the_default(tmp_path: Path) -> None:
+    fit_path(tmp_path, DEFAULT.id).write_text(calibrator().to_json())
+    own = fit_path(tmp_path, DEFAULT.id, "acme")
+    own.parent.mkdir(parents=True)
+    own.write_text(calibrator(version="logistic-acme", intercept=-3.0).to_json())
+    confidence = Confidence.load(tmp_path, DEFAULT)
+    assert confidence.version("acme") == "logistic-acme" and confidence.version("other") == "logistic-test"
+    assert confidence.score("acme", signals()) < confidence.score("other", signals())
+
+
+def test_shipped_fits_load_for_the_default_configuration() -> None:
+    # Fitted on the default configuration: a change to it (or to the signals) without a refit fails here.
+    confidence = Confidence.load(DEFAULT_FITS_DIR, DEFAULT)
+    assert confidence.calibrated and confidence.version().startswith("logistic-")
+    assert {"demo", "emanual"} <= set(confidence.tenants)
+    for tenant in ("", "demo", "emanual"):
+        fit = confidence.fit_for(tenant)
+        assert fit is not None and set(fit.features) == set(Signals.__dataclass_fields__)
+        assert 0.0 < confidence.score(tenant, signals()) < 1.0
+
+
+def _rows(count: int = 400, seed: int = 3) -> list[dict[str, object]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        similarity = rng.random()
+        values = {name: rng.random() for name in Signals.__dataclass_fields__}
+        values["question_similarity"] = similarity
+        rows.append({"signals": values, "correct": rng.random() < similarity})
+    return rows
 
 
 def test_fit_learns_which_signal_predicts_correctness() -> None:
-    rng = random.Random(3)
-    rows = []
-    for _ in range(400):
-        similarity = rng.random()
-        rows.append({
-            "signals": {"top_similarity": similarity, "similarity_margin": rng.random() * 0.2,
-                        "answer_support": 1.0, "question_overlap": rng.random()},
-            "correct": rng.random() < similarity,
-        })
-    calibrator, report = fit(rows, c=1.0)
+    calibrator, report = fit(_rows(), DEFAULT.id, c=1.0)
+    assert calibrator.configuration_id == DEFAULT.id
     weights = dict(zip(calibrator.features, calibrator.weights, strict=True))
-    assert weights["top_similarity"] > 1.0 > abs(weights["question_overlap"])
+    assert weights["question_similarity"] > 1.0
+    assert all(abs(w) < 0.5 for name, w in weights.items() if name != "question_similarity")
     assert report["ece_in_sample"] < 0.08
 
 
 def test_expected_calibration_error() -> None:
     assert expected_calibration_error([0.9] * 10, [1] * 9 + [0]) == pytest.approx(0.0)
     assert expected_calibration_error([0.9] * 10, [0] * 10) == pytest.approx(0.9)
+
+
+def _run_calibrate(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    from services.concierge import calibrate
+
+    monkeypatch.setattr("sys.argv", ["calibrate", *argv])
+    return calibrate.main()
+
+
+def test_calibrate_fits_saved_rows_into_a_fit_the_service_then_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.concierge import calibrate
+
+    rows = tmp_path / "rows.json"
+    source = {"datasets": ["demo"], "split": "train", "split_rule": calibrate.SPLIT_RULE,
+              "configuration_id": DEFAULT.id, "judging_rules": {"demo": calibrate.JUDGING_RULES["demo"]}}
+    records = [{"question_id": f"demo:q{i}", "dataset": "demo", "reply": "", "cited": [], **row}
+               for i, row in enumerate(_rows(120))]
+    records.append({"question_id": "demo:unmatched", "dataset": "demo", "signals": None, "correct": False,
+                    "reply": "", "cited": []})
+    rows.write_text(json.dumps({"source": source, "rows": records}))
+    fits = tmp_path / "fits"
+    assert _run_calibrate(monkeypatch, "--from-rows", str(rows), "--fits-dir", str(fits)) == 0
+    written = fit_path(fits, DEFAULT.id)
+    body = json.loads(written.read_text())
+    assert body["configuration_id"] == DEFAULT.id
+    assert body["fit"]["rows"] == 120 and body["fit"]["questions_asked"] == 121
+    assert body["fitted_on"] == source
+    served = Confidence.load(fits, DEFAULT)
+    assert served.calibrated and served.version() == body["version"] in capsys.readouterr().out
+    assert served.score("", signals(question_similarity=0.9)) > served.score("", signals(question_similarity=0.1))
+    # Fitting again keeps the replaced fit for a rollback; --tenant writes the tenant's own.
+    assert _run_calibrate(monkeypatch, "--from-rows", str(rows), "--fits-dir", str(fits), "--tenant", "acme") == 0
+    assert _run_calibrate(monkeypatch, "--from-rows", str(rows), "--fits-dir", str(fits)) == 0
+    assert written.with_name(written.stem + ".previous.json").exists()
+    assert Confidence.load(fits, DEFAULT).version("acme") == body["version"]
+    # A fit of these rows serves their configuration only.
+    with pytest.raises(CalibrationError):
+        Confidence.load(fits, unit_config("always"))
+
+
+def test_calibrate_refuses_too_few_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = tmp_path / "rows.json"
+    records = [{"question_id": f"demo:q{i}", "dataset": "demo", **row} for i, row in enumerate(_rows(10))]
+    rows.write_text(json.dumps({"source": {"datasets": ["demo"], "configuration_id": DEFAULT.id}, "rows": records}))
+    with pytest.raises(SystemExit, match="at least"):
+        _run_calibrate(monkeypatch, "--from-rows", str(rows), "--fits-dir", str(tmp_path / "fits"))
+    assert not (tmp_path / "fits").exists()
+
+
+def test_calibration_does_not_resume_rows_collected_with_another_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.concierge import calibrate
+
+    rows = tmp_path / "rows.json"
+    source = {"datasets": ["demo"], "split": "train", "split_rule": calibrate.SPLIT_RULE,
+              "configuration_id": unit_config("always").id,
+              "judging_rules": {"demo": calibrate.JUDGING_RULES["demo"]}}
+    rows.write_text(json.dumps({"source": source, "rows": []}))
+    with pytest.raises(SystemExit) as stopped:
+        _run_calibrate(monkeypatch, "--dataset", "demo", "--rows", str(rows), "--fits-dir", str(tmp_path))
+    assert stopped.value.code == 2 and "give another --rows file" in capsys.readouterr().err
+
+
+# --- matching a question to an answer unit -----------------------------------------------
+
+
+def _unit(chunk_id: str, question: str, text: str, *, score: float, similarity: float,
+          heading: str = "", doc_type: int = retrieval_pb2.DOCUMENT_TYPE_FAQ) -> retrieval_pb2.SearchHit:
+    doc_id = chunk_id.split("#")[0]
+    return retrieval_pb2.SearchHit(
+        doc_id=doc_id, chunk_id=chunk_id, title=doc_id, heading_path=[doc_id, heading or question], text=text,
+        score=score, similarity=similarity, question_similarity=similarity, unit_question=question,
+        doc_type=doc_type,
+    )
+
+
+SSO = _unit("plans#1", "Which plans include single sign-on?",
+            "Single sign-on (SAML) is included in the Business and Enterprise plans.", score=0.70, similarity=0.8)
+EXPORT = _unit("export#2", "How do I export my data?",
+               "Open Settings > Data and choose Export. The file arrives by email.", score=0.72, similarity=0.5)
+
+
+def test_the_best_unit_is_matched_and_answered_in_its_own_words() -> None:
+    match = matching.best_match("Which plans include single sign-on?", [SSO], [])
+    assert match is not None and match.unit.chunk_id == "plans#1"
+    assert match.reply == SSO.text
+    assert match.signals.reply_is_whole_unit == 1.0 and match.signals.unit_is_faq == 1.0
+    assert match.signals.question_overlap == 1.0 and match.signals.uncovered_share == 0.0
+    assert match.signals.question_margin == pytest.approx(0.8)
+    assert matching.best_match("anything", [], []) is None
+
+
+def test_the_passage_search_agreeing_lifts_a_unit_over_a_higher_scored_one() -> None:
+    question = "Which plans include single sign-on?"
+    alone = matching.best_match(question, [EXPORT, SSO], [])
+    assert alone is not None and alone.unit.chunk_id == "export#2"
+    passage = retrieval_pb2.SearchHit(doc_id="plans", chunk_id="plans#0", heading_path=["plans", question],
+                                      text=SSO.text, similarity=0.7)
+    agreed = matching.best_match(question, [EXPORT, SSO], [passage])
+    assert agreed is not None and agreed.unit.chunk_id == "plans#1"
+    assert agreed.signals.passage_agrees == 1.0 and agreed.signals.passage_similarity == pytest.approx(0.7)
+    assert agreed.signals.unit_score_margin > 0
+
+
+def test_a_long_unit_is_cut_to_the_sentences_that_answer() -> None:
+    filler = " ".join(f"Step {n} of the setup wizard shows the network page." for n in range(30))
+    text = f"{filler} To reset the router, hold the reset button for ten seconds. The lights then blink green."
+    long_unit = _unit("router#4", "Router setup", text, score=0.7, similarity=0.6, doc_type=0)
+    match = matching.best_match("How do I reset the router?", [long_unit], [])
+    assert match is not None and match.signals.reply_is_whole_unit == 0.0
+    assert "hold the reset button for ten seconds" in match.reply and len(match.reply) < 200
+    assert match.signals.unit_is_faq == 0.0
+
+
+def test_words_of_the_question_found_nowhere_are_measured() -> None:
+    match = matching.best_match("Does Beacon integrate with Zapier?", [SSO], [])
+    assert match is not None and match.signals.uncovered_share > 0.5
+
+
+def test_streamed_pieces_join_back_to_the_text() -> None:
+    text = "First sentence. Second one!\nThird line? Last bit without a stop"
+    parts = pieces(text)
+    assert "".join(parts) == text and len(parts) == 4
+    assert pieces("One sentence.") == ["One sentence."]
+    assert pieces("Version 2.5 is out. It is.") == ["Version 2.5 is out. ", "It is."]
 
 
 # --- the benchmark's judging rule -------------------------------------------------------
@@ -310,19 +511,3 @@ async def test_chat_streams_deltas_and_token_logprobs() -> None:
     assert completion.token_logprobs == [-0.1, -0.3]
     assert completion.prompt_tokens == 12 and completion.completion_tokens == 2
 
-
-def test_calibration_does_not_resume_rows_collected_with_another_prompt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from services.concierge import calibrate
-
-    corpus, questions, rows = tmp_path / "corpus.jsonl", tmp_path / "qa.jsonl", tmp_path / "rows.json"
-    source = {"corpus": corpus.name, "questions": questions.name, "split": "train", "split_rule": calibrate.SPLIT_RULE,
-              "answer_mode": "extractive", "llm_model": "gemma-3-270m", "prompt_version": "extractive-quote-v0"}
-    rows.write_text(json.dumps({"source": source, "rows": []}))
-    monkeypatch.setattr(
-        "sys.argv", ["calibrate", "--corpus", str(corpus), "--questions", str(questions), "--rows", str(rows)]
-    )
-    with pytest.raises(SystemExit) as stopped:
-        calibrate.main()
-    assert stopped.value.code == 2 and "give another --rows file" in capsys.readouterr().err

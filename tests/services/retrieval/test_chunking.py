@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import itertools
 
-from services.retrieval.chunking import Chunker, embed_text, html_to_markdown
+from services.retrieval.chunking import Chunker, answer_units, embed_text, html_to_markdown
 
 LOREM = "Exports run every hour and write one Parquet file per table into the bucket you configured. "
 
@@ -112,3 +112,23 @@ def test_document_of_only_headings_still_has_a_chunk(chunker: Chunker) -> None:
     chunks = chunker.chunk("Empty", "# Empty\n\n## Nothing here")
     assert len(chunks) == 1
     assert "Nothing here" in chunks[0].text
+
+
+def test_answer_units_follow_the_documents_structure() -> None:
+    faq = "# Billing FAQ\n\nIntro text that answers nothing in particular.\n\n## Can I get a refund?\n\n" \
+        "Annual plans within 14 days.\n\n### Details\n\nProrated by day.\n\n## Short?\n\nYes."
+    units = answer_units("Billing FAQ", faq, "markdown", "faq")
+    # Each `##` entry, its deeper headings included; no unit for the intro or a too-short answer.
+    assert [(u.question, u.answer) for u in units] == [
+        ("Can I get a refund?", "Annual plans within 14 days.\n\n### Details\n\nProrated by day.")
+    ]
+    ticket = "# Login fails (resolved ticket)\n\n## Customer question\n\nWe cannot log in since today.\n\n" \
+        "## Investigation notes\n\nClock skew of 6 minutes.\n\n## Final answer\n\nSync your IdP clock with NTP."
+    units = answer_units("Login fails (resolved ticket)", ticket, "markdown", "ticket")
+    assert [(u.question, u.answer) for u in units] == [("Login fails", "Sync your IdP clock with NTP.")]
+    article = "# Enable 2FA\n\n2FA is available on all plans.\n\n## Add a security key\n\n1. Open Security.\n2. Add."
+    units = answer_units("Enable 2FA", article, "markdown", "other")
+    assert [u.question for u in units] == ["Enable 2FA", "Enable 2FA: Add a security key"]
+    assert units[1].heading_path == ("Enable 2FA", "Add a security key")
+    text = answer_units("Picture settings", "Adjust the picture mode from the Settings menu.", "text", "other")
+    assert [(u.question, u.answer) for u in text] == [("Picture settings", "Adjust the picture mode from the Settings menu.")]

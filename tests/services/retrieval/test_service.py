@@ -147,6 +147,26 @@ async def test_hit_carries_metadata_and_faq_chunk_is_question_and_answer(
     assert hits[0].version == "4.3"
 
 
+async def test_answer_units_are_matched_by_their_question_and_never_mix_with_passages(
+    stub: RetrievalServiceStub, tenant: str
+) -> None:
+    await ingest(stub, kb(tenant))
+    units = await search(stub, tenant, "do you retry webhooks that failed?", top_k=3, answer_units=True)
+    top = units[0]
+    # The FAQ entry as a whole answer, found by its question.
+    assert top.unit_question == "How often are failed webhooks retried?"
+    assert top.text.startswith("Failed deliveries are retried 8 times")
+    assert top.question_similarity == pytest.approx(top.similarity) and top.question_similarity > 0.5
+    # Every hit of a unit search is a unit; no passage search returns one.
+    assert all(hit.unit_question for hit in units)
+    passages = await search(stub, tenant, "do you retry webhooks that failed?", top_k=10)
+    assert passages and not any(hit.unit_question for hit in passages)
+    assert not {hit.chunk_id for hit in units} & {hit.chunk_id for hit in passages}
+    # A how-to section is a unit for the task its heading names.
+    step = await search(stub, tenant, "which ACS URL do I give my IdP?", top_k=1, answer_units=True)
+    assert step[0].unit_question == "Configure SAML single sign-on: Step 2: Create the application in your IdP"
+
+
 async def test_top_k_defaults_to_five(stub: RetrievalServiceStub, tenant: str) -> None:
     await ingest(stub, kb(tenant))
     assert len(await search(stub, tenant, "beacon")) == 5
