@@ -22,7 +22,7 @@ transformers side: the same prompts, `generate` with batch size = the
 concurrency level, greedy, exactly --max-tokens new tokens; time to first
 token is a 1-token `generate` of the batch; GPU memory is torch's peak.
 
-Prompts are the concierge's own extractive prompt over passages of `--corpus`
+Prompts are grounded-answer prompts of the concierge's size over passages of `--corpus`
 (JSONL with title/text; the E-Manual corpus, for example), else a fixed text.
 """
 
@@ -53,6 +53,15 @@ FALLBACK_PASSAGES = [
 ]
 
 
+def _passages_prompt(question: str, passages: list[tuple[str, str]]) -> str:
+    """A grounded-answer prompt of the concierge's size: numbered passages, then the question."""
+    context = "\n".join(
+        f"[{i}] {title}: {' '.join(text.split())[: prompts.MAX_PASSAGE_CHARS]}"
+        for i, (title, text) in enumerate(passages, start=1)
+    )
+    return f"Answer the question from the passages.\n\n{context}\n\nQuestion: {question}\nAnswer:"
+
+
 def make_prompts(count: int, corpus: Path | None, seed: int = 7) -> list[str]:
     passages = FALLBACK_PASSAGES
     if corpus is not None:
@@ -63,7 +72,7 @@ def make_prompts(count: int, corpus: Path | None, seed: int = 7) -> list[str]:
     for _ in range(count):
         chosen = rng.sample(passages, k=min(3, len(passages)))
         question = f"How do I use {chosen[0][0].lower()}?"
-        made.append(prompts.extractive(question, chosen))
+        made.append(_passages_prompt(question, chosen))
     return made
 
 

@@ -1,5 +1,8 @@
 """Mesh latency: start the whole mesh (as `make run` does), send chat messages
-through the gateway, and report end-to-end latency and what the gRPC hops add.
+through the gateway's streaming endpoint (Server-Sent Events, as the chat widget
+does), and report end-to-end latency by decision (answers: time to the first
+shown sentence and to the outcome; handoffs: time to the outcome) and what the
+gRPC hops add.
 
 The hop cost is read from the traces: for each gRPC call, the client span's
 duration minus the server span's duration is the time spent on the wire,
@@ -91,6 +94,30 @@ async def _throughput(gateway_url: str, key: str, total: int, concurrency: int) 
     }
 
 
+def _streamed(client: httpx.Client, conversation: str, text: str, customer: str) -> tuple[dict, float, float | None]:
+    """One message through the SSE endpoint: the outcome, ms to it, and ms to the first delta."""
+    t0 = time.perf_counter()
+    first: float | None = None
+    event = ""
+    body: dict = {}
+    with client.stream(
+        "POST", f"/v1/conversations/{conversation}/messages/stream",
+        json={"text": text, "customer": {"tenant_id": "demo", "customer_id": customer}},
+    ) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                if event == "delta" and first is None:
+                    first = (time.perf_counter() - t0) * 1000
+                elif event == "outcome":
+                    body = json.loads(line.split(":", 1)[1])
+                elif event == "error":
+                    raise RuntimeError(line)
+    return body, (time.perf_counter() - t0) * 1000, first
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=40)
@@ -124,23 +151,21 @@ def main() -> int:
         ingest_s = time.monotonic() - ingest_started
         try:
             latencies: list[float] = []
+            by_decision: dict[str, list[float]] = {}
+            first_shown: list[float] = []
             trace_ids: list[str] = []
             decisions: dict[str, int] = {}
             auth = {"Authorization": f"Bearer {stack.api_keys['channel']}"}
             with httpx.Client(base_url=stack.gateway_url, timeout=60, headers=auth) as client:
                 for i in range(args.requests + 3):
                     question = DEMO_QUESTIONS[i % len(DEMO_QUESTIONS)]
-                    t0 = time.perf_counter()
-                    response = client.post(
-                        f"/v1/conversations/bench-{i}/messages",
-                        json={"text": question, "customer": {"tenant_id": "demo", "customer_id": f"c{i}"}},
-                    )
-                    elapsed = (time.perf_counter() - t0) * 1000
-                    response.raise_for_status()
+                    body, elapsed, first = _streamed(client, f"bench-{i}", question, f"c{i}")
                     if i < 3:  # warm-up
                         continue
-                    body = response.json()
                     latencies.append(elapsed)
+                    by_decision.setdefault(body["decision"], []).append(elapsed)
+                    if body["decision"] == "answered" and first is not None:
+                        first_shown.append(first)
                     trace_ids.append(body["trace_id"])
                     decisions[body["decision"]] = decisions.get(body["decision"], 0) + 1
             throughput = asyncio.run(
@@ -170,6 +195,9 @@ def main() -> int:
         "demo_kb_ingest_s": round(ingest_s, 2),
         "chat_p50_ms": round(percentile(latencies, 50), 1),
         "chat_p95_ms": round(percentile(latencies, 95), 1),
+        "answered_p50_ms": round(percentile(by_decision.get("answered", []), 50), 1),
+        "answered_first_sentence_p50_ms": round(percentile(first_shown, 50), 1),
+        "escalated_p50_ms": round(percentile(by_decision.get("escalated", []), 50), 1),
         "grpc_hops_added_p50_ms": round(statistics.median(hops), 2) if hops else None,
         "grpc_hops_added_p95_ms": round(percentile(hops, 95), 2) if hops else None,
         # Where the hops' time goes: per method, calls per chat and the median cost of one call.

@@ -3,6 +3,7 @@ the load generator ask the system that `make run` starts."""
 
 DEMO_QUESTIONS = [
     "How do I enable two-factor authentication?",
+    "Which plans include single sign-on?",
     "What is the API rate limit on the Team plan?",
     "Can I get a refund on a monthly plan?",
     "How do I export my data to S3?",
