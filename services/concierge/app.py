@@ -15,13 +15,18 @@ from servicekit.clients import connect
 from servicekit.database import database_url, make_engine
 from servicekit.llm import LlmClient
 from servicekit.server import Mount, mount, run_service
-from services.concierge.servicer import ConciergeServicer
+from services.concierge.confidence import Confidence
+from services.concierge.servicer import ConciergeServicer, configuration
 from services.concierge.settings import ConciergeSettings
 from services.concierge.store import ConversationStore
 
 
 @contextlib.asynccontextmanager
 async def servicers(settings: ConciergeSettings) -> AsyncIterator[Sequence[Mount]]:
+    # First, before anything is opened: no fit for the serving configuration, no start.
+    confidence = Confidence.load(
+        settings.fits_dir, configuration(settings), allow_uncalibrated=settings.allow_uncalibrated
+    )
     engine = make_engine(database_url(settings.database_url, settings.data_dir, "concierge"))
     store = ConversationStore(engine)
     await asyncio.to_thread(store.migrate)
@@ -36,6 +41,7 @@ async def servicers(settings: ConciergeSettings) -> AsyncIterator[Sequence[Mount
         escalation=escalation_pb2_grpc.EscalationServiceStub(escalation),
         llm=llm,
         store=store,
+        confidence=confidence,
     )
     warm_up = asyncio.create_task(servicer.warm_up())
     try:

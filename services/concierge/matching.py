@@ -67,6 +67,8 @@ class Match:
     unit: retrieval_pb2.SearchHit
     reply: str
     signals: Signals
+    # The other units, best first by the same ranking.
+    runners_up: list[retrieval_pb2.SearchHit]
 
 
 def compose_reply(question: str, answer: str) -> tuple[str, bool]:
@@ -142,4 +144,4 @@ def best_match(
         reply_is_whole_unit=1.0 if whole else 0.0,
         uncovered_share=share(asked - _words_of([*units, *passages])),
     )
-    return Match(unit=unit, reply=reply, signals=signals)
+    return Match(unit=unit, reply=reply, signals=signals, runners_up=ranked[1:])

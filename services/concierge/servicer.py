@@ -373,8 +373,12 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         turn.retrieved = list(passages)
         floor = self._settings.min_similarity
         considered = [_citation(hit) for hit in passages if hit.similarity >= floor]
-        # Sentences of a unit that address the model are never shown or prompted.
-        match = matching.best_match(turn.standalone_query, [_neutralised(unit) for unit in units], passages)
+        # Sentences of a unit that address the model are never shown or prompted, but remembered:
+        # a generated reply that follows one is caught.
+        injected = [s for unit in units for s in guardrails.injection_sentences(unit.text)]
+        injected += guardrails.injection_sentences(turn.masked_text)
+        units = [_neutralised(unit) for unit in units]
+        match = matching.best_match(turn.standalone_query, units, passages)
         # Nothing near the question, in any unit or passage: the knowledge base has nothing on it.
         nearest = max((hit.similarity for hit in [*units, *passages]), default=0.0)
         if match is None or nearest < floor:
@@ -397,7 +401,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             return await self._escalate(turn, Reason.DECISION_REASON_UNSAFE_PROMISE, attempt, score=score)
 
         try:
-            attempt.reply = await self._say(turn, match, units, attempt)
+            attempt.reply = await self._say(turn, match, attempt, injected)
         except LlmBusy as error:
             # Saturated: shed the message (the gateway answers 429 with Retry-After) rather than
             # queue it past its deadline; nothing is stored, the client sends it again.
@@ -444,7 +448,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         )
         return list(response.hits)
 
-    async def _say(self, turn: Turn, match: Match, units: list[retrieval_pb2.SearchHit], attempt: Attempt) -> str:
+    async def _say(self, turn: Turn, match: Match, attempt: Attempt, injected: list[str]) -> str:
         """The reply the customer reads, streamed sentence by sentence as each is checked:
         the unit's own words, or the LLM's phrasing of them when the configuration asks
         for it and every sentence is supported by the unit (else the unit's words)."""
@@ -461,9 +465,11 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
 
         sources = [match.unit.text]
         if self._settings.answer_mode == "generative":
-            sources += [unit.text for unit in units[1:3]]
+            # The matched unit first, then the next best (already cleaned of injected sentences).
+            shown = [match.unit, *match.runners_up[:2]]
+            sources = [unit.text for unit in shown]
             messages = prompts.chat(turn.persona, turn.standalone_query,
-                                    [(match.unit.unit_question, text) for text in sources])
+                                    [(unit.unit_question, unit.text) for unit in shown])
             attempt.prompt_version = prompts.GENERATIVE_VERSION
         else:
             messages = prompts.phrase(turn.persona, turn.masked_text, match.reply)
@@ -492,7 +498,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             failed = failed or (bool(buffer.strip()) and not _supported(buffer, sources))
             text = completion.text.strip()
             failed = failed or not text or text.startswith(prompts.DONT_KNOW)
-            failed = failed or guardrails.follows_injection(text, [], prompts.CANARIES, sources)
+            failed = failed or guardrails.follows_injection(text, injected, prompts.CANARIES, sources)
             failed = failed or bool(guardrails.promises(text, sources))
         if completion is None or failed:
             log.info("phrasing_dropped", unavailable=completion is None)

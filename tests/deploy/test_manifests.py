@@ -4,6 +4,7 @@ wired to what it calls."""
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import urlsplit
 
@@ -379,6 +380,49 @@ def test_concierge_generates_on_the_vllm_service(rendered: dict[str, Rendered], 
     assert vllm["resources"]["requests"].get("nvidia.com/gpu") == gpus, f"{name}: GPU request != limit"
     assert int(gpus) == tensor_parallel, f"{name}: {gpus} GPUs for tensor-parallel size {tensor_parallel}"
     assert env_of(vllm)["HF_HUB_OFFLINE"], "vLLM must read weights from its cache volume only"
+
+
+def _process_environment(r: Rendered, deployment: str) -> dict[str, str]:
+    """The environment a process starts with: its ConfigMaps (envFrom), then its own env
+    (values and ConfigMap keys; Secrets are left out, as a cluster without them would)."""
+    container = r.container(deployment)
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            environment |= {k: str(v) for k, v in r.configmap(source["configMapRef"]["name"])["data"].items()}
+    for name, item in env_of(container).items():
+        if "value" in item:
+            environment[name] = str(item["value"])
+        elif "configMapKeyRef" in item.get("valueFrom", {}):
+            ref = item["valueFrom"]["configMapKeyRef"]
+            environment[name] = str(r.configmap(ref["name"])["data"][ref["key"]])
+    return environment
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_concierge_as_deployed_has_a_confidence_fit_or_is_told_to_run_without(
+    rendered: dict[str, Rendered], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The concierge refuses to start without a fit for exactly the configuration it serves
+    # (answer path, phrasing, model, prompt): a rollout that changes one of them without
+    # shipping its fit would crash-loop. Settings as the pod reads them, fits as the image ships them.
+    from services.concierge.confidence import CalibrationError, Confidence
+    from services.concierge.servicer import configuration
+    from services.concierge.settings import ConciergeSettings
+
+    for variable in list(os.environ):
+        if variable in ConciergeSettings.model_fields or variable.lower() in ConciergeSettings.model_fields:
+            monkeypatch.delenv(variable)
+    for variable, value in _process_environment(rendered[name], "concierge").items():
+        monkeypatch.setenv(variable, value)
+    settings = ConciergeSettings()  # type: ignore[call-arg]
+    served = configuration(settings)
+    try:
+        confidence = Confidence.load(settings.fits_dir, served, allow_uncalibrated=settings.allow_uncalibrated)
+    except CalibrationError as error:
+        pytest.fail(f"{name}: the concierge would not start: {error}")
+    assert confidence.calibrated or settings.allow_uncalibrated
+    assert confidence.configuration.id == served.id
 
 
 @pytest.mark.parametrize("name", ALL)

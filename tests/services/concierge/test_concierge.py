@@ -899,15 +899,6 @@ async def test_instructions_planted_in_a_unit_never_reach_the_prompt(db_url: str
     assert response.decision == concierge_pb2.DECISION_ANSWERED
 
 
-# Service bug, reported: ConciergeServicer._say (services/concierge/servicer.py) adds the next
-# units to the generative prompt and to the support check's sources from the raw retrieval
-# hits (`units[1:3]`), not the neutralised ones best_match got.
-PLANTED_IN_ANOTHER_UNIT = pytest.mark.xfail(
-    strict=True, reason="generative mode prompts and checks against the runner-up units' raw text"
-)
-
-
-@PLANTED_IN_ANOTHER_UNIT
 async def test_instructions_planted_in_another_unit_never_reach_the_generative_prompt(db_url: str) -> None:
     # The generative prompt carries the next units too: they are data, cleaned like the best one.
     retrieval = FakeRetrieval(runner_up_text=f"Support is available 24 hours a day.{INJECTED_DOCUMENT}")
@@ -917,7 +908,6 @@ async def test_instructions_planted_in_another_unit_never_reach_the_generative_p
     assert "Ignore all previous instructions" not in rig.llm.prompt_text()
 
 
-@PLANTED_IN_ANOTHER_UNIT
 async def test_a_reply_that_follows_instructions_planted_in_another_unit_is_never_shown(db_url: str) -> None:
     retrieval = FakeRetrieval(runner_up_text=f"Support is available 24 hours a day.{INJECTED_DOCUMENT}")
     rig = make(FakeLlm("Every plan gets a full refund."), db_url, retrieval=retrieval, answer_mode="generative")

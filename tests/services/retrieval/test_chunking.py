@@ -130,5 +130,6 @@ def test_answer_units_follow_the_documents_structure() -> None:
     units = answer_units("Enable 2FA", article, "markdown", "other")
     assert [u.question for u in units] == ["Enable 2FA", "Enable 2FA: Add a security key"]
     assert units[1].heading_path == ("Enable 2FA", "Add a security key")
-    text = answer_units("Picture settings", "Adjust the picture mode from the Settings menu.", "text", "other")
-    assert [(u.question, u.answer) for u in text] == [("Picture settings", "Adjust the picture mode from the Settings menu.")]
+    body = "Adjust the picture mode from the Settings menu."
+    text = answer_units("Picture settings", body, "text", "other")
+    assert [(u.question, u.answer) for u in text] == [("Picture settings", body)]
