@@ -12,10 +12,9 @@ browser add. Each question goes through both paths in new conversations; which
 path goes first alternates, so the LLM's prompt cache favours neither, and
 each turn starts once the previous handoff's background summary is written.
 
-The concierge streams a reply only once it is complete, checked and stored
-(word by word, after the fact), so on both paths the first token comes close
-to the full answer. On the CPU default most messages are escalated: the first
-"token" is then the first word of the handoff message, not of an answer.
+The concierge streams an answer sentence by sentence as each is checked; a
+handoff is decided before any generation and arrives as one outcome (its
+"first text" is the handoff message).
 
     python bench/chat_ttft.py [--questions 8] [--json out.json]
 """
@@ -44,7 +43,7 @@ from devstack.demo import DEMO_QUESTIONS
 from devstack.stack import REPO_ROOT, Stack, StackConfig
 from servicekit.clients import connect
 
-WARM_UP = "How do I rotate an API key?"
+WARM_UP = "How do I turn on two-factor authentication?"
 CONCIERGE = "aftercare.concierge.v1.ConciergeService"
 CHROMIUM = os.environ.get("AFTERCARE_CHROMIUM", "/usr/bin/chromium")
 GRPC, PAGE = "concierge gRPC StreamConverse", "chat page in Chromium"

@@ -22,7 +22,7 @@ from services.concierge.grounding import best_sentences, content_words, sentence
 # is cut to its sentences that answer the question.
 WHOLE_UNIT_MAX_CHARS = 900
 WHOLE_UNIT_MAX_SENTENCES = 8
-EXCERPT_SENTENCES = 2
+EXCERPT_SENTENCES = 1
 
 _FAQ = retrieval_pb2.DOCUMENT_TYPE_FAQ
 _TICKET = retrieval_pb2.DOCUMENT_TYPE_RESOLVED_TICKET
