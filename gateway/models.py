@@ -199,6 +199,9 @@ class MessageReply(BaseModel):
         description="Id of the serving configuration (answer path, model, quantization, prompt version) the "
         "confidence's fit belongs to; may be empty when uncalibrated."
     )
+    calibration_version: str = Field(
+        description="Id of the fit that scored the confidence ('uncalibrated' when there is none)."
+    )
     decision: Literal["unspecified", "answered", "escalated", "clarify"]
     decision_reason: str = Field(description="Stable reason code, e.g. 'confident', 'low_confidence'.")
     handoff_id: str | None = Field(description="Set when the conversation was handed to a human.")
@@ -217,6 +220,7 @@ class MessageReply(BaseModel):
             confidence=response.confidence.score,
             calibrated=response.confidence.calibrated,
             configuration_id=response.confidence.configuration_id,
+            calibration_version=response.confidence.calibration_version,
             decision=enum_name(concierge_pb2.Decision, response.decision),
             decision_reason=response.decision_reason,
             handoff_id=response.handoff_id or None,

@@ -78,6 +78,7 @@ async def test_message_maps_every_field(
         "confidence": 0.91,
         "calibrated": True,
         "configuration_id": "rag/qwen2.5-3b/q4_k_m/p7",
+        "calibration_version": "fit-12",
         "decision": "answered",
         "decision_reason": "confident",
         "handoff_id": None,
