@@ -117,6 +117,15 @@ def figures(items: list[dict[str, Any]]) -> dict[str, Any]:
     def share(part: int, whole: int) -> float | None:
         return round(part / whole, 4) if whole else None
 
+    # The ceiling of this confidence: the most questions any threshold could answer with
+    # >= 95% of them right (candidates best first; ties broken against the answer).
+    ranked = sorted(attempts, key=lambda i: (-i["confidence"], i["attempt_correct"]))
+    right, ceiling = 0, 0
+    for count, entry in enumerate(ranked, start=1):
+        right += entry["attempt_correct"]
+        if right / count >= 0.95:
+            ceiling = count
+
     return {
         "questions": n,
         "answerable_questions": len(answerable),
@@ -157,6 +166,7 @@ def figures(items: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "reasons": {r: sum(i["reason"] == r for i in items) for r in sorted({i["reason"] for i in items})},
         "selective_accuracy": curve,
+        "most_answerable_at_95": share(ceiling, n),
     }
 
 
@@ -268,6 +278,7 @@ def main() -> int:
         ("answers: full answer p50 / p95 ms", f"{report['latency_p50_ms']} / {report['latency_p95_ms']}"),
         ("handoffs: decided p50 / p95 ms", f"{report['handoff_p50_ms']} / {report['handoff_p95_ms']}"),
         ("retractions", report["retractions"]),
+        ("ceiling: most answered at >= 95% right", report["most_answerable_at_95"]),
     ]
     for name, value in rows:
         print(f"{name:36} {value}")
