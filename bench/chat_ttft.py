@@ -260,9 +260,10 @@ def main() -> int:
     )
     for path, row in figures.items():
         print(f"decisions, {path}: {row['decisions']}")
-    print("note: the concierge streams a reply word by word only once it is complete and checked: first ~ full")
+    print("note: an answer in a unit's own words is checked before its first sentence is sent, so its sentences "
+          "follow each other within a millisecond: first ~ full")
     if any(row["decisions"].get("escalated") for row in figures.values()):
-        print("note: escalated messages stream the handoff message, so their first token is its first word")
+        print("note: a handoff is decided before any generation; its first text is the handoff message")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         results = {"questions": len(rows), **figures, "added_by_gateway_and_browser": added, "rows": rows}
