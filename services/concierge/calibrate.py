@@ -41,7 +41,18 @@ from services.concierge.matching import Signals
 from services.concierge.servicer import configuration
 from services.concierge.settings import ConciergeSettings
 
-FEATURES = tuple(Signals.__dataclass_fields__)
+# The signals the fit weighs (every signal is still reported with each answer). Chosen on
+# the demo set's train half by 5-fold log-loss, five seeds: these six 0.5445 (AUROC 0.79)
+# against 0.565 (0.77) for the other signals all together; word overlap, unit type and
+# uncovered words added noise with opposite signs between folds.
+FEATURES = (
+    "question_similarity",
+    "near_identical_question",
+    "unit_score_margin",
+    "passage_similarity",
+    "passage_agrees",
+    "reply_is_whole_unit",
+)
 MIN_ROWS = 30
 JUDGING_RULES = {
     "emanual": "cites a gold section and >= 60% of the answer's content words are in the gold answer",

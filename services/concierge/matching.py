@@ -23,6 +23,7 @@ from services.concierge.grounding import best_sentences, content_words, sentence
 WHOLE_UNIT_MAX_CHARS = 900
 WHOLE_UNIT_MAX_SENTENCES = 8
 EXCERPT_SENTENCES = 1
+NEAR_IDENTICAL = 0.9
 
 _FAQ = retrieval_pb2.DOCUMENT_TYPE_FAQ
 _TICKET = retrieval_pb2.DOCUMENT_TYPE_RESOLVED_TICKET
@@ -55,6 +56,11 @@ class Signals:
     # passage): what the question asks about ("Zapier", "heatmaps") is likely nowhere in
     # the knowledge base.
     uncovered_share: float
+    # How close an FAQ's or ticket's own question is to being asked word for word: 0 up to
+    # a similarity of NEAR_IDENTICAL, rising to 1 at identical (a logistic fit cannot
+    # bend its similarity term: on the demo train half every such match was right while
+    # similarity below it says little).
+    near_identical_question: float = 0.0
 
     def features(self) -> dict[str, float]:
         return {name: float(value) for name, value in asdict(self).items()}
@@ -143,5 +149,9 @@ def best_match(
         passage_similarity=top_passage.similarity if top_passage is not None else 0.0,
         reply_is_whole_unit=1.0 if whole else 0.0,
         uncovered_share=share(asked - _words_of([*units, *passages])),
+        near_identical_question=(
+            max(0.0, unit.question_similarity - NEAR_IDENTICAL) / (1.0 - NEAR_IDENTICAL)
+            if unit.doc_type in (_FAQ, _TICKET) else 0.0
+        ),
     )
     return Match(unit=unit, reply=reply, signals=signals, runners_up=ranked[1:])

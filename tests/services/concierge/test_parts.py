@@ -16,7 +16,7 @@ from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
 from servicekit.llm import LlmClient
 from services.concierge import guardrails, matching, prompts, rewrite
-from services.concierge.calibrate import expected_calibration_error, fit
+from services.concierge.calibrate import FEATURES, expected_calibration_error, fit
 from services.concierge.confidence import (
     DEFAULT_FITS_DIR,
     UNCALIBRATED,
@@ -300,7 +300,9 @@ def test_shipped_fits_load_for_the_default_configuration() -> None:
     assert {"demo", "emanual"} <= set(confidence.tenants)
     for tenant in ("", "demo", "emanual"):
         fit = confidence.fit_for(tenant)
-        assert fit is not None and set(fit.features) == set(Signals.__dataclass_fields__)
+        # The fit weighs exactly calibrate's chosen signals, every one of them a served signal.
+        assert fit is not None and fit.features == FEATURES
+        assert set(fit.features) <= set(Signals.__dataclass_fields__)
         assert 0.0 < confidence.score(tenant, signals()) < 1.0
 
 
