@@ -5,7 +5,9 @@ status codes with details."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -37,26 +39,36 @@ def settings(tmp_path: Path) -> ConciergeSettings:
 
 
 CUSTOMER = customer_pb2.CustomerRef(tenant_id="demo", customer_id="cust-1")
+QUESTION = "How do I rotate an API key?"
+
+
+@contextlib.asynccontextmanager
+async def concierge(settings: ConciergeSettings) -> AsyncIterator[concierge_pb2_grpc.ConciergeServiceStub]:
+    """The concierge process's servicers on a free port, and a stub on a real channel to them."""
+    async with serving(settings, servicers) as server:
+        async with connect(f"127.0.0.1:{server.port}", "aftercare.concierge.v1.ConciergeService") as channel:
+            yield concierge_pb2_grpc.ConciergeServiceStub(channel)
+
+
+async def ask(stub: concierge_pb2_grpc.ConciergeServiceStub, conversation_id: str) -> concierge_pb2.ConverseResponse:
+    return await stub.Converse(
+        concierge_pb2.ConverseRequest(conversation_id=conversation_id, customer=CUSTOMER, text=QUESTION)
+    )
 
 
 async def test_with_everything_down_the_customer_gets_an_honest_reply_and_the_turn_is_kept(
     settings: ConciergeSettings,
 ) -> None:
-    async with serving(settings, servicers) as server:
-        async with connect(f"127.0.0.1:{server.port}", "aftercare.concierge.v1.ConciergeService") as channel:
-            stub = concierge_pb2_grpc.ConciergeServiceStub(channel)
-            response = await stub.Converse(
-                concierge_pb2.ConverseRequest(conversation_id="conv-1", customer=CUSTOMER,
-                                              text="How do I rotate an API key?")
-            )
-            assert response.decision == concierge_pb2.DECISION_ESCALATED
-            assert response.reason == concierge_pb2.DECISION_REASON_RETRIEVAL_UNAVAILABLE
-            assert "support team" in response.reply
-            stored = await stub.GetConversation(
-                concierge_pb2.GetConversationRequest(conversation_id="conv-1", customer=CUSTOMER)
-            )
-            assert [t.customer_text for t in stored.turns] == ["How do I rotate an API key?"]
-            assert stored.turns[0].outcome.lineage.trace_id == response.lineage.trace_id
+    async with concierge(settings) as stub:
+        response = await ask(stub, "conv-1")
+        assert response.decision == concierge_pb2.DECISION_ESCALATED
+        assert response.reason == concierge_pb2.DECISION_REASON_RETRIEVAL_UNAVAILABLE
+        assert "support team" in response.reply
+        stored = await stub.GetConversation(
+            concierge_pb2.GetConversationRequest(conversation_id="conv-1", customer=CUSTOMER)
+        )
+        assert [t.customer_text for t in stored.turns] == [QUESTION]
+        assert stored.turns[0].outcome.lineage.trace_id == response.lineage.trace_id
     assert (settings.data_dir / "concierge.db").exists()
 
 
@@ -98,14 +110,9 @@ async def test_told_to_run_uncalibrated_it_serves_and_every_response_says_so(
     monkeypatch.setenv("CONCIERGE_FITS_DIR", str(tmp_path / "no-fits"))
     uncalibrated = ConciergeSettings(**settings.model_dump(exclude={"allow_uncalibrated", "fits_dir"}))
     assert uncalibrated.allow_uncalibrated and uncalibrated.fits_dir == tmp_path / "no-fits"
-    async with serving(uncalibrated, servicers) as server:
-        async with connect(f"127.0.0.1:{server.port}", "aftercare.concierge.v1.ConciergeService") as channel:
-            stub = concierge_pb2_grpc.ConciergeServiceStub(channel)
-            response = await stub.Converse(
-                concierge_pb2.ConverseRequest(conversation_id="conv-2", customer=CUSTOMER,
-                                              text="How do I rotate an API key?")
-            )
-            assert response.decision == concierge_pb2.DECISION_ESCALATED
-            assert not response.confidence.calibrated
-            assert response.confidence.calibration_version == "uncalibrated"
-            assert response.confidence.configuration_id == "unit-v1|phrasing=off"
+    async with concierge(uncalibrated) as stub:
+        response = await ask(stub, "conv-2")
+        assert response.decision == concierge_pb2.DECISION_ESCALATED
+        assert not response.confidence.calibrated
+        assert response.confidence.calibration_version == "uncalibrated"
+        assert response.confidence.configuration_id == "unit-v1|phrasing=off"
