@@ -4,8 +4,8 @@
         --limit 40 --json var/bench/handoff_summaries.json [--mesh]
 
 Each TweetSumm dialogue becomes a CreateHandoff call to a real escalation
-service (gRPC, SQLite, the real LLM: a llama.cpp server with Gemma 3 270M
-that this script starts itself, or --llm-base-url). The context package's
+service (gRPC, SQLite, the real LLM: the embedded llama.cpp server that this
+script starts itself, or --llm-base-url). The context package's
 one-sentence `summary` (and its `detail`) are scored with ROUGE-1/2/L
 (F-measure, stemmed, best over the dialogue's human abstractive summaries,
 averaged over dialogues) against a simple extractive baseline, the first
