@@ -3,6 +3,7 @@ import datetime
 from aftercare.type.v1 import answer_pb2 as _answer_pb2
 from aftercare.type.v1 import conversation_pb2 as _conversation_pb2
 from aftercare.type.v1 import customer_pb2 as _customer_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -19,6 +20,7 @@ class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_ANSWERED: _ClassVar[Decision]
     DECISION_ESCALATED: _ClassVar[Decision]
     DECISION_CLARIFY: _ClassVar[Decision]
+    DECISION_FORWARDED: _ClassVar[Decision]
 
 class DecisionReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,6 +37,7 @@ class DecisionReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_REASON_OFF_TOPIC: _ClassVar[DecisionReason]
     DECISION_REASON_NEEDS_DETAIL: _ClassVar[DecisionReason]
     DECISION_REASON_MODEL_DOES_NOT_KNOW: _ClassVar[DecisionReason]
+    DECISION_REASON_WITH_AGENT: _ClassVar[DecisionReason]
 
 class TurnRating(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -45,6 +48,7 @@ DECISION_UNSPECIFIED: Decision
 DECISION_ANSWERED: Decision
 DECISION_ESCALATED: Decision
 DECISION_CLARIFY: Decision
+DECISION_FORWARDED: Decision
 DECISION_REASON_UNSPECIFIED: DecisionReason
 DECISION_REASON_CONFIDENT: DecisionReason
 DECISION_REASON_LOW_CONFIDENCE: DecisionReason
@@ -58,6 +62,7 @@ DECISION_REASON_PROMPT_INJECTION: DecisionReason
 DECISION_REASON_OFF_TOPIC: DecisionReason
 DECISION_REASON_NEEDS_DETAIL: DecisionReason
 DECISION_REASON_MODEL_DOES_NOT_KNOW: DecisionReason
+DECISION_REASON_WITH_AGENT: DecisionReason
 TURN_RATING_UNSPECIFIED: TurnRating
 TURN_RATING_HELPFUL: TurnRating
 TURN_RATING_NOT_HELPFUL: TurnRating
@@ -79,7 +84,7 @@ class ConverseRequest(_message.Message):
     def __init__(self, conversation_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., text: _Optional[str] = ..., channel: _Optional[_Union[_conversation_pb2.Channel, str]] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., client_message_id: _Optional[str] = ...) -> None: ...
 
 class ConverseResponse(_message.Message):
-    __slots__ = ("reply", "citations", "confidence", "decision", "decision_reason", "handoff_id", "lineage", "reason", "standalone_query", "turn_index")
+    __slots__ = ("reply", "citations", "confidence", "decision", "decision_reason", "handoff_id", "lineage", "reason", "standalone_query", "turn_index", "handoff_reference", "expected_wait")
     REPLY_FIELD_NUMBER: _ClassVar[int]
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +95,8 @@ class ConverseResponse(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     STANDALONE_QUERY_FIELD_NUMBER: _ClassVar[int]
     TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_WAIT_FIELD_NUMBER: _ClassVar[int]
     reply: str
     citations: _containers.RepeatedCompositeFieldContainer[_answer_pb2.Citation]
     confidence: _answer_pb2.Confidence
@@ -100,7 +107,9 @@ class ConverseResponse(_message.Message):
     reason: DecisionReason
     standalone_query: str
     turn_index: int
-    def __init__(self, reply: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_answer_pb2.Citation, _Mapping]]] = ..., confidence: _Optional[_Union[_answer_pb2.Confidence, _Mapping]] = ..., decision: _Optional[_Union[Decision, str]] = ..., decision_reason: _Optional[str] = ..., handoff_id: _Optional[str] = ..., lineage: _Optional[_Union[_answer_pb2.Lineage, _Mapping]] = ..., reason: _Optional[_Union[DecisionReason, str]] = ..., standalone_query: _Optional[str] = ..., turn_index: _Optional[int] = ...) -> None: ...
+    handoff_reference: str
+    expected_wait: _duration_pb2.Duration
+    def __init__(self, reply: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_answer_pb2.Citation, _Mapping]]] = ..., confidence: _Optional[_Union[_answer_pb2.Confidence, _Mapping]] = ..., decision: _Optional[_Union[Decision, str]] = ..., decision_reason: _Optional[str] = ..., handoff_id: _Optional[str] = ..., lineage: _Optional[_Union[_answer_pb2.Lineage, _Mapping]] = ..., reason: _Optional[_Union[DecisionReason, str]] = ..., standalone_query: _Optional[str] = ..., turn_index: _Optional[int] = ..., handoff_reference: _Optional[str] = ..., expected_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class StreamConverseRequest(_message.Message):
     __slots__ = ("request",)

@@ -5,6 +5,7 @@ from aftercare.type.v1 import conversation_pb2 as _conversation_pb2
 from aftercare.type.v1 import customer_pb2 as _customer_pb2
 from aftercare.retrieval.v1 import retrieval_pb2 as _retrieval_pb2
 from aftercare.triage.v1 import triage_pb2 as _triage_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -21,6 +22,20 @@ class HandoffState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HANDOFF_STATE_WAITING: _ClassVar[HandoffState]
     HANDOFF_STATE_ASSIGNED: _ClassVar[HandoffState]
     HANDOFF_STATE_RESOLVED: _ClassVar[HandoffState]
+    HANDOFF_STATE_WAITING_ON_CUSTOMER: _ClassVar[HandoffState]
+    HANDOFF_STATE_REOPENED: _ClassVar[HandoffState]
+
+class HandoffEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HANDOFF_EVENT_KIND_UNSPECIFIED: _ClassVar[HandoffEventKind]
+    HANDOFF_EVENT_KIND_CREATED: _ClassVar[HandoffEventKind]
+    HANDOFF_EVENT_KIND_ASSIGNED: _ClassVar[HandoffEventKind]
+    HANDOFF_EVENT_KIND_AGENT_REPLIED: _ClassVar[HandoffEventKind]
+    HANDOFF_EVENT_KIND_CUSTOMER_WROTE: _ClassVar[HandoffEventKind]
+    HANDOFF_EVENT_KIND_ESCALATED_AGAIN: _ClassVar[HandoffEventKind]
+    HANDOFF_EVENT_KIND_RESOLVED: _ClassVar[HandoffEventKind]
+    HANDOFF_EVENT_KIND_REOPENED: _ClassVar[HandoffEventKind]
+    HANDOFF_EVENT_KIND_RATED: _ClassVar[HandoffEventKind]
 
 class HandoffReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -54,6 +69,17 @@ HANDOFF_STATE_UNSPECIFIED: HandoffState
 HANDOFF_STATE_WAITING: HandoffState
 HANDOFF_STATE_ASSIGNED: HandoffState
 HANDOFF_STATE_RESOLVED: HandoffState
+HANDOFF_STATE_WAITING_ON_CUSTOMER: HandoffState
+HANDOFF_STATE_REOPENED: HandoffState
+HANDOFF_EVENT_KIND_UNSPECIFIED: HandoffEventKind
+HANDOFF_EVENT_KIND_CREATED: HandoffEventKind
+HANDOFF_EVENT_KIND_ASSIGNED: HandoffEventKind
+HANDOFF_EVENT_KIND_AGENT_REPLIED: HandoffEventKind
+HANDOFF_EVENT_KIND_CUSTOMER_WROTE: HandoffEventKind
+HANDOFF_EVENT_KIND_ESCALATED_AGAIN: HandoffEventKind
+HANDOFF_EVENT_KIND_RESOLVED: HandoffEventKind
+HANDOFF_EVENT_KIND_REOPENED: HandoffEventKind
+HANDOFF_EVENT_KIND_RATED: HandoffEventKind
 HANDOFF_REASON_UNSPECIFIED: HandoffReason
 HANDOFF_REASON_LOW_CONFIDENCE: HandoffReason
 HANDOFF_REASON_CUSTOMER_REQUEST: HandoffReason
@@ -71,6 +97,38 @@ JUDGEMENT_SOURCE_CUSTOMER: JudgementSource
 OUTCOME_DECISION_UNSPECIFIED: OutcomeDecision
 OUTCOME_DECISION_ANSWERED: OutcomeDecision
 OUTCOME_DECISION_CLARIFIED: OutcomeDecision
+
+class HandoffEvent(_message.Message):
+    __slots__ = ("kind", "at", "actor", "state")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    kind: HandoffEventKind
+    at: _timestamp_pb2.Timestamp
+    actor: str
+    state: HandoffState
+    def __init__(self, kind: _Optional[_Union[HandoffEventKind, str]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., state: _Optional[_Union[HandoffState, str]] = ...) -> None: ...
+
+class ThreadMessage(_message.Message):
+    __slots__ = ("message_id", "sequence", "handoff_id", "message", "author_id", "author_name", "channel", "conversation_id")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_NAME_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    sequence: int
+    handoff_id: str
+    message: _conversation_pb2.Message
+    author_id: str
+    author_name: str
+    channel: _conversation_pb2.Channel
+    conversation_id: str
+    def __init__(self, message_id: _Optional[str] = ..., sequence: _Optional[int] = ..., handoff_id: _Optional[str] = ..., message: _Optional[_Union[_conversation_pb2.Message, _Mapping]] = ..., author_id: _Optional[str] = ..., author_name: _Optional[str] = ..., channel: _Optional[_Union[_conversation_pb2.Channel, str]] = ..., conversation_id: _Optional[str] = ...) -> None: ...
 
 class AiAttempt(_message.Message):
     __slots__ = ("candidate_answer", "confidence", "citations", "explanation")
@@ -127,7 +185,7 @@ class ContextPackage(_message.Message):
     def __init__(self, summary: _Optional[str] = ..., detail: _Optional[str] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., suggested_resolutions: _Optional[_Iterable[_Union[SuggestedResolution, _Mapping]]] = ..., draft_reply: _Optional[str] = ..., customer_summary: _Optional[str] = ..., ai_attempt_summary: _Optional[str] = ..., summary_method: _Optional[str] = ..., draft_method: _Optional[str] = ..., sentiment_label: _Optional[str] = ..., lineage: _Optional[_Union[_answer_pb2.Lineage, _Mapping]] = ...) -> None: ...
 
 class Handoff(_message.Message):
-    __slots__ = ("handoff_id", "customer", "conversation", "reason", "queue", "priority", "state", "assigned_agent_id", "context", "created_at", "updated_at", "tier", "version", "assigned_at", "resolved_by_agent_id", "resolved_at", "resolution")
+    __slots__ = ("handoff_id", "customer", "conversation", "reason", "queue", "priority", "state", "assigned_agent_id", "context", "created_at", "updated_at", "tier", "version", "assigned_at", "resolved_by_agent_id", "resolved_at", "resolution", "reference", "conversation_id", "history", "first_replied_at", "expected_wait", "queue_position", "csat_rating", "thread_messages")
     HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +203,14 @@ class Handoff(_message.Message):
     RESOLVED_BY_AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    FIRST_REPLIED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_WAIT_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    CSAT_RATING_FIELD_NUMBER: _ClassVar[int]
+    THREAD_MESSAGES_FIELD_NUMBER: _ClassVar[int]
     handoff_id: str
     customer: _customer_pb2.CustomerRef
     conversation: _conversation_pb2.Conversation
@@ -162,7 +228,15 @@ class Handoff(_message.Message):
     resolved_by_agent_id: str
     resolved_at: _timestamp_pb2.Timestamp
     resolution: str
-    def __init__(self, handoff_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[HandoffState, str]] = ..., assigned_agent_id: _Optional[str] = ..., context: _Optional[_Union[ContextPackage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., version: _Optional[int] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by_agent_id: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution: _Optional[str] = ...) -> None: ...
+    reference: str
+    conversation_id: str
+    history: _containers.RepeatedCompositeFieldContainer[HandoffEvent]
+    first_replied_at: _timestamp_pb2.Timestamp
+    expected_wait: _duration_pb2.Duration
+    queue_position: int
+    csat_rating: int
+    thread_messages: int
+    def __init__(self, handoff_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[HandoffState, str]] = ..., assigned_agent_id: _Optional[str] = ..., context: _Optional[_Union[ContextPackage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., version: _Optional[int] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by_agent_id: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution: _Optional[str] = ..., reference: _Optional[str] = ..., conversation_id: _Optional[str] = ..., history: _Optional[_Iterable[_Union[HandoffEvent, _Mapping]]] = ..., first_replied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expected_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queue_position: _Optional[int] = ..., csat_rating: _Optional[int] = ..., thread_messages: _Optional[int] = ...) -> None: ...
 
 class CreateHandoffRequest(_message.Message):
     __slots__ = ("idempotency_key", "customer", "conversation", "reason", "ai_attempt", "queue", "priority", "account", "intent", "intent_confidence", "sentiment_score", "tier", "retrieved")
@@ -195,12 +269,14 @@ class CreateHandoffRequest(_message.Message):
     def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., retrieved: _Optional[_Iterable[_Union[_retrieval_pb2.SearchHit, _Mapping]]] = ...) -> None: ...
 
 class CreateHandoffResponse(_message.Message):
-    __slots__ = ("handoff", "created")
+    __slots__ = ("handoff", "created", "appended")
     HANDOFF_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    APPENDED_FIELD_NUMBER: _ClassVar[int]
     handoff: Handoff
     created: bool
-    def __init__(self, handoff: _Optional[_Union[Handoff, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    appended: bool
+    def __init__(self, handoff: _Optional[_Union[Handoff, _Mapping]] = ..., created: _Optional[bool] = ..., appended: _Optional[bool] = ...) -> None: ...
 
 class ListHandoffsRequest(_message.Message):
     __slots__ = ("tenant_id", "queue", "state", "page_size", "page_token", "tier")
@@ -235,10 +311,12 @@ class GetHandoffRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ...) -> None: ...
 
 class GetHandoffResponse(_message.Message):
-    __slots__ = ("handoff",)
+    __slots__ = ("handoff", "thread")
     HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    THREAD_FIELD_NUMBER: _ClassVar[int]
     handoff: Handoff
-    def __init__(self, handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
+    thread: _containers.RepeatedCompositeFieldContainer[ThreadMessage]
+    def __init__(self, handoff: _Optional[_Union[Handoff, _Mapping]] = ..., thread: _Optional[_Iterable[_Union[ThreadMessage, _Mapping]]] = ...) -> None: ...
 
 class IntentCorrection(_message.Message):
     __slots__ = ("original_label", "corrected_label")
@@ -249,30 +327,36 @@ class IntentCorrection(_message.Message):
     def __init__(self, original_label: _Optional[str] = ..., corrected_label: _Optional[str] = ...) -> None: ...
 
 class SubmitAgentReplyRequest(_message.Message):
-    __slots__ = ("tenant_id", "handoff_id", "agent_id", "final_text", "intent_correction", "expected_version")
+    __slots__ = ("tenant_id", "handoff_id", "agent_id", "final_text", "intent_correction", "expected_version", "client_message_id", "agent_name")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     FINAL_TEXT_FIELD_NUMBER: _ClassVar[int]
     INTENT_CORRECTION_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     handoff_id: str
     agent_id: str
     final_text: str
     intent_correction: IntentCorrection
     expected_version: int
-    def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., final_text: _Optional[str] = ..., intent_correction: _Optional[_Union[IntentCorrection, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    client_message_id: str
+    agent_name: str
+    def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., final_text: _Optional[str] = ..., intent_correction: _Optional[_Union[IntentCorrection, _Mapping]] = ..., expected_version: _Optional[int] = ..., client_message_id: _Optional[str] = ..., agent_name: _Optional[str] = ...) -> None: ...
 
 class SubmitAgentReplyResponse(_message.Message):
-    __slots__ = ("draft_use", "edit_ratio", "handoff")
+    __slots__ = ("draft_use", "edit_ratio", "handoff", "message")
     DRAFT_USE_FIELD_NUMBER: _ClassVar[int]
     EDIT_RATIO_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     draft_use: DraftUse
     edit_ratio: float
     handoff: Handoff
-    def __init__(self, draft_use: _Optional[_Union[DraftUse, str]] = ..., edit_ratio: _Optional[float] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
+    message: ThreadMessage
+    def __init__(self, draft_use: _Optional[_Union[DraftUse, str]] = ..., edit_ratio: _Optional[float] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ..., message: _Optional[_Union[ThreadMessage, _Mapping]] = ...) -> None: ...
 
 class ResolveHandoffRequest(_message.Message):
     __slots__ = ("tenant_id", "handoff_id", "agent_id", "resolution", "expected_version")
@@ -497,3 +581,153 @@ class RecordJudgementResponse(_message.Message):
     CHANGED_FIELD_NUMBER: _ClassVar[int]
     changed: bool
     def __init__(self, changed: _Optional[bool] = ...) -> None: ...
+
+class AppendCustomerMessageRequest(_message.Message):
+    __slots__ = ("customer", "conversation_id", "text", "client_message_id", "channel")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    customer: _customer_pb2.CustomerRef
+    conversation_id: str
+    text: str
+    client_message_id: str
+    channel: _conversation_pb2.Channel
+    def __init__(self, customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation_id: _Optional[str] = ..., text: _Optional[str] = ..., client_message_id: _Optional[str] = ..., channel: _Optional[_Union[_conversation_pb2.Channel, str]] = ...) -> None: ...
+
+class AppendCustomerMessageResponse(_message.Message):
+    __slots__ = ("appended", "handoff", "message", "reopened")
+    APPENDED_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REOPENED_FIELD_NUMBER: _ClassVar[int]
+    appended: bool
+    handoff: Handoff
+    message: ThreadMessage
+    reopened: bool
+    def __init__(self, appended: _Optional[bool] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ..., message: _Optional[_Union[ThreadMessage, _Mapping]] = ..., reopened: _Optional[bool] = ...) -> None: ...
+
+class ListConversationMessagesRequest(_message.Message):
+    __slots__ = ("tenant_id", "conversation_id", "after_sequence", "customer_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    conversation_id: str
+    after_sequence: int
+    customer_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., after_sequence: _Optional[int] = ..., customer_id: _Optional[str] = ...) -> None: ...
+
+class ListConversationMessagesResponse(_message.Message):
+    __slots__ = ("messages", "handoff")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ThreadMessage]
+    handoff: Handoff
+    def __init__(self, messages: _Optional[_Iterable[_Union[ThreadMessage, _Mapping]]] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
+
+class WatchConversationRequest(_message.Message):
+    __slots__ = ("tenant_id", "conversation_id", "after_sequence", "customer_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    conversation_id: str
+    after_sequence: int
+    customer_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., after_sequence: _Optional[int] = ..., customer_id: _Optional[str] = ...) -> None: ...
+
+class WatchConversationResponse(_message.Message):
+    __slots__ = ("message", "handoff")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    message: ThreadMessage
+    handoff: Handoff
+    def __init__(self, message: _Optional[_Union[ThreadMessage, _Mapping]] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
+
+class ListDeliveriesRequest(_message.Message):
+    __slots__ = ("tenant_id", "channel", "after_cursor", "page_size")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    AFTER_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    channel: _conversation_pb2.Channel
+    after_cursor: str
+    page_size: int
+    def __init__(self, tenant_id: _Optional[str] = ..., channel: _Optional[_Union[_conversation_pb2.Channel, str]] = ..., after_cursor: _Optional[str] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class Delivery(_message.Message):
+    __slots__ = ("message", "customer", "reference", "cursor")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    message: ThreadMessage
+    customer: _customer_pb2.CustomerRef
+    reference: str
+    cursor: str
+    def __init__(self, message: _Optional[_Union[ThreadMessage, _Mapping]] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., reference: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class ListDeliveriesResponse(_message.Message):
+    __slots__ = ("deliveries", "next_cursor")
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    deliveries: _containers.RepeatedCompositeFieldContainer[Delivery]
+    next_cursor: str
+    def __init__(self, deliveries: _Optional[_Iterable[_Union[Delivery, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+
+class RateHandoffRequest(_message.Message):
+    __slots__ = ("customer", "handoff_id", "rating", "comment")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    customer: _customer_pb2.CustomerRef
+    handoff_id: str
+    rating: int
+    comment: str
+    def __init__(self, customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., handoff_id: _Optional[str] = ..., rating: _Optional[int] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class RateHandoffResponse(_message.Message):
+    __slots__ = ("handoff", "changed")
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    handoff: Handoff
+    changed: bool
+    def __init__(self, handoff: _Optional[_Union[Handoff, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class HandoffSettings(_message.Message):
+    __slots__ = ("reopen_window",)
+    REOPEN_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    reopen_window: _duration_pb2.Duration
+    def __init__(self, reopen_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetHandoffSettingsRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetHandoffSettingsResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: HandoffSettings
+    def __init__(self, settings: _Optional[_Union[HandoffSettings, _Mapping]] = ...) -> None: ...
+
+class UpdateHandoffSettingsRequest(_message.Message):
+    __slots__ = ("tenant_id", "settings")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    settings: HandoffSettings
+    def __init__(self, tenant_id: _Optional[str] = ..., settings: _Optional[_Union[HandoffSettings, _Mapping]] = ...) -> None: ...
+
+class UpdateHandoffSettingsResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: HandoffSettings
+    def __init__(self, settings: _Optional[_Union[HandoffSettings, _Mapping]] = ...) -> None: ...

@@ -96,6 +96,41 @@ class EscalationServiceStub:
                 request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementRequest.SerializeToString,
                 response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementResponse.FromString,
                 _registered_method=True)
+        self.AppendCustomerMessage = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/AppendCustomerMessage',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AppendCustomerMessageRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AppendCustomerMessageResponse.FromString,
+                _registered_method=True)
+        self.ListConversationMessages = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/ListConversationMessages',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListConversationMessagesRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListConversationMessagesResponse.FromString,
+                _registered_method=True)
+        self.WatchConversation = channel.unary_stream(
+                '/aftercare.escalation.v1.EscalationService/WatchConversation',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.WatchConversationRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.WatchConversationResponse.FromString,
+                _registered_method=True)
+        self.ListDeliveries = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/ListDeliveries',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListDeliveriesRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.RateHandoff = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/RateHandoff',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RateHandoffRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RateHandoffResponse.FromString,
+                _registered_method=True)
+        self.GetHandoffSettings = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/GetHandoffSettings',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.GetHandoffSettingsRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.GetHandoffSettingsResponse.FromString,
+                _registered_method=True)
+        self.UpdateHandoffSettings = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/UpdateHandoffSettings',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class EscalationServiceServicer:
@@ -195,6 +230,66 @@ class EscalationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppendCustomerMessage(self, request, context):
+        """AppendCustomerMessage adds a customer's message to the conversation's open
+        handoff (or reopens its resolved one within the tenant's reopen window), so
+        the agent sees it; appended is false when the conversation has no handoff
+        to take it, and the AI answers as usual. Idempotent on client_message_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConversationMessages(self, request, context):
+        """ListConversationMessages returns the human part of a conversation: the
+        customer's messages while a human had it and the agents' replies, oldest
+        first, after a sequence number.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchConversation(self, request, context):
+        """WatchConversation streams a conversation's new thread messages and handoff
+        changes as they happen (first every message after after_sequence), until
+        the caller cancels. Channels push agents' replies to customers with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeliveries(self, request, context):
+        """ListDeliveries is the tenant's feed of agent messages to deliver on a
+        channel, in order, from a cursor: what a channel integration (email,
+        messaging) consumes. Each message appears once; its message_id is the
+        integration's idempotency key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RateHandoff(self, request, context):
+        """RateHandoff records the customer's satisfaction rating (CSAT) of a
+        resolved handoff; rating again replaces it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHandoffSettings(self, request, context):
+        """GetHandoffSettings returns a tenant's handoff settings (defaults when unset).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateHandoffSettings(self, request, context):
+        """UpdateHandoffSettings sets a tenant's handoff settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EscalationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -257,6 +352,41 @@ def add_EscalationServiceServicer_to_server(servicer, server):
                     servicer.RecordJudgement,
                     request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementRequest.FromString,
                     response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementResponse.SerializeToString,
+            ),
+            'AppendCustomerMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendCustomerMessage,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AppendCustomerMessageRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AppendCustomerMessageResponse.SerializeToString,
+            ),
+            'ListConversationMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConversationMessages,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListConversationMessagesRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListConversationMessagesResponse.SerializeToString,
+            ),
+            'WatchConversation': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchConversation,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.WatchConversationRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.WatchConversationResponse.SerializeToString,
+            ),
+            'ListDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveries,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListDeliveriesRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'RateHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.RateHandoff,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RateHandoffRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RateHandoffResponse.SerializeToString,
+            ),
+            'GetHandoffSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHandoffSettings,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.GetHandoffSettingsRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.GetHandoffSettingsResponse.SerializeToString,
+            ),
+            'UpdateHandoffSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateHandoffSettings,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -585,6 +715,195 @@ class EscalationService:
             '/aftercare.escalation.v1.EscalationService/RecordJudgement',
             aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementRequest.SerializeToString,
             aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RecordJudgementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendCustomerMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/AppendCustomerMessage',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AppendCustomerMessageRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.AppendCustomerMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConversationMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/ListConversationMessages',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListConversationMessagesRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListConversationMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/WatchConversation',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.WatchConversationRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.WatchConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/ListDeliveries',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListDeliveriesRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RateHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/RateHandoff',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RateHandoffRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.RateHandoffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHandoffSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/GetHandoffSettings',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.GetHandoffSettingsRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.GetHandoffSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateHandoffSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/UpdateHandoffSettings',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$aftercare/type/v1/conversation.proto\x12\x11\x61\x66tercare.type.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\x07Message\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.aftercare.type.v1.Role\x12\x0c\n\x04text\x18\x02 \x01(\t\x12+\n\x07sent_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x82\x01\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12,\n\x08messages\x18\x02 \x03(\x0b\x32\x1a.aftercare.type.v1.Message\x12+\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x1a.aftercare.type.v1.Channel*S\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\x12\x0e\n\nROLE_AGENT\x10\x03*X\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x43HANNEL_CHAT\x10\x01\x12\x11\n\rCHANNEL_EMAIL\x10\x02\x12\x0f\n\x0b\x43HANNEL_API\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$aftercare/type/v1/conversation.proto\x12\x11\x61\x66tercare.type.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\x07Message\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.aftercare.type.v1.Role\x12\x0c\n\x04text\x18\x02 \x01(\t\x12+\n\x07sent_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61uthor_name\x18\x04 \x01(\t\"\x82\x01\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12,\n\x08messages\x18\x02 \x03(\x0b\x32\x1a.aftercare.type.v1.Message\x12+\n\x07\x63hannel\x18\x03 \x01(\x0e\x32\x1a.aftercare.type.v1.Channel*S\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x12\n\x0eROLE_ASSISTANT\x10\x02\x12\x0e\n\nROLE_AGENT\x10\x03*X\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x43HANNEL_CHAT\x10\x01\x12\x11\n\rCHANNEL_EMAIL\x10\x02\x12\x0f\n\x0b\x43HANNEL_API\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aftercare.type.v1.conversation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=334
-  _globals['_ROLE']._serialized_end=417
-  _globals['_CHANNEL']._serialized_start=419
-  _globals['_CHANNEL']._serialized_end=507
-  _globals['_MESSAGE']._serialized_start=92
-  _globals['_MESSAGE']._serialized_end=199
-  _globals['_CONVERSATION']._serialized_start=202
-  _globals['_CONVERSATION']._serialized_end=332
+  _globals['_ROLE']._serialized_start=356
+  _globals['_ROLE']._serialized_end=439
+  _globals['_CHANNEL']._serialized_start=441
+  _globals['_CHANNEL']._serialized_end=529
+  _globals['_MESSAGE']._serialized_start=93
+  _globals['_MESSAGE']._serialized_end=221
+  _globals['_CONVERSATION']._serialized_start=224
+  _globals['_CONVERSATION']._serialized_end=354
 # @@protoc_insertion_point(module_scope)

@@ -33,14 +33,16 @@ CHANNEL_EMAIL: Channel
 CHANNEL_API: Channel
 
 class Message(_message.Message):
-    __slots__ = ("role", "text", "sent_at")
+    __slots__ = ("role", "text", "sent_at", "author_name")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_NAME_FIELD_NUMBER: _ClassVar[int]
     role: Role
     text: str
     sent_at: _timestamp_pb2.Timestamp
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., text: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    author_name: str
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., text: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., author_name: _Optional[str] = ...) -> None: ...
 
 class Conversation(_message.Message):
     __slots__ = ("conversation_id", "messages", "channel")
