@@ -152,7 +152,7 @@ async def run_seed(seed: int, args: argparse.Namespace, work: Path, config: Dete
     truth = result.truth
     settings = OutreachSettings(  # type: ignore[call-arg]
         port=0, data_dir=work / f"data-{seed}", database_url=args.database_url, llm_base_url="http://127.0.0.1:9/v1",
-        retrieval_addr="127.0.0.1:9", sender="off", usage_batch_size=args.batch_size,
+        retrieval_addr="127.0.0.1:9", escalation_addr="127.0.0.1:9", sender="off", usage_batch_size=args.batch_size,
         detectors_file=args.detectors,
     )
     async with serving(settings, servicers) as running, grpc.aio.insecure_channel(

@@ -18,11 +18,12 @@ startPage(async (main) => {
       h("section", {}, h("div", { class: "row" }, h("h2", {}, "Drafts"), stateSelect), draftsBox)));
   stateSelect.addEventListener("change", loadDrafts);
 
+  // The statement is written for people (rounded, with units); before/after are for programs.
   function evidenceTable(evidence) {
     if (!evidence?.length) return h("p", { class: "muted" }, "No evidence recorded.");
     return h("table", { class: "evidence" },
-      h("thead", {}, h("tr", {}, h("th", {}, "Evidence"), h("th", {}, "before"), h("th", {}, "after"))),
-      h("tbody", {}, evidence.map((e) => h("tr", {}, h("td", {}, e.statement), h("td", {}, e.before), h("td", {}, e.after)))));
+      h("thead", {}, h("tr", {}, h("th", {}, "Evidence"))),
+      h("tbody", {}, evidence.map((e) => h("tr", {}, h("td", {}, e.statement)))));
   }
 
   function renderFinding(f) {

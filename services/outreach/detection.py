@@ -105,10 +105,18 @@ class DetectorConfig(_Strict):
 
 @dataclass
 class EvidenceItem:
+    """One fact: `statement` is written for people (rounded, with units and periods); before and
+    after are the metric's values for programs, rounded to what the statement can show."""
+
     statement: str
     metric: str
     before: float
     after: float
+
+    def __post_init__(self) -> None:
+        # 4 decimals keep 0.01 percentage points of a rate; float noise says nothing more.
+        self.before = round(float(self.before), 4)
+        self.after = round(float(self.after), 4)
 
 
 @dataclass
@@ -133,7 +141,17 @@ def _n(value: float) -> str:
 
 
 def _pct(value: float) -> str:
-    return f"{value * 100:.0f}%" if value >= 0.01 or value == 0 else f"{value * 100:.1f}%"
+    """A share for people: 41%, 7.3%, 0.36%, <0.01% (two significant digits under 10%)."""
+    percent = value * 100
+    if percent == 0:
+        return "0%"
+    if abs(percent) >= 9.95:
+        return f"{percent:.0f}%"
+    if abs(percent) >= 0.995:
+        return f"{percent:.1f}".removesuffix(".0") + "%"
+    if abs(percent) >= 0.01:
+        return f"{percent:.2g}%"
+    return "<0.01%"
 
 
 def _success(table: sa.Table) -> sa.ColumnElement[Any]:
@@ -247,9 +265,9 @@ class Detector:
             drop_base = 1 - last / baseline
             evidence = [
                 EvidenceItem(
-                    f"Successful API events fell {_pct(drop_wow)} week over week ({_n(previous)} -> {_n(last)}) "
-                    f"and are {_pct(drop_base)} below the account's {config.baseline_weeks}-week median "
-                    f"({_n(baseline)}).",
+                    f"Successful API events fell {_pct(drop_wow)} week over week, from {_n(previous)} to "
+                    f"{_n(last)}, and are {_pct(drop_base)} below the account's {config.baseline_weeks}-week "
+                    f"median of {_n(baseline)} a week.",
                     "activity.weekly_successful_events", previous, last,
                 )
             ]
@@ -259,8 +277,8 @@ class Detector:
             if feature and share >= 0.5:
                 evidence.append(
                     EvidenceItem(
-                        f"{feature} ({endpoint}) accounts for {_pct(share)} of the drop "
-                        f"({_n(cause['before'])} -> {_n(cause['after'])} successful calls).",
+                        f"The {feature} feature ({endpoint}) accounts for {_pct(share)} of the drop: its "
+                        f"successful calls fell from {_n(cause['before'])} to {_n(cause['after'])} a week.",
                         f"feature.{feature}.weekly_successful_events", cause["before"], cause["after"],
                     )
                 )
@@ -403,8 +421,9 @@ class Detector:
             label = code or (f"HTTP {status}" if status else "errors")
             evidence = [
                 EvidenceItem(
-                    f"{endpoint} error rate rose from {_pct(before)} to {_pct(rate)} over the last "
-                    f"{config.recent_days} days ({_n(errors)} failed calls).",
+                    f"{endpoint} error rate {_pct(rate)} over the last {config.recent_days} days "
+                    f"({_n(errors)} failed calls), up from {_pct(before)} in the {config.baseline_days} days "
+                    "before.",
                     f"endpoint.error_rate:{endpoint}", before, rate,
                 )
             ]
@@ -542,17 +561,19 @@ class Detector:
             versions = ", ".join(affected)
             status = members[0].details.get("status", 0)
             unaffected = [f"{v} {_pct(rate)}" for v, (rate, _) in sorted(version_rates.items()) if v not in affected]
+            # Evidence goes into each customer's message: how many other accounts fail is for
+            # the reviewer (the cause and the metric), not for the customer.
             evidence = [
                 EvidenceItem(
-                    f"{len(accounts)} accounts started failing on {endpoint} with HTTP {status} {code} "
-                    f"on {onset_day.isoformat()}.",
+                    f"Calls to {endpoint} started failing with HTTP {status} {code} on {onset_day.isoformat()}.",
                     f"cluster.accounts:{endpoint}:{code}", 0.0, float(len(accounts)),
                 ),
             ]
             for version in affected:
                 rate, before = version_rates[version]
                 evidence.append(EvidenceItem(
-                    f"Client version {version}: error rate on {endpoint} {_pct(before)} before, {_pct(rate)} since.",
+                    f"Client version {version}: error rate on {endpoint} {_pct(rate)} since "
+                    f"{onset_day.isoformat()}, up from {_pct(before)} before.",
                     f"client_version.error_rate:{version}", before, rate,
                 ))
             if unaffected:
@@ -567,7 +588,8 @@ class Detector:
                     subject_key=f"endpoint:{endpoint}|code:{code}|onset:{onset_day.isoformat()}",
                     account_ids=sorted(accounts),
                     severity=round(min(1.0, 0.5 + 0.02 * len(accounts)), 4),
-                    cause=f"{code} on {endpoint} since {onset_day.isoformat()} for {versions}",
+                    cause=(f"{code} on {endpoint} since {onset_day.isoformat()} for {versions} "
+                           f"({len(accounts)} accounts)"),
                     evidence=evidence,
                     endpoint=endpoint,
                     error_code=code,
@@ -711,18 +733,21 @@ class Detector:
                         subject_key=f"account:{account}",
                         account_ids=[account],
                         severity=round(min(1.0, 1 - level), 4),
+                        # How churned accounts stood is for the reviewer, never the customer's message.
                         cause=(f"usage declining {_pct(decline)} a week for {config.trend_weeks} weeks, now at "
-                               f"{_pct(level)} of its earlier level"),
+                               f"{_pct(level)} of its earlier level; accounts that churned stood at "
+                               f"{_pct(churned_level)} before leaving"
+                               + (f" ({churned_count} churned accounts)" if churned_count else " (default)")),
                         evidence=[
                             EvidenceItem(
-                                f"Weekly successful events declined steadily for {config.trend_weeks} weeks "
-                                f"({' -> '.join(_n(w) for w in trend)}), about {_pct(decline)} a week.",
+                                f"Weekly successful events declined steadily for {config.trend_weeks} weeks, "
+                                f"about {_pct(decline)} a week: {', '.join(_n(w) for w in trend[:-1])}, then "
+                                f"{_n(trend[-1])}.",
                                 "activity.weekly_decline", reference, weeks[0],
                             ),
                             EvidenceItem(
-                                f"Usage is at {_pct(level)} of its earlier level; accounts that churned stood at "
-                                f"{_pct(churned_level)} before leaving"
-                                + (f" ({churned_count} churned accounts)." if churned_count else " (default)."),
+                                f"Weekly usage over the last 2 weeks is at {_pct(level)} of its level "
+                                f"{config.trend_weeks + 1} to {span} weeks ago.",
                                 "activity.level_vs_reference", 1.0, level,
                             ),
                         ],

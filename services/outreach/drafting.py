@@ -16,7 +16,15 @@ from servicekit.pii import mask
 
 PROMPT_VERSION = "outreach-paragraph-v1"
 TEMPLATE_VERSION = "outreach-template-v1"
+# A draft for several accounts, or for a contact whose name we do not know, greets neutrally;
+# personalise() greets each recipient by name when it is sent.
+NEUTRAL_GREETING = "Hi there,"
+# The merge field of drafts written before there was a neutral greeting (still filled at send).
 FIRST_NAME = "{first_name}"
+# Merge fields in any template syntax: {first_name}, {{ name }}, ${name}, [Customer Name].
+_PLACEHOLDER = re.compile(
+    r"\$?\{\{?\s*[A-Za-z_][\w.]*\s*\}\}?|\[(?:[A-Za-z]+ )*(?:name|company)\]", re.IGNORECASE
+)
 
 _KIND_TOPIC = {
     "RISK_KIND_ACTIVITY_DROP": "a drop in your usage",
@@ -47,6 +55,10 @@ _EXAMPLE = (
     "means Beacon can no longer write to your S3 bucket. Granting the Beacon export role s3:PutObject on the "
     "bucket and retrying the export fixes it.\n\n"
 )
+
+
+class UnfilledPlaceholder(ValueError):
+    """A composed message still holds a merge field: a bug in the template, never stored or shown."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,18 @@ def _allowed_facts(facts: FindingFacts) -> str:
                      *(f"{title} {url} {text}" for title, url, text in facts.sources)])
 
 
+def placeholders(text: str) -> list[str]:
+    """The merge fields in `text`, in order."""
+    return _PLACEHOLDER.findall(text)
+
+
+def unfilled_placeholders(text: str, facts: FindingFacts) -> list[str]:
+    """Merge fields in `text` that the facts do not contain themselves: an API path such as
+    /v2/exports/{export_id} quoted from the evidence or a knowledge-base passage is text."""
+    quoted = set(placeholders(_allowed_facts(facts)))
+    return [p for p in placeholders(text) if p not in quoted]
+
+
 def _normalise_number(token: str) -> str:
     return token.rstrip(".,%").replace(",", "")
 
@@ -128,17 +152,34 @@ def grounding_problems(paragraph: str, facts: FindingFacts) -> list[str]:
             problems.append("fix_missing")
     if _GENERIC.search(text):
         problems.append("generic")
+    if unfilled_placeholders(text, facts):
+        problems.append("placeholder")
     return problems
 
 
+def _name(value: str) -> str:
+    """A name fit to print: blank, or anything that looks like a merge field, is no name."""
+    name = " ".join(value.split())
+    return "" if not name or any(c in name for c in "{}[]<>$") else name
+
+
 def _greeting(recipient: Recipient | None) -> str:
-    if recipient is None:
-        return f"Hi {FIRST_NAME},"
-    return f"Hi {recipient.contact_name}," if recipient.contact_name else "Hello,"
+    name = _name(recipient.contact_name) if recipient else ""
+    return f"Hi {name}," if name else NEUTRAL_GREETING
+
+
+def personalise(body: str, contact_name: str) -> str:
+    """The body one recipient gets: a neutral opening greeting names them when we know their
+    first name, and an older draft's {first_name} is filled (with "there" when unknown)."""
+    name = _name(contact_name)
+    body = body.replace(FIRST_NAME, name or "there")
+    if name and body.startswith(NEUTRAL_GREETING + "\n"):
+        body = f"Hi {name}," + body[len(NEUTRAL_GREETING):]
+    return body
 
 
 def _closing(facts: FindingFacts, recipient: Recipient | None) -> str:
-    csm = recipient.csm_name if recipient and recipient.csm_name else "your customer success manager"
+    csm = (_name(recipient.csm_name) if recipient else "") or "your customer success manager"
     if facts.fix:
         return (f"If anything is unclear or this does not solve it, just reply to this email and {csm} "
                 "will help.")
@@ -147,24 +188,45 @@ def _closing(facts: FindingFacts, recipient: Recipient | None) -> str:
 
 
 def _sign_off(recipient: Recipient | None) -> str:
-    csm = recipient.csm_name if recipient and recipient.csm_name else ""
+    csm = _name(recipient.csm_name) if recipient else ""
     return f"Best regards,\n{csm + ', ' if csm else ''}Customer Success"
 
 
+def citations(sources: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    """(title, url) of each cited document once, in order: several passages of one document
+    are one citation."""
+    seen: set[str] = set()
+    cited = []
+    for title, url, _ in sources:
+        key = url or title
+        if title and key not in seen:
+            seen.add(key)
+            cited.append((title, url))
+    return cited
+
+
 def _sources_line(facts: FindingFacts) -> str:
-    links = [f"{title} ({url})" if url else title for title, url, _ in facts.sources[:2] if title]
+    # Without a fix the passages explained nothing: pointing the customer at them would not help.
+    if not facts.fix:
+        return ""
+    links = [f"{title} ({url})" if url else title for title, url in citations(facts.sources)[:2]]
     return f"More detail: {'; '.join(links)}." if links else ""
 
 
 def compose(paragraph: str, facts: FindingFacts, recipient: Recipient | None, generator: str) -> Message:
+    """The whole message; raises UnfilledPlaceholder rather than let a merge field reach a reviewer."""
     parts = [_greeting(recipient), paragraph.strip(), _sources_line(facts), _closing(facts, recipient),
              _sign_off(recipient)]
-    return Message(
+    message = Message(
         subject=subject(facts),
         body="\n\n".join(p for p in parts if p),
         generator=generator,
         prompt_version=PROMPT_VERSION if generator == "llm" else TEMPLATE_VERSION,
     )
+    leftover = unfilled_placeholders(f"{message.subject}\n{message.body}", facts)
+    if leftover:
+        raise UnfilledPlaceholder(f"the draft would show unfilled placeholders: {', '.join(leftover)}")
+    return message
 
 
 def with_fix(paragraph: str, facts: FindingFacts) -> str:

@@ -233,7 +233,9 @@ async def test_detect_risks_stores_findings_with_passages_and_fix(store: Outreac
     assert not cluster.knowledge_unavailable
     assert "E-1042" in retrieval.queries[0] or any("E-1042" in q for q in retrieval.queries)
     stored = store.get_finding("demo", cluster.finding_id)
-    assert stored is not None and stored.evidence[0]["statement"].startswith("4 accounts started failing")
+    assert stored is not None and stored.evidence[0]["statement"].startswith(f"Calls to {BATCH} started failing")
+    # How many accounts fail is for the reviewer; the evidence goes into each customer's message.
+    assert cluster.cause.endswith("(4 accounts)") and "4 accounts" not in stored.evidence[0]["statement"]
     assert store.get_finding("other-tenant", cluster.finding_id) is None
 
 

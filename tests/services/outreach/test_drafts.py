@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from aftercare.outreach.v1 import outreach_pb2
 from servicekit.database import make_engine
 from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.outreach import drafting
 from services.outreach.detection import DetectorConfig
 from services.outreach.models import RiskFindingRow
 from services.outreach.outbox import MaildirSink, Sender, next_send_time
@@ -132,7 +133,9 @@ async def test_a_cluster_gets_one_draft_for_its_eligible_accounts(store: Outreac
 
     (written,) = response.drafts
     assert written.account_id == "" and list(written.recipient_account_ids) == ["old-sdk-0", "old-sdk-3"]
-    assert written.body.startswith("Hi {first_name},")
+    # One text for several people: a neutral greeting the reviewer can read as it is; each
+    # recipient is greeted by name when it is sent.
+    assert written.body.startswith(f"{drafting.NEUTRAL_GREETING}\n\n") and drafting.placeholders(written.body) == []
     assert sorted((s.account_id, s.reason) for s in response.skipped) == [
         ("old-sdk-1", "opted_out"), ("old-sdk-2", "no_contact")]
     # Asking again returns the same draft.
