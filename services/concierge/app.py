@@ -44,10 +44,13 @@ async def servicers(settings: ConciergeSettings) -> AsyncIterator[Sequence[Mount
         confidence=confidence,
     )
     warm_up = asyncio.create_task(servicer.warm_up())
+    # Messages held for an agent while escalation was down, before a restart.
+    servicer.start_redelivery()
     try:
         yield [mount(servicer, concierge_pb2, concierge_pb2_grpc)]
     finally:
         warm_up.cancel()
+        servicer.stop_redelivery()
         await llm.aclose()
         for channel in (retrieval, triage, escalation):
             await channel.close()

@@ -73,7 +73,27 @@ def _v1_conversations_turns_ratings(op: Operations) -> None:
     )
 
 
+def _v2_pending_forwards(op: Operations) -> None:
+    op.create_table(
+        "concierge_pending_forwards",
+        sa.Column("tenant_id", sa.String(128), primary_key=True),
+        sa.Column("conversation_id", sa.String(128), primary_key=True),
+        sa.Column("turn_index", sa.Integer, primary_key=True),
+        sa.Column("customer_id", sa.String(200), nullable=False),
+        sa.Column("channel", sa.String(32), nullable=False),
+        sa.Column("message_key", sa.String(128), nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("handoff_request", sa.LargeBinary, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        _of_a_conversation(),
+    )
+
+
 SCHEMA = Schema(
     "concierge",
-    (Migration(1, "conversations, turns, ratings", _v1_conversations_turns_ratings),),
+    (
+        Migration(1, "conversations, turns, ratings", _v1_conversations_turns_ratings),
+        Migration(2, "messages pending forwarding to the agent", _v2_pending_forwards),
+    ),
 )

@@ -1,5 +1,6 @@
-"""Tables of the concierge: conversations, their acknowledged turns and the
-customers' ratings of answered turns.
+"""Tables of the concierge: conversations, their acknowledged turns, the
+customers' ratings of answered turns, and the messages still to forward to the
+human who has a conversation.
 
 Each turn row holds what an auditor needs to replay the decision: the
 standalone query that was searched, the decision and its reason, the
@@ -95,3 +96,33 @@ class TurnRatingRow(Base):
     # TurnRating value name, e.g. TURN_RATING_HELPFUL.
     rating: Mapped[str] = mapped_column(sa.String(32))
     rated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class PendingForwardRow(Base):
+    """A customer's message for the human who has the conversation that escalation could not
+    take when it arrived: an outbox row, written in the turn's transaction and deleted once
+    escalation has the message, so the promise "it will reach the team" is kept."""
+
+    __tablename__ = "concierge_pending_forwards"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "conversation_id"],
+            ["concierge_conversations.tenant_id", "concierge_conversations.conversation_id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    turn_index: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(sa.String(200))
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    # The turn's idempotency key: escalation appends the message once however often it is sent.
+    message_key: Mapped[str] = mapped_column(sa.String(128))
+    # The message as the customer wrote it, personal data masked.
+    text: Mapped[str] = mapped_column(sa.Text)
+    # The serialized CreateHandoffRequest when the handoff itself could not be made; else NULL
+    # (the message is appended to the conversation's handoff).
+    handoff_request: Mapped[bytes | None] = mapped_column(sa.LargeBinary, nullable=True)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

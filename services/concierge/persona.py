@@ -24,7 +24,11 @@ from aftercare.triage.v1 import triage_pb2
 log = structlog.get_logger(__name__)
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "personas"
-_MESSAGE_KEYS = ("handoff", "dont_know", "unavailable", "human", "policy", "off_topic", "needs_detail")
+_MESSAGE_KEYS = (
+    "handoff", "dont_know", "unavailable", "human", "policy", "off_topic", "needs_detail",
+    # How a handoff goes on: its reference, the expected wait, a delay; and the reply to "thanks".
+    "handoff_reference", "handoff_wait", "handoff_no_wait", "handoff_delayed", "forward_delayed", "acknowledge",
+)
 
 
 class PersonaError(ValueError):
@@ -48,8 +52,12 @@ class Persona:
         """The confidence an answer needs: the intent's override, else the tenant's default."""
         return self.intent_thresholds.get(intent, self.confidence_threshold)
 
-    def message(self, key: str) -> str:
-        return self.messages[key].replace("{product}", self.product).replace("{name}", self.name)
+    def message(self, key: str, **values: str) -> str:
+        """A fixed message with {product}, {name} and the given {placeholders} filled in."""
+        text = self.messages[key].replace("{product}", self.product).replace("{name}", self.name)
+        for name, value in values.items():
+            text = text.replace("{" + name + "}", value)
+        return text
 
     def ai_may_answer(self, route: triage_pb2.Route | None) -> tuple[bool, str]:
         """Whether the routing decision lets the AI answer; with the blocking reason when not."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from services.concierge.grounding import content_words, support
 from services.concierge.matching import Match, Signals
 from services.concierge.persona import Persona, PersonaBook, PersonaError
 from services.concierge.settings import ConciergeSettings
-from services.concierge.store import ConversationStore, RatedTurn, StoredConversation
+from services.concierge.store import ConversationStore, PendingForward, RatedTurn, StoredConversation, StoredTurn
 
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("aftercare.concierge")
@@ -51,6 +52,22 @@ _SMALL_TALK = frozenset(
     "hi hello hey hiya yo help helo thank thanks please ok okay question problem issue support assist "
     "need want good morning afternoon evening there someone anyone".split()
 )
+
+# Replies to the assistant's last message ("yes please", "no thanks", "ok great"): with the
+# small-talk words above they are the whole message, and they ask nothing new.
+_ACKNOWLEDGEMENTS = frozenset(
+    "yes yeah yep yup sure no nope nah thanks thank thx ok okay k great perfect cool fine alright "
+    "got it that's thats all good sounds much so very awesome brilliant understood you a lot that helped "
+    "helps helpful".split()
+)
+_ANSWERS = frozenset("yes yeah yep yup sure no nope nah thanks thank thx ok okay great perfect cool".split())
+# Escalation errors that pass: a message held for the agent is sent again later.
+_TRANSIENT = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED,
+})
+# How often held messages are offered to escalation again.
+REDELIVERY_INTERVAL_S = 10.0
 
 _T = TypeVar("_T")
 Decision = concierge_pb2.Decision
@@ -86,6 +103,10 @@ class Turn:
     # What retrieval returned for the standalone query: a handoff's package reuses it.
     retrieved: list[retrieval_pb2.SearchHit] = field(default_factory=list)
     events: Events | None = None
+    # A reply to the assistant ("thanks"): not a contact, so escalation's rates do not count it.
+    acknowledgement: bool = False
+    # The handoff escalation could not take (see _escalate): held in the outbox, made later.
+    held_handoff: escalation_pb2.CreateHandoffRequest | None = None
 
     @property
     def position(self) -> int:
@@ -113,6 +134,7 @@ _CODES: dict[int, tuple[str, int]] = {
     Reason.DECISION_REASON_OFF_TOPIC: ("off_topic", 0),
     Reason.DECISION_REASON_NEEDS_DETAIL: ("needs_detail", 0),
     Reason.DECISION_REASON_MODEL_DOES_NOT_KNOW: ("model_does_not_know", HandoffReason.HANDOFF_REASON_NO_KNOWLEDGE),
+    Reason.DECISION_REASON_WITH_AGENT: ("with_agent", 0),
 }
 _MESSAGE_OF = {
     Reason.DECISION_REASON_LOW_CONFIDENCE: "handoff",
@@ -191,6 +213,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         )
         # Streamed turns run to the end (and are stored) even when their client goes away.
         self._turns: set[asyncio.Task[concierge_pb2.ConverseResponse]] = set()
+        self._redelivery: asyncio.Task[None] | None = None
 
     @property
     def calibration_version(self) -> str:
@@ -251,7 +274,41 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         stored = await self._load(request.customer, request.conversation_id)
         if stored is None:
             raise NotFound("no conversation with this id for this customer")
-        return stored.as_proto(request.conversation_id)
+        response = stored.as_proto(request.conversation_id)
+        if _had_handoff(stored):
+            await self._merge_agent_messages(request, response.conversation)
+        return response
+
+    async def _merge_agent_messages(
+        self, request: concierge_pb2.GetConversationRequest, conversation: conversation_pb2.Conversation
+    ) -> None:
+        """Add the agents' replies from escalation's thread, in time order. The customer's
+        messages of the thread are concierge turns already. Without escalation the customer
+        still gets what the concierge has."""
+        try:
+            thread = await self._escalation.ListConversationMessages(
+                escalation_pb2.ListConversationMessagesRequest(
+                    tenant_id=request.customer.tenant_id,
+                    conversation_id=request.conversation_id,
+                    customer_id=request.customer.customer_id,
+                ),
+                timeout=2.0,
+            )
+        except grpc.aio.AioRpcError as error:
+            log.warning("agent_messages_unavailable", code=error.code().name)
+            return
+        replies = []
+        for item in thread.messages:
+            if item.message.role != conversation_pb2.ROLE_AGENT:
+                continue
+            reply = conversation_pb2.Message()
+            reply.CopyFrom(item.message)
+            reply.author_name = reply.author_name or item.author_name
+            replies.append(reply)
+        # Stable: at equal times the concierge's own order stays.
+        merged = sorted([*conversation.messages, *replies], key=lambda m: (m.sent_at.seconds, m.sent_at.nanos))
+        del conversation.messages[:]
+        conversation.messages.extend(merged)
 
     async def RateTurn(
         self, request: concierge_pb2.RateTurnRequest, context: grpc.aio.ServicerContext
@@ -324,10 +381,14 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             stored=stored,
             events=events,
         )
-        outcome = await self._decide(turn)
-        if outcome.decision in (Decision.DECISION_ANSWERED, Decision.DECISION_CLARIFY):
+        # A human has (or had) the conversation: the message is theirs first.
+        outcome = await self._forward(turn) if _had_handoff(stored) else None
+        if outcome is None:
+            outcome = await self._decide(turn)
+        if outcome.decision in (Decision.DECISION_ANSWERED, Decision.DECISION_CLARIFY) and not turn.acknowledgement:
             await self._record_outcome(turn, outcome)
-        return await self._stored(
+        held = bool(outcome.decision == Decision.DECISION_FORWARDED and outcome.reply) or turn.held_handoff is not None
+        stored_outcome = await self._stored(
             self._store.append,
             customer=customer,
             conversation_id=request.conversation_id,
@@ -337,7 +398,140 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             customer_text=turn.masked_text,
             standalone_query=turn.standalone_query or turn.masked_text,
             outcome=outcome,
+            # A message escalation could not take waits in the store's outbox, in this transaction.
+            forward_key=_message_key(turn) if held else "",
+            handoff_request=turn.held_handoff.SerializeToString() if turn.held_handoff else None,
         )
+        if held:
+            self.start_redelivery()
+        return stored_outcome
+
+    # --- the human's part of the conversation ---------------------------------------------
+
+    async def _forward(self, turn: Turn) -> concierge_pb2.ConverseResponse | None:
+        """Give the message to the human who has the conversation: the FORWARDED outcome, or
+        None when no handoff takes it (none open, or resolved outside the reopen window) and
+        the AI answers as usual. When escalation cannot take it, it is held, never lost."""
+        request = turn.request
+        # Messages held earlier go first, so that the agent reads them in order.
+        if not await self._deliver_held(request.customer.tenant_id, request.conversation_id):
+            return self._forwarded(turn, None, held=True)
+        try:
+            appended = await self._escalation.AppendCustomerMessage(
+                escalation_pb2.AppendCustomerMessageRequest(
+                    customer=request.customer,
+                    conversation_id=request.conversation_id,
+                    text=turn.masked_text,
+                    client_message_id=_message_key(turn),
+                    channel=request.channel,
+                ),
+                timeout=5.0,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in _TRANSIENT:
+                # Escalation refuses the message (an older version without the RPC, say): the AI answers.
+                log.error("forward_refused", code=error.code().name)
+                return None
+            log.warning("forward_held", code=error.code().name)
+            return self._forwarded(turn, None, held=True)
+        if not appended.appended:
+            return None
+        return self._forwarded(turn, appended.handoff, held=False)
+
+    def _forwarded(
+        self, turn: Turn, handoff: escalation_pb2.Handoff | None, *, held: bool
+    ) -> concierge_pb2.ConverseResponse:
+        """The outcome of a message for the agent: no reply of the AI's, unless the message is
+        held (then the customer is told it will reach the team, which redelivery makes true)."""
+        _record_decision("forwarded", reason_code(Reason.DECISION_REASON_WITH_AGENT))
+        latest = turn.stored.latest_handoff() if turn.stored else None
+        outcome = concierge_pb2.ConverseResponse(
+            reply=turn.persona.message("forward_delayed") if held else "",
+            decision=Decision.DECISION_FORWARDED,
+            decision_reason=reason_code(Reason.DECISION_REASON_WITH_AGENT),
+            reason=Reason.DECISION_REASON_WITH_AGENT,
+            handoff_id=handoff.handoff_id if handoff else (latest.handoff_id if latest else ""),
+            handoff_reference=handoff.reference if handoff else (latest.handoff_reference if latest else ""),
+            lineage=answer_pb2.Lineage(trace_id=current_trace_id()),
+        )
+        if handoff is not None and handoff.HasField("expected_wait"):
+            outcome.expected_wait.CopyFrom(handoff.expected_wait)
+        return outcome
+
+    def start_redelivery(self) -> None:
+        """Make sure a redelivery loop runs while messages are held: at start-up (messages held
+        before a restart) and whenever one is held."""
+        if self._redelivery is None or self._redelivery.done():
+            self._redelivery = asyncio.create_task(self.redeliver_held_messages())
+
+    def stop_redelivery(self) -> None:
+        if self._redelivery is not None:
+            self._redelivery.cancel()
+
+    async def redeliver_held_messages(self, interval_s: float = REDELIVERY_INTERVAL_S) -> None:
+        """Offer held messages to escalation again until none is left (run at start-up too,
+        for messages held before a restart)."""
+        while True:
+            try:
+                pending = await self._stored(self._store.pending_forwards)
+                if not pending:
+                    return
+                await self._deliver_held()
+            except Exception as error:  # the loop must outlive one bad round
+                log.error("redelivery_failed", error=type(error).__name__)
+            await asyncio.sleep(interval_s)
+
+    async def _deliver_held(self, tenant_id: str = "", conversation_id: str = "") -> bool:
+        """Send held messages (of one conversation, or all), oldest first; True when none is
+        left. A conversation whose message fails waits for the next round, keeping its order."""
+        pending = await self._stored(self._store.pending_forwards, tenant_id, conversation_id)
+        blocked: set[tuple[str, str]] = set()
+        for held in pending:
+            conversation = (held.customer.tenant_id, held.conversation_id)
+            if conversation in blocked:
+                continue
+            try:
+                await self._deliver(held)
+            except grpc.aio.AioRpcError as error:
+                transient = error.code() in _TRANSIENT
+                # A refused message is kept and retried, but does not hold up the ones after it.
+                (log.warning if transient else log.error)(
+                    "held_message_not_delivered", code=error.code().name, attempts=held.attempts + 1
+                )
+                if transient:
+                    blocked.add(conversation)
+                await self._stored(self._store.forward_failed, held)
+                continue
+            await self._stored(self._store.forwarded, held)
+            log.info("held_message_delivered", attempts=held.attempts + 1)
+        return not blocked
+
+    async def _deliver(self, held: PendingForward) -> None:
+        if held.handoff_request is not None:
+            await self._escalation.CreateHandoff(escalation_pb2.CreateHandoffRequest.FromString(held.handoff_request))
+            return
+        appended = await self._escalation.AppendCustomerMessage(
+            escalation_pb2.AppendCustomerMessageRequest(
+                customer=held.customer, conversation_id=held.conversation_id, text=held.text,
+                client_message_id=held.message_key, channel=held.channel,
+            ),
+            timeout=5.0,
+        )
+        if not appended.appended:
+            # The handoff closed while the message waited; the customer was told the team
+            # would get it, so the team gets it.
+            stored = await self._load(held.customer, held.conversation_id)
+            await self._escalation.CreateHandoff(
+                escalation_pb2.CreateHandoffRequest(
+                    idempotency_key=held.message_key,
+                    customer=held.customer,
+                    conversation=_stored_conversation(stored, held),
+                    reason=HandoffReason.HANDOFF_REASON_SYSTEM_UNAVAILABLE,
+                    ai_attempt=escalation_pb2.AiAttempt(explanation="held_while_escalation_unavailable"),
+                    queue="general",
+                    priority=50,
+                )
+            )
 
     async def _decide(self, turn: Turn) -> concierge_pb2.ConverseResponse:
         turn.triaged = await self._triage_contact(turn)
@@ -351,6 +545,10 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
 
         # Sentences of the message that address the model are data: they are not searched or prompted.
         message = guardrails.neutralise(turn.masked_text)
+        if turn.history and _acknowledges(message):
+            # "thanks", "no thanks", "yes please" after an answer: nothing to search for.
+            turn.acknowledgement = True
+            return _clarify(turn, Reason.DECISION_REASON_NEEDS_DETAIL, message_key="acknowledge")
         if not content_words(message) - _SMALL_TALK:
             return _clarify(turn, Reason.DECISION_REASON_NEEDS_DETAIL)
         # Previous customer turns in their masked form: the rewrite feeds retrieval and the LLM.
@@ -385,6 +583,11 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             out_of_scope = bool(turn.triaged and turn.triaged.intent.out_of_scope)
             if out_of_scope and len(content_words(turn.masked_text)) <= 2:
                 return _clarify(turn, Reason.DECISION_REASON_NEEDS_DETAIL)
+            # Nothing in the knowledge base, and not a support request either (none of the
+            # tenant's contact reasons, or a request customer care does not do): declined
+            # politely, not handed to a person as a knowledge gap.
+            if out_of_scope or guardrails.looks_off_topic(turn.masked_text):
+                return _clarify(turn, Reason.DECISION_REASON_OFF_TOPIC)
             return await self._escalate(turn, Reason.DECISION_REASON_NO_KNOWLEDGE, Attempt(considered=considered))
 
         # The gate, decided before any generation.
@@ -523,43 +726,46 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         key = _message_key(turn)
         triaged = turn.triaged
         confidence = self._confidence_proto(turn, attempt, score)
-        handoff_id = ""
+        handoff: escalation_pb2.Handoff | None = None
+        handoff_request = escalation_pb2.CreateHandoffRequest(
+            idempotency_key=key,
+            customer=request.customer,
+            conversation=_conversation(turn),
+            reason=handoff_reason,
+            ai_attempt=escalation_pb2.AiAttempt(
+                candidate_answer=mask(attempt.reply),
+                confidence=confidence,
+                # The passages the candidate rests on; every passage looked at when there is none.
+                citations=attempt.citations or attempt.considered,
+                explanation=code,
+            ),
+            queue=(turn.triaged.route.queue if turn.triaged and turn.triaged.route.queue else "general"),
+            priority=(turn.triaged.priority.score if turn.triaged else 50),
+            account=request.account,
+            # What triage found, so the agent's package need not ask it again.
+            intent=triaged.intent.label if triaged else "",
+            intent_confidence=triaged.intent.confidence if triaged else 0.0,
+            sentiment_score=triaged.sentiment.score if triaged else 0.0,
+            tier=triaged.route.tier if triaged else triage_pb2.TIER_UNSPECIFIED,
+            retrieved=turn.retrieved,
+        )
         try:
-            created = await self._escalation.CreateHandoff(
-                escalation_pb2.CreateHandoffRequest(
-                    idempotency_key=key,
-                    customer=request.customer,
-                    conversation=_conversation(turn),
-                    reason=handoff_reason,
-                    ai_attempt=escalation_pb2.AiAttempt(
-                        candidate_answer=mask(attempt.reply),
-                        confidence=confidence,
-                        # The passages the candidate rests on; every passage looked at when there is none.
-                        citations=attempt.citations or attempt.considered,
-                        explanation=code,
-                    ),
-                    queue=(turn.triaged.route.queue if turn.triaged and turn.triaged.route.queue else "general"),
-                    priority=(turn.triaged.priority.score if turn.triaged else 50),
-                    account=request.account,
-                    # What triage found, so the agent's package need not ask it again.
-                    intent=triaged.intent.label if triaged else "",
-                    intent_confidence=triaged.intent.confidence if triaged else 0.0,
-                    sentiment_score=triaged.sentiment.score if triaged else 0.0,
-                    tier=triaged.route.tier if triaged else triage_pb2.TIER_UNSPECIFIED,
-                    retrieved=turn.retrieved,
-                )
-            )
-            handoff_id = created.handoff.handoff_id
+            handoff = (await self._escalation.CreateHandoff(handoff_request)).handoff
         except grpc.aio.AioRpcError as error:
-            # The customer still gets the honest message and the turn is stored with
-            # its reason; the handoff is created when the message is retried.
+            # The turn is stored with the request in the outbox: redelivery makes the handoff
+            # (same idempotency key), so "passed to our team" stays true.
             log.error("handoff_failed", code=error.code().name, reason=code)
+            turn.held_handoff = handoff_request
+        reply = _handoff_reply(turn.persona, _MESSAGE_OF[reason], handoff)
         response = self._respond(turn, Decision.DECISION_ESCALATED, reason, attempt,
-                                 reply=turn.persona.message(_MESSAGE_OF[reason]), score=score,
-                                 confidence=confidence)
+                                 reply=reply, score=score, confidence=confidence)
         # No answer was given, so nothing is cited to the customer; the agent got the passages.
         del response.citations[:]
-        response.handoff_id = handoff_id
+        if handoff is not None:
+            response.handoff_id = handoff.handoff_id
+            response.handoff_reference = handoff.reference
+            if handoff.HasField("expected_wait"):
+                response.expected_wait.CopyFrom(handoff.expected_wait)
         return response
 
     async def _record_outcome(self, turn: Turn, outcome: concierge_pb2.ConverseResponse) -> None:
@@ -630,11 +836,11 @@ def _turn_key(tenant_id: str, conversation_id: str, turn_index: int) -> str:
     return hashlib.sha256(f"{tenant_id}|{conversation_id}|{turn_index}".encode()).hexdigest()[:32]
 
 
-def _clarify(turn: Turn, reason: int) -> concierge_pb2.ConverseResponse:
+def _clarify(turn: Turn, reason: int, message_key: str = "") -> concierge_pb2.ConverseResponse:
     code = reason_code(reason)
     _record_decision("clarify", code)
     return concierge_pb2.ConverseResponse(
-        reply=turn.persona.message(_MESSAGE_OF[reason]),
+        reply=turn.persona.message(message_key or _MESSAGE_OF[reason]),
         confidence=answer_pb2.Confidence(score=0.0, threshold=turn.persona.threshold_for(turn.intent)),
         decision=Decision.DECISION_CLARIFY,
         decision_reason=code,
@@ -644,6 +850,65 @@ def _clarify(turn: Turn, reason: int) -> concierge_pb2.ConverseResponse:
     )
 
 
+def _acknowledges(text: str) -> bool:
+    """Whether the message only answers the assistant ("yes please", "no thanks", "ok great")."""
+    words = re.findall(r"[a-z']+", text.lower())
+    return bool(words) and set(words) <= _ACKNOWLEDGEMENTS | _SMALL_TALK and bool(set(words) & _ANSWERS)
+
+
+def _had_handoff(stored: StoredConversation | None) -> bool:
+    """Whether a human has had the conversation: a turn handed over or forwarded (with or
+    without a handoff id: a handoff held for escalation is made later)."""
+    handed = (Decision.DECISION_ESCALATED, Decision.DECISION_FORWARDED)
+    return stored is not None and any(turn.outcome.decision in handed for turn in stored.turns)
+
+
+def wait_in_words(seconds: float) -> str:
+    """An expected wait as a person says it: "a minute", "10 minutes", "2 hours"."""
+    minutes = max(1, math.ceil(seconds / 60))
+    if minutes == 1:
+        return "a minute"
+    if minutes < 60:
+        return f"{minutes if minutes < 15 else 5 * math.ceil(minutes / 5)} minutes"
+    hours = int(minutes / 60 + 0.5)
+    if hours <= 1:
+        return "an hour"
+    return f"{hours} hours" if hours < 24 else ("a day" if hours < 36 else f"{int(hours / 24 + 0.5)} days")
+
+
+def _handoff_reply(persona: Persona, reason_key: str, handoff: escalation_pb2.Handoff | None) -> str:
+    """Says plainly that a person is taking over, with the reference and the expected wait
+    when known; no question to answer (the handoff exists already)."""
+    parts = [persona.message(reason_key)]
+    if handoff is None:
+        parts.append(persona.message("handoff_delayed"))
+        return " ".join(parts)
+    if handoff.reference:
+        parts.append(persona.message("handoff_reference", reference=handoff.reference))
+    if handoff.HasField("expected_wait"):
+        wait = handoff.expected_wait.seconds + handoff.expected_wait.nanos / 1e9
+        parts.append(persona.message("handoff_wait", wait=wait_in_words(wait)))
+    else:
+        parts.append(persona.message("handoff_no_wait"))
+    return " ".join(parts)
+
+
+def _ai_said(past: StoredTurn) -> bool:
+    """Whether a stored turn has an AI reply for the agent to read: a forwarded message has none
+    (a held one's notice is about delivery, not the question)."""
+    return bool(past.outcome.reply) and past.outcome.decision != Decision.DECISION_FORWARDED
+
+
+def _stored_conversation(stored: StoredConversation | None, held: PendingForward) -> conversation_pb2.Conversation:
+    """A stored conversation's last turns, as a handoff's conversation (already masked)."""
+    conversation = conversation_pb2.Conversation(conversation_id=held.conversation_id, channel=held.channel)
+    for past in (stored.turns if stored else [])[-10:]:
+        conversation.messages.add(role=conversation_pb2.ROLE_CUSTOMER, text=past.customer_text)
+        if _ai_said(past):
+            conversation.messages.add(role=conversation_pb2.ROLE_ASSISTANT, text=past.outcome.reply)
+    return conversation
+
+
 def _conversation(turn: Turn) -> conversation_pb2.Conversation:
     """The conversation so far with the new message, personal data masked."""
     conversation = conversation_pb2.Conversation(
@@ -651,7 +916,8 @@ def _conversation(turn: Turn) -> conversation_pb2.Conversation:
     )
     for past in (turn.stored.turns if turn.stored else [])[-10:]:
         conversation.messages.add(role=conversation_pb2.ROLE_CUSTOMER, text=mask(past.customer_text))
-        conversation.messages.add(role=conversation_pb2.ROLE_ASSISTANT, text=past.outcome.reply)
+        if _ai_said(past):
+            conversation.messages.add(role=conversation_pb2.ROLE_ASSISTANT, text=past.outcome.reply)
     conversation.messages.add(role=conversation_pb2.ROLE_CUSTOMER, text=turn.masked_text)
     return conversation
 

@@ -20,7 +20,7 @@ from aftercare.type.v1 import conversation_pb2, customer_pb2
 from servicekit.database import utcnow
 from servicekit.errors import FailedPrecondition, NotFound
 from services.concierge.migrations import SCHEMA
-from services.concierge.models import ConversationRow, TurnRatingRow, TurnRow
+from services.concierge.models import ConversationRow, PendingForwardRow, TurnRatingRow, TurnRow
 
 log = structlog.get_logger("services.concierge.store")
 
@@ -52,6 +52,10 @@ class StoredConversation:
     channel: str
     turns: list[StoredTurn] = field(default_factory=list)
 
+    def latest_handoff(self) -> concierge_pb2.ConverseResponse | None:
+        """The outcome of the newest turn that handed over (or forwarded) to a human."""
+        return next((turn.outcome for turn in reversed(self.turns) if turn.outcome.handoff_id), None)
+
     def as_proto(self, conversation_id: str) -> concierge_pb2.GetConversationResponse:
         response = concierge_pb2.GetConversationResponse()
         response.conversation.conversation_id = conversation_id
@@ -61,11 +65,35 @@ class StoredConversation:
                 (conversation_pb2.ROLE_CUSTOMER, turn.customer_text),
                 (conversation_pb2.ROLE_ASSISTANT, turn.outcome.reply),
             ):
+                if not text:
+                    continue  # a forwarded message: the AI said nothing, the agent answers
                 message = response.conversation.messages.add(role=role, text=text)
                 message.sent_at.FromDatetime(turn.created_at)
             stored = response.turns.add(customer_text=turn.customer_text, outcome=turn.outcome, rating=turn.rating)
             stored.created_at.FromDatetime(turn.created_at)
         return response
+
+
+@dataclass(frozen=True)
+class PendingForward:
+    """A stored customer message that escalation has not taken yet."""
+
+    customer: customer_pb2.CustomerRef
+    conversation_id: str
+    turn_index: int
+    channel: int
+    message_key: str
+    text: str
+    handoff_request: bytes | None
+    attempts: int
+
+
+def _pending_key(pending: PendingForward) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        PendingForwardRow.tenant_id == pending.customer.tenant_id,
+        PendingForwardRow.conversation_id == pending.conversation_id,
+        PendingForwardRow.turn_index == pending.turn_index,
+    )
 
 
 def _outcome(row: TurnRow) -> concierge_pb2.ConverseResponse:
@@ -149,15 +177,21 @@ class ConversationStore:
         customer_text: str,
         standalone_query: str,
         outcome: concierge_pb2.ConverseResponse,
+        forward_key: str = "",
+        handoff_request: bytes | None = None,
     ) -> concierge_pb2.ConverseResponse:
         """Store one acknowledged turn; returns the outcome with its turn_index set.
 
         A message id stored already returns the stored outcome (a retry raced us).
+        With a forward_key, the message is also queued, in the same transaction, for the
+        agent who has the conversation (see pending_forwards), or, with a handoff_request,
+        for the handoff that could not be made.
         """
         for attempt in range(_WRITE_ATTEMPTS):
             try:
                 return self._append_once(
-                    customer, conversation_id, channel, client_message_id, customer_text, standalone_query, outcome
+                    customer, conversation_id, channel, client_message_id, customer_text, standalone_query, outcome,
+                    forward_key, handoff_request,
                 )
             except IntegrityError:
                 # Another writer took the position (or created the conversation) first.
@@ -176,6 +210,8 @@ class ConversationStore:
         customer_text: str,
         standalone_query: str,
         outcome: concierge_pb2.ConverseResponse,
+        forward_key: str,
+        handoff_request: bytes | None,
     ) -> concierge_pb2.ConverseResponse:
         now = utcnow()
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
@@ -234,9 +270,60 @@ class ConversationStore:
                     created_at=now,
                 )
             )
+            if forward_key:
+                session.add(
+                    PendingForwardRow(
+                        tenant_id=customer.tenant_id,
+                        conversation_id=conversation_id,
+                        turn_index=conversation.turn_count,
+                        customer_id=customer.customer_id,
+                        channel=conversation.channel,
+                        message_key=forward_key,
+                        text=customer_text,
+                        handoff_request=handoff_request,
+                        attempts=0,
+                        created_at=now,
+                    )
+                )
             conversation.turn_count += 1
             conversation.updated_at = now
         return stored_outcome
+
+    def pending_forwards(
+        self, tenant_id: str = "", conversation_id: str = "", limit: int = 100
+    ) -> list[PendingForward]:
+        """Messages still to forward to the agent, oldest first: of one conversation, or of all."""
+        query = sa.select(PendingForwardRow).order_by(PendingForwardRow.created_at, PendingForwardRow.turn_index)
+        if conversation_id:
+            query = query.where(
+                PendingForwardRow.tenant_id == tenant_id, PendingForwardRow.conversation_id == conversation_id
+            )
+        with Session(self._engine) as session:
+            return [
+                PendingForward(
+                    customer=customer_pb2.CustomerRef(tenant_id=row.tenant_id, customer_id=row.customer_id),
+                    conversation_id=row.conversation_id,
+                    turn_index=row.turn_index,
+                    channel=conversation_pb2.Channel.Value(row.channel),
+                    message_key=row.message_key,
+                    text=row.text,
+                    handoff_request=row.handoff_request,
+                    attempts=row.attempts,
+                )
+                for row in session.scalars(query.limit(limit))
+            ]
+
+    def forwarded(self, pending: PendingForward) -> None:
+        """Escalation has the message: it leaves the outbox (a second delete is a no-op)."""
+        with Session(self._engine) as session, session.begin():
+            session.execute(sa.delete(PendingForwardRow).where(*_pending_key(pending)))
+
+    def forward_failed(self, pending: PendingForward) -> None:
+        with Session(self._engine) as session, session.begin():
+            session.execute(
+                sa.update(PendingForwardRow).where(*_pending_key(pending))
+                .values(attempts=PendingForwardRow.attempts + 1)
+            )
 
     def rate(self, customer: customer_pb2.CustomerRef, conversation_id: str, turn_index: int, rating: int) -> RatedTurn:
         """Store the customer's rating of an answered turn, replacing an earlier one.

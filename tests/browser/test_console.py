@@ -191,8 +191,8 @@ def test_a_handoff_from_the_chat_is_answered_in_the_agent_console(
 ) -> None:
     live.mesh.concierge.stream_converse.outcome = [
         concierge_pb2.StreamConverseResponse(outcome=concierge_pb2.ConverseResponse(
-            reply="I'm not entirely confident about this answer. "
-            "Would you like me to transfer you to a technical expert?",
+            reply="I'm not confident enough in an answer to this, so I've passed your question to our "
+            "support team. Someone will reply here as soon as they can. You won't need to repeat yourself.",
             confidence=answer_pb2.Confidence(score=0.42, threshold=0.85),
             decision=concierge_pb2.DECISION_ESCALATED, decision_reason="low_confidence", handoff_id="ho-77",
         )),

@@ -144,6 +144,22 @@ class FakeEscalation:
         self.outcomes.append(request)
         return escalation_pb2.RecordOutcomeResponse(recorded=True)
 
+    async def AppendCustomerMessage(
+        self, request: escalation_pb2.AppendCustomerMessageRequest, **_: object
+    ) -> escalation_pb2.AppendCustomerMessageResponse:
+        """No handoff takes follow-ups here (as after a resolved one): the AI answers them.
+        Forwarding is tested in test_forwarding.py on a real escalation server double."""
+        if self.down:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
+        return escalation_pb2.AppendCustomerMessageResponse(appended=False)
+
+    async def ListConversationMessages(
+        self, request: escalation_pb2.ListConversationMessagesRequest, **_: object
+    ) -> escalation_pb2.ListConversationMessagesResponse:
+        if self.down:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
+        return escalation_pb2.ListConversationMessagesResponse()
+
     async def CreateHandoff(self, request: escalation_pb2.CreateHandoffRequest) -> escalation_pb2.CreateHandoffResponse:
         if self.down:
             raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
@@ -334,8 +350,10 @@ async def test_a_closed_gate_hands_over_before_any_llm_call(db_url: str) -> None
     assert response.reason == concierge_pb2.DECISION_REASON_LOW_CONFIDENCE
     assert response.decision_reason == "low_confidence"
     assert not rig.llm.bodies, "the gate is decided before any generation"
+    # It says plainly that a person is taking over: no offer to answer (the handoff exists).
     assert response.reply == (
-        "I'm not entirely confident about this answer. Would you like me to transfer you to a technical expert?"
+        "I'm not confident enough in an answer to this, so I've passed your question to our support team. "
+        "Someone will reply here as soon as they can. You won't need to repeat yourself."
     )
     assert response.confidence.score < 0.01 and response.confidence.calibrated
     assert response.handoff_id == "h-1" and not response.citations
