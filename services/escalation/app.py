@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from opentelemetry import metrics
@@ -23,6 +24,7 @@ from services.escalation.insights import Embed, InsightsEngine
 from services.escalation.servicer import EscalationServicer
 from services.escalation.settings import EscalationSettings
 from services.escalation.store import HandoffStore
+from services.escalation.thread import ThreadStore
 
 
 @contextlib.asynccontextmanager
@@ -55,7 +57,17 @@ async def servicers(
         builder = ContextBuilder(settings, store, llm, retrieval, triage)
         insights = InsightsEngine(settings, store, embed)
         background = QuietTurns(settings.summary_quiet_s, settings.summary_max_wait_s)
-        servicer = EscalationServicer(store, settings.default_queue, builder, insights, background)
+        thread = ThreadStore(engine, dt.timedelta(seconds=settings.reopen_window_s))
+        servicer = EscalationServicer(
+            store,
+            settings.default_queue,
+            builder,
+            insights,
+            background,
+            thread,
+            watch_poll_s=settings.watch_poll_s,
+            watch_max_streams=settings.watch_max_streams,
+        )
         servicer.resume_summaries()
         try:
             yield [mount(servicer, escalation_pb2, escalation_pb2_grpc)]

@@ -5,8 +5,9 @@ Topics are intent labels. A contact is a handoff (escalated) or an outcome the
 concierge reported with RecordOutcome (answered or clarified by the AI).
 The reliability diagram bins judged answers (an agent's reply against the AI's
 candidate, or a customer's rating) by the AI's confidence.
-Knowledge gaps are the questions the AI escalated for want of knowledge or
-confidence, or answered with low confidence, clustered by meaning with
+Knowledge gaps are the questions the knowledge base could not answer (escalated
+for want of knowledge, or answered and judged wrong by the agent who took
+over; a low confidence alone is no gap), clustered by meaning with
 all-MiniLM-L6-v2 embeddings and ranked by volume weighted by recency.
 """
 
@@ -42,7 +43,6 @@ log = structlog.get_logger("services.escalation.insights")
 
 UNCLASSIFIED = "unclassified"
 EDITED_USES = ("DRAFT_USE_EDITED", "DRAFT_USE_REWRITTEN")
-GAP_REASONS = (escalation_pb2.HANDOFF_REASON_LOW_CONFIDENCE, escalation_pb2.HANDOFF_REASON_NO_KNOWLEDGE)
 # A question counts half as much a week later: recent gaps outrank old ones of the same size.
 RECENCY_HALF_LIFE_DAYS = 7.0
 GAP_EXAMPLES = 3
@@ -312,11 +312,7 @@ class InsightsEngine:
     def knowledge_gaps(self, tenant_id: str, limit: int) -> list[escalation_pb2.KnowledgeGap]:
         now = utcnow()
         questions = self._store.gap_questions(
-            tenant_id,
-            now - dt.timedelta(days=self._settings.gap_window_days),
-            GAP_REASONS,
-            self._settings.gap_confidence,
-            self._settings.gap_max_questions,
+            tenant_id, now - dt.timedelta(days=self._settings.gap_window_days), self._settings.gap_max_questions
         )
         if not questions:
             return []

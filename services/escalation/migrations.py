@@ -5,6 +5,9 @@ Never edit a migration that has shipped: add a new one.
 
 from __future__ import annotations
 
+import secrets
+from typing import Any
+
 import sqlalchemy as sa
 from alembic.operations import Operations
 
@@ -115,6 +118,131 @@ def _v5_answer_judgements(op: Operations) -> None:
     op.create_index("ix_answer_judgements_tenant_answered", "answer_judgements", ["tenant_id", "answered_at"])
 
 
+# Written out here (not imported from lifecycle.py): a shipped migration must not change with the code.
+_V6_REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+_V6_OPEN_STATES = ("HANDOFF_STATE_WAITING", "HANDOFF_STATE_ASSIGNED")
+
+
+def _v6_conversations(op: Operations) -> None:
+    """The handoff as a conversation: reference, one open handoff per conversation, thread,
+    lifecycle events, CSAT and per-tenant settings. Existing handoffs get a reference, a
+    conversation id (their own id when they had none) and the events their timestamps show;
+    of several open handoffs of one conversation (made before this rule) the newest holds it."""
+    if op.get_bind().dialect.name != "sqlite":
+        # HANDOFF_STATE_WAITING_ON_CUSTOMER is 33 characters (SQLite does not enforce lengths).
+        op.alter_column("handoffs", "state", type_=sa.String(48), existing_type=sa.String(32), existing_nullable=False)
+    op.add_column("handoffs", sa.Column("reference", sa.String(16), nullable=False, server_default=""))
+    op.add_column("handoffs", sa.Column("open_conversation_id", sa.String(200), nullable=True))
+    op.add_column("handoffs", sa.Column("first_replied_at", UtcDateTime(), nullable=True))
+    op.add_column("handoffs", sa.Column("csat_rating", sa.Integer, nullable=False, server_default="0"))
+    op.add_column("handoffs", sa.Column("csat_comment", sa.Text, nullable=False, server_default=""))
+    op.add_column("handoffs", sa.Column("rated_at", UtcDateTime(), nullable=True))
+    op.add_column("agent_replies", sa.Column("message_id", sa.String(36), nullable=True))
+    op.create_table(
+        "thread_messages",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("message_id", sa.String(36), nullable=False),
+        sa.Column("tenant_id", sa.String(200), nullable=False),
+        sa.Column("conversation_id", sa.String(200), nullable=False),
+        sa.Column("handoff_id", sa.String(36), sa.ForeignKey("handoffs.handoff_id"), nullable=False),
+        sa.Column("sequence", sa.Integer, nullable=False),
+        sa.Column("role", sa.String(32), nullable=False),
+        sa.Column("author_id", sa.String(200), nullable=False),
+        sa.Column("author_name", sa.String(200), nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("channel", sa.String(32), nullable=False),
+        sa.Column("sent_at", UtcDateTime(), nullable=False),
+        sa.Column("client_message_id", sa.String(200), nullable=False),
+        sa.UniqueConstraint("tenant_id", "conversation_id", "sequence", name="uq_thread_messages_sequence"),
+        sa.UniqueConstraint(
+            "tenant_id", "conversation_id", "client_message_id", name="uq_thread_messages_client_message"
+        ),
+        sa.UniqueConstraint("message_id", name="uq_thread_messages_message_id"),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_thread_messages_role_channel", "thread_messages", ["role", "channel", "id"])
+    op.create_table(
+        "handoff_events",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("handoff_id", sa.String(36), sa.ForeignKey("handoffs.handoff_id"), nullable=False),
+        sa.Column("tenant_id", sa.String(200), nullable=False),
+        sa.Column("kind", sa.String(48), nullable=False),
+        sa.Column("at", UtcDateTime(), nullable=False),
+        sa.Column("actor", sa.String(200), nullable=False),
+        sa.Column("state", sa.String(48), nullable=False),
+        sa.Column("message_id", sa.String(36), nullable=True),
+        sa.Column("idempotency_key", sa.String(200), nullable=True),
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_handoff_events_tenant_key"),
+    )
+    op.create_index("ix_handoff_events_handoff", "handoff_events", ["handoff_id", "id"])
+    op.create_table(
+        "handoff_settings",
+        sa.Column("tenant_id", sa.String(200), primary_key=True),
+        sa.Column("reopen_window_s", sa.Integer, nullable=False),
+        sa.Column("updated_at", UtcDateTime(), nullable=False),
+    )
+    _v6_backfill(op)
+    op.create_index("uq_handoffs_open_conversation", "handoffs", ["tenant_id", "open_conversation_id"], unique=True)
+    op.create_index("ix_handoffs_conversation", "handoffs", ["tenant_id", "conversation_id", "created_at"])
+    op.create_index("uq_handoffs_reference", "handoffs", ["reference"], unique=True)
+
+
+def _v6_backfill(op: Operations) -> None:
+    handoffs = sa.table(
+        "handoffs",
+        *(sa.column(name) for name in ("handoff_id", "tenant_id", "conversation_id", "state", "reference")),
+        sa.column("open_conversation_id"),
+        sa.column("created_at", UtcDateTime()),
+        sa.column("assigned_at", UtcDateTime()),
+        sa.column("resolved_at", UtcDateTime()),
+        sa.column("assigned_agent_id"),
+        sa.column("resolved_by"),
+    )
+    events = sa.table(
+        "handoff_events",
+        *(sa.column(name) for name in ("handoff_id", "tenant_id", "kind", "actor", "state")),
+        sa.column("at", UtcDateTime()),
+    )
+    bind = op.get_bind()
+    rows = bind.execute(sa.select(handoffs).order_by(handoffs.c.created_at.desc(), handoffs.c.handoff_id)).all()
+    used: set[str] = set()
+    held: set[tuple[str, str]] = set()
+    for row in rows:
+        reference = _v6_unique_reference(used)
+        conversation_id = row.conversation_id or row.handoff_id
+        values = {"reference": reference, "conversation_id": conversation_id}
+        if row.state in _V6_OPEN_STATES and (row.tenant_id, conversation_id) not in held:
+            held.add((row.tenant_id, conversation_id))
+            values["open_conversation_id"] = conversation_id
+        bind.execute(sa.update(handoffs).where(handoffs.c.handoff_id == row.handoff_id).values(**values))
+        for kind, at, actor, state in _v6_history(row):
+            bind.execute(
+                sa.insert(events).values(
+                    handoff_id=row.handoff_id, tenant_id=row.tenant_id, kind=kind, at=at, actor=actor, state=state
+                )
+            )
+
+
+def _v6_unique_reference(used: set[str]) -> str:
+    while True:
+        reference = "HO-" + "".join(secrets.choice(_V6_REFERENCE_ALPHABET) for _ in range(6))
+        if reference not in used:
+            used.add(reference)
+            return reference
+
+
+def _v6_history(row: sa.Row[Any]) -> list[tuple[str, Any, str, str]]:
+    """The events an existing handoff's timestamps show."""
+    history = [("HANDOFF_EVENT_KIND_CREATED", row.created_at, "ai", "HANDOFF_STATE_WAITING")]
+    if row.assigned_at is not None:
+        history.append(
+            ("HANDOFF_EVENT_KIND_ASSIGNED", row.assigned_at, row.assigned_agent_id, "HANDOFF_STATE_ASSIGNED")
+        )
+    if row.resolved_at is not None:
+        history.append(("HANDOFF_EVENT_KIND_RESOLVED", row.resolved_at, row.resolved_by, "HANDOFF_STATE_RESOLVED"))
+    return history
+
+
 SCHEMA = Schema(
     "escalation",
     (
@@ -123,5 +251,6 @@ SCHEMA = Schema(
         Migration(3, "agent replies, intent corrections, topic columns", _v3_feedback_loop),
         Migration(4, "contact outcomes", _v4_contact_outcomes),
         Migration(5, "answer judgements", _v5_answer_judgements),
+        Migration(6, "handoff as a conversation: thread, events, reference, CSAT, settings", _v6_conversations),
     ),
 )

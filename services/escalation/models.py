@@ -31,6 +31,13 @@ class HandoffRow(Base):
         sa.Index("ix_handoffs_tenant_created", "tenant_id", "created_at"),
         # Recent contacts of one customer (the context package's customer summary).
         sa.Index("ix_handoffs_customer", "tenant_id", "customer_id", "created_at"),
+        # One open handoff per conversation: open_conversation_id is the conversation id while
+        # the handoff is open and NULL once resolved (NULLs never collide), so of two racing
+        # creates for one conversation the database lets exactly one insert.
+        sa.Index("uq_handoffs_open_conversation", "tenant_id", "open_conversation_id", unique=True),
+        # A conversation's handoffs, newest first (appends, reopen, watch).
+        sa.Index("ix_handoffs_conversation", "tenant_id", "conversation_id", "created_at"),
+        sa.Index("uq_handoffs_reference", "reference", unique=True),
     )
 
     handoff_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
@@ -46,7 +53,7 @@ class HandoffRow(Base):
     context: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     queue: Mapped[str] = mapped_column(sa.String(100))
     priority: Mapped[int] = mapped_column(sa.Integer)
-    state: Mapped[str] = mapped_column(sa.String(32))
+    state: Mapped[str] = mapped_column(sa.String(48))
     assigned_agent_id: Mapped[str] = mapped_column(sa.String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
@@ -67,6 +74,15 @@ class HandoffRow(Base):
     question: Mapped[str] = mapped_column(sa.Text, default="")
     # The prompt a draft is (or would be) generated from: the "prompt" of ExportFeedback.
     draft_prompt: Mapped[str] = mapped_column(sa.Text, default="")
+    # --- migration 6: the handoff as a conversation
+    # Human-readable reference the customer is given, e.g. "HO-7KQ2M9".
+    reference: Mapped[str] = mapped_column(sa.String(16), default="")
+    open_conversation_id: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    first_replied_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # Customer's satisfaction rating 1-5; 0 when not rated.
+    csat_rating: Mapped[int] = mapped_column(sa.Integer, default=0)
+    csat_comment: Mapped[str] = mapped_column(sa.Text, default="")
+    rated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class AgentReplyRow(Base):
@@ -84,6 +100,8 @@ class AgentReplyRow(Base):
     edit_ratio: Mapped[float] = mapped_column(sa.Float)
     draft_use: Mapped[str] = mapped_column(sa.String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    # The thread message this reply was stored as (migration 6); NULL for older replies.
+    message_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
 
 
 class IntentCorrectionRow(Base):
@@ -141,3 +159,71 @@ class AnswerJudgementRow(Base):
     correct: Mapped[bool] = mapped_column(sa.Boolean)
     answered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     judged_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class ThreadMessageRow(Base):
+    """One message of a conversation's human part: a customer's while a human had it, or an
+    agent's reply. `id` is global and only grows in commit order (writers serialize on it):
+    the deliveries feed's cursor."""
+
+    __tablename__ = "thread_messages"
+    __table_args__ = (
+        # Gapless per conversation; the database refuses a second writer of the same number.
+        sa.UniqueConstraint("tenant_id", "conversation_id", "sequence", name="uq_thread_messages_sequence"),
+        # A retried append or Send stores nothing new.
+        sa.UniqueConstraint(
+            "tenant_id", "conversation_id", "client_message_id", name="uq_thread_messages_client_message"
+        ),
+        sa.UniqueConstraint("message_id", name="uq_thread_messages_message_id"),
+        # The deliveries feed reads agents' messages by id, per channel.
+        sa.Index("ix_thread_messages_role_channel", "role", "channel", "id"),
+        # Ids never reused, even after the newest row were deleted: the cursor only grows.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(sa.String(36))
+    tenant_id: Mapped[str] = mapped_column(sa.String(200))
+    conversation_id: Mapped[str] = mapped_column(sa.String(200))
+    handoff_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("handoffs.handoff_id"))
+    sequence: Mapped[int] = mapped_column(sa.Integer)
+    role: Mapped[str] = mapped_column(sa.String(32))
+    author_id: Mapped[str] = mapped_column(sa.String(200))
+    author_name: Mapped[str] = mapped_column(sa.String(200))
+    text: Mapped[str] = mapped_column(sa.Text)
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    sent_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    client_message_id: Mapped[str] = mapped_column(sa.String(200))
+
+
+class HandoffEventRow(Base):
+    """One timestamped step of a handoff's life (Handoff.history)."""
+
+    __tablename__ = "handoff_events"
+    __table_args__ = (
+        sa.Index("ix_handoff_events_handoff", "handoff_id", "id"),
+        # A CreateHandoff that was added to an open handoff is remembered by its key here
+        # (NULL for every other event; NULLs never collide).
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_handoff_events_tenant_key"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    handoff_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("handoffs.handoff_id"))
+    tenant_id: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(48))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    state: Mapped[str] = mapped_column(sa.String(48))
+    # The thread message that caused it, if any (a customer's or an agent's).
+    message_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+
+
+class HandoffSettingsRow(Base):
+    """A tenant's handoff settings; a tenant without a row has the defaults."""
+
+    __tablename__ = "handoff_settings"
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    reopen_window_s: Mapped[int] = mapped_column(sa.Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -7,7 +7,8 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -18,13 +19,23 @@ from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import conversation_pb2
 from servicekit import judging
 from servicekit.database import utcnow
-from servicekit.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Violations
+from servicekit.errors import (
+    Aborted,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Violations,
+)
 from services.escalation import feedback
 from services.escalation.background import QuietTurns
 from services.escalation.context import ContextBuilder
 from services.escalation.insights import InsightsEngine
+from services.escalation.lifecycle import DEFAULT_AGENT_NAME
 from services.escalation.store import (
     AGENT_JUDGEMENT_KEY_PREFIX,
+    AgentMessage,
+    ConversationHasOpenHandoff,
     Correction,
     HandoffNotFound,
     HandoffStore,
@@ -34,6 +45,8 @@ from services.escalation.store import (
     StaleHandoff,
     WrongState,
 )
+from services.escalation.thread import ConversationNotFound, CustomerMessage, ThreadStore
+from services.escalation.watch import Notifier, watch
 
 log = structlog.get_logger("services.escalation")
 
@@ -62,8 +75,23 @@ RESUME_SUMMARIES_HOURS = 24
 RESUME_SUMMARIES_MAX = 500
 DEFAULT_INSIGHT_DAYS = 30
 MAX_INSIGHT_DAYS = 366
-# Unspecified state in ListHandoffs means "still open".
-OPEN_STATES = (escalation_pb2.HANDOFF_STATE_WAITING, escalation_pb2.HANDOFF_STATE_ASSIGNED)
+# Unspecified state in ListHandoffs means "still open" (every state but resolved).
+OPEN_STATES = (
+    escalation_pb2.HANDOFF_STATE_WAITING,
+    escalation_pb2.HANDOFF_STATE_ASSIGNED,
+    escalation_pb2.HANDOFF_STATE_WAITING_ON_CUSTOMER,
+    escalation_pb2.HANDOFF_STATE_REOPENED,
+)
+MAX_CLIENT_MESSAGE_ID_CHARS = 128
+MAX_CUSTOMER_MESSAGE_CHARS = 4_000
+MAX_AGENT_NAME_CHARS = 200
+MAX_COMMENT_CHARS = 2_000
+# A thread read returns at most this many messages (a client pages with after_sequence).
+MAX_THREAD_MESSAGES = 1_000
+WATCH_BATCH = 100
+DEFAULT_DELIVERIES = 100
+MAX_DELIVERIES = 500
+MAX_REOPEN_WINDOW = dt.timedelta(days=90)
 
 
 def _check_id(problems: Violations, value: str, field: str) -> None:
@@ -171,8 +199,17 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         context_builder: ContextBuilder,
         insights: InsightsEngine,
         background: QuietTurns,
+        thread: ThreadStore,
+        *,
+        watch_poll_s: float = 0.5,
+        watch_max_streams: int = 1000,
     ) -> None:
         self._store = store
+        self._thread = thread
+        # Wakes this process's watchers after its own writes (other replicas' are polled).
+        self._notifier = Notifier()
+        self._watch_poll_s = watch_poll_s
+        self._watch_max_streams = watch_max_streams
         # LLM summaries take turns after customers (see background.py).
         self._background = background
         self._default_queue = default_queue
@@ -217,10 +254,15 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self._background.contact()
         tenant_id = request.customer.tenant_id
         # A retry must not pay for (or change) the context package again.
-        existing = await asyncio.to_thread(self._store.find_by_key, tenant_id, request.idempotency_key)
-        if existing is not None:
-            log.info("handoff_replayed", tenant_id=tenant_id, handoff_id=existing.handoff_id)
-            return escalation_pb2.CreateHandoffResponse(handoff=existing, created=False)
+        replayed = await asyncio.to_thread(self._store.find_request, tenant_id, request.idempotency_key)
+        if replayed is not None:
+            handoff, appended = replayed
+            log.info("handoff_replayed", tenant_id=tenant_id, handoff_id=handoff.handoff_id, appended=appended)
+            return escalation_pb2.CreateHandoffResponse(handoff=handoff, created=False, appended=appended)
+        # The conversation already has a human: no second ticket (and no second package).
+        added = await self._append_escalation(request)
+        if added is not None:
+            return added
         built = await self._context.build(request)
         new = NewHandoff(
             queue=request.queue.strip() or self._default_queue,
@@ -230,15 +272,28 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             question=built.question,
             draft_prompt=built.draft_prompt,
         )
-        handoff, created = await asyncio.to_thread(self._store.create, request, new)
+        for _ in range(3):
+            try:
+                handoff, created = await asyncio.to_thread(self._store.create, request, new)
+                break
+            except ConversationHasOpenHandoff:
+                # Another escalation of this conversation won the race: add this one to it.
+                added = await self._append_escalation(request)
+                if added is not None:
+                    return added
+        else:
+            raise Aborted("the conversation's handoff changed while handing over; retry", reason="HANDOFF_RACE")
         if created and built.summarize is not None:
             task = asyncio.create_task(self._summarize_later(tenant_id, handoff.handoff_id, built.summarize))
             self._summaries.add(task)
             task.add_done_callback(self._summaries.discard)
+        if created:
+            self._notifier.notify(tenant_id, handoff.conversation_id)
         log.info(
             "handoff_created" if created else "handoff_replayed",
             tenant_id=tenant_id,
             handoff_id=handoff.handoff_id,
+            reference=handoff.reference,
             queue=handoff.queue,
             priority=handoff.priority,
             reason=escalation_pb2.HandoffReason.Name(handoff.reason),
@@ -246,6 +301,15 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             draft_method=handoff.context.draft_method,
         )
         return escalation_pb2.CreateHandoffResponse(handoff=handoff, created=created)
+
+    async def _append_escalation(
+        self, request: escalation_pb2.CreateHandoffRequest
+    ) -> escalation_pb2.CreateHandoffResponse | None:
+        handoff = await asyncio.to_thread(self._thread.append_escalation, request)
+        if handoff is None:
+            return None
+        self._notifier.notify(handoff.customer.tenant_id, handoff.conversation_id)
+        return escalation_pb2.CreateHandoffResponse(handoff=handoff, created=False, appended=True)
 
     async def _summarize_later(
         self, tenant_id: str, handoff_id: str, summarize: Callable[[], Awaitable[tuple[str, str, str, str]]]
@@ -271,7 +335,10 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         handoff = await asyncio.to_thread(self._store.get, request.tenant_id, request.handoff_id)
         if handoff is None:
             raise NotFound(f"handoff {request.handoff_id!r} not found", reason="HANDOFF_NOT_FOUND")
-        return escalation_pb2.GetHandoffResponse(handoff=handoff)
+        thread = await asyncio.to_thread(
+            self._thread.thread_of, request.tenant_id, request.handoff_id, MAX_THREAD_MESSAGES
+        )
+        return escalation_pb2.GetHandoffResponse(handoff=handoff, thread=thread)
 
     async def ListHandoffs(
         self, request: escalation_pb2.ListHandoffsRequest, context: grpc.aio.ServicerContext
@@ -331,6 +398,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
                 request.tenant_id, request.handoff_id, request.agent_id, request.expected_version
             ),
         )
+        self._notifier.notify(request.tenant_id, handoff.conversation_id)
         log.info(
             "handoff_assigned", tenant_id=request.tenant_id, handoff_id=handoff.handoff_id, version=handoff.version
         )
@@ -352,30 +420,52 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             )
             _check_text(problems, fix.corrected_label, "intent_correction.corrected_label", MAX_LABEL_CHARS)
             correction = Correction(fix.original_label.strip(), fix.corrected_label.strip())
+        problems.check(
+            len(request.client_message_id) <= MAX_CLIENT_MESSAGE_ID_CHARS,
+            "client_message_id",
+            f"at most {MAX_CLIENT_MESSAGE_ID_CHARS} characters",
+        )
+        problems.check(
+            len(request.agent_name) <= MAX_AGENT_NAME_CHARS, "agent_name", f"at most {MAX_AGENT_NAME_CHARS} characters"
+        )
         problems.raise_if_any()
         final_text = request.final_text
+        # Without the console's id a retried Send cannot be recognised: it is a new message.
+        message = AgentMessage(
+            client_message_id=request.client_message_id or str(uuid.uuid4()),
+            author_name=" ".join(request.agent_name.split()) or DEFAULT_AGENT_NAME,
+        )
 
         def classify(draft: str) -> ReplyRecord:
             ratio = feedback.edit_ratio(draft, final_text)
             return ReplyRecord(draft, final_text, round(ratio, 4), feedback.draft_use(draft, ratio))
 
-        handoff, reply = await self._change(
+        stored = await self._change(
             request.handoff_id,
             request.agent_id,
             lambda: self._store.submit_reply(
-                request.tenant_id, request.handoff_id, request.agent_id, request.expected_version, classify, correction
+                request.tenant_id,
+                request.handoff_id,
+                request.agent_id,
+                request.expected_version,
+                classify,
+                correction,
+                message,
             ),
         )
+        handoff, reply = stored.handoff, stored.reply
+        self._notifier.notify(request.tenant_id, handoff.conversation_id)
         log.info(
             "agent_reply_recorded",
             tenant_id=request.tenant_id,
             handoff_id=handoff.handoff_id,
+            message_id=stored.message.message_id,
             draft_use=escalation_pb2.DraftUse.Name(reply.draft_use),
             edit_ratio=reply.edit_ratio,
             intent_corrected=correction is not None,
         )
         return escalation_pb2.SubmitAgentReplyResponse(
-            draft_use=reply.draft_use, edit_ratio=reply.edit_ratio, handoff=handoff
+            draft_use=reply.draft_use, edit_ratio=reply.edit_ratio, handoff=handoff, message=stored.message
         )
 
     async def ResolveHandoff(
@@ -396,6 +486,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
                 request.expected_version,
             ),
         )
+        self._notifier.notify(request.tenant_id, handoff.conversation_id)
         log.info("handoff_resolved", tenant_id=request.tenant_id, handoff_id=handoff.handoff_id)
         return escalation_pb2.ResolveHandoffResponse(handoff=handoff)
 
@@ -539,3 +630,180 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         limit = min(request.limit or DEFAULT_GAPS, MAX_GAPS)
         gaps = await asyncio.to_thread(self._insights.knowledge_gaps, request.tenant_id, limit)
         return escalation_pb2.ListKnowledgeGapsResponse(gaps=gaps)
+
+    # --- the handoff as a conversation ----------------------------------------------------
+
+    async def AppendCustomerMessage(
+        self, request: escalation_pb2.AppendCustomerMessageRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.AppendCustomerMessageResponse:
+        self._background.contact()
+        problems = Violations()
+        _check_id(problems, request.customer.tenant_id, "customer.tenant_id")
+        _check_id(problems, request.customer.customer_id, "customer.customer_id")
+        _check_id(problems, request.conversation_id, "conversation_id")
+        _check_text(problems, request.text, "text", MAX_CUSTOMER_MESSAGE_CHARS)
+        _check_client_message_id(problems, request.client_message_id)
+        problems.check(request.channel in conversation_pb2.Channel.values(), "channel", "unknown channel")
+        problems.raise_if_any()
+        incoming = CustomerMessage(
+            tenant_id=request.customer.tenant_id,
+            customer_id=request.customer.customer_id,
+            conversation_id=request.conversation_id,
+            text=request.text,
+            client_message_id=request.client_message_id,
+            channel=request.channel,
+        )
+        try:
+            appended = await asyncio.to_thread(self._thread.append_customer_message, incoming)
+        except ConversationNotFound:
+            raise _conversation_not_found(request.conversation_id) from None
+        response = escalation_pb2.AppendCustomerMessageResponse(appended=appended.appended, reopened=appended.reopened)
+        if appended.handoff is not None and appended.message is not None:
+            response.handoff.CopyFrom(appended.handoff)
+            response.message.CopyFrom(appended.message)
+            self._notifier.notify(incoming.tenant_id, incoming.conversation_id)
+        return response
+
+    async def ListConversationMessages(
+        self, request: escalation_pb2.ListConversationMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.ListConversationMessagesResponse:
+        _validate_conversation_read(request)
+        try:
+            messages, handoff = await asyncio.to_thread(
+                self._thread.conversation,
+                request.tenant_id,
+                request.conversation_id,
+                request.after_sequence,
+                request.customer_id,
+                MAX_THREAD_MESSAGES,
+            )
+        except ConversationNotFound:
+            raise _conversation_not_found(request.conversation_id) from None
+        response = escalation_pb2.ListConversationMessagesResponse(messages=messages)
+        if handoff is not None:
+            response.handoff.CopyFrom(handoff)
+        return response
+
+    async def WatchConversation(
+        self, request: escalation_pb2.WatchConversationRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[escalation_pb2.WatchConversationResponse]:
+        _validate_conversation_read(request)
+        if self._notifier.watchers >= self._watch_max_streams:
+            raise ResourceExhausted(
+                f"at most {self._watch_max_streams} conversations are watched at once here; retry later",
+                reason="TOO_MANY_WATCHERS",
+            )
+        async for event in watch(self._thread, self._notifier, request, poll_s=self._watch_poll_s, batch=WATCH_BATCH):
+            yield event
+
+    async def ListDeliveries(
+        self, request: escalation_pb2.ListDeliveriesRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.ListDeliveriesResponse:
+        problems = Violations()
+        problems.check(len(request.tenant_id) <= MAX_ID_CHARS, "tenant_id", f"at most {MAX_ID_CHARS} characters")
+        problems.check(request.channel in conversation_pb2.Channel.values(), "channel", "unknown channel")
+        problems.check(request.page_size >= 0, "page_size", "must not be negative")
+        cursor = request.after_cursor.strip()
+        problems.check(
+            not cursor or (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18),
+            "after_cursor",
+            "must be a cursor from a previous response",
+        )
+        problems.raise_if_any()
+        after_id = int(cursor) if cursor else 0
+        page_size = min(request.page_size or DEFAULT_DELIVERIES, MAX_DELIVERIES)
+        deliveries = await asyncio.to_thread(
+            self._thread.deliveries, request.tenant_id, request.channel, after_id, page_size
+        )
+        next_cursor = deliveries[-1].cursor if deliveries else request.after_cursor
+        return escalation_pb2.ListDeliveriesResponse(deliveries=deliveries, next_cursor=next_cursor)
+
+    async def RateHandoff(
+        self, request: escalation_pb2.RateHandoffRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.RateHandoffResponse:
+        problems = Violations()
+        _check_id(problems, request.customer.tenant_id, "customer.tenant_id")
+        _check_id(problems, request.customer.customer_id, "customer.customer_id")
+        _check_id(problems, request.handoff_id, "handoff_id")
+        problems.check(1 <= request.rating <= 5, "rating", "must be between 1 and 5")
+        problems.check(len(request.comment) <= MAX_COMMENT_CHARS, "comment", f"at most {MAX_COMMENT_CHARS} characters")
+        problems.raise_if_any()
+        tenant_id = request.customer.tenant_id
+        try:
+            handoff, changed = await asyncio.to_thread(
+                self._thread.rate,
+                tenant_id,
+                request.customer.customer_id,
+                request.handoff_id,
+                request.rating,
+                request.comment.strip(),
+            )
+        except HandoffNotFound:
+            raise NotFound(f"handoff {request.handoff_id!r} not found", reason="HANDOFF_NOT_FOUND") from None
+        except WrongState:
+            raise FailedPrecondition(
+                f"handoff {request.handoff_id!r} is not resolved yet; only a resolved handoff is rated",
+                reason="HANDOFF_NOT_RESOLVED",
+            ) from None
+        if changed:
+            self._notifier.notify(tenant_id, handoff.conversation_id)
+        log.info("handoff_rated", tenant_id=tenant_id, handoff_id=handoff.handoff_id, changed=changed)
+        return escalation_pb2.RateHandoffResponse(handoff=handoff, changed=changed)
+
+    async def GetHandoffSettings(
+        self, request: escalation_pb2.GetHandoffSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.GetHandoffSettingsResponse:
+        problems = Violations()
+        _check_id(problems, request.tenant_id, "tenant_id")
+        problems.raise_if_any()
+        window = await asyncio.to_thread(self._thread.reopen_window, request.tenant_id)
+        return escalation_pb2.GetHandoffSettingsResponse(settings=_settings_proto(window))
+
+    async def UpdateHandoffSettings(
+        self, request: escalation_pb2.UpdateHandoffSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> escalation_pb2.UpdateHandoffSettingsResponse:
+        problems = Violations()
+        _check_id(problems, request.tenant_id, "tenant_id")
+        window = dt.timedelta(0)
+        if not request.settings.HasField("reopen_window"):
+            problems.add("settings.reopen_window", "required")
+        else:
+            reopen = request.settings.reopen_window
+            window = dt.timedelta(seconds=reopen.seconds)
+            problems.check(
+                reopen.nanos == 0 and dt.timedelta(0) <= window <= MAX_REOPEN_WINDOW,
+                "settings.reopen_window",
+                f"whole seconds from 0 to {MAX_REOPEN_WINDOW.days} days",
+            )
+        problems.raise_if_any()
+        window = await asyncio.to_thread(self._thread.set_reopen_window, request.tenant_id, window)
+        log.info("handoff_settings_updated", tenant_id=request.tenant_id, reopen_window_s=int(window.total_seconds()))
+        return escalation_pb2.UpdateHandoffSettingsResponse(settings=_settings_proto(window))
+
+
+def _check_client_message_id(problems: Violations, value: str) -> None:
+    if not value.strip():
+        problems.add("client_message_id", "required")
+    elif len(value) > MAX_CLIENT_MESSAGE_ID_CHARS:
+        problems.add("client_message_id", f"at most {MAX_CLIENT_MESSAGE_ID_CHARS} characters")
+
+
+def _validate_conversation_read(
+    request: escalation_pb2.ListConversationMessagesRequest | escalation_pb2.WatchConversationRequest,
+) -> None:
+    problems = Violations()
+    _check_id(problems, request.tenant_id, "tenant_id")
+    _check_id(problems, request.conversation_id, "conversation_id")
+    problems.check(request.after_sequence >= 0, "after_sequence", "must not be negative")
+    problems.check(len(request.customer_id) <= MAX_ID_CHARS, "customer_id", f"at most {MAX_ID_CHARS} characters")
+    problems.raise_if_any()
+
+
+def _conversation_not_found(conversation_id: str) -> NotFound:
+    return NotFound(f"conversation {conversation_id!r} not found", reason="CONVERSATION_NOT_FOUND")
+
+
+def _settings_proto(window: dt.timedelta) -> escalation_pb2.HandoffSettings:
+    settings = escalation_pb2.HandoffSettings()
+    settings.reopen_window.FromTimedelta(window)
+    return settings

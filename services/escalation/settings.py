@@ -40,8 +40,6 @@ class EscalationSettings(LlmSettings):
     min_similarity: float = 0.3
     # Resolved handoffs compared with a new one to find similar cases.
     similar_case_pool: int = 500
-    # Knowledge gaps: questions answered or escalated below this confidence.
-    gap_confidence: float = 0.85
     # Knowledge gaps: cosine distance under which two questions are one topic.
     gap_distance: float = 0.45
     # Knowledge gaps: how far back questions are read, and how many at most.
@@ -54,3 +52,11 @@ class EscalationSettings(LlmSettings):
     drop_min_contacts: int = 5
     # Encoder threads for knowledge-gap embeddings (one is fastest on a small shared CPU).
     torch_threads: int = 1
+    # A resolved handoff reopens when its customer writes within this many seconds of its
+    # resolution (per-tenant value: UpdateHandoffSettings); 0 never reopens.
+    reopen_window_s: int = Field(72 * 3600, ge=0, le=90 * 86_400)
+    # WatchConversation reads the database this often (another replica may have stored
+    # the change); a write in this process wakes its watchers at once.
+    watch_poll_s: float = Field(0.5, gt=0)
+    # Open WatchConversation streams per process; past it a new one gets RESOURCE_EXHAUSTED.
+    watch_max_streams: int = Field(1000, ge=1)

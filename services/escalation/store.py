@@ -25,24 +25,35 @@ from sqlalchemy.orm import Session
 
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
-from aftercare.type.v1 import conversation_pb2, customer_pb2
+from aftercare.type.v1 import conversation_pb2
 from servicekit.database import utcnow
 from servicekit.judging import agrees
+from services.escalation import lifecycle
+from services.escalation.lifecycle import (
+    AGENT_ROLE,
+    AI_ACTOR,
+    ASSIGNED,
+    RESOLVED,
+    WAITING,
+    WAITING_ON_CUSTOMER,
+    describe,
+    event_row,
+)
 from services.escalation.migrations import SCHEMA
 from services.escalation.models import (
     AgentReplyRow,
     AnswerJudgementRow,
     ContactOutcomeRow,
+    HandoffEventRow,
     HandoffRow,
     IntentCorrectionRow,
+    ThreadMessageRow,
 )
 
 log = structlog.get_logger("services.escalation.store")
 
-State = escalation_pb2.HandoffState
-WAITING = State.Name(escalation_pb2.HANDOFF_STATE_WAITING)
-ASSIGNED = State.Name(escalation_pb2.HANDOFF_STATE_ASSIGNED)
-RESOLVED = State.Name(escalation_pb2.HANDOFF_STATE_RESOLVED)
+# Attempts at a write that lost a race it can retry (a reference or thread sequence taken meanwhile).
+WRITE_ATTEMPTS = 5
 AGENT_JUDGEMENT = escalation_pb2.JudgementSource.Name(escalation_pb2.JUDGEMENT_SOURCE_AGENT)
 CUSTOMER_JUDGEMENT = escalation_pb2.JudgementSource.Name(escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER)
 # Agents' judgements are keyed by handoff (a later reply replaces the verdict); RecordJudgement refuses the prefix.
@@ -59,6 +70,10 @@ class StaleHandoff(Exception):
     def __init__(self, current_version: int) -> None:
         super().__init__(f"handoff is at version {current_version}")
         self.current_version = current_version
+
+
+class ConversationHasOpenHandoff(Exception):
+    """Another handoff of the conversation is open (it was created meanwhile): append to it."""
 
 
 class WrongState(Exception):
@@ -96,6 +111,21 @@ class ReplyRecord:
     final_text: str
     edit_ratio: float
     draft_use: int
+
+
+@dataclass(frozen=True)
+class AgentMessage:
+    """How an agent's reply is stored in the conversation's thread."""
+
+    client_message_id: str
+    author_name: str
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    handoff: escalation_pb2.Handoff
+    reply: ReplyRecord
+    message: escalation_pb2.ThreadMessage
 
 
 @dataclass(frozen=True)
@@ -177,31 +207,6 @@ def _to_json(message: Message) -> dict[str, object]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
-def _to_proto(row: HandoffRow) -> escalation_pb2.Handoff:
-    handoff = escalation_pb2.Handoff(
-        handoff_id=row.handoff_id,
-        customer=customer_pb2.CustomerRef(tenant_id=row.tenant_id, customer_id=row.customer_id),
-        reason=escalation_pb2.HandoffReason.Value(row.reason),
-        queue=row.queue,
-        priority=row.priority,
-        state=escalation_pb2.HandoffState.Value(row.state),
-        assigned_agent_id=row.assigned_agent_id,
-        tier=triage_pb2.Tier.Value(row.tier),
-        version=row.version,
-        resolved_by_agent_id=row.resolved_by,
-        resolution=row.resolution,
-    )
-    json_format.ParseDict(row.conversation, handoff.conversation)
-    json_format.ParseDict(row.context, handoff.context)
-    handoff.created_at.FromDatetime(row.created_at)
-    handoff.updated_at.FromDatetime(row.updated_at)
-    if row.assigned_at is not None:
-        handoff.assigned_at.FromDatetime(row.assigned_at)
-    if row.resolved_at is not None:
-        handoff.resolved_at.FromDatetime(row.resolved_at)
-    return handoff
-
-
 def _upsert_judgement(
     session: Session,
     tenant_id: str,
@@ -259,6 +264,17 @@ def _attempt_confidence(attempt: escalation_pb2.AiAttempt) -> float | None:
     return attempt.confidence.score
 
 
+def _agent_key(client_message_id: str) -> str:
+    """Agents' and customers' client ids live apart in a conversation's one unique index."""
+    return f"agent:{client_message_id}"
+
+
+def _conversation_channel(row: HandoffRow) -> str:
+    return lifecycle.channel_name(
+        conversation_pb2.Channel.Value(str((row.conversation or {}).get("channel", "CHANNEL_UNSPECIFIED")))
+    )
+
+
 class HandoffStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -270,35 +286,83 @@ class HandoffStore:
     # --- handoffs -----------------------------------------------------------
 
     def find_by_key(self, tenant_id: str, idempotency_key: str) -> escalation_pb2.Handoff | None:
+        """The handoff a CreateHandoff with this key made (not one it was added to)."""
         with Session(self._engine) as session:
             row = session.scalars(
                 sa.select(HandoffRow).where(
                     HandoffRow.tenant_id == tenant_id, HandoffRow.idempotency_key == idempotency_key
                 )
             ).one_or_none()
-            return None if row is None else _to_proto(row)
+            return None if row is None else describe(session, [row])[0]
+
+    def find_request(self, tenant_id: str, idempotency_key: str) -> tuple[escalation_pb2.Handoff, bool] | None:
+        """What a CreateHandoff with this key did: (handoff, appended), or None when it never ran.
+        appended is True when it was added to the conversation's open handoff."""
+        made = self.find_by_key(tenant_id, idempotency_key)
+        if made is not None:
+            return made, False
+        with Session(self._engine) as session:
+            handoff_id = session.scalar(
+                sa.select(HandoffEventRow.handoff_id).where(
+                    HandoffEventRow.tenant_id == tenant_id, HandoffEventRow.idempotency_key == idempotency_key
+                )
+            )
+            if handoff_id is None:
+                return None
+            return describe(session, [session.get_one(HandoffRow, handoff_id)])[0], True
 
     def create(
         self, request: escalation_pb2.CreateHandoffRequest, new: NewHandoff
     ) -> tuple[escalation_pb2.Handoff, bool]:
         """Store a new handoff, or return the one already stored under the idempotency key.
 
-        Returns (handoff, created). The unique constraint decides races: the loser's
-        insert fails and it reads back the winner's row.
+        Returns (handoff, created). The unique constraints decide races: the loser's insert
+        fails and it reads back the winner's row, or (another key, the same conversation)
+        raises ConversationHasOpenHandoff so that the caller appends to the winner.
         """
         tenant_id, key = request.customer.tenant_id, request.idempotency_key
-        existing = self.find_by_key(tenant_id, key)
-        if existing is not None:
-            return existing, False
+        for _ in range(WRITE_ATTEMPTS):
+            existing = self.find_by_key(tenant_id, key)
+            if existing is not None:
+                return existing, False
+            row = self._new_row(request, new)
+            try:
+                with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                    session.add(row)
+                    session.flush()
+                    session.add(
+                        event_row(row, escalation_pb2.HANDOFF_EVENT_KIND_CREATED, row.created_at, AI_ACTOR, WAITING)
+                    )
+            except IntegrityError:
+                existing = self.find_by_key(tenant_id, key)
+                if existing is not None:
+                    return existing, False
+                if self._has_open_handoff(tenant_id, row.conversation_id):
+                    raise ConversationHasOpenHandoff(row.conversation_id) from None
+                log.info("handoff_reference_taken", tenant_id=tenant_id)
+                continue
+            with Session(self._engine) as session:
+                return describe(session, [session.get_one(HandoffRow, row.handoff_id)])[0], True
+        raise RuntimeError("handoff insert kept conflicting")
+
+    def _new_row(self, request: escalation_pb2.CreateHandoffRequest, new: NewHandoff) -> HandoffRow:
         now = utcnow()
         attempt = request.ai_attempt
-        row = HandoffRow(
-            handoff_id=str(uuid.uuid4()),
-            tenant_id=tenant_id,
+        handoff_id = str(uuid.uuid4())
+        # A conversation without an id is a conversation of its own.
+        conversation_id = request.conversation.conversation_id or handoff_id
+        conversation = conversation_pb2.Conversation()
+        conversation.CopyFrom(request.conversation)
+        conversation.conversation_id = conversation_id
+        return HandoffRow(
+            handoff_id=handoff_id,
+            tenant_id=request.customer.tenant_id,
             customer_id=request.customer.customer_id,
-            idempotency_key=key,
-            conversation_id=request.conversation.conversation_id,
-            conversation=_to_json(request.conversation),
+            idempotency_key=request.idempotency_key,
+            conversation_id=conversation_id,
+            open_conversation_id=conversation_id,
+            reference=lifecycle.new_reference(),
+            conversation=_to_json(conversation),
             reason=escalation_pb2.HandoffReason.Name(request.reason),
             ai_attempt=_to_json(attempt),
             account=_to_json(request.account),
@@ -320,17 +384,18 @@ class HandoffStore:
             ai_confidence=_attempt_confidence(attempt),
             question=new.question,
             draft_prompt=new.draft_prompt,
+            csat_rating=0,
+            csat_comment="",
         )
-        try:
-            with Session(self._engine, expire_on_commit=False) as session, session.begin():
-                session.add(row)
-        except IntegrityError:
-            winner = self.find_by_key(tenant_id, key)
-            if winner is None:
-                raise
-            log.info("handoff_create_raced", tenant_id=tenant_id, handoff_id=winner.handoff_id)
-            return winner, False
-        return _to_proto(row), True
+
+    def _has_open_handoff(self, tenant_id: str, conversation_id: str) -> bool:
+        with Session(self._engine) as session:
+            found = session.scalar(
+                sa.select(HandoffRow.handoff_id).where(
+                    HandoffRow.tenant_id == tenant_id, HandoffRow.open_conversation_id == conversation_id
+                )
+            )
+        return found is not None
 
     def waiting_by_queue(self) -> dict[tuple[str, str], int]:
         """Handoffs waiting for an agent, per (tenant, queue): the queue-depth metric."""
@@ -348,7 +413,7 @@ class HandoffStore:
             # Another tenant's handoff is reported exactly like a missing one.
             if row is None or row.tenant_id != tenant_id:
                 return None
-            return _to_proto(row)
+            return describe(session, [row])[0]
 
     def list_page(
         self,
@@ -390,7 +455,7 @@ class HandoffStore:
             if len(rows) > page_size:
                 last = page[-1]
                 cursor = PageCursor(last.priority, last.created_at, last.handoff_id)
-            return [_to_proto(row) for row in page], cursor
+            return describe(session, page), cursor
 
     def pending_summaries(self, since: dt.datetime, limit: int) -> list[tuple[str, str, conversation_pb2.Conversation]]:
         """(tenant, handoff id, conversation) of handoffs created since `since` whose LLM
@@ -441,12 +506,17 @@ class HandoffStore:
         handoff_id: str,
         expected_version: int,
         decide: Callable[[HandoffRow, dt.datetime], tuple[dict[str, Any], list[Any]]],
-        after: Callable[[Session, dt.datetime], None] | None = None,
+        after: Callable[[Session, dt.datetime, HandoffRow], None] | None = None,
+        *,
+        writes_thread: bool = False,
     ) -> escalation_pb2.Handoff:
         """Read, decide, then UPDATE ... WHERE version = <read> with the decided values and
         insert the decided rows, in one transaction. `decide` raises to refuse. `after` writes
-        more once the version check passed, so a loser of a race never writes (nor blocks) there."""
+        more once the version check passed, so a loser of a race never writes (nor blocks) there.
+        A change that writes the thread takes the thread lock first (always before the row's)."""
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            if writes_thread:
+                lifecycle.lock_thread_writes(session)
             row = session.get(HandoffRow, handoff_id)
             if row is None or row.tenant_id != tenant_id:
                 raise HandoffNotFound(handoff_id)
@@ -466,19 +536,26 @@ class HandoffStore:
                 raise StaleHandoff(read_version + 1)
             session.add_all(extra_rows)
             if after is not None:
-                after(session, now)
+                after(session, now, row)
             session.flush()
             session.expire(row)
             session.refresh(row)
-            return _to_proto(row)
+            return describe(session, [row])[0]
 
     def assign(self, tenant_id: str, handoff_id: str, agent_id: str, expected_version: int) -> escalation_pb2.Handoff:
         def decide(row: HandoffRow, now: dt.datetime) -> tuple[dict[str, Any], list[Any]]:
             if row.state == RESOLVED:
                 raise WrongState(row.state)
-            if row.state == ASSIGNED and row.assigned_agent_id != agent_id:
+            # Another agent's handoff stays theirs, except a reopened one (its agent may be gone).
+            held = row.state in (ASSIGNED, WAITING_ON_CUSTOMER)
+            if held and row.assigned_agent_id != agent_id:
                 raise WrongState(row.state)
-            return {"state": ASSIGNED, "assigned_agent_id": agent_id, "assigned_at": row.assigned_at or now}, []
+            state = WAITING_ON_CUSTOMER if row.state == WAITING_ON_CUSTOMER else ASSIGNED
+            events = []
+            if row.state != state or row.assigned_agent_id != agent_id:
+                events.append(event_row(row, escalation_pb2.HANDOFF_EVENT_KIND_ASSIGNED, now, agent_id, state))
+            assigned_at = row.assigned_at if row.assigned_agent_id == agent_id and row.assigned_at else now
+            return {"state": state, "assigned_agent_id": agent_id, "assigned_at": assigned_at}, events
 
         return self._change(tenant_id, handoff_id, expected_version, decide)
 
@@ -490,35 +567,72 @@ class HandoffStore:
         expected_version: int,
         classify: Callable[[str], ReplyRecord],
         correction: Correction | None,
-    ) -> tuple[escalation_pb2.Handoff, ReplyRecord]:
-        """Record the agent's reply next to the draft (and an intent correction); the
-        handoff becomes assigned to the agent if nobody was on it. When the AI had a candidate
-        answer, the agent's reply judges it (the handoff's judgement, replaced by a later reply)."""
+        message: AgentMessage | None = None,
+    ) -> StoredReply:
+        """Record the agent's reply next to the draft (and an intent correction) and store it
+        in the conversation's thread for delivery, exactly once per client_message_id: a
+        retried Send returns what the first one stored. The handoff then waits on the
+        customer (assigned to the agent if nobody was on it). When the AI had a candidate
+        answer, the agent's reply judges it (the handoff's judgement, replaced by a later reply).
+        Without a message id the reply is a new message (a retry cannot be recognised)."""
+        message = message or AgentMessage(str(uuid.uuid4()), lifecycle.DEFAULT_AGENT_NAME)
+        for _ in range(WRITE_ATTEMPTS):
+            first = self._stored_reply(tenant_id, handoff_id, message.client_message_id)
+            if first is not None:
+                return first
+            try:
+                return self._submit_reply_once(
+                    tenant_id, handoff_id, agent_id, expected_version, classify, correction, message
+                )
+            except StaleHandoff:
+                first = self._stored_reply(tenant_id, handoff_id, message.client_message_id)
+                if first is not None:
+                    return first  # a racing retry of this same Send won
+                raise
+            except IntegrityError:
+                # A racing retry of this Send (read back above), or a thread sequence taken meanwhile.
+                log.info("agent_reply_raced", tenant_id=tenant_id, handoff_id=handoff_id)
+        raise RuntimeError("agent reply kept conflicting")
+
+    def _stored_reply(self, tenant_id: str, handoff_id: str, client_message_id: str) -> StoredReply | None:
+        with Session(self._engine) as session:
+            row = session.get(HandoffRow, handoff_id)
+            if row is None or row.tenant_id != tenant_id:
+                return None
+            message = lifecycle.find_message(session, tenant_id, row.conversation_id, _agent_key(client_message_id))
+            if message is None:
+                return None
+            reply = session.scalars(
+                sa.select(AgentReplyRow).where(AgentReplyRow.message_id == message.message_id)
+            ).one()
+            record = ReplyRecord(
+                reply.draft, reply.final_text, reply.edit_ratio, escalation_pb2.DraftUse.Value(reply.draft_use)
+            )
+            return StoredReply(describe(session, [row])[0], record, lifecycle.message_proto(message))
+
+    def _submit_reply_once(
+        self,
+        tenant_id: str,
+        handoff_id: str,
+        agent_id: str,
+        expected_version: int,
+        classify: Callable[[str], ReplyRecord],
+        correction: Correction | None,
+        message: AgentMessage,
+    ) -> StoredReply:
         recorded: list[ReplyRecord] = []
+        stored: list[ThreadMessageRow] = []
         verdicts: list[tuple[str, float, bool, dt.datetime]] = []
 
         def decide(row: HandoffRow, now: dt.datetime) -> tuple[dict[str, Any], list[Any]]:
             if row.state == RESOLVED:
                 raise WrongState(row.state)
-            draft = str((row.context or {}).get("draft_reply", ""))
-            reply = classify(draft)
-            recorded.append(reply)
-            rows: list[Any] = [
-                AgentReplyRow(
-                    reply_id=str(uuid.uuid4()),
-                    handoff_id=row.handoff_id,
-                    tenant_id=tenant_id,
-                    agent_id=agent_id,
-                    draft=reply.draft,
-                    final_text=reply.final_text,
-                    edit_ratio=reply.edit_ratio,
-                    draft_use=escalation_pb2.DraftUse.Name(reply.draft_use),
-                    created_at=now,
-                )
-            ]
-            values: dict[str, Any] = {}
-            if row.state == WAITING:
-                values.update(state=ASSIGNED, assigned_agent_id=agent_id, assigned_at=now)
+            recorded.append(classify(str((row.context or {}).get("draft_reply", ""))))
+            rows: list[Any] = []
+            values: dict[str, Any] = {"state": WAITING_ON_CUSTOMER, "first_replied_at": row.first_replied_at or now}
+            if not row.assigned_agent_id:
+                values.update(assigned_agent_id=agent_id, assigned_at=now)
+                rows.append(event_row(row, escalation_pb2.HANDOFF_EVENT_KIND_ASSIGNED, now, agent_id, ASSIGNED))
             if correction is not None:
                 rows.append(
                     IntentCorrectionRow(
@@ -536,10 +650,48 @@ class HandoffStore:
             candidate = str((row.ai_attempt or {}).get("candidate_answer", ""))
             if candidate.strip() and row.ai_confidence is not None:
                 intent = values.get("intent", row.intent)
-                verdicts.append((intent, row.ai_confidence, agrees(candidate, reply.final_text), row.created_at))
+                verdict = agrees(candidate, recorded[-1].final_text)
+                verdicts.append((intent, row.ai_confidence, verdict, row.created_at))
             return values, rows
 
-        def judge(session: Session, now: dt.datetime) -> None:
+        def store_and_judge(session: Session, now: dt.datetime, row: HandoffRow) -> None:
+            reply = recorded[-1]
+            sent = lifecycle.add_message(
+                session,
+                row,
+                role=AGENT_ROLE,
+                text=reply.final_text,
+                channel=_conversation_channel(row),
+                client_message_id=_agent_key(message.client_message_id),
+                at=now,
+                author_id=agent_id,
+                author_name=message.author_name,
+            )
+            stored.append(sent)
+            session.add_all(
+                [
+                    AgentReplyRow(
+                        reply_id=str(uuid.uuid4()),
+                        handoff_id=row.handoff_id,
+                        tenant_id=tenant_id,
+                        agent_id=agent_id,
+                        draft=reply.draft,
+                        final_text=reply.final_text,
+                        edit_ratio=reply.edit_ratio,
+                        draft_use=escalation_pb2.DraftUse.Name(reply.draft_use),
+                        created_at=now,
+                        message_id=sent.message_id,
+                    ),
+                    event_row(
+                        row,
+                        escalation_pb2.HANDOFF_EVENT_KIND_AGENT_REPLIED,
+                        now,
+                        agent_id,
+                        WAITING_ON_CUSTOMER,
+                        message_id=sent.message_id,
+                    ),
+                ]
+            )
             if verdicts:
                 intent, confidence, correct, answered_at = verdicts[-1]
                 key = f"{AGENT_JUDGEMENT_KEY_PREFIX}{handoff_id}"
@@ -547,8 +699,8 @@ class HandoffStore:
                     session, tenant_id, key, AGENT_JUDGEMENT, intent, confidence, correct, answered_at, now
                 )
 
-        handoff = self._change(tenant_id, handoff_id, expected_version, decide, judge)
-        return handoff, recorded[-1]
+        handoff = self._change(tenant_id, handoff_id, expected_version, decide, store_and_judge, writes_thread=True)
+        return StoredReply(handoff, recorded[-1], lifecycle.message_proto(stored[-1]))
 
     def resolve(
         self, tenant_id: str, handoff_id: str, agent_id: str, resolution: str, expected_version: int
@@ -561,10 +713,12 @@ class HandoffStore:
                 "resolved_by": agent_id,
                 "resolved_at": now,
                 "resolution": resolution,
+                # The conversation is free for a new handoff (or this one's reopening).
+                "open_conversation_id": None,
             }
             if not row.assigned_agent_id:
                 values.update(assigned_agent_id=agent_id, assigned_at=now)
-            return values, []
+            return values, [event_row(row, escalation_pb2.HANDOFF_EVENT_KIND_RESOLVED, now, agent_id, RESOLVED)]
 
         return self._change(tenant_id, handoff_id, expected_version, decide)
 
@@ -748,12 +902,21 @@ class HandoffStore:
                 data.judgements.append(JudgementRecord(answered_at, source, confidence, bool(correct)))
         return data
 
-    def gap_questions(
-        self, tenant_id: str, since: dt.datetime, reasons: Sequence[int], max_confidence: float, limit: int
-    ) -> list[GapQuestion]:
-        """Questions the AI escalated for lack of knowledge or confidence, or answered with low
-        confidence, newest first."""
-        reason_names = [escalation_pb2.HandoffReason.Name(reason) for reason in reasons]
+    def gap_questions(self, tenant_id: str, since: dt.datetime, limit: int) -> list[GapQuestion]:
+        """Questions the knowledge base could not answer, newest first: escalated because it had
+        nothing on them (NO_KNOWLEDGE), or answered by the AI and judged wrong by the agent who
+        took over. A low confidence alone is no gap (the customer may have asked for a person,
+        or said "yes please" to an offer)."""
+        no_knowledge = escalation_pb2.HandoffReason.Name(escalation_pb2.HANDOFF_REASON_NO_KNOWLEDGE)
+        judged_wrong = (
+            sa.select(AnswerJudgementRow.judgement_id)
+            .where(
+                AnswerJudgementRow.tenant_id == HandoffRow.tenant_id,
+                AnswerJudgementRow.idempotency_key == sa.literal(AGENT_JUDGEMENT_KEY_PREFIX) + HandoffRow.handoff_id,
+                AnswerJudgementRow.correct.is_(False),
+            )
+            .exists()
+        )
         with Session(self._engine) as session:
             handoffs = session.execute(
                 sa.select(HandoffRow.question, HandoffRow.created_at)
@@ -761,22 +924,9 @@ class HandoffStore:
                     HandoffRow.tenant_id == tenant_id,
                     HandoffRow.created_at >= since,
                     HandoffRow.question != "",
-                    sa.or_(HandoffRow.reason.in_(reason_names), HandoffRow.ai_confidence < max_confidence),
+                    sa.or_(HandoffRow.reason == no_knowledge, judged_wrong),
                 )
                 .order_by(HandoffRow.created_at.desc())
                 .limit(limit)
             ).all()
-            outcomes = session.execute(
-                sa.select(ContactOutcomeRow.question, ContactOutcomeRow.occurred_at)
-                .where(
-                    ContactOutcomeRow.tenant_id == tenant_id,
-                    ContactOutcomeRow.occurred_at >= since,
-                    ContactOutcomeRow.question != "",
-                    ContactOutcomeRow.confidence < max_confidence,
-                )
-                .order_by(ContactOutcomeRow.occurred_at.desc())
-                .limit(limit)
-            ).all()
-        questions = [GapQuestion(text, at) for text, at in [*handoffs, *outcomes]]
-        questions.sort(key=lambda q: q.at, reverse=True)
-        return questions[:limit]
+        return [GapQuestion(text, at) for text, at in handoffs]

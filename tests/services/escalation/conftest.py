@@ -171,7 +171,10 @@ def handoff_request(
     reason: int = escalation_pb2.HANDOFF_REASON_LOW_CONFIDENCE,
     confidence: float = 0.42,
     customer_id: str = "cust-7",
+    conversation_id: str = "",
 ) -> escalation_pb2.CreateHandoffRequest:
+    """A CreateHandoff; each key is its own conversation unless conversation_id names one
+    (a conversation has one open handoff: a second key would be added to the first)."""
     messages = []
     for text in texts:
         messages.append(conversation_pb2.Message(role=CUSTOMER, text=text))
@@ -180,7 +183,7 @@ def handoff_request(
         idempotency_key=key,
         customer=customer_pb2.CustomerRef(tenant_id=tenant, customer_id=customer_id),
         conversation=conversation_pb2.Conversation(
-            conversation_id="conv-7", messages=messages, channel=conversation_pb2.CHANNEL_CHAT
+            conversation_id=conversation_id or f"conv-{key}", messages=messages, channel=conversation_pb2.CHANNEL_CHAT
         ),
         reason=reason,
         ai_attempt=escalation_pb2.AiAttempt(

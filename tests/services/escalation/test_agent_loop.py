@@ -73,7 +73,8 @@ async def test_a_reply_records_the_edit_and_assigns_the_handoff(stub: Stub) -> N
     accepted = await stub.SubmitAgentReply(_reply(handoff, draft, expected_version=1))
     assert accepted.draft_use == escalation_pb2.DRAFT_USE_ACCEPTED and accepted.edit_ratio == 0.0
     after = accepted.handoff
-    assert after.state == escalation_pb2.HANDOFF_STATE_ASSIGNED
+    # The reply is on its way to the customer: the next move is theirs.
+    assert after.state == escalation_pb2.HANDOFF_STATE_WAITING_ON_CUSTOMER
     assert after.assigned_agent_id == "agent-1" and after.HasField("assigned_at")
     assert after.version == 2
 

@@ -239,39 +239,48 @@ async def test_bad_insight_and_outcome_requests_are_refused(stub: Stub) -> None:
     assert [field for field, _ in violations] == ["limit"]
 
 
-async def test_knowledge_gaps_cluster_escalated_and_low_confidence_questions(stub: Stub) -> None:
+async def test_knowledge_gaps_are_the_questions_the_knowledge_base_could_not_answer(stub: Stub) -> None:
     export = ["how do I export invoices to csv", "how do I export invoices to csv?", "export invoices to csv how"]
     theme = ["is there a dark mode theme", "dark mode theme please"]
     for i, text in enumerate(export):
         await stub.CreateHandoff(
             handoff_request(key=f"e{i}", texts=(text,), reason=escalation_pb2.HANDOFF_REASON_NO_KNOWLEDGE)
         )
-    await stub.CreateHandoff(handoff_request(key="t0", texts=(theme[0],), confidence=0.3))
-    await stub.RecordOutcome(
-        escalation_pb2.RecordOutcomeRequest(
-            idempotency_key="o",
-            customer=customer_pb2.CustomerRef(tenant_id="demo", customer_id="c"),
-            decision=escalation_pb2.OUTCOME_DECISION_ANSWERED,
-            confidence=0.5,
-            question=theme[1],
+    # Answered (a candidate the AI had) and judged wrong by the agent who took over.
+    wrong = (await stub.CreateHandoff(handoff_request(key="t0", texts=(theme[0],), confidence=0.3))).handoff
+    await stub.SubmitAgentReply(
+        escalation_pb2.SubmitAgentReplyRequest(
+            tenant_id="demo",
+            handoff_id=wrong.handoff_id,
+            agent_id="ana",
+            final_text="Dark mode is under Settings, Appearance, Theme.",
         )
     )
-    # Not gaps: a confident escalation because the customer wanted a human, and a confident answer.
+    await stub.CreateHandoff(
+        handoff_request(key="t1", texts=(theme[1],), reason=escalation_pb2.HANDOFF_REASON_NO_KNOWLEDGE)
+    )
+    # Not gaps: a low-confidence escalation nobody judged wrong, a low-confidence answer,
+    # a "yes please" the AI asked to clarify, and a customer who wanted a human.
+    await stub.CreateHandoff(handoff_request(key="low", texts=("where is my parcel",), confidence=0.3))
+    for key, decision, question in (
+        ("o", escalation_pb2.OUTCOME_DECISION_ANSWERED, "how do I rotate an api key"),
+        ("yes", escalation_pb2.OUTCOME_DECISION_CLARIFIED, "yes please"),
+    ):
+        await stub.RecordOutcome(
+            escalation_pb2.RecordOutcomeRequest(
+                idempotency_key=key,
+                customer=customer_pb2.CustomerRef(tenant_id="demo", customer_id="c"),
+                decision=decision,
+                confidence=0.4,
+                question=question,
+            )
+        )
     await stub.CreateHandoff(
         handoff_request(
             key="h",
             texts=("let me talk to a person",),
             confidence=0.95,
             reason=escalation_pb2.HANDOFF_REASON_CUSTOMER_REQUEST,
-        )
-    )
-    await stub.RecordOutcome(
-        escalation_pb2.RecordOutcomeRequest(
-            idempotency_key="ok",
-            customer=customer_pb2.CustomerRef(tenant_id="demo", customer_id="c"),
-            decision=escalation_pb2.OUTCOME_DECISION_ANSWERED,
-            confidence=0.97,
-            question="what is the price of pro",
         )
     )
 

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from aftercare.escalation.v1 import escalation_pb2
 from services.escalation.migrations import SCHEMA
-from services.escalation.store import HandoffStore, NewHandoff
+from services.escalation.store import HandoffStore
 from tests.services.escalation.conftest import handoff_request
 
 
@@ -34,7 +34,7 @@ def test_a_database_from_before_migrations_upgrades_with_its_handoffs(engine: En
             )
         )
 
-    assert SCHEMA.migrate(engine) == [1, 2, 3, 4, 5]
+    assert SCHEMA.migrate(engine) == [1, 2, 3, 4, 5, 6]
     old = store.get("demo", "h-1")
     assert old is not None
     assert old.version == 1 and old.tier == 0 and old.context.summary == "old"
@@ -47,12 +47,22 @@ def test_a_database_at_version_4_gains_the_judgements_table_and_keeps_its_data(e
     assert SCHEMA.migrate(engine, target=4) == [1, 2, 3, 4]
     assert "answer_judgements" not in sa.inspect(engine).get_table_names()
     store = HandoffStore(engine)
-    handoff, _ = store.create(handoff_request(key="before-5"), NewHandoff("general", escalation_pb2.ContextPackage()))
+    # Written as the version-4 service wrote it (today's model has later columns).
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO handoffs (handoff_id, tenant_id, customer_id, idempotency_key, conversation_id, "
+                "conversation, reason, ai_attempt, account, context, queue, priority, state, assigned_agent_id, "
+                "created_at, updated_at) VALUES ('h-4', 'demo', 'c', 'before-5', 'conv', '{}', "
+                "'HANDOFF_REASON_POLICY', '{}', '{}', '{}', 'general', 40, 'HANDOFF_STATE_WAITING', '', "
+                "'2026-01-01 10:00:00', '2026-01-01 10:00:00')"
+            )
+        )
 
-    assert SCHEMA.migrate(engine) == [5]
+    assert SCHEMA.migrate(engine) == [5, 6]
 
-    assert _versions(engine) == [1, 2, 3, 4, 5]
-    assert store.get("demo", handoff.handoff_id) is not None
+    assert _versions(engine) == [1, 2, 3, 4, 5, 6]
+    assert store.get("demo", "h-4") is not None
     customer = escalation_pb2.JudgementSource.Name(escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER)
     assert store.record_judgement("demo", "turn-1", customer, "refunds", 0.7, True, None)
     assert not store.record_judgement("demo", "turn-1", customer, "refunds", 0.7, True, None)

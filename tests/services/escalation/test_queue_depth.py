@@ -13,7 +13,7 @@ def _request(key: str, tenant: str) -> escalation_pb2.CreateHandoffRequest:
         idempotency_key=key,
         customer=customer_pb2.CustomerRef(tenant_id=tenant, customer_id="c"),
         conversation=conversation_pb2.Conversation(
-            conversation_id="conv",
+            conversation_id=f"conv-{key}",
             messages=[conversation_pb2.Message(role=conversation_pb2.ROLE_CUSTOMER, text="help")],
         ),
     )
