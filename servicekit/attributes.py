@@ -45,6 +45,10 @@ CONCIERGE_DECISIONS = "aftercare.concierge.decisions"
 """Counter of concierge decisions, by decision and reason."""
 ESCALATION_QUEUE_DEPTH = "aftercare.escalation.queue_depth"
 """Gauge of handoffs waiting for an agent."""
+OUTREACH_AGENT_REPLIES = "aftercare.outreach.agent_replies"
+"""Counter of agents' email replies outreach took from escalation's feed, by outcome."""
+OUTREACH_REPLY_OUTCOME = "aftercare.outreach.reply_outcome"
+"""queued | undeliverable (no reply route for the conversation): what became of an agent's email reply."""
 
 DECLARED = frozenset(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)

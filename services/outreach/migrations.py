@@ -187,6 +187,35 @@ def _v2_accounts_findings_outbox(op: Operations) -> None:
     op.create_index("ix_outreach_outbox_account", "outreach_outbox", ["tenant_id", "account_id", "created_at"])
 
 
+def _v3_agent_replies(op: Operations) -> None:
+    op.create_table(
+        "reply_routes",
+        sa.Column("tenant_id", sa.String(200), primary_key=True),
+        sa.Column("conversation_id", sa.String(200), primary_key=True),
+        sa.Column("customer_id", sa.String(200), nullable=False),
+        sa.Column("address", sa.String(320), nullable=False),
+        sa.Column("subject", sa.String(500), nullable=False),
+        sa.Column("first_message_id", sa.String(1000), nullable=False),
+        sa.Column("last_message_id", sa.String(1000), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("updated_at", UtcDateTime(), nullable=False),
+    )
+    op.create_index("ix_reply_routes_customer", "reply_routes", ["tenant_id", "customer_id"])
+    op.create_table(
+        "feed_cursors",
+        sa.Column("feed", sa.String(100), primary_key=True),
+        sa.Column("cursor", sa.String(500), nullable=False),
+        sa.Column("updated_at", UtcDateTime(), nullable=False),
+    )
+    # An agent's reply is an outbox row keyed by its message id (in draft_id, which grows to
+    # hold any id) and its customer; kind tells it from an outreach draft's message.
+    with op.batch_alter_table("outreach_outbox") as batch:
+        batch.alter_column("draft_id", existing_type=sa.String(36), type_=sa.String(200), existing_nullable=False)
+        batch.add_column(sa.Column("kind", sa.String(16), nullable=False, server_default="outreach"))
+        batch.add_column(sa.Column("in_reply_to", sa.String(1000), nullable=False, server_default=""))
+        batch.add_column(sa.Column("thread_references", sa.String(2000), nullable=False, server_default=""))
+
+
 def _applied_by_alembic(connection: Connection) -> list[int]:
     if not sa.inspect(connection).has_table(_ALEMBIC_VERSION_TABLE):
         return []
@@ -200,6 +229,7 @@ SCHEMA = Schema(
         Migration(1, "usage events, daily aggregates, drafts", _v1_usage_and_drafts),
         Migration(2, "accounts, error and version aggregates, findings, draft lineage, feedback, outbox",
                   _v2_accounts_findings_outbox),
+        Migration(3, "agents' replies: reply routes, feed cursors, reply rows in the outbox", _v3_agent_replies),
     ),
     adopted=_applied_by_alembic,
 )

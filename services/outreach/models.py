@@ -182,8 +182,10 @@ class DraftFeedbackRow(Base):
 
 
 class OutboxRow(Base):
-    """Approved messages waiting to be sent; the (draft, account) key makes it one message per
-    draft and recipient, however often approval or the sender is retried."""
+    """Messages waiting to be sent; the (draft, account) key makes it one message per draft and
+    recipient, however often approval or the sender is retried. An agent's reply (kind "reply")
+    is keyed by (escalation message id, customer id): one email per reply, however often the
+    delivery feed is replayed."""
 
     __tablename__ = "outreach_outbox"
     __table_args__ = (
@@ -191,13 +193,14 @@ class OutboxRow(Base):
         sa.Index("ix_outreach_outbox_account", "tenant_id", "account_id", "created_at"),
     )
 
-    draft_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    draft_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     account_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(sa.String(200))
     to_address: Mapped[str] = mapped_column(sa.String(320))
     subject: Mapped[str] = mapped_column(sa.String(500))
     body: Mapped[str] = mapped_column(sa.Text)
     # pending -> sending (claimed by one sender) -> sent | cancelled (opted out meanwhile)
+    # | failed (gave up); an agent's reply with nowhere to go is "undeliverable" from the start.
     status: Mapped[str] = mapped_column(sa.String(16))
     not_before: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
@@ -205,3 +208,41 @@ class OutboxRow(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_error: Mapped[str] = mapped_column(sa.String(500), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    # "outreach" (an approved draft) or "reply" (an agent's reply to an email conversation).
+    kind: Mapped[str] = mapped_column(sa.String(16), default="outreach", server_default="outreach")
+    # Threading headers of a reply: the customer's Message-ID it answers, and the thread's ids.
+    in_reply_to: Mapped[str] = mapped_column(sa.String(1000), default="", server_default="")
+    thread_references: Mapped[str] = mapped_column(sa.String(2000), default="", server_default="")
+
+
+class ReplyRouteRow(Base):
+    """Where agents' replies to an email conversation go, and how they thread.
+
+    The customer's address is kept here, and only here, because a reply has to reach it (the
+    gateway stores only a pseudonym of it); it is erased with the customer's data
+    (DeleteReplyRoutes) and never logged."""
+
+    __tablename__ = "reply_routes"
+    __table_args__ = (sa.Index("ix_reply_routes_customer", "tenant_id", "customer_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(sa.String(200))
+    address: Mapped[str] = mapped_column(sa.String(320))
+    # The thread's subject (its first non-empty one, without "Re:").
+    subject: Mapped[str] = mapped_column(sa.String(500))
+    # Message-IDs of the thread's first and latest inbound mail (References, In-Reply-To).
+    first_message_id: Mapped[str] = mapped_column(sa.String(1000))
+    last_message_id: Mapped[str] = mapped_column(sa.String(1000))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class FeedCursorRow(Base):
+    """How far outreach has read a feed of another service (escalation's deliveries)."""
+
+    __tablename__ = "feed_cursors"
+
+    feed: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    cursor: Mapped[str] = mapped_column(sa.String(500))
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -8,11 +8,18 @@ it; the maildir sink delivers by an atomic link to a name derived from the row,
 so a send retried after a crash finds the message already delivered. SMTP
 carries a Message-ID derived from the row, which receiving servers use to drop
 a copy resent after a crash between sending and recording it.
+
+Agents' replies to email conversations (services/outreach/replies.py) go through
+the same outbox as rows of kind "reply", keyed by the escalation message id: one
+email per reply. They were written by a person for a customer who is waiting, so
+none of outreach's rules apply to them (no review, no opt-out, no quiet hours);
+they carry In-Reply-To and References so the customer's mail client threads them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import re
@@ -55,6 +62,8 @@ def next_send_time(now: dt.datetime, timezone: str, quiet_start: int, quiet_end:
 
 
 def message_key(row: OutboxRow) -> str:
+    if row.kind == "reply":
+        return _SAFE.sub("_", f"reply.{row.draft_id}")
     return _SAFE.sub("_", f"{row.draft_id}.{row.account_id}")
 
 
@@ -65,6 +74,10 @@ def build_email(row: OutboxRow, sender: str) -> EmailMessage:
     message["Subject"] = row.subject
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = f"<{message_key(row)}@aftercare.outreach>"
+    if row.in_reply_to:
+        message["In-Reply-To"] = row.in_reply_to
+    if row.thread_references:
+        message["References"] = row.thread_references
     message.set_content(row.body)
     return message
 
@@ -77,9 +90,10 @@ class Sink(Protocol):
 class MaildirSink:
     """Writes each message into a maildir (tmp/ then an atomic link into new/)."""
 
-    def __init__(self, root: Path, sender: str) -> None:
+    def __init__(self, root: Path, sender: str, reply_sender: str = "") -> None:
         self.root = root
         self._sender = sender
+        self._reply_sender = reply_sender or sender
         for sub in ("tmp", "new", "cur"):
             (root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -89,7 +103,8 @@ class MaildirSink:
         if final.exists():
             return False
         temporary = self.root / "tmp" / f"{name}.{os.getpid()}"
-        temporary.write_bytes(bytes(build_email(row, self._sender)))
+        sender = self._reply_sender if row.kind == "reply" else self._sender
+        temporary.write_bytes(bytes(build_email(row, sender)))
         try:
             os.link(temporary, final)
         except FileExistsError:
@@ -112,7 +127,7 @@ class SmtpSink:
                 smtp.starttls(context=ssl.create_default_context())
             if s.smtp_username:
                 smtp.login(s.smtp_username, s.smtp_password)
-            smtp.send_message(build_email(row, s.smtp_from))
+            smtp.send_message(build_email(row, (s.reply_from or s.smtp_from) if row.kind == "reply" else s.smtp_from))
         return True
 
 
@@ -121,7 +136,8 @@ def make_sink(settings: OutreachSettings) -> Sink | None:
         return None
     if settings.sender == "smtp":
         return SmtpSink(settings)
-    return MaildirSink(settings.outbox_dir or settings.data_dir / "outreach-outbox", settings.smtp_from)
+    return MaildirSink(settings.outbox_dir or settings.data_dir / "outreach-outbox", settings.smtp_from,
+                       settings.reply_from)
 
 
 class Sender:
@@ -132,6 +148,11 @@ class Sender:
         self._sink = sink
         self._settings = settings
         self._clock = clock
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Send now rather than at the next interval (an agent's reply was queued)."""
+        self._woken.set()
 
     def drain_once(self) -> int:
         """Send what is due now; returns how many were delivered."""
@@ -139,8 +160,7 @@ class Sender:
         stale = now - dt.timedelta(seconds=self._settings.sender_claim_timeout_s)
         delivered = 0
         for row in self._store.claim_due(now, stale, CLAIM_BATCH):
-            account = self._store.accounts(row.tenant_id, [row.account_id]).get(row.account_id)
-            if account is None or account.opted_out:
+            if row.kind == "outreach" and self._opted_out(row):
                 # Opted out after approval: the message is not sent.
                 self._store.finish(row, "cancelled", now, error="opted_out")
                 continue
@@ -159,10 +179,16 @@ class Sender:
             log.info("outreach_sent", messages=delivered)
         return delivered
 
+    def _opted_out(self, row: OutboxRow) -> bool:
+        account = self._store.accounts(row.tenant_id, [row.account_id]).get(row.account_id)
+        return account is None or account.opted_out
+
     async def run(self) -> None:
         while True:
+            self._woken.clear()
             try:
                 await asyncio.to_thread(self.drain_once)
             except Exception:  # the loop must outlive one bad round (database restart, full disk)
                 log.exception("outreach_sender_failed")
-            await asyncio.sleep(self._settings.sender_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), self._settings.sender_interval_s)

@@ -31,6 +31,8 @@ from services.outreach.events import (
 from services.outreach.knowledge import KnowledgeLookup, suggested_fix
 from services.outreach.models import AccountRow, OutreachDraftRow, RiskFindingRow
 from services.outreach.outbox import next_send_time
+from services.outreach.replies import MAX_ID_CHARS as MAX_ROUTE_ID_CHARS
+from services.outreach.replies import route_from_request
 from services.outreach.settings import OutreachSettings
 from services.outreach.store import OutreachStore, draft_to_proto, finding_to_proto
 
@@ -329,7 +331,7 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
                 outbox.append({
                     "draft_id": draft.draft_id, "tenant_id": draft.tenant_id, "account_id": account.account_id,
                     "to_address": account.contact_email, "subject": draft.subject,
-                    "body": final_body.replace(drafting.FIRST_NAME, account.contact_name or "there"),
+                    "body": drafting.personalise(final_body, account.contact_name),
                     "not_before": next_send_time(now, account.timezone, self._settings.quiet_hours_start,
                                                  self._settings.quiet_hours_end),
                 })
@@ -352,3 +354,28 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         state = request.state or outreach_pb2.DRAFT_STATE_PENDING_REVIEW
         drafts = await asyncio.to_thread(self._store.list_drafts, request.tenant_id, state)
         return outreach_pb2.ListDraftsResponse(drafts=drafts)
+
+    async def RecordReplyRoute(
+        self, request: outreach_pb2.RecordReplyRouteRequest, context: grpc.aio.ServicerContext
+    ) -> outreach_pb2.RecordReplyRouteResponse:
+        route = route_from_request(request)
+        created, recorded = await asyncio.to_thread(self._store.record_reply_route, route, self._clock())
+        if not recorded:
+            # Another customer's conversation: the concierge refuses the mail itself.
+            log.warning("reply_route_not_recorded", reason="other_customers_conversation")
+        return outreach_pb2.RecordReplyRouteResponse(created=created, recorded=recorded)
+
+    async def DeleteReplyRoutes(
+        self, request: outreach_pb2.DeleteReplyRoutesRequest, context: grpc.aio.ServicerContext
+    ) -> outreach_pb2.DeleteReplyRoutesResponse:
+        problems = Violations()
+        for name in ("tenant_id", "customer_id"):
+            value = getattr(request.customer, name)
+            problems.check(bool(value.strip()), f"customer.{name}", "required")
+            problems.check(len(value) <= MAX_ROUTE_ID_CHARS, f"customer.{name}",
+                           f"at most {MAX_ROUTE_ID_CHARS} characters")
+        problems.raise_if_any()
+        deleted = await asyncio.to_thread(
+            self._store.delete_reply_routes, request.customer.tenant_id, request.customer.customer_id)
+        log.info("reply_routes_deleted", routes=deleted)
+        return outreach_pb2.DeleteReplyRoutesResponse(deleted=deleted)

@@ -1,6 +1,6 @@
 """Outreach settings. The store settings are all the importer CLI
-needs; the service adds the LLM endpoint and the retrieval address, which have
-no default: a deployment that forgets one fails at boot."""
+needs; the service adds the LLM endpoint and the retrieval and escalation
+addresses, which have no default: a deployment that forgets one fails at boot."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class OutreachSettings(OutreachStoreSettings, LlmSettings):
     # An accepted event this much older than its arrival counts as late (its day was closed).
     late_after_hours: float = Field(24.0, gt=0)
     retrieval_addr: str
+    # Escalation, whose feed of agents' replies to email conversations outreach delivers.
+    escalation_addr: str
     # Detector thresholds and volume guards (JSON); see detectors.default.json.
     detectors_file: Path = DEFAULT_DETECTORS_FILE
     # Knowledge-base passages looked up per finding, and the similarity below which one is irrelevant.
@@ -53,3 +55,8 @@ class OutreachSettings(OutreachStoreSettings, LlmSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_from: str = "outreach@localhost"
+    # From address of agents' replies (where customers' answers must reach the email intake);
+    # empty means smtp_from.
+    reply_from: str = ""
+    # How often the delivery feed is read when it had nothing new.
+    reply_poll_interval_s: float = Field(2.0, gt=0)

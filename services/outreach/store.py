@@ -26,8 +26,10 @@ from services.outreach.migrations import SCHEMA
 from services.outreach.models import (
     AccountRow,
     DraftFeedbackRow,
+    FeedCursorRow,
     OutboxRow,
     OutreachDraftRow,
+    ReplyRouteRow,
     RiskFindingRow,
     UsageDailyErrorRow,
     UsageDailyRow,
@@ -41,6 +43,8 @@ _ERRORS: sa.Table = UsageDailyErrorRow.__table__  # type: ignore[assignment]
 _VERSIONS: sa.Table = UsageDailyVersionRow.__table__  # type: ignore[assignment]
 _ACCOUNTS: sa.Table = AccountRow.__table__  # type: ignore[assignment]
 _OUTBOX: sa.Table = OutboxRow.__table__  # type: ignore[assignment]
+_ROUTES: sa.Table = ReplyRouteRow.__table__  # type: ignore[assignment]
+_CURSORS: sa.Table = FeedCursorRow.__table__  # type: ignore[assignment]
 _DAILY_KEY = ("tenant_id", "account_id", "day", "feature", "endpoint")
 _ERRORS_KEY = ("tenant_id", "account_id", "day", "endpoint", "status_code", "error_code")
 _VERSIONS_KEY = ("tenant_id", "account_id", "day", "endpoint", "client_version")
@@ -304,7 +308,8 @@ class OutreachStore:
                 rows = session.execute(
                     sa.select(OutboxRow.account_id, sa.func.count())
                     .where(OutboxRow.tenant_id == tenant_id, OutboxRow.account_id.in_(chunk),
-                           OutboxRow.created_at >= since, OutboxRow.status != "cancelled")
+                           OutboxRow.created_at >= since, OutboxRow.status != "cancelled",
+                           OutboxRow.kind == "outreach")
                     .group_by(OutboxRow.account_id)
                 )
                 counts.update({account: int(n) for account, n in rows})
@@ -412,6 +417,8 @@ class OutreachStore:
                 .where(OutboxRow.draft_id == row.draft_id, OutboxRow.account_id == row.account_id)
                 .values(**values)
             )
+            if row.kind != "outreach":
+                return
             waiting = session.scalar(
                 sa.select(sa.func.count()).where(OutboxRow.draft_id == row.draft_id,
                                                  OutboxRow.status.in_(["pending", "sending"]))
@@ -424,6 +431,83 @@ class OutreachStore:
                     sa.update(OutreachDraftRow).where(OutreachDraftRow.draft_id == row.draft_id)
                     .values(state="DRAFT_STATE_SENT")
                 )
+
+    # --- agents' replies ------------------------------------------------------------------------
+
+    def record_reply_route(self, route: dict[str, Any], now: dt.datetime) -> tuple[bool, bool]:
+        """Create or refresh a conversation's reply route in one transaction; returns (created,
+        recorded). The route stays with the customer who first wrote in the conversation: a mail
+        from another customer changes nothing (recorded False). A refresh keeps the thread's
+        first subject and first Message-ID and moves the latest Message-ID on."""
+        key = (_ROUTES.c.tenant_id == route["tenant_id"]) & (_ROUTES.c.conversation_id == route["conversation_id"])
+        with Session(self._engine) as session, session.begin():
+            columns = {name: route[name] for name in ("tenant_id", "conversation_id", "customer_id", "address",
+                                                      "subject")}
+            inserted = session.execute(
+                self._insert(_ROUTES)
+                .values(**columns, first_message_id=route["message_id"], last_message_id=route["message_id"],
+                        created_at=now, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["tenant_id", "conversation_id"])
+                .returning(_ROUTES.c.conversation_id)
+            ).first()
+            if inserted is not None:
+                return True, True
+            values: dict[str, Any] = {"address": route["address"], "updated_at": now}
+            if route["message_id"]:
+                values["last_message_id"] = route["message_id"]
+                values["first_message_id"] = sa.case(
+                    (_ROUTES.c.first_message_id == "", route["message_id"]), else_=_ROUTES.c.first_message_id)
+            if route["subject"]:
+                values["subject"] = sa.case((_ROUTES.c.subject == "", route["subject"]), else_=_ROUTES.c.subject)
+            updated = session.execute(
+                sa.update(_ROUTES).where(key, _ROUTES.c.customer_id == route["customer_id"]).values(**values)
+            )
+            return False, updated.rowcount == 1
+
+    def delete_reply_routes(self, tenant_id: str, customer_id: str) -> int:
+        """Erase a customer's reply routes and the addresses of their replies in the outbox."""
+        with Session(self._engine) as session, session.begin():
+            deleted = session.execute(
+                sa.delete(_ROUTES).where(_ROUTES.c.tenant_id == tenant_id, _ROUTES.c.customer_id == customer_id)
+            ).rowcount
+            session.execute(
+                sa.delete(_OUTBOX).where(_OUTBOX.c.tenant_id == tenant_id, _OUTBOX.c.account_id == customer_id,
+                                         _OUTBOX.c.kind == "reply")
+            )
+        return int(deleted)
+
+    def reply_routes(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], ReplyRouteRow]:
+        """Routes of (tenant, conversation) pairs."""
+        found: dict[tuple[str, str], ReplyRouteRow] = {}
+        with Session(self._engine, expire_on_commit=False) as session:
+            for tenant_id in {tenant for tenant, _ in keys}:
+                ids = sorted(conversation for tenant, conversation in keys if tenant == tenant_id)
+                query = sa.select(ReplyRouteRow).where(
+                    ReplyRouteRow.tenant_id == tenant_id, ReplyRouteRow.conversation_id.in_(ids))
+                found.update(((row.tenant_id, row.conversation_id), row) for row in session.scalars(query))
+        return found
+
+    def feed_cursor(self, feed: str) -> str:
+        with Session(self._engine) as session:
+            return session.scalar(sa.select(_CURSORS.c.cursor).where(_CURSORS.c.feed == feed)) or ""
+
+    def queue_replies(
+        self, feed: str, rows: Sequence[dict[str, Any]], cursor: str, now: dt.datetime
+    ) -> list[dict[str, Any]]:
+        """Add agents' replies to the outbox and move the feed's cursor past them, in one
+        transaction: a crash before it commits reads the same page again, and a row already
+        there (the same message read twice) is skipped. Returns the rows that were new."""
+        with Session(self._engine) as session, session.begin():
+            added = []
+            insert = self._insert(_OUTBOX).on_conflict_do_nothing(index_elements=["draft_id", "account_id"])
+            for row in rows:  # a page is small: one statement per row keeps RETURNING simple on both databases
+                values = {"attempts": 0, "claimed_at": None, "sent_at": None, "created_at": now, "kind": "reply", **row}
+                if session.execute(insert.values(**values).returning(_OUTBOX.c.draft_id)).first() is not None:
+                    added.append(row)
+            upsert = self._insert(_CURSORS).values(feed=feed, cursor=cursor, updated_at=now)
+            session.execute(upsert.on_conflict_do_update(
+                index_elements=["feed"], set_={"cursor": upsert.excluded.cursor, "updated_at": now}))
+        return added
 
     def list_drafts(self, tenant_id: str, state: int) -> list[outreach_pb2.OutreachDraft]:
         """A tenant's drafts in one review state, newest first."""

@@ -81,7 +81,8 @@ async def real_mesh(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> 
         escalation_addr = f"127.0.0.1:{escalation.port}"
         outreach = await stack.enter_async_context(serving(
             OutreachSettings(port=0, data_dir=data("outreach"), database_url="",  # type: ignore[call-arg]
-                             llm_base_url=LLM_DOWN, llm_timeout_s=1.0, retrieval_addr=retrieval_addr, sender="off"),
+                             llm_base_url=LLM_DOWN, llm_timeout_s=1.0, retrieval_addr=retrieval_addr, sender="off",
+                             escalation_addr=escalation_addr),
             outreach_servicers,
         ))
         concierge = await stack.enter_async_context(serving(

@@ -34,6 +34,7 @@ def settings_for(data_dir: Path, **overrides: Any) -> OutreachSettings:
         "database_url": "",
         "llm_base_url": f"http://{DOWN}/v1",
         "retrieval_addr": DOWN,
+        "escalation_addr": DOWN,
         "sender": "off",
         **overrides,
     }

@@ -23,60 +23,69 @@ _sym_db = _symbol_database.Default()
 
 
 from aftercare.type.v1 import answer_pb2 as aftercare_dot_type_dot_v1_dot_answer__pb2
+from aftercare.type.v1 import customer_pb2 as aftercare_dot_type_dot_v1_dot_customer__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$aftercare/outreach/v1/outreach.proto\x12\x15\x61\x66tercare.outreach.v1\x1a\x1e\x61\x66tercare/type/v1/answer.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n\nUsageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66\x65\x61ture\x18\x05 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12\x13\n\x0bstatus_code\x18\x07 \x01(\x05\x12\x12\n\nerror_code\x18\x08 \x01(\t\x12\r\n\x05\x63ount\x18\t \x01(\x05\x12\x16\n\x0e\x63lient_version\x18\n \x01(\t\"y\n\x12RecordUsageRequest\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.aftercare.outreach.v1.UsageEvent\x12\x31\n\x06\x65vents\x18\x02 \x03(\x0b\x32!.aftercare.outreach.v1.UsageEvent\"1\n\rRejectedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x81\x01\n\x13RecordUsageResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12\x36\n\x08rejected\x18\x03 \x03(\x0b\x32$.aftercare.outreach.v1.RejectedEvent\x12\x0c\n\x04late\x18\x04 \x01(\x05\"L\n\x08\x45vidence\x12\x11\n\tstatement\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x03 \x01(\x01\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\x01\"\xa9\x03\n\x0bRiskFinding\x12\x12\n\nfinding_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x03 \x03(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.aftercare.outreach.v1.RiskKind\x12\x0f\n\x07\x66\x65\x61ture\x18\x05 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12\x12\n\nerror_code\x18\x07 \x01(\t\x12\x0f\n\x07release\x18\x08 \x01(\t\x12\x31\n\x08\x65vidence\x18\t \x03(\x0b\x32\x1f.aftercare.outreach.v1.Evidence\x12/\n\x0b\x64\x65tected_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x07sources\x18\x0b \x03(\x0b\x32\x1b.aftercare.type.v1.Citation\x12\r\n\x05\x63\x61use\x18\x0c \x01(\t\x12\x10\n\x08severity\x18\r \x01(\x01\x12\x1d\n\x15knowledge_unavailable\x18\x0e \x01(\x08\x12\x15\n\rsuggested_fix\x18\x0f \x01(\t\"R\n\x12\x44\x65tectRisksRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x13\x44\x65tectRisksResponse\x12\x34\n\x08\x66indings\x18\x01 \x03(\x0b\x32\".aftercare.outreach.v1.RiskFinding\"\xe8\x02\n\rOutreachDraft\x12\x10\n\x08\x64raft_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x12\n\nfinding_id\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\t\x12\x30\n\x05state\x18\x07 \x01(\x0e\x32!.aftercare.outreach.v1.DraftState\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07lineage\x18\t \x01(\x0b\x32\x1a.aftercare.type.v1.Lineage\x12\x11\n\tgenerator\x18\n \x01(\t\x12\x13\n\x0breviewer_id\x18\x0b \x01(\t\x12\x15\n\roriginal_body\x18\x0c \x01(\t\x12\x1d\n\x15recipient_account_ids\x18\r \x03(\t\"=\n\x14\x44raftOutreachRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nfinding_id\x18\x02 \x01(\t\"\x85\x01\n\x15\x44raftOutreachResponse\x12\x34\n\x06\x64rafts\x18\x01 \x03(\x0b\x32$.aftercare.outreach.v1.OutreachDraft\x12\x36\n\x07skipped\x18\x02 \x03(\x0b\x32%.aftercare.outreach.v1.SkippedAccount\"4\n\x0eSkippedAccount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xe5\x01\n\x07\x41\x63\x63ount\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontact_name\x18\x04 \x01(\t\x12\x15\n\rcontact_email\x18\x05 \x01(\t\x12\x10\n\x08\x63sm_name\x18\x06 \x01(\t\x12\x11\n\tcsm_email\x18\x07 \x01(\t\x12\x10\n\x08timezone\x18\x08 \x01(\t\x12\x11\n\topted_out\x18\t \x01(\x08\x12.\n\nchurned_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x15UpsertAccountsRequest\x12\x30\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1e.aftercare.outreach.v1.Account\":\n\x16UpsertAccountsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05\"X\n\x11ListDraftsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.aftercare.outreach.v1.DraftState\"J\n\x12ListDraftsResponse\x12\x34\n\x06\x64rafts\x18\x01 \x03(\x0b\x32$.aftercare.outreach.v1.OutreachDraft\"\x98\x01\n\x12ReviewDraftRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x64raft_id\x18\x02 \x01(\t\x12\x33\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32#.aftercare.outreach.v1.ReviewAction\x12\x13\n\x0b\x65\x64ited_body\x18\x04 \x01(\t\x12\x13\n\x0breviewer_id\x18\x05 \x01(\t\"J\n\x13ReviewDraftResponse\x12\x33\n\x05\x64raft\x18\x01 \x01(\x0b\x32$.aftercare.outreach.v1.OutreachDraft*\x97\x01\n\x08RiskKind\x12\x19\n\x15RISK_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17RISK_KIND_ACTIVITY_DROP\x10\x01\x12\x19\n\x15RISK_KIND_ERROR_SPIKE\x10\x02\x12\x1d\n\x19RISK_KIND_RELEASE_CLUSTER\x10\x03\x12\x19\n\x15RISK_KIND_CHURN_TREND\x10\x04*\x93\x01\n\nDraftState\x12\x1b\n\x17\x44RAFT_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44RAFT_STATE_PENDING_REVIEW\x10\x01\x12\x18\n\x14\x44RAFT_STATE_APPROVED\x10\x02\x12\x18\n\x14\x44RAFT_STATE_REJECTED\x10\x03\x12\x14\n\x10\x44RAFT_STATE_SENT\x10\x04*z\n\x0cReviewAction\x12\x1d\n\x19REVIEW_ACTION_UNSPECIFIED\x10\x00\x12\x19\n\x15REVIEW_ACTION_APPROVE\x10\x01\x12\x16\n\x12REVIEW_ACTION_EDIT\x10\x02\x12\x18\n\x14REVIEW_ACTION_REJECT\x10\x03\x32\x83\x05\n\x0fOutreachService\x12\x66\n\x0bRecordUsage\x12).aftercare.outreach.v1.RecordUsageRequest\x1a*.aftercare.outreach.v1.RecordUsageResponse(\x01\x12\x64\n\x0b\x44\x65tectRisks\x12).aftercare.outreach.v1.DetectRisksRequest\x1a*.aftercare.outreach.v1.DetectRisksResponse\x12j\n\rDraftOutreach\x12+.aftercare.outreach.v1.DraftOutreachRequest\x1a,.aftercare.outreach.v1.DraftOutreachResponse\x12\x61\n\nListDrafts\x12(.aftercare.outreach.v1.ListDraftsRequest\x1a).aftercare.outreach.v1.ListDraftsResponse\x12\x64\n\x0bReviewDraft\x12).aftercare.outreach.v1.ReviewDraftRequest\x1a*.aftercare.outreach.v1.ReviewDraftResponse\x12m\n\x0eUpsertAccounts\x12,.aftercare.outreach.v1.UpsertAccountsRequest\x1a-.aftercare.outreach.v1.UpsertAccountsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$aftercare/outreach/v1/outreach.proto\x12\x15\x61\x66tercare.outreach.v1\x1a\x1e\x61\x66tercare/type/v1/answer.proto\x1a aftercare/type/v1/customer.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n\nUsageEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66\x65\x61ture\x18\x05 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12\x13\n\x0bstatus_code\x18\x07 \x01(\x05\x12\x12\n\nerror_code\x18\x08 \x01(\t\x12\r\n\x05\x63ount\x18\t \x01(\x05\x12\x16\n\x0e\x63lient_version\x18\n \x01(\t\"y\n\x12RecordUsageRequest\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.aftercare.outreach.v1.UsageEvent\x12\x31\n\x06\x65vents\x18\x02 \x03(\x0b\x32!.aftercare.outreach.v1.UsageEvent\"1\n\rRejectedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x81\x01\n\x13RecordUsageResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12\x36\n\x08rejected\x18\x03 \x03(\x0b\x32$.aftercare.outreach.v1.RejectedEvent\x12\x0c\n\x04late\x18\x04 \x01(\x05\"L\n\x08\x45vidence\x12\x11\n\tstatement\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x03 \x01(\x01\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\x01\"\xa9\x03\n\x0bRiskFinding\x12\x12\n\nfinding_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x03 \x03(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.aftercare.outreach.v1.RiskKind\x12\x0f\n\x07\x66\x65\x61ture\x18\x05 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12\x12\n\nerror_code\x18\x07 \x01(\t\x12\x0f\n\x07release\x18\x08 \x01(\t\x12\x31\n\x08\x65vidence\x18\t \x03(\x0b\x32\x1f.aftercare.outreach.v1.Evidence\x12/\n\x0b\x64\x65tected_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x07sources\x18\x0b \x03(\x0b\x32\x1b.aftercare.type.v1.Citation\x12\r\n\x05\x63\x61use\x18\x0c \x01(\t\x12\x10\n\x08severity\x18\r \x01(\x01\x12\x1d\n\x15knowledge_unavailable\x18\x0e \x01(\x08\x12\x15\n\rsuggested_fix\x18\x0f \x01(\t\"R\n\x12\x44\x65tectRisksRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x13\x44\x65tectRisksResponse\x12\x34\n\x08\x66indings\x18\x01 \x03(\x0b\x32\".aftercare.outreach.v1.RiskFinding\"\xe8\x02\n\rOutreachDraft\x12\x10\n\x08\x64raft_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x12\n\nfinding_id\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\t\x12\x30\n\x05state\x18\x07 \x01(\x0e\x32!.aftercare.outreach.v1.DraftState\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07lineage\x18\t \x01(\x0b\x32\x1a.aftercare.type.v1.Lineage\x12\x11\n\tgenerator\x18\n \x01(\t\x12\x13\n\x0breviewer_id\x18\x0b \x01(\t\x12\x15\n\roriginal_body\x18\x0c \x01(\t\x12\x1d\n\x15recipient_account_ids\x18\r \x03(\t\"=\n\x14\x44raftOutreachRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\nfinding_id\x18\x02 \x01(\t\"\x85\x01\n\x15\x44raftOutreachResponse\x12\x34\n\x06\x64rafts\x18\x01 \x03(\x0b\x32$.aftercare.outreach.v1.OutreachDraft\x12\x36\n\x07skipped\x18\x02 \x03(\x0b\x32%.aftercare.outreach.v1.SkippedAccount\"4\n\x0eSkippedAccount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xe5\x01\n\x07\x41\x63\x63ount\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontact_name\x18\x04 \x01(\t\x12\x15\n\rcontact_email\x18\x05 \x01(\t\x12\x10\n\x08\x63sm_name\x18\x06 \x01(\t\x12\x11\n\tcsm_email\x18\x07 \x01(\t\x12\x10\n\x08timezone\x18\x08 \x01(\t\x12\x11\n\topted_out\x18\t \x01(\x08\x12.\n\nchurned_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x15UpsertAccountsRequest\x12\x30\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1e.aftercare.outreach.v1.Account\":\n\x16UpsertAccountsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05\"X\n\x11ListDraftsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.aftercare.outreach.v1.DraftState\"J\n\x12ListDraftsResponse\x12\x34\n\x06\x64rafts\x18\x01 \x03(\x0b\x32$.aftercare.outreach.v1.OutreachDraft\"\x98\x01\n\x12ReviewDraftRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x64raft_id\x18\x02 \x01(\t\x12\x33\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32#.aftercare.outreach.v1.ReviewAction\x12\x13\n\x0b\x65\x64ited_body\x18\x04 \x01(\t\x12\x13\n\x0breviewer_id\x18\x05 \x01(\t\"J\n\x13ReviewDraftResponse\x12\x33\n\x05\x64raft\x18\x01 \x01(\x0b\x32$.aftercare.outreach.v1.OutreachDraft\"\x9a\x01\n\x17RecordReplyRouteRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x12\n\nmessage_id\x18\x05 \x01(\t\"=\n\x18RecordReplyRouteResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x10\n\x08recorded\x18\x02 \x01(\x08\"L\n\x18\x44\x65leteReplyRoutesRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\",\n\x19\x44\x65leteReplyRoutesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05*\x97\x01\n\x08RiskKind\x12\x19\n\x15RISK_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17RISK_KIND_ACTIVITY_DROP\x10\x01\x12\x19\n\x15RISK_KIND_ERROR_SPIKE\x10\x02\x12\x1d\n\x19RISK_KIND_RELEASE_CLUSTER\x10\x03\x12\x19\n\x15RISK_KIND_CHURN_TREND\x10\x04*\x93\x01\n\nDraftState\x12\x1b\n\x17\x44RAFT_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44RAFT_STATE_PENDING_REVIEW\x10\x01\x12\x18\n\x14\x44RAFT_STATE_APPROVED\x10\x02\x12\x18\n\x14\x44RAFT_STATE_REJECTED\x10\x03\x12\x14\n\x10\x44RAFT_STATE_SENT\x10\x04*z\n\x0cReviewAction\x12\x1d\n\x19REVIEW_ACTION_UNSPECIFIED\x10\x00\x12\x19\n\x15REVIEW_ACTION_APPROVE\x10\x01\x12\x16\n\x12REVIEW_ACTION_EDIT\x10\x02\x12\x18\n\x14REVIEW_ACTION_REJECT\x10\x03\x32\xf0\x06\n\x0fOutreachService\x12\x66\n\x0bRecordUsage\x12).aftercare.outreach.v1.RecordUsageRequest\x1a*.aftercare.outreach.v1.RecordUsageResponse(\x01\x12\x64\n\x0b\x44\x65tectRisks\x12).aftercare.outreach.v1.DetectRisksRequest\x1a*.aftercare.outreach.v1.DetectRisksResponse\x12j\n\rDraftOutreach\x12+.aftercare.outreach.v1.DraftOutreachRequest\x1a,.aftercare.outreach.v1.DraftOutreachResponse\x12\x61\n\nListDrafts\x12(.aftercare.outreach.v1.ListDraftsRequest\x1a).aftercare.outreach.v1.ListDraftsResponse\x12\x64\n\x0bReviewDraft\x12).aftercare.outreach.v1.ReviewDraftRequest\x1a*.aftercare.outreach.v1.ReviewDraftResponse\x12m\n\x0eUpsertAccounts\x12,.aftercare.outreach.v1.UpsertAccountsRequest\x1a-.aftercare.outreach.v1.UpsertAccountsResponse\x12s\n\x10RecordReplyRoute\x12..aftercare.outreach.v1.RecordReplyRouteRequest\x1a/.aftercare.outreach.v1.RecordReplyRouteResponse\x12v\n\x11\x44\x65leteReplyRoutes\x12/.aftercare.outreach.v1.DeleteReplyRoutesRequest\x1a\x30.aftercare.outreach.v1.DeleteReplyRoutesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aftercare.outreach.v1.outreach_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RISKKIND']._serialized_start=2718
-  _globals['_RISKKIND']._serialized_end=2869
-  _globals['_DRAFTSTATE']._serialized_start=2872
-  _globals['_DRAFTSTATE']._serialized_end=3019
-  _globals['_REVIEWACTION']._serialized_start=3021
-  _globals['_REVIEWACTION']._serialized_end=3143
-  _globals['_USAGEEVENT']._serialized_start=129
-  _globals['_USAGEEVENT']._serialized_end=362
-  _globals['_RECORDUSAGEREQUEST']._serialized_start=364
-  _globals['_RECORDUSAGEREQUEST']._serialized_end=485
-  _globals['_REJECTEDEVENT']._serialized_start=487
-  _globals['_REJECTEDEVENT']._serialized_end=536
-  _globals['_RECORDUSAGERESPONSE']._serialized_start=539
-  _globals['_RECORDUSAGERESPONSE']._serialized_end=668
-  _globals['_EVIDENCE']._serialized_start=670
-  _globals['_EVIDENCE']._serialized_end=746
-  _globals['_RISKFINDING']._serialized_start=749
-  _globals['_RISKFINDING']._serialized_end=1174
-  _globals['_DETECTRISKSREQUEST']._serialized_start=1176
-  _globals['_DETECTRISKSREQUEST']._serialized_end=1258
-  _globals['_DETECTRISKSRESPONSE']._serialized_start=1260
-  _globals['_DETECTRISKSRESPONSE']._serialized_end=1335
-  _globals['_OUTREACHDRAFT']._serialized_start=1338
-  _globals['_OUTREACHDRAFT']._serialized_end=1698
-  _globals['_DRAFTOUTREACHREQUEST']._serialized_start=1700
-  _globals['_DRAFTOUTREACHREQUEST']._serialized_end=1761
-  _globals['_DRAFTOUTREACHRESPONSE']._serialized_start=1764
-  _globals['_DRAFTOUTREACHRESPONSE']._serialized_end=1897
-  _globals['_SKIPPEDACCOUNT']._serialized_start=1899
-  _globals['_SKIPPEDACCOUNT']._serialized_end=1951
-  _globals['_ACCOUNT']._serialized_start=1954
-  _globals['_ACCOUNT']._serialized_end=2183
-  _globals['_UPSERTACCOUNTSREQUEST']._serialized_start=2185
-  _globals['_UPSERTACCOUNTSREQUEST']._serialized_end=2258
-  _globals['_UPSERTACCOUNTSRESPONSE']._serialized_start=2260
-  _globals['_UPSERTACCOUNTSRESPONSE']._serialized_end=2318
-  _globals['_LISTDRAFTSREQUEST']._serialized_start=2320
-  _globals['_LISTDRAFTSREQUEST']._serialized_end=2408
-  _globals['_LISTDRAFTSRESPONSE']._serialized_start=2410
-  _globals['_LISTDRAFTSRESPONSE']._serialized_end=2484
-  _globals['_REVIEWDRAFTREQUEST']._serialized_start=2487
-  _globals['_REVIEWDRAFTREQUEST']._serialized_end=2639
-  _globals['_REVIEWDRAFTRESPONSE']._serialized_start=2641
-  _globals['_REVIEWDRAFTRESPONSE']._serialized_end=2715
-  _globals['_OUTREACHSERVICE']._serialized_start=3146
-  _globals['_OUTREACHSERVICE']._serialized_end=3789
+  _globals['_RISKKIND']._serialized_start=3096
+  _globals['_RISKKIND']._serialized_end=3247
+  _globals['_DRAFTSTATE']._serialized_start=3250
+  _globals['_DRAFTSTATE']._serialized_end=3397
+  _globals['_REVIEWACTION']._serialized_start=3399
+  _globals['_REVIEWACTION']._serialized_end=3521
+  _globals['_USAGEEVENT']._serialized_start=163
+  _globals['_USAGEEVENT']._serialized_end=396
+  _globals['_RECORDUSAGEREQUEST']._serialized_start=398
+  _globals['_RECORDUSAGEREQUEST']._serialized_end=519
+  _globals['_REJECTEDEVENT']._serialized_start=521
+  _globals['_REJECTEDEVENT']._serialized_end=570
+  _globals['_RECORDUSAGERESPONSE']._serialized_start=573
+  _globals['_RECORDUSAGERESPONSE']._serialized_end=702
+  _globals['_EVIDENCE']._serialized_start=704
+  _globals['_EVIDENCE']._serialized_end=780
+  _globals['_RISKFINDING']._serialized_start=783
+  _globals['_RISKFINDING']._serialized_end=1208
+  _globals['_DETECTRISKSREQUEST']._serialized_start=1210
+  _globals['_DETECTRISKSREQUEST']._serialized_end=1292
+  _globals['_DETECTRISKSRESPONSE']._serialized_start=1294
+  _globals['_DETECTRISKSRESPONSE']._serialized_end=1369
+  _globals['_OUTREACHDRAFT']._serialized_start=1372
+  _globals['_OUTREACHDRAFT']._serialized_end=1732
+  _globals['_DRAFTOUTREACHREQUEST']._serialized_start=1734
+  _globals['_DRAFTOUTREACHREQUEST']._serialized_end=1795
+  _globals['_DRAFTOUTREACHRESPONSE']._serialized_start=1798
+  _globals['_DRAFTOUTREACHRESPONSE']._serialized_end=1931
+  _globals['_SKIPPEDACCOUNT']._serialized_start=1933
+  _globals['_SKIPPEDACCOUNT']._serialized_end=1985
+  _globals['_ACCOUNT']._serialized_start=1988
+  _globals['_ACCOUNT']._serialized_end=2217
+  _globals['_UPSERTACCOUNTSREQUEST']._serialized_start=2219
+  _globals['_UPSERTACCOUNTSREQUEST']._serialized_end=2292
+  _globals['_UPSERTACCOUNTSRESPONSE']._serialized_start=2294
+  _globals['_UPSERTACCOUNTSRESPONSE']._serialized_end=2352
+  _globals['_LISTDRAFTSREQUEST']._serialized_start=2354
+  _globals['_LISTDRAFTSREQUEST']._serialized_end=2442
+  _globals['_LISTDRAFTSRESPONSE']._serialized_start=2444
+  _globals['_LISTDRAFTSRESPONSE']._serialized_end=2518
+  _globals['_REVIEWDRAFTREQUEST']._serialized_start=2521
+  _globals['_REVIEWDRAFTREQUEST']._serialized_end=2673
+  _globals['_REVIEWDRAFTRESPONSE']._serialized_start=2675
+  _globals['_REVIEWDRAFTRESPONSE']._serialized_end=2749
+  _globals['_RECORDREPLYROUTEREQUEST']._serialized_start=2752
+  _globals['_RECORDREPLYROUTEREQUEST']._serialized_end=2906
+  _globals['_RECORDREPLYROUTERESPONSE']._serialized_start=2908
+  _globals['_RECORDREPLYROUTERESPONSE']._serialized_end=2969
+  _globals['_DELETEREPLYROUTESREQUEST']._serialized_start=2971
+  _globals['_DELETEREPLYROUTESREQUEST']._serialized_end=3047
+  _globals['_DELETEREPLYROUTESRESPONSE']._serialized_start=3049
+  _globals['_DELETEREPLYROUTESRESPONSE']._serialized_end=3093
+  _globals['_OUTREACHSERVICE']._serialized_start=3524
+  _globals['_OUTREACHSERVICE']._serialized_end=4404
 # @@protoc_insertion_point(module_scope)

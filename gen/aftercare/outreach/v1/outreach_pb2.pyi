@@ -1,6 +1,7 @@
 import datetime
 
 from aftercare.type.v1 import answer_pb2 as _answer_pb2
+from aftercare.type.v1 import customer_pb2 as _customer_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -285,3 +286,37 @@ class ReviewDraftResponse(_message.Message):
     DRAFT_FIELD_NUMBER: _ClassVar[int]
     draft: OutreachDraft
     def __init__(self, draft: _Optional[_Union[OutreachDraft, _Mapping]] = ...) -> None: ...
+
+class RecordReplyRouteRequest(_message.Message):
+    __slots__ = ("customer", "conversation_id", "address", "subject", "message_id")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    customer: _customer_pb2.CustomerRef
+    conversation_id: str
+    address: str
+    subject: str
+    message_id: str
+    def __init__(self, customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation_id: _Optional[str] = ..., address: _Optional[str] = ..., subject: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
+
+class RecordReplyRouteResponse(_message.Message):
+    __slots__ = ("created", "recorded")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    recorded: bool
+    def __init__(self, created: _Optional[bool] = ..., recorded: _Optional[bool] = ...) -> None: ...
+
+class DeleteReplyRoutesRequest(_message.Message):
+    __slots__ = ("customer",)
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    customer: _customer_pb2.CustomerRef
+    def __init__(self, customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ...) -> None: ...
+
+class DeleteReplyRoutesResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...

@@ -67,6 +67,16 @@ class OutreachServiceStub:
                 request_serializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsRequest.SerializeToString,
                 response_deserializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsResponse.FromString,
                 _registered_method=True)
+        self.RecordReplyRoute = channel.unary_unary(
+                '/aftercare.outreach.v1.OutreachService/RecordReplyRoute',
+                request_serializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.RecordReplyRouteRequest.SerializeToString,
+                response_deserializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.RecordReplyRouteResponse.FromString,
+                _registered_method=True)
+        self.DeleteReplyRoutes = channel.unary_unary(
+                '/aftercare.outreach.v1.OutreachService/DeleteReplyRoutes',
+                request_serializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.DeleteReplyRoutesRequest.SerializeToString,
+                response_deserializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.DeleteReplyRoutesResponse.FromString,
+                _registered_method=True)
 
 
 class OutreachServiceServicer:
@@ -118,6 +128,24 @@ class OutreachServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordReplyRoute(self, request, context):
+        """RecordReplyRoute records where agents' replies to an email conversation go
+        (the customer's address, the thread's subject and the inbound Message-ID),
+        so that outreach can deliver them threaded; called by the email intake for
+        every inbound mail. Idempotent: a repeated mail changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteReplyRoutes(self, request, context):
+        """DeleteReplyRoutes erases every reply route of one customer (their address
+        with it): part of deleting a customer's data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OutreachServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +178,16 @@ def add_OutreachServiceServicer_to_server(servicer, server):
                     servicer.UpsertAccounts,
                     request_deserializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsRequest.FromString,
                     response_serializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsResponse.SerializeToString,
+            ),
+            'RecordReplyRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordReplyRoute,
+                    request_deserializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.RecordReplyRouteRequest.FromString,
+                    response_serializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.RecordReplyRouteResponse.SerializeToString,
+            ),
+            'DeleteReplyRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteReplyRoutes,
+                    request_deserializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.DeleteReplyRoutesRequest.FromString,
+                    response_serializer=aftercare_dot_outreach_dot_v1_dot_outreach__pb2.DeleteReplyRoutesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -317,6 +355,60 @@ class OutreachService:
             '/aftercare.outreach.v1.OutreachService/UpsertAccounts',
             aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsRequest.SerializeToString,
             aftercare_dot_outreach_dot_v1_dot_outreach__pb2.UpsertAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordReplyRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.outreach.v1.OutreachService/RecordReplyRoute',
+            aftercare_dot_outreach_dot_v1_dot_outreach__pb2.RecordReplyRouteRequest.SerializeToString,
+            aftercare_dot_outreach_dot_v1_dot_outreach__pb2.RecordReplyRouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteReplyRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.outreach.v1.OutreachService/DeleteReplyRoutes',
+            aftercare_dot_outreach_dot_v1_dot_outreach__pb2.DeleteReplyRoutesRequest.SerializeToString,
+            aftercare_dot_outreach_dot_v1_dot_outreach__pb2.DeleteReplyRoutesResponse.FromString,
             options,
             channel_credentials,
             insecure,
