@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
@@ -79,6 +81,14 @@ def _time(message: ProtoMessage, field: str) -> datetime | None:
     timestamp: Timestamp = getattr(message, field)
     moment: datetime = timestamp.ToDatetime(tzinfo=UTC)
     return moment
+
+
+def _whole_seconds(message: ProtoMessage, field: str) -> int | None:
+    """A Duration field in whole seconds, rounded up (a wait is never shown shorter); None when unset."""
+    if not message.HasField(field):
+        return None
+    duration: Duration = getattr(message, field)
+    return math.ceil(duration.ToTimedelta().total_seconds())
 
 
 # --- shared ----------------------------------------------------------------
@@ -202,9 +212,19 @@ class MessageReply(BaseModel):
     calibration_version: str = Field(
         description="Id of the fit that scored the confidence ('uncalibrated' when there is none)."
     )
-    decision: Literal["unspecified", "answered", "escalated", "clarify"]
-    decision_reason: str = Field(description="Stable reason code, e.g. 'confident', 'low_confidence'.")
+    decision: Literal["unspecified", "answered", "escalated", "clarify", "forwarded"] = Field(
+        description="'forwarded': a human has the conversation; the message went to them, `reply` is empty "
+        "and the agent answers on the conversation (its event stream)."
+    )
+    decision_reason: str = Field(description="Stable reason code, e.g. 'confident', 'low_confidence', 'with_agent'.")
     handoff_id: str | None = Field(description="Set when the conversation was handed to a human.")
+    handoff_reference: str | None = Field(
+        default=None, description="The handoff's reference for the customer (e.g. 'HO-7KQ2M9'), when escalated "
+        "or forwarded."
+    )
+    expected_wait_s: int | None = Field(
+        default=None, description="Expected seconds until an agent takes the conversation; null when not waiting."
+    )
     threshold: float = Field(description="Confidence threshold in force; below it the AI hands over.")
     turn_index: int = Field(description="Position of this turn in the stored conversation, from 0.")
     trace_id: str = Field(description="OpenTelemetry trace id of this request.")
@@ -224,6 +244,8 @@ class MessageReply(BaseModel):
             decision=enum_name(concierge_pb2.Decision, response.decision),
             decision_reason=response.decision_reason,
             handoff_id=response.handoff_id or None,
+            handoff_reference=response.handoff_reference or None,
+            expected_wait_s=_whole_seconds(response, "expected_wait"),
             threshold=response.confidence.threshold,
             turn_index=response.turn_index,
             trace_id=trace_id,
@@ -257,6 +279,16 @@ class ConversationMessage(BaseModel):
     role: Literal["unspecified", "customer", "assistant", "agent"]
     text: str
     sent_at: datetime | None
+    author_name: str | None = Field(default=None, description="For an agent's message: the name shown.")
+
+    @classmethod
+    def from_proto(cls, message: conversation_pb2.Message) -> ConversationMessage:
+        return cls(
+            role=enum_name(conversation_pb2.Role, message.role),
+            text=message.text,
+            sent_at=_time(message, "sent_at"),
+            author_name=message.author_name or None,
+        )
 
 
 class AiAttempt(BaseModel):
@@ -322,6 +354,76 @@ class ContextPackage(BaseModel):
         )
 
 
+HandoffStateLabel = Literal[
+    "unspecified", "waiting", "assigned", "waiting_on_customer", "reopened", "resolved"
+]
+
+
+class ThreadMessage(BaseModel):
+    """One message of the human part of a conversation: the customer's while a human had it, or an agent's."""
+
+    message_id: str = Field(description="Server-assigned id; a channel integration's idempotency key.")
+    sequence: int = Field(description="Position in the conversation's thread, from 1, gapless (the SSE event id).")
+    role: Literal["unspecified", "customer", "assistant", "agent"]
+    author_name: str | None = Field(description="For an agent's message: the name shown to the customer.")
+    text: str
+    sent_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, message: escalation_pb2.ThreadMessage) -> ThreadMessage:
+        return cls(
+            message_id=message.message_id,
+            sequence=message.sequence,
+            role=enum_name(conversation_pb2.Role, message.message.role),
+            author_name=message.author_name or message.message.author_name or None,
+            text=message.message.text,
+            sent_at=_time(message.message, "sent_at"),
+        )
+
+
+class HandoffStatus(BaseModel):
+    """What a customer may see of the handoff of their conversation (data of an SSE `handoff` event)."""
+
+    handoff_id: str
+    reference: str = Field(description="Human-readable reference, e.g. 'HO-7KQ2M9'.")
+    state: HandoffStateLabel
+    expected_wait_s: int | None = Field(description="While waiting: expected seconds until an agent takes it.")
+    queue_position: int | None = Field(description="While waiting: position in its queue, from 1.")
+    csat_rating: int | None = Field(description="The customer's rating, 1 to 5; null when not rated.")
+
+    @classmethod
+    def from_proto(cls, handoff: escalation_pb2.Handoff) -> HandoffStatus:
+        return cls(
+            handoff_id=handoff.handoff_id,
+            reference=handoff.reference,
+            state=enum_name(escalation_pb2.HandoffState, handoff.state),
+            expected_wait_s=_whole_seconds(handoff, "expected_wait"),
+            queue_position=handoff.queue_position or None,
+            csat_rating=handoff.csat_rating or None,
+        )
+
+
+class HandoffEvent(BaseModel):
+    """One timestamped step of a handoff's life."""
+
+    kind: Literal[
+        "unspecified", "created", "assigned", "agent_replied", "customer_wrote", "escalated_again", "resolved",
+        "reopened", "rated",
+    ]
+    at: datetime | None
+    actor: str = Field(description="An agent id, 'customer' or 'ai'.")
+    state: HandoffStateLabel = Field(description="The handoff's state after it.")
+
+    @classmethod
+    def from_proto(cls, event: escalation_pb2.HandoffEvent) -> HandoffEvent:
+        return cls(
+            kind=enum_name(escalation_pb2.HandoffEventKind, event.kind),
+            at=_time(event, "at"),
+            actor=event.actor,
+            state=enum_name(escalation_pb2.HandoffState, event.state),
+        )
+
+
 class HandoffReply(BaseModel):
     handoff_id: str
     tenant_id: str
@@ -334,7 +436,7 @@ class HandoffReply(BaseModel):
     ]
     queue: str
     priority: int = Field(description="0 (can wait) to 100 (now).")
-    state: Literal["unspecified", "waiting", "assigned", "resolved"]
+    state: HandoffStateLabel
     assigned_agent_id: str | None
     context: ContextPackage | None
     created_at: datetime | None
@@ -345,6 +447,13 @@ class HandoffReply(BaseModel):
     resolved_at: datetime | None
     resolved_by_agent_id: str | None
     resolution: str | None
+    reference: str = Field(default="", description="Human-readable reference the customer is given.")
+    history: list[HandoffEvent] = Field(default_factory=list, description="Every step of its life, oldest first.")
+    first_replied_at: datetime | None = None
+    expected_wait_s: int | None = Field(default=None, description="While waiting: expected seconds until taken.")
+    queue_position: int | None = Field(default=None, description="While waiting: position in its queue, from 1.")
+    csat_rating: int | None = Field(default=None, description="The customer's rating, 1 to 5; null when not rated.")
+    thread_messages: int = Field(default=0, description="Messages in its thread (customer and agents) so far.")
 
     @classmethod
     def from_proto(cls, handoff: escalation_pb2.Handoff) -> HandoffReply:
@@ -353,16 +462,9 @@ class HandoffReply(BaseModel):
             handoff_id=handoff.handoff_id,
             tenant_id=handoff.customer.tenant_id,
             customer_id=handoff.customer.customer_id,
-            conversation_id=conversation.conversation_id,
+            conversation_id=handoff.conversation_id or conversation.conversation_id,
             channel=enum_name(conversation_pb2.Channel, conversation.channel),
-            messages=[
-                ConversationMessage(
-                    role=enum_name(conversation_pb2.Role, m.role),
-                    text=m.text,
-                    sent_at=_time(m, "sent_at"),
-                )
-                for m in conversation.messages
-            ],
+            messages=[ConversationMessage.from_proto(m) for m in conversation.messages],
             reason=enum_name(escalation_pb2.HandoffReason, handoff.reason),
             queue=handoff.queue,
             priority=handoff.priority,
@@ -377,7 +479,28 @@ class HandoffReply(BaseModel):
             resolved_at=_time(handoff, "resolved_at"),
             resolved_by_agent_id=handoff.resolved_by_agent_id or None,
             resolution=handoff.resolution or None,
+            reference=handoff.reference,
+            history=[HandoffEvent.from_proto(e) for e in handoff.history],
+            first_replied_at=_time(handoff, "first_replied_at"),
+            expected_wait_s=_whole_seconds(handoff, "expected_wait"),
+            queue_position=handoff.queue_position or None,
+            csat_rating=handoff.csat_rating or None,
+            thread_messages=handoff.thread_messages,
         )
+
+
+class HandoffDetailReply(HandoffReply):
+    """One handoff with its conversation's thread."""
+
+    thread: list[ThreadMessage] = Field(
+        description="The conversation's thread (customer's messages while a human had it, agents' replies), "
+        "oldest first."
+    )
+
+    @classmethod
+    def from_get_response(cls, response: escalation_pb2.GetHandoffResponse) -> HandoffDetailReply:
+        handoff = HandoffReply.from_proto(response.handoff)
+        return cls(**dict(handoff), thread=[ThreadMessage.from_proto(m) for m in response.thread])
 
 
 # --- knowledge base (retrieval) --------------------------------------------
@@ -567,7 +690,8 @@ class EmailIntakeRequest(_Request):
         min_length=3,
         max_length=320,
         pattern=r"^[^@\s]+@[^@\s]+$",
-        description="Sender address. It is not stored: the customer id is a pseudonym of it (see the reply).",
+        description="Sender address. The customer id is a pseudonym of it (see the reply); the address "
+        "itself is kept only by outreach, to send agents' replies, and erased with the customer's data.",
     )
     subject: str = Field(default="", max_length=300)
     body: str = Field(min_length=1, max_length=3600, description="Plain-text body, quoted history removed.")
@@ -575,6 +699,13 @@ class EmailIntakeRequest(_Request):
         default=None,
         description="The mail system's thread or ticket id; replies in one thread share a conversation. "
         "When omitted, the sender and the subject (without Re:/Fwd:) name the conversation.",
+    )
+    message_id: str | None = Field(
+        default=None,
+        max_length=900,
+        pattern=r"^<?[^<>\s@]+@[^<>\s@]+>?$",
+        description="The mail's Message-ID header, e.g. '<abc@mail.example>': agents' replies answer it "
+        "(In-Reply-To), so the customer's mail client threads them.",
     )
 
     def customer_id(self, tenant_id: str, pseudonym_key: bytes) -> str:
@@ -589,6 +720,8 @@ class EmailIntakeRequest(_Request):
         subject = self.subject
         while (stripped := _REPLY_PREFIX.sub("", subject, count=1)) != subject:
             subject = stripped
+        # An answer to an agent's reply ("Re: <subject> [HO-7KQ2M9]") stays in the conversation.
+        subject = _HANDOFF_TAG.sub("", subject)
         thread = f"{customer_id}\n{subject.strip().casefold()}"
         return "email-" + hashlib.sha256(thread.encode()).hexdigest()[:24]
 
@@ -602,15 +735,27 @@ class EmailIntakeRequest(_Request):
             channel=conversation_pb2.CHANNEL_EMAIL,
         )
 
+    def reply_route(self, converse: concierge_pb2.ConverseRequest) -> outreach_pb2.RecordReplyRouteRequest:
+        """Where agents' replies to this conversation go. Outreach keeps the address for that
+        alone (erased with the customer's data); the gateway stores and logs only the pseudonym."""
+        return outreach_pb2.RecordReplyRouteRequest(
+            customer=converse.customer,
+            conversation_id=converse.conversation_id,
+            address=self.sender.strip(),
+            subject=self.subject,
+            message_id=self.message_id or "",
+        )
+
 
 class EmailIntakeReply(MessageReply):
     customer_id: str = Field(
-        description="The sender's pseudonymous customer id (the address is never stored): "
+        description="The sender's pseudonymous customer id (the address is kept only for replies): "
         "use it to read the conversation back."
     )
 
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|fwd?|aw|wg|tr)\s*:\s*", re.IGNORECASE)
+_HANDOFF_TAG = re.compile(r"\s*\[HO-[0-9A-Z]{4,12}\]\s*$", re.IGNORECASE)
 
 
 # --- Tier 0 (triage) -------------------------------------------------------
@@ -783,7 +928,7 @@ class DeleteDocumentReply(BaseModel):
 
 # --- handoffs: queue, reply, resolve (escalation) ---------------------------
 
-HandoffStateName = Literal["waiting", "assigned", "resolved"]
+HandoffStateName = Literal["waiting", "assigned", "waiting_on_customer", "reopened", "resolved"]
 
 
 def _expected_version() -> Any:
@@ -814,6 +959,17 @@ class AgentReplyRequest(_Request):
     final_text: str = Field(min_length=1, max_length=10_000, description="What the agent sent the customer.")
     intent_correction: IntentCorrection | None = None
     expected_version: StrictInt = _expected_version()
+    client_message_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Your id of this Send: a retry with the same id stores and delivers nothing new and returns "
+        "the first result.",
+    )
+    agent_name: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Name shown to the customer; 'Support agent' "
+        "when omitted."
+    )
 
     def to_proto(self, tenant_id: str, handoff_id: str, agent_id: str) -> escalation_pb2.SubmitAgentReplyRequest:
         correction = self.intent_correction
@@ -823,6 +979,8 @@ class AgentReplyRequest(_Request):
             agent_id=agent_id,
             final_text=self.final_text,
             expected_version=self.expected_version,
+            client_message_id=self.client_message_id or "",
+            agent_name=self.agent_name or "",
             intent_correction=escalation_pb2.IntentCorrection(
                 original_label=correction.original_label, corrected_label=correction.corrected_label
             )
@@ -835,6 +993,9 @@ class AgentReplyReply(BaseModel):
     draft_use: Literal["unspecified", "accepted", "edited", "rewritten", "discarded"]
     edit_ratio: float = Field(description="Normalised edit distance between the AI draft and the sent text.")
     handoff: HandoffReply | None = Field(description="The handoff after the reply.")
+    message: ThreadMessage | None = Field(
+        default=None, description="The reply as stored in the conversation and delivered to the customer."
+    )
 
     @classmethod
     def from_proto(cls, response: escalation_pb2.SubmitAgentReplyResponse) -> AgentReplyReply:
@@ -842,6 +1003,7 @@ class AgentReplyReply(BaseModel):
             draft_use=enum_name(escalation_pb2.DraftUse, response.draft_use),
             edit_ratio=response.edit_ratio,
             handoff=HandoffReply.from_proto(response.handoff) if response.HasField("handoff") else None,
+            message=ThreadMessage.from_proto(response.message) if response.HasField("message") else None,
         )
 
 
@@ -872,6 +1034,8 @@ class TopicPoint(BaseModel):
     automation_rate: float
     escalation_rate: float
     edit_rate: float
+    mean_csat: float = Field(description="Mean customer satisfaction (1-5) of the handoffs rated that day; 0 when none.")
+    csat_ratings: int = Field(description="Handoffs rated that day.")
 
 
 class TopicSeries(BaseModel):
@@ -935,6 +1099,8 @@ class TopicInsightsReply(BaseModel):
                             automation_rate=p.automation_rate,
                             escalation_rate=p.escalation_rate,
                             edit_rate=p.edit_rate,
+                            mean_csat=p.mean_csat,
+                            csat_ratings=p.csat_ratings,
                         )
                         for p in t.points
                     ],
@@ -1221,11 +1387,7 @@ class ConversationReply(BaseModel):
     def from_proto(cls, conversation_id: str, response: concierge_pb2.GetConversationResponse) -> ConversationReply:
         return cls(
             conversation_id=conversation_id,
-            messages=[
-                ConversationMessage(role=enum_name(conversation_pb2.Role, m.role), text=m.text,
-                                    sent_at=_time(m, "sent_at"))
-                for m in response.conversation.messages
-            ],
+            messages=[ConversationMessage.from_proto(m) for m in response.conversation.messages],
             turns=[
                 ConversationTurn(
                     customer_text=t.customer_text,
@@ -1236,3 +1398,86 @@ class ConversationReply(BaseModel):
                 for t in response.turns
             ],
         )
+
+
+# --- a handoff as a conversation: ratings, deliveries, settings (escalation) ----
+
+# Reopen windows a tenant may set: none (0) to 90 days, as escalation accepts.
+MAX_REOPEN_WINDOW_S = 90 * 24 * 3600
+
+
+class RateHandoffRequest(_Request):
+    rating: StrictInt = Field(ge=1, le=5, description="1 (very dissatisfied) to 5 (very satisfied).")
+    comment: str = Field(default="", max_length=2000)
+
+    def to_proto(self, tenant_id: str, customer_id: str, handoff_id: str) -> escalation_pb2.RateHandoffRequest:
+        return escalation_pb2.RateHandoffRequest(
+            customer=customer_pb2.CustomerRef(tenant_id=tenant_id, customer_id=customer_id),
+            handoff_id=handoff_id,
+            rating=self.rating,
+            comment=self.comment,
+        )
+
+
+class HandoffRatingReply(BaseModel):
+    changed: bool = Field(description="False when the handoff already had this same rating.")
+    csat_rating: int = Field(description="The rating now recorded, 1 to 5.")
+
+
+class Delivery(BaseModel):
+    """One agent message for a channel integration to deliver."""
+
+    message: ThreadMessage = Field(description="Its message_id is the integration's idempotency key.")
+    conversation_id: str
+    handoff_id: str
+    channel: Literal["unspecified", "chat", "email", "api"]
+    customer_id: str = Field(description="Who to deliver it to.")
+    reference: str = Field(description="The handoff's reference, e.g. for a subject line.")
+    cursor: str = Field(description="Position in the feed; pass the last one as `after`.")
+
+    @classmethod
+    def from_proto(cls, delivery: escalation_pb2.Delivery) -> Delivery:
+        message = delivery.message
+        return cls(
+            message=ThreadMessage.from_proto(message),
+            conversation_id=message.conversation_id,
+            handoff_id=message.handoff_id,
+            channel=enum_name(conversation_pb2.Channel, message.channel),
+            customer_id=delivery.customer.customer_id,
+            reference=delivery.reference,
+            cursor=delivery.cursor,
+        )
+
+
+class DeliveriesReply(BaseModel):
+    deliveries: list[Delivery] = Field(description="Oldest first.")
+    next_cursor: str = Field(description="Pass as `after` for what comes next (the same one when nothing came).")
+
+    @classmethod
+    def from_proto(cls, response: escalation_pb2.ListDeliveriesResponse) -> DeliveriesReply:
+        return cls(
+            deliveries=[Delivery.from_proto(d) for d in response.deliveries], next_cursor=response.next_cursor
+        )
+
+
+class HandoffSettingsRequest(_Request):
+    reopen_window_s: StrictInt = Field(
+        ge=0,
+        le=MAX_REOPEN_WINDOW_S,
+        description="How long after resolution a customer's new message reopens the handoff instead of going to "
+        "the AI; 0 never reopens.",
+    )
+
+    def to_proto(self) -> escalation_pb2.HandoffSettings:
+        window = Duration()
+        window.FromSeconds(self.reopen_window_s)
+        return escalation_pb2.HandoffSettings(reopen_window=window)
+
+
+class HandoffSettingsReply(BaseModel):
+    reopen_window_s: int = Field(description="Seconds after resolution in which the customer's new message reopens "
+                                 "the handoff; 0: never.")
+
+    @classmethod
+    def from_proto(cls, settings: escalation_pb2.HandoffSettings) -> HandoffSettingsReply:
+        return cls(reopen_window_s=int(settings.reopen_window.ToTimedelta().total_seconds()))

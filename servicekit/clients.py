@@ -28,6 +28,9 @@ MESH: dict[str, float] = {
     # One client stream carries a whole import: chunking and embedding take their time.
     "aftercare.retrieval.v1.RetrievalService/IngestDocuments": 600.0,
     "aftercare.outreach.v1.OutreachService/RecordUsage": 600.0,
+    # A watch streams until the watcher leaves; the gateway re-opens it after this, from
+    # the last event it relayed.
+    "aftercare.escalation.v1.EscalationService/WatchConversation": 300.0,
 }
 
 _RETRY_POLICY = {

@@ -9,7 +9,15 @@ const PRODUCT_CONTEXT = {
 };
 // Seconds on the page before the product reports the dwell (Tier 0 never interrupts at once).
 const DWELL_S = Number(new URLSearchParams(location.search).get("dwell") ?? 2);
+// When the conversation's event stream cannot be held, the stored conversation is polled instead.
 const AGENT_POLL_MS = 4000;
+const STATE_WORDS = {
+  waiting: "Waiting for a support agent",
+  assigned: "A support agent is on your conversation",
+  waiting_on_customer: "A support agent replied",
+  reopened: "Your conversation is open again",
+  resolved: "Resolved",
+};
 // Why streamed text was withdrawn, in the customer's words (by the outcome's stable reason codes).
 const RETRACTION_REASONS = {
   unsafe_promise: "it promised something the assistant cannot do",
@@ -32,7 +40,12 @@ startPage(async (main) => {
   const input = h("input", { name: "message", placeholder: "Ask a question…", autocomplete: "off", "aria-label": "Message", maxlength: 4000 });
   const send = h("button", { type: "submit" }, "Send");
   const form = h("form", {}, input, send);
-  let shownAgentMessages = 0;
+  const conversationPath = `/v1/conversations/${encodeURIComponent(conversationId)}`;
+  const customerQuery = `customer_id=${encodeURIComponent(customerId)}`;
+  // The human part of the conversation: the open (or last) handoff, as its events tell it.
+  let handoff = null;
+  const shownAgentMessages = new Set();
+  let events = null;
   let polling = null;
 
   clear(main,
@@ -55,19 +68,113 @@ startPage(async (main) => {
     return el;
   }
 
+  /** The same message from the stream and from a poll has the same time and text. */
+  function messageKey(message) { return `${Date.parse(message.sent_at) || ""}|${message.text}`; }
+
+  function showAgentMessage(message) {
+    const key = messageKey(message);
+    if (shownAgentMessages.has(key)) return;
+    shownAgentMessages.add(key);
+    const el = h("div", { class: "msg agent", "data-message-id": message.message_id || null },
+      h("div", { class: "author" }, message.author_name || "Support team"),
+      h("span", { class: "text" }, message.text),
+      h("div", { class: "meta" }, `support agent · ${clock(message.sent_at)}`));
+    log.append(el);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  /** Once handed over, follow the conversation's events: agents' messages and the handoff's state. */
+  function watchConversation() {
+    if (events) return;
+    events = followEvents(`${conversationPath}/events?${customerQuery}`, {
+      onOpen: stopPolling,
+      onEvent: (name, data) => {
+        if (name === "message" && data.role === "agent") showAgentMessage(data);
+        else if (name === "handoff") showHandoffState(data);
+      },
+      // The stream is not getting through: poll the stored conversation meanwhile (it keeps retrying).
+      onTrouble: (_error, failures) => { if (failures >= 2) startPolling(); },
+    });
+  }
+
+  function startPolling() {
+    if (polling) return;
+    pollAgentReplies();
+    polling = setInterval(pollAgentReplies, AGENT_POLL_MS);
+  }
+
+  function stopPolling() {
+    if (polling) clearInterval(polling);
+    polling = null;
+  }
+
   async function pollAgentReplies() {
-    // Once handed over, the agent's answers arrive in the stored conversation.
     try {
-      const history = await api("GET", `/v1/conversations/${encodeURIComponent(conversationId)}?customer_id=${encodeURIComponent(customerId)}`);
-      const fromAgents = history.messages.filter((m) => m.role === "agent");
-      for (const message of fromAgents.slice(shownAgentMessages)) {
-        const el = bubble("agent", message.text);
-        el.append(h("div", { class: "meta" }, "support agent"));
-      }
-      shownAgentMessages = fromAgents.length;
-    } catch (e) {
-      if (e instanceof ApiError && [404, 501].includes(e.status)) { clearInterval(polling); polling = null; }
+      const history = await api("GET", `${conversationPath}?${customerQuery}`);
+      for (const message of history.messages) if (message.role === "agent") showAgentMessage(message);
+    } catch { /* the stream is retried anyway; nothing to bother the customer with */ }
+  }
+
+  /** What the customer knows of the handoff: reference, state and wait, kept current; the rating once resolved. */
+  function showHandoffState(update) {
+    handoff = { ...(handoff || {}), ...update };
+    for (const status of log.querySelectorAll(".handoff-status")) status.replaceChildren(...statusLine(handoff));
+    const rated = handoff.csat_rating > 0;
+    if (handoff.state === "resolved" && !rated && !log.querySelector(`.csat[data-handoff="${CSS.escape(handoff.handoff_id)}"]`)) {
+      log.append(csatPrompt(handoff));
+      log.scrollTop = log.scrollHeight;
     }
+    if (handoff.state !== "resolved") for (const open of log.querySelectorAll(".csat:not(.done)")) open.remove();
+  }
+
+  function statusLine(state) {
+    const wait = ["waiting", "reopened"].includes(state.state) ? waitInWords(state.expected_wait_s) : null;
+    const position = state.state === "waiting" && state.queue_position > 0 ? `, number ${state.queue_position} in the queue` : "";
+    return [
+      h("span", { class: "state", "data-state": state.state }, STATE_WORDS[state.state] || state.state),
+      wait ? ` · expected wait ${wait}${position}` : position,
+    ];
+  }
+
+  /** One click, 1 to 5, after the handoff is resolved: feeds the team's CSAT. */
+  function csatPrompt(resolved) {
+    const status = h("span", { class: "error", role: "alert" });
+    const buttons = [1, 2, 3, 4, 5].map((n) =>
+      h("button", { type: "button", class: "secondary", "aria-label": `Rate ${n} of 5`, "data-rating": n }, String(n)));
+    const box = h("div", { class: "csat notice", role: "group", "aria-label": "Rate the help you got", "data-handoff": resolved.handoff_id },
+      h("div", {}, h("strong", {}, "How did we do? "), "1 = poor, 5 = great"),
+      h("div", { class: "row" }, buttons), status);
+    for (const button of buttons) {
+      button.addEventListener("click", async () => {
+        for (const b of buttons) b.disabled = true;
+        status.textContent = "";
+        try {
+          const path = `${conversationPath}/handoffs/${encodeURIComponent(resolved.handoff_id)}/rating?${customerQuery}`;
+          const result = await api("POST", path, { rating: Number(button.dataset.rating) });
+          handoff.csat_rating = result.csat_rating;
+          box.classList.add("done");
+          clear(box, h("span", { role: "status" }, `Thank you for your rating (${result.csat_rating} of 5).`));
+        } catch (e) {
+          for (const b of buttons) b.disabled = false;  // not stored: the customer may try again
+          status.textContent = describeError(e);
+        }
+      });
+    }
+    return box;
+  }
+
+  /** The notice shown when a person takes over: the reference, the wait, and a live status line. */
+  function handoffNotice(outcome, why) {
+    const reference = outcome.handoff_reference || outcome.handoff_id;
+    const wait = waitInWords(outcome.expected_wait_s);
+    handoff = { ...(handoff || {}), handoff_id: outcome.handoff_id, reference, state: handoff?.state || "waiting",
+                expected_wait_s: outcome.expected_wait_s };
+    return h("div", { class: "notice handoff-prompt", role: "status" },
+      h("strong", {}, "Handed to a support expert. "),
+      `${why}. A person from our support team has your conversation`
+        + (reference ? ` (reference ${reference})` : "") + " and will reply here."
+        + (wait ? ` Expected wait: ${wait}.` : ""),
+      h("div", { class: "handoff-status muted" }, statusLine(handoff)));
   }
 
   /** "Helpful" / "Not helpful" under an answer: the customer's verdict judges the AI's confidence. */
@@ -149,14 +256,19 @@ startPage(async (main) => {
         ? "Our AI's answer did not pass its checks, so it was withdrawn"
         : `Our AI was not confident enough to answer on its own (confidence ${percent(outcome.confidence)}, `
           + `threshold ${percent(outcome.threshold || 0.85)})`;
-      const prompt = h("div", { class: "notice handoff-prompt", role: "status" },
-        h("strong", {}, "Handed to a support expert. "),
-        `${why}. An expert has your conversation`
-          + (outcome.handoff_id ? ` (reference ${outcome.handoff_id})` : "") + " and will reply here.");
-      log.append(prompt);
-      if (!polling) polling = setInterval(pollAgentReplies, AGENT_POLL_MS);
+      log.append(handoffNotice(outcome, why));
+      watchConversation();
     }
     log.scrollTop = log.scrollHeight;
+  }
+
+  /** A person has the conversation: the message went to them, not to the AI. */
+  function showForwarded(mine, outcome) {
+    mine.append(h("div", { class: "meta delivered" }, "Delivered to the support team"));
+    if (outcome.handoff_id && outcome.handoff_id !== handoff?.handoff_id) {
+      handoff = { handoff_id: outcome.handoff_id, reference: outcome.handoff_reference, state: "assigned" };
+    }
+    watchConversation();
   }
 
   form.addEventListener("submit", async (event) => {
@@ -165,26 +277,57 @@ startPage(async (main) => {
     if (!text) return;
     input.value = "";
     send.disabled = true;
-    bubble("customer", text);
-    const answer = assistantBubble();
+    const mine = bubble("customer", text);
+    // While a person has the conversation the AI stays quiet: no typing bubble unless it answers after all.
+    const withPerson = handoff && handoff.state !== "resolved";
+    let answer = withPerson ? null : assistantBubble();
+    const answerBubble = () => (answer ??= assistantBubble());
     try {
-      await apiStream(`/v1/conversations/${encodeURIComponent(conversationId)}/messages/stream`,
+      await apiStream(`${conversationPath}/messages/stream`,
         { text, customer: { customer_id: customerId }, client_message_id: randomId("m-") },
         (name, data) => {
-          if (name === "delta") showDelta(answer, data.text);
-          else if (name === "retraction") showRetraction(answer, data);
-          else if (name === "outcome") showOutcome(answer, data);
-          else if (name === "error") answer.el.append(h("div", { class: "error" }, `\n${data.detail}`));
+          if (name === "delta") showDelta(answerBubble(), data.text);
+          else if (name === "retraction") showRetraction(answerBubble(), data);
+          else if (name === "outcome" && data.decision === "forwarded") {
+            answer?.el.remove();
+            answer = null;
+            showForwarded(mine, data);
+          } else if (name === "outcome") showOutcome(answerBubble(), data);
+          else if (name === "error") answerBubble().el.append(h("div", { class: "error" }, `\n${data.detail}`));
         });
     } catch (e) {
-      answer.el.append(h("div", { class: "error" }, describeError(e)));
+      answerBubble().el.append(h("div", { class: "error" }, describeError(e)));
     } finally {
-      endTyping(answer);
-      answer.el.classList.add("done");
+      if (answer) {
+        endTyping(answer);
+        answer.el.classList.add("done");
+      }
       send.disabled = false;
       input.focus();
     }
   });
+
+  /** A returning customer (same tab): show the stored conversation, and follow it if a person has it. */
+  async function restore() {
+    let history;
+    try {
+      history = await api("GET", `${conversationPath}?${customerQuery}`);
+    } catch { return; }  // a new conversation: nothing stored yet
+    if (log.childElementCount) return;  // the customer already started typing
+    for (const message of history.messages) {
+      if (message.role === "agent") showAgentMessage(message);
+      else if (["customer", "assistant"].includes(message.role)) bubble(message.role, message.text);
+    }
+    const handedOver = history.turns.filter((t) => t.outcome.handoff_id).pop();
+    if (handedOver) {
+      handoff = { handoff_id: handedOver.outcome.handoff_id, reference: handedOver.outcome.handoff_reference, state: "waiting" };
+      log.append(h("div", { class: "notice handoff-prompt", role: "status" },
+        h("strong", {}, "With our support team. "),
+        handoff.reference ? `Reference ${handoff.reference}.` : "",
+        h("div", { class: "handoff-status muted" }, statusLine(handoff))));
+      watchConversation();
+    }
+  }
 
   // Tier 0: after a short dwell, report the context; show at most one tip, quietly.
   setTimeout(async () => {
@@ -208,5 +351,6 @@ startPage(async (main) => {
     });
     document.body.append(card);
   }
+  restore();
   input.focus();
 });

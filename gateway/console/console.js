@@ -74,6 +74,31 @@ async function api(method, path, body) {
   return response.json();
 }
 
+/** Read a Server-Sent Events body; onEvent(name, data, id) per event (comments, e.g. pings, are skipped). */
+async function readEvents(response, onEvent) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value.replaceAll("\r\n", "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message";
+      let id = null;
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+        else if (line.startsWith("id:")) id = line.slice(3).trim();
+      }
+      if (data.length) onEvent(event, JSON.parse(data.join("\n")), id);
+    }
+  }
+}
+
 /** POST and read a Server-Sent Events answer; onEvent(name, data) per event. */
 async function apiStream(path, body, onEvent) {
   const response = await fetch(path, {
@@ -82,25 +107,52 @@ async function apiStream(path, body, onEvent) {
     body: JSON.stringify(body),
   });
   if (!response.ok) throw new ApiError(response.status, await problemOf(response));
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += value;
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let event = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) event = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
-      }
-      if (data.length) onEvent(event, JSON.parse(data.join("\n")));
-    }
+  await readEvents(response, onEvent);
+}
+
+function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
+
+/**
+ * Follow a GET Server-Sent Events stream for as long as the page wants it: reconnect when it ends
+ * or fails (backing off), resuming after the last event seen (Last-Event-ID), so nothing is missed
+ * or shown twice. fetch, not EventSource: EventSource cannot send the Authorization header.
+ * Callbacks: onEvent(name, data), onOpen(), onTrouble(error, failuresInARow). Returns { stop() }.
+ */
+function followEvents(path, { onEvent, onOpen, onTrouble }) {
+  let lastId = null;
+  let stopped = false;
+  let failures = 0;
+  let controller = null;
+
+  async function connectOnce() {
+    controller = new AbortController();
+    const headers = { Authorization: `Bearer ${apiKey()}`, Accept: "text/event-stream" };
+    if (lastId !== null) headers["Last-Event-ID"] = lastId;
+    const response = await fetch(path, { headers, signal: controller.signal, cache: "no-store" });
+    if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+    if (!(response.headers.get("content-type") || "").startsWith("text/event-stream")) throw new Error("not an event stream");
+    failures = 0;
+    onOpen?.();
+    await readEvents(response, (name, data, id) => {
+      if (id !== null) lastId = id;
+      onEvent(name, data);
+    });
   }
+
+  (async () => {
+    while (!stopped) {
+      try {
+        await connectOnce();
+      } catch (error) {
+        if (stopped) return;
+        failures += 1;
+        onTrouble?.(error, failures);
+      }
+      // A stream the server closed is reopened at once-ish; a failing one ever more slowly (at most 15 s).
+      await sleep(failures ? Math.min(15000, 500 * 2 ** failures) : 300);
+    }
+  })();
+  return { stop() { stopped = true; controller?.abort(); } };
 }
 
 function forgetKey() {
@@ -167,3 +219,14 @@ function randomId(prefix) {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   return prefix + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/** "about 4 min" from seconds; null when nothing useful is known. */
+function waitInWords(seconds) {
+  if (seconds === null || seconds === undefined || !(seconds > 0)) return null;
+  if (seconds < 60) return "under a minute";
+  if (seconds < 3600) return `about ${Math.round(seconds / 60)} min`;
+  return `about ${Math.round(seconds / 360) / 10} h`;
+}
+
+/** A time of day (hh:mm) for a chat message. */
+function clock(iso) { return iso ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : ""; }

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.routes import conversations, handoffs, insights, knowledge, outreach
+from gateway.routes import conversations, deliveries, events, handoffs, insights, knowledge, outreach
 
 ROUTERS: tuple[APIRouter, ...] = (
     conversations.router,
+    events.router,
     knowledge.router,
     handoffs.router,
+    deliveries.router,
     insights.router,
     outreach.router,
 )

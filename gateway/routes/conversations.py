@@ -13,10 +13,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from aftercare.concierge.v1 import concierge_pb2
+from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import customer_pb2
 from gateway.auth import ChannelKey, check_tenant
-from gateway.deps import BackendsDep, ConversationId, DocId, SettingsDep, TenantId
+from gateway.deps import BackendsDep, ConversationId, DocId, HandoffId, SettingsDep, TenantId
 from gateway.disconnect import until_client_leaves
 from gateway.models import (
     BrowsingEventRequest,
@@ -26,15 +27,17 @@ from gateway.models import (
     DismissRequest,
     EmailIntakeReply,
     EmailIntakeRequest,
+    HandoffRatingReply,
     Me,
     MessageReply,
     PostMessageRequest,
+    RateHandoffRequest,
     RateTurnRequest,
     RatingReply,
     RetractionEvent,
     SuggestionReply,
 )
-from gateway.problems import problem_responses, rpc_error_problem
+from gateway.problems import NotFoundProblem, problem_responses, rpc_error_problem
 from servicekit.tracing import current_trace_id
 
 router = APIRouter()
@@ -52,9 +55,14 @@ _SSE_DESCRIPTION = (
 )
 
 
-def _sse(event: str, data: BaseModel | dict[str, Any]) -> bytes:
-    payload = data.model_dump_json() if isinstance(data, BaseModel) else json.dumps(data)
-    return f"event: {event}\ndata: {payload}\n\n".encode()
+def sse_event(event: str, data: BaseModel | dict[str, Any] | bytes, event_id: int | None = None) -> bytes:
+    """One Server-Sent Event; `data` is a model, a dict or JSON already encoded (one line)."""
+    if isinstance(data, bytes):
+        payload = data.decode()
+    else:
+        payload = data.model_dump_json() if isinstance(data, BaseModel) else json.dumps(data)
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {payload}\n\n".encode()
 
 
 @router.get(
@@ -128,14 +136,14 @@ async def stream_message(
                 # One SSE event per backend event, yielded (and so written) at once: StreamingResponse and the
                 # pure-ASGI middleware pass each chunk straight to the server; nothing here batches them.
                 if kind == "delta":
-                    yield _sse("delta", DeltaEvent(text=message.delta))
+                    yield sse_event("delta", DeltaEvent(text=message.delta))
                 elif kind == "retraction":
-                    yield _sse("retraction", RetractionEvent.from_proto(message.retraction))
+                    yield sse_event("retraction", RetractionEvent.from_proto(message.retraction))
                 elif kind == "outcome":
-                    yield _sse("outcome", MessageReply.from_proto(conversation_id, message.outcome, trace_id))
+                    yield sse_event("outcome", MessageReply.from_proto(conversation_id, message.outcome, trace_id))
                 message = await call.read()
         except grpc.aio.AioRpcError as error:
-            yield _sse("error", json.loads(rpc_error_problem(error).body))
+            yield sse_event("error", rpc_error_problem(error).body)
         finally:
             call.cancel()  # the client went away, or we are done: free the backend
 
@@ -163,6 +171,9 @@ async def intake_email(
     http: Request,
 ) -> EmailIntakeReply:
     request = body.to_proto(key.tenant_id, settings.pseudonym_key.get_secret_value().encode())
+    # The route first: an agent's reply to this mail must find where to go. A failure here
+    # leaves nothing done, so the mail system's retry is safe.
+    await backends.outreach.stub.RecordReplyRoute(body.reply_route(request))
     call = backends.concierge.stub.Converse(request)
     response = await until_client_leaves(http, call)
     reply = MessageReply.from_proto(request.conversation_id, response, trace_id=current_trace_id())
@@ -241,3 +252,31 @@ async def rate_turn(
 ) -> RatingReply:
     response = await backends.concierge.stub.RateTurn(body.to_proto(key.tenant_id, conversation_id, turn_index))
     return RatingReply(changed=response.changed)
+
+
+@router.post(
+    "/v1/conversations/{conversation_id}/handoffs/{handoff_id}/rating",
+    response_model=HandoffRatingReply,
+    tags=["conversations"],
+    summary="The customer rates how a resolved handoff went (CSAT, 1 to 5); rating again replaces it.",
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 429, 503, 504),
+)
+async def rate_handoff(
+    conversation_id: ConversationId,
+    handoff_id: HandoffId,
+    body: RateHandoffRequest,
+    key: ChannelKey,
+    backends: BackendsDep,
+    customer_id: Annotated[str, Query(min_length=1, max_length=256, description="Whose conversation it is.")],
+) -> HandoffRatingReply:
+    # RateHandoff checks the customer; the conversation in the path is checked here, before anything is written.
+    found = await backends.escalation.stub.GetHandoff(
+        escalation_pb2.GetHandoffRequest(tenant_id=key.tenant_id, handoff_id=handoff_id)
+    )
+    handoff = found.handoff
+    owner = (handoff.conversation_id or handoff.conversation.conversation_id, handoff.customer.customer_id)
+    if owner != (conversation_id, customer_id):
+        # The same answer as for a handoff that does not exist: nothing about others' handoffs leaks.
+        raise NotFoundProblem("No such handoff in this customer's conversation.", "HANDOFF_NOT_FOUND")
+    response = await backends.escalation.stub.RateHandoff(body.to_proto(key.tenant_id, customer_id, handoff_id))
+    return HandoffRatingReply(changed=response.changed, csat_rating=response.handoff.csat_rating or body.rating)

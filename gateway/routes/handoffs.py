@@ -1,5 +1,7 @@
-"""The agent's side: the handoff queue, one handoff with its context package,
-the reply (recorded as feedback on the AI draft), resolution, and triage."""
+"""The agent's side: the handoff queue, one handoff with its context package
+and its conversation's thread, the reply (delivered to the customer and
+recorded as feedback on the AI draft), resolution, the tenant's handoff
+settings, and triage."""
 
 from __future__ import annotations
 
@@ -9,14 +11,17 @@ from fastapi import APIRouter, Query
 
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
-from gateway.auth import AgentKey
+from gateway.auth import AdminKey, AgentKey
 from gateway.deps import BackendsDep, HandoffId, TenantId
 from gateway.models import (
     AgentReplyReply,
     AgentReplyRequest,
     AssignRequest,
+    HandoffDetailReply,
     HandoffListReply,
     HandoffReply,
+    HandoffSettingsReply,
+    HandoffSettingsRequest,
     HandoffStateName,
     ResolveRequest,
     TierName,
@@ -59,14 +64,16 @@ async def list_handoffs(
 
 @router.get(
     "/v1/tenants/{tenant_id}/handoffs/{handoff_id}",
-    response_model=HandoffReply,
-    summary="One handoff with its context package.",
+    response_model=HandoffDetailReply,
+    summary="One handoff with its context package, its history and its conversation's thread.",
     responses=problem_responses(400, 401, 403, 404, 429, 503, 504),
 )
-async def get_handoff(tenant_id: TenantId, handoff_id: HandoffId, key: AgentKey, backends: BackendsDep) -> HandoffReply:
+async def get_handoff(
+    tenant_id: TenantId, handoff_id: HandoffId, key: AgentKey, backends: BackendsDep
+) -> HandoffDetailReply:
     request = escalation_pb2.GetHandoffRequest(tenant_id=key.tenant_id, handoff_id=handoff_id)
     response = await backends.escalation.stub.GetHandoff(request)
-    return HandoffReply.from_proto(response.handoff)
+    return HandoffDetailReply.from_get_response(response)
 
 
 @router.post(
@@ -92,7 +99,8 @@ async def assign_handoff(
 @router.post(
     "/v1/tenants/{tenant_id}/handoffs/{handoff_id}/replies",
     response_model=AgentReplyReply,
-    summary="Record what the agent sent; compared with the AI draft for the feedback loop.",
+    summary="Send the agent's reply: stored once (client_message_id) and delivered to the customer on the "
+    "conversation's channel; compared with the AI draft for the feedback loop.",
     responses=problem_responses(400, 401, 403, 404, 409, 413, 429, 503, 504),
 )
 async def reply_to_handoff(
@@ -130,6 +138,34 @@ async def resolve_handoff(
     )
     response = await backends.escalation.stub.ResolveHandoff(request)
     return HandoffReply.from_proto(response.handoff)
+
+
+@router.get(
+    "/v1/tenants/{tenant_id}/handoff-settings",
+    response_model=HandoffSettingsReply,
+    summary="The tenant's handoff settings (defaults when never set).",
+    responses=problem_responses(400, 401, 403, 429, 503, 504),
+)
+async def get_handoff_settings(tenant_id: TenantId, key: AdminKey, backends: BackendsDep) -> HandoffSettingsReply:
+    response = await backends.escalation.stub.GetHandoffSettings(
+        escalation_pb2.GetHandoffSettingsRequest(tenant_id=key.tenant_id)
+    )
+    return HandoffSettingsReply.from_proto(response.settings)
+
+
+@router.put(
+    "/v1/tenants/{tenant_id}/handoff-settings",
+    response_model=HandoffSettingsReply,
+    summary="Set the tenant's handoff settings: how long a resolved handoff reopens when the customer writes.",
+    responses=problem_responses(400, 401, 403, 413, 429, 503, 504),
+)
+async def update_handoff_settings(
+    tenant_id: TenantId, body: HandoffSettingsRequest, key: AdminKey, backends: BackendsDep
+) -> HandoffSettingsReply:
+    response = await backends.escalation.stub.UpdateHandoffSettings(
+        escalation_pb2.UpdateHandoffSettingsRequest(tenant_id=key.tenant_id, settings=body.to_proto())
+    )
+    return HandoffSettingsReply.from_proto(response.settings)
 
 
 @router.post(

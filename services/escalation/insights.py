@@ -32,6 +32,7 @@ from services.escalation.store import (
     AGENT_JUDGEMENT,
     CUSTOMER_JUDGEMENT,
     ContactRecord,
+    CsatStat,
     GapQuestion,
     HandoffStore,
     JudgementRecord,
@@ -72,6 +73,7 @@ def topic_series(
     start: dt.datetime,
     end: dt.datetime,
     *,
+    ratings: Sequence[CsatStat] = (),
     drop_threshold: float,
     baseline_days: int,
     min_contacts: int,
@@ -84,13 +86,16 @@ def topic_series(
     replies_by_topic: dict[str, dict[dt.date, list[ReplyStat]]] = defaultdict(lambda: defaultdict(list))
     for reply in replies:
         replies_by_topic[reply.intent or UNCLASSIFIED][_day(reply.at)].append(reply)
+    ratings_by_topic: dict[str, dict[dt.date, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for rated in ratings:
+        ratings_by_topic[rated.intent or UNCLASSIFIED][_day(rated.at)].append(rated.rating)
     first_day, last_day = _day(start), _day(end - dt.timedelta(microseconds=1))
     days = [first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1)]
 
     series = []
-    for topic in sorted(set(by_topic) | set(replies_by_topic)):
-        daily, daily_replies = by_topic[topic], replies_by_topic[topic]
-        if not any(daily.get(day) or daily_replies.get(day) for day in days):
+    for topic in sorted(set(by_topic) | set(replies_by_topic) | set(ratings_by_topic)):
+        daily, daily_replies, daily_ratings = by_topic[topic], replies_by_topic[topic], ratings_by_topic[topic]
+        if not any(daily.get(day) or daily_replies.get(day) or daily_ratings.get(day) for day in days):
             continue  # only baseline days before the window: not a topic of this period
         result = escalation_pb2.TopicSeries(topic=topic)
         for day in days:
@@ -98,6 +103,7 @@ def topic_series(
             day_replies = [r for r in daily_replies.get(day, []) if start <= r.at < end]
             count = len(day_contacts)
             scored = [c.confidence for c in day_contacts if c.confidence is not None]
+            day_ratings = daily_ratings.get(day, [])
             point = escalation_pb2.TopicPoint(
                 contacts=count,
                 mean_confidence=round(_mean(scored), 4),
@@ -108,6 +114,8 @@ def topic_series(
                     if day_replies
                     else 0.0
                 ),
+                mean_csat=round(_mean(day_ratings), 4),
+                csat_ratings=len(day_ratings),
             )
             point.day.FromDatetime(_midnight(day))
             result.points.append(point)
@@ -303,6 +311,7 @@ class InsightsEngine:
             data.replies,
             start,
             end,
+            ratings=data.ratings,
             drop_threshold=self._settings.drop_threshold,
             baseline_days=self._settings.drop_baseline_days,
             min_contacts=self._settings.drop_min_contacts,

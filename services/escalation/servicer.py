@@ -46,7 +46,7 @@ from services.escalation.store import (
     WrongState,
 )
 from services.escalation.thread import ConversationNotFound, CustomerMessage, ThreadStore
-from services.escalation.watch import Notifier, watch
+from services.escalation.watch import Notifier, check_owner, watch
 
 log = structlog.get_logger("services.escalation")
 
@@ -154,6 +154,12 @@ def _check_text(problems: Violations, value: str, field: str, limit: int) -> Non
         problems.add(field, "required")
     elif len(value) > limit:
         problems.add(field, f"at most {limit} characters")
+    _check_no_nul(problems, value, field)
+
+
+def _check_no_nul(problems: Violations, value: str, field: str) -> None:
+    # PostgreSQL cannot store NUL in text: refuse it here rather than fail on write.
+    problems.check("\x00" not in value, field, "must not contain NUL characters")
 
 
 def _query_fingerprint(tenant_id: str, queue: str, states: tuple[int, ...], tier: int = 0) -> str:
@@ -428,6 +434,8 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         problems.check(
             len(request.agent_name) <= MAX_AGENT_NAME_CHARS, "agent_name", f"at most {MAX_AGENT_NAME_CHARS} characters"
         )
+        _check_no_nul(problems, request.agent_name, "agent_name")
+        _check_no_nul(problems, request.client_message_id, "client_message_id")
         problems.raise_if_any()
         final_text = request.final_text
         # Without the console's id a retried Send cannot be recognised: it is a new message.
@@ -693,6 +701,10 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
                 f"at most {self._watch_max_streams} conversations are watched at once here; retry later",
                 reason="TOO_MANY_WATCHERS",
             )
+        await check_owner(self._thread, request)
+        # Headers now, so that a caller learns the stream is open before the first event
+        # (a conversation without a handoff yet may have none for a long time).
+        await context.send_initial_metadata(())
         async for event in watch(self._thread, self._notifier, request, poll_s=self._watch_poll_s, batch=WATCH_BATCH):
             yield event
 
@@ -727,6 +739,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         _check_id(problems, request.handoff_id, "handoff_id")
         problems.check(1 <= request.rating <= 5, "rating", "must be between 1 and 5")
         problems.check(len(request.comment) <= MAX_COMMENT_CHARS, "comment", f"at most {MAX_COMMENT_CHARS} characters")
+        _check_no_nul(problems, request.comment, "comment")
         problems.raise_if_any()
         tenant_id = request.customer.tenant_id
         try:
@@ -786,6 +799,7 @@ def _check_client_message_id(problems: Violations, value: str) -> None:
         problems.add("client_message_id", "required")
     elif len(value) > MAX_CLIENT_MESSAGE_ID_CHARS:
         problems.add("client_message_id", f"at most {MAX_CLIENT_MESSAGE_ID_CHARS} characters")
+    _check_no_nul(problems, value, "client_message_id")
 
 
 def _validate_conversation_read(

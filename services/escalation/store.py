@@ -181,6 +181,15 @@ class ReplyStat:
 
 
 @dataclass(frozen=True)
+class CsatStat:
+    """A customer's satisfaction rating (1 to 5) of a resolved handoff, when it was given."""
+
+    at: dt.datetime
+    intent: str
+    rating: int
+
+
+@dataclass(frozen=True)
 class GapQuestion:
     text: str
     at: dt.datetime
@@ -200,6 +209,7 @@ class JudgementRecord:
 class InsightData:
     contacts: list[ContactRecord] = field(default_factory=list)
     replies: list[ReplyStat] = field(default_factory=list)
+    ratings: list[CsatStat] = field(default_factory=list)
     judgements: list[JudgementRecord] = field(default_factory=list)
 
 
@@ -887,6 +897,15 @@ class HandoffStore:
                 )
             ):
                 data.replies.append(ReplyStat(created_at, intent, draft_use))
+            for rated_at, intent, rating in session.execute(
+                sa.select(HandoffRow.rated_at, HandoffRow.intent, HandoffRow.csat_rating).where(
+                    HandoffRow.tenant_id == tenant_id,
+                    HandoffRow.csat_rating > 0,
+                    HandoffRow.rated_at >= start,
+                    HandoffRow.rated_at < end,
+                )
+            ):
+                data.ratings.append(CsatStat(rated_at, intent, rating))
             for answered_at, source, confidence, correct in session.execute(
                 sa.select(
                     AnswerJudgementRow.answered_at,

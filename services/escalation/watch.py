@@ -57,6 +57,13 @@ def _wait_view(handoff: escalation_pb2.Handoff) -> tuple[int, int]:
     return handoff.queue_position, handoff.expected_wait.seconds
 
 
+async def check_owner(store: ThreadStore, request: escalation_pb2.WatchConversationRequest) -> None:
+    """NOT_FOUND when the request names a customer and the conversation is another's."""
+    marker, owner = await asyncio.to_thread(store.marker, request.tenant_id, request.conversation_id)
+    if marker is not None and request.customer_id and owner != request.customer_id:
+        raise NotFound(f"conversation {request.conversation_id!r} not found", reason="CONVERSATION_NOT_FOUND")
+
+
 async def watch(
     store: ThreadStore,
     notifier: Notifier,

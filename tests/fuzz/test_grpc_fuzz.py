@@ -14,6 +14,7 @@ many messages each RPC gets (default 8).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import math
@@ -71,6 +72,8 @@ CLEAN = {
 }
 # Generous: a call that takes longer is hanging, whatever the machine's load.
 CALL_TIMEOUT_S = 60.0
+# How long a server stream that has not ended with a status is read before it counts as open.
+OPEN_STREAM_S = 1.0
 
 HOSTILE_STRINGS = [
     "",
@@ -225,6 +228,11 @@ def _call(channel: grpc.aio.Channel, service: str, method_name: str) -> tuple[An
     return method, channel.unary_unary(path, **codec)
 
 
+async def _drain(call: Any) -> None:
+    async for _ in call:
+        pass
+
+
 async def _invoke(method: Any, callable_: Any, rng: random.Random) -> grpc.StatusCode:
     request_class = method.input_type._concrete_class
     try:
@@ -234,8 +242,11 @@ async def _invoke(method: Any, callable_: Any, rng: random.Random) -> grpc.Statu
         else:
             call = callable_(random_message(request_class, rng), timeout=CALL_TIMEOUT_S)
         if method.server_streaming:
-            async for _ in call:
-                pass
+            # A watch streams until its caller leaves: open and still streaming after a
+            # moment (no error status) is a clean answer.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_drain(call), timeout=OPEN_STREAM_S)
+            call.cancel()
         else:
             await call
     except grpc.aio.AioRpcError as error:

@@ -82,6 +82,8 @@ async def test_message_maps_every_field(
         "decision": "answered",
         "decision_reason": "confident",
         "handoff_id": None,
+        "handoff_reference": None,
+        "expected_wait_s": None,
         "threshold": 0.85,
         "turn_index": 0,
         "trace_id": body["trace_id"],
@@ -268,7 +270,7 @@ async def test_handoff_maps_the_context_package(mesh: Mesh, gateway: httpx.Async
     assert body["created_at"] == "2026-11-24T09:30:00Z"
     assert body["updated_at"] is None
     assert body["channel"] == "chat"
-    assert body["messages"] == [{"role": "customer", "text": "Refund?", "sent_at": None}]
+    assert body["messages"] == [{"role": "customer", "text": "Refund?", "sent_at": None, "author_name": None}]
     context = body["context"]
     assert context["summary"] == "Customer wants a refund."
     assert context["account"]["plan"] == "team"
@@ -456,6 +458,8 @@ async def test_openapi_lists_the_routes_and_their_problems(gateway: httpx.AsyncC
         "/v1/conversations/{conversation_id}/messages",
         "/v1/conversations/{conversation_id}/messages/stream",
         "/v1/conversations/{conversation_id}/turns/{turn_index}/rating",
+        "/v1/conversations/{conversation_id}/events",
+        "/v1/conversations/{conversation_id}/handoffs/{handoff_id}/rating",
         "/v1/tenants/{tenant_id}/intake/email",
         "/v1/tenants/{tenant_id}/browsing-events",
         "/v1/tenants/{tenant_id}/suggestions/{doc_id}/dismiss",
@@ -467,6 +471,9 @@ async def test_openapi_lists_the_routes_and_their_problems(gateway: httpx.AsyncC
         "/v1/tenants/{tenant_id}/handoffs/{handoff_id}/assign",
         "/v1/tenants/{tenant_id}/handoffs/{handoff_id}/replies",
         "/v1/tenants/{tenant_id}/handoffs/{handoff_id}/resolve",
+        "/v1/tenants/{tenant_id}/handoff-settings",
+        "/v1/tenants/{tenant_id}/conversations/{conversation_id}/events",
+        "/v1/tenants/{tenant_id}/deliveries",
         "/v1/tenants/{tenant_id}/triage",
         "/v1/tenants/{tenant_id}/insights/topics",
         "/v1/tenants/{tenant_id}/insights/knowledge-gaps",

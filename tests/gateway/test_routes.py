@@ -329,7 +329,7 @@ async def test_agent_reply_is_recorded_with_the_intent_correction(mesh: Mesh, ga
               "expected_version": 3},
     )
 
-    assert response.json() == {"draft_use": "edited", "edit_ratio": 0.12, "handoff": None}
+    assert response.json() == {"draft_use": "edited", "edit_ratio": 0.12, "handoff": None, "message": None}
     sent = one(mesh.escalation.submit_agent_reply.requests)
     assert (sent.tenant_id, sent.handoff_id, sent.final_text, sent.agent_id) == (
         TENANT, "h1", "Refunded.", f"admin-{TENANT}"
@@ -400,7 +400,7 @@ async def test_topic_insights_pass_the_period(mesh: Mesh, gateway: httpx.AsyncCl
     assert topic == {
         "topic": "billing", "confidence_drop_flagged": True, "confidence_drop_detail": "0.62 vs 0.91",
         "points": [{"day": "2026-11-01T00:00:00Z", "contacts": 4, "mean_confidence": 0.8, "automation_rate": 0.5,
-                    "escalation_rate": 0.5, "edit_rate": 0.25}],
+                    "escalation_rate": 0.5, "edit_rate": 0.25, "mean_csat": 0.0, "csat_ratings": 0}],
     }
     sent = one(mesh.escalation.get_topic_insights.requests)
     assert sent.start_time.ToDatetime(tzinfo=UTC) == datetime(2026, 11, 1, tzinfo=UTC)

@@ -13,11 +13,14 @@ isolation probe fails here."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import random
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from gateway.app import create_app
 from gateway.keys import Role
 from gateway.models import AccountIn, UsageEventIn
 from servicekit.clients import connect
+from tests.gateway.test_streaming import served
 from tests.security.conftest import TENANTS, RealMesh, as_
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -206,6 +210,12 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
     ("POST", "/v1/tenants/{t}/handoffs/{handoff}/assign", {}, Role.AGENT),
     ("POST", "/v1/tenants/{t}/handoffs/{handoff}/replies", {"final_text": "Probe reply"}, Role.AGENT),
     ("POST", "/v1/tenants/{t}/handoffs/{handoff}/resolve", {"resolution": "Probe resolution"}, Role.AGENT),
+    ("POST", "/v1/conversations/{conv}/handoffs/{handoff}/rating?customer_id={cust}", {"rating": 4}, Role.CHANNEL),
+    ("GET", "/v1/conversations/{conv}/events?customer_id={cust}", None, Role.CHANNEL),
+    ("GET", "/v1/tenants/{t}/conversations/{conv}/events", None, Role.AGENT),
+    ("GET", "/v1/tenants/{t}/deliveries?limit=500", None, Role.AGENT),
+    ("GET", "/v1/tenants/{t}/handoff-settings", None, Role.ADMIN),
+    ("PUT", "/v1/tenants/{t}/handoff-settings", {"reopen_window_s": 259200}, Role.ADMIN),
     ("POST", "/v1/tenants/{t}/triage", {"text": "{marker} invoice", "customer_id": "{cust}"}, Role.AGENT),
     ("GET", "/v1/tenants/{t}/insights/topics", None, Role.AGENT),
     ("GET", "/v1/tenants/{t}/insights/knowledge-gaps", None, Role.AGENT),
@@ -264,7 +274,30 @@ def _ids(owner: TenantData, path_tenant: str, marker: str, rng: random.Random, a
 
 async def _call(http: httpx.AsyncClient, method: str, path: str, body: Any, headers: dict[str, str]
                 ) -> httpx.Response:
+    if path.split("?")[0].endswith("/events"):
+        return await _events_for_a_while(http, path, headers)
     return await http.request(method, path, json=body, headers=headers)
+
+
+async def _events_for_a_while(http: httpx.AsyncClient, path: str, headers: dict[str, str]) -> httpx.Response:
+    """A live event stream never ends: what it sent within a second, then the client leaves."""
+    async with http.stream("GET", path, headers=headers) as response:
+        received = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                async for chunk in response.aiter_bytes():
+                    received.append(chunk)
+    return httpx.Response(
+        response.status_code, headers=response.headers, content=b"".join(received), request=response.request
+    )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def http(real_mesh: RealMesh) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway served on a socket (not over ASGI, which holds a response until it
+    ends): a live event stream is then read for a while and left, as a browser would."""
+    async with served(real_mesh.gateway_settings) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
+        yield client
 
 
 def _leaks(response: httpx.Response, other: TenantData) -> list[str]:

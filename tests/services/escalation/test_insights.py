@@ -334,3 +334,27 @@ def test_minilm_clusters_paraphrases_by_meaning(tmp_path: Path) -> None:
     groups = sorted(sorted(gap.examples) for gap in gaps)
     assert [len(gap.examples) for gap in gaps] == [3, 2]
     assert sorted(texts[3:]) in groups
+
+
+async def test_customers_satisfaction_ratings_reach_their_topic(stub: Stub) -> None:
+    for key, rating in (("rated-1", 5), ("rated-2", 2)):
+        handoff = (await stub.CreateHandoff(handoff_request(key=key, intent="refunds"))).handoff
+        await stub.ResolveHandoff(
+            escalation_pb2.ResolveHandoffRequest(
+                tenant_id="demo", handoff_id=handoff.handoff_id, agent_id="a", resolution="Refunded."
+            )
+        )
+        await stub.RateHandoff(
+            escalation_pb2.RateHandoffRequest(
+                customer=customer_pb2.CustomerRef(tenant_id="demo", customer_id="cust-7"),
+                handoff_id=handoff.handoff_id,
+                rating=rating,
+            )
+        )
+
+    response = await stub.GetTopicInsights(escalation_pb2.GetTopicInsightsRequest(tenant_id="demo"))
+
+    (topic,) = response.topics
+    today = topic.points[-1]
+    assert today.csat_ratings == 2
+    assert today.mean_csat == pytest.approx(3.5)

@@ -389,20 +389,24 @@ class GetTopicInsightsRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TopicPoint(_message.Message):
-    __slots__ = ("day", "contacts", "mean_confidence", "automation_rate", "escalation_rate", "edit_rate")
+    __slots__ = ("day", "contacts", "mean_confidence", "automation_rate", "escalation_rate", "edit_rate", "mean_csat", "csat_ratings")
     DAY_FIELD_NUMBER: _ClassVar[int]
     CONTACTS_FIELD_NUMBER: _ClassVar[int]
     MEAN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     AUTOMATION_RATE_FIELD_NUMBER: _ClassVar[int]
     ESCALATION_RATE_FIELD_NUMBER: _ClassVar[int]
     EDIT_RATE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_CSAT_FIELD_NUMBER: _ClassVar[int]
+    CSAT_RATINGS_FIELD_NUMBER: _ClassVar[int]
     day: _timestamp_pb2.Timestamp
     contacts: int
     mean_confidence: float
     automation_rate: float
     escalation_rate: float
     edit_rate: float
-    def __init__(self, day: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., contacts: _Optional[int] = ..., mean_confidence: _Optional[float] = ..., automation_rate: _Optional[float] = ..., escalation_rate: _Optional[float] = ..., edit_rate: _Optional[float] = ...) -> None: ...
+    mean_csat: float
+    csat_ratings: int
+    def __init__(self, day: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., contacts: _Optional[int] = ..., mean_confidence: _Optional[float] = ..., automation_rate: _Optional[float] = ..., escalation_rate: _Optional[float] = ..., edit_rate: _Optional[float] = ..., mean_csat: _Optional[float] = ..., csat_ratings: _Optional[int] = ...) -> None: ...
 
 class TopicSeries(_message.Message):
     __slots__ = ("topic", "points", "confidence_drop_flagged", "confidence_drop_detail")
