@@ -193,6 +193,8 @@ def run_on_own_stack(replies: int) -> tuple[list[dict[str, Any]], dict[str, Any]
         (data_dir / "models").symlink_to((REPO_ROOT / "var" / "models").resolve(), target_is_directory=True)
         config = StackConfig(
             data_dir=data_dir,
+            # No intent model training in the background: it would load the machine mid-run.
+            demo_intents=None,
             gateway_port=free_port(),
             service_ports=tuple(free_port() for _ in range(5)),
             llm_port=free_port(),

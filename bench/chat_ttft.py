@@ -222,6 +222,8 @@ def main() -> int:
         # Free ports, so a stack someone else runs on this machine is no obstacle.
         config = StackConfig(
             data_dir=data_dir,
+            # No intent model training in the background: it would load the machine mid-run.
+            demo_intents=None,
             gateway_port=free_port(),
             service_ports=tuple(free_port() for _ in range(5)),
             llm_port=free_port(),

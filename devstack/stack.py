@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from devstack import llm_server
+from devstack import demo, llm_server
 from gateway.keys import issue_demo_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +34,9 @@ class StackConfig:
     llm_model: str = llm_server.MODEL_ALIAS
     demo_kb: Path | None = REPO_ROOT / "kb" / "demo"
     demo_tenant: str = "demo"
+    # Labelled contact reasons the demo tenant's intent model is trained from on first start, with
+    # demo_kb (in the background, after the knowledge base; None: no model, intent stays empty).
+    demo_intents: Path | None = demo.DEMO_INTENTS
     extra_env: dict[str, str] = field(default_factory=dict)
     # Start Arize Phoenix (its own venv, `make trace-ui-install`) as the local trace backend and UI.
     trace_ui: bool = False
@@ -160,6 +163,10 @@ class Stack:
             self.wait_ready(timeout_s)
             if self.config.demo_kb is not None:
                 self.ingest(self.config.demo_kb, self.config.demo_tenant)
+                if self.config.demo_intents is not None:
+                    demo.train_intents_in_background(
+                        self.config.address("triage"), self.config.demo_tenant, self.config.demo_intents
+                    )
         except BaseException:
             self.stop()
             raise

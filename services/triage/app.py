@@ -14,6 +14,7 @@ from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from servicekit.clients import connect
 from servicekit.database import database_url, make_engine
 from servicekit.server import Mount, mount, run_service
+from services.triage.contacts import ContactLog
 from services.triage.intent import TrainConfig
 from services.triage.intents import IntentEngine, model_root
 from services.triage.models import ModelStore
@@ -81,7 +82,14 @@ async def servicers(settings: TriageSettings, encoder: object | None = None) -> 
         )
         sentiment = SentimentScorer.from_setting(settings.sentiment_model, engine.encode_primary)
         log.info("triage_sentiment_loaded", version=sentiment.version)
-        servicer = TriageServicer(policy, sentiment, engine, suggester, max_examples=settings.intent_max_examples)
+        servicer = TriageServicer(
+            policy,
+            sentiment,
+            engine,
+            suggester,
+            contacts=ContactLog(database),
+            max_examples=settings.intent_max_examples,
+        )
         yield [mount(servicer, triage_pb2, triage_pb2_grpc)]
     finally:
         await retrieval.close()

@@ -36,4 +36,22 @@ def _v1_tier0(op: Operations) -> None:
     )
 
 
-SCHEMA = Schema("triage", (Migration(1, "tier-0 suggestions shown and dismissed", _v1_tier0),))
+def _v2_contacts(op: Operations) -> None:
+    op.create_table(
+        "triage_contacts",
+        sa.Column("tenant_id", sa.String(_ID), primary_key=True),
+        sa.Column("customer_id", sa.String(_ID), primary_key=True),
+        sa.Column("conversation_id", sa.String(_ID), primary_key=True),
+        sa.Column("first_seen", UtcDateTime(), nullable=False),
+        sa.Column("last_seen", UtcDateTime(), nullable=False),
+    )
+    op.create_index("ix_triage_contacts_customer_seen", "triage_contacts", ["tenant_id", "customer_id", "last_seen"])
+
+
+SCHEMA = Schema(
+    "triage",
+    (
+        Migration(1, "tier-0 suggestions shown and dismissed", _v1_tier0),
+        Migration(2, "conversations seen per customer (repeated contact)", _v2_contacts),
+    ),
+)

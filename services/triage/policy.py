@@ -29,6 +29,8 @@ class RiskThresholds(_Strict):
     escalating_anger_max_trajectory: Annotated[float, Field(ge=-2.0, le=0.0)] = -0.5
     # ... and the newest message is more negative than this.
     escalating_anger_compound_below: Annotated[float, Field(ge=-1.0, le=0.0)] = -0.3
+    # A newest message at least this negative is anger by itself, whatever the conversation's course.
+    anger_compound_at_most: Annotated[float, Field(ge=-1.0, le=0.0)] = -0.6
 
 
 class PriorityWeights(_Strict):

@@ -9,7 +9,8 @@ is not zero is returned as a PriorityReason, largest (by size) first.
 | base                 | priority.base                                                  |
 | risk:<flag>          | priority.risk_points[flag], once per raised flag               |
 | sentiment:negative   | negative_sentiment_max_points x -score (negative label)        |
-| sentiment:positive   | positive_sentiment_points (positive label)                     |
+| sentiment:positive   | positive_sentiment_points (positive label), not when the        |
+|                      | escalating_anger flag is raised ("please help!!!" is not happy) |
 | plan:<plan>          | plan_points[plan] (plan lower-cased)                           |
 | open_tickets         | open_ticket_points per open ticket, at most open_ticket_max    |
 | tenure:new           | new_account_points when 0 < tenure_days <= new_account_max_... |
@@ -37,7 +38,7 @@ def score_priority(
         contributions.append((f"risk:{name}", weights.risk_points.get(name, 0.0)))
     if sentiment.label == triage_pb2.SENTIMENT_LABEL_NEGATIVE:
         contributions.append(("sentiment:negative", weights.negative_sentiment_max_points * -sentiment.score))
-    elif sentiment.label == triage_pb2.SENTIMENT_LABEL_POSITIVE:
+    elif sentiment.label == triage_pb2.SENTIMENT_LABEL_POSITIVE and triage_pb2.RISK_FLAG_ESCALATING_ANGER not in flags:
         contributions.append(("sentiment:positive", weights.positive_sentiment_points))
     plan = account.plan.strip().lower()
     if plan:

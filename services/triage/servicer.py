@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import grpc
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import conversation_pb2, customer_pb2
 from servicekit.errors import FailedPrecondition, NotFound, Violations
+from services.triage.contacts import ContactLog
 from services.triage.intent import EncoderMismatch, example_violations
 from services.triage.intents import IntentEngine
 from services.triage.models import VERSION_PATTERN, valid_tenant
@@ -113,13 +116,32 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
         intents: IntentEngine,
         suggester: Suggester,
         *,
+        contacts: ContactLog | None = None,
         max_examples: int = 100_000,
     ) -> None:
         self._policy = policy
         self._sentiment = sentiment
         self._intents = intents
         self._suggester = suggester
+        self._contacts = contacts
         self._max_examples = max_examples
+
+    async def _other_contacts(self, request: triage_pb2.TriageContactRequest) -> int:
+        """The customer's other conversations in the last 7 days that triage saw (0 if unknown)."""
+        if self._contacts is None:
+            return 0
+        try:
+            return await asyncio.to_thread(
+                self._contacts.record,
+                request.customer.tenant_id,
+                request.customer.customer_id,
+                request.conversation.conversation_id,
+                dt.datetime.now(dt.UTC),
+            )
+        except SQLAlchemyError as error:
+            # Priority still counts what the caller says; the contact is triaged either way.
+            log.warning("contact_log_failed", error=type(error).__name__)
+            return 0
 
     async def SuggestForContext(
         self, request: triage_pb2.SuggestForContextRequest, context: grpc.aio.ServicerContext
@@ -161,6 +183,7 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
             SentimentCourse(newest_compound=sentiment.score, trajectory=sentiment.trajectory),
             request.account,
             self._policy.risk,
+            contacts_seen_7d=await self._other_contacts(request),
         )
         priority = score_priority(flags, sentiment, request.account, self._policy.priority)
         decision = route(flags, intent, self._policy.routing)

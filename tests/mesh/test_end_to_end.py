@@ -37,6 +37,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver) -> I
     (data_dir / "models").symlink_to(_models_dir(), target_is_directory=True)
     config = StackConfig(
         data_dir=data_dir,
+        # No intent model training in the background: it would load the machine mid-run.
+        demo_intents=None,
         gateway_port=free_port(),
         service_ports=tuple(free_port() for _ in range(5)),
         llm_port=free_port(),

@@ -95,10 +95,15 @@ async def test_sentiment_scores_the_newest_customer_message_and_its_trajectory(
 
 
 async def test_a_single_message_has_no_trajectory(stub: triage_pb2_grpc.TriageServiceStub) -> None:
-    response = await stub.TriageContact(contact("This is awful and I hate it."))
+    mild = await stub.TriageContact(contact("This is a bit annoying."))
 
-    assert response.sentiment.trajectory == 0.0
-    assert "RISK_FLAG_ESCALATING_ANGER" not in flag_names(response)
+    assert mild.sentiment.trajectory == 0.0
+    assert mild.sentiment.label == triage_pb2.SENTIMENT_LABEL_NEGATIVE
+    assert "RISK_FLAG_ESCALATING_ANGER" not in flag_names(mild)
+    # Strongly negative from the first message is anger without a course (issue 19).
+    strong = await stub.TriageContact(contact("This is awful and I hate it."))
+    assert strong.sentiment.trajectory == 0.0
+    assert "RISK_FLAG_ESCALATING_ANGER" in flag_names(strong)
 
 
 async def test_churn_language_raises_the_churn_flag(stub: triage_pb2_grpc.TriageServiceStub) -> None:
@@ -181,7 +186,9 @@ async def test_priority_is_the_sum_of_its_reasons_largest_first(stub: triage_pb2
     assert "tenure:new" not in reasons
     sizes = [abs(reason.points) for reason in response.priority.reasons]
     assert sizes == sorted(sizes, reverse=True)
-    assert response.priority.score == round(sum(reasons.values()))
+    # "sick of this garbage" is anger too (issue 19), which takes the sum past the cap.
+    assert reasons["risk:escalating_anger"] == 15
+    assert response.priority.score == min(100, round(sum(reasons.values())))
 
 
 async def test_priority_is_capped_at_100_and_deducts_for_a_happy_customer(
