@@ -19,13 +19,24 @@ from services.escalation.models import Base as EscalationBase
 from services.outreach.migrations import SCHEMA as OUTREACH
 from services.outreach.models import Base as OutreachBase
 from services.triage.migrations import SCHEMA as TRIAGE
+from services.triage.contacts import Base as TriageContactsBase
 from services.triage.tier0_store import Base as TriageBase
+
+
+def _merged(*metadatas: sa.MetaData) -> sa.MetaData:
+    """One service's tables declared on several declarative bases, as one schema."""
+    merged = sa.MetaData()
+    for metadata in metadatas:
+        for table in metadata.tables.values():
+            table.to_metadata(merged)
+    return merged
+
 
 SERVICES = {
     "concierge": (CONCIERGE, ConciergeBase.metadata),
     "escalation": (ESCALATION, EscalationBase.metadata),
     "outreach": (OUTREACH, OutreachBase.metadata),
-    "triage": (TRIAGE, TriageBase.metadata),
+    "triage": (TRIAGE, _merged(TriageBase.metadata, TriageContactsBase.metadata)),
 }
 
 
