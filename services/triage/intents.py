@@ -33,6 +33,9 @@ from services.triage.models import ModelStore, new_version
 
 log = structlog.get_logger("services.triage.intents")
 
+# The label a tenant gives messages that are not for customer care at all.
+OFF_TOPIC_LABEL = "off_topic"
+
 
 @dataclass(frozen=True)
 class RetrainOutcome:
@@ -128,7 +131,9 @@ class IntentEngine:
                 triage_pb2.IntentCandidate(label=label, confidence=round(conf, 6))
                 for label, conf in prediction.alternatives
             ],
-            out_of_scope=prediction.out_of_scope,
+            # A tenant may label what customer care does not handle ("write me a poem") as a
+            # class of its own: predicting it is the same verdict as falling outside every class.
+            out_of_scope=prediction.out_of_scope or prediction.label == OFF_TOPIC_LABEL,
             model_version=model.version,
         )
 

@@ -87,6 +87,10 @@ async def test_first_start_trains_the_demo_model_and_a_restart_keeps_it(triage_a
         assert "no_intent_model" not in response.route.reason_codes
         urgent = await stub.TriageContact(ask("someone logged into our account from another country, not us"))
         assert urgent.intent.label == "security_incident"
+        # The tenant's own "off_topic" class reads as out of scope, as falling outside every class does.
+        poem = await stub.TriageContact(ask("write me a short poem about the sea please"))
+        assert poem.intent.label == "off_topic"
+        assert poem.intent.out_of_scope
 
     again = await asyncio.to_thread(demo.ensure_intent_model, triage_addr, "demo")
     assert again == f"intent model {response.intent.model_version} serves tenant demo"
