@@ -1268,7 +1268,10 @@ DraftStateName = Literal["pending_review", "approved", "rejected", "sent"]
 
 class OutreachDraft(BaseModel):
     draft_id: str
-    account_id: str
+    account_id: str = Field(description="The one account it goes to; empty for a draft to several (recipients).")
+    recipient_account_ids: list[str] = Field(
+        description="Every account it goes to: account_id alone, or the accounts of a cross-customer incident."
+    )
     finding_id: str
     subject: str
     body: str
@@ -1284,6 +1287,7 @@ class OutreachDraft(BaseModel):
         return cls(
             draft_id=draft.draft_id,
             account_id=draft.account_id,
+            recipient_account_ids=list(draft.recipient_account_ids) or ([draft.account_id] if draft.account_id else []),
             finding_id=draft.finding_id,
             subject=draft.subject,
             body=draft.body,

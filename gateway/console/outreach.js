@@ -61,6 +61,15 @@ startPage(async (main) => {
   }
   detect.addEventListener("click", runDetection);
 
+  // Who gets it: one account, or each account of a cross-customer incident (the
+  // greeting is personalised per recipient when it is sent).
+  function recipients(d) {
+    const ids = d.recipient_account_ids || [];
+    if (ids.length <= 1) return ids[0] || d.account_id || "(no recipient)";
+    const shown = ids.slice(0, 3).join(", ");
+    return `${ids.length} accounts (${shown}${ids.length > 3 ? ", …" : ""}), each greeted by name`;
+  }
+
   function renderDraft(d) {
     const body = h("textarea", { "aria-label": `Body of ${d.subject}` });
     body.value = d.body;
@@ -80,7 +89,7 @@ startPage(async (main) => {
     const card = h("div", { class: "card draft", "data-id": d.draft_id },
       h("div", { class: "row" }, h("strong", {}, d.subject), h("span", { class: "badge" }, d.state.replace("_", " ")),
         d.generator ? h("span", { class: "badge" }, d.generator) : null),
-      h("p", { class: "muted" }, `to ${d.account_id} · ${when(d.created_at)}${d.reviewer_id ? ` · reviewed by ${d.reviewer_id}` : ""}`),
+      h("p", { class: "muted" }, `to ${recipients(d)} · ${when(d.created_at)}${d.reviewer_id ? ` · reviewed by ${d.reviewer_id}` : ""}`),
       body,
       pending ? h("div", { class: "row" },
         h("button", { type: "button", onclick: (e) => (body.value.trim() !== d.body.trim() ? review("edit")(e) : review("approve")(e)) }, "Approve"),
