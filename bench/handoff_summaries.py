@@ -92,7 +92,8 @@ def request_for(dialogue: dict[str, Any], index: int) -> escalation_pb2.CreateHa
         idempotency_key=f"bench-{index}-{dialogue['id']}",
         customer=customer_pb2.CustomerRef(tenant_id="demo", customer_id=f"tweetsumm-{index}"),
         conversation=conversation_pb2.Conversation(
-            conversation_id=dialogue["id"][:64],
+            # One conversation per call: a second handoff on a conversation is appended to its first.
+            conversation_id=f"{index}-{dialogue['id']}"[:64],
             messages=[conversation_pb2.Message(role=ROLES[t["speaker"]], text=t["text"]) for t in dialogue["turns"]],
             channel=conversation_pb2.CHANNEL_CHAT,
         ),
@@ -290,8 +291,17 @@ def main() -> int:
         summary_scores.add(package.summary, dialogue["references"])
         detail_scores.add(f"{package.summary} {package.detail}", dialogue["references"])
         baseline_scores.add(baseline, dialogue["references"])
-        if len(examples) < 3:
-            examples.append({"summary": package.summary, "detail": package.detail, "method": package.summary_method})
+        # Every package, for reading (does each state the issue and what was done or promised?).
+        examples.append(
+            {
+                "id": dialogue["id"],
+                "summary": package.summary,
+                "detail": package.detail,
+                "method": package.summary_method,
+                "sentiment": package.sentiment_label,
+                "reference": dialogue["references"][0],
+            }
+        )
     system, detail, base = summary_scores.means(), detail_scores.means(), baseline_scores.means()
     methods = [p.summary_method for p in packages]
     result = {

@@ -29,7 +29,7 @@ from servicekit import attributes
 from servicekit.database import utcnow
 from servicekit.llm import LlmClient, LlmUnavailable
 from servicekit.tracing import current_trace_id
-from services.escalation import summaries
+from services.escalation import quoting, summaries
 from services.escalation.settings import EscalationSettings
 from services.escalation.store import HandoffStore, PastContact, ResolvedCase
 from services.escalation.summaries import Turn, content_words, shorten
@@ -37,7 +37,7 @@ from services.escalation.summaries import Turn, content_words, shorten
 log = structlog.get_logger("services.escalation.context")
 tracer = trace.get_tracer("aftercare.escalation")
 
-DRAFT_PROMPT_VERSION = "handoff-draft-v1"
+DRAFT_PROMPT_VERSION = "handoff-draft-v2"
 SUGGESTIONS = 3
 MAX_SUGGESTION_CHARS = 320
 RECENT_CONTACT_DAYS = 30
@@ -120,7 +120,9 @@ def customer_summary(account: customer_pb2.AccountSignals, recent: Sequence[Past
     return text
 
 
-def ai_attempt_summary(request: escalation_pb2.CreateHandoffRequest) -> str:
+def ai_attempt_summary(request: escalation_pb2.CreateHandoffRequest, conversation: str = "") -> str:
+    """What the AI tried and why it handed over. Its candidate answer is quoted only in the
+    sentences that may be said to this customer (`conversation`: the text they may repeat)."""
     attempt = request.ai_attempt
     why = _REASON_WORDS.get(request.reason, "of its routing")
     tried = []
@@ -128,7 +130,7 @@ def ai_attempt_summary(request: escalation_pb2.CreateHandoffRequest) -> str:
         titles = list(dict.fromkeys(c.title or c.doc_id for c in attempt.citations))
         tried.append(f"looked at {len(attempt.citations)} passage(s) ({', '.join(titles[:3])})")
     if attempt.candidate_answer:
-        tried.append(f'drafted "{shorten(attempt.candidate_answer, 160)}"')
+        tried.append(_candidate_words(attempt.candidate_answer, conversation))
     if attempt.HasField("confidence"):
         tried.append(
             f"with confidence {attempt.confidence.score:.2f} against a threshold of {attempt.confidence.threshold:.2f}"
@@ -138,19 +140,31 @@ def ai_attempt_summary(request: escalation_pb2.CreateHandoffRequest) -> str:
     return f"{what}; it handed over because {why}{code}."
 
 
+def _candidate_words(candidate: str, conversation: str) -> str:
+    every = quoting.sentences(candidate) or [candidate]
+    kept = [s for s in every if quoting.why_not(s, conversation, specific=True) is None]
+    if not kept:
+        return "drafted an answer that quoted another customer's case (not shown)"
+    dropped = len(every) - len(kept)
+    left_out = f" ({dropped} sentence(s) about another customer left out)" if dropped else ""
+    return f'drafted "{shorten(" ".join(kept), 160)}"{left_out}'
+
+
 def _overlap(a: set[str], b: set[str]) -> float:
     """Cosine similarity of two sets of words."""
     return len(a & b) / ((len(a) * len(b)) ** 0.5) if a and b else 0.0
 
 
-def _best_sentences(text: str, question_words: set[str]) -> str:
-    """The passage's most relevant sentence and the one after it (steps often continue)."""
-    sentences = summaries._sentences(" ".join(text.split()))
+def _best_sentences(sentences: Sequence[str], question_words: set[str]) -> str:
+    """The most relevant of a passage's quotable sentences and the one after it (steps often continue)."""
     if not sentences:
         return ""
     scores = [len(content_words(s) & question_words) for s in sentences]
     best = max(range(len(sentences)), key=lambda i: (scores[i], -i))
-    picked = sentences[best : best + 2]
+    picked = list(sentences[best : best + 2])
+    # A lead-in ("The refund is calculated as:") whose continuation was not quotable says nothing.
+    while len(picked) > 1 and picked[-1].endswith(":"):
+        picked.pop()
     return shorten(" ".join(picked), MAX_SUGGESTION_CHARS)
 
 
@@ -174,26 +188,36 @@ def _case_citation(case: ResolvedCase, similarity: float) -> answer_pb2.Citation
 
 
 def suggest(
-    question: str, intent: str, hits: Sequence[retrieval_pb2.SearchHit], cases: Sequence[ResolvedCase]
+    question: str,
+    intent: str,
+    hits: Sequence[retrieval_pb2.SearchHit],
+    cases: Sequence[ResolvedCase],
+    conversation: str = "",
 ) -> list[_Suggestion]:
     """Up to three resolutions, each quoting a knowledge-base passage or a resolved case,
-    with every other source (passage or case) that backs it."""
+    with every other source (passage or case) that backs it. Only what may be said to
+    this customer is quoted (`conversation`: the text they may repeat; see quoting.py):
+    of a resolved ticket only its answer, and of any case-specific text no sentence
+    about the other customer."""
     asked = content_words(question)
     candidates: list[_Suggestion] = []
     for hit in hits:
-        text = _best_sentences(hit.text, asked)
+        if not quoting.quotable(hit):
+            continue
+        kept = quoting.for_this_customer(hit.text, conversation, specific=quoting.case_specific(hit))
+        text = _best_sentences(kept, asked)
         if text:
             candidates.append(_Suggestion(text, hit.similarity, [_citation(hit)], content_words(text)))
     for case in cases:
         similarity = _overlap(asked, content_words(f"{case.question} {case.summary}"))
         if intent and case.intent == intent:
             similarity += 0.1
-        if similarity < MIN_CASE_SIMILARITY:
+        kept = quoting.for_this_customer(case.resolution, conversation, specific=True)
+        if similarity < MIN_CASE_SIMILARITY or not kept:
             continue
-        text = shorten(f"As in a similar resolved case: {case.resolution}", MAX_SUGGESTION_CHARS)
-        candidates.append(
-            _Suggestion(text, similarity, [_case_citation(case, similarity)], content_words(case.resolution))
-        )
+        resolution = " ".join(kept)
+        text = shorten(f"As in a similar resolved case: {resolution}", MAX_SUGGESTION_CHARS)
+        candidates.append(_Suggestion(text, similarity, [_case_citation(case, similarity)], content_words(resolution)))
     candidates.sort(key=lambda s: s.score, reverse=True)
     chosen: list[_Suggestion] = []
     for candidate in candidates:
@@ -231,9 +255,33 @@ def draft_prompt(conversation_text: str, suggestions: Sequence[_Suggestion]) -> 
     notes = "\n".join(f"[{i}] {s.text}" for i, s in enumerate(suggestions, start=1)) or "(none)"
     return (
         "You are a support agent. Write a short, friendly reply to the customer that uses only the notes. "
-        "Do not promise anything the notes do not say.\n\n"
+        "Do not promise anything the notes do not say, do not say you already did something, and do not "
+        "mention numbers, dates or names the customer did not give.\n\n"
         f"Notes:\n{notes}\n\nConversation:\n{conversation_text}\n\nReply:"
     )
+
+
+def checked_draft(generated: str, conversation: str, suggestions: Sequence[_Suggestion]) -> str | None:
+    """The LLM's draft when every sentence of it may be sent to this customer, else None.
+
+    Each factual sentence must be supported by the conversation or the notes (greetings and
+    courtesy are not facts), and none may speak for another customer, name a record number,
+    date or amount neither gave, claim an action nobody took, or hold personal data. The
+    draft is checked as the agent will send it: nothing is unmasked into it, so a
+    placeholder ("[email]") or a raw phone number the model wrote fails it too (the agent
+    has the customer's own details on screen; a draft never needs to repeat them)."""
+    text = " ".join(generated.split()).strip().strip('"')
+    notes = "\n".join(s.text for s in suggestions)
+    allowed = f"{conversation}\n{notes}"
+    parts = quoting.sentences(text)
+    if len(text) < 12 or not parts:
+        return None
+    for sentence in parts:
+        if quoting.why_not(sentence, allowed, specific=True) is not None:
+            return None
+        if not summaries.supported(sentence, allowed, summaries.REPLY_WORDS):
+            return None
+    return shorten(text, 1200)
 
 
 class ContextBuilder:
@@ -303,6 +351,8 @@ class ContextBuilder:
                 return default
             return task.result()
 
+        # Everything this customer said or was told: what a quote to them may repeat.
+        conversation = "\n".join(turn.text for turn in conversation_turns)
         summary, detail = summaries.extractive(conversation_turns)
         # "pending": the extractive summary stands until the LLM's is written or refused.
         summary_method, model = ("pending" if self._llm is not None else "extractive"), ""
@@ -311,13 +361,11 @@ class ContextBuilder:
         recent: list[PastContact] = result(recent_task, [])
         cases: list[ResolvedCase] = result(cases_task, [])
 
-        suggestions = suggest(question, intent, hits, cases)
+        suggestions = suggest(question, intent, hits, cases, conversation)
         prompt = draft_prompt(conversation_text, suggestions)
         draft, draft_method = template_draft(suggestions), "template"
         if self._settings.draft_mode == "llm" and self._llm is not None:
-            generated = await self._generate_draft(
-                prompt, conversation_text, suggestions, max(0.5, deadline - loop.time())
-            )
+            generated = await self._generate_draft(prompt, conversation, suggestions, max(0.5, deadline - loop.time()))
             if generated:
                 draft, draft_method, model = generated, "llm", model or self._llm.model
 
@@ -336,7 +384,7 @@ class ContextBuilder:
             ],
             draft_reply=draft,
             customer_summary=customer_summary(request.account, recent),
-            ai_attempt_summary=ai_attempt_summary(request),
+            ai_attempt_summary=ai_attempt_summary(request, conversation),
             summary_method=summary_method,
             draft_method=draft_method,
             lineage=answer_pb2.Lineage(
@@ -346,45 +394,56 @@ class ContextBuilder:
                 trace_id=current_trace_id(),
             ),
         )
-        summarize = self.summarizer(request.conversation)
+        summarize = self.summarizer(request.conversation, sentiment)
         return BuiltContext(package=package, question=question, draft_prompt=prompt, summarize=summarize)
 
     def summarizer(
-        self, conversation: conversation_pb2.Conversation
+        self, conversation: conversation_pb2.Conversation, sentiment_score: float | None = None
     ) -> Callable[[], Awaitable[tuple[str, str, str, str]]] | None:
         """The LLM summary of a stored or new handoff's conversation, to run in the
-        background; None without an LLM (the extractive summary is final then)."""
+        background; None without an LLM (the extractive summary is final then). Its tone
+        comes from the sentiment score of the package (or, for a stored handoff, of the
+        customer's last message), never from the prompt's wording."""
         if self._llm is None:
             return None
         conversation_turns = summaries.turns(conversation.messages)
         conversation_text = summaries.transcript(conversation_turns)
+        if sentiment_score is None:
+            customer_texts = [t.text for t in conversation_turns if t.speaker == "Customer"]
+            sentiment_score = self._vader_score(customer_texts)
+        tone = sentiment_label(sentiment_score)
 
         async def summarize() -> tuple[str, str, str, str]:
             return await asyncio.wait_for(
-                self._summarize(conversation_turns, conversation_text), self._settings.summary_budget_s
+                self._summarize(conversation_turns, conversation_text, tone), self._settings.summary_budget_s
             )
 
         return summarize
 
-    async def _summarize(self, conversation_turns: list[Turn], conversation_text: str) -> tuple[str, str, str, str]:
-        """(summary, detail, method, model): the LLM's when grounded, else extractive."""
+    async def _summarize(
+        self, conversation_turns: list[Turn], conversation_text: str, tone: str = "neutral"
+    ) -> tuple[str, str, str, str]:
+        """(summary, detail, method, model): the LLM's when grounded and in the sentiment
+        model's tone, else extractive."""
         fallback_summary, fallback_detail = summaries.extractive(conversation_turns)
         if self._llm is None or not conversation_turns:
             return fallback_summary, fallback_detail, "extractive", ""
         try:
             completion = await self._llm.complete(
-                summaries.summary_prompt(conversation_text), max_tokens=60, stop=["\n"]
+                summaries.summary_prompt(conversation_text, tone), max_tokens=60, stop=["\n"]
             )
         except LlmUnavailable as error:
             log.warning("llm_unavailable", error=str(error))
             return fallback_summary, fallback_detail, "extractive", ""
         first, rest = summaries.split_generated(completion.text)
-        summary = summaries.accept(first, conversation_text, summaries.MAX_SUMMARY_CHARS)
-        if summary is None:
-            log.info("llm_summary_rejected", reason="not_grounded")
+        first = summaries.in_tone(first, tone, conversation_text)
+        summary = first and summaries.accept(first, conversation_text, summaries.MAX_SUMMARY_CHARS)
+        if not summary:
+            log.info("llm_summary_rejected", reason="not_grounded_or_tone")
             return fallback_summary, fallback_detail, "extractive", ""
         # The detail: the rest of the generation when grounded, then what the agent last did or
         # promised in the agent's own words (the small model rarely gets that part right).
+        rest = summaries.in_tone(rest, tone, conversation_text)
         generated_detail = (rest and summaries.accept(rest, conversation_text, summaries.MAX_DETAIL_CHARS)) or ""
         action = summaries.last_action(conversation_turns)
         detail = summaries.shorten(" ".join(p for p in (generated_detail, action) if p), summaries.MAX_DETAIL_CHARS)
@@ -446,7 +505,7 @@ class ContextBuilder:
         return response.hits
 
     async def _generate_draft(
-        self, prompt: str, conversation_text: str, suggestions: Sequence[_Suggestion], timeout_s: float
+        self, prompt: str, conversation: str, suggestions: Sequence[_Suggestion], timeout_s: float
     ) -> str:
         assert self._llm is not None
         try:
@@ -457,5 +516,7 @@ class ContextBuilder:
         except (LlmUnavailable, TimeoutError) as error:
             log.warning("llm_draft_failed", error=type(error).__name__)
             return ""
-        source = conversation_text + "\n" + "\n".join(s.text for s in suggestions)
-        return summaries.accept(completion.text, source, 1200, summaries.REPLY_WORDS) or ""
+        draft = checked_draft(completion.text, conversation, suggestions)
+        if draft is None:
+            log.info("llm_draft_rejected", reason="not_grounded_or_not_for_this_customer")
+        return draft or ""

@@ -3,13 +3,20 @@ against the transcript, and the extractive summary used when the LLM is down
 or says something the transcript does not.
 
 The prompt is a plain completion prompt ending in a cue ("... what the agent
-did: The customer"), stopped at the newline: the embedded model is a small
-*base* model, which continues text well and follows instructions badly. Worked
+did: The customer"), stopped at the newline: it was written for a small *base*
+model, which continues text well and follows instructions badly, and the
+instruction-tuned model embedded since continues it as well. Worked
 examples were tried first and dropped: measured on TweetSumm, Gemma 3 270M
 copied the example's content ("charged twice", "cracked screen") into most
 summaries instead of reading the conversation; the cue alone makes it state
 the customer's issue in the transcript's own words. One call gives both
 parts: its first sentence is the summary, the rest the detail.
+
+Tone is the sentiment model's, not the prompt's: the question asks what the
+customer "is complaining about" only when the package's sentiment label is
+negative ("is asking about" otherwise), and a generated summary that calls a
+neutral or positive customer complaining, angry or frustrated is rewritten
+("complains about" -> "asks about") or, when it cannot be, refused.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from dataclasses import dataclass
 from aftercare.type.v1 import conversation_pb2
 from servicekit.pii import mask
 
-SUMMARY_PROMPT_VERSION = "handoff-summary-v2-cue"
+SUMMARY_PROMPT_VERSION = "handoff-summary-v3-tone"
 # The transcript part of the prompt stays well inside a 2048-token context.
 MAX_TRANSCRIPT_CHARS = 1600
 MAX_TURN_CHARS = 400
@@ -38,7 +45,20 @@ SPEAKERS = {
 
 _INSTRUCTION = "A customer support conversation:\n\n"
 CUE = "The customer"
-_QUESTION = "\n\nIn one sentence, what the customer is complaining about and what the agent did: " + CUE
+_QUESTION = "\n\nIn one sentence, what the customer {asks} and what the agent did: " + CUE
+# How the question names the customer's request, by the sentiment label.
+_ASKS = {"negative": "is complaining about"}
+_NEUTRAL_ASKS = "is asking about"
+# A complaint's wording, and what it becomes when the sentiment model did not find one.
+_COMPLAINT_WORDING = (
+    (re.compile(r"\bis complaining (about|that|of)\b", re.IGNORECASE), r"is asking \1"),
+    (re.compile(r"\bcomplains (about|that|of)\b", re.IGNORECASE), r"asks \1"),
+    (re.compile(r"\bcomplained (about|that|of)\b", re.IGNORECASE), r"asked \1"),
+)
+_TONE_WORDS = frozenset(
+    "complain complains complained complaining complaint angry angrily frustrated frustration upset furious "
+    "annoyed irritated unhappy disappointed irate rude outraged".split()
+)
 
 _HANDLE = re.compile(r"(?<!\w)@\w+")
 _URL = re.compile(r"https?://\S+")
@@ -137,8 +157,23 @@ def transcript(conversation_turns: Sequence[Turn], limit: int = MAX_TRANSCRIPT_C
     return "\n".join([*head, "…", *reversed(tail)])
 
 
-def summary_prompt(conversation_text: str) -> str:
-    return f"{_INSTRUCTION}{conversation_text}{_QUESTION}"
+def summary_prompt(conversation_text: str, tone: str = "neutral") -> str:
+    """The completion prompt; `tone` is the sentiment label ("negative", "neutral", "positive")."""
+    question = _QUESTION.format(asks=_ASKS.get(tone, _NEUTRAL_ASKS))
+    return f"{_INSTRUCTION}{conversation_text}{question}"
+
+
+def in_tone(generated: str, tone: str, conversation_text: str) -> str:
+    """The generated text with the tone the sentiment label gives: a complaint's wording is
+    neutral unless the label is negative; "" when it still calls the customer angry,
+    frustrated... and neither the label nor the customer's own words say so."""
+    if tone == "negative" or not generated:
+        return generated
+    for pattern, neutral in _COMPLAINT_WORDING:
+        generated = pattern.sub(neutral, generated)
+    said = set(_WORD.findall(conversation_text.lower()))
+    words = set(_WORD.findall(generated.lower()))
+    return "" if (words & _TONE_WORDS) - said else generated
 
 
 def split_generated(generated: str) -> tuple[str, str]:
@@ -166,6 +201,13 @@ def grounded_share(summary: str, source: str, allowed: frozenset[str] = frozense
     if not words:
         return 0.0
     return len(words & content_words(source)) / len(words)
+
+
+def supported(sentence: str, source: str, allowed: frozenset[str] = frozenset()) -> bool:
+    """Whether a sentence states nothing the source does not: it has no factual words
+    (greetings, courtesy, framing) or enough of them are in the source."""
+    words = content_words(sentence) - {_stem(w) for w in _FRAMING | allowed}
+    return not words or grounded_share(sentence, source, allowed) >= MIN_GROUNDED_SHARE
 
 
 def accept(generated: str, source: str, limit: int, allowed: frozenset[str] = frozenset()) -> str | None:
