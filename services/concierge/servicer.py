@@ -29,7 +29,7 @@ from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2
-from servicekit import attributes
+from servicekit import attributes, quoting
 from servicekit.errors import FailedPrecondition, NotFound, ResourceExhausted, Unavailable, Violations
 from servicekit.llm import LlmBusy, LlmClient, LlmUnavailable
 from servicekit.pii import mask
@@ -575,7 +575,8 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         # a generated reply that follows one is caught.
         injected = [s for unit in units for s in guardrails.injection_sentences(unit.text)]
         injected += guardrails.injection_sentences(turn.masked_text)
-        units = [_neutralised(unit) for unit in units]
+        conversation = "\n".join([*turn.history, turn.masked_text])
+        units = [unit for unit in (_for_this_customer(_neutralised(u), conversation) for u in units) if unit.text]
         match = matching.best_match(turn.standalone_query, units, passages)
         # Nothing near the question, in any unit or passage: the knowledge base has nothing on it.
         nearest = max((hit.similarity for hit in [*units, *passages]), default=0.0)
@@ -953,6 +954,18 @@ def _neutralised(unit: retrieval_pb2.SearchHit) -> retrieval_pb2.SearchHit:
     clean = retrieval_pb2.SearchHit()
     clean.CopyFrom(unit)
     clean.text = guardrails.neutralise(unit.text)
+    return clean
+
+
+def _for_this_customer(unit: retrieval_pb2.SearchHit, conversation: str) -> retrieval_pb2.SearchHit:
+    """A resolved ticket's answer was written to that ticket's customer: only its sentences
+    that may be said to this one are kept (none with that customer's dates, amounts, record
+    numbers, or actions taken for them). Articles and FAQs speak to everyone: kept whole."""
+    if not quoting.case_specific(unit):
+        return unit
+    clean = retrieval_pb2.SearchHit()
+    clean.CopyFrom(unit)
+    clean.text = " ".join(quoting.for_this_customer(unit.text, conversation, specific=True))
     return clean
 
 

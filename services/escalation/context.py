@@ -25,11 +25,11 @@ from aftercare.escalation.v1 import escalation_pb2
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2
-from servicekit import attributes
+from servicekit import attributes, quoting
 from servicekit.database import utcnow
 from servicekit.llm import LlmClient, LlmUnavailable
 from servicekit.tracing import current_trace_id
-from services.escalation import quoting, summaries
+from services.escalation import summaries
 from services.escalation.settings import EscalationSettings
 from services.escalation.store import HandoffStore, PastContact, ResolvedCase
 from services.escalation.summaries import Turn, content_words, shorten

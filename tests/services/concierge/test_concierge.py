@@ -72,6 +72,7 @@ class FakeRetrieval:
     extra_text: str = ""
     runner_up_text: str = "Support is available 24 hours a day, five days a week."
     units: bool = True
+    unit_type: int = retrieval_pb2.DOCUMENT_TYPE_FAQ
     requests: list[retrieval_pb2.SearchRequest] = field(default_factory=list)
     down: bool = False
 
@@ -86,7 +87,7 @@ class FakeRetrieval:
             raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
         if request.answer_units:
             hits = [
-                unit_hit(self.unit_text + self.extra_text, self.similarity),
+                unit_hit(self.unit_text + self.extra_text, self.similarity, doc_type=self.unit_type),
                 unit_hit(self.runner_up_text, self.similarity - 0.3, doc_id="sla", index=1,
                          question="What are your support hours?", score=0.4),
             ] if self.units else []
@@ -340,6 +341,19 @@ async def test_a_confident_unit_is_answered_with_its_own_words_and_cites_it(db_u
     (outcome,) = rig.escalation.outcomes
     assert outcome.decision == escalation_pb2.OUTCOME_DECISION_ANSWERED
     assert outcome.confidence == response.confidence.score and outcome.idempotency_key
+
+
+async def test_a_resolved_tickets_answer_is_quoted_without_what_was_written_for_that_customer(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url)
+    rig.retrieval.unit_type = retrieval_pb2.DOCUMENT_TYPE_RESOLVED_TICKET
+    rig.retrieval.unit_text = (
+        "Annual plans cancelled within 14 days get a prorated refund. You purchased on October 5. "
+        "I have submitted this refund today. Monthly plans are not refundable."
+    )
+    response = await converse(rig, request())
+    assert response.decision == concierge_pb2.DECISION_ANSWERED
+    # The policy stays; that customer's purchase date and the refund made for them do not.
+    assert response.reply == "Annual plans cancelled within 14 days get a prorated refund. Monthly plans are not refundable."
 
 
 async def test_a_closed_gate_hands_over_before_any_llm_call(db_url: str) -> None:

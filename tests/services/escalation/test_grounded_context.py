@@ -12,8 +12,9 @@ import pytest
 
 from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.type.v1 import conversation_pb2
+from servicekit import quoting
 from servicekit.database import utcnow
-from services.escalation import context, quoting, summaries
+from services.escalation import context, summaries
 from services.escalation.store import ResolvedCase
 from tests.services.escalation.conftest import (
     CUSTOMER,
