@@ -1034,7 +1034,7 @@ class TopicPoint(BaseModel):
     automation_rate: float
     escalation_rate: float
     edit_rate: float
-    mean_csat: float = Field(description="Mean customer satisfaction (1-5) of the handoffs rated that day; 0 when none.")
+    mean_csat: float = Field(description="Mean satisfaction (1-5) of the handoffs rated that day; 0 when none.")
     csat_ratings: int = Field(description="Handoffs rated that day.")
 
 

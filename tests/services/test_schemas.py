@@ -18,8 +18,8 @@ from services.escalation.migrations import SCHEMA as ESCALATION
 from services.escalation.models import Base as EscalationBase
 from services.outreach.migrations import SCHEMA as OUTREACH
 from services.outreach.models import Base as OutreachBase
-from services.triage.migrations import SCHEMA as TRIAGE
 from services.triage.contacts import Base as TriageContactsBase
+from services.triage.migrations import SCHEMA as TRIAGE
 from services.triage.tier0_store import Base as TriageBase
 
 

@@ -353,7 +353,9 @@ async def test_a_resolved_tickets_answer_is_quoted_without_what_was_written_for_
     response = await converse(rig, request())
     assert response.decision == concierge_pb2.DECISION_ANSWERED
     # The policy stays; that customer's purchase date and the refund made for them do not.
-    assert response.reply == "Annual plans cancelled within 14 days get a prorated refund. Monthly plans are not refundable."
+    assert response.reply == (
+        "Annual plans cancelled within 14 days get a prorated refund. Monthly plans are not refundable."
+    )
 
 
 async def test_a_closed_gate_hands_over_before_any_llm_call(db_url: str) -> None:
