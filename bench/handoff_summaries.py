@@ -178,6 +178,8 @@ async def run_in_process(
         database_url="",
         llm_base_url=llm_base_url,
         llm_model=llm_server.MODEL_ALIAS,
+        # Summaries alone: a draft per handoff would queue before the next handoff's summary.
+        draft_mode="template",
         retrieval_addr="absent:1",
         triage_addr="absent:1",
         **overrides,

@@ -318,7 +318,10 @@ class ContextPackage(BaseModel):
     summary_method: str = Field(
         description="'llm' (generated and checked), 'extractive', or 'pending' (the LLM's is being written)."
     )
-    draft_method: str = Field(description="'llm' or 'template'.")
+    draft_method: str = Field(
+        description="'llm' (written by the model and checked), 'template' (from the top suggestion, checked), "
+        "or 'pending' (the template for now: the model's draft is being written)."
+    )
     sentiment_label: str
     sources: list[Citation] = Field(description="Passages the package is grounded in (its lineage).")
 

@@ -192,6 +192,9 @@ startPage(async (main) => {
         h("ol", {}, c.suggested_resolutions.map((r) => h("li", {}, r.text, citationList(r.sources))))) : null,
       h("div", { class: "card" },
         h("h3", {}, "Reply", c?.draft_method ? h("span", { class: "muted" }, ` (AI draft: ${c.draft_method})`) : null),
+        c?.draft_method === "pending"
+          ? h("p", { class: "muted" }, "The AI draft is still being written; this one is made from the top suggestion. Reopen the handoff shortly.")
+          : null,
         draft,
         h("div", { class: "row" }, h("label", { class: "muted", for: "agent-name" }, "Signed"), agentName, take, send),
         h("div", { class: "row" }, resolution, resolve),

@@ -4,10 +4,11 @@ searching the knowledge base.
 Built when the handoff is created, within a time budget: the knowledge-base
 search, triage and the store's lookups run side by side, and whatever is not
 back in time is replaced by its deterministic version. The summary starts
-extractive; the LLM's summary (seconds on a CPU) is written afterwards, in the
-background, when it passes its grounding check, so the customer's handoff never
-waits on it. An LLM or retrieval outage makes the package plainer, never the
-handoff fail or slow.
+extractive and the draft reply is the template (the top suggestion, quoted);
+the LLM's summary and then its draft (seconds each on a CPU) are written
+afterwards, in the background, each only when it passes its checks, so the
+customer's handoff never waits on them. An LLM or retrieval outage makes the
+package plainer, never the handoff fail or slow.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from services.escalation.summaries import Turn, content_words, shorten
 log = structlog.get_logger("services.escalation.context")
 tracer = trace.get_tracer("aftercare.escalation")
 
-DRAFT_PROMPT_VERSION = "handoff-draft-v2"
 SUGGESTIONS = 3
 MAX_SUGGESTION_CHARS = 320
 RECENT_CONTACT_DAYS = 30
@@ -65,6 +65,8 @@ class BuiltContext:
     draft_prompt: str = ""
     # The LLM summary, to run once the handoff is stored: (summary, detail, method, model).
     summarize: Callable[[], Awaitable[tuple[str, str, str, str]]] | None = None
+    # The LLM draft, to run after the summary: (draft, method, model).
+    write_draft: Callable[[], Awaitable[tuple[str, str, str]]] | None = None
 
 
 @dataclass
@@ -311,8 +313,6 @@ class ContextBuilder:
 
     async def _build(self, request: escalation_pb2.CreateHandoffRequest) -> BuiltContext:
         budget = self._settings.context_budget_s
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
         tenant_id = request.customer.tenant_id
         conversation_turns = summaries.turns(request.conversation.messages)
         conversation_text = summaries.transcript(conversation_turns)
@@ -363,11 +363,9 @@ class ContextBuilder:
 
         suggestions = suggest(question, intent, hits, cases, conversation)
         prompt = draft_prompt(conversation_text, suggestions)
-        draft, draft_method = template_draft(suggestions), "template"
-        if self._settings.draft_mode == "llm" and self._llm is not None:
-            generated = await self._generate_draft(prompt, conversation, suggestions, max(0.5, deadline - loop.time()))
-            if generated:
-                draft, draft_method, model = generated, "llm", model or self._llm.model
+        # The template is shown at once; "pending" until the LLM's draft replaces it (or not).
+        write_draft = self.drafter(prompt, request.conversation, [s.text for s in suggestions])
+        draft, draft_method = template_draft(suggestions), ("pending" if write_draft is not None else "template")
 
         sources = [source for s in suggestions for source in s.sources]
         package = escalation_pb2.ContextPackage(
@@ -390,12 +388,32 @@ class ContextBuilder:
             lineage=answer_pb2.Lineage(
                 sources=sources,
                 model=model,
-                prompt_template_version=(f"{summaries.SUMMARY_PROMPT_VERSION}+{DRAFT_PROMPT_VERSION}-{draft_method}"),
+                prompt_template_version=summaries.prompt_versions(draft_method),
                 trace_id=current_trace_id(),
             ),
         )
         summarize = self.summarizer(request.conversation, sentiment)
-        return BuiltContext(package=package, question=question, draft_prompt=prompt, summarize=summarize)
+        return BuiltContext(
+            package=package, question=question, draft_prompt=prompt, summarize=summarize, write_draft=write_draft
+        )
+
+    def drafter(
+        self, prompt: str, conversation: conversation_pb2.Conversation, notes: Sequence[str]
+    ) -> Callable[[], Awaitable[tuple[str, str, str]]] | None:
+        """The LLM draft reply of a new or stored handoff, to run in the background: (draft,
+        "llm", model) when every sentence passes checked_draft against the conversation and
+        the suggestions (`notes`), else ("", "template", "") and the template stays. None
+        when drafts are templates only (DRAFT_MODE=template, or no LLM)."""
+        if self._settings.draft_mode != "llm" or self._llm is None:
+            return None
+        # What this customer said or was told: what a draft may repeat.
+        said = "\n".join(turn.text for turn in summaries.turns(conversation.messages))
+        suggestions = [_Suggestion(text, 0.0) for text in notes]
+
+        async def write_draft() -> tuple[str, str, str]:
+            return await self._generate_draft(prompt, said, suggestions, self._settings.draft_budget_s)
+
+        return write_draft
 
     def summarizer(
         self, conversation: conversation_pb2.Conversation, sentiment_score: float | None = None
@@ -506,7 +524,7 @@ class ContextBuilder:
 
     async def _generate_draft(
         self, prompt: str, conversation: str, suggestions: Sequence[_Suggestion], timeout_s: float
-    ) -> str:
+    ) -> tuple[str, str, str]:
         assert self._llm is not None
         try:
             completion = await asyncio.wait_for(
@@ -515,8 +533,9 @@ class ContextBuilder:
             )
         except (LlmUnavailable, TimeoutError) as error:
             log.warning("llm_draft_failed", error=type(error).__name__)
-            return ""
+            return "", "template", ""
         draft = checked_draft(completion.text, conversation, suggestions)
         if draft is None:
             log.info("llm_draft_rejected", reason="not_grounded_or_not_for_this_customer")
-        return draft or ""
+            return "", "template", ""
+        return draft, "llm", completion.model

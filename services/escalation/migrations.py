@@ -243,6 +243,10 @@ def _v6_history(row: sa.Row[Any]) -> list[tuple[str, Any, str, str]]:
     return history
 
 
+def _v7_template_draft(op: Operations) -> None:
+    op.add_column("handoffs", sa.Column("template_draft", sa.Text, nullable=False, server_default=""))
+
+
 SCHEMA = Schema(
     "escalation",
     (
@@ -252,5 +256,6 @@ SCHEMA = Schema(
         Migration(4, "contact outcomes", _v4_contact_outcomes),
         Migration(5, "answer judgements", _v5_answer_judgements),
         Migration(6, "handoff as a conversation: thread, events, reference, CSAT, settings", _v6_conversations),
+        Migration(7, "the template draft an LLM draft replaced", _v7_template_draft),
     ),
 )

@@ -83,6 +83,10 @@ class HandoffRow(Base):
     csat_rating: Mapped[int] = mapped_column(sa.Integer, default=0)
     csat_comment: Mapped[str] = mapped_column(sa.Text, default="")
     rated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # --- migration 7: the template shown until the LLM's draft replaced it ("" otherwise): an
+    # agent's reply is measured against whichever of the two it is nearer (they may have
+    # started from the template).
+    template_draft: Mapped[str] = mapped_column(sa.Text, default="")
 
 
 class AgentReplyRow(Base):

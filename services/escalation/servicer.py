@@ -216,37 +216,46 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self._notifier = Notifier()
         self._watch_poll_s = watch_poll_s
         self._watch_max_streams = watch_max_streams
-        # LLM summaries take turns after customers (see background.py).
+        # LLM summaries and drafts take turns after customers (see background.py).
         self._background = background
         self._default_queue = default_queue
         self._context = context_builder
         self._insights = insights
-        # LLM summaries being written into packages already stored (kept referenced until done).
+        # LLM summaries and drafts being written into packages already stored (kept referenced until done).
         self._summaries: set[asyncio.Task[None]] = set()
         # The judge's stop words load now (about a second), not in the first reply's transaction.
         judging.judge_words("")
 
     def resume_summaries(self) -> None:
-        """Write the LLM summaries a stopped process left pending (recent handoffs only),
-        one at a time in the background, behind the new handoffs' own."""
-        task = asyncio.create_task(self._resume_summaries())
+        """Write the LLM summaries and drafts a stopped process left pending (recent handoffs
+        only), one at a time in the background, behind the new handoffs' own."""
+        self._keep(asyncio.create_task(self._resume_summaries()))
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
         self._summaries.add(task)
         task.add_done_callback(self._summaries.discard)
 
     async def _resume_summaries(self) -> None:
         since = utcnow() - dt.timedelta(hours=RESUME_SUMMARIES_HOURS)
-        pending = await asyncio.to_thread(self._store.pending_summaries, since, RESUME_SUMMARIES_MAX)
+        pending = await asyncio.to_thread(self._store.pending_background, since, RESUME_SUMMARIES_MAX)
         if pending:
             log.info("summaries_resumed", handoffs=len(pending))
-        for tenant_id, handoff_id, conversation in pending:
-            summarize = self._context.summarizer(conversation)
-            if summarize is None:
-                await asyncio.to_thread(self._store.update_summary, tenant_id, handoff_id, "", "", "extractive", "")
-                continue
-            await self._summarize_later(tenant_id, handoff_id, summarize)
+        for left in pending:
+            summarize = self._context.summarizer(left.conversation) if left.summary_pending else None
+            write_draft = (
+                self._context.drafter(left.draft_prompt, left.conversation, left.notes) if left.draft_pending else None
+            )
+            await self._enrich_later(
+                left.tenant_id,
+                left.handoff_id,
+                summarize,
+                write_draft,
+                summary_pending=left.summary_pending,
+                draft_pending=left.draft_pending,
+            )
 
     async def close(self) -> None:
-        """Stop summaries still being written: their handoffs stay pending until the next start."""
+        """Stop summaries and drafts still being written: they stay pending until the next start."""
         for task in self._summaries:
             task.cancel()
         await asyncio.gather(*self._summaries, return_exceptions=True)
@@ -289,10 +298,18 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
                     return added
         else:
             raise Aborted("the conversation's handoff changed while handing over; retry", reason="HANDOFF_RACE")
-        if created and built.summarize is not None:
-            task = asyncio.create_task(self._summarize_later(tenant_id, handoff.handoff_id, built.summarize))
-            self._summaries.add(task)
-            task.add_done_callback(self._summaries.discard)
+        summary_pending = built.package.summary_method == "pending"
+        draft_pending = built.package.draft_method == "pending"
+        if created and (summary_pending or draft_pending):
+            enrich = self._enrich_later(
+                tenant_id,
+                handoff.handoff_id,
+                built.summarize,
+                built.write_draft,
+                summary_pending=summary_pending,
+                draft_pending=draft_pending,
+            )
+            self._keep(asyncio.create_task(enrich))
         if created:
             self._notifier.notify(tenant_id, handoff.conversation_id)
         log.info(
@@ -317,19 +334,55 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self._notifier.notify(handoff.customer.tenant_id, handoff.conversation_id)
         return escalation_pb2.CreateHandoffResponse(handoff=handoff, created=False, appended=True)
 
-    async def _summarize_later(
-        self, tenant_id: str, handoff_id: str, summarize: Callable[[], Awaitable[tuple[str, str, str, str]]]
+    async def _enrich_later(
+        self,
+        tenant_id: str,
+        handoff_id: str,
+        summarize: Callable[[], Awaitable[tuple[str, str, str, str]]] | None,
+        write_draft: Callable[[], Awaitable[tuple[str, str, str]]] | None,
+        *,
+        summary_pending: bool,
+        draft_pending: bool,
     ) -> None:
-        try:
-            async with self._background.turn():
-                summary, detail, method, model = await summarize()
-        except Exception as error:  # a summary is an extra: the handoff is stored already
-            log.warning("summary_failed", handoff_id=handoff_id, error=type(error).__name__)
-            summary, detail, method, model = "", "", "extractive", ""
+        """A stored package's background LLM work: the summary, then the draft, each in a turn
+        of its own (a customer who comes in between goes first). Without a job for a part
+        that is pending, that part settles on what it has (extractive summary, template)."""
+        if summary_pending:
+            await self._summarize_later(tenant_id, handoff_id, summarize)
+        if draft_pending:
+            await self._draft_later(tenant_id, handoff_id, write_draft)
+
+    async def _summarize_later(
+        self, tenant_id: str, handoff_id: str, summarize: Callable[[], Awaitable[tuple[str, str, str, str]]] | None
+    ) -> None:
+        summary, detail, method, model = "", "", "extractive", ""
+        if summarize is not None:
+            try:
+                async with self._background.turn():
+                    summary, detail, method, model = await summarize()
+            except Exception as error:  # a summary is an extra: the handoff is stored already
+                log.warning("summary_failed", handoff_id=handoff_id, error=type(error).__name__)
         # Not "llm": it failed its grounding check or did not come; the extractive summary stays.
         method = "llm" if method == "llm" else "extractive"
         await asyncio.to_thread(self._store.update_summary, tenant_id, handoff_id, summary, detail, method, model)
         log.info("summary_settled", tenant_id=tenant_id, handoff_id=handoff_id, summary_method=method)
+
+    async def _draft_later(
+        self, tenant_id: str, handoff_id: str, write_draft: Callable[[], Awaitable[tuple[str, str, str]]] | None
+    ) -> None:
+        draft, method, model = "", "template", ""
+        try:
+            if write_draft is not None:
+                async with self._background.turn():
+                    # Checked inside the turn: an agent may have replied while it waited.
+                    if await asyncio.to_thread(self._store.draft_still_wanted, tenant_id, handoff_id):
+                        draft, method, model = await write_draft()
+        except Exception as error:  # a draft is an extra: the template stays
+            log.warning("draft_failed", handoff_id=handoff_id, error=type(error).__name__)
+            draft, method, model = "", "template", ""
+        method = "llm" if method == "llm" and draft else "template"
+        stored = await asyncio.to_thread(self._store.update_draft, tenant_id, handoff_id, draft, method, model)
+        log.info("draft_settled", tenant_id=tenant_id, handoff_id=handoff_id, draft_method=stored)
 
     async def GetHandoff(
         self, request: escalation_pb2.GetHandoffRequest, context: grpc.aio.ServicerContext

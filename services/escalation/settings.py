@@ -30,10 +30,13 @@ class EscalationSettings(LlmSettings):
     # at a time, and customers' answers go first (services/escalation/background.py).
     summary_quiet_s: float = 2.0
     summary_max_wait_s: float = 60.0
-    # "template": the draft reply is built from the top grounded suggestion (right
-    # for the small base model on CPU). "llm": an instruction-tuned model (vLLM)
-    # writes it, and it is kept only if it passes the grounding check.
-    draft_mode: Literal["template", "llm"] = "template"
+    # "llm": the handoff is stored with the template draft (draft_method "pending") and the
+    # instruction-tuned model's draft replaces it in the background, after the summary and
+    # with the same turns, when it passes the grounding and quoting checks. "template": the
+    # draft is only ever the top grounded suggestion, quoted (no LLM call for drafts).
+    draft_mode: Literal["template", "llm"] = "llm"
+    # Seconds the LLM draft may take once its turn came (160 tokens: about 6 s on 2 cores).
+    draft_budget_s: float = 60.0
     # Knowledge-base passages asked from retrieval for suggested resolutions.
     retrieval_top_k: int = 4
     # Below this cosine similarity a passage is not about the question.

@@ -28,7 +28,7 @@ from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import conversation_pb2
 from servicekit.database import utcnow
 from servicekit.judging import agrees
-from services.escalation import lifecycle
+from services.escalation import lifecycle, summaries
 from services.escalation.lifecycle import (
     AGENT_ROLE,
     AI_ACTOR,
@@ -103,6 +103,20 @@ class NewHandoff:
     intent_confidence: float = 0.0
     question: str = ""
     draft_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class PendingPackage:
+    """A stored package whose background LLM work (summary, draft or both) never settled."""
+
+    tenant_id: str
+    handoff_id: str
+    conversation: conversation_pb2.Conversation
+    summary_pending: bool
+    draft_pending: bool
+    # What the draft is generated from and checked against (the suggestions' texts).
+    draft_prompt: str
+    notes: list[str]
 
 
 @dataclass(frozen=True)
@@ -279,6 +293,17 @@ def _agent_key(client_message_id: str) -> str:
     return f"agent:{client_message_id}"
 
 
+def _nearest_draft_use(row: HandoffRow, classify: Callable[[str], ReplyRecord]) -> ReplyRecord:
+    """The reply measured against the draft it is nearer to: the package's draft, or the
+    template the LLM's draft replaced (an agent who opened the handoff before the LLM's draft
+    came has the template in their editor)."""
+    current = classify(str((row.context or {}).get("draft_reply", "")))
+    if not row.template_draft:
+        return current
+    earlier = classify(row.template_draft)
+    return earlier if earlier.edit_ratio < current.edit_ratio else current
+
+
 def _conversation_channel(row: HandoffRow) -> str:
     return lifecycle.channel_name(
         conversation_pb2.Channel.Value(str((row.conversation or {}).get("channel", "CHANNEL_UNSPECIFIED")))
@@ -396,6 +421,7 @@ class HandoffStore:
             draft_prompt=new.draft_prompt,
             csat_rating=0,
             csat_comment="",
+            template_draft="",
         )
 
     def _has_open_handoff(self, tenant_id: str, conversation_id: str) -> bool:
@@ -467,22 +493,40 @@ class HandoffStore:
                 cursor = PageCursor(last.priority, last.created_at, last.handoff_id)
             return describe(session, page), cursor
 
-    def pending_summaries(self, since: dt.datetime, limit: int) -> list[tuple[str, str, conversation_pb2.Conversation]]:
-        """(tenant, handoff id, conversation) of handoffs created since `since` whose LLM
-        summary never settled: the process writing it stopped first."""
+    def pending_background(self, since: dt.datetime, limit: int) -> list[PendingPackage]:
+        """Handoffs created since `since` whose LLM summary or draft never settled: the
+        process writing them stopped first. Oldest first."""
+        context = HandoffRow.context
         with Session(self._engine) as session:
             rows = session.execute(
-                sa.select(HandoffRow.tenant_id, HandoffRow.handoff_id, HandoffRow.conversation)
+                sa.select(
+                    HandoffRow.tenant_id,
+                    HandoffRow.handoff_id,
+                    HandoffRow.conversation,
+                    HandoffRow.draft_prompt,
+                    HandoffRow.context,
+                )
                 .where(
                     HandoffRow.created_at >= since,
-                    HandoffRow.context["summary_method"].as_string() == "pending",
+                    sa.or_(
+                        context["summary_method"].as_string() == "pending",
+                        context["draft_method"].as_string() == "pending",
+                    ),
                 )
                 .order_by(HandoffRow.created_at)
                 .limit(limit)
             ).all()
         return [
-            (tenant_id, handoff_id, json_format.ParseDict(conversation, conversation_pb2.Conversation()))
-            for tenant_id, handoff_id, conversation in rows
+            PendingPackage(
+                tenant_id=tenant_id,
+                handoff_id=handoff_id,
+                conversation=json_format.ParseDict(conversation, conversation_pb2.Conversation()),
+                summary_pending=package.get("summary_method") == "pending",
+                draft_pending=package.get("draft_method") == "pending",
+                draft_prompt=draft_prompt,
+                notes=[str(s.get("text", "")) for s in package.get("suggested_resolutions") or []],
+            )
+            for tenant_id, handoff_id, conversation, draft_prompt, package in rows
         ]
 
     def update_summary(
@@ -507,6 +551,47 @@ class HandoffStore:
             # A new dict, so that the JSON column is seen as changed.
             row.context = {**row.context, **settled}
         return True
+
+    def update_draft(self, tenant_id: str, handoff_id: str, draft: str, method: str, model: str) -> str | None:
+        """Settle a package's pending draft: the LLM's (method "llm") replaces the template
+        shown meanwhile, or the template stays (method "template"). Like the summary, not an
+        agent's change: the version stays, so an agent's Send is not refused because a draft
+        arrived. Once an agent has replied (or resolved), what they worked from stays: the
+        LLM's draft is dropped and the template settles. Returns the method stored, None
+        when the handoff is gone."""
+        with Session(self._engine) as session, session.begin():
+            row = session.scalars(
+                sa.select(HandoffRow)
+                .where(HandoffRow.tenant_id == tenant_id, HandoffRow.handoff_id == handoff_id)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                return None
+            if method == "llm" and (row.first_replied_at is not None or row.state == RESOLVED):
+                log.info("llm_draft_too_late", tenant_id=tenant_id, handoff_id=handoff_id)
+                method = "template"
+            lineage = dict(row.context.get("lineage") or {})
+            lineage["prompt_template_version"] = summaries.prompt_versions(method)
+            settled: dict[str, Any] = {"draft_method": method}
+            if method == "llm":
+                lineage["model"] = model
+                settled["draft_reply"] = draft
+                # An agent with the handoff open may still be working from it.
+                row.template_draft = str(row.context.get("draft_reply", ""))
+            # A new dict, so that the JSON column is seen as changed.
+            row.context = {**row.context, **settled, "lineage": lineage}
+        return method
+
+    def draft_still_wanted(self, tenant_id: str, handoff_id: str) -> bool:
+        """Whether an LLM draft could still be stored (no agent reply yet, not resolved):
+        otherwise the LLM is not asked at all."""
+        with Session(self._engine) as session:
+            found = session.execute(
+                sa.select(HandoffRow.first_replied_at, HandoffRow.state).where(
+                    HandoffRow.tenant_id == tenant_id, HandoffRow.handoff_id == handoff_id
+                )
+            ).one_or_none()
+        return found is not None and found.first_replied_at is None and found.state != RESOLVED
 
     # --- changes with optimistic versioning ----------------------------------
 
@@ -637,7 +722,7 @@ class HandoffStore:
         def decide(row: HandoffRow, now: dt.datetime) -> tuple[dict[str, Any], list[Any]]:
             if row.state == RESOLVED:
                 raise WrongState(row.state)
-            recorded.append(classify(str((row.context or {}).get("draft_reply", ""))))
+            recorded.append(_nearest_draft_use(row, classify))
             rows: list[Any] = []
             values: dict[str, Any] = {"state": WAITING_ON_CUSTOMER, "first_replied_at": row.first_replied_at or now}
             if not row.assigned_agent_id:

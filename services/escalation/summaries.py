@@ -29,6 +29,8 @@ from aftercare.type.v1 import conversation_pb2
 from servicekit.pii import mask
 
 SUMMARY_PROMPT_VERSION = "handoff-summary-v3-tone"
+# The draft reply's prompt (services/escalation/context.py: draft_prompt).
+DRAFT_PROMPT_VERSION = "handoff-draft-v2"
 # The transcript part of the prompt stays well inside a 2048-token context.
 MAX_TRANSCRIPT_CHARS = 1600
 MAX_TURN_CHARS = 400
@@ -161,6 +163,12 @@ def summary_prompt(conversation_text: str, tone: str = "neutral") -> str:
     """The completion prompt; `tone` is the sentiment label ("negative", "neutral", "positive")."""
     question = _QUESTION.format(asks=_ASKS.get(tone, _NEUTRAL_ASKS))
     return f"{_INSTRUCTION}{conversation_text}{question}"
+
+
+def prompt_versions(draft_method: str) -> str:
+    """A package's lineage prompt versions: the summary's, then the draft's with how the
+    draft was made ("template", "llm", or "pending" until its background job settles)."""
+    return f"{SUMMARY_PROMPT_VERSION}+{DRAFT_PROMPT_VERSION}-{draft_method}"
 
 
 def in_tone(generated: str, tone: str, conversation_text: str) -> str:

@@ -145,14 +145,15 @@ async def running_stub(
 
 
 async def settled(stub: Stub, handoff: escalation_pb2.Handoff) -> escalation_pb2.Handoff:
-    """The handoff once its background LLM summary is settled ("llm" or "extractive")."""
+    """The handoff once its background LLM summary ("llm" or "extractive") and draft ("llm"
+    or "template") are settled."""
     request = escalation_pb2.GetHandoffRequest(tenant_id=handoff.customer.tenant_id, handoff_id=handoff.handoff_id)
     for _ in range(200):
         got = (await stub.GetHandoff(request)).handoff
-        if got.context.summary_method != "pending":
+        if "pending" not in (got.context.summary_method, got.context.draft_method):
             return got
         await asyncio.sleep(0.05)
-    raise AssertionError(f"the summary of handoff {handoff.handoff_id} never settled")
+    raise AssertionError(f"the summary or draft of handoff {handoff.handoff_id} never settled")
 
 
 @pytest.fixture

@@ -72,7 +72,8 @@ async def summary_written(stub, handoff: escalation_pb2.Handoff) -> escalation_p
 
 async def test_a_grounded_llm_summary_is_written_after_the_handoff_with_its_lineage(tmp_path: Path) -> None:
     llm, prompts = llm_answering([GENERATED])
-    async with running_stub(settings_for(tmp_path), llm=llm) as stub:
+    # Summaries alone (LLM drafts: test_llm_drafts.py).
+    async with running_stub(settings_for(tmp_path, draft_mode="template"), llm=llm) as stub:
         created = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff
         # The customer's handoff never waits on the LLM: it is stored with the extractive summary...
         assert created.context.summary_method == "pending" and created.context.summary
@@ -99,7 +100,7 @@ async def test_a_summary_left_pending_by_a_stopped_process_is_written_at_the_nex
     tmp_path: Path, database: str, request: pytest.FixtureRequest
 ) -> None:
     url = request.getfixturevalue("postgres_url") if database == "postgresql" else ""
-    settings = settings_for(tmp_path, database_url=url)
+    settings = settings_for(tmp_path, database_url=url, draft_mode="template")
 
     async def thinking(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(60)
@@ -155,8 +156,8 @@ async def test_suggestions_are_grounded_in_passages_and_resolved_cases(tmp_path:
     assert "Refund a duplicate charge from Billing, then Invoices, then Refund." in billing.text
     assert f"handoff:{earlier.handoff_id}" in [source.doc_id for source in billing.sources]
     assert all(s.sources for s in suggestions)
-    # The draft quotes the top knowledge-base suggestion.
-    assert package.draft_method == "template" and billing.text in package.draft_reply
+    # The draft quotes the top knowledge-base suggestion (shown while the LLM's is written).
+    assert package.draft_method == "pending" and billing.text in package.draft_reply
     assert {source.doc_id for source in package.lineage.sources} >= {"billing-faq"}
     # The customer summary knows the earlier contact.
     assert "business plan" in package.customer_summary.lower()
@@ -232,12 +233,13 @@ async def test_a_slow_llm_never_holds_the_handoff(tmp_path: Path) -> None:
 
 
 async def test_a_replayed_create_does_not_rebuild_the_package(tmp_path: Path) -> None:
-    llm, prompts = llm_answering([GENERATED])
+    llm, prompts = llm_answering([GENERATED, "Hi, sorry for the trouble with the duplicate charge."])
     async with running_stub(settings_for(tmp_path), llm=llm) as stub:
         first = await stub.CreateHandoff(handoff_request(texts=TWEETS))
         package = await summary_written(stub, first.handoff)
         second = await stub.CreateHandoff(handoff_request(texts=TWEETS))
-    assert len(prompts) == 1 and not second.created
+    # One summary and one draft, for the first call only.
+    assert len(prompts) == 2 and not second.created
     assert second.handoff.handoff_id == first.handoff.handoff_id and second.handoff.context == package
 
 
@@ -245,14 +247,15 @@ async def test_an_llm_draft_is_kept_only_when_grounded(tmp_path: Path) -> None:
     grounded = "Hi, sorry for the trouble. Refund a duplicate charge from Billing, then Invoices, then Refund."
     invented = "Hi, I have credited 500 dollars and upgraded you to premium for free."
     for draft, method in ((grounded, "llm"), (invented, "template")):
-        # The draft is written with the handoff; the summary comes after.
-        llm, prompts = llm_answering([draft, GENERATED])
+        # The summary is written after the handoff, then the draft.
+        llm, prompts = llm_answering([GENERATED, draft])
         settings = settings_for(tmp_path / method, draft_mode="llm")
         async with running_stub(settings, llm=llm, retrieval=FakeRetrieval(PASSAGES)) as stub:
-            package = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff.context
+            created = (await stub.CreateHandoff(handoff_request(texts=TWEETS))).handoff
+            package = await summary_written(stub, created)
         assert package.draft_method == method
         assert (package.draft_reply == grounded) == (method == "llm")
-        assert prompts[0].endswith("Reply:") and "[1] " in prompts[0]
+        assert prompts[1].endswith("Reply:") and "[1] " in prompts[1]
 
 
 def test_a_long_transcript_keeps_its_start_and_its_end() -> None:

@@ -249,7 +249,7 @@ async def _next_message(stream: grpc.aio.UnaryStreamCall) -> E.ThreadMessage:  #
             return event.message
 
 
-async def test_a_watcher_gets_a_reply_stored_by_another_replica_within_a_second(tmp_path: Path) -> None:
+async def test_a_watcher_gets_a_reply_stored_by_another_replica(tmp_path: Path) -> None:
     # Two servers on one database: the watcher's replica never sees the write happen.
     settings = settings_for(tmp_path)
     async with running_stub(settings) as watched, running_stub(settings) as other:
@@ -265,10 +265,12 @@ async def test_a_watcher_gets_a_reply_stored_by_another_replica_within_a_second(
 
         sent_at = time.monotonic()
         await other.SubmitAgentReply(_reply(handoff, "Hi, I'm on it.", "s-1", name="Ana"))
-        pushed = await asyncio.wait_for(_next_message(stream), timeout=1.0)
-        assert time.monotonic() - sent_at < 1.0
+        # Found by polling the shared database (every 0.5 s); the bound leaves room for a busy CI
+        # machine: speed is the benchmark's to measure (bench/agent_reply_latency.py), not a test's.
+        pushed = await asyncio.wait_for(_next_message(stream), timeout=5.0)
+        assert time.monotonic() - sent_at < 5.0
         assert pushed.message.text == "Hi, I'm on it." and pushed.author_name == "Ana" and pushed.sequence == 2
-        changed = await asyncio.wait_for(stream.read(), timeout=1.0)
+        changed = await asyncio.wait_for(stream.read(), timeout=5.0)
         assert changed.handoff.state == E.HANDOFF_STATE_WAITING_ON_CUSTOMER
         stream.cancel()
 
