@@ -61,7 +61,8 @@ _CASE_AMOUNT = re.compile(r"[$€£]\s?\d[\d,]*\.\d{2}\b(?!\s*(?:per|a|an|each|/
 # Someone greeted by name ("Hi Maria,", "Thanks Tom"): that customer's name.
 _GREETED = re.compile(r"\b(?:hi|hello|hey|dear|thanks|thank you)\s*,?\s+([A-Z][a-z]+)\b", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
-_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d{1,2}[.)])\s+")
+# A list item's mark: a bullet, "3." or "3)", or a clause number such as "4.2.".
+_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d{1,2}(?:\.\d{1,2})*[.)])\s+")
 _HEADING_MARK = re.compile(r"^\s*#{1,6}\s+")
 _EMPHASIS = re.compile(r"\*\*|__")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(`])")
@@ -94,7 +95,11 @@ def sentences(text: str) -> list[str]:
         lines.append(_EMPHASIS.sub("", _LIST_MARK.sub("", line)).strip())
     found: list[str] = []
     for paragraph in _paragraphs(lines):
-        found.extend(part.strip() for part in _SENTENCE_END.split(paragraph) if len(part.strip()) > 2)
+        found.extend(
+            part.strip()
+            for part in _SENTENCE_END.split(paragraph)
+            if len(part.strip()) > 2 and any(c.isalpha() for c in part)
+        )
     return found
 
 

@@ -283,6 +283,8 @@ def checked_draft(generated: str, conversation: str, suggestions: Sequence[_Sugg
             return None
         if not summaries.supported(sentence, allowed, summaries.REPLY_WORDS):
             return None
+        if not summaries.figures_stand_together(sentence, notes, conversation):
+            return None
     return shorten(text, 1200)
 
 

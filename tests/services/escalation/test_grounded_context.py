@@ -234,3 +234,35 @@ def test_the_first_person_check_refuses_no_sentence_of_the_companys_own_knowledg
         "ticket-js-sdk-429-e1042-after-4-3.md",
         "ticket-prorated-refund-annual-team.md",
     }
+
+
+PLANS = [
+    context._Suggestion(
+        "Team costs $39 per seat per month billed monthly, or $390 per seat per year billed annually, "
+        "for 1 to 50 seats with 10 million events per month included.",
+        0.8,
+    ),
+    context._Suggestion("Business costs $99 per seat per month, with 100 million events per month included.", 0.7),
+]
+
+
+def test_an_llm_draft_that_borrows_a_figure_from_the_neighbouring_rule_is_refused() -> None:
+    # Seen from the embedded model: every figure is in the notes, but "100 million" is Business's.
+    borrowed = "The Team plan costs $390 per seat per year billed annually, with 100 million events per month included."
+    assert context.checked_draft(borrowed, "Customer: How much does the Team plan cost?", PLANS) is None
+    faithful = "The Team plan costs $390 per seat per year billed annually, with 10 million events per month included."
+    assert context.checked_draft(faithful, "Customer: How much does the Team plan cost?", PLANS) == faithful
+
+
+def test_a_summary_with_one_invented_sentence_among_true_ones_is_refused() -> None:
+    transcript = (
+        "Customer: I was charged twice this month for our Team plan invoice. "
+        "This is the third time I'm asking about the duplicate charge on my card."
+    )
+    true = "The customer was charged twice this month for the Team plan invoice, a duplicate charge on the card."
+    assert summaries.accept(true, transcript, 300) == true
+    # Seen from the embedded model: "the agent did not respond to their call". Nothing said so,
+    # and one such sentence is too little of the whole text to fail a share taken over all of it.
+    invented = f"{true} Nobody phoned them."
+    assert summaries.grounded_share(invented, transcript) >= summaries.MIN_GROUNDED_SHARE
+    assert summaries.accept(invented, transcript, 300) is None
