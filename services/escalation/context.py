@@ -316,7 +316,7 @@ class ContextBuilder:
     async def _build(self, request: escalation_pb2.CreateHandoffRequest) -> BuiltContext:
         budget = self._settings.context_budget_s
         tenant_id = request.customer.tenant_id
-        conversation_turns = summaries.turns(request.conversation.messages)
+        conversation_turns = summaries.open_question(summaries.turns(request.conversation.messages))
         conversation_text = summaries.transcript(conversation_turns)
         customer_texts = [
             m.text.strip()
@@ -426,7 +426,7 @@ class ContextBuilder:
         customer's last message), never from the prompt's wording."""
         if self._llm is None:
             return None
-        conversation_turns = summaries.turns(conversation.messages)
+        conversation_turns = summaries.open_question(summaries.turns(conversation.messages))
         conversation_text = summaries.transcript(conversation_turns)
         if sentiment_score is None:
             customer_texts = [t.text for t in conversation_turns if t.speaker == "Customer"]

@@ -142,6 +142,28 @@ def turns(messages: Sequence[conversation_pb2.Message]) -> list[Turn]:
     return result
 
 
+def open_question(conversation_turns: Sequence[Turn]) -> list[Turn]:
+    """The turns since the AI last answered: what the handoff is about. An answer closes what
+    came before it (a customer who got 2FA answered, then asked about a failing export, is
+    handed over for the export); a question back to the customer, or a short holding line
+    ("Let me check that for you."), does not."""
+    for index in range(len(conversation_turns) - 1, -1, -1):
+        turn = conversation_turns[index]
+        later = conversation_turns[index + 1 :]
+        if turn.speaker == "AI" and _answers(turn.text) and any(t.speaker == "Customer" for t in later):
+            return list(later)
+    return list(conversation_turns)
+
+
+# An AI turn this long that asks nothing back is an answer (the concierge's answers are a
+# knowledge base entry's own words; its clarifications and holding lines are one short line).
+_ANSWER_MIN_CHARS = 120
+
+
+def _answers(text: str) -> bool:
+    return len(text) >= _ANSWER_MIN_CHARS and not text.rstrip().endswith("?")
+
+
 def transcript(conversation_turns: Sequence[Turn], limit: int = MAX_TRANSCRIPT_CHARS) -> str:
     """The turns as prompt lines; a long conversation keeps its start and its end."""
     lines = [f"{turn.speaker}: {shorten(turn.text, MAX_TURN_CHARS)}" for turn in conversation_turns]

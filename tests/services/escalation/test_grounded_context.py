@@ -266,3 +266,28 @@ def test_a_summary_with_one_invented_sentence_among_true_ones_is_refused() -> No
     invented = f"{true} Nobody phoned them."
     assert summaries.grounded_share(invented, transcript) >= summaries.MIN_GROUNDED_SHARE
     assert summaries.accept(invented, transcript, 300) is None
+
+
+def test_the_summary_is_about_what_came_after_the_ais_last_answer() -> None:
+    answered = (
+        "Go to Settings > Account > Security > Two-factor authentication and click Enable. "
+        "Scan the QR code with your authenticator app and save your recovery codes."
+    )
+    conversation = [
+        summaries.Turn("Customer", "How do I turn on two-factor authentication?"),
+        summaries.Turn("AI", answered),
+        summaries.Turn("Customer", "Our S3 export fails since we recreated the IAM role."),
+        summaries.Turn("AI", "Which destination is it?"),
+        summaries.Turn("Customer", "The one called prod-events."),
+    ]
+    # 2FA was answered; the export question and the AI's question back about it are open.
+    assert [t.text for t in summaries.open_question(conversation)] == [
+        "Our S3 export fails since we recreated the IAM role.",
+        "Which destination is it?",
+        "The one called prod-events.",
+    ]
+    # A short holding line answers nothing.
+    held = [summaries.Turn("Customer", "I was charged twice."), summaries.Turn("AI", "Let me check that for you.")]
+    assert summaries.open_question([*held, summaries.Turn("Customer", "Refund it please.")]) == [
+        *held, summaries.Turn("Customer", "Refund it please.")
+    ]
