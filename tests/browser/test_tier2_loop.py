@@ -1,8 +1,8 @@
 """Tier 2 as a conversation, clicked through in headless Chromium: the customer
 asks, the AI hands over, the agent sees it and replies, the customer sees the
 reply arrive without reloading, answers, the agent sees that live, resolves,
-and the customer rates. Real gateway and escalation service; the concierge is
-a double that keeps its contract (see tests/browser/tier2.py)."""
+and the customer rates. Real gateway, concierge and escalation services; only
+triage, retrieval and outreach are scripted (see tests/browser/tier2.py)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ def test_customer_and_agent_talk_through_a_handoff_until_it_is_rated(
         assert reference, notice.inner_text()
         reference_text = reference.group(1)
         assert "will reply here" in notice.inner_text()
+        # The concierge's own message names the reference and asks nothing ("yes please" is no question).
+        said = customer.locator(".msg.assistant").last.inner_text()
+        assert reference_text in said and "?" not in said, said
         customer.evaluate("window.notReloaded = true")
         customer.screenshot(path=str(artifacts / "tier2-1-customer-handed-over.png"), full_page=True)
 

@@ -1,8 +1,10 @@
-"""The Tier-2 endpoints against the real escalation service (the stack of the
-Tier-2 browser tests, without the browser): an agent's reply reaches the
-customer's event stream once, even when the Send is retried; the customer's
-answer is forwarded and reaches the stream; the resolved handoff is rated;
-the delivery feed lists the reply once."""
+"""The Tier-2 endpoints against the real concierge and escalation services (the
+stack of the Tier-2 browser tests, without the browser): the concierge hands a
+question it has no knowledge for over, saying so with the reference; an agent's
+reply reaches the customer's event stream once, even when the Send is retried;
+the customer's answer is forwarded and reaches the stream; the stored
+conversation shows the agent's reply among the customer's messages; the
+resolved handoff is rated; the delivery feed lists the reply once."""
 
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ async def test_a_reply_reaches_the_customers_stream_once_and_the_customer_answer
                                   json={"text": "My invoice is wrong", "customer": customer, "client_message_id": "m1"})
         escalated = asked.json()
         assert (escalated["decision"], escalated["handoff_reference"][:3]) == ("escalated", "HO-"), asked.text
+        assert escalated["decision_reason"] == "no_knowledge" and escalated["handoff_reference"] in escalated["reply"]
         handoff_id = escalated["handoff_id"]
 
         events: list[tuple[str, dict[str, Any]]] = []
@@ -78,6 +81,7 @@ async def test_a_reply_reaches_the_customers_stream_once_and_the_customer_answer
             await _until(lambda: sum(e["event"] == "message" for _, e in events) == 2)
         finally:
             listening.cancel()
+        stored = await client.get("/v1/conversations/conv-live", headers=channel, params=customer)
 
         resolved = await client.post(f"/v1/tenants/demo/handoffs/{handoff_id}/resolve", headers=agent,
                                      json={"resolution": "Invoice corrected"})
@@ -91,6 +95,9 @@ async def test_a_reply_reaches_the_customers_stream_once_and_the_customer_answer
     assert messages == [("1", "agent", "I corrected the invoice."), ("2", "customer", "Thanks!")]
     assert (answered.json()["decision"], answered.json()["reply"]) == ("forwarded", "")
     assert answered.json()["handoff_reference"] == escalated["handoff_reference"]
+    said = [(m["role"], m["text"], m["author_name"]) for m in stored.json()["messages"]]
+    assert said == [("customer", "My invoice is wrong", None), ("assistant", escalated["reply"], None),
+                    ("agent", "I corrected the invoice.", "Dana"), ("customer", "Thanks!", None)], stored.text
     assert resolved.status_code == 200, resolved.text
     assert rated.json() == {"changed": True, "csat_rating": 5}
     assert [d["message"]["text"] for d in feed.json()["deliveries"]] == ["I corrected the invoice."]
