@@ -27,6 +27,20 @@ const RETRACTION_REASONS = {
   no_knowledge: "the knowledge base does not answer it",
 };
 
+// Why the AI handed over, in the customer's words (by the outcome's stable reason codes).
+const HANDOFF_REASONS = {
+  low_confidence: (o) => `Our AI was not confident enough to answer on its own (confidence ${percent(o.confidence)}, `
+    + `threshold ${percent(o.threshold || 0.85)})`,
+  no_knowledge: () => "Our help articles do not answer this",
+  model_does_not_know: () => "Our help articles do not answer this",
+  human_requested: () => "You asked for a person",
+  policy_route: () => "This is one our support team handles",
+  llm_unavailable: () => "Our AI is unavailable right now",
+  retrieval_unavailable: () => "Our AI is unavailable right now",
+  unsafe_promise: () => "This needs a person to act on it",
+  prompt_injection: () => "Our AI's answer did not pass its checks",
+};
+
 function sessionValue(name, make) {
   let value = sessionStorage.getItem(name);
   if (!value) { value = make(); sessionStorage.setItem(name, value); }
@@ -254,8 +268,8 @@ startPage(async (main) => {
     if (outcome.decision === "escalated") {
       const why = el.classList.contains("retracted")
         ? "Our AI's answer did not pass its checks, so it was withdrawn"
-        : `Our AI was not confident enough to answer on its own (confidence ${percent(outcome.confidence)}, `
-          + `threshold ${percent(outcome.threshold || 0.85)})`;
+        : (HANDOFF_REASONS[outcome.decision_reason]
+          || ((o) => `Our AI handed over (${(o.decision_reason || "").replaceAll("_", " ")})`))(outcome);
       log.append(handoffNotice(outcome, why));
       watchConversation();
     }
