@@ -16,11 +16,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 import structlog
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import ValidationError
@@ -52,6 +54,10 @@ from servicekit.tracing import configure_tracing, shutdown_tracing
 log = structlog.get_logger("gateway")
 
 CONSOLE_DIR = Path(__file__).parent / "console"
+# Swagger UI's and ReDoc's scripts and styles, from the fastapi-offline package: /docs and
+# /redoc load nothing from a CDN, so they work on a machine without internet.
+DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
+DOCS_ASSETS_URL = "/docs/assets"
 # Bulk uploads (documents, usage events, accounts) get GatewaySettings.max_upload_bytes.
 BULK_PATH_SUFFIXES = ("/kb/documents", "/usage-events", "/outreach/accounts")
 # Probes are polled every few seconds: no access log lines, no spans.
@@ -233,6 +239,9 @@ def create_app(settings: GatewaySettings, backends: Backends | None = None) -> F
         version="v1",
         description="HTTP/JSON edge of the aftercare gRPC services. Errors are RFC 9457 problem+json.",
         lifespan=lifespan,
+        # /docs and /redoc are served by _add_docs, from local assets instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
         # Operation ids are the handler names (post_message, get_handoff...), for generated clients.
         generate_unique_id_function=lambda route: route.name,
         # Request flow, outermost first. OpenTelemetry instrumentation (below)
@@ -261,6 +270,7 @@ def create_app(settings: GatewaySettings, backends: Backends | None = None) -> F
     app.state.backends = backends
     install_problem_handlers(app)
     _add_routes(app)
+    _add_docs(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     # No spans for the ASGI send/receive events: one per SSE chunk would cost more than the answer.
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"])
@@ -297,6 +307,44 @@ def _add_routes(app: FastAPI) -> None:
     # The web console: static pages that call the API above with a key the user enters.
     # check_dir off: an install without the pages still serves the API (the pages then 404).
     app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True, check_dir=False), name="console")
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc, as FastAPI serves them (under the
+    proxy's root path, if any), but with their scripts, styles and icon served by the
+    gateway itself: no CDN, no third-party host."""
+    openapi_url = app.openapi_url or "/openapi.json"
+    oauth2_redirect_url = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            oauth2_redirect_url=root + oauth2_redirect_url,
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    @app.get(oauth2_redirect_url, include_in_schema=False)
+    async def swagger_ui_oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

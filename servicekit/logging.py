@@ -1,5 +1,10 @@
 """structlog configured once per process: JSON lines in containers, pretty
-output on a terminal, and the current trace_id/span_id on every line."""
+output on a terminal, and the current trace_id/span_id on every line.
+
+Libraries that log through the standard library (pymilvus, grpc, uvicorn, httpx,
+sentence-transformers...) go through the same processors: their records are
+rendered by structlog's ProcessorFormatter, so a warning from pymilvus is a JSON
+line with the service, the level, the time and the trace id like any other."""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from typing import Any
 
 import structlog
 from opentelemetry import trace
+
+# The handler this module put on the root logger, replaced when logging is configured again.
+_HANDLER_NAME = "servicekit.logging"
 
 
 def _add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -34,22 +42,41 @@ class _Stderr:
 def configure_logging(service: str, log_format: str = "auto", level: str = "info") -> None:
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    # What every line gets, from structlog or from the standard library alike.
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_trace_ids,
+    ]
+    # Tracebacks without local variables: locals hold requests, and requests hold personal data.
+    exceptions: Any = (
+        structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+        if use_json
+        else structlog.processors.format_exc_info
+    )
+    threshold = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _add_trace_ids,
-            # Tracebacks without local variables: locals hold requests, and requests hold personal data.
-            structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
-            if use_json
-            else structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        processors=[*shared, exceptions, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    # Libraries that log through the standard library only get to speak up on problems.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+
+    # The standard library's records: the same processors, plus the logger's name.
+    handler = logging.StreamHandler(_Stderr())
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, exceptions, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Libraries only get to speak up on problems (their INFO is chatter), and no more
+    # than the service itself when it is told to be quieter than that.
+    root.setLevel(max(logging.WARNING, threshold))
