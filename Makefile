@@ -57,8 +57,10 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+## ruff, and the import contracts of pyproject.toml (also a test: tests/test_import_contracts.py).
 lint: install
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 bench-mesh: install
 	$(PY) bench/mesh_latency.py

@@ -42,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from servicekit.clients import connect
 from servicekit.server import serving
-from services.concierge.evaluation import judge, read_jsonl, safe_id
 from services.concierge.grounding import best_sentences, content_words
 from services.retrieval.app import servicers
 from services.retrieval.ingest import ingest_documents
 from services.retrieval.settings import RetrievalSettings
+from tools.concierge_evaluation import judge, read_jsonl, safe_id
 
 TENANT = "bench"
 TARGET_ACCURACY = 0.95

@@ -6,7 +6,7 @@ the LLM write the reply), and judge each answer by the data set's rule.
     python bench/concierge_quality.py --dataset demo --json demo.json
     python bench/concierge_quality.py --dataset emanual --json emanual.json
 
-Data sets (services/concierge/evaluation.py): "demo", the demo tenant's
+Data sets (tools/concierge_evaluation.py): "demo", the demo tenant's
 knowledge base and the team's labelled questions (bench/demo_questions.jsonl:
 answerable ones with gold documents and key facts, unanswerable ones,
 follow-ups asked after their earlier turns, typos, other languages); an
@@ -43,9 +43,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from servicekit.calibration import expected_calibration_error
 from servicekit.logging import configure_logging
-from services.concierge.calibrate import expected_calibration_error
-from services.concierge.evaluation import (
+from tools.concierge_evaluation import (
     SPLIT_RULE,
     Dataset,
     Outcome,

@@ -201,6 +201,11 @@ async def run_on_mesh(address: str, dialogues: list[dict[str, Any]], max_seconds
         return await create_all(stub, dialogues, max_seconds)
 
 
+def first_customer_turn(turns: list[summaries.Turn]) -> str:
+    """The simple baseline: the customer's first message as it is."""
+    return next((turn.text for turn in turns if turn.speaker == "Customer"), "")
+
+
 def start_llm(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     model = llm_server.ensure_model(REPO_ROOT / "var" / "models")
@@ -289,7 +294,7 @@ def main() -> int:
     examples = []
     for dialogue, package in zip(dialogues, packages, strict=True):
         turns = summaries.turns(request_for(dialogue, 0).conversation.messages)
-        baseline = summaries.first_customer_turn(turns)
+        baseline = first_customer_turn(turns)
         summary_scores.add(package.summary, dialogue["references"])
         detail_scores.add(f"{package.summary} {package.detail}", dialogue["references"])
         baseline_scores.add(baseline, dialogue["references"])

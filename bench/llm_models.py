@@ -42,14 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devstack import llm_server
 from servicekit.judging import agrees, judge_words
-from services.concierge.evaluation import (
+from services.retrieval.loader import split_front_matter
+from tools.concierge_evaluation import (
     DEMO_KB,
     DEMO_QUESTIONS,
     EMANUAL_CORPUS,
     EMANUAL_QUESTIONS,
     read_jsonl,
 )
-from services.retrieval.loader import split_front_matter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIN_RECALL = 0.5

@@ -2,7 +2,7 @@
 
     python bench/outreach_detection.py --seeds 1 2 3 --accounts 2000 --weeks 8 --json var/bench/outreach.json
 
-For each seed: the usage simulator (services/outreach/simulate.py) writes
+For each seed: the usage simulator (tools/simulate_usage.py) writes
 accounts, an event stream (with duplicates, late and bad events) and the truth
 of what it planted; the outreach service runs in this process on a free port
 with a throw-away SQLite database (or --database-url); the importer registers
@@ -51,10 +51,11 @@ import grpc
 from aftercare.outreach.v1 import outreach_pb2, outreach_pb2_grpc
 from servicekit.logging import configure_logging
 from servicekit.server import serving
-from services.outreach import importer, simulate
+from services.outreach import importer
 from services.outreach.app import servicers
 from services.outreach.detection import DetectorConfig
 from services.outreach.settings import DEFAULT_DETECTORS_FILE, OutreachSettings
+from tools import simulate_usage
 
 DETECTORS = ("activity_drop", "error_spike", "release_cluster", "churn_trend")
 KIND = {
@@ -147,7 +148,7 @@ async def run_seed(seed: int, args: argparse.Namespace, work: Path, config: Dete
                    totals: dict[str, dict[str, int]], extra: dict[str, Any]) -> dict[str, Any]:
     sim_dir = work / f"sim-{seed}"
     started = time.perf_counter()
-    result = simulate.simulate(args.accounts, args.weeks, seed, sim_dir, tenant=f"bench-{seed}")
+    result = simulate_usage.simulate(args.accounts, args.weeks, seed, sim_dir, tenant=f"bench-{seed}")
     simulate_s = time.perf_counter() - started
     truth = result.truth
     settings = OutreachSettings(  # type: ignore[call-arg]

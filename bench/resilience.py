@@ -9,7 +9,7 @@ It starts the mesh with devstack (LLM server, five services, gateway) on free
 127.0.0.1 ports with its own temporary data directory, spans exported to an
 in-process OTLP receiver, and then:
 
-  1. seed     outreach accounts and simulated usage (services.outreach.simulate),
+  1. seed     outreach accounts and simulated usage (tools.simulate_usage),
               risk detection, drafts, approvals: the records the faults must not lose;
   2. load     realistic flows (bench/loadgen.py) at increasing concurrency until
               saturation, then a burst: req/s, p50/p95/p99 per endpoint, outcomes;
@@ -251,7 +251,7 @@ async def seed_outreach(workload: Workload, work_dir: Path) -> dict[str, Any]:
     sim = work_dir / "sim"
     await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "services.outreach.simulate", "--accounts", "30", "--weeks", "8", "--seed", "3",
+        [sys.executable, "-m", "tools.simulate_usage", "--accounts", "30", "--weeks", "8", "--seed", "3",
          "--tenant", workload.keys.tenant, "--out", str(sim)],
         cwd=REPO_ROOT, check=True, capture_output=True, timeout=120,
     )

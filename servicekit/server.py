@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import metrics
 
 from servicekit import attributes, deadlines, meshauth
-from servicekit.errors import ApiError, Unavailable
+from servicekit.errors import ApiError, Unavailable, database_unavailable
 from servicekit.logging import configure_logging
 from servicekit.metrics import configure_metrics, shutdown_metrics
 from servicekit.settings import ServiceSettings
@@ -61,6 +61,10 @@ async def _reject(error: Exception, context: grpc.aio.ServicerContext) -> grpc.S
         # A backend we depend on is down or too slow: say so, retryable, not INTERNAL.
         log.warning("dependency_unavailable", code=error.code().name, detail=error.details())
         unavailable = Unavailable("a backend service is unavailable; retry later", reason="DEPENDENCY_UNAVAILABLE")
+        await context.abort(unavailable.code, unavailable.message, trailing_metadata=unavailable.trailing_metadata())
+    if (unavailable := database_unavailable(error)) is not None:
+        # Mapped here once for every service: a database that is down is retryable, not INTERNAL.
+        log.error("database_unavailable", error=type(error).__name__, reason=unavailable.reason)
         await context.abort(unavailable.code, unavailable.message, trailing_metadata=unavailable.trailing_metadata())
     if isinstance(error, NotImplementedError):
         # The generated base class raises this for RPCs a later release implements.

@@ -1,8 +1,8 @@
 """Fit the concierge's confidence for one serving configuration.
 
-    python -m services.concierge.calibrate --dataset demo --dataset emanual
+    python -m tools.calibrate_concierge --dataset demo --dataset emanual
 
-Runs the real pipeline (services.concierge.evaluation: retrieval, triage,
+Runs the real pipeline (tools.concierge_evaluation: retrieval, triage,
 escalation, concierge, and the LLM server where the configuration has the LLM
 write the reply) with the gate open, so that every question that matches an
 answer unit is answered exactly as it would be; labels each answer right or
@@ -34,12 +34,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from servicekit.calibration import expected_calibration_error
 from servicekit.logging import configure_logging
 from services.concierge.confidence import DEFAULT_FITS_DIR, Calibrator, fit_path
-from services.concierge.evaluation import SPLIT_RULE, dataset, eval_stack, in_fixed_order, progress, split_of
 from services.concierge.matching import Signals
 from services.concierge.servicer import configuration
 from services.concierge.settings import ConciergeSettings
+from tools.concierge_evaluation import SPLIT_RULE, dataset, eval_stack, in_fixed_order, progress, split_of
 
 # The signals the fit weighs (every signal is still reported with each answer). Chosen on
 # the demo set's train half by 5-fold log-loss, five seeds: these six 0.5445 (AUROC 0.79)
@@ -183,21 +184,6 @@ def fit(
         "ece_in_sample": round(expected_calibration_error(scores.tolist(), y.tolist()), 4),
     }
     return calibrator, report
-
-
-def expected_calibration_error(scores: list[float], labels: list[int], bins: int = 10) -> float:
-    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
-    if not scores:
-        return 0.0
-    total = 0.0
-    for b in range(bins):
-        low, high = b / bins, (b + 1) / bins
-        members = [i for i, s in enumerate(scores) if low <= s < high or (b == bins - 1 and s == 1.0)]
-        if members:
-            accuracy = sum(labels[i] for i in members) / len(members)
-            confidence = sum(scores[i] for i in members) / len(members)
-            total += len(members) * abs(accuracy - confidence)
-    return total / len(scores)
 
 
 def main() -> int:

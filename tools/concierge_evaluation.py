@@ -1,5 +1,5 @@
 """Running the real concierge pipeline on labelled questions: shared by the
-calibration fit (`python -m services.concierge.calibrate`) and the quality
+calibration fit (`python -m tools.calibrate_concierge`) and the quality
 benchmark (`bench/concierge_quality.py`).
 
 `eval_stack` starts, in this process on free ports, the real retrieval,

@@ -1,7 +1,7 @@
 """Usage simulator: realistic event streams for many accounts with planted
 incidents, and the ground truth of what was planted, to measure the detectors.
 
-    python -m services.outreach.simulate --accounts 2000 --weeks 8 --seed 1 --out var/sim
+    python -m tools.simulate_usage --accounts 2000 --weeks 8 --seed 1 --out var/sim
     python -m services.outreach.importer --accounts var/sim/accounts.jsonl var/sim/events.jsonl
 
 Writes accounts.jsonl, events.jsonl (or events.csv) and truth.json into --out.
@@ -333,7 +333,7 @@ def _write_events(out: Path, fmt: str, rng: np.random.Generator, tenant: str, id
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m services.outreach.simulate", description=__doc__,
+        prog="python -m tools.simulate_usage", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--accounts", type=int, default=1000)

@@ -38,6 +38,7 @@ from gateway.models import (
     SuggestionReply,
 )
 from gateway.problems import NotFoundProblem, problem_responses, rpc_error_problem
+from servicekit.ids import CUSTOMER_ID_PATTERN
 from servicekit.tracing import current_trace_id
 
 router = APIRouter()
@@ -226,7 +227,7 @@ async def get_conversation(
     conversation_id: ConversationId,
     key: ChannelKey,
     backends: BackendsDep,
-    customer_id: Annotated[str, Query(min_length=1, max_length=256, description="Whose conversation it is.")],
+    customer_id: Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN, description="Whose conversation it is.")],
 ) -> ConversationReply:
     request = concierge_pb2.GetConversationRequest(
         customer=customer_pb2.CustomerRef(tenant_id=key.tenant_id, customer_id=customer_id),
@@ -267,7 +268,7 @@ async def rate_handoff(
     body: RateHandoffRequest,
     key: ChannelKey,
     backends: BackendsDep,
-    customer_id: Annotated[str, Query(min_length=1, max_length=256, description="Whose conversation it is.")],
+    customer_id: Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN, description="Whose conversation it is.")],
 ) -> HandoffRatingReply:
     # RateHandoff checks the customer; the conversation in the path is checked here, before anything is written.
     found = await backends.escalation.stub.GetHandoff(

@@ -29,6 +29,7 @@ from gateway.models import HandoffStatus, ThreadMessage
 from gateway.problems import problem_responses, rpc_error_problem
 from gateway.routes.conversations import sse_event
 from servicekit import deadlines
+from servicekit.ids import CUSTOMER_ID_PATTERN
 
 router = APIRouter()
 
@@ -80,7 +81,7 @@ async def conversation_events(
     key: ChannelKey,
     backends: BackendsDep,
     http: Request,
-    customer_id: Annotated[str, Query(min_length=1, max_length=256, description="Whose conversation it is.")],
+    customer_id: Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN, description="Whose conversation it is.")],
     after: AfterSequence = 0,
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:

@@ -2,7 +2,7 @@
 
 It is computed before any generation from the match of the customer's question
 to an answer unit (services.concierge.matching.Signals) by a logistic model
-fitted on labelled questions (`python -m services.concierge.calibrate`).
+fitted on labelled questions (`python -m tools.calibrate_concierge`).
 
 A fit is made for exactly one serving configuration: the answer path, and,
 where an LLM writes what the customer reads, the model (its alias names the
@@ -154,7 +154,7 @@ class Confidence:
             raise CalibrationError(
                 f"no confidence fit for the serving configuration {configuration.id!r} in {fits_dir} "
                 f"(fits there: {', '.join(available) or 'none'}): fit one with `python -m "
-                "services.concierge.calibrate`, or set CONCIERGE_ALLOW_UNCALIBRATED=true to run with "
+                "tools.calibrate_concierge`, or set CONCIERGE_ALLOW_UNCALIBRATED=true to run with "
                 "every answer handed to a human"
             )
         log.warning("confidence_uncalibrated", configuration=configuration.id)

@@ -22,7 +22,6 @@ from typing import TypeVar
 import grpc
 import structlog
 from opentelemetry import metrics, trace
-from sqlalchemy.exc import SQLAlchemyError
 
 from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
@@ -30,7 +29,8 @@ from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2
 from servicekit import attributes, quoting
-from servicekit.errors import FailedPrecondition, NotFound, ResourceExhausted, Unavailable, Violations
+from servicekit.errors import FailedPrecondition, NotFound, ResourceExhausted, Violations
+from servicekit.ids import check_customer_id, check_id
 from servicekit.llm import LlmBusy, LlmClient, LlmUnavailable
 from servicekit.pii import mask
 from servicekit.tracing import current_trace_id
@@ -45,7 +45,6 @@ from services.concierge.store import ConversationStore, PendingForward, RatedTur
 log = structlog.get_logger(__name__)
 tracer = trace.get_tracer("aftercare.concierge")
 
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_TEXT_CHARS = 4000
 # Words that carry no question on their own ("hi", "help please"): ask what the customer needs.
 _SMALL_TALK = frozenset(
@@ -344,13 +343,9 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             log.warning("judgement_not_recorded", code=error.code().name)
 
     async def _stored(self, call: Callable[..., _T], *args: object, **kwargs: object) -> _T:
-        """A store call off the event loop; a database failure is UNAVAILABLE (the channel retries)."""
-        try:
-            return await asyncio.to_thread(call, *args, **kwargs)
-        except SQLAlchemyError as error:
-            # Not stored means not acknowledged: nothing is half-written.
-            log.error("conversation_store_failed", error=type(error).__name__)
-            raise Unavailable("the conversation store is unavailable; retry shortly") from error
+        """A store call off the event loop. Not stored means not acknowledged (nothing is
+        half-written); the runtime answers a database that is down with UNAVAILABLE."""
+        return await asyncio.to_thread(call, *args, **kwargs)
 
     async def _load(self, customer: customer_pb2.CustomerRef, conversation_id: str) -> StoredConversation | None:
         return await self._stored(self._store.load, customer, conversation_id)
@@ -976,19 +971,12 @@ def _citation(hit: retrieval_pb2.SearchHit) -> answer_pb2.Citation:
     )
 
 
-def _check_id(violations: Violations, value: str, name: str) -> None:
-    violations.check(bool(_ID.match(value)), name, "must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
-
-
 def _check_conversation(
     violations: Violations, customer: customer_pb2.CustomerRef, conversation_id: str, prefix: str = ""
 ) -> None:
-    _check_id(violations, conversation_id, f"{prefix}conversation_id")
-    _check_id(violations, customer.tenant_id, f"{prefix}customer.tenant_id")
-    violations.check(bool(customer.customer_id), f"{prefix}customer.customer_id", "is required")
-    violations.check(
-        len(customer.customer_id) <= 200, f"{prefix}customer.customer_id", "must be at most 200 characters"
-    )
+    check_id(violations, conversation_id, f"{prefix}conversation_id")
+    check_id(violations, customer.tenant_id, f"{prefix}customer.tenant_id")
+    check_customer_id(violations, customer.customer_id, f"{prefix}customer.customer_id")
 
 
 def _validate(request: concierge_pb2.ConverseRequest, prefix: str = "") -> None:
@@ -1000,5 +988,5 @@ def _validate(request: concierge_pb2.ConverseRequest, prefix: str = "") -> None:
     # NUL is no text: the stores and retrieval refuse it, so it is refused here, by field.
     violations.check("\x00" not in request.text, f"{prefix}text", "must not contain NUL characters")
     if request.client_message_id:
-        _check_id(violations, request.client_message_id, f"{prefix}client_message_id")
+        check_id(violations, request.client_message_id, f"{prefix}client_message_id")
     violations.raise_if_any()

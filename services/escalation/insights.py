@@ -13,7 +13,6 @@ all-MiniLM-L6-v2 embeddings and ranked by volume weighted by recency.
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import hashlib
 import re
@@ -25,6 +24,7 @@ import numpy as np
 import structlog
 
 from aftercare.escalation.v1 import escalation_pb2
+from servicekit import calibration
 from servicekit.database import utcnow
 from servicekit.pii import mask
 from services.escalation.settings import EscalationSettings
@@ -48,9 +48,6 @@ EDITED_USES = ("DRAFT_USE_EDITED", "DRAFT_USE_REWRITTEN")
 RECENCY_HALF_LIFE_DAYS = 7.0
 GAP_EXAMPLES = 3
 MAX_TITLE_CHARS = 80
-
-# Ten bins of width 0.1: fine enough to see miscalibration, coarse enough to fill from a month of judgements.
-RELIABILITY_BINS = 10
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -157,35 +154,25 @@ def _confidence_drop(
 
 
 def reliability(judgements: Sequence[JudgementRecord]) -> escalation_pb2.Reliability:
-    """The reliability diagram: judgements binned by confidence ([0, 0.1), ..., [0.9, 1.0], 1.0 in
-    the last bin), each bin's accuracy next to its mean confidence, and the expected calibration
-    error (ECE: the count-weighted mean |accuracy - mean confidence| over the non-empty bins)."""
-    edges = [i / RELIABILITY_BINS for i in range(RELIABILITY_BINS + 1)]
-    bins: list[list[JudgementRecord]] = [[] for _ in range(RELIABILITY_BINS)]
-    for judgement in judgements:
-        # By the edges as reported (not int(confidence * 10), whose rounding can cross an edge).
-        index = bisect.bisect_right(edges, judgement.confidence, 1, RELIABILITY_BINS) - 1
-        bins[index].append(judgement)
+    """The reliability diagram of judged answers (servicekit.calibration: confidence bins
+    [0, 0.1), ..., [0.9, 1.0], each bin's accuracy next to its mean confidence, and the ECE)."""
+    diagram = calibration.reliability([j.confidence for j in judgements], [j.correct for j in judgements])
     result = escalation_pb2.Reliability(
         judged=len(judgements),
         judged_by_agents=sum(j.source == AGENT_JUDGEMENT for j in judgements),
         judged_by_customers=sum(j.source == CUSTOMER_JUDGEMENT for j in judgements),
     )
-    gap = 0.0
-    for index, members in enumerate(bins):
-        mean_confidence = _mean([j.confidence for j in members])
-        accuracy = _mean([1.0 if j.correct else 0.0 for j in members])
-        gap += len(members) * abs(accuracy - mean_confidence)
+    for confidence_bin in diagram.bins:
         result.bins.append(
             escalation_pb2.ReliabilityBin(
-                lower=edges[index],
-                upper=edges[index + 1],
-                count=len(members),
-                mean_confidence=round(mean_confidence, 4),
-                accuracy=round(accuracy, 4),
+                lower=confidence_bin.lower,
+                upper=confidence_bin.upper,
+                count=confidence_bin.count,
+                mean_confidence=round(confidence_bin.mean_confidence, 4),
+                accuracy=round(confidence_bin.accuracy, 4),
             )
         )
-    result.ece = round(gap / len(judgements), 4) if judgements else 0.0
+    result.ece = round(diagram.ece, 4)
     return result
 
 
@@ -294,10 +281,10 @@ class InsightsEngine:
     def _embedder(self) -> Embed:
         with self._lock:
             if self._embed is None:
-                # The same all-MiniLM-L6-v2 (from its PyPI package) that triage uses.
-                from services.triage.encoder import Encoder
+                # all-MiniLM-L6-v2 (from its PyPI package), as triage and retrieval use it.
+                from servicekit.embeddings import SentenceEncoder
 
-                self._embed = Encoder(torch_threads=self._settings.torch_threads).encode
+                self._embed = SentenceEncoder(torch_threads=self._settings.torch_threads).encode
             return self._embed
 
     def topic_insights(

@@ -27,6 +27,7 @@ from servicekit.errors import (
     ResourceExhausted,
     Violations,
 )
+from servicekit.ids import check_customer_id, check_id
 from services.escalation import feedback
 from services.escalation.background import QuietTurns
 from services.escalation.context import ContextBuilder
@@ -104,13 +105,10 @@ def _check_id(problems: Violations, value: str, field: str) -> None:
 def _validate_create(request: escalation_pb2.CreateHandoffRequest) -> None:
     problems = Violations()
     _check_id(problems, request.idempotency_key, "idempotency_key")
-    _check_id(problems, request.customer.tenant_id, "customer.tenant_id")
-    _check_id(problems, request.customer.customer_id, "customer.customer_id")
-    problems.check(
-        len(request.conversation.conversation_id) <= MAX_ID_CHARS,
-        "conversation.conversation_id",
-        f"at most {MAX_ID_CHARS} characters",
-    )
+    check_id(problems, request.customer.tenant_id, "customer.tenant_id")
+    check_customer_id(problems, request.customer.customer_id, "customer.customer_id")
+    if request.conversation.conversation_id:
+        check_id(problems, request.conversation.conversation_id, "conversation.conversation_id")
     messages = request.conversation.messages
     problems.check(len(messages) > 0, "conversation.messages", "at least one message is required")
     problems.check(len(messages) <= MAX_MESSAGES, "conversation.messages", f"at most {MAX_MESSAGES} messages")
@@ -143,7 +141,7 @@ def _validate_create(request: escalation_pb2.CreateHandoffRequest) -> None:
 
 
 def _validate_change(problems: Violations, tenant_id: str, handoff_id: str, agent_id: str, version: int) -> None:
-    _check_id(problems, tenant_id, "tenant_id")
+    check_id(problems, tenant_id, "tenant_id")
     _check_id(problems, handoff_id, "handoff_id")
     _check_id(problems, agent_id, "agent_id")
     problems.check(version >= 0, "expected_version", "must not be negative")
@@ -388,7 +386,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, request: escalation_pb2.GetHandoffRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.GetHandoffResponse:
         problems = Violations()
-        _check_id(problems, request.tenant_id, "tenant_id")
+        check_id(problems, request.tenant_id, "tenant_id")
         _check_id(problems, request.handoff_id, "handoff_id")
         problems.raise_if_any()
         handoff = await asyncio.to_thread(self._store.get, request.tenant_id, request.handoff_id)
@@ -403,7 +401,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, request: escalation_pb2.ListHandoffsRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.ListHandoffsResponse:
         problems = Violations()
-        _check_id(problems, request.tenant_id, "tenant_id")
+        check_id(problems, request.tenant_id, "tenant_id")
         problems.check(request.page_size >= 0, "page_size", "must not be negative")
         problems.check(request.tier in triage_pb2.Tier.values(), "tier", "unknown tier")
         problems.check(request.state in escalation_pb2.HandoffState.values(), "state", "unknown state")
@@ -557,7 +555,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, request: escalation_pb2.ExportFeedbackRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.ExportFeedbackResponse:
         problems = Violations()
-        _check_id(problems, request.tenant_id, "tenant_id")
+        check_id(problems, request.tenant_id, "tenant_id")
         problems.raise_if_any()
         records = await asyncio.to_thread(
             self._store.feedback, request.tenant_id, _time_or_none(request), MAX_EXPORT_RECORDS + 1
@@ -575,7 +573,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, request: escalation_pb2.ExportIntentCorrectionsRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.ExportIntentCorrectionsResponse:
         problems = Violations()
-        _check_id(problems, request.tenant_id, "tenant_id")
+        check_id(problems, request.tenant_id, "tenant_id")
         problems.raise_if_any()
         rows = await asyncio.to_thread(self._store.corrections, request.tenant_id, _time_or_none(request))
         examples = feedback.masked_examples(rows)
@@ -591,7 +589,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self._background.contact()
         problems = Violations()
         _check_id(problems, request.idempotency_key, "idempotency_key")
-        _check_id(problems, request.customer.tenant_id, "customer.tenant_id")
+        check_id(problems, request.customer.tenant_id, "customer.tenant_id")
         problems.check(
             request.decision in (escalation_pb2.OUTCOME_DECISION_ANSWERED, escalation_pb2.OUTCOME_DECISION_CLARIFIED),
             "decision",
@@ -627,7 +625,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             f"the prefix {AGENT_JUDGEMENT_KEY_PREFIX!r} is reserved for agents' judgements",
         )
         # Like RecordOutcome, only the tenant is an id here: customer ids are the channel's, in any form.
-        _check_id(problems, request.customer.tenant_id, "customer.tenant_id")
+        check_id(problems, request.customer.tenant_id, "customer.tenant_id")
         problems.check(
             request.source == escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER,
             "source",
@@ -665,7 +663,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, request: escalation_pb2.GetTopicInsightsRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.GetTopicInsightsResponse:
         problems = Violations()
-        _check_id(problems, request.tenant_id, "tenant_id")
+        check_id(problems, request.tenant_id, "tenant_id")
         end = request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else utcnow()
         start = (
             request.start_time.ToDatetime(dt.UTC)
@@ -685,7 +683,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, request: escalation_pb2.ListKnowledgeGapsRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.ListKnowledgeGapsResponse:
         problems = Violations()
-        _check_id(problems, request.tenant_id, "tenant_id")
+        check_id(problems, request.tenant_id, "tenant_id")
         problems.check(request.limit >= 0, "limit", "must not be negative")
         problems.raise_if_any()
         limit = min(request.limit or DEFAULT_GAPS, MAX_GAPS)
@@ -699,9 +697,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
     ) -> escalation_pb2.AppendCustomerMessageResponse:
         self._background.contact()
         problems = Violations()
-        _check_id(problems, request.customer.tenant_id, "customer.tenant_id")
-        _check_id(problems, request.customer.customer_id, "customer.customer_id")
-        _check_id(problems, request.conversation_id, "conversation_id")
+        check_id(problems, request.customer.tenant_id, "customer.tenant_id")
+        check_customer_id(problems, request.customer.customer_id, "customer.customer_id")
+        check_id(problems, request.conversation_id, "conversation_id")
         _check_text(problems, request.text, "text", MAX_CUSTOMER_MESSAGE_CHARS)
         _check_client_message_id(problems, request.client_message_id)
         problems.check(request.channel in conversation_pb2.Channel.values(), "channel", "unknown channel")
@@ -765,7 +763,8 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, request: escalation_pb2.ListDeliveriesRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.ListDeliveriesResponse:
         problems = Violations()
-        problems.check(len(request.tenant_id) <= MAX_ID_CHARS, "tenant_id", f"at most {MAX_ID_CHARS} characters")
+        if request.tenant_id:
+            check_id(problems, request.tenant_id, "tenant_id")
         problems.check(request.channel in conversation_pb2.Channel.values(), "channel", "unknown channel")
         problems.check(request.page_size >= 0, "page_size", "must not be negative")
         cursor = request.after_cursor.strip()
@@ -787,8 +786,8 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, request: escalation_pb2.RateHandoffRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.RateHandoffResponse:
         problems = Violations()
-        _check_id(problems, request.customer.tenant_id, "customer.tenant_id")
-        _check_id(problems, request.customer.customer_id, "customer.customer_id")
+        check_id(problems, request.customer.tenant_id, "customer.tenant_id")
+        check_customer_id(problems, request.customer.customer_id, "customer.customer_id")
         _check_id(problems, request.handoff_id, "handoff_id")
         problems.check(1 <= request.rating <= 5, "rating", "must be between 1 and 5")
         problems.check(len(request.comment) <= MAX_COMMENT_CHARS, "comment", f"at most {MAX_COMMENT_CHARS} characters")
@@ -820,7 +819,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, request: escalation_pb2.GetHandoffSettingsRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.GetHandoffSettingsResponse:
         problems = Violations()
-        _check_id(problems, request.tenant_id, "tenant_id")
+        check_id(problems, request.tenant_id, "tenant_id")
         problems.raise_if_any()
         window = await asyncio.to_thread(self._thread.reopen_window, request.tenant_id)
         return escalation_pb2.GetHandoffSettingsResponse(settings=_settings_proto(window))
@@ -829,7 +828,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self, request: escalation_pb2.UpdateHandoffSettingsRequest, context: grpc.aio.ServicerContext
     ) -> escalation_pb2.UpdateHandoffSettingsResponse:
         problems = Violations()
-        _check_id(problems, request.tenant_id, "tenant_id")
+        check_id(problems, request.tenant_id, "tenant_id")
         window = dt.timedelta(0)
         if not request.settings.HasField("reopen_window"):
             problems.add("settings.reopen_window", "required")
@@ -859,10 +858,11 @@ def _validate_conversation_read(
     request: escalation_pb2.ListConversationMessagesRequest | escalation_pb2.WatchConversationRequest,
 ) -> None:
     problems = Violations()
-    _check_id(problems, request.tenant_id, "tenant_id")
-    _check_id(problems, request.conversation_id, "conversation_id")
+    check_id(problems, request.tenant_id, "tenant_id")
+    check_id(problems, request.conversation_id, "conversation_id")
     problems.check(request.after_sequence >= 0, "after_sequence", "must not be negative")
-    problems.check(len(request.customer_id) <= MAX_ID_CHARS, "customer_id", f"at most {MAX_ID_CHARS} characters")
+    if request.customer_id:
+        check_customer_id(problems, request.customer_id, "customer_id")
     problems.raise_if_any()
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 from aftercare.type.v1 import conversation_pb2
 from servicekit.pii import mask
+from servicekit.text import content_words as text_content_words
+from servicekit.text import split_sentences, stop_words, strip_suffix
 
 SUMMARY_PROMPT_VERSION = "handoff-summary-v3-tone"
 # The draft reply's prompt (services/escalation/context.py: draft_prompt).
@@ -66,13 +68,18 @@ _TONE_WORDS = frozenset(
 _HANDLE = re.compile(r"(?<!\w)@\w+")
 _URL = re.compile(r"https?://\S+")
 _SPACES = re.compile(r"\s+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
-_STOPWORDS = frozenset(
-    "a an the and or but if then of to in on for with at by from as is are was were be been being it its this "
-    "that these those you your we our i my me he she they them their his her can will would should could do "
-    "does did done not no yes so than too very just about into over under up down out more most some any all "
-    "each per has have had also there here what which who when where why how again still now get got".split()
+# The list the summaries' grounding check (MIN_GROUNDED_SHARE) and the extractive
+# summary were measured with: most pronouns, question words, "have"/"had" go as well as the
+# commonest words, but many of the base list's (prepositions such as "after",
+# "before", "off", "through"; "only", "same", "other"...) stay content words, and
+# the spoken fillers of a conversation ("also", "still", "get", "got", "done") go.
+_STOPWORDS = stop_words(
+    keep="above after against ain am aren because before below between both couldn d didn doesn doing don during "
+    "few further hadn hasn haven having hers herself him himself isn itself ll m ma mightn mustn myself needn nor "
+    "o off once only other ours ourselves own re s same shan shouldn such t theirs themselves through until ve "
+    "wasn weren while whom won wouldn y yours yourself yourselves",
+    add="also could done get got per still would yes",
 )
 # Words a summary may use that are about the conversation, not in it.
 _FRAMING = frozenset(
@@ -86,25 +93,18 @@ _FRAMING = frozenset(
 )
 
 
-def _strip(word: str, suffixes: tuple[str, ...]) -> str:
-    for suffix in suffixes:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
-
-
 def _stem(word: str) -> str:
     """Just enough stemming that a summary's "connection", "getting", "Spotify's" meet the
     transcript's "connect", "get", "Spotify" (plural, then one ending, then a doubled consonant)."""
     word = word.removesuffix("'s").rstrip("'")
-    word = _strip(_strip(word, ("es", "s")), ("ing", "ion", "ed", "ly"))
+    word = strip_suffix(strip_suffix(word, ("es", "s")), ("ing", "ion", "ed", "ly"))
     if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeioulsz":
         word = word[:-1]
     return word
 
 
 def content_words(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
+    return text_content_words(text, stop=_STOPWORDS, word=_WORD, stem=_stem)
 
 
 def clean(text: str) -> str:
@@ -273,7 +273,7 @@ def accept(generated: str, source: str, limit: int, allowed: frozenset[str] = fr
 
 
 def _sentences(text: str) -> list[str]:
-    return [part.strip() for part in _SENTENCE_END.split(text) if len(part.strip()) > 2]
+    return [part.strip() for part in split_sentences(text, at_line_breaks=False) if len(part.strip()) > 2]
 
 
 def extractive(conversation_turns: Sequence[Turn]) -> tuple[str, str]:
@@ -301,8 +301,3 @@ def last_action(conversation_turns: Sequence[Turn]) -> str:
         return ""
     last = [s for s in _sentences(last_turn.text) if len(content_words(s)) >= 3] or [last_turn.text]
     return f"{last_turn.speaker}: {shorten(' '.join(last[:2]), 250)}"
-
-
-def first_customer_turn(conversation_turns: Sequence[Turn]) -> str:
-    """The benchmark's simple baseline."""
-    return next((turn.text for turn in conversation_turns if turn.speaker == "Customer"), "")

@@ -31,6 +31,7 @@ from aftercare.type.v1 import conversation_pb2
 from servicekit import attributes
 from servicekit.database import utcnow
 from servicekit.errors import Violations
+from servicekit.ids import check_customer_id, check_id
 from services.outreach.models import ReplyRouteRow
 from services.outreach.settings import OutreachSettings
 from services.outreach.store import OutreachStore
@@ -82,12 +83,9 @@ def route_from_request(request: outreach_pb2.RecordReplyRouteRequest) -> dict[st
     """The route a RecordReplyRoute request records; InvalidArgument listing every problem."""
     problems = Violations()
     customer = request.customer
-    problems.check(bool(customer.tenant_id.strip()), "customer.tenant_id", "required")
-    problems.check(bool(customer.customer_id.strip()), "customer.customer_id", "required")
-    problems.check(bool(request.conversation_id.strip()), "conversation_id", "required")
-    for name, value in (("customer.tenant_id", customer.tenant_id), ("customer.customer_id", customer.customer_id),
-                        ("conversation_id", request.conversation_id)):
-        problems.check(len(value) <= MAX_ID_CHARS, name, f"at most {MAX_ID_CHARS} characters")
+    check_id(problems, customer.tenant_id, "customer.tenant_id")
+    check_customer_id(problems, customer.customer_id, "customer.customer_id")
+    check_id(problems, request.conversation_id, "conversation_id")
     # The address goes into a To: header: one plain address, nothing that could add a header.
     problems.check(len(request.address) <= 320 and bool(_ADDRESS.match(request.address)), "address",
                    "one email address, e.g. ann@example.com")

@@ -14,6 +14,7 @@ from aftercare.outreach.v1 import outreach_pb2, outreach_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2_grpc
 from servicekit.database import utcnow
 from servicekit.errors import Aborted, FailedPrecondition, NotFound, Violations
+from servicekit.ids import check_customer_id, check_id
 from servicekit.llm import LlmClient, LlmUnavailable
 from servicekit.tracing import current_trace_id
 from services.outreach import drafting
@@ -31,7 +32,6 @@ from services.outreach.events import (
 from services.outreach.knowledge import KnowledgeLookup, suggested_fix
 from services.outreach.models import AccountRow, OutreachDraftRow, RiskFindingRow
 from services.outreach.outbox import next_send_time
-from services.outreach.replies import MAX_ID_CHARS as MAX_ROUTE_ID_CHARS
 from services.outreach.replies import route_from_request
 from services.outreach.settings import OutreachSettings
 from services.outreach.store import OutreachStore, draft_to_proto, finding_to_proto
@@ -164,7 +164,7 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
     ) -> outreach_pb2.DetectRisksResponse:
         now = self._clock()
         problems = Violations()
-        problems.check(bool(request.tenant_id.strip()), "tenant_id", "required")
+        check_id(problems, request.tenant_id, "tenant_id")
         as_of = now
         if request.HasField("as_of"):
             try:
@@ -196,7 +196,7 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         self, request: outreach_pb2.DraftOutreachRequest, context: grpc.aio.ServicerContext
     ) -> outreach_pb2.DraftOutreachResponse:
         problems = Violations()
-        problems.check(bool(request.tenant_id.strip()), "tenant_id", "required")
+        check_id(problems, request.tenant_id, "tenant_id")
         problems.check(bool(request.finding_id.strip()), "finding_id", "required")
         problems.raise_if_any()
         finding = await asyncio.to_thread(self._store.get_finding, request.tenant_id, request.finding_id)
@@ -297,7 +297,7 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         self, request: outreach_pb2.ReviewDraftRequest, context: grpc.aio.ServicerContext
     ) -> outreach_pb2.ReviewDraftResponse:
         problems = Violations()
-        problems.check(bool(request.tenant_id.strip()), "tenant_id", "required")
+        check_id(problems, request.tenant_id, "tenant_id")
         problems.check(bool(request.draft_id.strip()), "draft_id", "required")
         problems.check(bool(request.reviewer_id.strip()), "reviewer_id", "required")
         problems.check(request.action != outreach_pb2.REVIEW_ACTION_UNSPECIFIED, "action", "required")
@@ -348,7 +348,7 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         self, request: outreach_pb2.ListDraftsRequest, context: grpc.aio.ServicerContext
     ) -> outreach_pb2.ListDraftsResponse:
         problems = Violations()
-        problems.check(bool(request.tenant_id.strip()), "tenant_id", "required")
+        check_id(problems, request.tenant_id, "tenant_id")
         problems.check(request.state in outreach_pb2.DraftState.values(), "state", "unknown state")
         problems.raise_if_any()
         state = request.state or outreach_pb2.DRAFT_STATE_PENDING_REVIEW
@@ -369,11 +369,8 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         self, request: outreach_pb2.DeleteReplyRoutesRequest, context: grpc.aio.ServicerContext
     ) -> outreach_pb2.DeleteReplyRoutesResponse:
         problems = Violations()
-        for name in ("tenant_id", "customer_id"):
-            value = getattr(request.customer, name)
-            problems.check(bool(value.strip()), f"customer.{name}", "required")
-            problems.check(len(value) <= MAX_ROUTE_ID_CHARS, f"customer.{name}",
-                           f"at most {MAX_ROUTE_ID_CHARS} characters")
+        check_id(problems, request.customer.tenant_id, "customer.tenant_id")
+        check_customer_id(problems, request.customer.customer_id, "customer.customer_id")
         problems.raise_if_any()
         deleted = await asyncio.to_thread(
             self._store.delete_reply_routes, request.customer.tenant_id, request.customer.customer_id)

@@ -6,7 +6,6 @@ import base64
 import binascii
 import hashlib
 import json
-import re
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ import structlog
 from aftercare.retrieval.v1 import retrieval_pb2 as pb
 from aftercare.retrieval.v1 import retrieval_pb2_grpc
 from servicekit.errors import InvalidArgument, Violations
+from servicekit.ids import id_problem, is_id
 from services.retrieval.chunking import Format
 from services.retrieval.indexing import Indexer, Source
 from services.retrieval.store import DocumentMeta, Mode, SearchFilter, Store
@@ -24,7 +24,6 @@ from services.retrieval.text import Glossary, GlossaryEntry
 
 log = structlog.get_logger(__name__)
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_BODY_BYTES = 1024 * 1024
 MAX_TITLE_CHARS = 1000
 MAX_URL_CHARS = 2048
@@ -71,10 +70,8 @@ def _text_problem(value: str) -> str | None:
 
 
 def _check_id(violations: Violations, value: str, field_path: str, prefix: str = "") -> None:
-    if not value:
-        violations.add(field_path, f"{prefix}is required")
-    elif not ID_PATTERN.match(value):
-        violations.add(field_path, f"{prefix}must match {ID_PATTERN.pattern}")
+    if (problem := id_problem(value)) is not None:
+        violations.add(field_path, f"{prefix}{problem}")
 
 
 def _decode_page_token(token: str, violations: Violations) -> str:
@@ -85,7 +82,7 @@ def _decode_page_token(token: str, violations: Violations) -> str:
         doc_id = base64.urlsafe_b64decode(token.encode()).decode()
     except (binascii.Error, UnicodeError, ValueError):
         doc_id = ""
-    if not ID_PATTERN.match(doc_id):
+    if not is_id(doc_id):
         violations.add("page_token", "is not a token this service issued")
         return ""
     return doc_id

@@ -16,25 +16,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from servicekit.text import STOP_WORDS
 from services.retrieval.stemmer import stem
 
 # Bump when keyword_text changes: stored documents are then re-indexed.
 KEYWORD_VERSION = "porter-stop-1"
 
-# The usual English stop-word list (NLTK's). Question scaffolding ("how", "what",
-# "can", "I", "my") goes too: customers phrase questions with it, manuals do not.
-STOP_WORDS = frozenset(
-    """
-    a about above after again against ain all am an and any are aren as at be because been before being below
-    between both but by can couldn d did didn do does doesn doing don down during each few for from further had
-    hadn has hasn have haven having he her here hers herself him himself his how i if in into is isn it its itself
-    just ll m ma me mightn more most mustn my myself needn no nor not now o of off on once only or other our ours
-    ourselves out over own re s same shan she should shouldn so some such t than that the their theirs them
-    themselves then there these they this those through to too under until up ve very was wasn we were weren what
-    when where which while who whom why will with won wouldn y you your yours yourself yourselves
-    """.split()
-)
-
+# BM25 drops exactly servicekit's base stop-word list (NLTK's English list, question
+# scaffolding included), with no additions or removals: a change to that list changes
+# keyword_text, so it needs a new KEYWORD_VERSION.
 _WORD = re.compile(r"\w+")
 
 

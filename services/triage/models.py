@@ -3,6 +3,9 @@
     <data_dir>/triage/<tenant>/<version>/model.json, arrays.npz
     <data_dir>/triage/<tenant>/current     {"version": ..., "history": [older served versions]}
 
+<tenant> is the tenant id made a safe directory name (servicekit.ids.file_name:
+"acme:eu" -> "acme%3Aeu"; plain ids such as "demo" keep their name).
+
 A version is written into a temporary directory beside its final place and
 renamed into place (atomic on one file system), so a reader never sees half a
 model; `current` is replaced atomically the same way (write, fsync, rename).
@@ -21,9 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from servicekit.ids import file_name, is_id
 from services.triage.intent import IntentModel
 
-TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 VERSION_PATTERN = re.compile(r"^v\d{8}T\d{6}Z-[0-9a-f]{6}$")
 CURRENT = "current"
 
@@ -34,7 +37,8 @@ def new_version() -> str:
 
 
 def valid_tenant(tenant_id: str) -> bool:
-    return bool(TENANT_PATTERN.match(tenant_id)) and tenant_id not in {".", ".."}
+    """Any tenant id of the shared grammar (servicekit.ids) can have models."""
+    return is_id(tenant_id)
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class ModelStore:
     def _tenant_dir(self, tenant_id: str) -> Path:
         if not valid_tenant(tenant_id):
             raise ValueError(f"tenant id {tenant_id!r} cannot name a model directory")
-        return self.root / tenant_id
+        return self.root / file_name(tenant_id)
 
     def save(self, tenant_id: str, model: IntentModel) -> Path:
         tenant_dir = self._tenant_dir(tenant_id)

@@ -10,17 +10,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import conversation_pb2, customer_pb2
 from servicekit.errors import FailedPrecondition, NotFound, Violations
+from servicekit.ids import check_customer_id, check_id
 from services.triage.contacts import ContactLog
 from services.triage.intent import EncoderMismatch, example_violations
 from services.triage.intents import IntentEngine
-from services.triage.models import VERSION_PATTERN, valid_tenant
+from services.triage.models import VERSION_PATTERN
 from services.triage.policy import TriagePolicy
 from services.triage.priority import score_priority
 from services.triage.risk import NAME_BY_FLAG, SentimentCourse, detect_risks
 from services.triage.routing import route
 from services.triage.sentiment import SentimentScorer
 from services.triage.tier0 import Suggester
-from services.triage.tier0_store import MAX_ID_CHARS
 
 log = structlog.get_logger("services.triage")
 
@@ -44,7 +44,7 @@ def _customer_texts(conversation: conversation_pb2.Conversation) -> list[str]:
 
 def _validate(request: triage_pb2.TriageContactRequest) -> None:
     problems = Violations()
-    problems.check(bool(request.customer.tenant_id.strip()), "customer.tenant_id", "required")
+    check_id(problems, request.customer.tenant_id, "customer.tenant_id")
     for index, message in enumerate(request.conversation.messages):
         problems.check(
             message.role != conversation_pb2.ROLE_UNSPECIFIED,
@@ -65,18 +65,12 @@ def _validate(request: triage_pb2.TriageContactRequest) -> None:
 
 
 def _validate_tenant(problems: Violations, tenant_id: str, field_path: str = "tenant_id") -> None:
-    if not tenant_id.strip():
-        problems.add(field_path, "required")
-    elif not valid_tenant(tenant_id):
-        problems.add(field_path, "letters, digits, '.', '_' or '-', at most 128, starting with a letter or digit")
+    check_id(problems, tenant_id, field_path)
 
 
 def _validate_user(problems: Violations, customer: customer_pb2.CustomerRef) -> None:
     _validate_tenant(problems, customer.tenant_id, "customer.tenant_id")
-    if not customer.customer_id.strip():
-        problems.add("customer.customer_id", "required")
-    elif len(customer.customer_id) > MAX_ID_CHARS:
-        problems.add("customer.customer_id", f"at most {MAX_ID_CHARS} characters")
+    check_customer_id(problems, customer.customer_id, "customer.customer_id")
 
 
 def _validate_suggest(request: triage_pb2.SuggestForContextRequest) -> None:
@@ -154,10 +148,7 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
     ) -> triage_pb2.DismissSuggestionResponse:
         problems = Violations()
         _validate_user(problems, request.customer)
-        if not request.doc_id.strip():
-            problems.add("doc_id", "required")
-        elif len(request.doc_id) > MAX_ID_CHARS:
-            problems.add("doc_id", f"at most {MAX_ID_CHARS} characters")
+        check_id(problems, request.doc_id, "doc_id")
         problems.raise_if_any()
         return await self._suggester.dismiss(request)
 

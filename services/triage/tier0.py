@@ -31,6 +31,7 @@ from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
 from servicekit.database import utcnow
 from servicekit.errors import Unavailable
+from servicekit.text import content_words, split_sentences, stop_words
 from services.triage.tier0_store import Tier0Store
 
 log = structlog.get_logger("services.triage.tier0")
@@ -43,12 +44,13 @@ MAX_ERRORS_IN_QUERY = 2
 _PATH_NOISE = {"app", "www", "http", "https", "com", "html", "htm", "php", "index", "en", "us", "v1", "v2", "api"}
 _ID_LIKE = re.compile(r"^(\d+|[0-9a-f]{8,}|[0-9a-f-]{16,})$", re.IGNORECASE)
 _SPLIT_PATH = re.compile(r"[/\\?#&=._\-+:]+")
-_WORD = re.compile(r"[a-z0-9]+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _MARKUP = re.compile(r"^\s*(#+|[-*+]|\d+[.)])\s+")
-_STOP = frozenset(
-    "a an and are as at be by can do does for from how i in is it my of on or the this to what when where why "
-    "with you your".split()
+# Only question scaffolding and the commonest words of the base list go: the snippet
+# is the sentence sharing most words with a short query (a search, an error, page
+# words), and a longer list changes which sentence the user is shown.
+_STOP = stop_words(
+    only="a an and are as at be by can do does for from how i in is it my of on or the this to what when where "
+    "why with you your"
 )
 
 
@@ -98,13 +100,13 @@ def build_query(context: triage_pb2.BrowsingContext, *, min_dwell_seconds: int) 
 
 
 def _terms(text: str) -> set[str]:
-    return {word for word in _WORD.findall(text.lower()) if word not in _STOP and len(word) > 1}
+    return content_words(text, stop=_STOP)
 
 
 def best_sentence(text: str, query: str) -> str:
     """The passage sentence sharing most words with the query (the first on a tie), clipped."""
     wanted = _terms(query)
-    sentences = [_MARKUP.sub("", s).strip() for s in _SENTENCE_END.split(text)]
+    sentences = [_MARKUP.sub("", s).strip() for s in split_sentences(text)]
     sentences = [s for s in sentences if len(_terms(s)) >= 2] or [" ".join(text.split())]
     best = max(sentences, key=lambda s: (len(_terms(s) & wanted), -sentences.index(s)))
     return _clip(best, MAX_SNIPPET_CHARS)

@@ -148,13 +148,14 @@ async def _remote(args: argparse.Namespace, examples: Examples) -> int:
 
 
 def _offline(args: argparse.Namespace, examples: Examples) -> int:
+    from servicekit.ids import ID_RULE, MAX_ID_CHARS
     from services.triage.app import intent_engine
     from services.triage.intent import example_violations
     from services.triage.models import valid_tenant
     from services.triage.settings import TriageSettings
 
     if not valid_tenant(args.tenant):
-        print(f"--tenant {args.tenant!r}: letters, digits, '.', '_' or '-'", file=sys.stderr)
+        print(f"--tenant {args.tenant!r}: 1-{MAX_ID_CHARS} {ID_RULE}", file=sys.stderr)
         return EXIT_BAD_INPUT
     # Offline training calls no backend.
     settings = TriageSettings(data_dir=args.model_dir, retrieval_addr="")

@@ -47,7 +47,7 @@ UNRELATED = retrieval_pb2.SearchHit(
 def concierge_settings(
     data_dir: Path, *, retrieval_addr: str, triage_addr: str, escalation_addr: str
 ) -> ConciergeSettings:
-    """The concierge as services/concierge/evaluation.py:eval_stack runs it without an LLM: every
+    """The concierge as tools/concierge_evaluation.py:eval_stack runs it without an LLM: every
     value given, so the caller's shell environment cannot leak in."""
     return ConciergeSettings(  # type: ignore[call-arg]
         port=0, data_dir=data_dir, database_url="",

@@ -1,6 +1,6 @@
-"""The container images: docker/base.Dockerfile (dependencies, code, user) and one
-thin Dockerfile per process. Linted by hadolint, and checked for what the
-Kubernetes manifests and the services' settings rely on."""
+"""The container images: docker/base.Dockerfile (dependencies, servicekit, gen, user) and one
+thin Dockerfile per process that adds its own package. Linted by hadolint, and checked for what
+the Kubernetes manifests and the services' settings rely on, and for what code each image holds."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ PROCESSES = {
     **{path.parent.name: f"services.{path.parent.name}" for path in sorted((REPO / "services").glob("*/__main__.py"))},
     "gateway": "gateway",
 }
-PROCESS_DOCKERFILES = {
-    name: REPO / ("gateway" if name == "gateway" else f"services/{name}") / "Dockerfile" for name in PROCESSES
-}
+PACKAGE_DIRS = {name: "gateway" if name == "gateway" else f"services/{name}" for name in PROCESSES}
+PROCESS_DOCKERFILES = {name: REPO / folder / "Dockerfile" for name, folder in PACKAGE_DIRS.items()}
+# What the base may hold of the repository: the shared code, the demo knowledge base, and the
+# (empty) package file the services' folders live in; never a service's or the gateway's code.
+BASE_SOURCES = {"pyproject.toml", "gen/", "servicekit/", "kb/", "services/__init__.py"}
 DOCKERFILES = [BASE, *PROCESS_DOCKERFILES.values()]
 
 # hadolint findings accepted everywhere, each with its reason. Empty: every
@@ -112,7 +114,34 @@ def test_process_image_builds_on_the_base_and_keeps_its_user(name: str) -> None:
     assert arg.value.startswith("BASE_IMAGE=aftercare/base:")
     # Only the base sets the user; a process image must not switch back to root.
     assert not [i for i in instructions if i.keyword == "USER"]
-    assert not [i for i in instructions if i.keyword in {"RUN", "COPY", "ADD"}], "process images add no layers"
+    # One layer: its own package, where the base's PYTHONPATH (/app) finds it; nothing runs at build.
+    assert not [i for i in instructions if i.keyword in {"RUN", "ADD"}], "process images run nothing at build"
+    copies = [i.value for i in instructions if i.keyword == "COPY"]
+    folder = PACKAGE_DIRS[name]
+    assert copies == [f"{folder}/ /app/{folder}/"], f"{name}'s image copies {copies}, not only {folder}/"
+
+
+def _sources(path: Path) -> set[str]:
+    """What a Dockerfile copies from the build context (not from another stage)."""
+    return {
+        i.value.split()[0] for i in dockerfile(path) if i.keyword in {"COPY", "ADD"} and not i.value.startswith("--")
+    }
+
+
+def test_an_image_holds_only_its_own_package_plus_servicekit_and_gen() -> None:
+    assert _sources(BASE) == BASE_SOURCES
+    base_env = " ".join(i.value for i in dockerfile(BASE) if i.keyword == "ENV")
+    assert "PYTHONPATH=/app" in base_env
+    assert "/app" in {i.value for i in dockerfile(BASE) if i.keyword == "WORKDIR"}
+    for name, path in PROCESS_DOCKERFILES.items():
+        assert _sources(path) == {f"{PACKAGE_DIRS[name]}/"}, name
+
+
+def test_every_image_builds_from_the_repository_root() -> None:
+    # One build context (filtered by .dockerignore) for the base and every process image.
+    script = (REPO / "docker" / "build.sh").read_text()
+    assert 'docker build --file docker/base.Dockerfile --tag "$base" .' in script
+    assert '--tag "$image" .\n' in script
 
 
 @pytest.mark.parametrize("name", sorted(PROCESSES))
@@ -151,9 +180,9 @@ def test_base_installs_dependencies_before_copying_the_code() -> None:
     assert TORCH_CPU_INDEX in steps[install_deps][1] and "--extra-index-url" in steps[install_deps][1]
     install_project = next(n for n, (k, v) in enumerate(steps) if k == "RUN" and "pip install --no-deps ." in v)
     assert max(code_copies) < install_project
-    # Every package pyproject.toml installs is copied in before the install.
+    # The shared code (servicekit, the stubs) is copied in before the install; no service's code.
     copied = {v.split()[0].rstrip("/") for k, v in steps if k == "COPY"}
-    assert {"gen", "servicekit", "services", "gateway"} <= copied
+    assert copied == {"pyproject.toml", "gen", "servicekit"}
 
 
 def test_torch_cpu_index_is_only_in_the_dockerfile() -> None:
@@ -170,7 +199,7 @@ def test_base_runtime_runs_as_a_numeric_non_root_user_on_read_only_friendly_path
         assert setting in env, f"runtime ENV lacks {setting}"
 
 
-def test_dockerignore_admits_exactly_what_the_base_copies() -> None:
+def test_dockerignore_admits_exactly_what_the_images_copy() -> None:
     lines = [
         line.strip()
         for line in (REPO / ".dockerignore").read_text().splitlines()
@@ -178,9 +207,8 @@ def test_dockerignore_admits_exactly_what_the_base_copies() -> None:
     ]
     assert lines[0] == "*", ".dockerignore is an allow-list"
     admitted = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    copied = {
-        i.value.split()[0].rstrip("/") for i in dockerfile(BASE) if i.keyword == "COPY" and not i.value.startswith("--")
-    }
+    # The top-level files and folders the images copy from (services/<name>/ -> services).
+    copied = {source.split("/")[0] for path in DOCKERFILES for source in _sources(path)}
     assert copied == admitted, f"copied {sorted(copied)}, admitted {sorted(admitted)}"
 
 

@@ -65,7 +65,7 @@ class TenantData:
 def _simulated_usage(tmp: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The same accounts and events for both tenants: every id collides."""
     subprocess.run(
-        [sys.executable, "-m", "services.outreach.simulate", "--accounts", "12", "--weeks", "8", "--seed", "5",
+        [sys.executable, "-m", "tools.simulate_usage", "--accounts", "12", "--weeks", "8", "--seed", "5",
          "--out", str(tmp)],
         cwd=REPO_ROOT, check=True, capture_output=True, timeout=120,
     )

@@ -9,22 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from services.outreach import simulate
+from tools import simulate_usage
 
 END = dt.date(2026, 11, 24)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, simulate.Simulation]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, simulate_usage.Simulation]:
     out = tmp_path_factory.mktemp("sim")
-    return out, simulate.simulate(300, 8, 7, out, end=END)
+    return out, simulate_usage.simulate(300, 8, 7, out, end=END)
 
 
 def events(out: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
 
 
-def test_files_hold_accounts_events_and_truth(run: tuple[Path, simulate.Simulation]) -> None:
+def test_files_hold_accounts_events_and_truth(run: tuple[Path, simulate_usage.Simulation]) -> None:
     out, result = run
     accounts = [json.loads(line) for line in (out / "accounts.jsonl").read_text().splitlines()]
     truth = json.loads((out / "truth.json").read_text())
@@ -34,7 +34,7 @@ def test_files_hold_accounts_events_and_truth(run: tuple[Path, simulate.Simulati
     assert min(days) == str(END - dt.timedelta(days=56)) and max(days) == str(END - dt.timedelta(days=1))
 
 
-def test_the_stream_has_the_counted_duplicates_and_bad_events(run: tuple[Path, simulate.Simulation]) -> None:
+def test_the_stream_has_the_counted_duplicates_and_bad_events(run: tuple[Path, simulate_usage.Simulation]) -> None:
     out, result = run
     stream = result.truth["stream"]
     ids = Counter(str(e["event_id"]) for e in events(out))
@@ -44,7 +44,7 @@ def test_the_stream_has_the_counted_duplicates_and_bad_events(run: tuple[Path, s
     assert sum(1 for e in bad if str(e["account_id"]).startswith("ghost-")) == stream["unknown_account"]
 
 
-def test_planted_incidents_show_in_the_events(run: tuple[Path, simulate.Simulation]) -> None:
+def test_planted_incidents_show_in_the_events(run: tuple[Path, simulate_usage.Simulation]) -> None:
     out, result = run
     truth = result.truth
     stream = events(out)
@@ -63,15 +63,15 @@ def test_planted_incidents_show_in_the_events(run: tuple[Path, simulate.Simulati
     assert all(d["drop_vs_last_week"] >= 0.3 and d["drop_vs_baseline"] >= 0.3 for d in truth["activity_drops"])
 
 
-def test_the_same_seed_gives_the_same_stream(tmp_path: Path, run: tuple[Path, simulate.Simulation]) -> None:
+def test_the_same_seed_gives_the_same_stream(tmp_path: Path, run: tuple[Path, simulate_usage.Simulation]) -> None:
     out, _ = run
-    simulate.simulate(300, 8, 7, tmp_path, end=END)
+    simulate_usage.simulate(300, 8, 7, tmp_path, end=END)
     assert (tmp_path / "events.jsonl").read_bytes() == (out / "events.jsonl").read_bytes()
 
 
 def test_the_cli_writes_csv_and_refuses_too_few_weeks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert simulate.main(["--accounts", "20", "--weeks", "8", "--seed", "3", "--out", str(tmp_path),
+    assert simulate_usage.main(["--accounts", "20", "--weeks", "8", "--seed", "3", "--out", str(tmp_path),
                           "--format", "csv"]) == 0
     assert (tmp_path / "events.csv").read_text().startswith("event_id,tenant_id,account_id,occurred_at")
     with pytest.raises(SystemExit):
-        simulate.main(["--accounts", "20", "--weeks", "4", "--out", str(tmp_path)])
+        simulate_usage.main(["--accounts", "20", "--weeks", "4", "--out", str(tmp_path)])

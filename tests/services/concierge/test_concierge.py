@@ -48,7 +48,7 @@ PHRASED = "No, monthly plans are not refundable. Annual plans get a prorated ref
 # A phrasing whose first sentence is supported and whose second one is made up.
 INVENTED = "No, monthly plans are not refundable. Every plan also gets a free month of the business tier."
 
-# Logits of a stand-in fit (see services/concierge/evaluation.py, _gate_fits): ~1 and ~0.
+# Logits of a stand-in fit (see tools/concierge_evaluation.py, _gate_fits): ~1 and ~0.
 OPEN, CLOSED = 50.0, -50.0
 
 
@@ -822,13 +822,17 @@ async def test_conversations_persist_in_postgresql(postgres_url: str) -> None:
 
 
 async def test_a_store_failure_is_unavailable_and_never_a_half_written_turn(db_url: str) -> None:
-    from servicekit.errors import Unavailable
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from servicekit.errors import database_unavailable
     from services.concierge.models import Base
 
     rig = make(FakeLlm(fail=_refuse), db_url)
     Base.metadata.drop_all(make_engine(db_url))
-    with pytest.raises(Unavailable):
+    # The runtime (servicekit.server) answers this error with UNAVAILABLE.
+    with pytest.raises(SQLAlchemyError) as caught:
         await converse(rig, request())
+    assert database_unavailable(caught.value) is not None
 
 
 # --- routing policy, thresholds -------------------------------------------------

@@ -16,7 +16,6 @@ from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
 from servicekit.llm import LlmClient
 from services.concierge import guardrails, matching, prompts, rewrite
-from services.concierge.calibrate import FEATURES, expected_calibration_error, fit
 from services.concierge.confidence import (
     DEFAULT_FITS_DIR,
     UNCALIBRATED,
@@ -26,12 +25,13 @@ from services.concierge.confidence import (
     Configuration,
     fit_path,
 )
-from services.concierge.evaluation import judge, split_of
 from services.concierge.matching import Signals
 from services.concierge.persona import PersonaBook, PersonaError
 from services.concierge.servicer import configuration, pieces
 from services.concierge.settings import ConciergeSettings
 from tests.llm_stream import sse
+from tools.calibrate_concierge import FEATURES, fit
+from tools.concierge_evaluation import judge, split_of
 
 # --- follow-ups ------------------------------------------------------------------
 
@@ -326,13 +326,8 @@ def test_fit_learns_which_signal_predicts_correctness() -> None:
     assert report["ece_in_sample"] < 0.08
 
 
-def test_expected_calibration_error() -> None:
-    assert expected_calibration_error([0.9] * 10, [1] * 9 + [0]) == pytest.approx(0.0)
-    assert expected_calibration_error([0.9] * 10, [0] * 10) == pytest.approx(0.9)
-
-
 def _run_calibrate(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
-    from services.concierge import calibrate
+    from tools import calibrate_concierge as calibrate
 
     monkeypatch.setattr("sys.argv", ["calibrate", *argv])
     return calibrate.main()
@@ -341,7 +336,7 @@ def _run_calibrate(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
 def test_calibrate_fits_saved_rows_into_a_fit_the_service_then_serves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from services.concierge import calibrate
+    from tools import calibrate_concierge as calibrate
 
     rows = tmp_path / "rows.json"
     source = {"datasets": ["demo"], "split": "train", "split_rule": calibrate.SPLIT_RULE,
@@ -383,7 +378,7 @@ def test_calibrate_refuses_too_few_rows(tmp_path: Path, monkeypatch: pytest.Monk
 def test_calibration_does_not_resume_rows_collected_with_another_configuration(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from services.concierge import calibrate
+    from tools import calibrate_concierge as calibrate
 
     rows = tmp_path / "rows.json"
     source = {"datasets": ["demo"], "split": "train", "split_rule": calibrate.SPLIT_RULE,

@@ -319,9 +319,9 @@ def test_suggested_titles(question: str, title: str) -> None:
 
 
 def test_minilm_clusters_paraphrases_by_meaning(tmp_path: Path) -> None:
-    from services.triage.encoder import Encoder
+    from servicekit.embeddings import SentenceEncoder
 
-    encoder = Encoder(torch_threads=1)
+    encoder = SentenceEncoder(torch_threads=1)
     now = utcnow()
     texts = [
         "How do I export my invoices as a CSV file?",

