@@ -53,7 +53,7 @@ from servicekit.logging import configure_logging
 from servicekit.server import serving
 from services.outreach import importer
 from services.outreach.app import servicers
-from services.outreach.detection import DetectorConfig
+from services.outreach.detector_config import DetectorConfig
 from services.outreach.settings import DEFAULT_DETECTORS_FILE, OutreachSettings
 from tools import simulate_usage
 

@@ -81,7 +81,7 @@ from bench.loadgen import (
 from devstack.otlp_receiver import OtlpReceiver
 from devstack.stack import REPO_ROOT, Stack, StackConfig, StackError
 from gateway.keys import Role, create_key
-from gateway.models import AccountIn, UsageEventIn
+from gateway.schemas.outreach import AccountIn, UsageEventIn
 from servicekit import pii
 from services.concierge import prompts
 

@@ -86,10 +86,12 @@ from servicekit.logging import configure_logging
 from servicekit.server import Mount, serving
 from services.retrieval.app import servicers
 from services.retrieval.chunking import Chunker
+from services.retrieval.documents import ChunkData, DocumentMeta
 from services.retrieval.embedding import Embedder
 from services.retrieval.ingest import ingest_documents
+from services.retrieval.search import Mode, SearchFilter
 from services.retrieval.settings import RetrievalSettings
-from services.retrieval.store import ChunkData, DocumentMeta, Mode, SearchFilter, Store
+from services.retrieval.store import Store
 
 try:  # keyword normalisation and the Indexer (glossaries) arrived after the first store
     from services.retrieval.indexing import Indexer

@@ -57,7 +57,7 @@ from servicekit.logging import configure_logging
 from servicekit.server import serving
 from services.triage.app import encoder_cache_dir, intent_engine, servicers
 from services.triage.encoder import Encoder, load_encoders
-from services.triage.intent import macro_f1
+from services.triage.intent_training import macro_f1
 from services.triage.settings import TriageSettings
 
 TENANT = "bench"

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
 
+from devstack.processes import stop_on_signals
 from devstack.stack import Stack, StackConfig, StackError
+
+
+def _say(text: str, error: bool = False) -> None:
+    """Print, unless the terminal is gone (SIGHUP): stopping must not fail on a closed tty."""
+    try:
+        print(text, file=sys.stderr if error else sys.stdout, flush=True)
+    except OSError:
+        pass
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=StackConfig.data_dir, help="state, models and logs")
     parser.add_argument("--gateway-port", type=int, default=8080)
+    parser.add_argument("--llm-port", type=int, default=StackConfig.llm_port)
+    parser.add_argument("--service-ports", default=",".join(map(str, StackConfig.service_ports)),
+                        help="ports of retrieval, triage, escalation, outreach, concierge (comma-separated)")
     parser.add_argument("--llm-base-url", default=None,
                         help="use this OpenAI-compatible server (e.g. vLLM) instead of the embedded one")
     parser.add_argument("--llm-model", default=StackConfig.llm_model)
@@ -22,14 +33,16 @@ def main() -> int:
                         help="also start Arize Phoenix as a local trace backend and UI (make trace-ui-install)")
     args = parser.parse_args()
     config = StackConfig(
-        data_dir=args.data_dir.resolve(), gateway_port=args.gateway_port,
+        data_dir=args.data_dir.resolve(), gateway_port=args.gateway_port, llm_port=args.llm_port,
+        service_ports=tuple(int(port) for port in args.service_ports.split(",")),
         llm_base_url=args.llm_base_url, llm_model=args.llm_model, trace_ui=args.trace_ui,
     )
     stack = Stack(config)
     started = time.monotonic()
     print(f"starting aftercare (logs in {stack.log_dir}) ...", flush=True)
-    # SIGTERM behaves like Ctrl+C: stop every process in order.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # SIGTERM and SIGHUP (the terminal closed) behave like Ctrl+C: stop every process in order.
+    # Should this process be killed instead, its children get SIGTERM from the kernel.
+    stop_on_signals()
     try:
         stack.start()
         lines = [
@@ -48,17 +61,17 @@ def main() -> int:
             "\"customer_id\": \"cust-1\"}}'",
             "  Ctrl+C stops everything.",
         ]
-        print("\n".join(lines), flush=True)
+        _say("\n".join(lines))
         # Supervise: a process that dies is started again (its clients reconnect by themselves).
         while True:
             for name in stack.supervise():
-                print(f"{name} exited; restarted it (see {stack.log_dir / name}.log)", file=sys.stderr, flush=True)
+                _say(f"{name} exited; restarted it (see {stack.log_dir / name}.log)", error=True)
             time.sleep(0.5)
     except KeyboardInterrupt:
-        print("\nstopping ...", flush=True)
+        _say("\nstopping ...")
         return 0
     except StackError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _say(f"error: {error}", error=True)
         return 1
     finally:
         stack.stop()

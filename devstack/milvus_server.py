@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.retrieval.store import LITE_ENGINE_LOGGING
+from services.retrieval.lite_engine import LITE_ENGINE_LOGGING
 
 READY_TIMEOUT_S = 60.0
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from devstack import demo, llm_server
+from devstack import demo, llm_server, processes
+from devstack.processes import describe_port_holders, port_is_free, spawn_child
 from gateway.keys import issue_demo_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +21,9 @@ SERVICES = ("retrieval", "triage", "escalation", "outreach", "concierge")
 # How long the readiness check waits for the LLM server's model list: under load, a CPU
 # server answers it only between generation steps (measured up to 6 s in the drill).
 LLM_PROBE_TIMEOUT_S = 15.0
+# What the gateway's /readyz says while this file exists (READY_GATE_FILE): the stack is up
+# but the demo knowledge base is still being ingested, so a first question would find nothing.
+WARMING_MESSAGE = "the demo knowledge base is still being ingested"
 
 
 @dataclass
@@ -68,6 +72,10 @@ class Stack:
         self.api_keys: dict[str, str] = {}
 
     @property
+    def ready_gate_file(self) -> Path:
+        return self.config.data_dir / "gateway" / "warming"
+
+    @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.config.gateway_port}"
 
@@ -99,6 +107,8 @@ class Stack:
             "LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
         }
+        if name == "gateway":
+            env["READY_GATE_FILE"] = str(self.ready_gate_file)
         if name == "llm":
             env.pop("PORT", None)  # llama_cpp.server reads PORT too; its port comes from the command line.
         else:
@@ -142,15 +152,46 @@ class Stack:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         self._commands[name] = (argv, env)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_file = (self.log_dir / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env={**os.environ, **env} if env else self._env(name),
-            stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl+C in the terminal reaches us only; we stop children in order.
-        )
+        with (self.log_dir / f"{name}.log").open("ab") as log_file:
+            # Its own session (Ctrl+C in the terminal reaches us only; we stop children in order),
+            # and it dies with us should we die any other way.
+            self.processes[name] = spawn_child(
+                argv, cwd=REPO_ROOT, env={**os.environ, **env} if env else self._env(name),
+                stdout=log_file, stderr=subprocess.STDOUT,
+            )
+
+    def ports(self) -> dict[int, str]:
+        """Port -> what this stack starts on it."""
+        config = self.config
+        ports = {config.port(name): name for name in SERVICES}
+        ports[config.gateway_port] = "gateway"
+        if config.llm_base_url is None:
+            ports[config.llm_port] = "llm"
+        if config.trace_ui:
+            ports[config.trace_ui_port] = "phoenix"
+            ports[config.trace_ui_otlp_port] = "phoenix (OTLP)"
+        return ports
+
+    def check_ports(self) -> None:
+        """Refuse to start next to anything that listens on one of our ports (a stack left
+        from an earlier run, say): its clients would be split between the two."""
+        taken = [
+            f"port {port} ({name}) is held by {describe_port_holders(port)}"
+            for port, name in self.ports().items()
+            if not port_is_free(port)
+        ]
+        if taken:
+            raise StackError("; ".join(taken) + ". Stop it first (left from an earlier `make run`?).")
 
     def start(self, timeout_s: float = 180.0) -> None:
+        self.check_ports()
         try:
+            warming = self.config.demo_kb is not None
+            if warming:
+                self.ready_gate_file.parent.mkdir(parents=True, exist_ok=True)
+                self.ready_gate_file.write_text(WARMING_MESSAGE + "\n")
+            else:
+                self.ready_gate_file.unlink(missing_ok=True)
             if self.config.trace_ui:
                 self._start_trace_ui()
             if self.config.llm_base_url is None:
@@ -160,9 +201,11 @@ class Stack:
                 self._spawn(name, [sys.executable, "-m", f"services.{name}"])
             self.api_keys = issue_demo_keys(self.config.data_dir / "gateway" / "api_keys.json", self.config.demo_tenant)
             self._spawn("gateway", [sys.executable, "-m", "gateway"])
-            self.wait_ready(timeout_s)
+            self.wait_ready(timeout_s, warming=warming)
             if self.config.demo_kb is not None:
                 self.ingest(self.config.demo_kb, self.config.demo_tenant)
+                self.ready_gate_file.unlink(missing_ok=True)
+                self.wait_ready(timeout_s)
                 if self.config.demo_intents is not None:
                     demo.train_intents_in_background(
                         self.config.address("triage"), self.config.demo_tenant, self.config.demo_intents
@@ -171,7 +214,9 @@ class Stack:
             self.stop()
             raise
 
-    def wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float, warming: bool = False) -> None:
+        """Wait for the gateway's /readyz to be 200; `warming`: or for every backend to serve
+        while the ready gate says the stack is still warming up (the demo ingest is to come)."""
         deadline = time.monotonic() + timeout_s
         last = "no answer yet"
         while time.monotonic() < deadline:
@@ -183,7 +228,7 @@ class Stack:
                     # Generous: a CPU server busy generating for customers answers late, but answers.
                     httpx.get(f"{self.llm_base_url}/models", timeout=LLM_PROBE_TIMEOUT_S).raise_for_status()
                 response = httpx.get(f"{self.gateway_url}/readyz", timeout=2.0)
-                if response.status_code == 200:
+                if response.status_code == 200 or (warming and _only_warming(response)):
                     return
                 last = response.text
             except httpx.HTTPError as error:
@@ -212,23 +257,60 @@ class Stack:
         return restarted
 
     def ingest(self, folder: Path, tenant: str) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "services.retrieval.ingest", "--target", self.config.address("retrieval"),
-             "--tenant", tenant, str(folder)],
-            cwd=REPO_ROOT, check=True, timeout=600,
-        )
+        argv = [sys.executable, "-m", "services.retrieval.ingest", "--target", self.config.address("retrieval"),
+                "--tenant", tenant, str(folder)]
+        # In our process group (Ctrl+C reaches it too), and it dies with us like the services.
+        process = spawn_child(argv, cwd=REPO_ROOT, new_session=False)
+        try:
+            code = process.wait(timeout=600)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        if code != 0:
+            raise StackError(f"ingesting {folder} failed (exit {code})")
 
     def stop(self, grace_s: float = 10.0) -> None:
-        # Edge first, LLM last: nothing is left calling a backend that is already gone.
-        for name in reversed(list(self.processes)):
-            process = self.processes[name]
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
+        try:
+            # Edge first, LLM last: nothing is left calling a backend that is already gone.
+            for name in reversed(list(self.processes)):
+                process = self.processes[name]
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            for process in self.processes.values():
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        except KeyboardInterrupt:
+            # A second Ctrl+C (or SIGTERM, SIGHUP) while stopping: no more waiting, kill the rest.
+            self._kill_all()
+        finally:
+            self.processes.clear()
+            self.ready_gate_file.unlink(missing_ok=True)
+
+    def _kill_all(self) -> None:
+        stopping = set(processes.STOP_SIGNALS) | {signal.SIGINT}
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+        try:
+            for process in self.processes.values():
+                if process.poll() is None:
+                    process.kill()
+            for process in self.processes.values():
                 process.wait()
-        self.processes.clear()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _only_warming(response: httpx.Response) -> bool:
+    """A 503 from /readyz that says every backend serves and only the ready gate is closed."""
+    if response.status_code != 503:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    backends = body.get("backends") or {}
+    return bool(body.get("warming")) and bool(backends) and all(state == "SERVING" for state in backends.values())

@@ -35,7 +35,6 @@ from gateway.auth import AuthMiddleware, RateLimiter
 from gateway.backends import Backends
 from gateway.deps import BackendsDep
 from gateway.keys import KeyStore
-from gateway.models import Liveness, Readiness
 from gateway.problems import (
     PROBLEM_MEDIA_TYPE,
     BodyTooLarge,
@@ -45,6 +44,7 @@ from gateway.problems import (
     problem_responses,
 )
 from gateway.routes import ROUTERS
+from gateway.schemas.health import Liveness, Readiness
 from gateway.settings import GatewaySettings
 from servicekit.deadlines import budget
 from servicekit.logging import configure_logging
@@ -269,7 +269,7 @@ def create_app(settings: GatewaySettings, backends: Backends | None = None) -> F
     app.state.settings = settings
     app.state.backends = backends
     install_problem_handlers(app)
-    _add_routes(app)
+    _add_routes(app, settings)
     _add_docs(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     # No spans for the ASGI send/receive events: one per SSE chunk would cost more than the answer.
@@ -277,7 +277,17 @@ def create_app(settings: GatewaySettings, backends: Backends | None = None) -> F
     return app
 
 
-def _add_routes(app: FastAPI) -> None:
+def _warming(gate: Path | None) -> str:
+    """What the ready gate file says while it exists ("" once it is gone, or with no gate)."""
+    if gate is None:
+        return ""
+    try:
+        return gate.read_text().strip() or "warming up"
+    except FileNotFoundError:
+        return ""
+
+
+def _add_routes(app: FastAPI, settings: GatewaySettings) -> None:
     @app.get("/healthz", response_model=Liveness, tags=["health"], summary="Liveness; calls no backend.")
     async def healthz() -> Liveness:
         return Liveness()
@@ -292,9 +302,14 @@ def _add_routes(app: FastAPI) -> None:
     async def readyz(backends: BackendsDep) -> Readiness | ProblemResponse:
         states = await backends.readiness()
         not_ready = {name: state for name, state in states.items() if state != "SERVING"}
-        if not_ready:
-            listed = ", ".join(f"{name} ({state})" for name, state in not_ready.items())
-            return problem(503, f"Not ready: {listed}.", "NOT_READY", extra={"backends": states})
+        warming = _warming(settings.ready_gate_file)
+        if not_ready or warming:
+            listed = [f"{name} ({state})" for name, state in not_ready.items()]
+            extra: dict[str, Any] = {"backends": states}
+            if warming:
+                listed.append(warming)
+                extra["warming"] = warming
+            return problem(503, f"Not ready: {', '.join(listed)}.", "NOT_READY", extra=extra)
         return Readiness(backends=states)
 
     for router in ROUTERS:

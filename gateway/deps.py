@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from gateway.backends import Backends
-from gateway.models import ID_PATTERN
 from gateway.settings import GatewaySettings
+from servicekit.ids import ID_PATTERN
 
 
 # async on purpose: FastAPI runs a plain `def` dependency in a thread pool (a thread hop per request).

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.disconnect import ClientGone
-from gateway.models import FieldError, Problem
+from gateway.schemas.common import FieldError, Problem
 from servicekit.errors import details_from_rpc_error
 from servicekit.tracing import current_trace_id
 

@@ -47,6 +47,9 @@ class GatewaySettings(BaseSettings):
     # Browser origins allowed to call the API cross-origin (comma-separated);
     # empty means same-origin only (the console is served by the gateway itself).
     cors_origins: Annotated[list[str], NoDecode] = []
+    # While this file exists, /readyz answers 503 with its text (the stack is warming up: the local
+    # stack's demo knowledge base is being ingested). Unset: readiness is the backends' alone.
+    ready_gate_file: Path | None = None
 
     # Backend addresses (host:port), one per service; required.
     retrieval_addr: str

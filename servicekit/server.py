@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -37,6 +38,12 @@ log = structlog.get_logger("servicekit.server")
 # Health and reflection: neither traced nor logged, and open without a mesh token.
 _QUIET_METHODS = meshauth.OPEN_METHODS
 _DEPENDENCY_DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# The exit status of a service that could not listen on its port (EX_UNAVAILABLE).
+EXIT_CANNOT_BIND = 69
+
+
+class CannotBind(RuntimeError):
+    """The server could not listen on its address: another process holds the port."""
 
 @dataclass(frozen=True)
 class Mount:
@@ -187,6 +194,9 @@ async def start_server(settings: ServiceSettings, mounts: Sequence[Mount]) -> Ru
             # Clients reconnect every few minutes, so pods added by the autoscaler get a share.
             ("grpc.max_connection_age_ms", 5 * 60 * 1000),
             ("grpc.max_connection_age_grace_ms", 30 * 1000),
+            # gRPC sets SO_REUSEPORT by default: a second server on our port (a stale process)
+            # would bind beside us and take a share of the calls. Without it, it fails to start.
+            ("grpc.so_reuseport", 0),
         ],
     )
     health_servicer = health.aio.HealthServicer()
@@ -195,9 +205,17 @@ async def start_server(settings: ServiceSettings, mounts: Sequence[Mount]) -> Ru
         item.add_to_server(item.servicer, server)
     names = [item.service_name for item in mounts]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(settings.listen_address)
+    try:
+        port = server.add_insecure_port(settings.listen_address)
+    except RuntimeError as error:  # grpcio >= 1.60 raises where older ones returned 0
+        port, cause = 0, error
+    else:
+        cause = None
     if port == 0:
-        raise RuntimeError(f"could not bind {settings.listen_address}")
+        raise CannotBind(
+            f"cannot listen on {settings.listen_address}: the port is in use by another process "
+            "(or the address is not this host's)"
+        ) from cause
     await server.start()
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -225,6 +243,10 @@ def run_service(name: str, settings: ServiceSettings, factory: ServicerFactory) 
     configure_metrics(name)
     try:
         asyncio.run(_serve_until_signalled(name, settings, factory))
+    except CannotBind as error:
+        log.error("cannot_bind", address=settings.listen_address, detail=str(error))
+        print(f"{name}: error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CANNOT_BIND) from None
     finally:
         shutdown_tracing()
         shutdown_metrics()

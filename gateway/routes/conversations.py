@@ -19,7 +19,9 @@ from aftercare.type.v1 import customer_pb2
 from gateway.auth import ChannelKey, check_tenant
 from gateway.deps import BackendsDep, ConversationId, DocId, HandoffId, SettingsDep, TenantId
 from gateway.disconnect import until_client_leaves
-from gateway.models import (
+from gateway.intake import converse_request, reply_route
+from gateway.problems import NotFoundProblem, problem_responses, rpc_error_problem
+from gateway.schemas.conversations import (
     BrowsingEventRequest,
     ConversationReply,
     DeltaEvent,
@@ -37,7 +39,6 @@ from gateway.models import (
     RetractionEvent,
     SuggestionReply,
 )
-from gateway.problems import NotFoundProblem, problem_responses, rpc_error_problem
 from servicekit.ids import CUSTOMER_ID_PATTERN
 from servicekit.tracing import current_trace_id
 
@@ -171,10 +172,10 @@ async def intake_email(
     settings: SettingsDep,
     http: Request,
 ) -> EmailIntakeReply:
-    request = body.to_proto(key.tenant_id, settings.pseudonym_key.get_secret_value().encode())
+    request = converse_request(body, key.tenant_id, settings.pseudonym_key.get_secret_value().encode())
     # The route first: an agent's reply to this mail must find where to go. A failure here
     # leaves nothing done, so the mail system's retry is safe.
-    await backends.outreach.stub.RecordReplyRoute(body.reply_route(request))
+    await backends.outreach.stub.RecordReplyRoute(reply_route(body, request))
     call = backends.concierge.stub.Converse(request)
     response = await until_client_leaves(http, call)
     reply = MessageReply.from_proto(request.conversation_id, response, trace_id=current_trace_id())

@@ -12,8 +12,9 @@ from aftercare.escalation.v1 import escalation_pb2
 from aftercare.type.v1 import conversation_pb2
 from gateway.auth import AgentKey
 from gateway.deps import BackendsDep, TenantId
-from gateway.models import DeliveriesReply, proto_enum
 from gateway.problems import problem_responses
+from gateway.schemas.common import proto_enum
+from gateway.schemas.deliveries import DeliveriesReply
 
 router = APIRouter(tags=["handoffs"])
 

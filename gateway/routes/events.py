@@ -25,9 +25,9 @@ from gateway.auth import AgentKey, ChannelKey
 from gateway.backends import Backends
 from gateway.deps import BackendsDep, ConversationId, TenantId
 from gateway.disconnect import ClientGone, until_client_leaves
-from gateway.models import HandoffStatus, ThreadMessage
 from gateway.problems import problem_responses, rpc_error_problem
 from gateway.routes.conversations import sse_event
+from gateway.schemas.handoffs import HandoffStatus, ThreadMessage
 from servicekit import deadlines
 from servicekit.ids import CUSTOMER_ID_PATTERN
 

@@ -13,7 +13,9 @@ from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
 from gateway.auth import AdminKey, AgentKey
 from gateway.deps import BackendsDep, HandoffId, TenantId
-from gateway.models import (
+from gateway.problems import problem_responses
+from gateway.schemas.common import proto_enum
+from gateway.schemas.handoffs import (
     AgentReplyReply,
     AgentReplyRequest,
     AssignRequest,
@@ -27,9 +29,7 @@ from gateway.models import (
     TierName,
     TriageReply,
     TriageRequest,
-    proto_enum,
 )
-from gateway.problems import problem_responses
 
 router = APIRouter(tags=["handoffs"])
 

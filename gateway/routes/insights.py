@@ -9,15 +9,14 @@ from fastapi import APIRouter, Query
 from aftercare.escalation.v1 import escalation_pb2
 from gateway.auth import AdminKey, AgentKey
 from gateway.deps import BackendsDep, TenantId
-from gateway.models import (
+from gateway.problems import problem_responses
+from gateway.schemas.common import IsoDateTime, to_timestamp
+from gateway.schemas.insights import (
     FeedbackExportReply,
     IntentCorrectionsReply,
-    IsoDateTime,
     KnowledgeGapsReply,
     TopicInsightsReply,
-    to_timestamp,
 )
-from gateway.problems import problem_responses
 
 router = APIRouter(tags=["insights"])
 

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query
 from aftercare.retrieval.v1 import retrieval_pb2
 from gateway.auth import AdminKey, AgentKey, ChannelKey
 from gateway.deps import BackendsDep, DocId, TenantId
-from gateway.models import (
+from gateway.problems import NotFoundProblem, problem_responses
+from gateway.schemas.knowledge import (
     DeleteDocumentReply,
     DocumentListReply,
     SearchReply,
@@ -17,7 +18,6 @@ from gateway.models import (
     UploadDocumentsReply,
     UploadDocumentsRequest,
 )
-from gateway.problems import NotFoundProblem, problem_responses
 
 router = APIRouter(tags=["knowledge base"])
 

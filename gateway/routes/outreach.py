@@ -9,7 +9,9 @@ from fastapi import APIRouter, Query
 from aftercare.outreach.v1 import outreach_pb2
 from gateway.auth import AdminKey, AgentKey, ChannelKey
 from gateway.deps import BackendsDep, DraftId, FindingId, TenantId
-from gateway.models import (
+from gateway.problems import problem_responses
+from gateway.schemas.common import proto_enum, to_timestamp
+from gateway.schemas.outreach import (
     DetectRisksReply,
     DetectRisksRequest,
     DraftsReply,
@@ -22,10 +24,7 @@ from gateway.models import (
     UpsertAccountsRequest,
     UsageEventsReply,
     UsageEventsRequest,
-    proto_enum,
-    to_timestamp,
 )
-from gateway.problems import problem_responses
 
 router = APIRouter(tags=["outreach"])
 

@@ -5,8 +5,11 @@ transaction, so a turn is either fully stored or not at all."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -26,6 +29,14 @@ log = structlog.get_logger("services.concierge.store")
 
 # Racing writers of one conversation retry with the next position this often.
 _WRITE_ATTEMPTS = 4
+
+_T = TypeVar("_T")
+
+
+async def off_loop(call: Callable[..., _T], *args: object, **kwargs: object) -> _T:
+    """A store call off the event loop. Not stored means not acknowledged (nothing is
+    half-written); the runtime answers a database that is down with UNAVAILABLE."""
+    return await asyncio.to_thread(call, *args, **kwargs)
 
 
 @dataclass(frozen=True)

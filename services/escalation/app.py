@@ -20,7 +20,11 @@ from servicekit.llm import LlmClient
 from servicekit.server import Mount, mount, run_service
 from services.escalation.background import QuietTurns
 from services.escalation.context import ContextBuilder
+from services.escalation.enrichment import Enricher
+from services.escalation.enrichment_store import EnrichmentStore
+from services.escalation.feedback_store import FeedbackStore
 from services.escalation.insights import Embed, InsightsEngine
+from services.escalation.insights_store import InsightsStore
 from services.escalation.servicer import EscalationServicer
 from services.escalation.settings import EscalationSettings
 from services.escalation.store import HandoffStore
@@ -55,9 +59,10 @@ async def servicers(
         await asyncio.to_thread(store.migrate)
         _observe_queue_depth(store)
         builder = ContextBuilder(settings, store, llm, retrieval, triage)
-        insights = InsightsEngine(settings, store, embed)
+        insights = InsightsEngine(settings, InsightsStore(engine), embed)
         background = QuietTurns(settings.summary_quiet_s, settings.summary_max_wait_s)
         thread = ThreadStore(engine, dt.timedelta(seconds=settings.reopen_window_s))
+        enricher = Enricher(EnrichmentStore(engine), builder, background)
         servicer = EscalationServicer(
             store,
             settings.default_queue,
@@ -65,14 +70,16 @@ async def servicers(
             insights,
             background,
             thread,
+            enricher,
+            FeedbackStore(engine),
             watch_poll_s=settings.watch_poll_s,
             watch_max_streams=settings.watch_max_streams,
         )
-        servicer.resume_summaries()
+        enricher.resume()
         try:
             yield [mount(servicer, escalation_pb2, escalation_pb2_grpc)]
         finally:
-            await servicer.close()
+            await enricher.close()
     finally:
         if own_llm:
             await llm.aclose()

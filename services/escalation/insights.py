@@ -27,17 +27,16 @@ from aftercare.escalation.v1 import escalation_pb2
 from servicekit import calibration
 from servicekit.database import utcnow
 from servicekit.pii import mask
-from services.escalation.settings import EscalationSettings
-from services.escalation.store import (
-    AGENT_JUDGEMENT,
-    CUSTOMER_JUDGEMENT,
+from services.escalation.insights_store import (
     ContactRecord,
     CsatStat,
     GapQuestion,
-    HandoffStore,
+    InsightsStore,
     JudgementRecord,
     ReplyStat,
 )
+from services.escalation.judgements import AGENT_JUDGEMENT, CUSTOMER_JUDGEMENT
+from services.escalation.settings import EscalationSettings
 from services.escalation.summaries import content_words, shorten
 
 log = structlog.get_logger("services.escalation.insights")
@@ -272,7 +271,7 @@ def knowledge_gaps(
 class InsightsEngine:
     """Reads the store and computes; the embedding model is loaded on first use."""
 
-    def __init__(self, settings: EscalationSettings, store: HandoffStore, embed: Embed | None = None) -> None:
+    def __init__(self, settings: EscalationSettings, store: InsightsStore, embed: Embed | None = None) -> None:
         self._settings = settings
         self._store = store
         self._embed = embed

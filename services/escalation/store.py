@@ -1,6 +1,9 @@
-"""Handoffs, agent replies, intent corrections, contact outcomes and answer
-judgements in the relational store. Sync SQLAlchemy: the servicer calls these methods via
-asyncio.to_thread; every write is one transaction.
+"""Handoffs in the relational store: created once per idempotency key, read and paged
+for the queue, changed by agents (assign, reply, resolve), and looked up by the context
+package (the customer's recent contacts, similar resolved cases). Sync SQLAlchemy: the
+servicer calls these methods via asyncio.to_thread; every write is one transaction.
+The package's late parts are settled in enrichment_store.py, the feedback loop's records
+in feedback_store.py, the thread in thread.py.
 
 Changes to a handoff are optimistic: each one names the version it read and
 the UPDATE only applies `WHERE version = <read>`, so of two agents acting on
@@ -12,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +31,8 @@ from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import conversation_pb2
 from servicekit.database import utcnow
 from servicekit.judging import agrees
-from services.escalation import lifecycle, summaries
+from services.escalation import judgements, lifecycle
+from services.escalation.judgements import AGENT_JUDGEMENT, AGENT_JUDGEMENT_KEY_PREFIX
 from services.escalation.lifecycle import (
     AGENT_ROLE,
     AI_ACTOR,
@@ -42,8 +46,6 @@ from services.escalation.lifecycle import (
 from services.escalation.migrations import SCHEMA
 from services.escalation.models import (
     AgentReplyRow,
-    AnswerJudgementRow,
-    ContactOutcomeRow,
     HandoffEventRow,
     HandoffRow,
     IntentCorrectionRow,
@@ -54,10 +56,6 @@ log = structlog.get_logger("services.escalation.store")
 
 # Attempts at a write that lost a race it can retry (a reference or thread sequence taken meanwhile).
 WRITE_ATTEMPTS = 5
-AGENT_JUDGEMENT = escalation_pb2.JudgementSource.Name(escalation_pb2.JUDGEMENT_SOURCE_AGENT)
-CUSTOMER_JUDGEMENT = escalation_pb2.JudgementSource.Name(escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER)
-# Agents' judgements are keyed by handoff (a later reply replaces the verdict); RecordJudgement refuses the prefix.
-AGENT_JUDGEMENT_KEY_PREFIX = "handoff:"
 
 
 class HandoffNotFound(Exception):
@@ -103,20 +101,6 @@ class NewHandoff:
     intent_confidence: float = 0.0
     question: str = ""
     draft_prompt: str = ""
-
-
-@dataclass(frozen=True)
-class PendingPackage:
-    """A stored package whose background LLM work (summary, draft or both) never settled."""
-
-    tenant_id: str
-    handoff_id: str
-    conversation: conversation_pb2.Conversation
-    summary_pending: bool
-    draft_pending: bool
-    # What the draft is generated from and checked against (the suggestions' texts).
-    draft_prompt: str
-    notes: list[str]
 
 
 @dataclass(frozen=True)
@@ -166,116 +150,8 @@ class ResolvedCase:
     resolved_at: dt.datetime
 
 
-@dataclass(frozen=True)
-class FeedbackRecord:
-    prompt: str
-    draft: str
-    final_text: str
-    draft_use: str
-    edit_ratio: float
-    created_at: dt.datetime
-
-
-@dataclass(frozen=True)
-class ContactRecord:
-    """One contact for insights: a handoff (escalated) or a RecordOutcome (handled by the AI)."""
-
-    at: dt.datetime
-    intent: str
-    confidence: float | None
-    # "escalated" (a handoff), or the RecordOutcome decision: "answered", "clarified".
-    kind: str
-
-
-@dataclass(frozen=True)
-class ReplyStat:
-    at: dt.datetime
-    intent: str
-    draft_use: str
-
-
-@dataclass(frozen=True)
-class CsatStat:
-    """A customer's satisfaction rating (1 to 5) of a resolved handoff, when it was given."""
-
-    at: dt.datetime
-    intent: str
-    rating: int
-
-
-@dataclass(frozen=True)
-class GapQuestion:
-    text: str
-    at: dt.datetime
-
-
-@dataclass(frozen=True)
-class JudgementRecord:
-    """One judged AI answer: a point of the reliability diagram."""
-
-    answered_at: dt.datetime
-    source: str
-    confidence: float
-    correct: bool
-
-
-@dataclass
-class InsightData:
-    contacts: list[ContactRecord] = field(default_factory=list)
-    replies: list[ReplyStat] = field(default_factory=list)
-    ratings: list[CsatStat] = field(default_factory=list)
-    judgements: list[JudgementRecord] = field(default_factory=list)
-
-
 def _to_json(message: Message) -> dict[str, object]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
-def _upsert_judgement(
-    session: Session,
-    tenant_id: str,
-    key: str,
-    source: str,
-    intent: str,
-    confidence: float,
-    correct: bool,
-    answered_at: dt.datetime | None,
-    now: dt.datetime,
-) -> bool:
-    """Write the judgement under `key` in the session's transaction, replacing the one there;
-    False when that one already said the same. answered_at None keeps the stored time (now
-    for a new one). A racing first write of the key fails here with IntegrityError."""
-    row = session.scalars(
-        sa.select(AnswerJudgementRow)
-        .where(AnswerJudgementRow.tenant_id == tenant_id, AnswerJudgementRow.idempotency_key == key)
-        .with_for_update()
-    ).one_or_none()
-    if row is None:
-        session.add(
-            AnswerJudgementRow(
-                judgement_id=str(uuid.uuid4()),
-                tenant_id=tenant_id,
-                idempotency_key=key,
-                source=source,
-                intent=intent,
-                confidence=confidence,
-                correct=correct,
-                answered_at=answered_at or now,
-                judged_at=now,
-            )
-        )
-        session.flush()
-        return True
-    values: dict[str, Any] = {"source": source, "intent": intent, "confidence": confidence, "correct": correct}
-    if answered_at is not None:
-        values["answered_at"] = answered_at
-    if all(getattr(row, name) == value for name, value in values.items()):
-        return False
-    for name, value in values.items():
-        setattr(row, name, value)
-    row.judged_at = now
-    session.flush()
-    return True
 
 
 def _attempt_confidence(attempt: escalation_pb2.AiAttempt) -> float | None:
@@ -493,106 +369,6 @@ class HandoffStore:
                 cursor = PageCursor(last.priority, last.created_at, last.handoff_id)
             return describe(session, page), cursor
 
-    def pending_background(self, since: dt.datetime, limit: int) -> list[PendingPackage]:
-        """Handoffs created since `since` whose LLM summary or draft never settled: the
-        process writing them stopped first. Oldest first."""
-        context = HandoffRow.context
-        with Session(self._engine) as session:
-            rows = session.execute(
-                sa.select(
-                    HandoffRow.tenant_id,
-                    HandoffRow.handoff_id,
-                    HandoffRow.conversation,
-                    HandoffRow.draft_prompt,
-                    HandoffRow.context,
-                )
-                .where(
-                    HandoffRow.created_at >= since,
-                    sa.or_(
-                        context["summary_method"].as_string() == "pending",
-                        context["draft_method"].as_string() == "pending",
-                    ),
-                )
-                .order_by(HandoffRow.created_at)
-                .limit(limit)
-            ).all()
-        return [
-            PendingPackage(
-                tenant_id=tenant_id,
-                handoff_id=handoff_id,
-                conversation=json_format.ParseDict(conversation, conversation_pb2.Conversation()),
-                summary_pending=package.get("summary_method") == "pending",
-                draft_pending=package.get("draft_method") == "pending",
-                draft_prompt=draft_prompt,
-                notes=[str(s.get("text", "")) for s in package.get("suggested_resolutions") or []],
-            )
-            for tenant_id, handoff_id, conversation, draft_prompt, package in rows
-        ]
-
-    def update_summary(
-        self, tenant_id: str, handoff_id: str, summary: str, detail: str, method: str, model: str
-    ) -> bool:
-        """Settle a package's pending summary (it is written after the handoff): the LLM's
-        (method "llm") or the extractive one it has (method "extractive"). Not an agent's
-        change: the version stays, so a reply based on what an agent read is not refused
-        for it. False when the handoff is gone."""
-        with Session(self._engine) as session, session.begin():
-            row = session.scalars(
-                sa.select(HandoffRow)
-                .where(HandoffRow.tenant_id == tenant_id, HandoffRow.handoff_id == handoff_id)
-                .with_for_update()
-            ).one_or_none()
-            if row is None:
-                return False
-            settled: dict[str, Any] = {"summary_method": method}
-            if method == "llm":
-                lineage = {**(row.context.get("lineage") or {}), "model": model}
-                settled |= {"summary": summary, "detail": detail, "lineage": lineage}
-            # A new dict, so that the JSON column is seen as changed.
-            row.context = {**row.context, **settled}
-        return True
-
-    def update_draft(self, tenant_id: str, handoff_id: str, draft: str, method: str, model: str) -> str | None:
-        """Settle a package's pending draft: the LLM's (method "llm") replaces the template
-        shown meanwhile, or the template stays (method "template"). Like the summary, not an
-        agent's change: the version stays, so an agent's Send is not refused because a draft
-        arrived. Once an agent has replied (or resolved), what they worked from stays: the
-        LLM's draft is dropped and the template settles. Returns the method stored, None
-        when the handoff is gone."""
-        with Session(self._engine) as session, session.begin():
-            row = session.scalars(
-                sa.select(HandoffRow)
-                .where(HandoffRow.tenant_id == tenant_id, HandoffRow.handoff_id == handoff_id)
-                .with_for_update()
-            ).one_or_none()
-            if row is None:
-                return None
-            if method == "llm" and (row.first_replied_at is not None or row.state == RESOLVED):
-                log.info("llm_draft_too_late", tenant_id=tenant_id, handoff_id=handoff_id)
-                method = "template"
-            lineage = dict(row.context.get("lineage") or {})
-            lineage["prompt_template_version"] = summaries.prompt_versions(method)
-            settled: dict[str, Any] = {"draft_method": method}
-            if method == "llm":
-                lineage["model"] = model
-                settled["draft_reply"] = draft
-                # An agent with the handoff open may still be working from it.
-                row.template_draft = str(row.context.get("draft_reply", ""))
-            # A new dict, so that the JSON column is seen as changed.
-            row.context = {**row.context, **settled, "lineage": lineage}
-        return method
-
-    def draft_still_wanted(self, tenant_id: str, handoff_id: str) -> bool:
-        """Whether an LLM draft could still be stored (no agent reply yet, not resolved):
-        otherwise the LLM is not asked at all."""
-        with Session(self._engine) as session:
-            found = session.execute(
-                sa.select(HandoffRow.first_replied_at, HandoffRow.state).where(
-                    HandoffRow.tenant_id == tenant_id, HandoffRow.handoff_id == handoff_id
-                )
-            ).one_or_none()
-        return found is not None and found.first_replied_at is None and found.state != RESOLVED
-
     # --- changes with optimistic versioning ----------------------------------
 
     def _change(
@@ -790,7 +566,7 @@ class HandoffStore:
             if verdicts:
                 intent, confidence, correct, answered_at = verdicts[-1]
                 key = f"{AGENT_JUDGEMENT_KEY_PREFIX}{handoff_id}"
-                _upsert_judgement(
+                judgements.upsert_judgement(
                     session, tenant_id, key, AGENT_JUDGEMENT, intent, confidence, correct, answered_at, now
                 )
 
@@ -858,179 +634,3 @@ class HandoffStore:
             ResolvedCase(handoff_id, intent, question, str((context or {}).get("summary", "")), resolution, resolved_at)
             for handoff_id, intent, question, context, resolution, resolved_at in rows
         ]
-
-    # --- feedback loop ----------------------------------------------------------
-
-    def feedback(self, tenant_id: str, since: dt.datetime | None, limit: int) -> list[FeedbackRecord]:
-        query = (
-            sa.select(
-                HandoffRow.draft_prompt,
-                AgentReplyRow.draft,
-                AgentReplyRow.final_text,
-                AgentReplyRow.draft_use,
-                AgentReplyRow.edit_ratio,
-                AgentReplyRow.created_at,
-            )
-            .join(HandoffRow, HandoffRow.handoff_id == AgentReplyRow.handoff_id)
-            .where(AgentReplyRow.tenant_id == tenant_id)
-            .order_by(AgentReplyRow.created_at.asc(), AgentReplyRow.reply_id.asc())
-            .limit(limit)
-        )
-        if since is not None:
-            query = query.where(AgentReplyRow.created_at >= since)
-        with Session(self._engine) as session:
-            return [FeedbackRecord(*row) for row in session.execute(query).all()]
-
-    def corrections(self, tenant_id: str, since: dt.datetime | None) -> list[tuple[str, str]]:
-        """(text, corrected label) of every intent correction, oldest first."""
-        query = (
-            sa.select(IntentCorrectionRow.text, IntentCorrectionRow.corrected_label)
-            .where(IntentCorrectionRow.tenant_id == tenant_id, IntentCorrectionRow.text != "")
-            .order_by(IntentCorrectionRow.created_at.asc(), IntentCorrectionRow.correction_id.asc())
-        )
-        if since is not None:
-            query = query.where(IntentCorrectionRow.created_at >= since)
-        with Session(self._engine) as session:
-            return [(text, label) for text, label in session.execute(query).all()]
-
-    def record_outcome(
-        self,
-        tenant_id: str,
-        key: str,
-        decision: str,
-        intent: str,
-        confidence: float,
-        question: str,
-        occurred_at: dt.datetime,
-    ) -> bool:
-        row = ContactOutcomeRow(
-            outcome_id=str(uuid.uuid4()),
-            tenant_id=tenant_id,
-            idempotency_key=key,
-            decision=decision,
-            intent=intent,
-            confidence=confidence,
-            question=question,
-            occurred_at=occurred_at,
-        )
-        try:
-            with Session(self._engine) as session, session.begin():
-                session.add(row)
-        except IntegrityError:
-            return False  # the same key again: recorded once
-        return True
-
-    def record_judgement(
-        self,
-        tenant_id: str,
-        key: str,
-        source: str,
-        intent: str,
-        confidence: float,
-        correct: bool,
-        answered_at: dt.datetime | None,
-    ) -> bool:
-        """Store a verdict under `key`, replacing the one there; False when it said the same."""
-        try:
-            with Session(self._engine) as session, session.begin():
-                return _upsert_judgement(
-                    session, tenant_id, key, source, intent, confidence, correct, answered_at, utcnow()
-                )
-        except IntegrityError:
-            # Another call inserted the key first: now there is a row to compare with and replace.
-            log.info("judgement_insert_raced", tenant_id=tenant_id)
-        with Session(self._engine) as session, session.begin():
-            return _upsert_judgement(
-                session, tenant_id, key, source, intent, confidence, correct, answered_at, utcnow()
-            )
-
-    # --- insights and knowledge gaps ----------------------------------------------
-
-    def insight_data(
-        self, tenant_id: str, start: dt.datetime, end: dt.datetime, judged_from: dt.datetime | None = None
-    ) -> InsightData:
-        """Contacts and replies in [start, end); judgements answered in [judged_from or start, end)."""
-        data = InsightData()
-        with Session(self._engine) as session:
-            for created_at, intent, ai_confidence in session.execute(
-                sa.select(HandoffRow.created_at, HandoffRow.intent, HandoffRow.ai_confidence).where(
-                    HandoffRow.tenant_id == tenant_id, HandoffRow.created_at >= start, HandoffRow.created_at < end
-                )
-            ):
-                data.contacts.append(ContactRecord(created_at, intent, ai_confidence, "escalated"))
-            for occurred_at, intent, confidence, decision in session.execute(
-                sa.select(
-                    ContactOutcomeRow.occurred_at,
-                    ContactOutcomeRow.intent,
-                    ContactOutcomeRow.confidence,
-                    ContactOutcomeRow.decision,
-                ).where(
-                    ContactOutcomeRow.tenant_id == tenant_id,
-                    ContactOutcomeRow.occurred_at >= start,
-                    ContactOutcomeRow.occurred_at < end,
-                )
-            ):
-                kind = "answered" if decision == "OUTCOME_DECISION_ANSWERED" else "clarified"
-                data.contacts.append(ContactRecord(occurred_at, intent, confidence, kind))
-            for created_at, intent, draft_use in session.execute(
-                sa.select(AgentReplyRow.created_at, HandoffRow.intent, AgentReplyRow.draft_use)
-                .join(HandoffRow, HandoffRow.handoff_id == AgentReplyRow.handoff_id)
-                .where(
-                    AgentReplyRow.tenant_id == tenant_id,
-                    AgentReplyRow.created_at >= start,
-                    AgentReplyRow.created_at < end,
-                )
-            ):
-                data.replies.append(ReplyStat(created_at, intent, draft_use))
-            for rated_at, intent, rating in session.execute(
-                sa.select(HandoffRow.rated_at, HandoffRow.intent, HandoffRow.csat_rating).where(
-                    HandoffRow.tenant_id == tenant_id,
-                    HandoffRow.csat_rating > 0,
-                    HandoffRow.rated_at >= start,
-                    HandoffRow.rated_at < end,
-                )
-            ):
-                data.ratings.append(CsatStat(rated_at, intent, rating))
-            for answered_at, source, confidence, correct in session.execute(
-                sa.select(
-                    AnswerJudgementRow.answered_at,
-                    AnswerJudgementRow.source,
-                    AnswerJudgementRow.confidence,
-                    AnswerJudgementRow.correct,
-                ).where(
-                    AnswerJudgementRow.tenant_id == tenant_id,
-                    AnswerJudgementRow.answered_at >= (judged_from or start),
-                    AnswerJudgementRow.answered_at < end,
-                )
-            ):
-                data.judgements.append(JudgementRecord(answered_at, source, confidence, bool(correct)))
-        return data
-
-    def gap_questions(self, tenant_id: str, since: dt.datetime, limit: int) -> list[GapQuestion]:
-        """Questions the knowledge base could not answer, newest first: escalated because it had
-        nothing on them (NO_KNOWLEDGE), or answered by the AI and judged wrong by the agent who
-        took over. A low confidence alone is no gap (the customer may have asked for a person,
-        or said "yes please" to an offer)."""
-        no_knowledge = escalation_pb2.HandoffReason.Name(escalation_pb2.HANDOFF_REASON_NO_KNOWLEDGE)
-        judged_wrong = (
-            sa.select(AnswerJudgementRow.judgement_id)
-            .where(
-                AnswerJudgementRow.tenant_id == HandoffRow.tenant_id,
-                AnswerJudgementRow.idempotency_key == sa.literal(AGENT_JUDGEMENT_KEY_PREFIX) + HandoffRow.handoff_id,
-                AnswerJudgementRow.correct.is_(False),
-            )
-            .exists()
-        )
-        with Session(self._engine) as session:
-            handoffs = session.execute(
-                sa.select(HandoffRow.question, HandoffRow.created_at)
-                .where(
-                    HandoffRow.tenant_id == tenant_id,
-                    HandoffRow.created_at >= since,
-                    HandoffRow.question != "",
-                    sa.or_(HandoffRow.reason == no_knowledge, judged_wrong),
-                )
-                .order_by(HandoffRow.created_at.desc())
-                .limit(limit)
-            ).all()
-        return [GapQuestion(text, at) for text, at in handoffs]

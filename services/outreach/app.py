@@ -11,7 +11,8 @@ from servicekit.clients import connect
 from servicekit.database import database_url, make_engine
 from servicekit.llm import LlmClient
 from servicekit.server import Mount, mount, run_service
-from services.outreach.detection import Detector, DetectorConfig
+from services.outreach.detection import Detector
+from services.outreach.detector_config import DetectorConfig
 from services.outreach.outbox import Sender, make_sink
 from services.outreach.replies import ReplyDeliveryWorker
 from services.outreach.servicer import OutreachServicer

@@ -18,7 +18,7 @@ from servicekit.ids import check_customer_id, check_id
 from servicekit.llm import LlmClient, LlmUnavailable
 from servicekit.tracing import current_trace_id
 from services.outreach import drafting
-from services.outreach.detection import RELEASE_CLUSTER, Detector
+from services.outreach.detection import Detector
 from services.outreach.drafting import FindingFacts, Message, Recipient
 from services.outreach.events import (
     MAX_ACCOUNTS_PER_CALL,
@@ -29,6 +29,7 @@ from services.outreach.events import (
     account_problems,
     rejection_reason,
 )
+from services.outreach.findings import RELEASE_CLUSTER
 from services.outreach.knowledge import KnowledgeLookup, suggested_fix
 from services.outreach.models import AccountRow, OutreachDraftRow, RiskFindingRow
 from services.outreach.outbox import next_send_time

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from aftercare.outreach.v1 import outreach_pb2
 from aftercare.type.v1 import answer_pb2
 from servicekit.database import UtcDateTime
-from services.outreach.detection import Finding
 from services.outreach.events import is_error
+from services.outreach.findings import Finding
 from services.outreach.migrations import SCHEMA
 from services.outreach.models import (
     AccountRow,

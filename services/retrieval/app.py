@@ -15,6 +15,7 @@ import structlog
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from servicekit.server import Mount, mount, run_service
 from services.retrieval.chunking import Chunker
+from services.retrieval.data_lock import DataFolderInUse, hold_lite_folder
 from services.retrieval.embedding import Embedder
 from services.retrieval.indexing import Indexer
 from services.retrieval.servicer import RetrievalServicer
@@ -27,6 +28,8 @@ log = structlog.get_logger(__name__)
 ENGINE_CHECK_S = 1.0
 # The exit status after the engine died (EX_SOFTWARE): a failure, not an asked-for stop.
 EXIT_ENGINE_LOST = 70
+# The exit status when another live process has the Milvus Lite data folder open (EX_CANTCREAT).
+EXIT_DATA_FOLDER_IN_USE = 73
 
 # Set when the watchdog stopped this process; main() then exits with EXIT_ENGINE_LOST.
 _engine_lost = threading.Event()
@@ -56,9 +59,19 @@ async def stop_when_engine_exits(store: Store, stop: Callable[[], None] = _stop_
 @contextlib.asynccontextmanager
 async def servicers(settings: RetrievalSettings, embedder: Embedder | None = None) -> AsyncIterator[Sequence[Mount]]:
     """The service's servicers; `embedder` lets tests share one loaded model."""
+    uri = settings.resolved_milvus_uri()
+    # First: one process per Milvus Lite data folder (raises DataFolderInUse), held until we stop.
+    with hold_lite_folder(uri):
+        async with _servicers(settings, uri, embedder) as mounts:
+            yield mounts
+
+
+@contextlib.asynccontextmanager
+async def _servicers(
+    settings: RetrievalSettings, uri: str, embedder: Embedder | None
+) -> AsyncIterator[Sequence[Mount]]:
     if embedder is None:
         embedder = await asyncio.to_thread(Embedder, settings.embedding_model)
-    uri = settings.resolved_milvus_uri()
     store = await asyncio.to_thread(
         Store.open, uri, settings.collection, embedder.dimension, settings.milvus_dense_index or None
     )
@@ -84,6 +97,11 @@ async def servicers(settings: RetrievalSettings, embedder: Embedder | None = Non
 
 
 def main() -> None:
-    run_service("retrieval", RetrievalSettings(), servicers)
+    try:
+        run_service("retrieval", RetrievalSettings(), servicers)
+    except DataFolderInUse as error:
+        log.error("data_folder_in_use", detail=str(error))
+        print(f"retrieval: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_DATA_FOLDER_IN_USE)
     if _engine_lost.is_set():
         sys.exit(EXIT_ENGINE_LOST)

@@ -23,8 +23,9 @@ import structlog
 
 from aftercare.retrieval.v1 import retrieval_pb2 as pb
 from services.retrieval.chunking import Chunker, Format, answer_units, embed_text
+from services.retrieval.documents import ChunkData, DocumentMeta, DocumentRecord, Replaced
 from services.retrieval.embedding import Embedder
-from services.retrieval.store import ChunkData, DocumentMeta, DocumentRecord, Replaced, Store
+from services.retrieval.store import Store
 from services.retrieval.text import KEYWORD_VERSION, Glossary, keyword_text
 
 log = structlog.get_logger(__name__)

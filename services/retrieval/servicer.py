@@ -18,8 +18,10 @@ from aftercare.retrieval.v1 import retrieval_pb2_grpc
 from servicekit.errors import InvalidArgument, Violations
 from servicekit.ids import id_problem, is_id
 from services.retrieval.chunking import Format
+from services.retrieval.documents import DocumentMeta
 from services.retrieval.indexing import Indexer, Source
-from services.retrieval.store import DocumentMeta, Mode, SearchFilter, Store
+from services.retrieval.search import Mode, SearchFilter
+from services.retrieval.store import Store
 from services.retrieval.text import Glossary, GlossaryEntry
 
 log = structlog.get_logger(__name__)

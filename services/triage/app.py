@@ -15,9 +15,9 @@ from servicekit.clients import connect
 from servicekit.database import database_url, make_engine
 from servicekit.server import Mount, mount, run_service
 from services.triage.contacts import ContactLog
-from services.triage.intent import TrainConfig
-from services.triage.intents import IntentEngine, model_root
-from services.triage.models import ModelStore
+from services.triage.intent_config import TrainConfig
+from services.triage.intent_service import IntentEngine, model_root
+from services.triage.intent_store import ModelStore
 from services.triage.policy import load_policy
 from services.triage.sentiment import SentimentScorer
 from services.triage.servicer import TriageServicer

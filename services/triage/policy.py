@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.triage.risk import FLAG_BY_NAME
+from services.triage.risk_flags import FLAG_BY_NAME
 
 
 class _Strict(BaseModel):
@@ -35,7 +35,7 @@ class RiskThresholds(_Strict):
 
 class PriorityWeights(_Strict):
     base: float = 10.0
-    # Points per raised risk flag, by flag name (see services.triage.risk.FLAG_BY_NAME).
+    # Points per raised risk flag, by flag name (see services.triage.risk_flags.FLAG_BY_NAME).
     risk_points: dict[str, float] = Field(default_factory=dict)
     # A negative newest message adds up to this many points, scaled by how negative it is.
     negative_sentiment_max_points: Annotated[float, Field(ge=0.0)] = 20.0

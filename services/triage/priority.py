@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import customer_pb2
 from services.triage.policy import PriorityWeights
-from services.triage.risk import NAME_BY_FLAG
+from services.triage.risk_flags import NAME_BY_FLAG
 
 
 def score_priority(

@@ -40,24 +40,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import customer_pb2
-
-if TYPE_CHECKING:
-    from services.triage.policy import RiskThresholds
-
-# Policy files and reason codes name flags by these stable lower-case names.
-FLAG_BY_NAME: dict[str, int] = {
-    "churn": triage_pb2.RISK_FLAG_CHURN,
-    "legal": triage_pb2.RISK_FLAG_LEGAL,
-    "repeated_contact": triage_pb2.RISK_FLAG_REPEATED_CONTACT,
-    "human_requested": triage_pb2.RISK_FLAG_HUMAN_REQUESTED,
-    "high_value": triage_pb2.RISK_FLAG_HIGH_VALUE,
-    "escalating_anger": triage_pb2.RISK_FLAG_ESCALATING_ANGER,
-}
-NAME_BY_FLAG: dict[int, str] = {flag: name for name, flag in FLAG_BY_NAME.items()}
+from services.triage.policy import RiskThresholds
 
 _I = re.IGNORECASE
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from aftercare.triage.v1 import triage_pb2
 from services.triage.policy import RouteRule, RoutingRules
-from services.triage.risk import FLAG_BY_NAME, NAME_BY_FLAG
+from services.triage.risk_flags import FLAG_BY_NAME, NAME_BY_FLAG
 
 NO_INTENT_MODEL = "no_intent_model"
 NO_RISK = "no_risk"

@@ -12,12 +12,14 @@ from aftercare.type.v1 import conversation_pb2, customer_pb2
 from servicekit.errors import FailedPrecondition, NotFound, Violations
 from servicekit.ids import check_customer_id, check_id
 from services.triage.contacts import ContactLog
-from services.triage.intent import EncoderMismatch, example_violations
-from services.triage.intents import IntentEngine
-from services.triage.models import VERSION_PATTERN
+from services.triage.intent_model import EncoderMismatch
+from services.triage.intent_service import IntentEngine
+from services.triage.intent_store import VERSION_PATTERN
+from services.triage.intent_training import example_violations
 from services.triage.policy import TriagePolicy
 from services.triage.priority import score_priority
-from services.triage.risk import NAME_BY_FLAG, SentimentCourse, detect_risks
+from services.triage.risk import SentimentCourse, detect_risks
+from services.triage.risk_flags import NAME_BY_FLAG
 from services.triage.routing import route
 from services.triage.sentiment import SentimentScorer
 from services.triage.tier0 import Suggester

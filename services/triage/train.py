@@ -150,8 +150,8 @@ async def _remote(args: argparse.Namespace, examples: Examples) -> int:
 def _offline(args: argparse.Namespace, examples: Examples) -> int:
     from servicekit.ids import ID_RULE, MAX_ID_CHARS
     from services.triage.app import intent_engine
-    from services.triage.intent import example_violations
-    from services.triage.models import valid_tenant
+    from services.triage.intent_store import valid_tenant
+    from services.triage.intent_training import example_violations
     from services.triage.settings import TriageSettings
 
     if not valid_tenant(args.tenant):

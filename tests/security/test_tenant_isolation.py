@@ -32,7 +32,7 @@ import pytest_asyncio
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from gateway.app import create_app
 from gateway.keys import Role
-from gateway.models import AccountIn, UsageEventIn
+from gateway.schemas.outreach import AccountIn, UsageEventIn
 from servicekit.clients import connect
 from tests.gateway.test_streaming import served
 from tests.security.conftest import TENANTS, RealMesh, as_

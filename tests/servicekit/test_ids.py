@@ -19,11 +19,11 @@ from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import customer_pb2
 from gateway.keys import Role, create_key
-from gateway.models import CustomerId, Id
+from gateway.schemas.common import CustomerId, Id
 from servicekit.errors import InvalidArgument, Violations, details_from_rpc_error
 from servicekit.ids import MAX_CUSTOMER_ID_CHARS, check_customer_id, check_id, file_name, is_id
 from servicekit.server import serving
-from services.concierge.servicer import _validate as validate_converse
+from services.concierge.validation import validate as validate_converse
 from services.escalation import app as escalation_app
 from services.escalation.settings import EscalationSettings
 from services.outreach import app as outreach_app

@@ -23,7 +23,7 @@ from aftercare.concierge.v1 import concierge_pb2
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import conversation_pb2
-from services.concierge.servicer import wait_in_words
+from services.concierge.handoff_messages import wait_in_words
 from tests.services.concierge.test_concierge import (
     CLOSED,
     OPEN,

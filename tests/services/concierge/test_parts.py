@@ -27,7 +27,8 @@ from services.concierge.confidence import (
 )
 from services.concierge.matching import Signals
 from services.concierge.persona import PersonaBook, PersonaError
-from services.concierge.servicer import configuration, pieces
+from services.concierge.phrasing import pieces
+from services.concierge.servicer import configuration
 from services.concierge.settings import ConciergeSettings
 from tests.llm_stream import sse
 from tools.calibrate_concierge import FEATURES, fit

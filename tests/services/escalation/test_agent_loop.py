@@ -15,6 +15,7 @@ from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
 from servicekit.database import make_engine
 from services.escalation import feedback
+from services.escalation.feedback_store import FeedbackStore
 from services.escalation.store import HandoffStore, NewHandoff, ReplyRecord, StaleHandoff
 from services.triage.train import read_examples
 from tests.services.escalation.conftest import Stub, expect_error, handoff_request, running_stub, settings_for
@@ -226,7 +227,7 @@ def _race_store(url: str) -> None:
         after = store.get("demo", handoff.handoff_id)
         assert after is not None and after.version == 2 and after.assigned_agent_id == "other-agent"
         # The loser's reply row was rolled back with its update, and so was its judgement.
-        assert store.feedback("demo", None, 10) == []
+        assert FeedbackStore(engine).feedback("demo", None, 10) == []
         with engine.connect() as connection:
             assert connection.execute(sa.text("SELECT count(*) FROM answer_judgements")).scalar_one() == 0
     finally:

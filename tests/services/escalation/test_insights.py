@@ -15,14 +15,8 @@ from aftercare.escalation.v1 import escalation_pb2
 from aftercare.type.v1 import customer_pb2
 from servicekit.database import utcnow
 from services.escalation import insights
-from services.escalation.store import (
-    AGENT_JUDGEMENT,
-    CUSTOMER_JUDGEMENT,
-    ContactRecord,
-    GapQuestion,
-    JudgementRecord,
-    ReplyStat,
-)
+from services.escalation.insights_store import ContactRecord, GapQuestion, JudgementRecord, ReplyStat
+from services.escalation.judgements import AGENT_JUDGEMENT, CUSTOMER_JUDGEMENT
 from tests.services.escalation.conftest import Stub, expect_error, handoff_request
 
 START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

@@ -21,9 +21,11 @@ from aftercare.escalation.v1 import escalation_pb2
 from aftercare.type.v1 import customer_pb2
 from servicekit import judging
 from servicekit.database import database_url, make_engine
-from services.escalation import store as store_module
+from services.escalation import judgements
+from services.escalation.feedback_store import FeedbackStore
+from services.escalation.judgements import CUSTOMER_JUDGEMENT
 from services.escalation.models import AgentReplyRow, AnswerJudgementRow
-from services.escalation.store import CUSTOMER_JUDGEMENT, HandoffStore, NewHandoff, ReplyRecord
+from services.escalation.store import HandoffStore, NewHandoff, ReplyRecord
 from tests.services.escalation.conftest import Stub, expect_error, handoff_request
 
 TENANT = "demo"
@@ -161,7 +163,7 @@ def test_the_reply_and_its_judgement_are_written_together(tmp_path: Path, monkey
         def failing(*args: object) -> bool:
             raise RuntimeError("the judgement write failed")
 
-        monkeypatch.setattr(store_module, "_upsert_judgement", failing)
+        monkeypatch.setattr(judgements, "upsert_judgement", failing)
         with pytest.raises(RuntimeError):
             store.submit_reply(
                 TENANT,
@@ -238,8 +240,8 @@ async def test_without_answered_at_the_answer_is_dated_now(stub: Stub, tmp_path:
 
 @pytest.mark.parametrize("their_verdict", [False, True])
 def test_a_first_write_that_loses_the_race_replaces_the_winners_verdict(engine: Engine, their_verdict: bool) -> None:
-    store = HandoffStore(engine)
-    store.migrate()
+    HandoffStore(engine).migrate()
+    store = FeedbackStore(engine)
     other = make_engine(engine.url.render_as_string(hide_password=False))
     now = dt.datetime.now(dt.UTC)
 

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from aftercare.escalation.v1 import escalation_pb2
+from services.escalation.feedback_store import FeedbackStore
 from services.escalation.migrations import SCHEMA
 from services.escalation.store import HandoffStore
 from tests.services.escalation.conftest import handoff_request
@@ -64,5 +65,6 @@ def test_a_database_at_version_4_gains_the_judgements_table_and_keeps_its_data(e
     assert _versions(engine) == [1, 2, 3, 4, 5, 6, 7]
     assert store.get("demo", "h-4") is not None
     customer = escalation_pb2.JudgementSource.Name(escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER)
-    assert store.record_judgement("demo", "turn-1", customer, "refunds", 0.7, True, None)
-    assert not store.record_judgement("demo", "turn-1", customer, "refunds", 0.7, True, None)
+    judgements = FeedbackStore(engine)
+    assert judgements.record_judgement("demo", "turn-1", customer, "refunds", 0.7, True, None)
+    assert not judgements.record_judgement("demo", "turn-1", customer, "refunds", 0.7, True, None)

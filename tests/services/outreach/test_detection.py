@@ -16,14 +16,9 @@ from aftercare.outreach.v1 import outreach_pb2
 from aftercare.retrieval.v1 import retrieval_pb2
 from servicekit.database import make_engine
 from servicekit.errors import InvalidArgument
-from services.outreach.detection import (
-    ACTIVITY_DROP,
-    CHURN_TREND,
-    ERROR_SPIKE,
-    RELEASE_CLUSTER,
-    Detector,
-    DetectorConfig,
-)
+from services.outreach.detection import Detector
+from services.outreach.detector_config import DetectorConfig
+from services.outreach.findings import ACTIVITY_DROP, CHURN_TREND, ERROR_SPIKE, RELEASE_CLUSTER
 from services.outreach.knowledge import Passage, suggested_fix
 from services.outreach.servicer import OutreachServicer
 from services.outreach.settings import DEFAULT_DETECTORS_FILE

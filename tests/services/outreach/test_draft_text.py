@@ -15,8 +15,8 @@ from aftercare.outreach.v1 import outreach_pb2
 from aftercare.retrieval.v1 import retrieval_pb2
 from servicekit.database import make_engine
 from services.outreach import drafting
-from services.outreach.detection import EvidenceItem, _pct
 from services.outreach.drafting import FindingFacts, Recipient, UnfilledPlaceholder
+from services.outreach.findings import EvidenceItem, percent_text
 from services.outreach.knowledge import Passage, one_per_document, suggested_fix
 from services.outreach.servicer import OutreachServicer
 from services.outreach.store import OutreachStore
@@ -164,7 +164,7 @@ def test_a_sentence_that_describes_is_not_a_fix() -> None:
     (0.41062, "41%"), (1.0, "100%"), (0.0, "0%"), (0.000001, "<0.01%"),
 ])
 def test_percentages_are_rounded_for_people(ratio: float, shown: str) -> None:
-    assert _pct(ratio) == shown
+    assert percent_text(ratio) == shown
 
 
 def test_evidence_values_are_rounded() -> None:

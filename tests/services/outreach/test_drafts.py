@@ -15,7 +15,7 @@ from aftercare.outreach.v1 import outreach_pb2
 from servicekit.database import make_engine
 from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.outreach import drafting
-from services.outreach.detection import DetectorConfig
+from services.outreach.detector_config import DetectorConfig
 from services.outreach.models import RiskFindingRow
 from services.outreach.outbox import MaildirSink, Sender, next_send_time
 from services.outreach.servicer import OutreachServicer

@@ -23,9 +23,10 @@ from devstack.milvus_server import milvus_server
 from servicekit.clients import connect
 from servicekit.server import serving
 from services.retrieval.app import servicers
+from services.retrieval.documents import version_key
 from services.retrieval.embedding import Embedder
 from services.retrieval.settings import RetrievalSettings
-from services.retrieval.store import Store, version_key
+from services.retrieval.store import Store
 from tests.conftest import free_port
 from tests.services.retrieval.test_store import (
     NEW,

@@ -13,9 +13,11 @@ import pytest
 import pytest_asyncio
 
 from services.retrieval.chunking import Chunker
+from services.retrieval.documents import ChunkData, DocumentMeta, chunk_version, version_key
 from services.retrieval.embedding import Embedder
 from services.retrieval.indexing import Indexer
-from services.retrieval.store import ChunkData, DocumentMeta, Mode, SearchFilter, Store, chunk_version, version_key
+from services.retrieval.search import Mode, SearchFilter
+from services.retrieval.store import Store
 from services.retrieval.text import keyword_text
 
 TENANT = "acme"

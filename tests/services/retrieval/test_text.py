@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.retrieval.search import KEYWORD_WEIGHT, fuse
 from services.retrieval.stemmer import stem
-from services.retrieval.store import KEYWORD_WEIGHT, fuse
 from services.retrieval.text import Glossary, GlossaryEntry, keyword_text
 
 

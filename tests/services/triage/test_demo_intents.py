@@ -18,7 +18,7 @@ from devstack import demo
 from servicekit.server import serving
 from services.triage.app import servicers
 from services.triage.encoder import Encoder
-from services.triage.intent import example_violations
+from services.triage.intent_training import example_violations
 from services.triage.policy import load_policy
 from services.triage.settings import TriageSettings
 from services.triage.train import read_examples

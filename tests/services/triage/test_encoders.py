@@ -16,7 +16,8 @@ from servicekit.errors import details_from_rpc_error
 from servicekit.server import serving
 from services.triage.app import encoder_cache_dir, servicers
 from services.triage.encoder import MPNET_ENCODER, Encoder, EncoderSet, encoder_names, mpnet_model_path
-from services.triage.intent import EncoderMismatch, IntentModel, TrainConfig, Weights
+from services.triage.intent_config import TrainConfig, Weights
+from services.triage.intent_model import EncoderMismatch, IntentModel
 from services.triage.settings import TriageSettings
 from tests.services.triage.test_intent_model import TENANT, UNUSED_RETRIEVAL, contact, retrain
 

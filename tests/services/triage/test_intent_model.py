@@ -18,7 +18,8 @@ from servicekit.errors import details_from_rpc_error
 from servicekit.server import serving
 from services.triage.app import servicers
 from services.triage.encoder import Encoder
-from services.triage.intent import IntentModel, _Bank, train_intent_model
+from services.triage.intent_model import Bank, IntentModel
+from services.triage.intent_training import train_intent_model
 from services.triage.settings import TriageSettings
 from services.triage.train import EXIT_BAD_INPUT, FileProblems, _remote, main, read_examples
 
@@ -364,7 +365,7 @@ def test_the_bank_finds_each_labels_nearest_example_like_brute_force() -> None:
     labels = rng.integers(0, 4, size=40)
     labels[labels == 3] = 2  # label 3 has no example
     queries = vectors[:5] + 0.1
-    bank = _Bank.of(vectors, labels, n_labels=4)
+    bank = Bank.of(vectors, labels, n_labels=4)
 
     best = bank.best(queries)
     sims = queries @ vectors.T

@@ -1,4 +1,5 @@
-"""Intent model versions on disk, per tenant, and which one serves.
+"""Intent model versions on disk (files, not database tables), per tenant, and
+which one serves.
 
     <data_dir>/triage/<tenant>/<version>/model.json, arrays.npz
     <data_dir>/triage/<tenant>/current     {"version": ..., "history": [older served versions]}
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from servicekit.ids import file_name, is_id
-from services.triage.intent import IntentModel
+from services.triage.intent_model import IntentModel
 
 VERSION_PATTERN = re.compile(r"^v\d{8}T\d{6}Z-[0-9a-f]{6}$")
 CURRENT = "current"

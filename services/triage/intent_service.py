@@ -28,10 +28,12 @@ from pathlib import Path
 import structlog
 
 from aftercare.triage.v1 import triage_pb2
-from services.triage.intent import EncoderMismatch, IntentModel, TrainConfig, train_intent_model
-from services.triage.models import ModelStore, new_version
+from services.triage.intent_config import TrainConfig
+from services.triage.intent_model import EncoderMismatch, IntentModel
+from services.triage.intent_store import ModelStore, new_version
+from services.triage.intent_training import train_intent_model
 
-log = structlog.get_logger("services.triage.intents")
+log = structlog.get_logger("services.triage.intent_service")
 
 # The label a tenant gives messages that are not for customer care at all.
 OFF_TOPIC_LABEL = "off_topic"

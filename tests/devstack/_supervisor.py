@@ -1,0 +1,45 @@
+"""A small supervisor for tests: the devstack's own spawning and signal handling, with short
+child processes instead of services. Writes the children's pids to argv[1] once they run.
+
+`python -m tests.devstack._supervisor PIDFILE [slow]`: "slow" children take 60 s to stop
+after SIGTERM (so that a second Ctrl+C arrives while the supervisor waits for them)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from devstack.processes import stop_on_signals
+from devstack.stack import Stack, StackConfig
+
+SLEEPER = "import time; time.sleep(600)"
+SLOW_TO_STOP = (
+    "import signal, time\n"
+    "signal.signal(signal.SIGTERM, lambda *_: time.sleep(60))\n"
+    "time.sleep(600)\n"
+)
+
+
+def main() -> int:
+    pid_file = Path(sys.argv[1])
+    code = SLOW_TO_STOP if sys.argv[2:] == ["slow"] else SLEEPER
+    stop_on_signals()
+    stack = Stack(StackConfig(data_dir=Path(tempfile.mkdtemp(prefix="supervisor-")), demo_kb=None))
+    try:
+        for index in range(3):
+            stack._spawn(f"child-{index}", [sys.executable, "-c", code], env={"CHILD": str(index)})
+        time.sleep(0.5)  # the slow ones install their SIGTERM handler
+        pid_file.write_text(" ".join(str(process.pid) for process in stack.processes.values()))
+        while True:
+            stack.supervise()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stack.stop(grace_s=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
