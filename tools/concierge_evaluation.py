@@ -46,7 +46,7 @@ from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.type.v1 import customer_pb2
 from servicekit.judging import agrees
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent
 # Each data set is its own tenant, as it would be in production (a tenant may have its own fit).
 TENANTS = {"emanual": "emanual", "demo": "demo"}
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
