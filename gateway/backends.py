@@ -49,7 +49,8 @@ class Backend(Generic[StubT]):
 
     async def readiness(self) -> ReadyState:
         """The backend's own health check for this service (grpc.health.v1)."""
-        health = health_pb2_grpc.HealthStub(self.channel)
+        # The stubs declare HealthStub without its generated methods.
+        health: Any = health_pb2_grpc.HealthStub(self.channel)
         try:
             response = await health.Check(
                 health_pb2.HealthCheckRequest(service=self.service), timeout=HEALTH_DEADLINE_S

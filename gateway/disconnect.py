@@ -34,6 +34,7 @@ async def _client_left(receive: Receive) -> None:
 async def until_client_leaves(request: Request, call: grpc.aio.Call, step: Awaitable[T] | None = None) -> T:
     """Await `step` (by default the unary `call` itself), cancelling `call` if the
     client disconnects first; then raises ClientGone."""
+    # Without a step, `call` is a unary call (awaitable); grpc.aio.Call itself is not.
     work: asyncio.Future[Any] = asyncio.ensure_future(step if step is not None else call)  # type: ignore[arg-type]
     left = asyncio.ensure_future(_client_left(request.receive))
     try:

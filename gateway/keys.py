@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal, cast
 
 import structlog
 
@@ -44,6 +45,9 @@ _KEY = re.compile(r"ak_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _RELOAD_CHECK_S = 1.0
 
 
+RoleLabel = Literal["channel", "agent", "admin"]
+
+
 class Role(enum.IntEnum):
     """What a key may do; each role may do everything the ones below it may."""
 
@@ -52,8 +56,8 @@ class Role(enum.IntEnum):
     ADMIN = 3  # tenant administration: KB uploads and deletes, feedback export, outreach detection
 
     @property
-    def label(self) -> str:
-        return self.name.lower()
+    def label(self) -> RoleLabel:
+        return cast(RoleLabel, self.name.lower())
 
     @classmethod
     def parse(cls, label: str) -> Role:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import grpc
@@ -53,19 +53,23 @@ def _requests(data: str, method: MethodDescriptor, pool: descriptor_pool.Descrip
     return [json_format.ParseDict(document, request_class(), descriptor_pool=pool) for document in documents]
 
 
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
 def _invoke(
     channel: grpc.Channel, method: MethodDescriptor, requests: list[Message], timeout: float, metadata: Any
 ) -> Iterator[Message]:
     path = f"/{method.containing_service.full_name}/{method.name}"
     response_class = message_factory.GetMessageClass(method.output_type)
-    kinds = {
+    kinds: dict[tuple[bool, bool], Callable[..., Any]] = {
         (False, False): channel.unary_unary,
         (False, True): channel.unary_stream,
         (True, False): channel.stream_unary,
         (True, True): channel.stream_stream,
     }
     callable_ = kinds[method.client_streaming, method.server_streaming](
-        path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=response_class.FromString
+        path, request_serializer=_serialize, response_deserializer=response_class.FromString
     )
     argument: Any = iter(requests) if method.client_streaming else requests[0]
     answer = callable_(argument, timeout=timeout, metadata=metadata)

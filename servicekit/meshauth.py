@@ -33,8 +33,8 @@ class MeshAuthSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
-    mesh_secret: SecretStr = Field(SecretStr(""), alias="MESH_SECRET")
-    service_name: str = Field("unknown", alias="OTEL_SERVICE_NAME")
+    mesh_secret: SecretStr = Field(default=SecretStr(""), alias="MESH_SECRET")
+    service_name: str = Field(default="unknown", alias="OTEL_SERVICE_NAME")
 
 
 def _sign(secret: bytes, payload: str) -> str:

@@ -8,11 +8,11 @@ import os
 
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 
-def _otlp_metric_exporter():  # type: ignore[no-untyped-def]
+def _otlp_metric_exporter() -> MetricExporter:
     protocol = os.environ.get(
         "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     )

@@ -38,7 +38,7 @@ class Migration:
     apply: Callable[[Operations], None]
 
 
-def create_table_once(op: Operations, name: str, *columns: sa.SchemaItem) -> bool:
+def create_table_once(op: Operations, name: str, *columns: sa.schema.SchemaItem) -> bool:
     """Create `name` unless create_all made it before migrations existed; True when created."""
     if sa.inspect(op.get_bind()).has_table(name):
         return False

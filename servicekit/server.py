@@ -59,7 +59,7 @@ def mount(servicer: Any, pb2: ModuleType, pb2_grpc: ModuleType) -> Mount:
     add = getattr(pb2_grpc, f"add_{service.name}Servicer_to_server")
     return Mount(servicer=servicer, add_to_server=add, service_name=service.full_name)
 
-async def _reject(error: Exception, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+async def _reject(error: Exception, context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
     """Turn a handler's exception into a status for the client (always raises AbortError)."""
     if isinstance(error, ApiError):
         log.info("rpc_rejected", code=error.code.name, reason=error.reason, detail=error.message)
@@ -67,8 +67,8 @@ async def _reject(error: Exception, context: grpc.aio.ServicerContext) -> grpc.S
     if isinstance(error, grpc.aio.AioRpcError) and error.code() in _DEPENDENCY_DOWN:
         # A backend we depend on is down or too slow: say so, retryable, not INTERNAL.
         log.warning("dependency_unavailable", code=error.code().name, detail=error.details())
-        unavailable = Unavailable("a backend service is unavailable; retry later", reason="DEPENDENCY_UNAVAILABLE")
-        await context.abort(unavailable.code, unavailable.message, trailing_metadata=unavailable.trailing_metadata())
+        backend_down = Unavailable("a backend service is unavailable; retry later", reason="DEPENDENCY_UNAVAILABLE")
+        await context.abort(backend_down.code, backend_down.message, trailing_metadata=backend_down.trailing_metadata())
     if (unavailable := database_unavailable(error)) is not None:
         # Mapped here once for every service: a database that is down is retryable, not INTERNAL.
         log.error("database_unavailable", error=type(error).__name__, reason=unavailable.reason)
@@ -93,7 +93,7 @@ class _RequestContextInterceptor(grpc.aio.ServerInterceptor):
         )
 
     @contextlib.asynccontextmanager
-    async def _scope(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    async def _scope(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
         deadlines.set_remaining(context.time_remaining())
         structlog.contextvars.bind_contextvars(rpc=method)
         started = time.perf_counter()
@@ -153,11 +153,11 @@ class _RequestContextInterceptor(grpc.aio.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(stream_stream, *codec)
 
 
-def _unauthenticated(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _unauthenticated(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of the same shape as `handler` that refuses the call."""
     log.warning("mesh_call_unauthenticated")
 
-    async def refuse(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def refuse(request_or_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid mesh token is required")
 
     codec = (handler.request_deserializer, handler.response_serializer)
@@ -205,6 +205,7 @@ async def start_server(settings: ServiceSettings, mounts: Sequence[Mount]) -> Ru
         item.add_to_server(item.servicer, server)
     names = [item.service_name for item in mounts]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    cause: RuntimeError | None
     try:
         port = server.add_insecure_port(settings.listen_address)
     except RuntimeError as error:  # grpcio >= 1.60 raises where older ones returned 0

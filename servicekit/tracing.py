@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.grpc import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 _NOT_TRACED = filters.negate(
     filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection"))
@@ -27,7 +27,7 @@ _NOT_TRACED = filters.negate(
 _configured = False
 
 
-def _otlp_exporter():  # type: ignore[no-untyped-def]
+def _otlp_exporter() -> SpanExporter:
     protocol = os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     )

@@ -94,7 +94,7 @@ async def post_message(
 ) -> MessageReply:
     check_tenant(key, body.customer.tenant_id)
     call = backends.concierge.stub.Converse(body.to_proto(conversation_id, key.tenant_id))
-    response = await until_client_leaves(http, call)
+    response: concierge_pb2.ConverseResponse = await until_client_leaves(http, call)
     return MessageReply.from_proto(conversation_id, response, trace_id=current_trace_id())
 
 
@@ -145,7 +145,7 @@ async def stream_message(
                     yield sse_event("outcome", MessageReply.from_proto(conversation_id, message.outcome, trace_id))
                 message = await call.read()
         except grpc.aio.AioRpcError as error:
-            yield sse_event("error", rpc_error_problem(error).body)
+            yield sse_event("error", bytes(rpc_error_problem(error).body))
         finally:
             call.cancel()  # the client went away, or we are done: free the backend
 
@@ -177,7 +177,7 @@ async def intake_email(
     # leaves nothing done, so the mail system's retry is safe.
     await backends.outreach.stub.RecordReplyRoute(reply_route(body, request))
     call = backends.concierge.stub.Converse(request)
-    response = await until_client_leaves(http, call)
+    response: concierge_pb2.ConverseResponse = await until_client_leaves(http, call)
     reply = MessageReply.from_proto(request.conversation_id, response, trace_id=current_trace_id())
     return EmailIntakeReply(**reply.model_dump(), customer_id=request.customer.customer_id)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import grpc
 from fastapi import APIRouter, Header, Query, Request
@@ -30,6 +30,10 @@ from gateway.routes.conversations import sse_event
 from gateway.schemas.handoffs import HandoffStatus, ThreadMessage
 from servicekit import deadlines
 from servicekit.ids import CUSTOMER_ID_PATTERN
+
+_WatchCall: TypeAlias = (
+    "grpc.aio.UnaryStreamCall[escalation_pb2.WatchConversationRequest, escalation_pb2.WatchConversationResponse]"
+)
 
 router = APIRouter()
 
@@ -121,10 +125,10 @@ def _resume_after(after: int, last_event_id: str | None) -> int:
     return int(last_event_id) if last_event_id else after
 
 
-def _watch(backends: Backends, request: escalation_pb2.WatchConversationRequest) -> grpc.aio.UnaryStreamCall:
+def _watch(backends: Backends, request: escalation_pb2.WatchConversationRequest) -> _WatchCall:
     # Not under the request's budget (DeadlineMiddleware): that is for answering, and this answer lasts.
     deadlines.set_remaining(None)
-    call: grpc.aio.UnaryStreamCall = backends.escalation.stub.WatchConversation(request, timeout=WATCH_WINDOW_S)
+    call: _WatchCall = backends.escalation.stub.WatchConversation(request, timeout=WATCH_WINDOW_S)
     return call
 
 
@@ -146,7 +150,7 @@ async def _event_stream(
     )
 
 
-async def _accepted(call: grpc.aio.UnaryStreamCall) -> None:
+async def _accepted(call: _WatchCall) -> None:
     """Returns once escalation sent its headers (accepted) or stayed silent for
     ACCEPT_WAIT_S; raises its error when it refused the watch."""
     try:
@@ -164,7 +168,7 @@ async def _relay(
     http: Request,
     backends: Backends,
     request: escalation_pb2.WatchConversationRequest,
-    call: grpc.aio.UnaryStreamCall,
+    call: _WatchCall,
 ) -> AsyncIterator[bytes]:
     """The SSE bytes of a watch, window after window, until the client leaves,
     escalation ends the watch, or it fails (an `error` event)."""
@@ -184,7 +188,7 @@ async def _relay(
                 return  # escalation ended the watch; the client reconnects with Last-Event-ID
             except grpc.aio.AioRpcError as error:
                 if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-                    yield sse_event("error", rpc_error_problem(error).body)
+                    yield sse_event("error", bytes(rpc_error_problem(error).body))
                     return
             # The window's deadline passed: watch on from the last message sent.
             call = _watch(backends, _after(request, sent_after))
@@ -195,7 +199,7 @@ async def _relay(
 
 
 async def _events(
-    http: Request, call: grpc.aio.UnaryStreamCall
+    http: Request, call: _WatchCall
 ) -> AsyncIterator[escalation_pb2.WatchConversationResponse | None]:
     """The watch's events as they come, and None after each PING_INTERVAL_S
     without one. Raises ClientGone when the client disconnects."""
