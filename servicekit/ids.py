@@ -68,3 +68,8 @@ def file_name(value: str) -> str:
         raise ValueError(f"{value!r} is not an id")
     encoded = "".join(c if _FILE_SAFE.match(c) else f"%{ord(c):02X}" for c in value)
     return "%2E" + encoded[1:] if encoded.startswith(".") else encoded
+
+
+def from_file_name(name: str) -> str:
+    """The id a file_name was made from."""
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), name)

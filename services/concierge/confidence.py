@@ -27,6 +27,7 @@ from pathlib import Path
 import structlog
 
 from aftercare.type.v1 import answer_pb2
+from servicekit import ids
 from services.concierge.matching import Signals
 
 log = structlog.get_logger(__name__)
@@ -116,7 +117,8 @@ class Calibrator:
 def fit_path(fits_dir: Path, configuration_id: str, tenant_id: str = "") -> Path:
     """Where the fit of a configuration (for one tenant, or the default) lives."""
     name = "".join(c if c.isalnum() or c in "-." else "_" for c in configuration_id) + ".json"
-    return fits_dir / "tenants" / tenant_id / name if tenant_id else fits_dir / name
+    # The tenant's folder is named safely ("acme:eu" -> "acme%3Aeu"; never "..").
+    return fits_dir / "tenants" / ids.file_name(tenant_id) / name if tenant_id else fits_dir / name
 
 
 def _read_fit(path: Path, configuration: Configuration) -> Calibrator:
@@ -144,9 +146,9 @@ class Confidence:
         path = fit_path(fits_dir, configuration.id)
         if path.exists():
             tenants = {
-                tenant.name: _read_fit(own, configuration)
-                for tenant in sorted((fits_dir / "tenants").glob("*"))
-                if (own := fit_path(fits_dir, configuration.id, tenant.name)).exists()
+                tenant: _read_fit(own, configuration)
+                for tenant in sorted(ids.from_file_name(folder.name) for folder in (fits_dir / "tenants").glob("*"))
+                if ids.is_id(tenant) and (own := fit_path(fits_dir, configuration.id, tenant)).exists()
             }
             return cls(configuration, _read_fit(path, configuration), tenants)
         if not allow_uncalibrated:

@@ -21,7 +21,7 @@ from aftercare.type.v1 import customer_pb2
 from gateway.keys import Role, create_key
 from gateway.schemas.common import CustomerId, Id
 from servicekit.errors import InvalidArgument, Violations, details_from_rpc_error
-from servicekit.ids import MAX_CUSTOMER_ID_CHARS, check_customer_id, check_id, file_name, is_id
+from servicekit.ids import MAX_CUSTOMER_ID_CHARS, check_customer_id, check_id, file_name, from_file_name, is_id
 from servicekit.server import serving
 from services.concierge.validation import validate as validate_converse
 from services.escalation import app as escalation_app
@@ -143,3 +143,8 @@ async def test_every_service_refuses_the_bad_tenant_and_serves_a_colon_tenant(se
     details = details_from_rpc_error(caught.value)
     assert details.code == grpc.StatusCode.INVALID_ARGUMENT
     assert [name for name, _ in details.field_violations] == [field]
+
+
+@pytest.mark.parametrize("value", ["demo", "acme:eu", "..", ".hidden", "a@b.c"])
+def test_a_file_name_reads_back_as_its_id(value: str) -> None:
+    assert from_file_name(file_name(value)) == value
