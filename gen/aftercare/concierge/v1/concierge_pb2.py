@@ -29,39 +29,41 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aftercare/concierge/v1/concierge.proto\x12\x16\x61\x66tercare.concierge.v1\x1a\x1e\x61\x66tercare/type/v1/answer.proto\x1a$aftercare/type/v1/conversation.proto\x1a aftercare/type/v1/customer.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\x01\n\x0f\x43onverseRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x30\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x0c\n\x04text\x18\x03 \x01(\t\x12+\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x1a.aftercare.type.v1.Channel\x12\x32\n\x07\x61\x63\x63ount\x18\x05 \x01(\x0b\x32!.aftercare.type.v1.AccountSignals\x12\x19\n\x11\x63lient_message_id\x18\x06 \x01(\t\"\xc5\x03\n\x10\x43onverseResponse\x12\r\n\x05reply\x18\x01 \x01(\t\x12.\n\tcitations\x18\x02 \x03(\x0b\x32\x1b.aftercare.type.v1.Citation\x12\x31\n\nconfidence\x18\x03 \x01(\x0b\x32\x1d.aftercare.type.v1.Confidence\x12\x32\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32 .aftercare.concierge.v1.Decision\x12\x17\n\x0f\x64\x65\x63ision_reason\x18\x05 \x01(\t\x12\x12\n\nhandoff_id\x18\x06 \x01(\t\x12+\n\x07lineage\x18\x07 \x01(\x0b\x32\x1a.aftercare.type.v1.Lineage\x12\x36\n\x06reason\x18\x08 \x01(\x0e\x32&.aftercare.concierge.v1.DecisionReason\x12\x18\n\x10standalone_query\x18\t \x01(\t\x12\x12\n\nturn_index\x18\n \x01(\x05\x12\x19\n\x11handoff_reference\x18\x0b \x01(\t\x12\x30\n\rexpected_wait\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\"Q\n\x15StreamConverseRequest\x12\x38\n\x07request\x18\x01 \x01(\x0b\x32\'.aftercare.concierge.v1.ConverseRequest\"\xa9\x01\n\x16StreamConverseResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12;\n\x07outcome\x18\x02 \x01(\x0b\x32(.aftercare.concierge.v1.ConverseResponseH\x00\x12\x38\n\nretraction\x18\x03 \x01(\x0b\x32\".aftercare.concierge.v1.RetractionH\x00\x42\x07\n\x05\x65vent\"Y\n\nRetraction\x12\x36\n\x06reason\x18\x01 \x01(\x0e\x32&.aftercare.concierge.v1.DecisionReason\x12\x13\n\x0breplacement\x18\x02 \x01(\t\"c\n\x16GetConversationRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"\xc8\x01\n\x10\x43onversationTurn\x12\x15\n\rcustomer_text\x18\x01 \x01(\t\x12\x39\n\x07outcome\x18\x02 \x01(\x0b\x32(.aftercare.concierge.v1.ConverseResponse\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x06rating\x18\x04 \x01(\x0e\x32\".aftercare.concierge.v1.TurnRating\"\x89\x01\n\x17GetConversationResponse\x12\x35\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1f.aftercare.type.v1.Conversation\x12\x37\n\x05turns\x18\x02 \x03(\x0b\x32(.aftercare.concierge.v1.ConversationTurn\"\xa4\x01\n\x0fRateTurnRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\nturn_index\x18\x03 \x01(\x05\x12\x32\n\x06rating\x18\x04 \x01(\x0e\x32\".aftercare.concierge.v1.TurnRating\"#\n\x10RateTurnResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08*\x81\x01\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44\x45\x43ISION_ANSWERED\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_ESCALATED\x10\x02\x12\x14\n\x10\x44\x45\x43ISION_CLARIFY\x10\x03\x12\x16\n\x12\x44\x45\x43ISION_FORWARDED\x10\x04*\x81\x04\n\x0e\x44\x65\x63isionReason\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45\x43ISION_REASON_CONFIDENT\x10\x01\x12\"\n\x1e\x44\x45\x43ISION_REASON_LOW_CONFIDENCE\x10\x02\x12 \n\x1c\x44\x45\x43ISION_REASON_NO_KNOWLEDGE\x10\x03\x12#\n\x1f\x44\x45\x43ISION_REASON_LLM_UNAVAILABLE\x10\x04\x12)\n%DECISION_REASON_RETRIEVAL_UNAVAILABLE\x10\x05\x12#\n\x1f\x44\x45\x43ISION_REASON_HUMAN_REQUESTED\x10\x06\x12 \n\x1c\x44\x45\x43ISION_REASON_POLICY_ROUTE\x10\x07\x12\"\n\x1e\x44\x45\x43ISION_REASON_UNSAFE_PROMISE\x10\x08\x12$\n DECISION_REASON_PROMPT_INJECTION\x10\t\x12\x1d\n\x19\x44\x45\x43ISION_REASON_OFF_TOPIC\x10\n\x12 \n\x1c\x44\x45\x43ISION_REASON_NEEDS_DETAIL\x10\x0b\x12\'\n#DECISION_REASON_MODEL_DOES_NOT_KNOW\x10\x0c\x12\x1e\n\x1a\x44\x45\x43ISION_REASON_WITH_AGENT\x10\r*_\n\nTurnRating\x12\x1b\n\x17TURN_RATING_UNSPECIFIED\x10\x00\x12\x17\n\x13TURN_RATING_HELPFUL\x10\x01\x12\x1b\n\x17TURN_RATING_NOT_HELPFUL\x10\x02\x32\xb7\x03\n\x10\x43onciergeService\x12]\n\x08\x43onverse\x12\'.aftercare.concierge.v1.ConverseRequest\x1a(.aftercare.concierge.v1.ConverseResponse\x12q\n\x0eStreamConverse\x12-.aftercare.concierge.v1.StreamConverseRequest\x1a..aftercare.concierge.v1.StreamConverseResponse0\x01\x12r\n\x0fGetConversation\x12..aftercare.concierge.v1.GetConversationRequest\x1a/.aftercare.concierge.v1.GetConversationResponse\x12]\n\x08RateTurn\x12\'.aftercare.concierge.v1.RateTurnRequest\x1a(.aftercare.concierge.v1.RateTurnResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aftercare/concierge/v1/concierge.proto\x12\x16\x61\x66tercare.concierge.v1\x1a\x1e\x61\x66tercare/type/v1/answer.proto\x1a$aftercare/type/v1/conversation.proto\x1a aftercare/type/v1/customer.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\x01\n\x0f\x43onverseRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x30\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x0c\n\x04text\x18\x03 \x01(\t\x12+\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x1a.aftercare.type.v1.Channel\x12\x32\n\x07\x61\x63\x63ount\x18\x05 \x01(\x0b\x32!.aftercare.type.v1.AccountSignals\x12\x19\n\x11\x63lient_message_id\x18\x06 \x01(\t\"\xc9\x03\n\x10\x43onverseResponse\x12\r\n\x05reply\x18\x01 \x01(\t\x12.\n\tcitations\x18\x02 \x03(\x0b\x32\x1b.aftercare.type.v1.Citation\x12\x31\n\nconfidence\x18\x03 \x01(\x0b\x32\x1d.aftercare.type.v1.Confidence\x12\x32\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32 .aftercare.concierge.v1.Decision\x12\x1b\n\x0f\x64\x65\x63ision_reason\x18\x05 \x01(\tB\x02\x18\x01\x12\x12\n\nhandoff_id\x18\x06 \x01(\t\x12+\n\x07lineage\x18\x07 \x01(\x0b\x32\x1a.aftercare.type.v1.Lineage\x12\x36\n\x06reason\x18\x08 \x01(\x0e\x32&.aftercare.concierge.v1.DecisionReason\x12\x18\n\x10standalone_query\x18\t \x01(\t\x12\x12\n\nturn_index\x18\n \x01(\x05\x12\x19\n\x11handoff_reference\x18\x0b \x01(\t\x12\x30\n\rexpected_wait\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\"Q\n\x15StreamConverseRequest\x12\x38\n\x07request\x18\x01 \x01(\x0b\x32\'.aftercare.concierge.v1.ConverseRequest\"\xa9\x01\n\x16StreamConverseResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12;\n\x07outcome\x18\x02 \x01(\x0b\x32(.aftercare.concierge.v1.ConverseResponseH\x00\x12\x38\n\nretraction\x18\x03 \x01(\x0b\x32\".aftercare.concierge.v1.RetractionH\x00\x42\x07\n\x05\x65vent\"Y\n\nRetraction\x12\x36\n\x06reason\x18\x01 \x01(\x0e\x32&.aftercare.concierge.v1.DecisionReason\x12\x13\n\x0breplacement\x18\x02 \x01(\t\"c\n\x16GetConversationRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"\xc8\x01\n\x10\x43onversationTurn\x12\x15\n\rcustomer_text\x18\x01 \x01(\t\x12\x39\n\x07outcome\x18\x02 \x01(\x0b\x32(.aftercare.concierge.v1.ConverseResponse\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x06rating\x18\x04 \x01(\x0e\x32\".aftercare.concierge.v1.TurnRating\"\x89\x01\n\x17GetConversationResponse\x12\x35\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1f.aftercare.type.v1.Conversation\x12\x37\n\x05turns\x18\x02 \x03(\x0b\x32(.aftercare.concierge.v1.ConversationTurn\"\xa4\x01\n\x0fRateTurnRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x12\n\nturn_index\x18\x03 \x01(\x05\x12\x32\n\x06rating\x18\x04 \x01(\x0e\x32\".aftercare.concierge.v1.TurnRating\"#\n\x10RateTurnResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08*\x81\x01\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44\x45\x43ISION_ANSWERED\x10\x01\x12\x16\n\x12\x44\x45\x43ISION_ESCALATED\x10\x02\x12\x14\n\x10\x44\x45\x43ISION_CLARIFY\x10\x03\x12\x16\n\x12\x44\x45\x43ISION_FORWARDED\x10\x04*\x81\x04\n\x0e\x44\x65\x63isionReason\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45\x43ISION_REASON_CONFIDENT\x10\x01\x12\"\n\x1e\x44\x45\x43ISION_REASON_LOW_CONFIDENCE\x10\x02\x12 \n\x1c\x44\x45\x43ISION_REASON_NO_KNOWLEDGE\x10\x03\x12#\n\x1f\x44\x45\x43ISION_REASON_LLM_UNAVAILABLE\x10\x04\x12)\n%DECISION_REASON_RETRIEVAL_UNAVAILABLE\x10\x05\x12#\n\x1f\x44\x45\x43ISION_REASON_HUMAN_REQUESTED\x10\x06\x12 \n\x1c\x44\x45\x43ISION_REASON_POLICY_ROUTE\x10\x07\x12\"\n\x1e\x44\x45\x43ISION_REASON_UNSAFE_PROMISE\x10\x08\x12$\n DECISION_REASON_PROMPT_INJECTION\x10\t\x12\x1d\n\x19\x44\x45\x43ISION_REASON_OFF_TOPIC\x10\n\x12 \n\x1c\x44\x45\x43ISION_REASON_NEEDS_DETAIL\x10\x0b\x12\'\n#DECISION_REASON_MODEL_DOES_NOT_KNOW\x10\x0c\x12\x1e\n\x1a\x44\x45\x43ISION_REASON_WITH_AGENT\x10\r*_\n\nTurnRating\x12\x1b\n\x17TURN_RATING_UNSPECIFIED\x10\x00\x12\x17\n\x13TURN_RATING_HELPFUL\x10\x01\x12\x1b\n\x17TURN_RATING_NOT_HELPFUL\x10\x02\x32\xb7\x03\n\x10\x43onciergeService\x12]\n\x08\x43onverse\x12\'.aftercare.concierge.v1.ConverseRequest\x1a(.aftercare.concierge.v1.ConverseResponse\x12q\n\x0eStreamConverse\x12-.aftercare.concierge.v1.StreamConverseRequest\x1a..aftercare.concierge.v1.StreamConverseResponse0\x01\x12r\n\x0fGetConversation\x12..aftercare.concierge.v1.GetConversationRequest\x1a/.aftercare.concierge.v1.GetConversationResponse\x12]\n\x08RateTurn\x12\'.aftercare.concierge.v1.RateTurnRequest\x1a(.aftercare.concierge.v1.RateTurnResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aftercare.concierge.v1.concierge_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DECISION']._serialized_start=1919
-  _globals['_DECISION']._serialized_end=2048
-  _globals['_DECISIONREASON']._serialized_start=2051
-  _globals['_DECISIONREASON']._serialized_end=2564
-  _globals['_TURNRATING']._serialized_start=2566
-  _globals['_TURNRATING']._serialized_end=2661
+  _globals['_CONVERSERESPONSE'].fields_by_name['decision_reason']._loaded_options = None
+  _globals['_CONVERSERESPONSE'].fields_by_name['decision_reason']._serialized_options = b'\030\001'
+  _globals['_DECISION']._serialized_start=1923
+  _globals['_DECISION']._serialized_end=2052
+  _globals['_DECISIONREASON']._serialized_start=2055
+  _globals['_DECISIONREASON']._serialized_end=2568
+  _globals['_TURNRATING']._serialized_start=2570
+  _globals['_TURNRATING']._serialized_end=2665
   _globals['_CONVERSEREQUEST']._serialized_start=236
   _globals['_CONVERSEREQUEST']._serialized_end=466
   _globals['_CONVERSERESPONSE']._serialized_start=469
-  _globals['_CONVERSERESPONSE']._serialized_end=922
-  _globals['_STREAMCONVERSEREQUEST']._serialized_start=924
-  _globals['_STREAMCONVERSEREQUEST']._serialized_end=1005
-  _globals['_STREAMCONVERSERESPONSE']._serialized_start=1008
-  _globals['_STREAMCONVERSERESPONSE']._serialized_end=1177
-  _globals['_RETRACTION']._serialized_start=1179
-  _globals['_RETRACTION']._serialized_end=1268
-  _globals['_GETCONVERSATIONREQUEST']._serialized_start=1270
-  _globals['_GETCONVERSATIONREQUEST']._serialized_end=1369
-  _globals['_CONVERSATIONTURN']._serialized_start=1372
-  _globals['_CONVERSATIONTURN']._serialized_end=1572
-  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=1575
-  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=1712
-  _globals['_RATETURNREQUEST']._serialized_start=1715
-  _globals['_RATETURNREQUEST']._serialized_end=1879
-  _globals['_RATETURNRESPONSE']._serialized_start=1881
-  _globals['_RATETURNRESPONSE']._serialized_end=1916
-  _globals['_CONCIERGESERVICE']._serialized_start=2664
-  _globals['_CONCIERGESERVICE']._serialized_end=3103
+  _globals['_CONVERSERESPONSE']._serialized_end=926
+  _globals['_STREAMCONVERSEREQUEST']._serialized_start=928
+  _globals['_STREAMCONVERSEREQUEST']._serialized_end=1009
+  _globals['_STREAMCONVERSERESPONSE']._serialized_start=1012
+  _globals['_STREAMCONVERSERESPONSE']._serialized_end=1181
+  _globals['_RETRACTION']._serialized_start=1183
+  _globals['_RETRACTION']._serialized_end=1272
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=1274
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=1373
+  _globals['_CONVERSATIONTURN']._serialized_start=1376
+  _globals['_CONVERSATIONTURN']._serialized_end=1576
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_start=1579
+  _globals['_GETCONVERSATIONRESPONSE']._serialized_end=1716
+  _globals['_RATETURNREQUEST']._serialized_start=1719
+  _globals['_RATETURNREQUEST']._serialized_end=1883
+  _globals['_RATETURNRESPONSE']._serialized_start=1885
+  _globals['_RATETURNRESPONSE']._serialized_end=1920
+  _globals['_CONCIERGESERVICE']._serialized_start=2668
+  _globals['_CONCIERGESERVICE']._serialized_end=3107
 # @@protoc_insertion_point(module_scope)

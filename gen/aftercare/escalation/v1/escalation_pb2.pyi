@@ -3,6 +3,8 @@ import datetime
 from aftercare.type.v1 import answer_pb2 as _answer_pb2
 from aftercare.type.v1 import conversation_pb2 as _conversation_pb2
 from aftercare.type.v1 import customer_pb2 as _customer_pb2
+from aftercare.type.v1 import search_pb2 as _search_pb2
+from aftercare.type.v1 import verdict_pb2 as _verdict_pb2
 from aftercare.retrieval.v1 import retrieval_pb2 as _retrieval_pb2
 from aftercare.triage.v1 import triage_pb2 as _triage_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
@@ -46,6 +48,19 @@ class HandoffReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HANDOFF_REASON_NO_KNOWLEDGE: _ClassVar[HandoffReason]
     HANDOFF_REASON_SYSTEM_UNAVAILABLE: _ClassVar[HandoffReason]
 
+class SummaryOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUMMARY_ORIGIN_UNSPECIFIED: _ClassVar[SummaryOrigin]
+    SUMMARY_ORIGIN_LLM: _ClassVar[SummaryOrigin]
+    SUMMARY_ORIGIN_EXTRACTIVE: _ClassVar[SummaryOrigin]
+    SUMMARY_ORIGIN_PENDING: _ClassVar[SummaryOrigin]
+
+class DraftOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DRAFT_ORIGIN_UNSPECIFIED: _ClassVar[DraftOrigin]
+    DRAFT_ORIGIN_LLM: _ClassVar[DraftOrigin]
+    DRAFT_ORIGIN_TEMPLATE: _ClassVar[DraftOrigin]
+
 class DraftUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DRAFT_USE_UNSPECIFIED: _ClassVar[DraftUse]
@@ -86,6 +101,13 @@ HANDOFF_REASON_CUSTOMER_REQUEST: HandoffReason
 HANDOFF_REASON_POLICY: HandoffReason
 HANDOFF_REASON_NO_KNOWLEDGE: HandoffReason
 HANDOFF_REASON_SYSTEM_UNAVAILABLE: HandoffReason
+SUMMARY_ORIGIN_UNSPECIFIED: SummaryOrigin
+SUMMARY_ORIGIN_LLM: SummaryOrigin
+SUMMARY_ORIGIN_EXTRACTIVE: SummaryOrigin
+SUMMARY_ORIGIN_PENDING: SummaryOrigin
+DRAFT_ORIGIN_UNSPECIFIED: DraftOrigin
+DRAFT_ORIGIN_LLM: DraftOrigin
+DRAFT_ORIGIN_TEMPLATE: DraftOrigin
 DRAFT_USE_UNSPECIFIED: DraftUse
 DRAFT_USE_ACCEPTED: DraftUse
 DRAFT_USE_EDITED: DraftUse
@@ -151,7 +173,7 @@ class SuggestedResolution(_message.Message):
     def __init__(self, text: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_answer_pb2.Citation, _Mapping]]] = ...) -> None: ...
 
 class ContextPackage(_message.Message):
-    __slots__ = ("summary", "detail", "account", "intent", "intent_confidence", "sentiment_score", "ai_attempt", "suggested_resolutions", "draft_reply", "customer_summary", "ai_attempt_summary", "summary_method", "draft_method", "sentiment_label", "lineage")
+    __slots__ = ("summary", "detail", "account", "intent", "intent_confidence", "sentiment_score", "ai_attempt", "suggested_resolutions", "draft_reply", "customer_summary", "ai_attempt_summary", "summary_method", "draft_method", "sentiment_label", "lineage", "summary_origin", "draft_origin", "sentiment")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +189,9 @@ class ContextPackage(_message.Message):
     DRAFT_METHOD_FIELD_NUMBER: _ClassVar[int]
     SENTIMENT_LABEL_FIELD_NUMBER: _ClassVar[int]
     LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    SENTIMENT_FIELD_NUMBER: _ClassVar[int]
     summary: str
     detail: str
     account: _customer_pb2.AccountSignals
@@ -182,10 +207,13 @@ class ContextPackage(_message.Message):
     draft_method: str
     sentiment_label: str
     lineage: _answer_pb2.Lineage
-    def __init__(self, summary: _Optional[str] = ..., detail: _Optional[str] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., suggested_resolutions: _Optional[_Iterable[_Union[SuggestedResolution, _Mapping]]] = ..., draft_reply: _Optional[str] = ..., customer_summary: _Optional[str] = ..., ai_attempt_summary: _Optional[str] = ..., summary_method: _Optional[str] = ..., draft_method: _Optional[str] = ..., sentiment_label: _Optional[str] = ..., lineage: _Optional[_Union[_answer_pb2.Lineage, _Mapping]] = ...) -> None: ...
+    summary_origin: SummaryOrigin
+    draft_origin: DraftOrigin
+    sentiment: _verdict_pb2.SentimentLabel
+    def __init__(self, summary: _Optional[str] = ..., detail: _Optional[str] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., suggested_resolutions: _Optional[_Iterable[_Union[SuggestedResolution, _Mapping]]] = ..., draft_reply: _Optional[str] = ..., customer_summary: _Optional[str] = ..., ai_attempt_summary: _Optional[str] = ..., summary_method: _Optional[str] = ..., draft_method: _Optional[str] = ..., sentiment_label: _Optional[str] = ..., lineage: _Optional[_Union[_answer_pb2.Lineage, _Mapping]] = ..., summary_origin: _Optional[_Union[SummaryOrigin, str]] = ..., draft_origin: _Optional[_Union[DraftOrigin, str]] = ..., sentiment: _Optional[_Union[_verdict_pb2.SentimentLabel, str]] = ...) -> None: ...
 
 class Handoff(_message.Message):
-    __slots__ = ("handoff_id", "customer", "conversation", "reason", "queue", "priority", "state", "assigned_agent_id", "context", "created_at", "updated_at", "tier", "version", "assigned_at", "resolved_by_agent_id", "resolved_at", "resolution", "reference", "conversation_id", "history", "first_replied_at", "expected_wait", "queue_position", "csat_rating", "thread_messages")
+    __slots__ = ("handoff_id", "customer", "conversation", "reason", "queue", "priority", "state", "assigned_agent_id", "context", "created_at", "updated_at", "tier", "version", "assigned_at", "resolved_by_agent_id", "resolved_at", "resolution", "reference", "conversation_id", "history", "first_replied_at", "expected_wait", "queue_position", "csat_rating", "thread_messages", "routing_tier")
     HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +239,7 @@ class Handoff(_message.Message):
     QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
     CSAT_RATING_FIELD_NUMBER: _ClassVar[int]
     THREAD_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_TIER_FIELD_NUMBER: _ClassVar[int]
     handoff_id: str
     customer: _customer_pb2.CustomerRef
     conversation: _conversation_pb2.Conversation
@@ -236,10 +265,11 @@ class Handoff(_message.Message):
     queue_position: int
     csat_rating: int
     thread_messages: int
-    def __init__(self, handoff_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[HandoffState, str]] = ..., assigned_agent_id: _Optional[str] = ..., context: _Optional[_Union[ContextPackage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., version: _Optional[int] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by_agent_id: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution: _Optional[str] = ..., reference: _Optional[str] = ..., conversation_id: _Optional[str] = ..., history: _Optional[_Iterable[_Union[HandoffEvent, _Mapping]]] = ..., first_replied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expected_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queue_position: _Optional[int] = ..., csat_rating: _Optional[int] = ..., thread_messages: _Optional[int] = ...) -> None: ...
+    routing_tier: _verdict_pb2.Tier
+    def __init__(self, handoff_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[HandoffState, str]] = ..., assigned_agent_id: _Optional[str] = ..., context: _Optional[_Union[ContextPackage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., version: _Optional[int] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by_agent_id: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution: _Optional[str] = ..., reference: _Optional[str] = ..., conversation_id: _Optional[str] = ..., history: _Optional[_Iterable[_Union[HandoffEvent, _Mapping]]] = ..., first_replied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expected_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queue_position: _Optional[int] = ..., csat_rating: _Optional[int] = ..., thread_messages: _Optional[int] = ..., routing_tier: _Optional[_Union[_verdict_pb2.Tier, str]] = ...) -> None: ...
 
 class CreateHandoffRequest(_message.Message):
-    __slots__ = ("idempotency_key", "customer", "conversation", "reason", "ai_attempt", "queue", "priority", "account", "intent", "intent_confidence", "sentiment_score", "tier", "retrieved")
+    __slots__ = ("idempotency_key", "customer", "conversation", "reason", "ai_attempt", "queue", "priority", "account", "intent", "intent_confidence", "sentiment_score", "tier", "retrieved", "triage", "search")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +283,8 @@ class CreateHandoffRequest(_message.Message):
     SENTIMENT_SCORE_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     RETRIEVED_FIELD_NUMBER: _ClassVar[int]
+    TRIAGE_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     customer: _customer_pb2.CustomerRef
     conversation: _conversation_pb2.Conversation
@@ -266,7 +298,9 @@ class CreateHandoffRequest(_message.Message):
     sentiment_score: float
     tier: _triage_pb2.Tier
     retrieved: _containers.RepeatedCompositeFieldContainer[_retrieval_pb2.SearchHit]
-    def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., retrieved: _Optional[_Iterable[_Union[_retrieval_pb2.SearchHit, _Mapping]]] = ...) -> None: ...
+    triage: _verdict_pb2.TriageVerdict
+    search: _search_pb2.SearchResult
+    def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., retrieved: _Optional[_Iterable[_Union[_retrieval_pb2.SearchHit, _Mapping]]] = ..., triage: _Optional[_Union[_verdict_pb2.TriageVerdict, _Mapping]] = ..., search: _Optional[_Union[_search_pb2.SearchResult, _Mapping]] = ...) -> None: ...
 
 class CreateHandoffResponse(_message.Message):
     __slots__ = ("handoff", "created", "appended")
@@ -279,20 +313,22 @@ class CreateHandoffResponse(_message.Message):
     def __init__(self, handoff: _Optional[_Union[Handoff, _Mapping]] = ..., created: _Optional[bool] = ..., appended: _Optional[bool] = ...) -> None: ...
 
 class ListHandoffsRequest(_message.Message):
-    __slots__ = ("tenant_id", "queue", "state", "page_size", "page_token", "tier")
+    __slots__ = ("tenant_id", "queue", "state", "page_size", "page_token", "tier", "routing_tier")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_TIER_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     queue: str
     state: HandoffState
     page_size: int
     page_token: str
     tier: _triage_pb2.Tier
-    def __init__(self, tenant_id: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Union[HandoffState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ...) -> None: ...
+    routing_tier: _verdict_pb2.Tier
+    def __init__(self, tenant_id: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Union[HandoffState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., routing_tier: _Optional[_Union[_verdict_pb2.Tier, str]] = ...) -> None: ...
 
 class ListHandoffsResponse(_message.Message):
     __slots__ = ("handoffs", "next_page_token")

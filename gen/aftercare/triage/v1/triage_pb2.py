@@ -24,61 +24,77 @@ _sym_db = _symbol_database.Default()
 
 from aftercare.type.v1 import conversation_pb2 as aftercare_dot_type_dot_v1_dot_conversation__pb2
 from aftercare.type.v1 import customer_pb2 as aftercare_dot_type_dot_v1_dot_customer__pb2
+from aftercare.operations.v1 import operations_pb2 as aftercare_dot_operations_dot_v1_dot_operations__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n aftercare/triage/v1/triage.proto\x12\x13\x61\x66tercare.triage.v1\x1a$aftercare/type/v1/conversation.proto\x1a aftercare/type/v1/customer.proto\"\xb3\x01\n\x14TriageContactRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x35\n\x0c\x63onversation\x18\x02 \x01(\x0b\x32\x1f.aftercare.type.v1.Conversation\x12\x32\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32!.aftercare.type.v1.AccountSignals\"4\n\x0fIntentCandidate\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\"\x9e\x01\n\x10IntentPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12:\n\x0c\x61lternatives\x18\x03 \x03(\x0b\x32$.aftercare.triage.v1.IntentCandidate\x12\x14\n\x0cout_of_scope\x18\x04 \x01(\x08\x12\x15\n\rmodel_version\x18\x05 \x01(\t\"b\n\tSentiment\x12\x32\n\x05label\x18\x01 \x01(\x0e\x32#.aftercare.triage.v1.SentimentLabel\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x12\n\ntrajectory\x18\x03 \x01(\x01\".\n\x0ePriorityReason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06points\x18\x02 \x01(\x01\"O\n\x08Priority\x12\r\n\x05score\x18\x01 \x01(\x05\x12\x34\n\x07reasons\x18\x02 \x03(\x0b\x32#.aftercare.triage.v1.PriorityReason\"U\n\x05Route\x12\'\n\x04tier\x18\x01 \x01(\x0e\x32\x19.aftercare.triage.v1.Tier\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x14\n\x0creason_codes\x18\x03 \x03(\t\"\x90\x02\n\x15TriageContactResponse\x12\x35\n\x06intent\x18\x01 \x01(\x0b\x32%.aftercare.triage.v1.IntentPrediction\x12\x31\n\tsentiment\x18\x02 \x01(\x0b\x32\x1e.aftercare.triage.v1.Sentiment\x12\x31\n\nrisk_flags\x18\x03 \x03(\x0e\x32\x1d.aftercare.triage.v1.RiskFlag\x12/\n\x08priority\x18\x04 \x01(\x0b\x32\x1d.aftercare.triage.v1.Priority\x12)\n\x05route\x18\x05 \x01(\x0b\x32\x1a.aftercare.triage.v1.Route\"t\n\x0f\x42rowsingContext\x12\x0c\n\x04page\x18\x01 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x02 \x01(\t\x12\x15\n\rdwell_seconds\x18\x03 \x01(\x05\x12\x15\n\rrecent_errors\x18\x04 \x03(\t\x12\x14\n\x0csearch_query\x18\x05 \x01(\t\"\x9e\x01\n\x18SuggestForContextRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x35\n\x07\x63ontext\x18\x02 \x01(\x0b\x32$.aftercare.triage.v1.BrowsingContext\x12\x19\n\x11\x64ismissed_doc_ids\x18\x03 \x03(\t\"\x9f\x01\n\nSuggestion\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07snippet\x18\x03 \x01(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12\x11\n\trelevance\x18\x05 \x01(\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x31\n\x04kind\x18\x07 \x01(\x0e\x32#.aftercare.triage.v1.SuggestionKind\"\x9a\x01\n\x19SuggestForContextResponse\x12\x33\n\nsuggestion\x18\x01 \x01(\x0b\x32\x1f.aftercare.triage.v1.Suggestion\x12\x1c\n\x14no_suggestion_reason\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x04 \x01(\x05\"\\\n\x18\x44ismissSuggestionRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x0e\n\x06\x64oc_id\x18\x02 \x01(\t\"4\n\x19\x44ismissSuggestionResponse\x12\x17\n\x0fnewly_dismissed\x18\x01 \x01(\x08\"-\n\x0eLabeledExample\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"Z\n\x0eRetrainRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x35\n\x08\x65xamples\x18\x02 \x03(\x0b\x32#.aftercare.triage.v1.LabeledExample\"o\n\x0fRetrainResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x10\n\x08promoted\x18\x02 \x01(\x08\x12\x1b\n\x13validation_accuracy\x18\x03 \x01(\x01\x12\x16\n\x0evalidation_ece\x18\x04 \x01(\x01\"@\n\x14RollbackModelRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"H\n\x15RollbackModelResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x18\n\x10previous_version\x18\x02 \x01(\t*\x8a\x01\n\x0eSentimentLabel\x12\x1f\n\x1bSENTIMENT_LABEL_UNSPECIFIED\x10\x00\x12\x1c\n\x18SENTIMENT_LABEL_NEGATIVE\x10\x01\x12\x1b\n\x17SENTIMENT_LABEL_NEUTRAL\x10\x02\x12\x1c\n\x18SENTIMENT_LABEL_POSITIVE\x10\x03*\xc8\x01\n\x08RiskFlag\x12\x19\n\x15RISK_FLAG_UNSPECIFIED\x10\x00\x12\x13\n\x0fRISK_FLAG_CHURN\x10\x01\x12\x13\n\x0fRISK_FLAG_LEGAL\x10\x02\x12\x1e\n\x1aRISK_FLAG_REPEATED_CONTACT\x10\x03\x12\x1d\n\x19RISK_FLAG_HUMAN_REQUESTED\x10\x04\x12\x18\n\x14RISK_FLAG_HIGH_VALUE\x10\x05\x12\x1e\n\x1aRISK_FLAG_ESCALATING_ANGER\x10\x06*w\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x14\n\x10TIER_AI_RESOLVED\x10\x01\x12\x14\n\x10TIER_AI_ASSISTED\x10\x02\x12\x13\n\x0fTIER_SPECIALIST\x10\x03\x12\x18\n\x14TIER_MANAGER_FLAGGED\x10\x04*g\n\x0eSuggestionKind\x12\x1f\n\x1bSUGGESTION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17SUGGESTION_KIND_ARTICLE\x10\x01\x12\x17\n\x13SUGGESTION_KIND_TIP\x10\x02\x32\x9d\x04\n\rTriageService\x12\x66\n\rTriageContact\x12).aftercare.triage.v1.TriageContactRequest\x1a*.aftercare.triage.v1.TriageContactResponse\x12r\n\x11SuggestForContext\x12-.aftercare.triage.v1.SuggestForContextRequest\x1a..aftercare.triage.v1.SuggestForContextResponse\x12r\n\x11\x44ismissSuggestion\x12-.aftercare.triage.v1.DismissSuggestionRequest\x1a..aftercare.triage.v1.DismissSuggestionResponse\x12T\n\x07Retrain\x12#.aftercare.triage.v1.RetrainRequest\x1a$.aftercare.triage.v1.RetrainResponse\x12\x66\n\rRollbackModel\x12).aftercare.triage.v1.RollbackModelRequest\x1a*.aftercare.triage.v1.RollbackModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n aftercare/triage/v1/triage.proto\x12\x13\x61\x66tercare.triage.v1\x1a$aftercare/type/v1/conversation.proto\x1a aftercare/type/v1/customer.proto\x1a(aftercare/operations/v1/operations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n\x14TriageContactRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x35\n\x0c\x63onversation\x18\x02 \x01(\x0b\x32\x1f.aftercare.type.v1.Conversation\x12\x32\n\x07\x61\x63\x63ount\x18\x03 \x01(\x0b\x32!.aftercare.type.v1.AccountSignals\"4\n\x0fIntentCandidate\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\"\x9e\x01\n\x10IntentPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12:\n\x0c\x61lternatives\x18\x03 \x03(\x0b\x32$.aftercare.triage.v1.IntentCandidate\x12\x14\n\x0cout_of_scope\x18\x04 \x01(\x08\x12\x15\n\rmodel_version\x18\x05 \x01(\t\"b\n\tSentiment\x12\x32\n\x05label\x18\x01 \x01(\x0e\x32#.aftercare.triage.v1.SentimentLabel\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x12\n\ntrajectory\x18\x03 \x01(\x01\".\n\x0ePriorityReason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06points\x18\x02 \x01(\x01\"O\n\x08Priority\x12\r\n\x05score\x18\x01 \x01(\x05\x12\x34\n\x07reasons\x18\x02 \x03(\x0b\x32#.aftercare.triage.v1.PriorityReason\"U\n\x05Route\x12\'\n\x04tier\x18\x01 \x01(\x0e\x32\x19.aftercare.triage.v1.Tier\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x14\n\x0creason_codes\x18\x03 \x03(\t\"\x90\x02\n\x15TriageContactResponse\x12\x35\n\x06intent\x18\x01 \x01(\x0b\x32%.aftercare.triage.v1.IntentPrediction\x12\x31\n\tsentiment\x18\x02 \x01(\x0b\x32\x1e.aftercare.triage.v1.Sentiment\x12\x31\n\nrisk_flags\x18\x03 \x03(\x0e\x32\x1d.aftercare.triage.v1.RiskFlag\x12/\n\x08priority\x18\x04 \x01(\x0b\x32\x1d.aftercare.triage.v1.Priority\x12)\n\x05route\x18\x05 \x01(\x0b\x32\x1a.aftercare.triage.v1.Route\"t\n\x0f\x42rowsingContext\x12\x0c\n\x04page\x18\x01 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x02 \x01(\t\x12\x15\n\rdwell_seconds\x18\x03 \x01(\x05\x12\x15\n\rrecent_errors\x18\x04 \x03(\t\x12\x14\n\x0csearch_query\x18\x05 \x01(\t\"\x9e\x01\n\x18SuggestForContextRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x35\n\x07\x63ontext\x18\x02 \x01(\x0b\x32$.aftercare.triage.v1.BrowsingContext\x12\x19\n\x11\x64ismissed_doc_ids\x18\x03 \x03(\t\"\x9f\x01\n\nSuggestion\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07snippet\x18\x03 \x01(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12\x11\n\trelevance\x18\x05 \x01(\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x31\n\x04kind\x18\x07 \x01(\x0e\x32#.aftercare.triage.v1.SuggestionKind\"\x9a\x01\n\x19SuggestForContextResponse\x12\x33\n\nsuggestion\x18\x01 \x01(\x0b\x32\x1f.aftercare.triage.v1.Suggestion\x12\x1c\n\x14no_suggestion_reason\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x04 \x01(\x05\"\\\n\x18\x44ismissSuggestionRequest\x12\x30\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1e.aftercare.type.v1.CustomerRef\x12\x0e\n\x06\x64oc_id\x18\x02 \x01(\t\"4\n\x19\x44ismissSuggestionResponse\x12\x17\n\x0fnewly_dismissed\x18\x01 \x01(\x08\"-\n\x0eLabeledExample\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"Z\n\x0eRetrainRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x35\n\x08\x65xamples\x18\x02 \x03(\x0b\x32#.aftercare.triage.v1.LabeledExample\"o\n\x0fRetrainResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x10\n\x08promoted\x18\x02 \x01(\x08\x12\x1b\n\x13validation_accuracy\x18\x03 \x01(\x01\x12\x16\n\x0evalidation_ece\x18\x04 \x01(\x01\"@\n\x14RollbackModelRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"H\n\x15RollbackModelResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x18\n\x10previous_version\x18\x02 \x01(\t\"_\n\x13StartRetrainRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x35\n\x08\x65xamples\x18\x02 \x03(\x0b\x32#.aftercare.triage.v1.LabeledExample\"M\n\x14StartRetrainResponse\x12\x35\n\toperation\x18\x01 \x01(\x0b\x32\".aftercare.operations.v1.Operation\"\x91\x02\n\x0fRetrainMetadata\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x30\n\x05state\x18\x02 \x01(\x0e\x32!.aftercare.triage.v1.RetrainState\x12\x18\n\x10progress_percent\x18\x03 \x01(\x05\x12\x0c\n\x04step\x18\x04 \x01(\t\x12\x10\n\x08\x65xamples\x18\x05 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x0f\n\x07replica\x18\x07 \x01(\t\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x15GetIntentModelRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x9c\x01\n\x16GetIntentModelResponse\x12\x17\n\x0fserving_version\x18\x01 \x01(\t\x12\x17\n\x0f\x63urrent_version\x18\x02 \x01(\t\x12\x10\n\x08versions\x18\x03 \x03(\t\x12\x0f\n\x07replica\x18\x04 \x01(\t\x12-\n\tloaded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x8a\x01\n\x0eSentimentLabel\x12\x1f\n\x1bSENTIMENT_LABEL_UNSPECIFIED\x10\x00\x12\x1c\n\x18SENTIMENT_LABEL_NEGATIVE\x10\x01\x12\x1b\n\x17SENTIMENT_LABEL_NEUTRAL\x10\x02\x12\x1c\n\x18SENTIMENT_LABEL_POSITIVE\x10\x03*\xc8\x01\n\x08RiskFlag\x12\x19\n\x15RISK_FLAG_UNSPECIFIED\x10\x00\x12\x13\n\x0fRISK_FLAG_CHURN\x10\x01\x12\x13\n\x0fRISK_FLAG_LEGAL\x10\x02\x12\x1e\n\x1aRISK_FLAG_REPEATED_CONTACT\x10\x03\x12\x1d\n\x19RISK_FLAG_HUMAN_REQUESTED\x10\x04\x12\x18\n\x14RISK_FLAG_HIGH_VALUE\x10\x05\x12\x1e\n\x1aRISK_FLAG_ESCALATING_ANGER\x10\x06*w\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x14\n\x10TIER_AI_RESOLVED\x10\x01\x12\x14\n\x10TIER_AI_ASSISTED\x10\x02\x12\x13\n\x0fTIER_SPECIALIST\x10\x03\x12\x18\n\x14TIER_MANAGER_FLAGGED\x10\x04*g\n\x0eSuggestionKind\x12\x1f\n\x1bSUGGESTION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17SUGGESTION_KIND_ARTICLE\x10\x01\x12\x17\n\x13SUGGESTION_KIND_TIP\x10\x02*\xb6\x01\n\x0cRetrainState\x12\x1d\n\x19RETRAIN_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14RETRAIN_STATE_QUEUED\x10\x01\x12\x19\n\x15RETRAIN_STATE_RUNNING\x10\x02\x12\x1b\n\x17RETRAIN_STATE_SUCCEEDED\x10\x03\x12\x18\n\x14RETRAIN_STATE_FAILED\x10\x04\x12\x1b\n\x17RETRAIN_STATE_CANCELLED\x10\x05\x32\xf2\x05\n\rTriageService\x12\x66\n\rTriageContact\x12).aftercare.triage.v1.TriageContactRequest\x1a*.aftercare.triage.v1.TriageContactResponse\x12r\n\x11SuggestForContext\x12-.aftercare.triage.v1.SuggestForContextRequest\x1a..aftercare.triage.v1.SuggestForContextResponse\x12r\n\x11\x44ismissSuggestion\x12-.aftercare.triage.v1.DismissSuggestionRequest\x1a..aftercare.triage.v1.DismissSuggestionResponse\x12Y\n\x07Retrain\x12#.aftercare.triage.v1.RetrainRequest\x1a$.aftercare.triage.v1.RetrainResponse\"\x03\x88\x02\x01\x12\x66\n\rRollbackModel\x12).aftercare.triage.v1.RollbackModelRequest\x1a*.aftercare.triage.v1.RollbackModelResponse\x12\x63\n\x0cStartRetrain\x12(.aftercare.triage.v1.StartRetrainRequest\x1a).aftercare.triage.v1.StartRetrainResponse\x12i\n\x0eGetIntentModel\x12*.aftercare.triage.v1.GetIntentModelRequest\x1a+.aftercare.triage.v1.GetIntentModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aftercare.triage.v1.triage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SENTIMENTLABEL']._serialized_start=2256
-  _globals['_SENTIMENTLABEL']._serialized_end=2394
-  _globals['_RISKFLAG']._serialized_start=2397
-  _globals['_RISKFLAG']._serialized_end=2597
-  _globals['_TIER']._serialized_start=2599
-  _globals['_TIER']._serialized_end=2718
-  _globals['_SUGGESTIONKIND']._serialized_start=2720
-  _globals['_SUGGESTIONKIND']._serialized_end=2823
-  _globals['_TRIAGECONTACTREQUEST']._serialized_start=130
-  _globals['_TRIAGECONTACTREQUEST']._serialized_end=309
-  _globals['_INTENTCANDIDATE']._serialized_start=311
-  _globals['_INTENTCANDIDATE']._serialized_end=363
-  _globals['_INTENTPREDICTION']._serialized_start=366
-  _globals['_INTENTPREDICTION']._serialized_end=524
-  _globals['_SENTIMENT']._serialized_start=526
-  _globals['_SENTIMENT']._serialized_end=624
-  _globals['_PRIORITYREASON']._serialized_start=626
-  _globals['_PRIORITYREASON']._serialized_end=672
-  _globals['_PRIORITY']._serialized_start=674
-  _globals['_PRIORITY']._serialized_end=753
-  _globals['_ROUTE']._serialized_start=755
-  _globals['_ROUTE']._serialized_end=840
-  _globals['_TRIAGECONTACTRESPONSE']._serialized_start=843
-  _globals['_TRIAGECONTACTRESPONSE']._serialized_end=1115
-  _globals['_BROWSINGCONTEXT']._serialized_start=1117
-  _globals['_BROWSINGCONTEXT']._serialized_end=1233
-  _globals['_SUGGESTFORCONTEXTREQUEST']._serialized_start=1236
-  _globals['_SUGGESTFORCONTEXTREQUEST']._serialized_end=1394
-  _globals['_SUGGESTION']._serialized_start=1397
-  _globals['_SUGGESTION']._serialized_end=1556
-  _globals['_SUGGESTFORCONTEXTRESPONSE']._serialized_start=1559
-  _globals['_SUGGESTFORCONTEXTRESPONSE']._serialized_end=1713
-  _globals['_DISMISSSUGGESTIONREQUEST']._serialized_start=1715
-  _globals['_DISMISSSUGGESTIONREQUEST']._serialized_end=1807
-  _globals['_DISMISSSUGGESTIONRESPONSE']._serialized_start=1809
-  _globals['_DISMISSSUGGESTIONRESPONSE']._serialized_end=1861
-  _globals['_LABELEDEXAMPLE']._serialized_start=1863
-  _globals['_LABELEDEXAMPLE']._serialized_end=1908
-  _globals['_RETRAINREQUEST']._serialized_start=1910
-  _globals['_RETRAINREQUEST']._serialized_end=2000
-  _globals['_RETRAINRESPONSE']._serialized_start=2002
-  _globals['_RETRAINRESPONSE']._serialized_end=2113
-  _globals['_ROLLBACKMODELREQUEST']._serialized_start=2115
-  _globals['_ROLLBACKMODELREQUEST']._serialized_end=2179
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=2181
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=2253
-  _globals['_TRIAGESERVICE']._serialized_start=2826
-  _globals['_TRIAGESERVICE']._serialized_end=3367
+  _globals['_TRIAGESERVICE'].methods_by_name['Retrain']._loaded_options = None
+  _globals['_TRIAGESERVICE'].methods_by_name['Retrain']._serialized_options = b'\210\002\001'
+  _globals['_SENTIMENTLABEL']._serialized_start=2986
+  _globals['_SENTIMENTLABEL']._serialized_end=3124
+  _globals['_RISKFLAG']._serialized_start=3127
+  _globals['_RISKFLAG']._serialized_end=3327
+  _globals['_TIER']._serialized_start=3329
+  _globals['_TIER']._serialized_end=3448
+  _globals['_SUGGESTIONKIND']._serialized_start=3450
+  _globals['_SUGGESTIONKIND']._serialized_end=3553
+  _globals['_RETRAINSTATE']._serialized_start=3556
+  _globals['_RETRAINSTATE']._serialized_end=3738
+  _globals['_TRIAGECONTACTREQUEST']._serialized_start=205
+  _globals['_TRIAGECONTACTREQUEST']._serialized_end=384
+  _globals['_INTENTCANDIDATE']._serialized_start=386
+  _globals['_INTENTCANDIDATE']._serialized_end=438
+  _globals['_INTENTPREDICTION']._serialized_start=441
+  _globals['_INTENTPREDICTION']._serialized_end=599
+  _globals['_SENTIMENT']._serialized_start=601
+  _globals['_SENTIMENT']._serialized_end=699
+  _globals['_PRIORITYREASON']._serialized_start=701
+  _globals['_PRIORITYREASON']._serialized_end=747
+  _globals['_PRIORITY']._serialized_start=749
+  _globals['_PRIORITY']._serialized_end=828
+  _globals['_ROUTE']._serialized_start=830
+  _globals['_ROUTE']._serialized_end=915
+  _globals['_TRIAGECONTACTRESPONSE']._serialized_start=918
+  _globals['_TRIAGECONTACTRESPONSE']._serialized_end=1190
+  _globals['_BROWSINGCONTEXT']._serialized_start=1192
+  _globals['_BROWSINGCONTEXT']._serialized_end=1308
+  _globals['_SUGGESTFORCONTEXTREQUEST']._serialized_start=1311
+  _globals['_SUGGESTFORCONTEXTREQUEST']._serialized_end=1469
+  _globals['_SUGGESTION']._serialized_start=1472
+  _globals['_SUGGESTION']._serialized_end=1631
+  _globals['_SUGGESTFORCONTEXTRESPONSE']._serialized_start=1634
+  _globals['_SUGGESTFORCONTEXTRESPONSE']._serialized_end=1788
+  _globals['_DISMISSSUGGESTIONREQUEST']._serialized_start=1790
+  _globals['_DISMISSSUGGESTIONREQUEST']._serialized_end=1882
+  _globals['_DISMISSSUGGESTIONRESPONSE']._serialized_start=1884
+  _globals['_DISMISSSUGGESTIONRESPONSE']._serialized_end=1936
+  _globals['_LABELEDEXAMPLE']._serialized_start=1938
+  _globals['_LABELEDEXAMPLE']._serialized_end=1983
+  _globals['_RETRAINREQUEST']._serialized_start=1985
+  _globals['_RETRAINREQUEST']._serialized_end=2075
+  _globals['_RETRAINRESPONSE']._serialized_start=2077
+  _globals['_RETRAINRESPONSE']._serialized_end=2188
+  _globals['_ROLLBACKMODELREQUEST']._serialized_start=2190
+  _globals['_ROLLBACKMODELREQUEST']._serialized_end=2254
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=2256
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=2328
+  _globals['_STARTRETRAINREQUEST']._serialized_start=2330
+  _globals['_STARTRETRAINREQUEST']._serialized_end=2425
+  _globals['_STARTRETRAINRESPONSE']._serialized_start=2427
+  _globals['_STARTRETRAINRESPONSE']._serialized_end=2504
+  _globals['_RETRAINMETADATA']._serialized_start=2507
+  _globals['_RETRAINMETADATA']._serialized_end=2780
+  _globals['_GETINTENTMODELREQUEST']._serialized_start=2782
+  _globals['_GETINTENTMODELREQUEST']._serialized_end=2824
+  _globals['_GETINTENTMODELRESPONSE']._serialized_start=2827
+  _globals['_GETINTENTMODELRESPONSE']._serialized_end=2983
+  _globals['_TRIAGESERVICE']._serialized_start=3741
+  _globals['_TRIAGESERVICE']._serialized_end=4495
 # @@protoc_insertion_point(module_scope)

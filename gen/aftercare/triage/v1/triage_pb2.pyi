@@ -1,5 +1,9 @@
+import datetime
+
 from aftercare.type.v1 import conversation_pb2 as _conversation_pb2
 from aftercare.type.v1 import customer_pb2 as _customer_pb2
+from aftercare.operations.v1 import operations_pb2 as _operations_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -39,6 +43,15 @@ class SuggestionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SUGGESTION_KIND_UNSPECIFIED: _ClassVar[SuggestionKind]
     SUGGESTION_KIND_ARTICLE: _ClassVar[SuggestionKind]
     SUGGESTION_KIND_TIP: _ClassVar[SuggestionKind]
+
+class RetrainState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RETRAIN_STATE_UNSPECIFIED: _ClassVar[RetrainState]
+    RETRAIN_STATE_QUEUED: _ClassVar[RetrainState]
+    RETRAIN_STATE_RUNNING: _ClassVar[RetrainState]
+    RETRAIN_STATE_SUCCEEDED: _ClassVar[RetrainState]
+    RETRAIN_STATE_FAILED: _ClassVar[RetrainState]
+    RETRAIN_STATE_CANCELLED: _ClassVar[RetrainState]
 SENTIMENT_LABEL_UNSPECIFIED: SentimentLabel
 SENTIMENT_LABEL_NEGATIVE: SentimentLabel
 SENTIMENT_LABEL_NEUTRAL: SentimentLabel
@@ -58,6 +71,12 @@ TIER_MANAGER_FLAGGED: Tier
 SUGGESTION_KIND_UNSPECIFIED: SuggestionKind
 SUGGESTION_KIND_ARTICLE: SuggestionKind
 SUGGESTION_KIND_TIP: SuggestionKind
+RETRAIN_STATE_UNSPECIFIED: RetrainState
+RETRAIN_STATE_QUEUED: RetrainState
+RETRAIN_STATE_RUNNING: RetrainState
+RETRAIN_STATE_SUCCEEDED: RetrainState
+RETRAIN_STATE_FAILED: RetrainState
+RETRAIN_STATE_CANCELLED: RetrainState
 
 class TriageContactRequest(_message.Message):
     __slots__ = ("customer", "conversation", "account")
@@ -252,3 +271,59 @@ class RollbackModelResponse(_message.Message):
     model_version: str
     previous_version: str
     def __init__(self, model_version: _Optional[str] = ..., previous_version: _Optional[str] = ...) -> None: ...
+
+class StartRetrainRequest(_message.Message):
+    __slots__ = ("tenant_id", "examples")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    examples: _containers.RepeatedCompositeFieldContainer[LabeledExample]
+    def __init__(self, tenant_id: _Optional[str] = ..., examples: _Optional[_Iterable[_Union[LabeledExample, _Mapping]]] = ...) -> None: ...
+
+class StartRetrainResponse(_message.Message):
+    __slots__ = ("operation",)
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    operation: _operations_pb2.Operation
+    def __init__(self, operation: _Optional[_Union[_operations_pb2.Operation, _Mapping]] = ...) -> None: ...
+
+class RetrainMetadata(_message.Message):
+    __slots__ = ("tenant_id", "state", "progress_percent", "step", "examples", "attempts", "replica", "start_time", "end_time")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    state: RetrainState
+    progress_percent: int
+    step: str
+    examples: int
+    attempts: int
+    replica: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., state: _Optional[_Union[RetrainState, str]] = ..., progress_percent: _Optional[int] = ..., step: _Optional[str] = ..., examples: _Optional[int] = ..., attempts: _Optional[int] = ..., replica: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetIntentModelRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetIntentModelResponse(_message.Message):
+    __slots__ = ("serving_version", "current_version", "versions", "replica", "loaded_at")
+    SERVING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    serving_version: str
+    current_version: str
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    replica: str
+    loaded_at: _timestamp_pb2.Timestamp
+    def __init__(self, serving_version: _Optional[str] = ..., current_version: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., replica: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -61,6 +61,16 @@ class TriageServiceStub:
                 request_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelRequest.SerializeToString,
                 response_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelResponse.FromString,
                 _registered_method=True)
+        self.StartRetrain = channel.unary_unary(
+                '/aftercare.triage.v1.TriageService/StartRetrain',
+                request_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.StartRetrainRequest.SerializeToString,
+                response_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.StartRetrainResponse.FromString,
+                _registered_method=True)
+        self.GetIntentModel = channel.unary_unary(
+                '/aftercare.triage.v1.TriageService/GetIntentModel',
+                request_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.GetIntentModelRequest.SerializeToString,
+                response_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.GetIntentModelResponse.FromString,
+                _registered_method=True)
 
 
 class TriageServiceServicer:
@@ -92,8 +102,8 @@ class TriageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Retrain(self, request, context):
-        """Retrain trains a new intent model version from labelled examples and
-        promotes it only if it validates at least as well as the current one.
+        """Deprecated: StartRetrain does the same as a long-running operation. Trains
+        a new intent model version and waits for it (minutes on a large set).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,7 +111,28 @@ class TriageServiceServicer:
 
     def RollbackModel(self, request, context):
         """RollbackModel makes an earlier intent model version of a tenant serve
-        again (versions are kept on disk after a newer one is promoted).
+        again (versions are kept in the model store after a newer one is
+        promoted). Every replica serves it within the follow interval.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartRetrain(self, request, context):
+        """StartRetrain starts training a new intent model version from labelled
+        examples and returns at once with a long-running operation (read it with
+        aftercare.operations.v1.OperationsService): metadata RetrainMetadata,
+        response RetrainResponse. The version is promoted only if it validates at
+        least as well as the current one. A second retrain of a tenant while one
+        runs is refused (ALREADY_EXISTS, naming the running operation).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIntentModel(self, request, context):
+        """GetIntentModel says which intent model version serves a tenant, on this
+        replica and in the shared model store.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,6 +165,16 @@ def add_TriageServiceServicer_to_server(servicer, server):
                     servicer.RollbackModel,
                     request_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelRequest.FromString,
                     response_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelResponse.SerializeToString,
+            ),
+            'StartRetrain': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRetrain,
+                    request_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.StartRetrainRequest.FromString,
+                    response_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.StartRetrainResponse.SerializeToString,
+            ),
+            'GetIntentModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIntentModel,
+                    request_deserializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.GetIntentModelRequest.FromString,
+                    response_serializer=aftercare_dot_triage_dot_v1_dot_triage__pb2.GetIntentModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +314,60 @@ class TriageService:
             '/aftercare.triage.v1.TriageService/RollbackModel',
             aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelRequest.SerializeToString,
             aftercare_dot_triage_dot_v1_dot_triage__pb2.RollbackModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRetrain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.triage.v1.TriageService/StartRetrain',
+            aftercare_dot_triage_dot_v1_dot_triage__pb2.StartRetrainRequest.SerializeToString,
+            aftercare_dot_triage_dot_v1_dot_triage__pb2.StartRetrainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIntentModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.triage.v1.TriageService/GetIntentModel',
+            aftercare_dot_triage_dot_v1_dot_triage__pb2.GetIntentModelRequest.SerializeToString,
+            aftercare_dot_triage_dot_v1_dot_triage__pb2.GetIntentModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
