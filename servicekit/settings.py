@@ -29,7 +29,7 @@ class ServiceSettings(BaseSettings):
     max_concurrent_rpcs: int = 256
     # Shared secret of the signed service-to-service tokens (servicekit.meshauth);
     # empty: calls are neither signed nor checked (the embedded default).
-    mesh_secret: SecretStr = Field(SecretStr(""), validation_alias=AliasChoices("MESH_SECRET", "mesh_secret"))
+    mesh_secret: SecretStr = Field(default=SecretStr(""), validation_alias=AliasChoices("MESH_SECRET", "mesh_secret"))
 
     @property
     def listen_address(self) -> str:
@@ -43,16 +43,16 @@ class LlmSettings(ServiceSettings):
 
     llm_base_url: str = Field(validation_alias=AliasChoices("LLM_BASE_URL", "llm_base_url"))
     llm_model: str = Field(
-        "qwen2.5-coder-0.5b-instruct-q4_k_m", validation_alias=AliasChoices("LLM_MODEL", "llm_model")
+        default="qwen2.5-coder-0.5b-instruct-q4_k_m", validation_alias=AliasChoices("LLM_MODEL", "llm_model")
     )
-    llm_api_key: str = Field("", validation_alias=AliasChoices("LLM_API_KEY", "llm_api_key"))
-    llm_timeout_s: float = Field(20.0, validation_alias=AliasChoices("LLM_TIMEOUT_S", "llm_timeout_s"))
+    llm_api_key: str = Field(default="", validation_alias=AliasChoices("LLM_API_KEY", "llm_api_key"))
+    llm_timeout_s: float = Field(default=20.0, validation_alias=AliasChoices("LLM_TIMEOUT_S", "llm_timeout_s"))
     # Token log-probabilities cost llama.cpp seconds per answer on a CPU (it then
     # computes logits for every prompt token); vLLM returns them almost for free.
-    llm_logprobs: bool = Field(False, validation_alias=AliasChoices("LLM_LOGPROBS", "llm_logprobs"))
+    llm_logprobs: bool = Field(default=False, validation_alias=AliasChoices("LLM_LOGPROBS", "llm_logprobs"))
     # LLM calls in flight from this process, and calls that may wait for one; past that a
     # call is refused at once (load shedding) instead of queueing past every deadline.
     llm_max_concurrency: int = Field(
-        4, ge=1, validation_alias=AliasChoices("LLM_MAX_CONCURRENCY", "llm_max_concurrency")
+        default=4, ge=1, validation_alias=AliasChoices("LLM_MAX_CONCURRENCY", "llm_max_concurrency")
     )
-    llm_max_waiting: int = Field(8, ge=0, validation_alias=AliasChoices("LLM_MAX_WAITING", "llm_max_waiting"))
+    llm_max_waiting: int = Field(default=8, ge=0, validation_alias=AliasChoices("LLM_MAX_WAITING", "llm_max_waiting"))

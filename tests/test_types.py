@@ -1,5 +1,6 @@
 """Static types: mypy, strict, on the packages its [tool.mypy] section in pyproject.toml
-names (servicekit and the gateway), so `make test` fails on a type error."""
+names (servicekit, the gateway, and the services whose errors are fixed), so `make test`
+fails on a type error."""
 
 from __future__ import annotations
 

@@ -59,4 +59,5 @@ async def servicers(settings: OutreachSettings) -> AsyncIterator[Sequence[Mount]
 
 
 def main() -> None:
+    # Settings come from the environment; mypy sees its required fields (addresses, LLM URL) as missing arguments.
     run_service("outreach", OutreachSettings(), servicers)  # type: ignore[call-arg]

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.outreach.models import EvidenceJson
+
 ACTIVITY_DROP = "RISK_KIND_ACTIVITY_DROP"
 ERROR_SPIKE = "RISK_KIND_ERROR_SPIKE"
 RELEASE_CLUSTER = "RISK_KIND_RELEASE_CLUSTER"
@@ -28,6 +30,9 @@ class EvidenceItem:
         # 4 decimals keep 0.01 percentage points of a rate; float noise says nothing more.
         self.before = round(float(self.before), 4)
         self.after = round(float(self.after), 4)
+
+    def as_json(self) -> EvidenceJson:
+        return {"statement": self.statement, "metric": self.metric, "before": self.before, "after": self.after}
 
 
 @dataclass

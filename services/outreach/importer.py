@@ -96,7 +96,7 @@ def parse_event(record: dict[str, Any]) -> outreach_pb2.UsageEvent:
         setattr(event, name, "" if value is None else str(value))
     for name in _INT_FIELDS:
         value = record.get(name)
-        if value not in (None, ""):
+        if value is not None and value != "":
             number = int(value)
             if not -(2**31) <= number < 2**31:
                 raise ValueError(f"{name} out of range")

@@ -18,6 +18,7 @@ import grpc
 import structlog
 
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from services.outreach.models import PassageJson
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +52,7 @@ class Passage:
     score: float
     version: str
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self) -> PassageJson:
         return {
             "doc_id": self.doc_id, "chunk_id": self.chunk_id, "title": self.title, "url": self.url,
             "text": self.text, "score": self.score, "version": self.version,

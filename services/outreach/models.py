@@ -8,6 +8,7 @@ current head for queries, and a test checks that the two agree.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, ClassVar, TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -15,8 +16,32 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from servicekit.database import UtcDateTime
 
 
+class EvidenceJson(TypedDict):
+    """One piece of a finding's evidence as its JSON column keeps it (findings.EvidenceItem)."""
+
+    statement: str
+    metric: str
+    before: float
+    after: float
+
+
+class PassageJson(TypedDict):
+    """One knowledge-base passage as the JSON columns keep it (knowledge.Passage)."""
+
+    doc_id: str
+    chunk_id: str
+    title: str
+    url: str
+    text: str
+    score: float
+    version: str
+
+
 class Base(DeclarativeBase):
-    pass
+    if TYPE_CHECKING:
+        # DeclarativeBase types it as any FromClause; every class here maps a plain Table,
+        # and the store's Core statements use it as one (insert, upsert, columns).
+        __table__: ClassVar[sa.Table]
 
 
 class UsageEventRow(Base):
@@ -125,8 +150,8 @@ class RiskFindingRow(Base):
     release: Mapped[str] = mapped_column(sa.String(500), default="")
     cause: Mapped[str] = mapped_column(sa.Text, default="")
     severity: Mapped[float] = mapped_column(sa.Float, default=0.0)
-    evidence: Mapped[list[dict[str, object]]] = mapped_column(sa.JSON)
-    sources: Mapped[list[dict[str, object]]] = mapped_column(sa.JSON)
+    evidence: Mapped[list[EvidenceJson]] = mapped_column(sa.JSON)
+    sources: Mapped[list[PassageJson]] = mapped_column(sa.JSON)
     suggested_fix: Mapped[str] = mapped_column(sa.Text, default="")
     knowledge_unavailable: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     window_end: Mapped[dt.date] = mapped_column(sa.Date)
@@ -154,7 +179,7 @@ class OutreachDraftRow(Base):
     generator: Mapped[str] = mapped_column(sa.String(16), default="")
     model: Mapped[str] = mapped_column(sa.String(200), default="")
     prompt_version: Mapped[str] = mapped_column(sa.String(100), default="")
-    sources: Mapped[list[dict[str, object]]] = mapped_column(sa.JSON, default=list)
+    sources: Mapped[list[PassageJson]] = mapped_column(sa.JSON, default=list)
     trace_id: Mapped[str] = mapped_column(sa.String(32), default="")
     reviewer_id: Mapped[str] = mapped_column(sa.String(200), default="")
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -26,6 +26,7 @@ import re
 import smtplib
 import ssl
 import zoneinfo
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -143,7 +144,9 @@ def make_sink(settings: OutreachSettings) -> Sink | None:
 class Sender:
     """Drains the outbox: claims due messages, re-checks opt-out, delivers, records."""
 
-    def __init__(self, store: OutreachStore, sink: Sink, settings: OutreachSettings, clock=utcnow) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, store: OutreachStore, sink: Sink, settings: OutreachSettings, clock: Callable[[], dt.datetime] = utcnow
+    ) -> None:
         self._store = store
         self._sink = sink
         self._settings = settings

@@ -43,7 +43,7 @@ MAX_BODY_CHARS = 20_000
 
 def _is_concrete(finding: RiskFindingRow) -> bool:
     """At least one piece of evidence measured a change (a before and an after that differ)."""
-    return any(float(e.get("before", 0)) != float(e.get("after", 0)) and e.get("statement")  # type: ignore[arg-type]
+    return any(float(e.get("before", 0)) != float(e.get("after", 0)) and e.get("statement")
                for e in finding.evidence)
 
 
@@ -78,7 +78,7 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
     async def RecordUsage(
         self,
         request_iterator: AsyncIterator[outreach_pb2.RecordUsageRequest],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[outreach_pb2.RecordUsageRequest, outreach_pb2.RecordUsageResponse],
     ) -> outreach_pb2.RecordUsageResponse:
         # Valid events are stored in batches as the stream arrives, so a long stream needs
         # bounded memory; a stream cut short keeps what was stored, and resending it is
@@ -147,7 +147,9 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         return response
 
     async def UpsertAccounts(
-        self, request: outreach_pb2.UpsertAccountsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: outreach_pb2.UpsertAccountsRequest,
+        context: grpc.aio.ServicerContext[outreach_pb2.UpsertAccountsRequest, outreach_pb2.UpsertAccountsResponse],
     ) -> outreach_pb2.UpsertAccountsResponse:
         problems = Violations()
         problems.check(0 < len(request.accounts) <= MAX_ACCOUNTS_PER_CALL, "accounts",
@@ -161,7 +163,9 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         return outreach_pb2.UpsertAccountsResponse(created=created, updated=updated)
 
     async def DetectRisks(
-        self, request: outreach_pb2.DetectRisksRequest, context: grpc.aio.ServicerContext
+        self,
+        request: outreach_pb2.DetectRisksRequest,
+        context: grpc.aio.ServicerContext[outreach_pb2.DetectRisksRequest, outreach_pb2.DetectRisksResponse],
     ) -> outreach_pb2.DetectRisksResponse:
         now = self._clock()
         problems = Violations()
@@ -194,7 +198,9 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         return outreach_pb2.DetectRisksResponse(findings=[finding_to_proto(row) for row in rows])
 
     async def DraftOutreach(
-        self, request: outreach_pb2.DraftOutreachRequest, context: grpc.aio.ServicerContext
+        self,
+        request: outreach_pb2.DraftOutreachRequest,
+        context: grpc.aio.ServicerContext[outreach_pb2.DraftOutreachRequest, outreach_pb2.DraftOutreachResponse],
     ) -> outreach_pb2.DraftOutreachResponse:
         problems = Violations()
         check_id(problems, request.tenant_id, "tenant_id")
@@ -295,7 +301,9 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         return await asyncio.to_thread(self._store.add_draft, row)
 
     async def ReviewDraft(
-        self, request: outreach_pb2.ReviewDraftRequest, context: grpc.aio.ServicerContext
+        self,
+        request: outreach_pb2.ReviewDraftRequest,
+        context: grpc.aio.ServicerContext[outreach_pb2.ReviewDraftRequest, outreach_pb2.ReviewDraftResponse],
     ) -> outreach_pb2.ReviewDraftResponse:
         problems = Violations()
         check_id(problems, request.tenant_id, "tenant_id")
@@ -346,7 +354,9 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         return outreach_pb2.ReviewDraftResponse(draft=draft_to_proto(reviewed))
 
     async def ListDrafts(
-        self, request: outreach_pb2.ListDraftsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: outreach_pb2.ListDraftsRequest,
+        context: grpc.aio.ServicerContext[outreach_pb2.ListDraftsRequest, outreach_pb2.ListDraftsResponse],
     ) -> outreach_pb2.ListDraftsResponse:
         problems = Violations()
         check_id(problems, request.tenant_id, "tenant_id")
@@ -357,7 +367,9 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         return outreach_pb2.ListDraftsResponse(drafts=drafts)
 
     async def RecordReplyRoute(
-        self, request: outreach_pb2.RecordReplyRouteRequest, context: grpc.aio.ServicerContext
+        self,
+        request: outreach_pb2.RecordReplyRouteRequest,
+        context: grpc.aio.ServicerContext[outreach_pb2.RecordReplyRouteRequest, outreach_pb2.RecordReplyRouteResponse],
     ) -> outreach_pb2.RecordReplyRouteResponse:
         route = route_from_request(request)
         created, recorded = await asyncio.to_thread(self._store.record_reply_route, route, self._clock())
@@ -367,7 +379,11 @@ class OutreachServicer(outreach_pb2_grpc.OutreachServiceServicer):
         return outreach_pb2.RecordReplyRouteResponse(created=created, recorded=recorded)
 
     async def DeleteReplyRoutes(
-        self, request: outreach_pb2.DeleteReplyRoutesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: outreach_pb2.DeleteReplyRoutesRequest,
+        context: grpc.aio.ServicerContext[
+            outreach_pb2.DeleteReplyRoutesRequest, outreach_pb2.DeleteReplyRoutesResponse
+        ],
     ) -> outreach_pb2.DeleteReplyRoutesResponse:
         problems = Violations()
         check_id(problems, request.customer.tenant_id, "customer.tenant_id")

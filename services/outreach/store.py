@@ -4,13 +4,12 @@ transaction."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,6 +28,7 @@ from services.outreach.models import (
     FeedCursorRow,
     OutboxRow,
     OutreachDraftRow,
+    PassageJson,
     ReplyRouteRow,
     RiskFindingRow,
     UsageDailyErrorRow,
@@ -37,14 +37,14 @@ from services.outreach.models import (
     UsageEventRow,
 )
 
-_EVENTS: sa.Table = UsageEventRow.__table__  # type: ignore[assignment]
-_DAILY: sa.Table = UsageDailyRow.__table__  # type: ignore[assignment]
-_ERRORS: sa.Table = UsageDailyErrorRow.__table__  # type: ignore[assignment]
-_VERSIONS: sa.Table = UsageDailyVersionRow.__table__  # type: ignore[assignment]
-_ACCOUNTS: sa.Table = AccountRow.__table__  # type: ignore[assignment]
-_OUTBOX: sa.Table = OutboxRow.__table__  # type: ignore[assignment]
-_ROUTES: sa.Table = ReplyRouteRow.__table__  # type: ignore[assignment]
-_CURSORS: sa.Table = FeedCursorRow.__table__  # type: ignore[assignment]
+_EVENTS: sa.Table = UsageEventRow.__table__
+_DAILY: sa.Table = UsageDailyRow.__table__
+_ERRORS: sa.Table = UsageDailyErrorRow.__table__
+_VERSIONS: sa.Table = UsageDailyVersionRow.__table__
+_ACCOUNTS: sa.Table = AccountRow.__table__
+_OUTBOX: sa.Table = OutboxRow.__table__
+_ROUTES: sa.Table = ReplyRouteRow.__table__
+_CURSORS: sa.Table = FeedCursorRow.__table__
 _DAILY_KEY = ("tenant_id", "account_id", "day", "feature", "endpoint")
 _ERRORS_KEY = ("tenant_id", "account_id", "day", "endpoint", "status_code", "error_code")
 _VERSIONS_KEY = ("tenant_id", "account_id", "day", "endpoint", "client_version")
@@ -176,6 +176,7 @@ class OutreachStore:
                 for event in by_key.values()
             ]
             # Only rows this statement inserted come back; only those may be counted.
+            returned: sa.Result[str, str]  # (tenant_id, event_id)
             if self._postgres:
                 returned = session.execute(*_unnest_insert(_EVENTS, rows, ("tenant_id", "event_id"), returning=True))
             else:
@@ -213,7 +214,7 @@ class OutreachStore:
         known: set[tuple[str, str]] = set()
         for tenant_id in {tenant for tenant, _ in accounts}:
             ids = [account for tenant, account in accounts if tenant == tenant_id]
-            query = sa.select(_ACCOUNTS.c.account_id).where(
+            query: sa.Select[str] = sa.select(_ACCOUNTS.c.account_id).where(
                 _ACCOUNTS.c.tenant_id == tenant_id, _ACCOUNTS.c.account_id.in_(ids)
             )
             known.update((tenant_id, account) for account in session.scalars(query))
@@ -248,7 +249,7 @@ class OutreachStore:
     def save_findings(
         self,
         tenant_id: str,
-        findings: Sequence[tuple[Finding, list[dict[str, object]], str, bool]],
+        findings: Sequence[tuple[Finding, list[PassageJson], str, bool]],
         window_end: dt.date,
         detected_at: dt.datetime,
     ) -> list[RiskFindingRow]:
@@ -274,7 +275,7 @@ class OutreachStore:
                 row.account_ids = list(finding.account_ids)
                 row.feature, row.endpoint, row.error_code = finding.feature, finding.endpoint, finding.error_code
                 row.release, row.cause, row.severity = finding.release, finding.cause, finding.severity
-                row.evidence = [dataclasses.asdict(item) for item in finding.evidence]
+                row.evidence = [item.as_json() for item in finding.evidence]
                 row.sources = sources
                 row.suggested_fix = fix
                 row.knowledge_unavailable = knowledge_unavailable
@@ -353,13 +354,14 @@ class OutreachStore:
         """Record a review in one transaction: the draft's new state, the feedback row and the
         outbox rows. None when the draft was no longer pending (someone else reviewed it)."""
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
-            updated = session.execute(
+            updated = _changed(
+                session,
                 sa.update(OutreachDraftRow)
                 .where(OutreachDraftRow.draft_id == draft.draft_id,
                        OutreachDraftRow.state == "DRAFT_STATE_PENDING_REVIEW")
-                .values(state=state, body=final_body, reviewer_id=reviewer_id, reviewed_at=now)
+                .values(state=state, body=final_body, reviewer_id=reviewer_id, reviewed_at=now),
             )
-            if updated.rowcount != 1:
+            if updated != 1:
                 return None
             session.add(DraftFeedbackRow(
                 feedback_id=str(uuid.uuid4()), draft_id=draft.draft_id, tenant_id=draft.tenant_id, action=action,
@@ -390,13 +392,14 @@ class OutreachStore:
         claimed: list[OutboxRow] = []
         for draft_id, account_id in candidates:
             with Session(self._engine, expire_on_commit=False) as session, session.begin():
-                result = session.execute(
+                claimed_now = _changed(
+                    session,
                     sa.update(OutboxRow)
                     .where(OutboxRow.draft_id == draft_id, OutboxRow.account_id == account_id, claimable)
                     .values(status="sending", claimed_at=now, attempts=OutboxRow.attempts + 1)
-                    .execution_options(synchronize_session=False)
+                    .execution_options(synchronize_session=False),
                 )
-                if result.rowcount == 1:
+                if claimed_now == 1:
                     row = session.get(OutboxRow, (draft_id, account_id))
                     if row is not None:
                         claimed.append(row)
@@ -459,22 +462,23 @@ class OutreachStore:
                     (_ROUTES.c.first_message_id == "", route["message_id"]), else_=_ROUTES.c.first_message_id)
             if route["subject"]:
                 values["subject"] = sa.case((_ROUTES.c.subject == "", route["subject"]), else_=_ROUTES.c.subject)
-            updated = session.execute(
-                sa.update(_ROUTES).where(key, _ROUTES.c.customer_id == route["customer_id"]).values(**values)
+            updated = _changed(
+                session, sa.update(_ROUTES).where(key, _ROUTES.c.customer_id == route["customer_id"]).values(**values)
             )
-            return False, updated.rowcount == 1
+            return False, updated == 1
 
     def delete_reply_routes(self, tenant_id: str, customer_id: str) -> int:
         """Erase a customer's reply routes and the addresses of their replies in the outbox."""
         with Session(self._engine) as session, session.begin():
-            deleted = session.execute(
-                sa.delete(_ROUTES).where(_ROUTES.c.tenant_id == tenant_id, _ROUTES.c.customer_id == customer_id)
-            ).rowcount
+            deleted = _changed(
+                session,
+                sa.delete(_ROUTES).where(_ROUTES.c.tenant_id == tenant_id, _ROUTES.c.customer_id == customer_id),
+            )
             session.execute(
                 sa.delete(_OUTBOX).where(_OUTBOX.c.tenant_id == tenant_id, _OUTBOX.c.account_id == customer_id,
                                          _OUTBOX.c.kind == "reply")
             )
-        return int(deleted)
+        return deleted
 
     def reply_routes(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], ReplyRouteRow]:
         """Routes of (tenant, conversation) pairs."""
@@ -521,6 +525,12 @@ class OutreachStore:
         )
         with Session(self._engine) as session:
             return [draft_to_proto(row) for row in session.scalars(query)]
+
+
+def _changed(session: Session, statement: sa.Executable) -> int:
+    """How many rows an UPDATE or DELETE changed. Session.execute is typed to return a Result;
+    for these statements it is a CursorResult, which has the rowcount."""
+    return cast(sa.CursorResult[Any], session.execute(statement)).rowcount
 
 
 _PG_TYPES = {sa.String: "text", sa.Text: "text", sa.Integer: "integer", sa.BigInteger: "bigint", sa.Date: "date"}
@@ -577,12 +587,11 @@ def draft_to_proto(row: OutreachDraftRow) -> outreach_pb2.OutreachDraft:
         finding_id=row.finding_id,
         subject=row.subject,
         body=row.body,
-        state=outreach_pb2.DraftState.Value(row.state),
+        state=row.state,  # the enum's label; an unknown one raises ValueError
         lineage=answer_pb2.Lineage(
             sources=[
                 answer_pb2.Citation(doc_id=str(p["doc_id"]), chunk_id=str(p["chunk_id"]), title=str(p["title"]),
-                                    url=str(p["url"]), score=float(p["score"]),  # type: ignore[arg-type]
-                                    doc_version=str(p["version"]))
+                                    url=str(p["url"]), score=float(p["score"]), doc_version=str(p["version"]))
                 for p in row.sources or []
             ],
             model=row.model or "",
@@ -603,20 +612,19 @@ def finding_to_proto(row: RiskFindingRow) -> outreach_pb2.RiskFinding:
         finding_id=row.finding_id,
         tenant_id=row.tenant_id,
         account_ids=row.account_ids,
-        kind=outreach_pb2.RiskKind.Value(row.kind),
+        kind=row.kind,
         feature=row.feature,
         endpoint=row.endpoint,
         error_code=row.error_code,
         release=row.release,
         evidence=[
             outreach_pb2.Evidence(statement=str(e["statement"]), metric=str(e["metric"]),
-                                  before=float(e["before"]), after=float(e["after"]))  # type: ignore[arg-type]
+                                  before=float(e["before"]), after=float(e["after"]))
             for e in row.evidence
         ],
         sources=[
             answer_pb2.Citation(doc_id=str(p["doc_id"]), chunk_id=str(p["chunk_id"]), title=str(p["title"]),
-                                url=str(p["url"]), score=float(p["score"]),  # type: ignore[arg-type]
-                                doc_version=str(p["version"]))
+                                url=str(p["url"]), score=float(p["score"]), doc_version=str(p["version"]))
             for p in row.sources
         ],
         cause=row.cause,

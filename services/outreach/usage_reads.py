@@ -13,10 +13,10 @@ import sqlalchemy as sa
 
 from services.outreach.models import AccountRow, UsageDailyErrorRow, UsageDailyRow, UsageDailyVersionRow
 
-DAILY: sa.Table = UsageDailyRow.__table__  # type: ignore[assignment]
-ERRORS: sa.Table = UsageDailyErrorRow.__table__  # type: ignore[assignment]
-VERSIONS: sa.Table = UsageDailyVersionRow.__table__  # type: ignore[assignment]
-ACCOUNTS: sa.Table = AccountRow.__table__  # type: ignore[assignment]
+DAILY: sa.Table = UsageDailyRow.__table__
+ERRORS: sa.Table = UsageDailyErrorRow.__table__
+VERSIONS: sa.Table = UsageDailyVersionRow.__table__
+ACCOUNTS: sa.Table = AccountRow.__table__
 
 
 def successful(table: sa.Table) -> sa.ColumnElement[Any]:
@@ -29,11 +29,10 @@ def chunks(items: list[str], size: int = 500) -> list[list[str]]:
 
 def churned_accounts(connection: sa.Connection, tenant_id: str, as_of: dt.datetime) -> dict[str, dt.datetime]:
     """Accounts of the tenant that had churned by `as_of`, and when."""
-    rows = connection.execute(
-        sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.churned_at).where(
-            ACCOUNTS.c.tenant_id == tenant_id, ACCOUNTS.c.churned_at.is_not(None)
-        )
+    query: sa.Select[str, dt.datetime] = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.churned_at).where(
+        ACCOUNTS.c.tenant_id == tenant_id, ACCOUNTS.c.churned_at.is_not(None)
     )
+    rows = connection.execute(query)
     return {account: when for account, when in rows if when <= as_of}
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypedDict
 
 Format = Literal["markdown", "html", "text"]
+# Which answer units a document has (see answer_units).
+UnitKind = Literal["faq", "ticket", "other"]
 
 # A chunk of pathological text (long runs the tokenizer maps to one [UNK]) is
 # also bounded in characters, well below Milvus' VARCHAR limit.
@@ -31,8 +33,16 @@ _SENTENCE_END = frozenset(".!?:;")
 _HEADING_MARK = "\x00"
 
 
+class Encoding(TypedDict, total=False):
+    """What the chunker reads of a tokenizer's output (a transformers BatchEncoding of one text)."""
+
+    input_ids: list[int]
+    # Only with return_offsets_mapping=True: each token's (start, end) in the text.
+    offset_mapping: list[tuple[int, int]]
+
+
 class Tokenizer(Protocol):
-    def __call__(self, text: str, **kwargs: object) -> dict[str, list]: ...  # type: ignore[type-arg]
+    def __call__(self, text: str, **kwargs: object) -> Encoding: ...
 
 
 @dataclass(frozen=True)
@@ -284,7 +294,7 @@ _TICKET_SUFFIX = re.compile(r"\s*\((resolved )?ticket\)\s*$", re.IGNORECASE)
 MIN_UNIT_ANSWER_CHARS = 20
 
 
-def answer_units(title: str, body: str, fmt: Format, kind: Literal["faq", "ticket", "other"]) -> list[Unit]:
+def answer_units(title: str, body: str, fmt: Format, kind: UnitKind) -> list[Unit]:
     """The document's answer units:
     - an FAQ: each `##` entry (its heading is the question);
     - a resolved ticket: its final answer, for the problem in its title;

@@ -22,4 +22,5 @@ class Embedder(SentenceEncoder):
         return self.encode(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
+        vector: np.ndarray = self.encode([text])[0]
+        return vector

@@ -22,7 +22,7 @@ import numpy as np
 import structlog
 
 from aftercare.retrieval.v1 import retrieval_pb2 as pb
-from services.retrieval.chunking import Chunker, Format, answer_units, embed_text
+from services.retrieval.chunking import Chunker, Format, UnitKind, answer_units, embed_text
 from services.retrieval.documents import ChunkData, DocumentMeta, DocumentRecord, Replaced
 from services.retrieval.embedding import Embedder
 from services.retrieval.store import Store
@@ -63,7 +63,7 @@ def entries(source: Source, chunker: Chunker) -> list[Entry]:
     """A document's passages, then its answer units."""
     doc_type = source.meta.doc_type
     faq = doc_type == pb.DOCUMENT_TYPE_FAQ
-    kind = "faq" if faq else "ticket" if doc_type == pb.DOCUMENT_TYPE_RESOLVED_TICKET else "other"
+    kind: UnitKind = "faq" if faq else "ticket" if doc_type == pb.DOCUMENT_TYPE_RESOLVED_TICKET else "other"
     passages = [
         Entry(chunk.heading_path, chunk.text)
         for chunk in chunker.chunk(source.meta.title, source.body, source.fmt, faq=faq)

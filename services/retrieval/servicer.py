@@ -9,6 +9,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from typing import cast
 
 import grpc
 import structlog
@@ -172,7 +173,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         self._indexer = indexer
 
     async def IngestDocuments(
-        self, request_iterator: AsyncIterator[pb.IngestDocumentsRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[pb.IngestDocumentsRequest],
+        context: grpc.aio.ServicerContext[pb.IngestDocumentsRequest, pb.IngestDocumentsResponse],
     ) -> pb.IngestDocumentsResponse:
         started = time.perf_counter()
         documents = await self._receive(request_iterator)
@@ -278,7 +281,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         return documents
 
     async def DeleteDocuments(
-        self, request: pb.DeleteDocumentsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.DeleteDocumentsRequest,
+        context: grpc.aio.ServicerContext[pb.DeleteDocumentsRequest, pb.DeleteDocumentsResponse],
     ) -> pb.DeleteDocumentsResponse:
         violations = Violations()
         _check_id(violations, request.tenant_id, "tenant_id")
@@ -297,7 +302,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         log.info("documents_deleted", tenant_id=request.tenant_id, deleted=len(deleted), missing=len(missing))
         return pb.DeleteDocumentsResponse(deleted_doc_ids=deleted, missing_doc_ids=missing)
 
-    async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
+    async def Search(
+        self, request: pb.SearchRequest, context: grpc.aio.ServicerContext[pb.SearchRequest, pb.SearchResponse]
+    ) -> pb.SearchResponse:
         violations = Violations()
         _check_id(violations, request.tenant_id, "tenant_id")
         _check_text(violations, request.query, "query", max_chars=MAX_QUERY_CHARS, required=True)
@@ -336,7 +343,8 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
                     text=hit.text,
                     url=hit.url,
                     score=hit.score,
-                    doc_type=hit.doc_type,
+                    # Stored as a plain int; protoc's stubs type an enum value as their own int subclass.
+                    doc_type=cast(pb.DocumentType, hit.doc_type),
                     version=hit.version,
                     similarity=hit.similarity,
                     unit_question=hit.unit_question,
@@ -348,7 +356,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             embedding_model=self._indexer.embedding_model,
         )
 
-    async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
+    async def GetStats(
+        self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext[pb.GetStatsRequest, pb.GetStatsResponse]
+    ) -> pb.GetStatsResponse:
         violations = Violations()
         _check_id(violations, request.tenant_id, "tenant_id")
         violations.raise_if_any()
@@ -358,7 +368,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         )
 
     async def ListDocuments(
-        self, request: pb.ListDocumentsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ListDocumentsRequest,
+        context: grpc.aio.ServicerContext[pb.ListDocumentsRequest, pb.ListDocumentsResponse],
     ) -> pb.ListDocumentsResponse:
         violations = Violations()
         _check_id(violations, request.tenant_id, "tenant_id")
@@ -387,7 +399,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         return response
 
     async def SetGlossary(
-        self, request: pb.SetGlossaryRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.SetGlossaryRequest,
+        context: grpc.aio.ServicerContext[pb.SetGlossaryRequest, pb.SetGlossaryResponse],
     ) -> pb.SetGlossaryResponse:
         _validate_glossary(request).raise_if_any()
         glossary = Glossary(GlossaryEntry(e.term.strip(), e.expansion.strip()) for e in request.entries)
@@ -397,7 +411,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         )
 
     async def GetGlossary(
-        self, request: pb.GetGlossaryRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetGlossaryRequest,
+        context: grpc.aio.ServicerContext[pb.GetGlossaryRequest, pb.GetGlossaryResponse],
     ) -> pb.GetGlossaryResponse:
         violations = Violations()
         _check_id(violations, request.tenant_id, "tenant_id")
