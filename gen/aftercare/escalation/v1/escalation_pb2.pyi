@@ -60,6 +60,7 @@ class DraftOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DRAFT_ORIGIN_UNSPECIFIED: _ClassVar[DraftOrigin]
     DRAFT_ORIGIN_LLM: _ClassVar[DraftOrigin]
     DRAFT_ORIGIN_TEMPLATE: _ClassVar[DraftOrigin]
+    DRAFT_ORIGIN_PENDING: _ClassVar[DraftOrigin]
 
 class DraftUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -108,6 +109,7 @@ SUMMARY_ORIGIN_PENDING: SummaryOrigin
 DRAFT_ORIGIN_UNSPECIFIED: DraftOrigin
 DRAFT_ORIGIN_LLM: DraftOrigin
 DRAFT_ORIGIN_TEMPLATE: DraftOrigin
+DRAFT_ORIGIN_PENDING: DraftOrigin
 DRAFT_USE_UNSPECIFIED: DraftUse
 DRAFT_USE_ACCEPTED: DraftUse
 DRAFT_USE_EDITED: DraftUse
