@@ -53,7 +53,8 @@ ANSWER = concierge_pb2.ConverseResponse(
                                    url="https://docs.example.com/2fa", score=0.91)],
     confidence=answer_pb2.Confidence(score=0.93, threshold=0.85),
     decision=concierge_pb2.DECISION_ANSWERED,
-    decision_reason="confident",
+    reason=concierge_pb2.DECISION_REASON_CONFIDENT,
+    decision_reason="confident",  # deprecated, still sent by the concierge
 )
 STREAM = [
     concierge_pb2.StreamConverseResponse(delta="Open Settings > Security "),

@@ -48,7 +48,7 @@ import grpc
 from rouge_score import rouge_scorer
 
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
-from aftercare.type.v1 import conversation_pb2, customer_pb2
+from aftercare.type.v1 import conversation_pb2, customer_pb2, verdict_pb2
 from devstack import llm_server
 from devstack.stack import REPO_ROOT, Stack, StackConfig
 from servicekit.server import serving
@@ -102,6 +102,11 @@ def request_for(dialogue: dict[str, Any], index: int) -> escalation_pb2.CreateHa
     )
 
 
+def summary_origin(package: escalation_pb2.ContextPackage) -> str:
+    """How the summary was made, as the results name it: "llm", "extractive" or "pending"."""
+    return escalation_pb2.SummaryOrigin.Name(package.summary_origin).removeprefix("SUMMARY_ORIGIN_").lower()
+
+
 def names_issue(text: str, references: list[str]) -> bool:
     words = summaries.content_words(text)
     for reference in references:
@@ -143,7 +148,7 @@ async def settle(
     request = escalation_pb2.GetHandoffRequest(tenant_id=handoff.customer.tenant_id, handoff_id=handoff.handoff_id)
     deadline = time.perf_counter() + timeout_s
     package = handoff.context
-    while package.summary_method == "pending" and time.perf_counter() < deadline:
+    while package.summary_origin == escalation_pb2.SUMMARY_ORIGIN_PENDING and time.perf_counter() < deadline:
         await asyncio.sleep(0.1)
         package = (await stub.GetHandoff(request, timeout=10)).handoff.context
     return package
@@ -304,13 +309,15 @@ def main() -> int:
                 "id": dialogue["id"],
                 "summary": package.summary,
                 "detail": package.detail,
-                "method": package.summary_method,
-                "sentiment": package.sentiment_label,
+                "method": summary_origin(package),
+                "sentiment": verdict_pb2.SentimentLabel.Name(package.sentiment)
+                .removeprefix("SENTIMENT_LABEL_")
+                .lower(),
                 "reference": dialogue["references"][0],
             }
         )
     system, detail, base = summary_scores.means(), detail_scores.means(), baseline_scores.means()
-    methods = [p.summary_method for p in packages]
+    methods = [summary_origin(p) for p in packages]
     result = {
         "dialogues": len(dialogues),
         "data": str(args.dialogues),

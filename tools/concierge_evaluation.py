@@ -283,7 +283,7 @@ class EvalStack:
             question=question,
             reply=outcome.reply,
             decision=concierge_pb2.Decision.Name(outcome.decision).removeprefix("DECISION_").lower(),
-            reason=outcome.decision_reason,
+            reason=concierge_pb2.DecisionReason.Name(outcome.reason).removeprefix("DECISION_REASON_").lower(),
             confidence=outcome.confidence.score,
             cited_section_ids=[c.doc_id for c in outcome.citations],
             signals={s.name: s.value for s in outcome.confidence.signals},

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
+from aftercare.type.v1 import verdict_pb2
 from gateway.auth import AdminKey, AgentKey
 from gateway.deps import BackendsDep, HandoffId, TenantId
 from gateway.problems import problem_responses
@@ -54,6 +55,8 @@ async def list_handoffs(
         tenant_id=key.tenant_id,
         queue=queue,
         state=proto_enum(escalation_pb2.HandoffState, state) if state else None,
+        routing_tier=proto_enum(verdict_pb2.Tier, tier) if tier else None,
+        # The same for an escalation that does not read routing_tier yet.
         tier=proto_enum(triage_pb2.Tier, tier) if tier else None,
         page_size=page_size,
         page_token=page_token,

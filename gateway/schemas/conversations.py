@@ -119,7 +119,7 @@ class MessageReply(BaseModel):
             configuration_id=response.confidence.configuration_id,
             calibration_version=response.confidence.calibration_version,
             decision=enum_name(concierge_pb2.Decision, response.decision),
-            decision_reason=response.decision_reason,
+            decision_reason=_reason_code(response),
             handoff_id=response.handoff_id or None,
             handoff_reference=response.handoff_reference or None,
             expected_wait_s=whole_seconds(response, "expected_wait"),
@@ -127,6 +127,14 @@ class MessageReply(BaseModel):
             turn_index=response.turn_index,
             trace_id=trace_id,
         )
+
+
+def _reason_code(response: concierge_pb2.ConverseResponse) -> str:
+    """The decision reason's stable code: the typed reason's lowercase name ("low_confidence",
+    "with_agent"); the deprecated string only where this build cannot name the reason (unset,
+    or one newer than this build)."""
+    code = str(enum_name(concierge_pb2.DecisionReason, response.reason))
+    return response.decision_reason if code == "unspecified" else code
 
 
 class ConversationMessage(BaseModel):

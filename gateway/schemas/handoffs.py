@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, StrictInt
 
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
-from aftercare.type.v1 import conversation_pb2, customer_pb2
+from aftercare.type.v1 import conversation_pb2, customer_pb2, verdict_pb2
 from gateway.schemas.common import Citation, CustomerId, RequestBody, enum_name, time_field, whole_seconds
 from gateway.schemas.conversations import ConversationMessage
 
@@ -77,6 +77,9 @@ class ContextPackage(BaseModel):
     @classmethod
     def from_proto(cls, context: escalation_pb2.ContextPackage) -> ContextPackage:
         attempt = context.ai_attempt
+        # The JSON keeps the strings clients know, made from the enums; the deprecated strings
+        # stand in only for an escalation from before them.
+        draft_method = _named(escalation_pb2.DraftOrigin, context.draft_origin, context.draft_method)
         return cls(
             summary=context.summary,
             detail=context.detail,
@@ -99,11 +102,18 @@ class ContextPackage(BaseModel):
             draft_reply=context.draft_reply,
             customer_summary=context.customer_summary,
             ai_attempt_summary=context.ai_attempt_summary,
-            summary_method=context.summary_method,
-            draft_method=context.draft_method,
-            sentiment_label=context.sentiment_label,
+            summary_method=_named(escalation_pb2.SummaryOrigin, context.summary_origin, context.summary_method),
+            draft_method=draft_method,
+            sentiment_label=_named(verdict_pb2.SentimentLabel, context.sentiment, context.sentiment_label),
             sources=[Citation.from_proto(c) for c in context.lineage.sources],
         )
+
+
+def _named(enum: Any, number: int, deprecated: str) -> str:
+    """An enum's lowercase name ("llm", "negative"); the deprecated string where this build cannot
+    name it (unspecified: an escalation from before the enums; or a value newer than this build)."""
+    name = str(enum_name(enum, number))
+    return deprecated if name == "unspecified" else name
 
 
 HandoffStateLabel = Literal[
@@ -225,7 +235,8 @@ class HandoffReply(BaseModel):
             context=ContextPackage.from_proto(handoff.context) if handoff.HasField("context") else None,
             created_at=time_field(handoff, "created_at"),
             updated_at=time_field(handoff, "updated_at"),
-            tier=enum_name(triage_pb2.Tier, handoff.tier),
+            # The deprecated tier only from an escalation that does not send routing_tier yet.
+            tier=enum_name(verdict_pb2.Tier, handoff.routing_tier or handoff.tier),
             version=handoff.version,
             assigned_at=time_field(handoff, "assigned_at"),
             resolved_at=time_field(handoff, "resolved_at"),

@@ -19,7 +19,8 @@ and forwarding.py (a human's conversation: forwarding and the held-message outbo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import cast
 
 import grpc
 import structlog
@@ -29,7 +30,7 @@ from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
-from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2
+from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2, search_pb2, verdict_pb2
 from servicekit import attributes
 from servicekit.errors import FailedPrecondition, NotFound, ResourceExhausted
 from servicekit.llm import LlmBusy, LlmClient, LlmUnavailable
@@ -327,7 +328,6 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             # No knowledge, no answer: the customer still gets an honest handoff.
             log.warning("retrieval_unavailable", code=error.code().name)
             return await self._escalate(turn, Reason.DECISION_REASON_RETRIEVAL_UNAVAILABLE, Attempt())
-        turn.retrieved = list(passages)
         floor = self._settings.min_similarity
         considered = [citation(hit) for hit in passages if hit.similarity >= floor]
         # Sentences of a unit that address the model are never shown or prompted, but remembered:
@@ -348,7 +348,9 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             # politely, not handed to a person as a knowledge gap.
             if out_of_scope or guardrails.looks_off_topic(turn.masked_text):
                 return clarify(turn, Reason.DECISION_REASON_OFF_TOPIC)
-            return await self._escalate(turn, Reason.DECISION_REASON_NO_KNOWLEDGE, Attempt(considered=considered))
+            return await self._escalate(
+                turn, Reason.DECISION_REASON_NO_KNOWLEDGE, Attempt(considered=considered), searched=passages
+            )
 
         # The gate, decided before any generation.
         attempt = Attempt(
@@ -358,10 +360,14 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         threshold = turn.persona.threshold_for(turn.intent)
         trace.get_current_span().set_attribute(attributes.CONCIERGE_CONFIDENCE, score)
         if not self._confidence.calibrated or score < threshold:
-            return await self._escalate(turn, Reason.DECISION_REASON_LOW_CONFIDENCE, attempt, score=score)
+            return await self._escalate(
+                turn, Reason.DECISION_REASON_LOW_CONFIDENCE, attempt, score=score, searched=passages
+            )
         if guardrails.promises(match.reply, [match.unit.text]):
             # The unit itself promises in the AI's voice (a ticket's "I have refunded you"): not for this customer.
-            return await self._escalate(turn, Reason.DECISION_REASON_UNSAFE_PROMISE, attempt, score=score)
+            return await self._escalate(
+                turn, Reason.DECISION_REASON_UNSAFE_PROMISE, attempt, score=score, searched=passages
+            )
 
         try:
             attempt.reply = await self._phraser.say(turn, match, attempt, injected)
@@ -412,8 +418,16 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         return list(response.hits)
 
     async def _escalate(
-        self, turn: Turn, reason: int, attempt: Attempt, score: float = 0.0
+        self,
+        turn: Turn,
+        reason: int,
+        attempt: Attempt,
+        score: float = 0.0,
+        *,
+        searched: Sequence[retrieval_pb2.SearchHit] | None = None,
     ) -> concierge_pb2.ConverseResponse:
+        """Hand the conversation over. `searched`: what the passage search found, when it ran
+        (nothing found included: escalation does not search again for the agent's package)."""
         request = turn.request
         code, handoff_reason = CODES[reason]
         key = message_key(turn)
@@ -435,12 +449,16 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             queue=(turn.triaged.route.queue if turn.triaged and turn.triaged.route.queue else "general"),
             priority=(turn.triaged.priority.score if turn.triaged else 50),
             account=request.account,
-            # What triage found, so the agent's package need not ask it again.
+            # What triage and the search found (when they ran), so the agent's package does not ask again.
+            triage=_verdict(triaged),
+            search=None if searched is None else search_pb2.SearchResult(hits=[_shared_hit(h) for h in searched]),
+            # The same in the deprecated fields, for an escalation from before the fields above
+            # (a rolling deploy, or a handoff held in the outbox across one).
             intent=triaged.intent.label if triaged else "",
             intent_confidence=triaged.intent.confidence if triaged else 0.0,
             sentiment_score=triaged.sentiment.score if triaged else 0.0,
             tier=triaged.route.tier if triaged else triage_pb2.TIER_UNSPECIFIED,
-            retrieved=turn.retrieved,
+            retrieved=searched or [],
         )
         try:
             handoff = (await self._escalation.CreateHandoff(handoff_request)).handoff
@@ -508,6 +526,23 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
                 trace_id=current_trace_id(),
             ),
         )
+
+
+def _verdict(triaged: triage_pb2.TriageContactResponse | None) -> verdict_pb2.TriageVerdict | None:
+    """What triage decided, as escalation takes it; None when triage failed (escalation asks it then)."""
+    if triaged is None:
+        return None
+    return verdict_pb2.TriageVerdict(
+        intent=triaged.intent.label,
+        intent_confidence=triaged.intent.confidence,
+        sentiment_score=triaged.sentiment.score,
+        tier=cast(verdict_pb2.Tier, triaged.route.tier),  # both Tier enums have the same numbers
+    )
+
+
+def _shared_hit(hit: retrieval_pb2.SearchHit) -> search_pb2.SearchHit:
+    # The shared SearchHit has retrieval's fields and numbers, so the bytes are the same message.
+    return search_pb2.SearchHit.FromString(hit.SerializeToString())
 
 
 def configuration(settings: ConciergeSettings) -> Configuration:

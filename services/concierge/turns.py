@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 from aftercare.concierge.v1 import concierge_pb2
 from aftercare.escalation.v1 import escalation_pb2
-from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import answer_pb2, conversation_pb2
 from servicekit.pii import mask
@@ -46,8 +45,6 @@ class Turn:
     stored: StoredConversation | None = None
     standalone_query: str = ""
     triaged: triage_pb2.TriageContactResponse | None = None
-    # What retrieval returned for the standalone query: a handoff's package reuses it.
-    retrieved: list[retrieval_pb2.SearchHit] = field(default_factory=list)
     events: Events | None = None
     # A reply to the assistant ("thanks"): not a contact, so escalation's rates do not count it.
     acknowledgement: bool = False

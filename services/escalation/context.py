@@ -17,6 +17,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import grpc
 import structlog
@@ -25,12 +26,12 @@ from opentelemetry import trace
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
-from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2
+from aftercare.type.v1 import answer_pb2, conversation_pb2, customer_pb2, search_pb2, verdict_pb2
 from servicekit import attributes, quoting
 from servicekit.database import utcnow
 from servicekit.llm import LlmClient, LlmUnavailable
 from servicekit.tracing import current_trace_id
-from services.escalation import summaries
+from services.escalation import origins, summaries
 from services.escalation.settings import EscalationSettings
 from services.escalation.store import HandoffStore, PastContact, ResolvedCase
 from services.escalation.summaries import Turn, content_words, shorten
@@ -83,6 +84,39 @@ def sentiment_label(score: float) -> str:
     if score <= NEGATIVE_AT:
         return "negative"
     return "neutral"
+
+
+def caller_verdict(request: escalation_pb2.CreateHandoffRequest) -> verdict_pb2.TriageVerdict | None:
+    """What the caller's triage decided, or None when it did not triage (escalation asks
+    triage then). The triage sub-message says so by its presence; a v1 caller's deprecated
+    fields say so by an intent or a tier (an empty intent with a tier: triage found none)."""
+    if request.HasField("triage"):
+        return request.triage
+    if request.intent or request.tier != triage_pb2.TIER_UNSPECIFIED:
+        return verdict_pb2.TriageVerdict(
+            intent=request.intent,
+            intent_confidence=request.intent_confidence,
+            sentiment_score=request.sentiment_score,
+            tier=cast(verdict_pb2.Tier, request.tier),  # both Tier enums have the same numbers
+        )
+    return None
+
+
+def caller_hits(request: escalation_pb2.CreateHandoffRequest) -> list[retrieval_pb2.SearchHit] | None:
+    """What the caller's search found, or None when it did not search (escalation searches
+    then). The search sub-message says so by its presence, and its hits may be none: the
+    knowledge base has nothing, and a second search would find the same. A v1 caller's
+    deprecated list cannot say "nothing found": empty means it did not search."""
+    if request.HasField("search"):
+        return [_retrieval_hit(hit) for hit in request.search.hits]
+    if request.retrieved:
+        return list(request.retrieved)
+    return None
+
+
+def _retrieval_hit(hit: search_pb2.SearchHit) -> retrieval_pb2.SearchHit:
+    # The shared SearchHit has retrieval's fields and numbers, so the bytes are the same message.
+    return retrieval_pb2.SearchHit.FromString(hit.SerializeToString())
 
 
 def _money(minor: int) -> str:
@@ -308,6 +342,7 @@ class ContextBuilder:
         with tracer.start_as_current_span("escalation.context_package") as span:
             span.set_attribute(attributes.TENANT_ID, request.customer.tenant_id)
             built = await self._build(request)
+            # The attributes keep their string values ("pending", "template"...), as dashboards know them.
             span.set_attribute(attributes.ESCALATION_SUMMARY_METHOD, built.package.summary_method)
             span.set_attribute(attributes.ESCALATION_DRAFT_METHOD, built.package.draft_method)
             span.set_attribute(attributes.ESCALATION_SUGGESTIONS, len(built.package.suggested_resolutions))
@@ -394,6 +429,7 @@ class ContextBuilder:
                 trace_id=current_trace_id(),
             ),
         )
+        origins.fill_enums(package)  # the enums say what the strings say, for v1 and v2 clients alike
         summarize = self.summarizer(request.conversation, sentiment)
         return BuiltContext(
             package=package, question=question, draft_prompt=prompt, summarize=summarize, write_draft=write_draft
@@ -473,10 +509,10 @@ class ContextBuilder:
     async def _intent_and_sentiment(
         self, request: escalation_pb2.CreateHandoffRequest, customer_texts: list[str]
     ) -> tuple[str, float, float]:
-        """From the request when the caller triaged (a tier says so: an intent may be empty);
-        otherwise triage is asked."""
-        if request.intent or request.tier != triage_pb2.TIER_UNSPECIFIED:
-            return request.intent, request.intent_confidence, request.sentiment_score
+        """From the request when the caller triaged (see caller_verdict); otherwise triage is asked."""
+        verdict = caller_verdict(request)
+        if verdict is not None:
+            return verdict.intent, verdict.intent_confidence, verdict.sentiment_score
         if self._triage is not None:
             try:
                 triaged = await self._triage.TriageContact(
@@ -502,8 +538,11 @@ class ContextBuilder:
     async def _passages(
         self, request: escalation_pb2.CreateHandoffRequest, question: str
     ) -> list[retrieval_pb2.SearchHit]:
-        """The caller's search results when it sent them; otherwise retrieval is asked."""
-        hits = request.retrieved or await self._search(request.customer.tenant_id, question)
+        """What the caller's search found when it searched (nothing, too: see caller_hits);
+        otherwise retrieval is asked."""
+        hits = caller_hits(request)
+        if hits is None:
+            hits = list(await self._search(request.customer.tenant_id, question))
         return [hit for hit in hits if hit.similarity >= self._settings.min_similarity]
 
     async def _search(self, tenant_id: str, question: str) -> Sequence[retrieval_pb2.SearchHit]:

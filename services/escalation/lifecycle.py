@@ -23,8 +23,8 @@ from google.protobuf import json_format
 from sqlalchemy.orm import Session
 
 from aftercare.escalation.v1 import escalation_pb2
-from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import conversation_pb2, customer_pb2
+from services.escalation import origins
 from services.escalation.models import HandoffEventRow, HandoffRow, ThreadMessageRow
 
 State = escalation_pb2.HandoffState
@@ -177,7 +177,9 @@ def handoff_proto(row: HandoffRow) -> escalation_pb2.Handoff:
         priority=row.priority,
         state=escalation_pb2.HandoffState.Value(row.state),
         assigned_agent_id=row.assigned_agent_id,
-        tier=triage_pb2.Tier.Value(row.tier),
+        # By the stored name, which both Tier enums share (tier is the deprecated one, for v1 clients).
+        tier=row.tier,
+        routing_tier=row.tier,
         version=row.version,
         resolved_by_agent_id=row.resolved_by,
         resolution=row.resolution,
@@ -187,6 +189,7 @@ def handoff_proto(row: HandoffRow) -> escalation_pb2.Handoff:
     )
     json_format.ParseDict(row.conversation, handoff.conversation)
     json_format.ParseDict(row.context, handoff.context)
+    origins.fill_enums(handoff.context)
     handoff.created_at.FromDatetime(row.created_at)
     handoff.updated_at.FromDatetime(row.updated_at)
     for name in ("assigned_at", "resolved_at", "first_replied_at"):

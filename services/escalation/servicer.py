@@ -17,12 +17,13 @@ import structlog
 
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.triage.v1 import triage_pb2
+from aftercare.type.v1 import verdict_pb2
 from servicekit import judging
 from servicekit.database import utcnow
 from servicekit.errors import Aborted, FailedPrecondition, NotFound, ResourceExhausted
 from services.escalation import feedback, validation
 from services.escalation.background import QuietTurns
-from services.escalation.context import ContextBuilder
+from services.escalation.context import ContextBuilder, caller_verdict
 from services.escalation.enrichment import Enricher
 from services.escalation.feedback_store import FeedbackStore
 from services.escalation.insights import InsightsEngine
@@ -122,9 +123,11 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         if added is not None:
             return added
         built = await self._context.build(request)
+        verdict = caller_verdict(request)
         new = NewHandoff(
             queue=request.queue.strip() or self._default_queue,
             context=built.package,
+            tier=verdict.tier if verdict is not None else verdict_pb2.TIER_UNSPECIFIED,
             intent=built.package.intent,
             intent_confidence=built.package.intent_confidence,
             question=built.question,
@@ -141,8 +144,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
                     return added
         else:
             raise Aborted("the conversation's handoff changed while handing over; retry", reason="HANDOFF_RACE")
-        summary_pending = built.package.summary_method == "pending"
-        draft_pending = built.package.draft_method == "pending"
+        # Pending exactly when there is background LLM work to do for it.
+        summary_pending = built.summarize is not None
+        draft_pending = built.write_draft is not None
         if created and (summary_pending or draft_pending):
             self._enricher.start(
                 tenant_id,
@@ -162,8 +166,8 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             queue=handoff.queue,
             priority=handoff.priority,
             reason=escalation_pb2.HandoffReason.Name(handoff.reason),
-            summary_method=handoff.context.summary_method,
-            draft_method=handoff.context.draft_method,
+            summary_origin=escalation_pb2.SummaryOrigin.Name(handoff.context.summary_origin),
+            draft_origin=escalation_pb2.DraftOrigin.Name(handoff.context.draft_origin),
         )
         return escalation_pb2.CreateHandoffResponse(handoff=handoff, created=created)
 
@@ -195,10 +199,12 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         states = (request.state,) if request.state else OPEN_STATES
         # Too large a page is coerced to the maximum rather than refused (AIP-158).
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        fingerprint = query_fingerprint(request.tenant_id, request.queue, states, request.tier)
+        # A v1 client names the tier in the deprecated field (the same numbers).
+        tier = request.routing_tier or request.tier
+        fingerprint = query_fingerprint(request.tenant_id, request.queue, states, tier)
         after = decode_page_token(request.page_token, fingerprint) if request.page_token else None
         handoffs, cursor = await asyncio.to_thread(
-            self._store.list_page, request.tenant_id, request.queue, states, page_size, after, request.tier
+            self._store.list_page, request.tenant_id, request.queue, states, page_size, after, tier
         )
         return escalation_pb2.ListHandoffsResponse(
             handoffs=handoffs,

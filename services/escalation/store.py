@@ -27,11 +27,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aftercare.escalation.v1 import escalation_pb2
-from aftercare.triage.v1 import triage_pb2
-from aftercare.type.v1 import conversation_pb2
+from aftercare.type.v1 import conversation_pb2, verdict_pb2
 from servicekit.database import utcnow
 from servicekit.judging import agrees
-from services.escalation import judgements, lifecycle
+from services.escalation import judgements, lifecycle, origins
 from services.escalation.judgements import AGENT_JUDGEMENT, AGENT_JUDGEMENT_KEY_PREFIX
 from services.escalation.lifecycle import (
     AGENT_ROLE,
@@ -97,6 +96,8 @@ class NewHandoff:
 
     queue: str
     context: escalation_pb2.ContextPackage
+    # Tier the caller's triage routed the contact to (aftercare.type.v1.Tier).
+    tier: int = verdict_pb2.TIER_UNSPECIFIED
     intent: str = ""
     intent_confidence: float = 0.0
     question: str = ""
@@ -277,14 +278,15 @@ class HandoffStore:
             reason=escalation_pb2.HandoffReason.Name(request.reason),
             ai_attempt=_to_json(attempt),
             account=_to_json(request.account),
-            context=_to_json(new.context),
+            context=_to_json(origins.as_stored(new.context)),
             queue=new.queue,
             priority=request.priority,
             state=WAITING,
             assigned_agent_id="",
             created_at=now,
             updated_at=now,
-            tier=triage_pb2.Tier.Name(request.tier),
+            # Stored by name: the same names in aftercare.triage.v1.Tier, which wrote the older rows.
+            tier=verdict_pb2.Tier.Name(new.tier),
             version=1,
             assigned_at=None,
             resolved_by="",
@@ -344,7 +346,7 @@ class HandoffStore:
         if queue:
             query = query.where(HandoffRow.queue == queue)
         if tier:
-            query = query.where(HandoffRow.tier == triage_pb2.Tier.Name(tier))
+            query = query.where(HandoffRow.tier == verdict_pb2.Tier.Name(tier))
         if after is not None:
             query = query.where(
                 sa.or_(

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 
 from aftercare.escalation.v1 import escalation_pb2
+from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
-from aftercare.type.v1 import conversation_pb2
+from aftercare.type.v1 import conversation_pb2, search_pb2, verdict_pb2
 from servicekit.database import utcnow
 from servicekit.errors import Violations
 from servicekit.ids import check_customer_id, check_id
@@ -98,19 +100,36 @@ def validate_create(request: escalation_pb2.CreateHandoffRequest) -> None:
         )
     problems.check(0 <= request.priority <= 100, "priority", "must be between 0 and 100")
     problems.check(len(request.queue) <= MAX_QUEUE_CHARS, "queue", f"at most {MAX_QUEUE_CHARS} characters")
-    problems.check(len(request.intent) <= MAX_LABEL_CHARS, "intent", f"at most {MAX_LABEL_CHARS} characters")
-    problems.check(0.0 <= request.intent_confidence <= 1.0, "intent_confidence", "must be between 0 and 1")
-    problems.check(-1.0 <= request.sentiment_score <= 1.0, "sentiment_score", "must be between -1 and 1")
+    # The deprecated fields are checked as before (v1 callers, and callers that fill both).
+    _check_verdict(problems, request.intent, request.intent_confidence, request.sentiment_score, "")
     problems.check(request.tier in triage_pb2.Tier.values(), "tier", "unknown tier")
-    problems.check(len(request.retrieved) <= MAX_RETRIEVED, "retrieved", f"at most {MAX_RETRIEVED} passages")
+    _check_hits(problems, request.retrieved, "retrieved")
+    if request.HasField("triage"):
+        verdict = request.triage
+        _check_verdict(problems, verdict.intent, verdict.intent_confidence, verdict.sentiment_score, "triage.")
+        problems.check(verdict.tier in verdict_pb2.Tier.values(), "triage.tier", "unknown tier")
+    if request.HasField("search"):
+        _check_hits(problems, request.search.hits, "search.hits")
+    problems.raise_if_any()
+
+
+def _check_verdict(problems: Violations, intent: str, confidence: float, sentiment: float, prefix: str) -> None:
+    problems.check(len(intent) <= MAX_LABEL_CHARS, f"{prefix}intent", f"at most {MAX_LABEL_CHARS} characters")
+    problems.check(0.0 <= confidence <= 1.0, f"{prefix}intent_confidence", "must be between 0 and 1")
+    problems.check(-1.0 <= sentiment <= 1.0, f"{prefix}sentiment_score", "must be between -1 and 1")
+
+
+def _check_hits(
+    problems: Violations, hits: Sequence[retrieval_pb2.SearchHit | search_pb2.SearchHit], field: str
+) -> None:
+    problems.check(len(hits) <= MAX_RETRIEVED, field, f"at most {MAX_RETRIEVED} passages")
     problems.check(
-        sum(len(hit.text) for hit in request.retrieved) <= MAX_RETRIEVED_CHARS,
-        "retrieved",
+        sum(len(hit.text) for hit in hits) <= MAX_RETRIEVED_CHARS,
+        field,
         f"at most {MAX_RETRIEVED_CHARS} characters of passage text in total",
     )
-    for index, hit in enumerate(request.retrieved):
-        problems.check(-1.0 <= hit.similarity <= 1.0, f"retrieved[{index}].similarity", "must be between -1 and 1")
-    problems.raise_if_any()
+    for index, hit in enumerate(hits):
+        problems.check(-1.0 <= hit.similarity <= 1.0, f"{field}[{index}].similarity", "must be between -1 and 1")
 
 
 def validate_get(request: escalation_pb2.GetHandoffRequest) -> None:
@@ -125,6 +144,7 @@ def validate_list(request: escalation_pb2.ListHandoffsRequest) -> None:
     check_id(problems, request.tenant_id, "tenant_id")
     problems.check(request.page_size >= 0, "page_size", "must not be negative")
     problems.check(request.tier in triage_pb2.Tier.values(), "tier", "unknown tier")
+    problems.check(request.routing_tier in verdict_pb2.Tier.values(), "routing_tier", "unknown tier")
     problems.check(request.state in escalation_pb2.HandoffState.values(), "state", "unknown state")
     problems.raise_if_any()
 

@@ -23,7 +23,7 @@ from aftercare.concierge.v1 import concierge_pb2
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
-from aftercare.type.v1 import customer_pb2
+from aftercare.type.v1 import customer_pb2, search_pb2, verdict_pb2
 from servicekit.database import make_engine
 from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from servicekit.llm import LlmBusy, LlmClient
@@ -72,6 +72,8 @@ class FakeRetrieval:
     extra_text: str = ""
     runner_up_text: str = "Support is available 24 hours a day, five days a week."
     units: bool = True
+    # False: the passage search finds nothing either (an empty knowledge base).
+    passages: bool = True
     unit_type: int = retrieval_pb2.DOCUMENT_TYPE_FAQ
     requests: list[retrieval_pb2.SearchRequest] = field(default_factory=list)
     down: bool = False
@@ -91,7 +93,7 @@ class FakeRetrieval:
                 unit_hit(self.runner_up_text, self.similarity - 0.3, doc_id="sla", index=1,
                          question="What are your support hours?", score=0.4),
             ] if self.units else []
-        else:
+        elif self.passages:
             hits = [
                 retrieval_pb2.SearchHit(
                     doc_id="billing-faq", chunk_id="billing-faq#0", title="Billing FAQ",
@@ -103,6 +105,8 @@ class FakeRetrieval:
                     score=0.3, similarity=self.similarity - 0.2,
                 ),
             ]
+        else:
+            hits = []
         return retrieval_pb2.SearchResponse(hits=hits[: request.top_k])
 
 
@@ -379,9 +383,15 @@ async def test_a_closed_gate_hands_over_before_any_llm_call(db_url: str) -> None
     assert handoff.ai_attempt.candidate_answer == UNIT_ANSWER
     assert [c.chunk_id for c in handoff.ai_attempt.citations] == ["billing-faq#3"]
     assert handoff.ai_attempt.explanation == "low_confidence"
-    # ... and what triage and the passage search found, so escalation need not ask again.
+    # ... and what triage and the passage search found, so escalation need not ask again ...
+    assert handoff.HasField("triage") and handoff.triage.tier == verdict_pb2.TIER_AI_RESOLVED
+    assert [hit.chunk_id for hit in handoff.search.hits] == ["billing-faq#0", "sla#0"]
+    # ... and the same in the deprecated fields, for an escalation from before the new ones.
     assert handoff.tier == triage_pb2.TIER_AI_RESOLVED
-    assert [hit.chunk_id for hit in handoff.retrieved] == ["billing-faq#0", "sla#0"]
+    assert [hit.SerializeToString() for hit in handoff.retrieved] == [
+        hit.SerializeToString() for hit in handoff.search.hits
+    ]
+    assert handoff.search.hits[0].doc_type == search_pb2.DOCUMENT_TYPE_FAQ and handoff.search.hits[0].text
     # An escalated contact is no AI outcome.
     assert not rig.escalation.outcomes
 
@@ -446,6 +456,39 @@ async def test_irrelevant_knowledge_says_it_does_not_know_without_calling_the_ll
     # Nothing relevant was found: the agent gets no candidate and no passage as evidence.
     assert not rig.escalation.requests[0].ai_attempt.candidate_answer
     assert not rig.escalation.requests[0].ai_attempt.citations
+
+
+async def test_a_search_that_found_nothing_is_handed_over_as_searched(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url, retrieval=FakeRetrieval(units=False, passages=False))
+    response = await converse(rig, request())
+    assert response.reason == concierge_pb2.DECISION_REASON_NO_KNOWLEDGE
+    (handoff,) = rig.escalation.requests
+    # Present and empty: "searched, found nothing", so escalation does not search again.
+    assert handoff.HasField("search") and not handoff.search.hits and not handoff.retrieved
+    assert handoff.HasField("triage") and handoff.triage.intent == ""
+
+
+async def test_a_handoff_before_any_search_leaves_the_search_to_escalation(db_url: str) -> None:
+    rig = make(FakeLlm(fail=_refuse), db_url, triage=FakeTriage(flags=[triage_pb2.RISK_FLAG_HUMAN_REQUESTED]))
+    await converse(rig, request("I want to talk to a person"))
+    down = make(FakeLlm(fail=_refuse), db_url, retrieval=FakeRetrieval(down=True))
+    await converse(down, request(conversation_id="c2"))
+    for handoff in (rig.escalation.requests[0], down.escalation.requests[0]):
+        assert not handoff.HasField("search") and not handoff.retrieved
+        assert handoff.HasField("triage") and handoff.triage.tier == verdict_pb2.TIER_AI_RESOLVED
+
+
+async def test_a_handoff_without_triage_leaves_triage_to_escalation(db_url: str) -> None:
+    class TriageDown(FakeTriage):
+        async def TriageContact(self, request: triage_pb2.TriageContactRequest) -> triage_pb2.TriageContactResponse:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
+
+    rig = make(FakeLlm(fail=_refuse), db_url, triage=TriageDown(), gate=CLOSED)
+    response = await converse(rig, request())
+    assert response.decision == concierge_pb2.DECISION_ESCALATED
+    (handoff,) = rig.escalation.requests
+    assert not handoff.HasField("triage") and handoff.tier == triage_pb2.TIER_UNSPECIFIED and not handoff.intent
+    assert [hit.chunk_id for hit in handoff.search.hits] == ["billing-faq#0", "sla#0"]
 
 
 async def test_no_answer_unit_is_no_knowledge_even_when_passages_are_near(db_url: str) -> None:
