@@ -57,6 +57,9 @@ class GatewaySettings(BaseSettings):
     concierge_addr: str
     escalation_addr: str
     outreach_addr: str
+    # The actions service (host:port). Optional, unlike the five above: empty means this gateway runs
+    # without it (its /actions and /audit routes answer 503 ACTIONS_NOT_CONFIGURED, /readyz leaves it out).
+    actions_addr: str = ""
 
     @field_validator("cors_origins", mode="before")
     @classmethod

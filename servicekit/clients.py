@@ -24,6 +24,10 @@ MESH: dict[str, float] = {
     "aftercare.concierge.v1.ConciergeService": 60.0,
     "aftercare.escalation.v1.EscalationService": 30.0,
     "aftercare.outreach.v1.OutreachService": 30.0,
+    # Long-running operations (triage's retrains) are read and cancelled quickly.
+    "aftercare.operations.v1.OperationsService": 5.0,
+    # An approval executes the write: the connector's timeout (5 s in the shop catalog) and its reads.
+    "aftercare.actions.v1.ActionsService": 30.0,
     "grpc.health.v1.Health": 2.0,
     # One client stream carries a whole import: chunking and embedding take their time.
     "aftercare.retrieval.v1.RetrievalService/IngestDocuments": 600.0,
@@ -31,6 +35,8 @@ MESH: dict[str, float] = {
     # A watch streams until the watcher leaves; the gateway re-opens it after this, from
     # the last event it relayed.
     "aftercare.escalation.v1.EscalationService/WatchConversation": 300.0,
+    # The audit export streams the trail; a large tenant's takes its time.
+    "aftercare.actions.v1.ActionsService/ExportAudit": 600.0,
 }
 
 _RETRY_POLICY = {
