@@ -24,19 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x66tercare/type/v1/answer.proto\x12\x11\x61\x66tercare.type.v1\"l\n\x08\x43itation\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x13\n\x0b\x64oc_version\x18\x06 \x01(\t\"/\n\x10\x43onfidenceSignal\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"\xaf\x01\n\nConfidence\x12\r\n\x05score\x18\x01 \x01(\x01\x12\x11\n\tthreshold\x18\x02 \x01(\x01\x12\x34\n\x07signals\x18\x03 \x03(\x0b\x32#.aftercare.type.v1.ConfidenceSignal\x12\x1b\n\x13\x63\x61libration_version\x18\x04 \x01(\t\x12\x12\n\ncalibrated\x18\x05 \x01(\x08\x12\x18\n\x10\x63onfiguration_id\x18\x06 \x01(\t\"y\n\x07Lineage\x12,\n\x07sources\x18\x01 \x03(\x0b\x32\x1b.aftercare.type.v1.Citation\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1f\n\x17prompt_template_version\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x66tercare/type/v1/answer.proto\x12\x11\x61\x66tercare.type.v1\"\x9a\x01\n\x08\x43itation\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\x12\x13\n\x0b\x64oc_version\x18\x06 \x01(\t\x12,\n\x06record\x18\x07 \x01(\x0b\x32\x1c.aftercare.type.v1.RecordRef\"3\n\tRecordRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04tool\x18\x03 \x01(\t\"/\n\x10\x43onfidenceSignal\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"\xaf\x01\n\nConfidence\x12\r\n\x05score\x18\x01 \x01(\x01\x12\x11\n\tthreshold\x18\x02 \x01(\x01\x12\x34\n\x07signals\x18\x03 \x03(\x0b\x32#.aftercare.type.v1.ConfidenceSignal\x12\x1b\n\x13\x63\x61libration_version\x18\x04 \x01(\t\x12\x12\n\ncalibrated\x18\x05 \x01(\x08\x12\x18\n\x10\x63onfiguration_id\x18\x06 \x01(\t\"y\n\x07Lineage\x12,\n\x07sources\x18\x01 \x03(\x0b\x32\x1b.aftercare.type.v1.Citation\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1f\n\x17prompt_template_version\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aftercare.type.v1.answer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CITATION']._serialized_start=53
-  _globals['_CITATION']._serialized_end=161
-  _globals['_CONFIDENCESIGNAL']._serialized_start=163
-  _globals['_CONFIDENCESIGNAL']._serialized_end=210
-  _globals['_CONFIDENCE']._serialized_start=213
-  _globals['_CONFIDENCE']._serialized_end=388
-  _globals['_LINEAGE']._serialized_start=390
-  _globals['_LINEAGE']._serialized_end=511
+  _globals['_CITATION']._serialized_start=54
+  _globals['_CITATION']._serialized_end=208
+  _globals['_RECORDREF']._serialized_start=210
+  _globals['_RECORDREF']._serialized_end=261
+  _globals['_CONFIDENCESIGNAL']._serialized_start=263
+  _globals['_CONFIDENCESIGNAL']._serialized_end=310
+  _globals['_CONFIDENCE']._serialized_start=313
+  _globals['_CONFIDENCE']._serialized_end=488
+  _globals['_LINEAGE']._serialized_start=490
+  _globals['_LINEAGE']._serialized_end=611
 # @@protoc_insertion_point(module_scope)

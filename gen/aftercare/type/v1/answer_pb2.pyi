@@ -7,20 +7,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Citation(_message.Message):
-    __slots__ = ("doc_id", "chunk_id", "title", "url", "score", "doc_version")
+    __slots__ = ("doc_id", "chunk_id", "title", "url", "score", "doc_version", "record")
     DOC_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     DOC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
     doc_id: str
     chunk_id: str
     title: str
     url: str
     score: float
     doc_version: str
-    def __init__(self, doc_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., title: _Optional[str] = ..., url: _Optional[str] = ..., score: _Optional[float] = ..., doc_version: _Optional[str] = ...) -> None: ...
+    record: RecordRef
+    def __init__(self, doc_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., title: _Optional[str] = ..., url: _Optional[str] = ..., score: _Optional[float] = ..., doc_version: _Optional[str] = ..., record: _Optional[_Union[RecordRef, _Mapping]] = ...) -> None: ...
+
+class RecordRef(_message.Message):
+    __slots__ = ("kind", "id", "tool")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    tool: str
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., tool: _Optional[str] = ...) -> None: ...
 
 class ConfidenceSignal(_message.Message):
     __slots__ = ("name", "value")
