@@ -100,4 +100,5 @@ def _observe_queue_depth(store: HandoffStore) -> None:
 
 
 def main() -> None:
+    # Settings come from the environment; mypy sees its required fields (addresses, LLM URL) as missing arguments.
     run_service("escalation", EscalationSettings(), servicers)  # type: ignore[call-arg]

@@ -17,7 +17,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, TypeVar, cast
 
 import grpc
 import structlog
@@ -38,6 +38,7 @@ from services.escalation.summaries import Turn, content_words, shorten
 
 log = structlog.get_logger("services.escalation.context")
 tracer = trace.get_tracer("aftercare.escalation")
+T = TypeVar("T")
 
 SUGGESTIONS = 3
 MAX_SUGGESTION_CHARS = 320
@@ -322,6 +323,12 @@ def checked_draft(generated: str, conversation: str, suggestions: Sequence[_Sugg
     return shorten(text, 1200)
 
 
+class _PolarityScorer(Protocol):
+    """What is used of VADER's SentimentIntensityAnalyzer (vaderSentiment has no type information)."""
+
+    def polarity_scores(self, text: str) -> dict[str, float]: ...
+
+
 class ContextBuilder:
     def __init__(
         self,
@@ -336,7 +343,7 @@ class ContextBuilder:
         self._llm = llm
         self._retrieval = retrieval
         self._triage = triage
-        self._vader = None
+        self._vader: _PolarityScorer | None = None
 
     async def build(self, request: escalation_pb2.CreateHandoffRequest) -> BuiltContext:
         with tracer.start_as_current_span("escalation.context_package") as span:
@@ -380,7 +387,7 @@ class ContextBuilder:
                 task.cancel()
                 log.warning("context_part_late", part=task.get_name(), budget_s=budget)
 
-        def result(task: asyncio.Task, default):  # type: ignore[no-untyped-def,type-arg]
+        def result(task: asyncio.Task[T], default: T) -> T:
             if task.cancelled() or not task.done():
                 return default
             if task.exception() is not None:
@@ -515,7 +522,7 @@ class ContextBuilder:
             return verdict.intent, verdict.intent_confidence, verdict.sentiment_score
         if self._triage is not None:
             try:
-                triaged = await self._triage.TriageContact(
+                triaged: triage_pb2.TriageContactResponse = await self._triage.TriageContact(
                     triage_pb2.TriageContactRequest(
                         customer=request.customer, conversation=request.conversation, account=request.account
                     ),
@@ -530,7 +537,8 @@ class ContextBuilder:
         if not customer_texts:
             return 0.0
         if self._vader is None:
-            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+            # No stubs and no py.typed: _PolarityScorer says what is used of it.
+            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # type: ignore[import-untyped]
 
             self._vader = SentimentIntensityAnalyzer()
         return float(self._vader.polarity_scores(customer_texts[-1])["compound"])
@@ -549,7 +557,7 @@ class ContextBuilder:
         if self._retrieval is None or not question:
             return []
         try:
-            response = await self._retrieval.Search(
+            response: retrieval_pb2.SearchResponse = await self._retrieval.Search(
                 retrieval_pb2.SearchRequest(
                     tenant_id=tenant_id,
                     query=shorten(question, 1000),

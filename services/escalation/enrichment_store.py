@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 import structlog
@@ -72,7 +71,7 @@ class EnrichmentStore:
                 summary_pending=package.get("summary_method") == "pending",
                 draft_pending=package.get("draft_method") == "pending",
                 draft_prompt=draft_prompt,
-                notes=[str(s.get("text", "")) for s in package.get("suggested_resolutions") or []],
+                notes=[str(s.get("text", "")) for s in _json_objects(package.get("suggested_resolutions"))],
             )
             for tenant_id, handoff_id, conversation, draft_prompt, package in rows
         ]
@@ -92,9 +91,9 @@ class EnrichmentStore:
             ).one_or_none()
             if row is None:
                 return False
-            settled: dict[str, Any] = {"summary_method": method}
+            settled: dict[str, object] = {"summary_method": method}
             if method == "llm":
-                lineage = {**(row.context.get("lineage") or {}), "model": model}
+                lineage = {**_json_object(row.context.get("lineage")), "model": model}
                 settled |= {"summary": summary, "detail": detail, "lineage": lineage}
             # A new dict, so that the JSON column is seen as changed.
             row.context = {**row.context, **settled}
@@ -118,9 +117,9 @@ class EnrichmentStore:
             if method == "llm" and (row.first_replied_at is not None or row.state == RESOLVED):
                 log.info("llm_draft_too_late", tenant_id=tenant_id, handoff_id=handoff_id)
                 method = "template"
-            lineage = dict(row.context.get("lineage") or {})
+            lineage = _json_object(row.context.get("lineage"))
             lineage["prompt_template_version"] = summaries.prompt_versions(method)
-            settled: dict[str, Any] = {"draft_method": method}
+            settled: dict[str, object] = {"draft_method": method}
             if method == "llm":
                 lineage["model"] = model
                 settled["draft_reply"] = draft
@@ -140,3 +139,13 @@ class EnrichmentStore:
                 )
             ).one_or_none()
         return found is not None and found.first_replied_at is None and found.state != RESOLVED
+
+
+def _json_object(value: object) -> dict[str, object]:
+    """A copy of a stored package's message field (a JSON object), {} when absent."""
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _json_objects(value: object) -> list[dict[str, object]]:
+    """A stored package's repeated message field (a list of JSON objects), [] when absent."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

@@ -48,7 +48,7 @@ def edit_ratio(draft: str, final: str) -> float:
     return previous[-1] / max(len(a), len(b))
 
 
-def draft_use(draft: str, ratio: float) -> int:
+def draft_use(draft: str, ratio: float) -> escalation_pb2.DraftUse:
     """What the agent did with the draft, from the edit ratio."""
     if not draft.strip():
         return escalation_pb2.DRAFT_USE_DISCARDED

@@ -116,7 +116,8 @@ class InsightsStore:
                     HandoffRow.rated_at < end,
                 )
             ):
-                data.ratings.append(CsatStat(rated_at, intent, rating))
+                if rated_at is not None:  # always: the WHERE on rated_at leaves out NULLs
+                    data.ratings.append(CsatStat(rated_at, intent, rating))
             for answered_at, source, confidence, correct in session.execute(
                 sa.select(
                     AnswerJudgementRow.answered_at,

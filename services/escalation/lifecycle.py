@@ -17,6 +17,7 @@ import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
 from google.protobuf import json_format
@@ -95,6 +96,12 @@ def event_row(
     )
 
 
+def changed_rows(session: Session, statement: sa.Executable) -> int:
+    """How many rows an UPDATE or DELETE changed. Session.execute is typed to return a Result;
+    for these statements it is a CursorResult, which has the rowcount."""
+    return cast(sa.CursorResult[Any], session.execute(statement)).rowcount
+
+
 def lock_thread_writes(session: Session) -> None:
     """Serialize thread writes until this transaction ends (see the module doc)."""
     if session.get_bind().dialect.name == "postgresql":
@@ -151,16 +158,16 @@ def add_message(
 
 
 def message_proto(row: ThreadMessageRow) -> escalation_pb2.ThreadMessage:
+    # Enums by their stored names: a message's constructor takes a value's name as the value
+    # (an unknown name raises ValueError, as Enum.Value does).
     message = escalation_pb2.ThreadMessage(
         message_id=row.message_id,
         sequence=row.sequence,
         handoff_id=row.handoff_id,
-        message=conversation_pb2.Message(
-            role=conversation_pb2.Role.Value(row.role), text=row.text, author_name=row.author_name
-        ),
+        message=conversation_pb2.Message(role=row.role, text=row.text, author_name=row.author_name),
         author_id=row.author_id,
         author_name=row.author_name,
-        channel=conversation_pb2.Channel.Value(row.channel),
+        channel=row.channel,
         conversation_id=row.conversation_id,
     )
     message.message.sent_at.FromDatetime(row.sent_at)
@@ -172,12 +179,13 @@ def handoff_proto(row: HandoffRow) -> escalation_pb2.Handoff:
     handoff = escalation_pb2.Handoff(
         handoff_id=row.handoff_id,
         customer=customer_pb2.CustomerRef(tenant_id=row.tenant_id, customer_id=row.customer_id),
-        reason=escalation_pb2.HandoffReason.Value(row.reason),
+        # Enums by their stored names, as in message_proto.
+        reason=row.reason,
         queue=row.queue,
         priority=row.priority,
-        state=escalation_pb2.HandoffState.Value(row.state),
+        state=row.state,
         assigned_agent_id=row.assigned_agent_id,
-        # By the stored name, which both Tier enums share (tier is the deprecated one, for v1 clients).
+        # By the stored name too, which both Tier enums share (tier is the deprecated one, for v1 clients).
         tier=row.tier,
         routing_tier=row.tier,
         version=row.version,

@@ -8,7 +8,6 @@ database gives exactly these tables and columns.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -46,11 +45,13 @@ class HandoffRow(Base):
     idempotency_key: Mapped[str] = mapped_column(sa.String(200))
     conversation_id: Mapped[str] = mapped_column(sa.String(200), default="")
     # Protobuf messages as their canonical JSON mapping: readable in SQL, portable across databases.
-    conversation: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    # Values typed as object, not Any: a reader checks what it takes out (and with Any in a
+    # column's type, SQLAlchemy's typed select of it loses every column's type).
+    conversation: Mapped[dict[str, object]] = mapped_column(sa.JSON)
     reason: Mapped[str] = mapped_column(sa.String(64))
-    ai_attempt: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    account: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    context: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    ai_attempt: Mapped[dict[str, object]] = mapped_column(sa.JSON)
+    account: Mapped[dict[str, object]] = mapped_column(sa.JSON)
+    context: Mapped[dict[str, object]] = mapped_column(sa.JSON)
     queue: Mapped[str] = mapped_column(sa.String(100))
     priority: Mapped[int] = mapped_column(sa.Integer)
     state: Mapped[str] = mapped_column(sa.String(48))

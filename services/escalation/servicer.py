@@ -107,7 +107,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
     # --- handoffs ----------------------------------------------------------------
 
     async def CreateHandoff(
-        self, request: escalation_pb2.CreateHandoffRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.CreateHandoffRequest,
+        context: grpc.aio.ServicerContext[escalation_pb2.CreateHandoffRequest, escalation_pb2.CreateHandoffResponse],
     ) -> escalation_pb2.CreateHandoffResponse:
         validation.validate_create(request)
         self._background.contact()
@@ -181,7 +183,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         return escalation_pb2.CreateHandoffResponse(handoff=handoff, created=False, appended=True)
 
     async def GetHandoff(
-        self, request: escalation_pb2.GetHandoffRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.GetHandoffRequest,
+        context: grpc.aio.ServicerContext[escalation_pb2.GetHandoffRequest, escalation_pb2.GetHandoffResponse],
     ) -> escalation_pb2.GetHandoffResponse:
         validation.validate_get(request)
         handoff = await asyncio.to_thread(self._store.get, request.tenant_id, request.handoff_id)
@@ -193,7 +197,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         return escalation_pb2.GetHandoffResponse(handoff=handoff, thread=thread)
 
     async def ListHandoffs(
-        self, request: escalation_pb2.ListHandoffsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.ListHandoffsRequest,
+        context: grpc.aio.ServicerContext[escalation_pb2.ListHandoffsRequest, escalation_pb2.ListHandoffsResponse],
     ) -> escalation_pb2.ListHandoffsResponse:
         validation.validate_list(request)
         states = (request.state,) if request.state else OPEN_STATES
@@ -235,7 +241,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             ) from None
 
     async def AssignHandoff(
-        self, request: escalation_pb2.AssignHandoffRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.AssignHandoffRequest,
+        context: grpc.aio.ServicerContext[escalation_pb2.AssignHandoffRequest, escalation_pb2.AssignHandoffResponse],
     ) -> escalation_pb2.AssignHandoffResponse:
         validation.validate_assign(request)
         handoff = await self._change(
@@ -252,7 +260,11 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         return escalation_pb2.AssignHandoffResponse(handoff=handoff)
 
     async def SubmitAgentReply(
-        self, request: escalation_pb2.SubmitAgentReplyRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.SubmitAgentReplyRequest,
+        context: grpc.aio.ServicerContext[
+            escalation_pb2.SubmitAgentReplyRequest, escalation_pb2.SubmitAgentReplyResponse
+        ],
     ) -> escalation_pb2.SubmitAgentReplyResponse:
         correction = validation.validate_reply(request)
         final_text = request.final_text
@@ -295,7 +307,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         )
 
     async def ResolveHandoff(
-        self, request: escalation_pb2.ResolveHandoffRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.ResolveHandoffRequest,
+        context: grpc.aio.ServicerContext[escalation_pb2.ResolveHandoffRequest, escalation_pb2.ResolveHandoffResponse],
     ) -> escalation_pb2.ResolveHandoffResponse:
         validation.validate_resolve(request)
         handoff = await self._change(
@@ -316,7 +330,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
     # --- feedback loop ----------------------------------------------------------------
 
     async def ExportFeedback(
-        self, request: escalation_pb2.ExportFeedbackRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.ExportFeedbackRequest,
+        context: grpc.aio.ServicerContext[escalation_pb2.ExportFeedbackRequest, escalation_pb2.ExportFeedbackResponse],
     ) -> escalation_pb2.ExportFeedbackResponse:
         validation.validate_tenant(request.tenant_id)
         records = await asyncio.to_thread(
@@ -332,7 +348,11 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         return response
 
     async def ExportIntentCorrections(
-        self, request: escalation_pb2.ExportIntentCorrectionsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.ExportIntentCorrectionsRequest,
+        context: grpc.aio.ServicerContext[
+            escalation_pb2.ExportIntentCorrectionsRequest, escalation_pb2.ExportIntentCorrectionsResponse
+        ],
     ) -> escalation_pb2.ExportIntentCorrectionsResponse:
         validation.validate_tenant(request.tenant_id)
         rows = await asyncio.to_thread(self._feedback.corrections, request.tenant_id, _time_or_none(request))
@@ -344,7 +364,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         )
 
     async def RecordOutcome(
-        self, request: escalation_pb2.RecordOutcomeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.RecordOutcomeRequest,
+        context: grpc.aio.ServicerContext[escalation_pb2.RecordOutcomeRequest, escalation_pb2.RecordOutcomeResponse],
     ) -> escalation_pb2.RecordOutcomeResponse:
         self._background.contact()
         validation.validate_outcome(request)
@@ -362,7 +384,11 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         return escalation_pb2.RecordOutcomeResponse(recorded=recorded)
 
     async def RecordJudgement(
-        self, request: escalation_pb2.RecordJudgementRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.RecordJudgementRequest,
+        context: grpc.aio.ServicerContext[
+            escalation_pb2.RecordJudgementRequest, escalation_pb2.RecordJudgementResponse
+        ],
     ) -> escalation_pb2.RecordJudgementResponse:
         answered_at = validation.validate_judgement(request)
         changed = await asyncio.to_thread(
@@ -381,13 +407,21 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
     # --- insights --------------------------------------------------------------------------
 
     async def GetTopicInsights(
-        self, request: escalation_pb2.GetTopicInsightsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.GetTopicInsightsRequest,
+        context: grpc.aio.ServicerContext[
+            escalation_pb2.GetTopicInsightsRequest, escalation_pb2.GetTopicInsightsResponse
+        ],
     ) -> escalation_pb2.GetTopicInsightsResponse:
         start, end = validation.validate_insights_period(request)
         return await asyncio.to_thread(self._insights.topic_insights, request.tenant_id, start, end)
 
     async def ListKnowledgeGaps(
-        self, request: escalation_pb2.ListKnowledgeGapsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.ListKnowledgeGapsRequest,
+        context: grpc.aio.ServicerContext[
+            escalation_pb2.ListKnowledgeGapsRequest, escalation_pb2.ListKnowledgeGapsResponse
+        ],
     ) -> escalation_pb2.ListKnowledgeGapsResponse:
         validation.validate_gaps(request)
         limit = min(request.limit or DEFAULT_GAPS, MAX_GAPS)
@@ -397,7 +431,11 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
     # --- the handoff as a conversation ----------------------------------------------------
 
     async def AppendCustomerMessage(
-        self, request: escalation_pb2.AppendCustomerMessageRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.AppendCustomerMessageRequest,
+        context: grpc.aio.ServicerContext[
+            escalation_pb2.AppendCustomerMessageRequest, escalation_pb2.AppendCustomerMessageResponse
+        ],
     ) -> escalation_pb2.AppendCustomerMessageResponse:
         self._background.contact()
         validation.validate_customer_message(request)
@@ -421,7 +459,11 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         return response
 
     async def ListConversationMessages(
-        self, request: escalation_pb2.ListConversationMessagesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.ListConversationMessagesRequest,
+        context: grpc.aio.ServicerContext[
+            escalation_pb2.ListConversationMessagesRequest, escalation_pb2.ListConversationMessagesResponse
+        ],
     ) -> escalation_pb2.ListConversationMessagesResponse:
         validation.validate_conversation_read(request)
         try:
@@ -441,7 +483,11 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         return response
 
     async def WatchConversation(
-        self, request: escalation_pb2.WatchConversationRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.WatchConversationRequest,
+        context: grpc.aio.ServicerContext[
+            escalation_pb2.WatchConversationRequest, escalation_pb2.WatchConversationResponse
+        ],
     ) -> AsyncIterator[escalation_pb2.WatchConversationResponse]:
         validation.validate_conversation_read(request)
         if self._notifier.watchers >= self._watch_max_streams:
@@ -457,7 +503,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             yield event
 
     async def ListDeliveries(
-        self, request: escalation_pb2.ListDeliveriesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.ListDeliveriesRequest,
+        context: grpc.aio.ServicerContext[escalation_pb2.ListDeliveriesRequest, escalation_pb2.ListDeliveriesResponse],
     ) -> escalation_pb2.ListDeliveriesResponse:
         after_id = validation.validate_deliveries(request)
         page_size = min(request.page_size or DEFAULT_DELIVERIES, MAX_DELIVERIES)
@@ -468,7 +516,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         return escalation_pb2.ListDeliveriesResponse(deliveries=deliveries, next_cursor=next_cursor)
 
     async def RateHandoff(
-        self, request: escalation_pb2.RateHandoffRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.RateHandoffRequest,
+        context: grpc.aio.ServicerContext[escalation_pb2.RateHandoffRequest, escalation_pb2.RateHandoffResponse],
     ) -> escalation_pb2.RateHandoffResponse:
         validation.validate_rating(request)
         tenant_id = request.customer.tenant_id
@@ -494,14 +544,22 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         return escalation_pb2.RateHandoffResponse(handoff=handoff, changed=changed)
 
     async def GetHandoffSettings(
-        self, request: escalation_pb2.GetHandoffSettingsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.GetHandoffSettingsRequest,
+        context: grpc.aio.ServicerContext[
+            escalation_pb2.GetHandoffSettingsRequest, escalation_pb2.GetHandoffSettingsResponse
+        ],
     ) -> escalation_pb2.GetHandoffSettingsResponse:
         validation.validate_tenant(request.tenant_id)
         window = await asyncio.to_thread(self._thread.reopen_window, request.tenant_id)
         return escalation_pb2.GetHandoffSettingsResponse(settings=_settings_proto(window))
 
     async def UpdateHandoffSettings(
-        self, request: escalation_pb2.UpdateHandoffSettingsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: escalation_pb2.UpdateHandoffSettingsRequest,
+        context: grpc.aio.ServicerContext[
+            escalation_pb2.UpdateHandoffSettingsRequest, escalation_pb2.UpdateHandoffSettingsResponse
+        ],
     ) -> escalation_pb2.UpdateHandoffSettingsResponse:
         window = validation.validate_settings_update(request)
         window = await asyncio.to_thread(self._thread.set_reopen_window, request.tenant_id, window)

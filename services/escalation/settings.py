@@ -15,7 +15,7 @@ from servicekit.settings import LlmSettings
 class EscalationSettings(LlmSettings):
     port: int = 50054
     # Any SQLAlchemy URL; empty means a SQLite file under data_dir.
-    database_url: str = Field("", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     # Queue a handoff waits in when routing named none.
     default_queue: str = "general"
     retrieval_addr: str
@@ -57,9 +57,9 @@ class EscalationSettings(LlmSettings):
     torch_threads: int = 1
     # A resolved handoff reopens when its customer writes within this many seconds of its
     # resolution (per-tenant value: UpdateHandoffSettings); 0 never reopens.
-    reopen_window_s: int = Field(72 * 3600, ge=0, le=90 * 86_400)
+    reopen_window_s: int = Field(default=72 * 3600, ge=0, le=90 * 86_400)
     # WatchConversation reads the database this often (another replica may have stored
     # the change); a write in this process wakes its watchers at once.
-    watch_poll_s: float = Field(0.5, gt=0)
+    watch_poll_s: float = Field(default=0.5, gt=0)
     # Open WatchConversation streams per process; past it a new one gets RESOURCE_EXHAUSTED.
-    watch_max_streams: int = Field(1000, ge=1)
+    watch_max_streams: int = Field(default=1000, ge=1)

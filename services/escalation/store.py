@@ -16,7 +16,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 import structlog
@@ -109,7 +109,7 @@ class ReplyRecord:
     draft: str
     final_text: str
     edit_ratio: float
-    draft_use: int
+    draft_use: escalation_pb2.DraftUse
 
 
 @dataclass(frozen=True)
@@ -398,13 +398,14 @@ class HandoffStore:
             read_version = row.version
             now = utcnow()
             values, extra_rows = decide(row, now)
-            result = session.execute(
+            changed = lifecycle.changed_rows(
+                session,
                 sa.update(HandoffRow)
                 .where(HandoffRow.handoff_id == handoff_id, HandoffRow.version == read_version)
                 .values(version=read_version + 1, updated_at=now, **values)
-                .execution_options(synchronize_session=False)
+                .execution_options(synchronize_session=False),
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if changed != 1:
                 # Someone committed a change between our read and our write.
                 raise StaleHandoff(read_version + 1)
             session.add_all(extra_rows)
@@ -478,9 +479,9 @@ class HandoffStore:
             reply = session.scalars(
                 sa.select(AgentReplyRow).where(AgentReplyRow.message_id == message.message_id)
             ).one()
-            record = ReplyRecord(
-                reply.draft, reply.final_text, reply.edit_ratio, escalation_pb2.DraftUse.Value(reply.draft_use)
-            )
+            # protoc's stubs type Enum.Value as a plain int, not as the enum's own int subclass.
+            draft_use = cast(escalation_pb2.DraftUse, escalation_pb2.DraftUse.Value(reply.draft_use))
+            record = ReplyRecord(reply.draft, reply.final_text, reply.edit_ratio, draft_use)
             return StoredReply(describe(session, [row])[0], record, lifecycle.message_proto(message))
 
     def _submit_reply_once(
@@ -635,4 +636,6 @@ class HandoffStore:
         return [
             ResolvedCase(handoff_id, intent, question, str((context or {}).get("summary", "")), resolution, resolved_at)
             for handoff_id, intent, question, context, resolution, resolved_at in rows
+            # Always set: resolving sets it, and reopening clears it with the state.
+            if resolved_at is not None
         ]

@@ -14,8 +14,9 @@ sequence number or the conversation taken meanwhile) run again from the start.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -43,6 +44,8 @@ from services.escalation.models import HandoffEventRow, HandoffRow, HandoffSetti
 from services.escalation.store import WRITE_ATTEMPTS, HandoffNotFound, WrongState
 
 log = structlog.get_logger("services.escalation.thread")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class ConversationNotFound(Exception):
@@ -103,15 +106,16 @@ def _newest_handoff(session: Session, tenant_id: str, conversation_id: str, *, l
 def _guarded_update(session: Session, row: HandoffRow, state: str, now: dt.datetime, **values: Any) -> None:
     """Write the row only if nobody changed it since we read it; a state change is a new version."""
     version = row.version + 1 if state != row.state else row.version
-    result = session.execute(
+    changed = lifecycle.changed_rows(
+        session,
         sa.update(HandoffRow)
         .where(
             HandoffRow.handoff_id == row.handoff_id, HandoffRow.version == row.version, HandoffRow.state == row.state
         )
         .values(state=state, version=version, updated_at=now, **values)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if changed != 1:
         raise _Raced(row.handoff_id)
 
 
@@ -127,10 +131,10 @@ class ThreadStore:
         self._engine = engine
         self._default_reopen_window = default_reopen_window
 
-    def _retrying(self, write: Any, *args: Any) -> Any:
+    def _retrying(self, write: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         for _ in range(WRITE_ATTEMPTS):
             try:
-                return write(*args)
+                return write(*args, **kwargs)
             except (IntegrityError, _Raced):
                 log.info("thread_write_raced", write=write.__name__)
         raise RuntimeError("thread write kept conflicting")
@@ -143,7 +147,7 @@ class ThreadStore:
         repeated key adds nothing twice."""
         if not request.conversation.conversation_id:
             return None
-        return self._retrying(self._append_escalation_once, request)  # type: ignore[no-any-return]
+        return self._retrying(self._append_escalation_once, request)
 
     def _append_escalation_once(self, request: escalation_pb2.CreateHandoffRequest) -> escalation_pb2.Handoff | None:
         tenant_id, key = request.customer.tenant_id, request.idempotency_key
@@ -207,7 +211,7 @@ class ThreadStore:
     def append_customer_message(self, message: CustomerMessage) -> Appended:
         """Give the customer's message to the human who has the conversation (see the module doc)."""
         window = self.reopen_window(message.tenant_id)
-        return self._retrying(self._append_once, message, window)  # type: ignore[no-any-return]
+        return self._retrying(self._append_once, message, window)
 
     def _append_once(self, incoming: CustomerMessage, window: dt.timedelta) -> Appended:
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
@@ -367,7 +371,7 @@ class ThreadStore:
     ) -> tuple[escalation_pb2.Handoff, bool]:
         """The customer's rating of their resolved handoff; rating again replaces it.
         Raises HandoffNotFound (also for another customer's) or WrongState (not resolved)."""
-        return self._retrying(self._rate_once, tenant_id, customer_id, handoff_id, rating, comment)  # type: ignore[no-any-return]
+        return self._retrying(self._rate_once, tenant_id, customer_id, handoff_id, rating, comment)
 
     def _rate_once(
         self, tenant_id: str, customer_id: str, handoff_id: str, rating: int, comment: str
