@@ -26,6 +26,10 @@ def main() -> int:
     parser.add_argument("--llm-port", type=int, default=StackConfig.llm_port)
     parser.add_argument("--service-ports", default=",".join(map(str, StackConfig.service_ports)),
                         help="ports of retrieval, triage, escalation, outreach, concierge (comma-separated)")
+    parser.add_argument("--actions-port", type=int, default=50056)
+    parser.add_argument("--demoshop-port", type=int, default=8090, help="the demo company's back office")
+    parser.add_argument("--shop-data", type=Path, default=StackConfig.shop_data,
+                        help="the τ-bench retail data (demoshop's records, the shop tenant's policy)")
     parser.add_argument("--llm-base-url", default=None,
                         help="use this OpenAI-compatible server (e.g. vLLM) instead of the embedded one")
     parser.add_argument("--llm-model", default=StackConfig.llm_model)
@@ -36,6 +40,7 @@ def main() -> int:
         data_dir=args.data_dir.resolve(), gateway_port=args.gateway_port, llm_port=args.llm_port,
         service_ports=tuple(int(port) for port in args.service_ports.split(",")),
         llm_base_url=args.llm_base_url, llm_model=args.llm_model, trace_ui=args.trace_ui,
+        actions_port=args.actions_port, demoshop_port=args.demoshop_port, shop_data=args.shop_data.resolve(),
     )
     stack = Stack(config)
     started = time.monotonic()
@@ -49,8 +54,16 @@ def main() -> int:
             f"\naftercare is ready in {time.monotonic() - started:.1f}s",
             f"  gateway   {stack.gateway_url}   (OpenAPI: {stack.gateway_url}/docs)",
             f"  console   {stack.gateway_url}/console/   (paste a key below)",
+            f"  tenant {config.demo_tenant} (Beacon, a SaaS product's support):",
             *(f"  {role:<9} key {key}" for role, key in stack.api_keys.items()),
         ]
+        if stack.shop_keys:
+            lines += [
+                f"  tenant {config.shop_tenant} (the τ-bench retail store; its back office: {stack.demoshop_url}, "
+                f"token {stack.demoshop_token}):",
+                *(f"  {role:<9} key {key}" for role, key in stack.shop_keys.items()),
+            ]
+        lines += [f"  note:     {note}" for note in stack.notes]
         if config.trace_ui:
             lines.append(f"  traces    {stack.trace_ui_url}   (Arize Phoenix: search a response's trace_id)")
         lines += [

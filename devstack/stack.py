@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import httpx
 
 from devstack import demo, llm_server, processes
@@ -41,6 +45,15 @@ class StackConfig:
     # Labelled contact reasons the demo tenant's intent model is trained from on first start, with
     # demo_kb (in the background, after the knowledge base; None: no model, intent stays empty).
     demo_intents: Path | None = demo.DEMO_INTENTS
+    # The actions service's port, and the demo company's back office's (demoshop/). `make run` asks
+    # for 50056 and 8090; 0 means a free port chosen when the Stack is made, so that the tests and
+    # benchmarks that give the five services above free ports start these two beside any other stack.
+    actions_port: int = 0
+    demoshop_port: int = 0
+    # The τ-bench retail data: demoshop's records and, with demo_kb, the shop tenant's policy (wiki.md)
+    # and API keys. None, or a folder without the data: no demoshop and no shop tenant (a note says so).
+    shop_data: Path | None = demo.SHOP_DATA
+    shop_tenant: str = "shop"
     extra_env: dict[str, str] = field(default_factory=dict)
     # Start Arize Phoenix (its own venv, `make trace-ui-install`) as the local trace backend and UI.
     trace_ui: bool = False
@@ -48,7 +61,13 @@ class StackConfig:
     trace_ui_otlp_port: int = 4317
 
     def port(self, service: str) -> int:
+        if service == "actions":
+            return self.actions_port
         return self.service_ports[SERVICES.index(service)]
+
+    @property
+    def has_shop_data(self) -> bool:
+        return self.shop_data is not None and (self.shop_data / "orders.json").is_file()
 
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.port(service)}"
@@ -62,6 +81,11 @@ class Stack:
     """The processes of one local mesh. Use as a context manager, or start()/stop()."""
 
     def __init__(self, config: StackConfig):
+        # Chosen now, in the caller's config too: ports(), the children's addresses and the caller agree.
+        if not config.actions_port:
+            config.actions_port = _free_port()
+        if not config.demoshop_port:
+            config.demoshop_port = _free_port()
         self.config = config
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.log_dir = config.data_dir / "logs"
@@ -70,6 +94,14 @@ class Stack:
         self._restarts: dict[str, list[float]] = {}
         # Fresh API keys of the demo tenant, role -> key, made at start (only hashes are stored).
         self.api_keys: dict[str, str] = {}
+        # The same for the shop tenant (empty without its data).
+        self.shop_keys: dict[str, str] = {}
+        # What the terminal should hear about the start besides the addresses (e.g. what was skipped).
+        self.notes: list[str] = []
+        # demoshop's bearer token, fresh each start: only demoshop and the actions service know it.
+        self.demoshop_token = secrets.token_urlsafe(24)
+        # Set when stop() begins: background work (the demo intent model) then fails quietly.
+        self.stopping = threading.Event()
 
     @property
     def ready_gate_file(self) -> Path:
@@ -78,6 +110,10 @@ class Stack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.config.gateway_port}"
+
+    @property
+    def demoshop_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.demoshop_port}"
 
     @property
     def llm_base_url(self) -> str:
@@ -102,6 +138,7 @@ class Stack:
             "ESCALATION_ADDR": config.address("escalation"),
             "OUTREACH_ADDR": config.address("outreach"),
             "CONCIERGE_ADDR": config.address("concierge"),
+            "ACTIONS_ADDR": config.address("actions"),
             "LLM_BASE_URL": self.llm_base_url,
             "LLM_MODEL": config.llm_model,
             "LOG_FORMAT": "json",
@@ -109,6 +146,10 @@ class Stack:
         }
         if name == "gateway":
             env["READY_GATE_FILE"] = str(self.ready_gate_file)
+        if name == "actions" and "demoshop" in self._commands:
+            # What the shop catalog (services/actions/catalogs/shop.json) reads: its system's token and where it is.
+            env["DEMOSHOP_TOKEN"] = self.demoshop_token
+            env["SHOP_BACKOFFICE_URL"] = self.demoshop_url
         if name == "llm":
             env.pop("PORT", None)  # llama_cpp.server reads PORT too; its port comes from the command line.
         else:
@@ -164,6 +205,9 @@ class Stack:
         """Port -> what this stack starts on it."""
         config = self.config
         ports = {config.port(name): name for name in SERVICES}
+        ports[config.actions_port] = "actions"
+        if config.has_shop_data:
+            ports[config.demoshop_port] = "demoshop"
         ports[config.gateway_port] = "gateway"
         if config.llm_base_url is None:
             ports[config.llm_port] = "llm"
@@ -183,6 +227,31 @@ class Stack:
         if taken:
             raise StackError("; ".join(taken) + ". Stop it first (left from an earlier `make run`?).")
 
+    def _start_demoshop(self) -> None:
+        """The demo company's back office on the τ-bench retail data, its database under data_dir
+        (loaded on the first start, kept afterwards), or a note when the data is not there."""
+        config = self.config
+        if not config.has_shop_data:
+            if config.shop_data is not None:
+                self.notes.append(f"demoshop and the {config.shop_tenant} tenant skipped: "
+                                  f"no τ-bench retail data in {config.shop_data}")
+            return
+        assert config.shop_data is not None
+        argv = [sys.executable, "-m", "demoshop", "--port", str(config.demoshop_port), "--data", str(config.shop_data),
+                "--db", str(config.data_dir / "demoshop" / "shop.db")]
+        self._spawn("demoshop", argv, env={"DEMOSHOP_TOKEN": self.demoshop_token})
+
+    def _set_up_shop_tenant(self) -> None:
+        """The shop tenant's policy (wiki.md, read where it lies) in its knowledge base, and its API keys."""
+        config = self.config
+        assert config.shop_data is not None
+        try:
+            line = demo.ingest_policy(config.address("retrieval"), config.shop_tenant, config.shop_data / "wiki.md")
+        except (grpc.RpcError, OSError, ValueError) as error:
+            raise StackError(f"ingesting {config.shop_data / 'wiki.md'} failed: {error}") from None
+        self.notes.append(line)
+        self.shop_keys = demo.issue_tenant_keys(self.config.data_dir / "gateway" / "api_keys.json", config.shop_tenant)
+
     def start(self, timeout_s: float = 180.0) -> None:
         self.check_ports()
         try:
@@ -197,18 +266,24 @@ class Stack:
             if self.config.llm_base_url is None:
                 model = llm_server.ensure_model(self.config.data_dir / "models")
                 self._spawn("llm", llm_server.command(model, self.config.llm_port))
+            # Before the actions service (its connector's target), so stopped after it (stop() goes backwards).
+            self._start_demoshop()
             for name in SERVICES:
                 self._spawn(name, [sys.executable, "-m", f"services.{name}"])
+            self._spawn("actions", [sys.executable, "-m", "services.actions"])
             self.api_keys = issue_demo_keys(self.config.data_dir / "gateway" / "api_keys.json", self.config.demo_tenant)
             self._spawn("gateway", [sys.executable, "-m", "gateway"])
             self.wait_ready(timeout_s, warming=warming)
             if self.config.demo_kb is not None:
                 self.ingest(self.config.demo_kb, self.config.demo_tenant)
+                if "demoshop" in self.processes:
+                    self._set_up_shop_tenant()
                 self.ready_gate_file.unlink(missing_ok=True)
                 self.wait_ready(timeout_s)
                 if self.config.demo_intents is not None:
                     demo.train_intents_in_background(
-                        self.config.address("triage"), self.config.demo_tenant, self.config.demo_intents
+                        self.config.address("triage"), self.config.demo_tenant, self.config.demo_intents,
+                        stopping=self.stopping,
                     )
         except BaseException:
             self.stop()
@@ -227,6 +302,8 @@ class Stack:
                 if self.config.llm_base_url is None:
                     # Generous: a CPU server busy generating for customers answers late, but answers.
                     httpx.get(f"{self.llm_base_url}/models", timeout=LLM_PROBE_TIMEOUT_S).raise_for_status()
+                if "demoshop" in self.processes:
+                    httpx.get(f"{self.demoshop_url}/healthz", timeout=2.0).raise_for_status()
                 response = httpx.get(f"{self.gateway_url}/readyz", timeout=2.0)
                 if response.status_code == 200 or (warming and _only_warming(response)):
                     return
@@ -271,6 +348,7 @@ class Stack:
             raise StackError(f"ingesting {folder} failed (exit {code})")
 
     def stop(self, grace_s: float = 10.0) -> None:
+        self.stopping.set()
         try:
             # Edge first, LLM last: nothing is left calling a backend that is already gone.
             for name in reversed(list(self.processes)):
@@ -314,3 +392,9 @@ def _only_warming(response: httpx.Response) -> bool:
         return False
     backends = body.get("backends") or {}
     return bool(body.get("warming")) and bool(backends) and all(state == "SERVING" for state in backends.values())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -44,6 +44,7 @@ from gateway.problems import (
     problem_responses,
 )
 from gateway.routes import ROUTERS
+from gateway.routes import actions as actions_routes
 from gateway.schemas.health import Liveness, Readiness
 from gateway.settings import GatewaySettings
 from servicekit.deadlines import budget
@@ -58,8 +59,8 @@ CONSOLE_DIR = Path(__file__).parent / "console"
 # /redoc load nothing from a CDN, so they work on a machine without internet.
 DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 DOCS_ASSETS_URL = "/docs/assets"
-# Bulk uploads (documents, usage events, accounts) get GatewaySettings.max_upload_bytes.
-BULK_PATH_SUFFIXES = ("/kb/documents", "/usage-events", "/outreach/accounts")
+# Bulk uploads (documents, usage events, accounts, a retrain's examples) get GatewaySettings.max_upload_bytes.
+BULK_PATH_SUFFIXES = ("/kb/documents", "/usage-events", "/outreach/accounts", "/intent-model:retrain")
 # Probes are polled every few seconds: no access log lines, no spans.
 _PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 # A client's X-Request-ID is kept only if it is a plain token (it lands in logs).
@@ -314,6 +315,7 @@ def _add_routes(app: FastAPI, settings: GatewaySettings) -> None:
 
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(actions_routes.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

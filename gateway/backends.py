@@ -11,8 +11,10 @@ from typing import Any, Generic, Literal, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from aftercare.actions.v1 import actions_pb2, actions_pb2_grpc
 from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
+from aftercare.operations.v1 import operations_pb2, operations_pb2_grpc
 from aftercare.outreach.v1 import outreach_pb2, outreach_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
@@ -69,6 +71,11 @@ class Backends:
     concierge: Backend[concierge_pb2_grpc.ConciergeServiceStub]
     escalation: Backend[escalation_pb2_grpc.EscalationServiceStub]
     outreach: Backend[outreach_pb2_grpc.OutreachServiceStub]
+    # Triage's long-running operations (retrains): triage serves them, on a channel of their own
+    # (their deadline and retries in servicekit.clients.MESH); not a backend of its own for /readyz.
+    triage_operations: Backend[operations_pb2_grpc.OperationsServiceStub]
+    # The actions service; None when this gateway has none (ACTIONS_ADDR empty): its routes answer 503.
+    actions: Backend[actions_pb2_grpc.ActionsServiceStub] | None = None
 
     @classmethod
     def connect(cls, settings: GatewaySettings) -> Backends:
@@ -87,10 +94,18 @@ class Backends:
             outreach=Backend.connect(
                 "outreach", settings.outreach_addr, outreach_pb2, outreach_pb2_grpc.OutreachServiceStub
             ),
+            triage_operations=Backend.connect(
+                "triage", settings.triage_addr, operations_pb2, operations_pb2_grpc.OperationsServiceStub
+            ),
+            actions=Backend.connect("actions", settings.actions_addr, actions_pb2, actions_pb2_grpc.ActionsServiceStub)
+            if settings.actions_addr
+            else None,
         )
 
     def all(self) -> tuple[Backend[Any], ...]:
-        return (self.retrieval, self.triage, self.concierge, self.escalation, self.outreach)
+        """The backends /readyz reports (triage_operations is triage's); actions only when there is one."""
+        mesh: tuple[Backend[Any], ...] = (self.retrieval, self.triage, self.concierge, self.escalation, self.outreach)
+        return mesh if self.actions is None else (*mesh, self.actions)
 
     async def readiness(self) -> dict[str, ReadyState]:
         """Backend name -> its health, all checked at once."""
@@ -99,4 +114,5 @@ class Backends:
         return {backend.name: state for backend, state in zip(backends, states, strict=True)}
 
     async def close(self, grace: float | None = None) -> None:
-        await asyncio.gather(*(backend.channel.close(grace) for backend in self.all()))
+        channels = (*self.all(), self.triage_operations)
+        await asyncio.gather(*(backend.channel.close(grace) for backend in channels))

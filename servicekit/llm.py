@@ -2,7 +2,13 @@
 CPU default, `vllm serve` in production). Completions are streamed, so the time
 to first token is measured and deltas can reach the customer as they come.
 Each call is a span following the OpenTelemetry GenAI conventions, so the LLM
-hop shows in the trace with model, token counts and time to first token."""
+hop shows in the trace with model, token counts and time to first token.
+
+`chat_json` asks for JSON matching a JSON schema, constrained by the server itself: vLLM
+takes `response_format: {"type": "json_schema", ...}` (guided decoding), llama-cpp-python's
+server only `{"type": "json_object", "schema": ...}` (it builds a grammar from the schema)
+and refuses the other form; the client tries vLLM's form first and keeps whichever the
+server accepts."""
 
 from __future__ import annotations
 
@@ -11,8 +17,10 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import httpx
+import jsonschema
 from opentelemetry import metrics, propagate, trace
 
 from servicekit import attributes, deadlines
@@ -29,6 +37,29 @@ OnDelta = Callable[[str], Awaitable[None]]
 
 class LlmUnavailable(Exception):
     """The LLM server is down, too slow, or answered with an error."""
+
+
+class LlmRejected(LlmUnavailable):
+    """The server answered the request with an HTTP error (e.g. a field it does not take)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"LLM answered HTTP {status}")
+        self.status = status
+
+
+class LlmInvalidJson(LlmUnavailable):
+    """Asked for JSON matching a schema, the model gave something else, also when asked again."""
+
+
+JsonMode = Literal["auto", "json_schema", "json_object"]
+
+
+@dataclass(frozen=True)
+class JsonCompletion:
+    """A chat_json answer: the parsed value (valid against the schema) and its completion."""
+
+    value: Any
+    completion: Completion
 
 
 class LlmBusy(LlmUnavailable):
@@ -59,6 +90,7 @@ class LlmClient:
         max_concurrency: int = 4,
         max_waiting: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
+        json_mode: JsonMode = "auto",
     ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.model = model
@@ -68,6 +100,8 @@ class LlmClient:
         self._max_waiting = max_waiting
         self._waiting = 0
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, transport=transport)
+        # How chat_json asks for JSON; "auto" until a server has accepted one of the two forms.
+        self.json_mode: JsonMode = json_mode
 
     @classmethod
     def from_settings(cls, settings: LlmSettings) -> LlmClient:
@@ -136,8 +170,68 @@ class LlmClient:
         body.update(extra_body or {})
         return await self._call("chat", "/chat/completions", body, max_tokens, on_delta)
 
+    async def chat_json(
+        self,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+        *,
+        name: str = "reply",
+        max_tokens: int = 256,
+        attempts: int = 2,
+        timeout_s: float | None = None,
+    ) -> JsonCompletion:
+        """Chat completion constrained to JSON matching `schema` (draft 2020-12), parsed and
+        validated here too (a server may honour a schema only in part: patterns, lengths).
+        One retry with the same messages, then LlmInvalidJson: never a half-valid value.
+        `timeout_s` replaces the client's timeout for these calls (a long prompt's first read)."""
+        validator = jsonschema.Draft202012Validator(schema)
+        problem = ""
+        for _ in range(max(1, attempts)):
+            completion = await self._chat_constrained(messages, schema, name, max_tokens, timeout_s)
+            try:
+                value = json.loads(completion.text)
+            except ValueError:
+                problem = "the reply is not JSON"
+                continue
+            error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+            if error is None:
+                return JsonCompletion(value, completion)
+            problem = f"the reply does not match the schema: {error.message[:200]}"
+        raise LlmInvalidJson(problem)
+
+    async def _chat_constrained(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], name: str, max_tokens: int,
+        timeout_s: float | None,
+    ) -> Completion:
+        forms: dict[str, dict[str, object]] = {
+            "json_schema": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}},
+            "json_object": {"type": "json_object", "schema": schema},
+        }
+        tried = ["json_schema", "json_object"] if self.json_mode == "auto" else [self.json_mode]
+        for index, mode in enumerate(tried):
+            try:
+                body: dict[str, object] = {
+                    "model": self.model,
+                    "messages": messages,
+                    "max_tokens": max_tokens,
+                    "temperature": 0.0,
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                    "response_format": forms[mode],
+                }
+                completion = await self._call("chat", "/chat/completions", body, max_tokens, None, timeout_s)
+            except LlmRejected as rejected:
+                # llama-cpp-python's server refuses vLLM's form (HTTP 500, a validation error).
+                if index + 1 == len(tried) or rejected.status < 400:
+                    raise
+                continue
+            self.json_mode = "json_schema" if mode == "json_schema" else "json_object"
+            return completion
+        raise LlmUnavailable("no JSON form was accepted")  # unreachable: the loop returns or raises
+
     async def _call(
-        self, operation: str, path: str, body: dict[str, object], max_tokens: int, on_delta: OnDelta | None
+        self, operation: str, path: str, body: dict[str, object], max_tokens: int, on_delta: OnDelta | None,
+        timeout_s: float | None = None,
     ) -> Completion:
         with tracer.start_as_current_span(f"{operation} {self.model}", kind=trace.SpanKind.CLIENT) as span:
             span.set_attribute("gen_ai.operation.name", operation)
@@ -145,7 +239,7 @@ class LlmClient:
             span.set_attribute("gen_ai.request.model", self.model)
             span.set_attribute("gen_ai.request.max_tokens", max_tokens)
             span.set_attribute("gen_ai.request.temperature", 0.0)
-            completion = await self._admitted(path, body, on_delta)
+            completion = await self._admitted(path, body, on_delta, timeout_s)
             span.set_attribute("gen_ai.response.model", completion.model)
             span.set_attribute("gen_ai.usage.output_tokens", completion.completion_tokens)
             if completion.prompt_tokens:
@@ -161,7 +255,9 @@ class LlmClient:
                 _tokens_per_second.record((completion.completion_tokens - 1) / decode_s, metric_attributes)
             return completion
 
-    async def _admitted(self, path: str, body: dict[str, object], on_delta: OnDelta | None) -> Completion:
+    async def _admitted(
+        self, path: str, body: dict[str, object], on_delta: OnDelta | None, timeout_s: float | None = None
+    ) -> Completion:
         """The call once a slot is free; refused at once (LlmBusy) when too many already wait."""
         if self._slots.locked() and self._waiting >= self._max_waiting:
             raise LlmBusy(f"{self._waiting} LLM calls already wait for a slot")
@@ -171,14 +267,17 @@ class LlmClient:
         finally:
             self._waiting -= 1
         try:
-            return await self._stream(path, body, on_delta)
+            return await self._stream(path, body, on_delta, timeout_s)
         finally:
             self._slots.release()
 
-    async def _stream(self, path: str, body: dict[str, object], on_delta: OnDelta | None) -> Completion:
+    async def _stream(
+        self, path: str, body: dict[str, object], on_delta: OnDelta | None, timeout_s: float | None = None
+    ) -> Completion:
         # Never wait longer than the request being served has left.
         left = deadlines.remaining()
-        timeout = self._timeout_s if left is None else max(0.05, min(self._timeout_s, left))
+        limit = timeout_s or self._timeout_s
+        timeout = limit if left is None else max(0.05, min(limit, left))
         headers: dict[str, str] = {}
         propagate.inject(headers)
         started = time.perf_counter()
@@ -191,7 +290,7 @@ class LlmClient:
         try:
             async with self._http.stream("POST", path, json=body, headers=headers, timeout=timeout) as reply:
                 if reply.status_code != 200:
-                    raise LlmUnavailable(f"LLM answered HTTP {reply.status_code}")
+                    raise LlmRejected(reply.status_code)
                 async for line in reply.aiter_lines():
                     if not line.startswith("data:"):
                         continue

@@ -33,6 +33,7 @@ startPage(async (main) => {
 
   clear(main,
     h("h1", {}, "Agent console"),
+    approvalsPanel(),  // actions.js
     h("div", { class: "grid" },
       h("section", { class: "card" },
         h("div", { class: "row" }, h("h2", {}, "Queue"), stateSelect,
@@ -185,6 +186,7 @@ startPage(async (main) => {
     clear(detail,
       facts,
       transcript,
+      handoff.conversation_id ? conversationActions(handoff.conversation_id) : null,  // actions.js
       c?.ai_attempt ? h("div", { class: "card" }, h("h3", {}, `What the AI tried (confidence ${percent(c.ai_attempt.confidence)})`),
         h("p", {}, c.ai_attempt.candidate_answer || "No answer generated."),
         h("p", { class: "muted" }, c.ai_attempt.explanation), citationList(c.ai_attempt.citations)) : null,

@@ -261,10 +261,13 @@ startPage(async (main) => {
     const el = answer.el;
     endTyping(answer);
     answer.text.textContent = outcome.reply;
-    const cites = citationList(outcome.citations);
+    // A citation of the customer's own record names the tool that read it (it has no document).
+    const cites = citationList((outcome.citations || []).map((c) => (c.record ? { ...c, doc_id: c.record.tool } : c)));
     if (cites) el.append(cites);
     el.append(h("div", { class: "meta" }, confidenceMeta(outcome), ` · ${outcome.decision}`));
     if (outcome.decision === "answered") el.after(ratingButtons(outcome.turn_index));
+    if (outcome.decision === "confirm_action" && outcome.pending_action) el.after(actionButtons(outcome.pending_action));
+    if (outcome.decision === "acted" && outcome.pending_action?.state === "awaiting_approval") watchConversation();
     if (outcome.decision === "escalated") {
       const why = el.classList.contains("retracted")
         ? "Our AI's answer did not pass its checks, so it was withdrawn"
@@ -274,6 +277,21 @@ startPage(async (main) => {
       watchConversation();
     }
     log.scrollTop = log.scrollHeight;
+  }
+
+  /** A proposed action: its summary with Yes / No, which answer exactly this action (its fingerprint).
+   *  Any later message withdraws the buttons: the concierge reads it as a yes, a no or a revision. */
+  let actionBox = null;
+  function actionButtons(pending) {
+    const yes = h("button", { type: "button" }, "Yes, go ahead");
+    const no = h("button", { type: "button" }, "No");
+    actionBox = h("div", { class: "notice pending-action", role: "group", "aria-label": "Confirm the proposed action" },
+      h("strong", {}, "Proposed: "), pending.summary, h("div", { class: "row" }, yes, no));
+    const answer = (confirmed) => sendMessage(confirmed ? "Yes" : "No",
+      { action_id: pending.action_id, fingerprint: pending.fingerprint, confirmed });
+    yes.addEventListener("click", () => answer(true));
+    no.addEventListener("click", () => answer(false));
+    return actionBox;
   }
 
   /** A person has the conversation: the message went to them, not to the AI. */
@@ -290,6 +308,13 @@ startPage(async (main) => {
     const text = input.value.trim();
     if (!text) return;
     input.value = "";
+    await sendMessage(text);
+  });
+
+  /** Send one customer message (with `actionReply`: the answer to a proposed action) and show the outcome. */
+  async function sendMessage(text, actionReply) {
+    actionBox?.querySelectorAll("button").forEach((button) => { button.disabled = true; });
+    actionBox = null;
     send.disabled = true;
     const mine = bubble("customer", text);
     // While a person has the conversation the AI stays quiet: no typing bubble unless it answers after all.
@@ -298,7 +323,8 @@ startPage(async (main) => {
     const answerBubble = () => (answer ??= assistantBubble());
     try {
       await apiStream(`${conversationPath}/messages/stream`,
-        { text, customer: { customer_id: customerId }, client_message_id: randomId("m-") },
+        { text, customer: { customer_id: customerId }, client_message_id: randomId("m-"),
+          ...(actionReply ? { action_reply: actionReply } : {}) },
         (name, data) => {
           if (name === "delta") showDelta(answerBubble(), data.text);
           else if (name === "retraction") showRetraction(answerBubble(), data);
@@ -319,7 +345,7 @@ startPage(async (main) => {
       send.disabled = false;
       input.focus();
     }
-  });
+  }
 
   /** A returning customer (same tab): show the stored conversation, and follow it if a person has it. */
   async function restore() {
@@ -332,6 +358,9 @@ startPage(async (main) => {
       if (message.role === "agent") showAgentMessage(message);
       else if (["customer", "assistant"].includes(message.role)) bubble(message.role, message.text);
     }
+    // An action still waiting for the customer's answer: its Yes / No again.
+    const last = history.turns.at(-1)?.outcome;
+    if (last?.decision === "confirm_action" && last.pending_action) log.append(actionButtons(last.pending_action));
     const handedOver = history.turns.filter((t) => t.outcome.handoff_id).pop();
     if (handedOver) {
       handoff = { handoff_id: handedOver.outcome.handoff_id, reference: handedOver.outcome.handoff_reference, state: "waiting" };

@@ -76,14 +76,17 @@ startPage(async (main) => {
   const flagged = h("div", { id: "flagged" });
   const reliabilityBox = h("div", { class: "card", id: "reliability-card" });
   const gaps = h("div", { class: "card", id: "gaps" });
+  const intentModel = h("div", { class: "card", id: "intent-model" });
   const error = h("p", { class: "error", role: "alert" });
   clear(main,
     h("div", { class: "row" }, h("h1", {}, "Insights"), period),
     error, flagged,
     h("p", { class: "legend" }, h("span", { class: "c" }, "━ mean confidence"), "   ", h("span", { class: "a" }, "┅ automation rate (resolved without a human)")),
     topicsBox,
-    h("div", { class: "cols2" }, reliabilityBox, gaps));
+    h("div", { class: "cols2" }, reliabilityBox, gaps),
+    intentModel);
   period.addEventListener("change", load);
+  intentModelPanel(intentModel);  // models.js
 
   async function load() {
     const end = new Date();

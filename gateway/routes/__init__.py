@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.routes import conversations, deliveries, events, handoffs, insights, knowledge, outreach
+from gateway.routes import conversations, deliveries, events, handoffs, insights, knowledge, models, outreach
 
 ROUTERS: tuple[APIRouter, ...] = (
     conversations.router,
@@ -14,4 +14,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     deliveries.router,
     insights.router,
     outreach.router,
+    models.router,
 )

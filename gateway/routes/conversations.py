@@ -83,6 +83,9 @@ async def me(key: ChannelKey) -> Me:
     response_model=MessageReply,
     tags=["conversations"],
     summary="Send a customer message; get the concierge's answer or handoff.",
+    description="For a tenant with an action catalog, a reply may propose an action on the customer's account "
+    "(`decision` 'confirm_action', `pending_action`): show its summary with Yes / No and send the customer's "
+    "choice as the next message's `action_reply` (or let them type yes or no). Nothing is done before the yes.",
     responses=problem_responses(400, 401, 403, 404, 409, 413, 429, 503, 504),
 )
 async def post_message(

@@ -89,21 +89,37 @@ class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RecordRef(BaseModel):
+    """A record of the company's systems that an answer used (through the actions service)."""
+
+    kind: str = Field(description="Kind of record, as the tenant's action catalog names it, e.g. 'order'.")
+    id: str = Field(description="The record's id in that system, e.g. '#W2378156'.")
+    tool: str = Field(description="The catalog tool that read it, e.g. 'get_order_details'.")
+
+
 class Citation(BaseModel):
     doc_id: str
     chunk_id: str
     title: str
     url: str
     score: float
+    # Absent rather than null when unset: a knowledge-base citation reads as it always has.
+    record: RecordRef | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Present only when the statement comes from the customer's own record (doc_id is then empty).",
+    )
 
     @classmethod
     def from_proto(cls, citation: answer_pb2.Citation) -> Citation:
+        record = citation.record
         return cls(
             doc_id=citation.doc_id,
             chunk_id=citation.chunk_id,
             title=citation.title,
             url=citation.url,
             score=citation.score,
+            record=RecordRef(kind=record.kind, id=record.id, tool=record.tool) if citation.HasField("record") else None,
         )
 
 

@@ -49,6 +49,22 @@ class Customer(RequestBody):
         return customer_pb2.CustomerRef(tenant_id=tenant_id, customer_id=self.customer_id)
 
 
+class ActionReply(RequestBody):
+    """The customer's explicit answer to the action the previous reply proposed (its Yes / No buttons)."""
+
+    action_id: str = Field(min_length=1, max_length=128, description="The proposed action's `action_id`.")
+    fingerprint: str = Field(
+        min_length=1, max_length=128,
+        description="The proposed action's `fingerprint`: a yes to anything else is refused.",
+    )
+    confirmed: bool = Field(description="True for yes, false for no.")
+
+    def to_proto(self) -> concierge_pb2.ActionReply:
+        return concierge_pb2.ActionReply(
+            action_id=self.action_id, fingerprint=self.fingerprint, confirmed=self.confirmed
+        )
+
+
 class PostMessageRequest(RequestBody):
     text: str = Field(min_length=1, max_length=4000, description="The customer's new message.")
     customer: Customer
@@ -59,14 +75,46 @@ class PostMessageRequest(RequestBody):
         max_length=128,
         description="Your id of this message: a retry with the same id gets the stored answer, not a second one.",
     )
+    action_reply: ActionReply | None = Field(
+        default=None,
+        description="The customer's yes or no to `pending_action` of the previous reply; `text` is then a short "
+        "echo such as 'Yes'.",
+    )
 
     def to_proto(self, conversation_id: str, tenant_id: str) -> concierge_pb2.ConverseRequest:
-        return concierge_pb2.ConverseRequest(
+        request = concierge_pb2.ConverseRequest(
             conversation_id=conversation_id,
             customer=self.customer.to_proto(tenant_id),
             text=self.text,
             channel=proto_enum(conversation_pb2.Channel, self.channel),
             client_message_id=self.client_message_id or "",
+        )
+        if self.action_reply is not None:
+            request.action_reply.CopyFrom(self.action_reply.to_proto())
+        return request
+
+
+class PendingAction(BaseModel):
+    """An action on the customer's account that the assistant proposed (or acted on)."""
+
+    action_id: str
+    tool: str = Field(description="Catalog tool, e.g. 'cancel_pending_order'.")
+    summary: str = Field(description="Every detail of it in words: what the customer says yes to.")
+    fingerprint: str = Field(description="Send it back in `action_reply` with the customer's yes or no.")
+    state: Literal[
+        "unspecified", "proposed", "awaiting_approval", "executed", "cancelled", "rejected", "failed", "dry_run"
+    ]
+    approval_reasons: list[str] = Field(description="Why an agent must approve it, when one must.")
+
+    @classmethod
+    def from_proto(cls, pending: concierge_pb2.PendingAction) -> PendingAction:
+        return cls(
+            action_id=pending.action_id,
+            tool=pending.tool,
+            summary=pending.summary,
+            fingerprint=pending.fingerprint,
+            state=enum_name(concierge_pb2.ActionState, pending.state),
+            approval_reasons=list(pending.approval_reasons),
         )
 
 
@@ -89,9 +137,13 @@ class MessageReply(BaseModel):
     calibration_version: str = Field(
         description="Id of the fit that scored the confidence ('uncalibrated' when there is none)."
     )
-    decision: Literal["unspecified", "answered", "escalated", "clarify", "forwarded"] = Field(
-        description="'forwarded': a human has the conversation; the message went to them, `reply` is empty "
-        "and the agent answers on the conversation (its event stream)."
+    decision: Literal["unspecified", "answered", "escalated", "clarify", "forwarded", "confirm_action", "acted"] = (
+        Field(
+            description="'forwarded': a human has the conversation; the message went to them, `reply` is empty "
+            "and the agent answers on the conversation (its event stream). 'confirm_action': `pending_action` "
+            "awaits the customer's explicit yes (nothing is done before it). 'acted': the confirmed action was "
+            "done, sent to an agent for approval, or cancelled (`pending_action.state` says which)."
+        )
     )
     decision_reason: str = Field(description="Stable reason code, e.g. 'confident', 'low_confidence', 'with_agent'.")
     handoff_id: str | None = Field(description="Set when the conversation was handed to a human.")
@@ -105,6 +157,19 @@ class MessageReply(BaseModel):
     threshold: float = Field(description="Confidence threshold in force; below it the AI hands over.")
     turn_index: int = Field(description="Position of this turn in the stored conversation, from 0.")
     trace_id: str = Field(description="OpenTelemetry trace id of this request.")
+    # Absent rather than null when unset: a knowledge-base reply reads as it always has.
+    pending_action: PendingAction | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Present only with 'confirm_action' (the action proposed: show its summary with Yes / No) "
+        "and 'acted' (the action acted on), and when an action still waits for the customer's answer.",
+    )
+    verified_customer_id: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Present only once the customer's identity was verified in this conversation: their id in "
+        "the company's system.",
+    )
 
     @classmethod
     def from_proto(
@@ -126,6 +191,10 @@ class MessageReply(BaseModel):
             threshold=response.confidence.threshold,
             turn_index=response.turn_index,
             trace_id=trace_id,
+            pending_action=(
+                PendingAction.from_proto(response.pending_action) if response.HasField("pending_action") else None
+            ),
+            verified_customer_id=response.verified_customer_id or None,
         )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
+from aftercare.actions.v1 import actions_pb2_grpc
 from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2_grpc
@@ -33,6 +34,8 @@ async def servicers(settings: ConciergeSettings) -> AsyncIterator[Sequence[Mount
     retrieval = connect(settings.retrieval_addr, "aftercare.retrieval.v1.RetrievalService")
     triage = connect(settings.triage_addr, "aftercare.triage.v1.TriageService")
     escalation = connect(settings.escalation_addr, "aftercare.escalation.v1.EscalationService")
+    # Optional: without it the concierge answers from the knowledge base only.
+    actions = connect(settings.actions_addr, "aftercare.actions.v1.ActionsService") if settings.actions_addr else None
     llm = LlmClient.from_settings(settings)
     servicer = ConciergeServicer(
         settings,
@@ -42,6 +45,7 @@ async def servicers(settings: ConciergeSettings) -> AsyncIterator[Sequence[Mount
         llm=llm,
         store=store,
         confidence=confidence,
+        actions=actions_pb2_grpc.ActionsServiceStub(actions) if actions is not None else None,
     )
     warm_up = asyncio.create_task(servicer.warm_up())
     # Messages held for an agent while escalation was down, before a restart.
@@ -54,8 +58,11 @@ async def servicers(settings: ConciergeSettings) -> AsyncIterator[Sequence[Mount
         await llm.aclose()
         for channel in (retrieval, triage, escalation):
             await channel.close()
+        if actions is not None:
+            await actions.close()
         engine.dispose()
 
 
 def main() -> None:
+    # Settings come from the environment; mypy sees its required fields (addresses, LLM URL) as missing arguments.
     run_service("concierge", ConciergeSettings(), servicers)  # type: ignore[call-arg]

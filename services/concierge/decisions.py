@@ -17,9 +17,9 @@ Decision = concierge_pb2.Decision
 Reason = concierge_pb2.DecisionReason
 HandoffReason = escalation_pb2.HandoffReason
 
-# Stable string code and handoff reason of each decision reason.
-CODES: dict[int, tuple[str, int]] = {
-    Reason.DECISION_REASON_CONFIDENT: ("confident", 0),
+# Stable string code and handoff reason of each decision reason (UNSPECIFIED: it never hands off).
+CODES: dict[Reason, tuple[str, HandoffReason]] = {
+    Reason.DECISION_REASON_CONFIDENT: ("confident", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
     Reason.DECISION_REASON_LOW_CONFIDENCE: ("low_confidence", HandoffReason.HANDOFF_REASON_LOW_CONFIDENCE),
     Reason.DECISION_REASON_NO_KNOWLEDGE: ("no_knowledge", HandoffReason.HANDOFF_REASON_NO_KNOWLEDGE),
     Reason.DECISION_REASON_LLM_UNAVAILABLE: ("llm_unavailable", HandoffReason.HANDOFF_REASON_SYSTEM_UNAVAILABLE),
@@ -30,10 +30,23 @@ CODES: dict[int, tuple[str, int]] = {
     Reason.DECISION_REASON_POLICY_ROUTE: ("policy_route", HandoffReason.HANDOFF_REASON_POLICY),
     Reason.DECISION_REASON_UNSAFE_PROMISE: ("unsafe_promise", HandoffReason.HANDOFF_REASON_POLICY),
     Reason.DECISION_REASON_PROMPT_INJECTION: ("prompt_injection", HandoffReason.HANDOFF_REASON_POLICY),
-    Reason.DECISION_REASON_OFF_TOPIC: ("off_topic", 0),
-    Reason.DECISION_REASON_NEEDS_DETAIL: ("needs_detail", 0),
+    Reason.DECISION_REASON_OFF_TOPIC: ("off_topic", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
+    Reason.DECISION_REASON_NEEDS_DETAIL: ("needs_detail", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
     Reason.DECISION_REASON_MODEL_DOES_NOT_KNOW: ("model_does_not_know", HandoffReason.HANDOFF_REASON_NO_KNOWLEDGE),
-    Reason.DECISION_REASON_WITH_AGENT: ("with_agent", 0),
+    Reason.DECISION_REASON_WITH_AGENT: ("with_agent", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
+    # The account assistant's (services/concierge/account.py).
+    Reason.DECISION_REASON_NEEDS_IDENTITY: ("needs_identity", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
+    Reason.DECISION_REASON_NEEDS_ARGUMENT: ("needs_argument", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
+    Reason.DECISION_REASON_FROM_RECORDS: ("from_records", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
+    Reason.DECISION_REASON_ACTION_PROPOSED: ("action_proposed", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
+    Reason.DECISION_REASON_ACTION_EXECUTED: ("action_executed", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
+    # The approval request reaches the agents as a handoff.
+    Reason.DECISION_REASON_ACTION_AWAITING_APPROVAL: ("action_awaiting_approval", HandoffReason.HANDOFF_REASON_POLICY),
+    Reason.DECISION_REASON_ACTION_CANCELLED: ("action_cancelled", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
+    Reason.DECISION_REASON_ACTION_NOT_ALLOWED: ("action_not_allowed", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
+    Reason.DECISION_REASON_ACTIONS_UNAVAILABLE: (
+        "actions_unavailable", HandoffReason.HANDOFF_REASON_SYSTEM_UNAVAILABLE,
+    ),
 }
 # The persona message that tells the customer about each decision reason.
 MESSAGE_OF = {
@@ -48,10 +61,12 @@ MESSAGE_OF = {
     Reason.DECISION_REASON_PROMPT_INJECTION: "handoff",
     Reason.DECISION_REASON_OFF_TOPIC: "off_topic",
     Reason.DECISION_REASON_NEEDS_DETAIL: "needs_detail",
+    Reason.DECISION_REASON_ACTION_AWAITING_APPROVAL: "handoff",
+    Reason.DECISION_REASON_ACTIONS_UNAVAILABLE: "unavailable",
 }
 
 
-def reason_code(reason: int) -> str:
+def reason_code(reason: Reason) -> str:
     return CODES[reason][0]
 
 
@@ -65,7 +80,7 @@ def record_decision(decision: str, reason: str) -> None:
     _decisions.add(1, {attributes.CONCIERGE_DECISION: decision, attributes.CONCIERGE_DECISION_REASON: reason})
 
 
-def clarify(turn: Turn, reason: int, message_key: str = "") -> concierge_pb2.ConverseResponse:
+def clarify(turn: Turn, reason: Reason, message_key: str = "") -> concierge_pb2.ConverseResponse:
     code = reason_code(reason)
     record_decision("clarify", code)
     return concierge_pb2.ConverseResponse(

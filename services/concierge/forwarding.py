@@ -47,7 +47,7 @@ class Forwarder:
         if not await self._deliver_held(request.customer.tenant_id, request.conversation_id):
             return _forwarded(turn, None, held=True)
         try:
-            appended = await self.escalation.AppendCustomerMessage(
+            appended: escalation_pb2.AppendCustomerMessageResponse = await self.escalation.AppendCustomerMessage(
                 escalation_pb2.AppendCustomerMessageRequest(
                     customer=request.customer,
                     conversation_id=request.conversation_id,
@@ -120,7 +120,7 @@ class Forwarder:
         if held.handoff_request is not None:
             await self.escalation.CreateHandoff(escalation_pb2.CreateHandoffRequest.FromString(held.handoff_request))
             return
-        appended = await self.escalation.AppendCustomerMessage(
+        appended: escalation_pb2.AppendCustomerMessageResponse = await self.escalation.AppendCustomerMessage(
             escalation_pb2.AppendCustomerMessageRequest(
                 customer=held.customer, conversation_id=held.conversation_id, text=held.text,
                 client_message_id=held.message_key, channel=held.channel,

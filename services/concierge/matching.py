@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from aftercare.retrieval.v1 import retrieval_pb2
-from services.concierge.grounding import best_sentences, content_words, sentences
+from servicekit.text import sentences
+from services.concierge.grounding import best_sentences, content_words
 
 # A unit's answer shorter than this is sent whole; a longer one (a manual's section)
 # is cut to its sentences that answer the question.
@@ -132,7 +133,11 @@ def best_match(
         return None
     asked = content_words(question)
     runner_up = _rank_score(ranked[1], passages) if len(ranked) > 1 else 0.0
-    share = (lambda words: len(asked & words) / len(asked)) if asked else (lambda words: 0.0)
+
+    def share(words: set[str]) -> float:
+        """The share of the question's content words among `words`."""
+        return len(asked & words) / len(asked) if asked else 0.0
+
     top_passage = passages[0] if passages else None
     signals = Signals(
         question_similarity=unit.question_similarity,

@@ -90,10 +90,19 @@ def _v2_pending_forwards(op: Operations) -> None:
     )
 
 
+def _v3_account_state(op: Operations) -> None:
+    # The account assistant's state of a conversation: whom it verified, what awaits a yes.
+    op.add_column(
+        "concierge_conversations", sa.Column("verified_customer_id", sa.String(200), nullable=False, server_default="")
+    )
+    op.add_column("concierge_conversations", sa.Column("pending_action", sa.JSON, nullable=True))
+
+
 SCHEMA = Schema(
     "concierge",
     (
         Migration(1, "conversations, turns, ratings", _v1_conversations_turns_ratings),
         Migration(2, "messages pending forwarding to the agent", _v2_pending_forwards),
+        Migration(3, "verified customer and pending action of a conversation", _v3_account_state),
     ),
 )

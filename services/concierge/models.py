@@ -36,6 +36,12 @@ class ConversationRow(Base):
     turn_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    # The customer the actions service verified in this conversation (its id in the company's
+    # system); "" before. One per conversation: set once, never replaced.
+    verified_customer_id: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
+    # The action awaiting the customer's yes (PendingAction as its JSON mapping); NULL when none.
+    # Written with the turn that proposed it, cleared by the next turn's outcome.
+    pending_action: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
 
 
 class TurnRow(Base):

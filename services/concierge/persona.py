@@ -119,7 +119,7 @@ class PersonaBook:
 
     def _default_raw(self) -> dict[str, Any]:
         path = self._dir / "default.json"
-        base = json.loads((DEFAULT_DIR / "default.json").read_text())
+        base: dict[str, Any] = json.loads((DEFAULT_DIR / "default.json").read_text())
         if path.exists() and path.resolve() != (DEFAULT_DIR / "default.json").resolve():
             base = _merge(base, json.loads(path.read_text()))
         if self._default_threshold is not None:

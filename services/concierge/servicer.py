@@ -13,8 +13,11 @@ The parts live beside it: validation.py (what the RPCs accept), turns.py (a mess
 being answered, its keys, the masked conversation), decisions.py (each reason's code,
 handoff reason and message), small_talk.py and answer_units.py (the answer path's
 inputs), phrasing.py (the words said once the gate lets an answer through),
-streaming.py (a streamed turn's events), handoff_messages.py (the handoff's wording)
-and forwarding.py (a human's conversation: forwarding and the held-message outbox)."""
+streaming.py (a streamed turn's events), handoff_messages.py (the handoff's wording),
+forwarding.py (a human's conversation: forwarding and the held-message outbox) and
+account.py with account_plans.py (the customer's own account: identity, reads from the
+records, actions proposed and done only on the customer's explicit yes, for tenants whose
+actions service has a catalog)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import grpc
 import structlog
 from opentelemetry import trace
 
+from aftercare.actions.v1 import actions_pb2_grpc
 from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
@@ -37,6 +41,7 @@ from servicekit.llm import LlmBusy, LlmClient, LlmUnavailable
 from servicekit.pii import mask
 from servicekit.tracing import current_trace_id
 from services.concierge import guardrails, matching, prompts, rewrite
+from services.concierge.account import AccountAssistant
 from services.concierge.answer_units import citation, for_this_customer, neutralised
 from services.concierge.confidence import Confidence, Configuration
 from services.concierge.decisions import (
@@ -77,6 +82,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         store: ConversationStore,
         personas: PersonaBook | None = None,
         confidence: Confidence | None = None,
+        actions: actions_pb2_grpc.ActionsServiceStub | None = None,
     ):
         self._settings = settings
         self._retrieval = retrieval
@@ -89,6 +95,11 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         self._personas = personas or PersonaBook(settings.persona_dir, settings.confidence_threshold)
         self._confidence = confidence or Confidence.load(
             settings.fits_dir, configuration(settings), allow_uncalibrated=settings.allow_uncalibrated
+        )
+        # The customer's own account and orders, for tenants with an action catalog (account.py).
+        self._account = AccountAssistant(
+            actions, llm, self._escalate_account, catalog_ttl_s=settings.actions_catalog_ttl_s,
+            llm_timeout_s=settings.account_llm_timeout_s,
         )
         # Streamed turns run to the end (and are stored) even when their client goes away.
         self._turns: set[asyncio.Task[concierge_pb2.ConverseResponse]] = set()
@@ -127,13 +138,17 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         log.warning("llm_warm_up_failed")
 
     async def Converse(
-        self, request: concierge_pb2.ConverseRequest, context: grpc.aio.ServicerContext
+        self,
+        request: concierge_pb2.ConverseRequest,
+        context: grpc.aio.ServicerContext[concierge_pb2.ConverseRequest, concierge_pb2.ConverseResponse],
     ) -> concierge_pb2.ConverseResponse:
         validate(request)
         return await self._converse(request)
 
     async def StreamConverse(
-        self, request: concierge_pb2.StreamConverseRequest, context: grpc.aio.ServicerContext
+        self,
+        request: concierge_pb2.StreamConverseRequest,
+        context: grpc.aio.ServicerContext[concierge_pb2.StreamConverseRequest, concierge_pb2.StreamConverseResponse],
     ) -> AsyncIterator[concierge_pb2.StreamConverseResponse]:
         validate(request.request, prefix="request.")
         events = Events()
@@ -154,7 +169,9 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         yield concierge_pb2.StreamConverseResponse(outcome=await turn)
 
     async def GetConversation(
-        self, request: concierge_pb2.GetConversationRequest, context: grpc.aio.ServicerContext
+        self,
+        request: concierge_pb2.GetConversationRequest,
+        context: grpc.aio.ServicerContext[concierge_pb2.GetConversationRequest, concierge_pb2.GetConversationResponse],
     ) -> concierge_pb2.GetConversationResponse:
         validate_get(request)
         stored = await self._load(request.customer, request.conversation_id)
@@ -172,7 +189,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         messages of the thread are concierge turns already. Without escalation the customer
         still gets what the concierge has."""
         try:
-            thread = await self._escalation.ListConversationMessages(
+            thread: escalation_pb2.ListConversationMessagesResponse = await self._escalation.ListConversationMessages(
                 escalation_pb2.ListConversationMessagesRequest(
                     tenant_id=request.customer.tenant_id,
                     conversation_id=request.conversation_id,
@@ -197,7 +214,9 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         conversation.messages.extend(merged)
 
     async def RateTurn(
-        self, request: concierge_pb2.RateTurnRequest, context: grpc.aio.ServicerContext
+        self,
+        request: concierge_pb2.RateTurnRequest,
+        context: grpc.aio.ServicerContext[concierge_pb2.RateTurnRequest, concierge_pb2.RateTurnResponse],
     ) -> concierge_pb2.RateTurnResponse:
         validate_rating(request)
         trace.get_current_span().set_attribute(attributes.TENANT_ID, request.customer.tenant_id)
@@ -256,6 +275,8 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         )
         # A human has (or had) the conversation: the message is theirs first.
         outcome = await self._forwarder.forward(turn) if had_handoff(stored) else None
+        if outcome is None:
+            outcome = await self._account.converse(turn)
         if outcome is None:
             outcome = await self._decide(turn)
         if outcome.decision in (Decision.DECISION_ANSWERED, Decision.DECISION_CLARIFY) and not turn.acknowledgement:
@@ -394,7 +415,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
 
     async def _triage_contact(self, turn: Turn) -> triage_pb2.TriageContactResponse | None:
         try:
-            return await self._triage.TriageContact(
+            triaged: triage_pb2.TriageContactResponse = await self._triage.TriageContact(
                 triage_pb2.TriageContactRequest(
                     customer=turn.request.customer, conversation=masked_conversation(turn),
                     account=turn.request.account,
@@ -404,9 +425,10 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             # Triage informs routing; without it the answer is still gated by confidence.
             log.warning("triage_failed", code=error.code().name)
             return None
+        return triaged
 
     async def _search(self, turn: Turn, *, answer_units: bool, top_k: int) -> list[retrieval_pb2.SearchHit]:
-        response = await self._retrieval.Search(
+        response: retrieval_pb2.SearchResponse = await self._retrieval.Search(
             retrieval_pb2.SearchRequest(
                 tenant_id=turn.request.customer.tenant_id,
                 query=turn.standalone_query[:2000],
@@ -420,7 +442,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
     async def _escalate(
         self,
         turn: Turn,
-        reason: int,
+        reason: Reason,
         attempt: Attempt,
         score: float = 0.0,
         *,
@@ -479,6 +501,10 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
                 response.expected_wait.CopyFrom(handoff.expected_wait)
         return response
 
+    async def _escalate_account(self, turn: Turn, reason: Reason, proposal: str) -> concierge_pb2.ConverseResponse:
+        """A handoff for the account assistant (an approval request, or its planner down)."""
+        return await self._escalate(turn, reason, Attempt(reply=proposal))
+
     async def _record_outcome(self, turn: Turn, outcome: concierge_pb2.ConverseResponse) -> None:
         """Tell escalation about a contact the AI handled alone: its per-topic automation
         rate and confidence series count these next to the handoffs. Best effort: it
@@ -506,7 +532,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         )
 
     def _respond(
-        self, turn: Turn, decision: int, reason: int, attempt: Attempt, *, reply: str, score: float,
+        self, turn: Turn, decision: Decision, reason: Reason, attempt: Attempt, *, reply: str, score: float,
         confidence: answer_pb2.Confidence | None = None,
     ) -> concierge_pb2.ConverseResponse:
         code = reason_code(reason)

@@ -18,8 +18,17 @@ class ConciergeSettings(LlmSettings):
     retrieval_addr: str
     triage_addr: str
     escalation_addr: str
+    # The actions service (customers' own records and actions). Optional: empty means this
+    # concierge never reads accounts or acts, and answers from the knowledge base only.
+    actions_addr: str = ""
+    # How long a tenant's catalog (ListTools) is reused before it is asked again.
+    actions_catalog_ttl_s: float = 30.0
+    # The account planner's LLM timeout: its prompt (the catalog's tools) is long, and a CPU model's
+    # first, uncached read of it takes tens of seconds (later ones hit the server's prompt cache).
+    # Within the gateway's 60 s budget for a message.
+    account_llm_timeout_s: float = 45.0
     # Conversations: any SQLAlchemy URL; empty means a SQLite file under data_dir.
-    database_url: str = Field("", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     # "unit": the reply is the best-matching answer unit's own text (cut to its answering
     # sentences when long), optionally phrased by the LLM (see phrasing); the right path for
     # a small CPU model. "generative": the LLM answers freely over the best units (vLLM), and
@@ -34,11 +43,11 @@ class ConciergeSettings(LlmSettings):
     # One JSON file per tenant (<tenant_id>.json) over default.json.
     persona_dir: Path = DEFAULT_PERSONAS
     # Confidence fits, one per serving configuration (services/concierge/confidence.py).
-    fits_dir: Path = Field(DEFAULT_FITS_DIR, validation_alias=AliasChoices("CONCIERGE_FITS_DIR", "fits_dir"))
+    fits_dir: Path = Field(default=DEFAULT_FITS_DIR, validation_alias=AliasChoices("CONCIERGE_FITS_DIR", "fits_dir"))
     # Without a fit for the serving configuration the service refuses to start, unless this
     # is set: then it runs with the gate closed (every question goes to a human).
     allow_uncalibrated: bool = Field(
-        False, validation_alias=AliasChoices("CONCIERGE_ALLOW_UNCALIBRATED", "allow_uncalibrated")
+        default=False, validation_alias=AliasChoices("CONCIERGE_ALLOW_UNCALIBRATED", "allow_uncalibrated")
     )
     # Answer units and passages asked of retrieval for each question.
     unit_top_k: int = 5

@@ -9,7 +9,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -62,15 +62,20 @@ class StoredConversation:
     customer_id: str
     channel: str
     turns: list[StoredTurn] = field(default_factory=list)
+    # The account assistant's state: the customer verified in the conversation ("" before)
+    # and the action awaiting their yes (None when none).
+    verified_customer_id: str = ""
+    pending_action: concierge_pb2.PendingAction | None = None
 
     def latest_handoff(self) -> concierge_pb2.ConverseResponse | None:
         """The outcome of the newest turn that handed over (or forwarded) to a human."""
         return next((turn.outcome for turn in reversed(self.turns) if turn.outcome.handoff_id), None)
 
     def as_proto(self, conversation_id: str) -> concierge_pb2.GetConversationResponse:
-        response = concierge_pb2.GetConversationResponse()
-        response.conversation.conversation_id = conversation_id
-        response.conversation.channel = conversation_pb2.Channel.Value(self.channel)
+        # The channel by its stored name: a message's constructor takes a value's name as the value.
+        response = concierge_pb2.GetConversationResponse(
+            conversation=conversation_pb2.Conversation(conversation_id=conversation_id, channel=self.channel)
+        )
         for turn in self.turns:
             for role, text in (
                 (conversation_pb2.ROLE_CUSTOMER, turn.customer_text),
@@ -92,7 +97,8 @@ class PendingForward:
     customer: customer_pb2.CustomerRef
     conversation_id: str
     turn_index: int
-    channel: int
+    # By its stored name, as StoredConversation.channel.
+    channel: str
     message_key: str
     text: str
     handoff_request: bytes | None
@@ -111,6 +117,27 @@ def _outcome(row: TurnRow) -> concierge_pb2.ConverseResponse:
     outcome = concierge_pb2.ConverseResponse()
     json_format.ParseDict(row.outcome, outcome, ignore_unknown_fields=True)
     return outcome
+
+
+def _pending_action(stored: dict[str, Any] | None) -> concierge_pb2.PendingAction | None:
+    if not stored:
+        return None
+    pending = concierge_pb2.PendingAction()
+    json_format.ParseDict(stored, pending, ignore_unknown_fields=True)
+    return pending
+
+
+def _record_account_state(conversation: ConversationRow, outcome: concierge_pb2.ConverseResponse) -> None:
+    """The turn's outcome decides the conversation's account state, in the turn's transaction:
+    the first verified customer stays; an action still PROPOSED waits for the next turn,
+    anything else (done, cancelled, refused, another subject) leaves nothing pending."""
+    if outcome.verified_customer_id and not conversation.verified_customer_id:
+        conversation.verified_customer_id = outcome.verified_customer_id
+    pending = outcome.pending_action
+    if outcome.HasField("pending_action") and pending.state == concierge_pb2.ACTION_STATE_PROPOSED:
+        conversation.pending_action = json_format.MessageToDict(pending, preserving_proto_field_name=True)
+    else:
+        conversation.pending_action = None
 
 
 def _turn(row: TurnRow, rating: int) -> StoredTurn:
@@ -159,7 +186,11 @@ class ConversationStore:
                 )
             }
             return StoredConversation(
-                row.customer_id, row.channel, [_turn(turn, ratings.get(turn.turn_index, 0)) for turn in turns]
+                row.customer_id,
+                row.channel,
+                [_turn(turn, ratings.get(turn.turn_index, 0)) for turn in turns],
+                verified_customer_id=row.verified_customer_id or "",
+                pending_action=_pending_action(row.pending_action),
             )
 
     def find_turn(
@@ -183,7 +214,7 @@ class ConversationStore:
         *,
         customer: customer_pb2.CustomerRef,
         conversation_id: str,
-        channel: int,
+        channel: conversation_pb2.Channel,
         client_message_id: str,
         customer_text: str,
         standalone_query: str,
@@ -216,7 +247,7 @@ class ConversationStore:
         self,
         customer: customer_pb2.CustomerRef,
         conversation_id: str,
-        channel: int,
+        channel: conversation_pb2.Channel,
         client_message_id: str,
         customer_text: str,
         standalone_query: str,
@@ -238,6 +269,7 @@ class ConversationStore:
                     turn_count=0,
                     created_at=now,
                     updated_at=now,
+                    verified_customer_id="",
                 )
                 session.add(conversation)
                 session.flush()
@@ -296,6 +328,7 @@ class ConversationStore:
                         created_at=now,
                     )
                 )
+            _record_account_state(conversation, outcome)
             conversation.turn_count += 1
             conversation.updated_at = now
         return stored_outcome
@@ -315,7 +348,7 @@ class ConversationStore:
                     customer=customer_pb2.CustomerRef(tenant_id=row.tenant_id, customer_id=row.customer_id),
                     conversation_id=row.conversation_id,
                     turn_index=row.turn_index,
-                    channel=conversation_pb2.Channel.Value(row.channel),
+                    channel=row.channel,
                     message_key=row.message_key,
                     text=row.text,
                     handoff_request=row.handoff_request,

@@ -20,7 +20,7 @@ class Events:
         self.shown += text
         self.queue.put_nowait(concierge_pb2.StreamConverseResponse(delta=text))
 
-    def retract(self, reason: int, replacement: str) -> None:
+    def retract(self, reason: concierge_pb2.DecisionReason, replacement: str) -> None:
         """Withdraw what was shown (nothing to do when nothing was)."""
         if self.shown:
             self.shown = ""

@@ -78,9 +78,13 @@ def turn_key(tenant_id: str, conversation_id: str, turn_index: int) -> str:
 
 def had_handoff(stored: StoredConversation | None) -> bool:
     """Whether a human has had the conversation: a turn handed over or forwarded (with or
-    without a handoff id: a handoff held for escalation is made later)."""
+    without a handoff id: a handoff held for escalation is made later), or an action sent to
+    an agent for approval (the agent's decision reaches the customer on the conversation)."""
     handed = (Decision.DECISION_ESCALATED, Decision.DECISION_FORWARDED)
-    return stored is not None and any(turn.outcome.decision in handed for turn in stored.turns)
+    approval = concierge_pb2.DECISION_REASON_ACTION_AWAITING_APPROVAL
+    return stored is not None and any(
+        turn.outcome.decision in handed or turn.outcome.reason == approval for turn in stored.turns
+    )
 
 
 def _ai_said(past: StoredTurn) -> bool:

@@ -30,6 +30,10 @@ def validate(request: concierge_pb2.ConverseRequest, prefix: str = "") -> None:
     violations.check("\x00" not in request.text, f"{prefix}text", "must not contain NUL characters")
     if request.client_message_id:
         check_id(violations, request.client_message_id, f"{prefix}client_message_id")
+    if request.HasField("action_reply"):
+        reply = request.action_reply
+        for name, value in (("action_id", reply.action_id), ("fingerprint", reply.fingerprint)):
+            violations.check(0 < len(value) <= 128, f"{prefix}action_reply.{name}", "must be 1 to 128 characters")
     violations.raise_if_any()
 
 

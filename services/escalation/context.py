@@ -538,7 +538,7 @@ class ContextBuilder:
             return 0.0
         if self._vader is None:
             # No stubs and no py.typed: _PolarityScorer says what is used of it.
-            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # type: ignore[import-untyped]
+            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
             self._vader = SentimentIntensityAnalyzer()
         return float(self._vader.polarity_scores(customer_texts[-1])["compound"])

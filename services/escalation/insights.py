@@ -220,7 +220,7 @@ def cluster(vectors: np.ndarray, distance: float) -> np.ndarray:
     """Cluster labels: average-linkage clusters whose members are within `distance` (cosine) on average."""
     if len(vectors) == 1:
         return np.zeros(1, dtype=int)
-    from sklearn.cluster import AgglomerativeClustering  # type: ignore[import-untyped]  # no stubs, no py.typed
+    from sklearn.cluster import AgglomerativeClustering
 
     model = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average")
     return np.asarray(model.fit_predict(vectors))

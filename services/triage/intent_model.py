@@ -172,12 +172,14 @@ class Linear:
 
     def log_proba(self, features: np.ndarray | sparse.csr_matrix) -> np.ndarray:
         logits = np.asarray(features @ self.coef.T) + self.intercept[None, :]
-        return log_softmax(logits, axis=1)
+        log_probs: np.ndarray = log_softmax(logits, axis=1)
+        return log_probs
 
 
 def logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+    logits: np.ndarray = np.log(p / (1 - p))
+    return logits
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,8 @@ class Bank:
 
 
 def _knn_log_proba(best: np.ndarray, tau: float) -> np.ndarray:
-    return log_softmax(best / tau, axis=1)
+    log_probs: np.ndarray = log_softmax(best / tau, axis=1)
+    return log_probs
 
 
 class Banks:
@@ -268,7 +271,8 @@ def typical_z(
     best: np.ndarray, predicted: np.ndarray, mean: np.ndarray, std: np.ndarray, cap: float = math.inf
 ) -> np.ndarray:
     own = best[np.arange(len(predicted)), predicted]
-    return np.minimum((own - mean[predicted]) / std[predicted], cap)
+    z: np.ndarray = np.minimum((own - mean[predicted]) / std[predicted], cap)
+    return z
 
 
 # --- the model ------------------------------------------------------------------
@@ -379,7 +383,9 @@ class IntentModel:
                 arrays[f"embedding_intercept_{index}"] = member.intercept
         for index, view in enumerate(self.tfidf_views):
             arrays[f"idf_{index}"] = view.idf
-        np.savez_compressed(directory / "arrays.npz", **arrays)
+        # Numbers only, read back by np.load without pickle (naming the flag also keeps the arrays
+        # from being taken for it).
+        np.savez_compressed(directory / "arrays.npz", allow_pickle=False, **arrays)
         meta = {
             "format": FORMAT,
             "version": self.version,
@@ -473,4 +479,7 @@ class IntentModel:
 
     @property
     def validation(self) -> Metrics:
-        return Metrics(**self.info.get("validation", {}))  # type: ignore[arg-type]
+        fields = self.info.get("validation", {})
+        if not isinstance(fields, dict):
+            raise TypeError(f"intent model {self.version}: info.validation is {type(fields).__name__}, not an object")
+        return Metrics(**fields)

@@ -10,6 +10,12 @@ validation ECE is cross-fitted (calibrator fitted on one half of the held-out
 split, measured on the other, both ways), so it is not flattered by the fit.
 After validation the classifiers are refitted on every example (`refit_all`)
 with the validated calibration.
+
+Progress and cancel: `progress(percent, step)` hears where training stands
+(encoding in batches of `ENCODE_BATCH` examples, then fitting, the simulated
+out-of-scope groups, validating, refitting); `cancelled()` is asked between
+batches and steps, and when it says so training raises `TrainingCancelled`
+(a long-running operation's cancel, servicekit/operation_runner.py).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from scipy.special import expit, log_softmax, softmax
 from sklearn.linear_model import LogisticRegression
 
 from servicekit.calibration import expected_calibration_error
+from servicekit.operations import OperationCancelled
 from services.triage.intent_config import TrainConfig, Weights
 from services.triage.intent_model import (
     Banks,
@@ -45,6 +52,48 @@ MAX_LABEL_CHARS = 128
 MAX_TEXT_CHARS = 8000
 
 Encode = Callable[[list[str]], np.ndarray]
+Progress = Callable[[int, str], None]
+
+# Examples encoded per call: progress and cancel checks between calls (a call of 64 takes seconds even
+# on a busy CPU), and serving requests get the encoders in between (they share one lock).
+ENCODE_BATCH = 64
+# Percent reached when each phase ends, as the default encoders (minilm,mpnet) share the time on
+# Banking77 (bench/retrain_operation.py): encoding ~80%, fitting ~4%, out-of-scope simulation ~11%,
+# refitting ~4%. With MiniLM alone encoding is nearer 20%: the bar then moves faster early on.
+_ENCODED, _FITTED, _SIMULATED, _VALIDATED = 80, 84, 95, 96
+
+
+class TrainingCancelled(OperationCancelled):
+    """Training stopped at a checkpoint because `cancelled()` said so; nothing was produced."""
+
+
+class _Checkpoints:
+    """Progress reports and cancel checks, both optional."""
+
+    def __init__(self, progress: Progress | None, cancelled: Callable[[], bool] | None) -> None:
+        self._progress = progress
+        self._cancelled = cancelled
+
+    def __call__(self, percent: int, step: str) -> None:
+        if self._cancelled is not None and self._cancelled():
+            raise TrainingCancelled(f"cancelled before {step}")
+        if self._progress is not None:
+            self._progress(percent, step)
+
+
+def _encode_in_batches(encode: Encode, texts: list[str], at: _Checkpoints) -> np.ndarray:
+    """Every text's vectors, in the texts' order; encoded shortest first, so that each batch pads
+    little (as the encoder itself sorts the texts of one call)."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    parts = []
+    for start in range(0, len(texts), ENCODE_BATCH):
+        at(start * _ENCODED // len(texts), f"encoding {start}/{len(texts)} examples")
+        parts.append(encode([texts[i] for i in order[start : start + ENCODE_BATCH]]))
+    vectors = np.vstack(parts)
+    placed = np.empty_like(vectors)
+    placed[order] = vectors
+    return placed
+
 
 # TF-IDF views: (analyzer, ngram_range, min_df).
 _TFIDF_VIEWS: tuple[tuple[str, tuple[int, int], int], ...] = (
@@ -103,7 +152,9 @@ def example_violations(
 # --- training -------------------------------------------------------------------
 
 
-def _fit_linear(features: np.ndarray | sparse.csr_matrix, y: np.ndarray, n_labels: int, c: float, cfg: TrainConfig):
+def _fit_linear(
+    features: np.ndarray | sparse.csr_matrix, y: np.ndarray, n_labels: int, c: float, cfg: TrainConfig
+) -> Linear:
     """Multinomial logistic regression; coefficients laid out for all n_labels (absent ones never win)."""
     present = np.unique(y)
     dim = features.shape[1]
@@ -172,7 +223,9 @@ class _Members:
     tfidf: Linear
 
 
-def _fit_members(embeddings, texts, y, n_labels, cfg: TrainConfig, layout: _Layout) -> _Members:
+def _fit_members(
+    embeddings: np.ndarray, texts: list[str], y: np.ndarray, n_labels: int, cfg: TrainConfig, layout: _Layout
+) -> _Members:
     views = [TfidfView.fit(texts, analyzer, ngrams, min_df) for analyzer, ngrams, min_df in _TFIDF_VIEWS]
     return _Members(
         embeddings=[
@@ -185,7 +238,12 @@ def _fit_members(embeddings, texts, y, n_labels, cfg: TrainConfig, layout: _Layo
 
 
 def _member_log_probs(
-    members: _Members, embeddings, texts, best: dict[int, np.ndarray], cfg: TrainConfig, layout: _Layout
+    members: _Members,
+    embeddings: np.ndarray,
+    texts: list[str],
+    best: dict[int, np.ndarray],
+    cfg: TrainConfig,
+    layout: _Layout,
 ) -> np.ndarray:
     return mix_log_probs(
         [
@@ -211,17 +269,18 @@ def _score_features(
 
 
 def _fit_beta(
-    emb,
-    texts,
-    y,
-    held,
-    n_labels,
-    temperature,
+    emb: np.ndarray,
+    texts: list[str],
+    y: np.ndarray,
+    held: np.ndarray,
+    n_labels: int,
+    temperature: float,
     held_features: np.ndarray,
     held_correct: np.ndarray,
     cfg: TrainConfig,
     layout: _Layout,
     log: Callable[[str], None],
+    at: _Checkpoints | None = None,
 ) -> float:
     """Weight of typicality in the confidence score: a logistic regression on (logit, z) separates
     right held-out predictions from wrong ones and from messages of simulated unknown intents."""
@@ -234,6 +293,8 @@ def _fit_beta(
     held_rows = np.flatnonzero(held)
     unknown: list[np.ndarray] = []
     for g in range(groups):
+        if at is not None:
+            at(_FITTED + g * (_SIMULATED - _FITTED) // groups, f"simulating unknown intents {g + 1}/{groups}")
         keep = train_rows[group_of[y[train_rows]] != g]
         members = _fit_members(emb[keep], [texts[i] for i in keep], y[keep], n_labels, cfg, layout)
         banks = layout.banks(emb[keep], y[keep], n_labels)
@@ -266,7 +327,8 @@ def _cross_fitted_confidence(score: np.ndarray, correct: np.ndarray, seed: int) 
     for part in (half, ~half):
         if part.all() or not part.any():
             a, b = _fit_platt(score, correct)
-            return expit(a * score + b)
+            whole: np.ndarray = expit(a * score + b)
+            return whole
         a, b = _fit_platt(score[~part], correct[~part])
         out[part] = expit(a * score[part] + b)
     return out
@@ -282,11 +344,15 @@ def train_intent_model(
     dimensions: Sequence[int] = (),
     config: TrainConfig | None = None,
     log: Callable[[str], None] = lambda message: None,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> IntentModel:
-    """Train, validate on a stratified held-out split, calibrate; raises ValueError on bad examples.
+    """Train, validate on a stratified held-out split, calibrate; raises ValueError on bad examples
+    and TrainingCancelled when `cancelled()` turns true.
 
     `encode` gives each text's vectors from every encoder of the set side by side, `dimensions`
     says how wide each encoder's block is (empty: one encoder)."""
+    at = _Checkpoints(progress, cancelled)
     cfg = config or TrainConfig()
     problems = example_violations(texts, labels, min_per_label=cfg.min_examples_per_label)
     if problems:
@@ -298,7 +364,7 @@ def train_intent_model(
     y = np.array([index[label] for label in labels], dtype=np.int64)
     n_labels = len(label_names)
 
-    emb = encode(texts)
+    emb = _encode_in_batches(encode, texts, at)
     embed_s = time.perf_counter() - started
     dimensions = tuple(int(d) for d in dimensions) or (int(emb.shape[1]),)
     if sum(dimensions) != emb.shape[1]:
@@ -309,6 +375,7 @@ def train_intent_model(
     tr, ho = np.flatnonzero(~held), np.flatnonzero(held)
     tr_texts, ho_texts = [texts[i] for i in tr], [texts[i] for i in ho]
 
+    at(_ENCODED, f"fitting on {len(tr)} examples")
     members = _fit_members(emb[tr], tr_texts, y[tr], n_labels, cfg, layout)
     banks = layout.banks(emb[tr], y[tr], n_labels)
     best = banks.best(emb[ho])
@@ -327,8 +394,9 @@ def train_intent_model(
     beta = (
         cfg.default_beta
         if small
-        else _fit_beta(emb, texts, y, held, n_labels, temperature, features, correct, cfg, layout, log)
+        else _fit_beta(emb, texts, y, held, n_labels, temperature, features, correct, cfg, layout, log, at)
     )
+    at(_SIMULATED, f"validating on {len(ho)} held-out examples")
     score = features[:, 0] + beta * features[:, 1]
     oos_cutoff = float(np.quantile(score, cfg.oos_quantile))
     cap = 1.0
@@ -355,10 +423,12 @@ def train_intent_model(
 
     bank_rows = tr
     if cfg.refit_all:
+        at(_VALIDATED, f"refitting on all {len(texts)} examples")
         members = _fit_members(emb, texts, y, n_labels, cfg, layout)
         bank_rows = np.arange(len(texts))
         banks = layout.banks(emb, y, n_labels)
     typical_mean, typical_std = banks.typicality()
+    at(99, "trained")
     return IntentModel(
         version=version,
         labels=label_names,

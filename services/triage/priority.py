@@ -27,7 +27,7 @@ from services.triage.risk_flags import NAME_BY_FLAG
 
 
 def score_priority(
-    flags: Sequence[int],
+    flags: Sequence[triage_pb2.RiskFlag],
     sentiment: triage_pb2.Sentiment,
     account: customer_pb2.AccountSignals,
     weights: PriorityWeights,

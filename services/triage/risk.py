@@ -187,12 +187,12 @@ def detect_risks(
     thresholds: RiskThresholds,
     *,
     contacts_seen_7d: int = 0,
-) -> list[int]:
+) -> list[triage_pb2.RiskFlag]:
     """Risk flags raised for a contact, in enum order (stable output for equal input).
 
     `contacts_seen_7d`: the customer's other conversations in the last 7 days that triage saw
     itself (counts when the caller knows no account.contacts_last_7_days)."""
-    flags: list[int] = []
+    flags: list[triage_pb2.RiskFlag] = []
     if _matches(CHURN_PATTERNS, customer_texts):
         flags.append(triage_pb2.RISK_FLAG_CHURN)
     if _matches(LEGAL_PATTERNS, customer_texts):

@@ -33,7 +33,7 @@ INTENT_OUT_OF_SCOPE = "intent_out_of_scope"
 INTENT_QUEUE = "intent_queue"
 
 
-def _fired(rules: Sequence[RouteRule], flags: set[int]) -> list[str]:
+def _fired(rules: Sequence[RouteRule], flags: set[triage_pb2.RiskFlag]) -> list[str]:
     return [rule.reason for rule in rules if all(FLAG_BY_NAME[name] in flags for name in rule.when_all)]
 
 
@@ -41,7 +41,9 @@ def is_confident(intent: triage_pb2.IntentPrediction, rules: RoutingRules) -> bo
     return bool(intent.label) and not intent.out_of_scope and intent.confidence >= rules.intent_confidence_threshold
 
 
-def route(flags: Sequence[int], intent: triage_pb2.IntentPrediction, rules: RoutingRules) -> triage_pb2.Route:
+def route(
+    flags: Sequence[triage_pb2.RiskFlag], intent: triage_pb2.IntentPrediction, rules: RoutingRules
+) -> triage_pb2.Route:
     raised = set(flags)
     notes = [NO_INTENT_MODEL] if not intent.model_version else []
     confident = is_confident(intent, rules)

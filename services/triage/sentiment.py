@@ -41,7 +41,7 @@ LEXICON_ONLY = "vader"
 POSITIVE_AT = 0.05
 NEGATIVE_AT = -0.05
 
-_LABEL_ENUM = {
+_LABEL_ENUM: dict[str, triage_pb2.SentimentLabel] = {
     "negative": triage_pb2.SENTIMENT_LABEL_NEGATIVE,
     "neutral": triage_pb2.SENTIMENT_LABEL_NEUTRAL,
     "positive": triage_pb2.SENTIMENT_LABEL_POSITIVE,
@@ -52,7 +52,7 @@ _URL = re.compile(r"https?://\S+")
 Encode = Callable[[list[str]], np.ndarray]
 
 
-def label_for(compound: float) -> int:
+def label_for(compound: float) -> triage_pb2.SentimentLabel:
     if compound >= POSITIVE_AT:
         return triage_pb2.SENTIMENT_LABEL_POSITIVE
     if compound <= NEGATIVE_AT:
@@ -91,7 +91,8 @@ class SentimentModel:
 
     def proba(self, embeddings: np.ndarray, vader: np.ndarray) -> np.ndarray:
         features = np.hstack([embeddings, vader])
-        return softmax(features @ self.coef.T + self.intercept[None, :], axis=1)
+        proba: np.ndarray = softmax(features @ self.coef.T + self.intercept[None, :], axis=1)
+        return proba
 
     def to_json(self) -> str:
         # Five significant digits keep the file small and change no prediction measurably.
@@ -182,13 +183,17 @@ class SentimentScorer:
     def compound(self, text: str) -> float:
         return float(self._analyzer.polarity_scores(text)["compound"])
 
-    def scores(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def scores(
+        self, texts: Sequence[str], embeddings: np.ndarray | None = None
+    ) -> list[tuple[triage_pb2.SentimentLabel, float]]:
         """(label enum, score in [-1, 1]) per text; `embeddings` of normalize(text) when already computed."""
         if self.model is None:
             return [(label_for(c), c) for c in (self.compound(t) for t in texts)]
         normalized = [normalize(t) for t in texts]
         if embeddings is None:
-            embeddings = self._encode(normalized)  # type: ignore[misc]
+            # __init__ refuses a model without an encoder.
+            assert self._encode is not None
+            embeddings = self._encode(normalized)
         proba = self.model.proba(embeddings, vader_features(self._analyzer, normalized))
         neg, pos = self.model.labels.index("negative"), self.model.labels.index("positive")
         return [(_LABEL_ENUM[self.model.labels[int(row.argmax())]], float(row[pos] - row[neg])) for row in proba]
@@ -204,7 +209,7 @@ class SentimentScorer:
         scored = self.scores(ends, embeddings)
         label, newest = scored[-1]
         first = scored[0][1]
-        return triage_pb2.Sentiment(label=label, score=round(newest, 4), trajectory=round(newest - first, 4))  # type: ignore[arg-type]
+        return triage_pb2.Sentiment(label=label, score=round(newest, 4), trajectory=round(newest - first, 4))
 
     def ends(self, customer_texts: Sequence[str]) -> list[str]:
         """The normalised texts `score` embeds (so a caller can embed them once for everything)."""

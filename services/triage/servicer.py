@@ -2,15 +2,28 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.exc import SQLAlchemyError
 
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from aftercare.type.v1 import conversation_pb2, customer_pb2
 from servicekit.errors import FailedPrecondition, NotFound, Violations
 from servicekit.ids import check_customer_id, check_id
+from servicekit.operation_runner import Handler, OperationContext, wait_until_done
+from servicekit.operations import (
+    OperationError,
+    OperationFailed,
+    OperationRecord,
+    OperationStore,
+    State,
+    status_code,
+    to_proto,
+)
 from services.triage.contacts import ContactLog
 from services.triage.intent_model import EncoderMismatch
 from services.triage.intent_service import IntentEngine
@@ -34,6 +47,15 @@ MAX_SEARCH_CHARS = 500
 MAX_ERRORS = 20
 MAX_ERROR_CHARS = 500
 MAX_DISMISSED = 1000
+# The kind of a retrain operation in the operations table (servicekit.operations).
+RETRAIN_KIND = "intent_retrain"
+_RETRAIN_STATE = {
+    State.QUEUED: triage_pb2.RETRAIN_STATE_QUEUED,
+    State.RUNNING: triage_pb2.RETRAIN_STATE_RUNNING,
+    State.SUCCEEDED: triage_pb2.RETRAIN_STATE_SUCCEEDED,
+    State.FAILED: triage_pb2.RETRAIN_STATE_FAILED,
+    State.CANCELLED: triage_pb2.RETRAIN_STATE_CANCELLED,
+}
 
 
 def _customer_texts(conversation: conversation_pb2.Conversation) -> list[str]:
@@ -104,6 +126,56 @@ def _validate_suggest(request: triage_pb2.SuggestForContextRequest) -> None:
     problems.raise_if_any()
 
 
+def _timestamp(moment: dt.datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def retrain_metadata(record: OperationRecord) -> triage_pb2.RetrainMetadata:
+    """A retrain operation's progress: what it knew at the start, and where it stands in the store."""
+    metadata = triage_pb2.RetrainMetadata.FromString(record.metadata)
+    metadata.state = _RETRAIN_STATE[record.state]
+    metadata.progress_percent = record.progress_percent
+    metadata.step = record.step
+    metadata.attempts = record.attempts
+    metadata.replica = (record.owner or "") if record.state is State.RUNNING else ""
+    if record.started_at is not None:
+        metadata.start_time.FromDatetime(record.started_at)
+    if record.finished_at is not None:
+        metadata.end_time.FromDatetime(record.finished_at)
+    return metadata
+
+
+def retrain_work(intents: IntentEngine) -> Handler:
+    """The work of a retrain operation, run by the replica that claims it (from the stored request,
+    so another replica can run it again after a takeover)."""
+
+    async def run(context: OperationContext) -> triage_pb2.RetrainResponse:
+        request = triage_pb2.StartRetrainRequest.FromString(context.record.request)
+        context.progress(0, "loading the encoders")
+        try:
+            outcome = await intents.retrain(
+                request.tenant_id,
+                [example.text for example in request.examples],
+                [example.label for example in request.examples],
+                progress=context.progress,
+                cancelled=context.cancelled,
+            )
+        except ValueError as error:  # the examples were checked when it started; a newer rule may differ
+            raise OperationFailed(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+        return triage_pb2.RetrainResponse(
+            model_version=outcome.version,
+            promoted=outcome.promoted,
+            validation_accuracy=outcome.accuracy,
+            validation_ece=outcome.ece,
+        )
+
+    return run
+
+
 class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
     def __init__(
         self,
@@ -112,15 +184,21 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
         intents: IntentEngine,
         suggester: Suggester,
         *,
+        operations: OperationStore,
         contacts: ContactLog | None = None,
         max_examples: int = 100_000,
+        operation_created: Callable[[], None] = lambda: None,
     ) -> None:
+        """`operation_created` is told when a retrain operation was stored (this replica's runner
+        then claims it at once instead of at its next poll)."""
         self._policy = policy
         self._sentiment = sentiment
         self._intents = intents
         self._suggester = suggester
+        self._operations = operations
         self._contacts = contacts
         self._max_examples = max_examples
+        self._operation_created = operation_created
 
     async def _other_contacts(self, request: triage_pb2.TriageContactRequest) -> int:
         """The customer's other conversations in the last 7 days that triage saw (0 if unknown)."""
@@ -140,13 +218,13 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
             return 0
 
     async def SuggestForContext(
-        self, request: triage_pb2.SuggestForContextRequest, context: grpc.aio.ServicerContext
+        self, request: triage_pb2.SuggestForContextRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> triage_pb2.SuggestForContextResponse:
         _validate_suggest(request)
         return await self._suggester.suggest(request)
 
     async def DismissSuggestion(
-        self, request: triage_pb2.DismissSuggestionRequest, context: grpc.aio.ServicerContext
+        self, request: triage_pb2.DismissSuggestionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> triage_pb2.DismissSuggestionResponse:
         problems = Violations()
         _validate_user(problems, request.customer)
@@ -166,7 +244,7 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
         return sentiment, intent
 
     async def TriageContact(
-        self, request: triage_pb2.TriageContactRequest, context: grpc.aio.ServicerContext
+        self, request: triage_pb2.TriageContactRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> triage_pb2.TriageContactResponse:
         _validate(request)
         texts = _customer_texts(request.conversation)
@@ -199,36 +277,74 @@ class TriageServicer(triage_pb2_grpc.TriageServiceServicer):
             intent=intent, sentiment=sentiment, risk_flags=flags, priority=priority, route=decision
         )
 
-    async def Retrain(
-        self, request: triage_pb2.RetrainRequest, context: grpc.aio.ServicerContext
-    ) -> triage_pb2.RetrainResponse:
+    def _validate_retrain(self, tenant_id: str, examples: Sequence[triage_pb2.LabeledExample]) -> None:
         problems = Violations()
-        _validate_tenant(problems, request.tenant_id)
-        if len(request.examples) > self._max_examples:
+        _validate_tenant(problems, tenant_id)
+        if len(examples) > self._max_examples:
             problems.add("examples", f"at most {self._max_examples} examples")
         else:
             problems.items.extend(
                 example_violations(
-                    [example.text for example in request.examples],
-                    [example.label for example in request.examples],
+                    [example.text for example in examples],
+                    [example.label for example in examples],
                     min_per_label=self._intents.config.min_examples_per_label,
                 )
             )
         problems.raise_if_any()
-        outcome = await self._intents.retrain(
+
+    async def _start_retrain(self, request: triage_pb2.StartRetrainRequest) -> OperationRecord:
+        """Validated, stored as a QUEUED operation; ALREADY_EXISTS while the tenant has one not done."""
+        self._validate_retrain(request.tenant_id, request.examples)
+        metadata = triage_pb2.RetrainMetadata(tenant_id=request.tenant_id, examples=len(request.examples))
+        record = await asyncio.to_thread(
+            self._operations.create,
             request.tenant_id,
-            [example.text for example in request.examples],
-            [example.label for example in request.examples],
+            RETRAIN_KIND,
+            request.SerializeToString(),
+            metadata.SerializeToString(),
         )
-        return triage_pb2.RetrainResponse(
-            model_version=outcome.version,
-            promoted=outcome.promoted,
-            validation_accuracy=outcome.accuracy,
-            validation_ece=outcome.ece,
+        self._operation_created()
+        log.info("retrain_started", tenant_id=request.tenant_id, operation=record.name, examples=len(request.examples))
+        return record
+
+    async def StartRetrain(
+        self, request: triage_pb2.StartRetrainRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> triage_pb2.StartRetrainResponse:
+        record = await self._start_retrain(request)
+        return triage_pb2.StartRetrainResponse(operation=to_proto(record, retrain_metadata))
+
+    async def Retrain(
+        self, request: triage_pb2.RetrainRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> triage_pb2.RetrainResponse:
+        """Deprecated: the same operation as StartRetrain, waited for (it goes on if the caller leaves)."""
+        started = await self._start_retrain(
+            triage_pb2.StartRetrainRequest(tenant_id=request.tenant_id, examples=request.examples)
+        )
+        done = await wait_until_done(self._operations, started)
+        if done.state is State.SUCCEEDED:
+            response = triage_pb2.RetrainResponse()
+            to_proto(done).response.Unpack(response)
+            return response
+        reason = "RETRAIN_CANCELLED" if done.state is State.CANCELLED else "RETRAIN_FAILED"
+        raise OperationError(status_code(done.error_code or 2), done.error_message or "retrain failed", reason)
+
+    async def GetIntentModel(
+        self, request: triage_pb2.GetIntentModelRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> triage_pb2.GetIntentModelResponse:
+        problems = Violations()
+        _validate_tenant(problems, request.tenant_id)
+        problems.raise_if_any()
+        info = await self._intents.serving_info(request.tenant_id)
+        return triage_pb2.GetIntentModelResponse(
+            serving_version=info.serving_version,
+            current_version=info.current_version,
+            versions=info.versions,
+            replica=info.replica,
+            loaded_at=_timestamp(info.loaded_at),
         )
 
     async def RollbackModel(
-        self, request: triage_pb2.RollbackModelRequest, context: grpc.aio.ServicerContext
+        self, request: triage_pb2.RollbackModelRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> triage_pb2.RollbackModelResponse:
         problems = Violations()
         _validate_tenant(problems, request.tenant_id)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import grpc
 import structlog
 
-from aftercare.retrieval.v1 import retrieval_pb2
+from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2
 from servicekit.database import utcnow
 from servicekit.errors import Unavailable
@@ -112,7 +112,7 @@ def best_sentence(text: str, query: str) -> str:
     return _clip(best, MAX_SNIPPET_CHARS)
 
 
-def kind_of(hit: retrieval_pb2.SearchHit) -> int:
+def kind_of(hit: retrieval_pb2.SearchHit) -> triage_pb2.SuggestionKind:
     # A FAQ answer is help in itself; anything else is worth opening.
     if hit.doc_type == retrieval_pb2.DOCUMENT_TYPE_FAQ:
         return triage_pb2.SUGGESTION_KIND_TIP
@@ -158,7 +158,7 @@ def choose(
             url=hit.url,
             relevance=round(relevance, 4),
             reason=reason[0].upper() + reason[1:],
-            kind=kind_of(hit),  # type: ignore[arg-type]
+            kind=kind_of(hit),
         )
     )
 
@@ -171,7 +171,7 @@ class Suggester:
 
     def __init__(
         self,
-        retrieval: object,
+        retrieval: retrieval_pb2_grpc.RetrievalServiceStub,
         store: Tier0Store,
         *,
         min_relevance: float,
@@ -205,7 +205,7 @@ class Suggester:
                     no_suggestion_reason="rate_limited", query=plan.query, retry_after_seconds=state.wait_seconds
                 )
             try:
-                response = await self._retrieval.Search(  # type: ignore[attr-defined]
+                response: retrieval_pb2.SearchResponse = await self._retrieval.Search(
                     retrieval_pb2.SearchRequest(
                         tenant_id=tenant_id, query=plan.query, top_k=self._top_k, mode=retrieval_pb2.SEARCH_MODE_HYBRID
                     )

@@ -1,15 +1,17 @@
 """Train a tenant's intent model from a labelled file (CSV or JSONL with `text`, `label`).
 
-    # through a running triage service (Retrain RPC)
+    # through a running triage service (StartRetrain, then GetOperation until done,
+    # printing the progress; Ctrl+C cancels the operation)
     python -m services.triage.train --target 127.0.0.1:50052 --tenant acme examples.csv
 
     # offline, into a data directory the service will serve from
-    # (models land in <model-dir>/triage/<tenant>/<version>/, same promotion rule)
+    # (models land in the triage database: <model-dir>/triage.db, or DATABASE_URL's; same promotion rule)
     python -m services.triage.train --model-dir var --tenant acme examples.jsonl
 
 Problems in the file are reported with their line (`examples.csv:14: label is empty`),
 and so are the service's field violations (`examples[12].label` -> the line it came from).
-Exit status: 0 promoted, 3 trained but not promoted, 2 bad input, 1 other failure.
+Exit status: 0 promoted, 3 trained but not promoted, 2 bad input, 1 other failure
+(another retrain of the tenant running, cancelled, failed, or not done within --timeout).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import csv
 import json
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,9 +118,14 @@ def locate(path: Path, examples: Examples, field: str, description: str) -> str:
     return f"{path}: {field}: {description}"
 
 
+# Seconds between two GetOperation calls while a remote retrain runs.
+POLL_S = 1.0
+
+
 async def _remote(args: argparse.Namespace, examples: Examples) -> int:
     import grpc
 
+    from aftercare.operations.v1 import operations_pb2, operations_pb2_grpc
     from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
     from servicekit.errors import details_from_rpc_error
 
@@ -125,16 +133,17 @@ async def _remote(args: argparse.Namespace, examples: Examples) -> int:
         args.target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
     ) as channel:
         stub = triage_pb2_grpc.TriageServiceStub(channel)
+        operations = operations_pb2_grpc.OperationsServiceStub(channel)
         try:
-            response = await stub.Retrain(
-                triage_pb2.RetrainRequest(
+            started = await stub.StartRetrain(
+                triage_pb2.StartRetrainRequest(
                     tenant_id=args.tenant,
                     examples=[
                         triage_pb2.LabeledExample(text=t, label=lab)
                         for t, lab in zip(examples.texts, examples.labels, strict=True)
                     ],
                 ),
-                timeout=args.timeout,
+                timeout=60,
             )
         except grpc.aio.AioRpcError as error:
             details = details_from_rpc_error(error)
@@ -142,8 +151,39 @@ async def _remote(args: argparse.Namespace, examples: Examples) -> int:
                 for field, description in details.field_violations:
                     print(locate(args.file, examples, field, description), file=sys.stderr)
                 return EXIT_BAD_INPUT
-            print(f"Retrain failed: {details.code.name}: {details.message}", file=sys.stderr)
+            print(f"Retrain refused: {details.code.name}: {details.message}", file=sys.stderr)
             return 1
+        name = started.operation.name
+        print(f"operation {name}: {len(examples.texts)} examples", flush=True)
+        operation = started.operation
+        deadline = time.monotonic() + args.timeout
+        last = ""
+        try:
+            while not operation.done:
+                metadata = triage_pb2.RetrainMetadata()
+                operation.metadata.Unpack(metadata)
+                line = f"{metadata.progress_percent:3d}% {metadata.step}"
+                if line != last:
+                    print(line, flush=True)
+                    last = line
+                if time.monotonic() > deadline:
+                    print(f"not done after {args.timeout:.0f}s; it goes on: poll {name}", file=sys.stderr)
+                    return 1
+                await asyncio.sleep(POLL_S)
+                request = operations_pb2.GetOperationRequest(name=name)
+                operation = (await operations.GetOperation(request, timeout=30)).operation
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            await operations.CancelOperation(operations_pb2.CancelOperationRequest(name=name), timeout=30)
+            print(f"cancel requested for {name}", file=sys.stderr)
+            return 1
+        except grpc.aio.AioRpcError as error:
+            print(f"cannot follow {name}: {details_from_rpc_error(error).message}", file=sys.stderr)
+            return 1
+    if operation.WhichOneof("result") == "error":
+        print(f"Retrain {name} ended: code {operation.error.code}: {operation.error.message}", file=sys.stderr)
+        return 1
+    response = triage_pb2.RetrainResponse()
+    operation.response.Unpack(response)
     return _report(response.model_version, response.promoted, response.validation_accuracy, response.validation_ece)
 
 
@@ -166,10 +206,10 @@ def _offline(args: argparse.Namespace, examples: Examples) -> int:
             print(locate(args.file, examples, field, description), file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    async def go():  # type: ignore[no-untyped-def]
-        return await engine.retrain(args.tenant, examples.texts, examples.labels)
+    def progress(percent: int, step: str) -> None:
+        print(f"{percent:3d}% {step}", flush=True)
 
-    outcome = asyncio.run(go())
+    outcome = asyncio.run(engine.retrain(args.tenant, examples.texts, examples.labels, progress=progress))
     return _report(outcome.version, outcome.promoted, outcome.accuracy, outcome.ece)
 
 
@@ -191,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--text-col", default="text")
     parser.add_argument("--label-col", default="label")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for Retrain")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the retrain to end")
     parser.add_argument("file", type=Path)
     args = parser.parse_args(argv)
     try:

@@ -40,6 +40,7 @@ GRPC_SERVICES = {
     "concierge": "aftercare.concierge.v1.ConciergeService",
     "escalation": "aftercare.escalation.v1.EscalationService",
     "outreach": "aftercare.outreach.v1.OutreachService",
+    "actions": "aftercare.actions.v1.ActionsService",
 }
 STATELESS = {"gateway", "concierge", "triage", "retrieval"}
 

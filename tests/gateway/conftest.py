@@ -15,8 +15,10 @@ import httpx
 import pytest
 from google.protobuf.message import Message as ProtoMessage
 
+from aftercare.actions.v1 import actions_pb2, actions_pb2_grpc
 from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
+from aftercare.operations.v1 import operations_pb2, operations_pb2_grpc
 from aftercare.outreach.v1 import outreach_pb2, outreach_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
@@ -114,6 +116,9 @@ _SERVICES: dict[str, tuple[ModuleType, ModuleType]] = {
     "retrieval": (retrieval_pb2, retrieval_pb2_grpc),
     "triage": (triage_pb2, triage_pb2_grpc),
     "outreach": (outreach_pb2, outreach_pb2_grpc),
+    "actions": (actions_pb2, actions_pb2_grpc),
+    # Served next to triage in the real mesh (its retrains); GatewaySettings ignores operations_addr.
+    "operations": (operations_pb2, operations_pb2_grpc),
 }
 
 

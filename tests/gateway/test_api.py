@@ -374,7 +374,9 @@ async def test_readyz_when_every_backend_serves(gateway: httpx.AsyncClient) -> N
     assert response.status_code == 200, response.text
     assert response.json() == {
         "status": "ready",
-        "backends": {name: "SERVING" for name in ("retrieval", "triage", "concierge", "escalation", "outreach")},
+        "backends": {
+            name: "SERVING" for name in ("retrieval", "triage", "concierge", "escalation", "outreach", "actions")
+        },
     }
 
 
@@ -484,6 +486,18 @@ async def test_openapi_lists_the_routes_and_their_problems(gateway: httpx.AsyncC
         "/v1/tenants/{tenant_id}/outreach/detect",
         "/v1/tenants/{tenant_id}/outreach/findings/{finding_id}/drafts",
         "/v1/tenants/{tenant_id}/outreach/drafts",
+        "/v1/tenants/{tenant_id}/intent-model",
+        "/v1/tenants/{tenant_id}/intent-model:retrain",
+        "/v1/tenants/{tenant_id}/operations",
+        "/v1/tenants/{tenant_id}/operations/{operation_id}",
+        "/v1/tenants/{tenant_id}/operations/{operation_id}:cancel",
+        "/v1/tenants/{tenant_id}/actions",
+        "/v1/tenants/{tenant_id}/actions/pending-approvals",
+        "/v1/tenants/{tenant_id}/actions/{action_id}",
+        "/v1/tenants/{tenant_id}/actions/{action_id}:approve",
+        "/v1/tenants/{tenant_id}/actions/{action_id}:reject",
+        "/v1/tenants/{tenant_id}/audit",
+        "/v1/tenants/{tenant_id}/audit:export",
         "/v1/tenants/{tenant_id}/outreach/drafts/{draft_id}/review",
     } == {path for path in paths if path != "/"}
     # Every /v1 operation declares the bearer API key; health does not.

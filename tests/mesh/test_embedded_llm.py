@@ -6,46 +6,20 @@ model's own chat template (read from the GGUF: no --chat_format is passed)."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from devstack.llm_server import MODEL_ALIAS, command, ensure_model
+from devstack.llm_server import MODEL_ALIAS
 from servicekit.llm import LlmClient
-from tests.conftest import free_port
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.embedded_llm import embedded_llm_server
 
 
 @pytest.fixture(scope="module")
 def llm_url() -> Iterator[str]:
-    port = free_port()
-    model = ensure_model(REPO_ROOT / "var" / "models")
-    server = subprocess.Popen(command(model, port), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, "the LLM server exited"
-            time.sleep(0.25)
-        else:
-            pytest.fail("the LLM server did not start within 60 s")
+    with embedded_llm_server(startup_timeout_s=60.0) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 async def test_serves_the_default_model_under_its_alias(llm_url: str) -> None:

@@ -23,6 +23,8 @@ import pytest_asyncio
 from gateway.keys import Role, create_key
 from gateway.settings import GatewaySettings
 from servicekit.server import serving
+from services.actions.app import servicers as actions_servicers
+from services.actions.settings import ActionsSettings
 from services.concierge.app import servicers as concierge_servicers
 from services.concierge.settings import ConciergeSettings
 from services.escalation.app import servicers as escalation_servicers
@@ -91,10 +93,16 @@ async def real_mesh(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> 
                               triage_addr=triage_addr, escalation_addr=escalation_addr),
             concierge_servicers,
         ))
+        # No catalog for these tenants: the actions routes answer for them as for any tenant without one.
+        actions = await stack.enter_async_context(serving(
+            ActionsSettings(port=0, data_dir=data("actions"), database_url=""),
+            actions_servicers,
+        ))
         keys_path = root / "api_keys.json"
         settings = GatewaySettings(
             retrieval_addr=retrieval_addr, triage_addr=triage_addr, escalation_addr=escalation_addr,
             outreach_addr=f"127.0.0.1:{outreach.port}", concierge_addr=f"127.0.0.1:{concierge.port}",
+            actions_addr=f"127.0.0.1:{actions.port}",
             api_keys_file=keys_path, rate_limit_per_s=1000.0, rate_limit_burst=1000,
         )
         yield RealMesh(gateway_settings=settings, keys_path=keys_path)

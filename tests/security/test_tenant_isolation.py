@@ -225,6 +225,20 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
     ("GET", "/v1/tenants/{t}/outreach/drafts?state=rejected", None, Role.AGENT),
     ("POST", "/v1/tenants/{t}/outreach/drafts/{draft}/review", {"action": "reject"}, Role.AGENT),
     ("GET", "/v1/tenants/{t}/feedback/export", None, Role.ADMIN),
+    ("GET", "/v1/tenants/{t}/intent-model", None, Role.AGENT),
+    ("POST", "/v1/tenants/{t}/intent-model:retrain", {"examples": [{"text": "probe {marker}", "label": "a"},
+                                                                   {"text": "other probe", "label": "b"}]},
+     Role.ADMIN),
+    ("GET", "/v1/tenants/{t}/operations", None, Role.AGENT),
+    ("GET", "/v1/tenants/{t}/operations/{operation}", None, Role.AGENT),
+    ("POST", "/v1/tenants/{t}/operations/{operation}:cancel", {}, Role.ADMIN),
+    ("GET", "/v1/tenants/{t}/actions", None, Role.AGENT),
+    ("GET", "/v1/tenants/{t}/actions/pending-approvals", None, Role.AGENT),
+    ("GET", "/v1/tenants/{t}/actions/{action}", None, Role.AGENT),
+    ("POST", "/v1/tenants/{t}/actions/{action}:approve", {"note": "probe"}, Role.AGENT),
+    ("POST", "/v1/tenants/{t}/actions/{action}:reject", {"note": "probe"}, Role.AGENT),
+    ("GET", "/v1/tenants/{t}/audit", None, Role.AGENT),
+    ("GET", "/v1/tenants/{t}/audit:export", None, Role.ADMIN),
     ("GET", "/v1/tenants/{t}/feedback/intent-corrections", None, Role.ADMIN),
     ("POST", "/v1/tenants/{t}/kb/documents", {"documents": [{"doc_id": "probe-doc", "title": "Probe",
                                                              "body": "Probe body."}]}, Role.ADMIN),
@@ -239,7 +253,8 @@ async def test_every_v1_route_has_an_isolation_probe(real_mesh: RealMesh) -> Non
               for method in operations}
     probed = {(method, template.split("?")[0].replace("{t}", "{tenant_id}").replace("{conv}", "{conversation_id}")
                .replace("{handoff}", "{handoff_id}").replace("{doc}", "{doc_id}").replace("{draft}", "{draft_id}")
-               .replace("{finding}", "{finding_id}").replace("{turn}", "{turn_index}"))
+               .replace("{finding}", "{finding_id}").replace("{turn}", "{turn_index}")
+               .replace("{operation}", "{operation_id}").replace("{action}", "{action_id}"))
               for method, template, _, _ in ENDPOINTS}
     assert routes - probed == set(), f"endpoints without an isolation probe: {sorted(routes - probed)}"
 
@@ -269,6 +284,9 @@ def _ids(owner: TenantData, path_tenant: str, marker: str, rng: random.Random, a
         "finding": rng.choice(owner.finding_ids or ["no-finding"]),
         "account": account,
         "turn": "0",
+        # Neither tenant has actions (no catalog) or retrains in this mesh: ids that exist nowhere.
+        "operation": "op-probe",
+        "action": "act-probe",
     }
 
 

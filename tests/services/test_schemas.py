@@ -12,6 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
 from servicekit.migrations import Schema
+from services.actions.migrations import SCHEMA as ACTIONS
+from services.actions.models import Base as ActionsBase
 from services.concierge.migrations import SCHEMA as CONCIERGE
 from services.concierge.models import Base as ConciergeBase
 from services.escalation.migrations import SCHEMA as ESCALATION
@@ -33,6 +35,7 @@ def _merged(*metadatas: sa.MetaData) -> sa.MetaData:
 
 
 SERVICES = {
+    "actions": (ACTIONS, ActionsBase.metadata),
     "concierge": (CONCIERGE, ConciergeBase.metadata),
     "escalation": (ESCALATION, EscalationBase.metadata),
     "outreach": (OUTREACH, OutreachBase.metadata),

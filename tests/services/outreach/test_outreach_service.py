@@ -109,7 +109,9 @@ async def test_duplicates_across_batches_and_concurrent_streams(tmp_path: Path) 
         (event("x", count=0), "missing_count"),
         (event("x", count=-3), "negative_count"),
         (event("x", when=None), "missing_occurred_at"),
-        (event("x", when=NOW + dt.timedelta(minutes=10)), "future_timestamp"),
+        # A day ahead, not minutes: NOW is taken at collection, and a long run reaches this test
+        # minutes later (10 minutes ahead had stopped being "the future" by then).
+        (event("x", when=NOW + dt.timedelta(days=1)), "future_timestamp"),
         (event("x", when=NOW - dt.timedelta(days=401)), "stale_timestamp"),
         (
             outreach_pb2.RecordUsageRequest(

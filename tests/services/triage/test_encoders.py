@@ -17,7 +17,8 @@ from servicekit.server import serving
 from services.triage.app import encoder_cache_dir, servicers
 from services.triage.encoder import MPNET_ENCODER, Encoder, EncoderSet, encoder_names, mpnet_model_path
 from services.triage.intent_config import TrainConfig, Weights
-from services.triage.intent_model import EncoderMismatch, IntentModel
+from services.triage.intent_model import EncoderMismatch
+from services.triage.intent_store import ModelStore
 from services.triage.settings import TriageSettings
 from tests.services.triage.test_intent_model import TENANT, UNUSED_RETRIEVAL, contact, retrain
 
@@ -61,8 +62,11 @@ async def test_a_dual_encoder_model_trains_saves_loads_and_predicts(tmp_path: Pa
         weather = (await stub.TriageContact(contact("What will the weather be like in Paris tomorrow?"))).intent
         assert weather.confidence < 0.3 and weather.out_of_scope
 
-    directory = tmp_path / "triage" / TENANT / trained.model_version
-    model = IntentModel.load(directory, encoder=dual.name)
+    store = ModelStore.open("", tmp_path)  # the triage database the servers used
+    try:
+        model = store.load(TENANT, trained.model_version, encoder=dual.name)
+    finally:
+        store.close()
     assert model.encoder == dual.name and model.dimensions == (384, 768)
     assert len(model.embeddings) == 2 and model.bank.shape[1] == 1152
 
@@ -95,8 +99,12 @@ async def test_a_model_from_another_encoder_set_is_refused_until_retrained(
         assert (details.code, details.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "INTENT_ENCODER_MISMATCH")
         assert "TRIAGE_INTENT_ENCODERS" in details.message
 
-    with pytest.raises(EncoderMismatch):
-        IntentModel.load(tmp_path / "triage" / TENANT / old.model_version, encoder=dual.name)
+    store = ModelStore.open("", tmp_path)
+    try:
+        with pytest.raises(EncoderMismatch):
+            store.load(TENANT, old.model_version, encoder=dual.name)
+    finally:
+        store.close()
 
 
 def test_the_encoder_setting_is_checked_at_start_up() -> None:

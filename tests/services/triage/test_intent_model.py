@@ -19,6 +19,7 @@ from servicekit.server import serving
 from services.triage.app import servicers
 from services.triage.encoder import Encoder
 from services.triage.intent_model import Bank, IntentModel
+from services.triage.intent_store import ModelStore
 from services.triage.intent_training import train_intent_model
 from services.triage.settings import TriageSettings
 from services.triage.train import EXIT_BAD_INPUT, FileProblems, _remote, main, read_examples
@@ -186,10 +187,15 @@ async def test_models_persist_across_a_restart(tmp_path: Path, encoder: Encoder)
         trained = await retrain(stub)
         before = (await stub.TriageContact(contact("export my tickets as csv"))).intent
 
-    tenant_dir = tmp_path / "triage" / TENANT
-    assert json.loads((tenant_dir / "current").read_text())["version"] == trained.model_version
-    assert (tenant_dir / trained.model_version / "model.json").is_file()
-    assert not [p for p in tenant_dir.iterdir() if p.name.startswith(".")]
+    # In the triage database (the embedded default: <data_dir>/triage.db), not in files beside it.
+    store = ModelStore.open("", tmp_path)
+    try:
+        pointer = store.pointer(TENANT)
+        assert pointer is not None and pointer.version == trained.model_version
+        assert store.versions(TENANT) == [trained.model_version]
+    finally:
+        store.close()
+    assert not (tmp_path / "triage").exists()
 
     async for stub in _stub(tmp_path, encoder):
         after = (await stub.TriageContact(contact("export my tickets as csv"))).intent
@@ -333,8 +339,12 @@ def test_cli_trains_offline_into_a_model_dir(
     data = _write(tmp_path / "ex.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
     assert main(["--model-dir", str(tmp_path / "data"), "--tenant", TENANT, str(data)]) == 0
     assert "promoted" in capsys.readouterr().out
-    current = json.loads((tmp_path / "data" / "triage" / TENANT / "current").read_text())
-    assert (tmp_path / "data" / "triage" / TENANT / current["version"] / "arrays.npz").is_file()
+    store = ModelStore.open("", tmp_path / "data")
+    try:
+        pointer = store.pointer(TENANT)
+        assert pointer is not None and set(store.load(TENANT, pointer.version).labels) == set(INTENTS)
+    finally:
+        store.close()
 
     bad = _write(tmp_path / "bad.csv", "text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows[:12]))
     assert main(["--model-dir", str(tmp_path / "data"), "--tenant", TENANT, str(bad)]) == EXIT_BAD_INPUT

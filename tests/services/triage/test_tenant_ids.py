@@ -1,5 +1,5 @@
 """A tenant id of the shared grammar with ':' (servicekit.ids) trains and serves an
-intent model; its model directory is the encoded id, and it survives a restart."""
+intent model; its models are stored under that id, and it survives a restart."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from aftercare.triage.v1 import triage_pb2
+from services.triage.intent_store import ModelStore
 from tests.services.triage.test_intent_model import _stub, contact, retrain
 
 TENANT = "acme:eu"
@@ -23,11 +24,12 @@ async def test_a_tenant_with_a_colon_trains_and_gets_an_intent(tmp_path: Path, e
         assert (await stub.TriageContact(contact("reset my password", tenant="acme"))).intent == (
             triage_pb2.IntentPrediction()
         )
-    assert _model_dirs(tmp_path) == ["acme%3Aeu"]
+    store = ModelStore.open("", tmp_path)
+    try:
+        assert store.versions(TENANT) == [trained.model_version]
+        assert store.versions("acme") == []
+    finally:
+        store.close()
     async for stub in _stub(tmp_path, encoder):
         intent = (await stub.TriageContact(contact("I forgot my password", tenant=TENANT))).intent
         assert intent.model_version == trained.model_version
-
-
-def _model_dirs(root: Path) -> list[str]:
-    return [path.name for path in root.rglob("acme*") if path.is_dir()]
