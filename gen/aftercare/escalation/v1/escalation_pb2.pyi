@@ -48,6 +48,17 @@ class HandoffReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HANDOFF_REASON_NO_KNOWLEDGE: _ClassVar[HandoffReason]
     HANDOFF_REASON_SYSTEM_UNAVAILABLE: _ClassVar[HandoffReason]
 
+class AccountActionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACCOUNT_ACTION_STATE_UNSPECIFIED: _ClassVar[AccountActionState]
+    ACCOUNT_ACTION_STATE_PROPOSED: _ClassVar[AccountActionState]
+    ACCOUNT_ACTION_STATE_AWAITING_APPROVAL: _ClassVar[AccountActionState]
+    ACCOUNT_ACTION_STATE_EXECUTING: _ClassVar[AccountActionState]
+    ACCOUNT_ACTION_STATE_SUCCEEDED: _ClassVar[AccountActionState]
+    ACCOUNT_ACTION_STATE_FAILED: _ClassVar[AccountActionState]
+    ACCOUNT_ACTION_STATE_CANCELLED: _ClassVar[AccountActionState]
+    ACCOUNT_ACTION_STATE_REJECTED: _ClassVar[AccountActionState]
+
 class SummaryOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SUMMARY_ORIGIN_UNSPECIFIED: _ClassVar[SummaryOrigin]
@@ -81,6 +92,12 @@ class OutcomeDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_DECISION_UNSPECIFIED: _ClassVar[OutcomeDecision]
     OUTCOME_DECISION_ANSWERED: _ClassVar[OutcomeDecision]
     OUTCOME_DECISION_CLARIFIED: _ClassVar[OutcomeDecision]
+
+class ApprovalChoice(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    APPROVAL_CHOICE_UNSPECIFIED: _ClassVar[ApprovalChoice]
+    APPROVAL_CHOICE_APPROVE: _ClassVar[ApprovalChoice]
+    APPROVAL_CHOICE_REJECT: _ClassVar[ApprovalChoice]
 HANDOFF_STATE_UNSPECIFIED: HandoffState
 HANDOFF_STATE_WAITING: HandoffState
 HANDOFF_STATE_ASSIGNED: HandoffState
@@ -102,6 +119,14 @@ HANDOFF_REASON_CUSTOMER_REQUEST: HandoffReason
 HANDOFF_REASON_POLICY: HandoffReason
 HANDOFF_REASON_NO_KNOWLEDGE: HandoffReason
 HANDOFF_REASON_SYSTEM_UNAVAILABLE: HandoffReason
+ACCOUNT_ACTION_STATE_UNSPECIFIED: AccountActionState
+ACCOUNT_ACTION_STATE_PROPOSED: AccountActionState
+ACCOUNT_ACTION_STATE_AWAITING_APPROVAL: AccountActionState
+ACCOUNT_ACTION_STATE_EXECUTING: AccountActionState
+ACCOUNT_ACTION_STATE_SUCCEEDED: AccountActionState
+ACCOUNT_ACTION_STATE_FAILED: AccountActionState
+ACCOUNT_ACTION_STATE_CANCELLED: AccountActionState
+ACCOUNT_ACTION_STATE_REJECTED: AccountActionState
 SUMMARY_ORIGIN_UNSPECIFIED: SummaryOrigin
 SUMMARY_ORIGIN_LLM: SummaryOrigin
 SUMMARY_ORIGIN_EXTRACTIVE: SummaryOrigin
@@ -121,6 +146,9 @@ JUDGEMENT_SOURCE_CUSTOMER: JudgementSource
 OUTCOME_DECISION_UNSPECIFIED: OutcomeDecision
 OUTCOME_DECISION_ANSWERED: OutcomeDecision
 OUTCOME_DECISION_CLARIFIED: OutcomeDecision
+APPROVAL_CHOICE_UNSPECIFIED: ApprovalChoice
+APPROVAL_CHOICE_APPROVE: ApprovalChoice
+APPROVAL_CHOICE_REJECT: ApprovalChoice
 
 class HandoffEvent(_message.Message):
     __slots__ = ("kind", "at", "actor", "state")
@@ -175,7 +203,7 @@ class SuggestedResolution(_message.Message):
     def __init__(self, text: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[_answer_pb2.Citation, _Mapping]]] = ...) -> None: ...
 
 class ContextPackage(_message.Message):
-    __slots__ = ("summary", "detail", "account", "intent", "intent_confidence", "sentiment_score", "ai_attempt", "suggested_resolutions", "draft_reply", "customer_summary", "ai_attempt_summary", "summary_method", "draft_method", "sentiment_label", "lineage", "summary_origin", "draft_origin", "sentiment")
+    __slots__ = ("summary", "detail", "account", "intent", "intent_confidence", "sentiment_score", "ai_attempt", "suggested_resolutions", "draft_reply", "customer_summary", "ai_attempt_summary", "summary_method", "draft_method", "sentiment_label", "lineage", "summary_origin", "draft_origin", "sentiment", "account_activity")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +222,7 @@ class ContextPackage(_message.Message):
     SUMMARY_ORIGIN_FIELD_NUMBER: _ClassVar[int]
     DRAFT_ORIGIN_FIELD_NUMBER: _ClassVar[int]
     SENTIMENT_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ACTIVITY_FIELD_NUMBER: _ClassVar[int]
     summary: str
     detail: str
     account: _customer_pb2.AccountSignals
@@ -212,7 +241,58 @@ class ContextPackage(_message.Message):
     summary_origin: SummaryOrigin
     draft_origin: DraftOrigin
     sentiment: _verdict_pb2.SentimentLabel
-    def __init__(self, summary: _Optional[str] = ..., detail: _Optional[str] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., suggested_resolutions: _Optional[_Iterable[_Union[SuggestedResolution, _Mapping]]] = ..., draft_reply: _Optional[str] = ..., customer_summary: _Optional[str] = ..., ai_attempt_summary: _Optional[str] = ..., summary_method: _Optional[str] = ..., draft_method: _Optional[str] = ..., sentiment_label: _Optional[str] = ..., lineage: _Optional[_Union[_answer_pb2.Lineage, _Mapping]] = ..., summary_origin: _Optional[_Union[SummaryOrigin, str]] = ..., draft_origin: _Optional[_Union[DraftOrigin, str]] = ..., sentiment: _Optional[_Union[_verdict_pb2.SentimentLabel, str]] = ...) -> None: ...
+    account_activity: AccountActivity
+    def __init__(self, summary: _Optional[str] = ..., detail: _Optional[str] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., suggested_resolutions: _Optional[_Iterable[_Union[SuggestedResolution, _Mapping]]] = ..., draft_reply: _Optional[str] = ..., customer_summary: _Optional[str] = ..., ai_attempt_summary: _Optional[str] = ..., summary_method: _Optional[str] = ..., draft_method: _Optional[str] = ..., sentiment_label: _Optional[str] = ..., lineage: _Optional[_Union[_answer_pb2.Lineage, _Mapping]] = ..., summary_origin: _Optional[_Union[SummaryOrigin, str]] = ..., draft_origin: _Optional[_Union[DraftOrigin, str]] = ..., sentiment: _Optional[_Union[_verdict_pb2.SentimentLabel, str]] = ..., account_activity: _Optional[_Union[AccountActivity, _Mapping]] = ...) -> None: ...
+
+class AccountActivity(_message.Message):
+    __slots__ = ("verified_customer_id", "records", "actions", "complete")
+    VERIFIED_CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    verified_customer_id: str
+    records: _containers.RepeatedCompositeFieldContainer[RecordRead]
+    actions: _containers.RepeatedCompositeFieldContainer[AccountAction]
+    complete: bool
+    def __init__(self, verified_customer_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[RecordRead, _Mapping]]] = ..., actions: _Optional[_Iterable[_Union[AccountAction, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...
+
+class RecordRead(_message.Message):
+    __slots__ = ("tool", "record_id", "masked_arguments_json", "read_at")
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    RECORD_ID_FIELD_NUMBER: _ClassVar[int]
+    MASKED_ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    READ_AT_FIELD_NUMBER: _ClassVar[int]
+    tool: str
+    record_id: str
+    masked_arguments_json: str
+    read_at: _timestamp_pb2.Timestamp
+    def __init__(self, tool: _Optional[str] = ..., record_id: _Optional[str] = ..., masked_arguments_json: _Optional[str] = ..., read_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AccountAction(_message.Message):
+    __slots__ = ("action_id", "tool", "summary", "state", "approval_reasons", "decided_by", "dry_run", "error_message", "masked_arguments_json", "updated_at", "fingerprint")
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_REASONS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MASKED_ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    action_id: str
+    tool: str
+    summary: str
+    state: AccountActionState
+    approval_reasons: _containers.RepeatedScalarFieldContainer[str]
+    decided_by: str
+    dry_run: bool
+    error_message: str
+    masked_arguments_json: str
+    updated_at: _timestamp_pb2.Timestamp
+    fingerprint: str
+    def __init__(self, action_id: _Optional[str] = ..., tool: _Optional[str] = ..., summary: _Optional[str] = ..., state: _Optional[_Union[AccountActionState, str]] = ..., approval_reasons: _Optional[_Iterable[str]] = ..., decided_by: _Optional[str] = ..., dry_run: _Optional[bool] = ..., error_message: _Optional[str] = ..., masked_arguments_json: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fingerprint: _Optional[str] = ...) -> None: ...
 
 class Handoff(_message.Message):
     __slots__ = ("handoff_id", "customer", "conversation", "reason", "queue", "priority", "state", "assigned_agent_id", "context", "created_at", "updated_at", "tier", "version", "assigned_at", "resolved_by_agent_id", "resolved_at", "resolution", "reference", "conversation_id", "history", "first_replied_at", "expected_wait", "queue_position", "csat_rating", "thread_messages", "routing_tier")
@@ -773,3 +853,31 @@ class UpdateHandoffSettingsResponse(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     settings: HandoffSettings
     def __init__(self, settings: _Optional[_Union[HandoffSettings, _Mapping]] = ...) -> None: ...
+
+class DecideActionApprovalRequest(_message.Message):
+    __slots__ = ("tenant_id", "handoff_id", "action_id", "choice", "agent_id", "agent_name", "note")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHOICE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    handoff_id: str
+    action_id: str
+    choice: ApprovalChoice
+    agent_id: str
+    agent_name: str
+    note: str
+    def __init__(self, tenant_id: _Optional[str] = ..., handoff_id: _Optional[str] = ..., action_id: _Optional[str] = ..., choice: _Optional[_Union[ApprovalChoice, str]] = ..., agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class DecideActionApprovalResponse(_message.Message):
+    __slots__ = ("action", "message", "handoff")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_FIELD_NUMBER: _ClassVar[int]
+    action: AccountAction
+    message: ThreadMessage
+    handoff: Handoff
+    def __init__(self, action: _Optional[_Union[AccountAction, _Mapping]] = ..., message: _Optional[_Union[ThreadMessage, _Mapping]] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...

@@ -131,6 +131,11 @@ class EscalationServiceStub:
                 request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsRequest.SerializeToString,
                 response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsResponse.FromString,
                 _registered_method=True)
+        self.DecideActionApproval = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/DecideActionApproval',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalResponse.FromString,
+                _registered_method=True)
 
 
 class EscalationServiceServicer:
@@ -290,6 +295,21 @@ class EscalationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DecideActionApproval(self, request, context):
+        """DecideActionApproval records an agent's approval or rejection of an action
+        awaiting approval in the handoff's conversation (through the actions
+        service: an approved action executes now, exactly once) and tells the
+        customer the outcome in the conversation's thread, delivered as agents'
+        replies are. A retry sends the message once and returns the stored outcome.
+        NOT_FOUND for an unknown handoff or action; FAILED_PRECONDITION when the
+        action is not of the handoff's conversation or was decided otherwise;
+        UNAVAILABLE when the actions service or the company's system cannot be
+        reached (nothing half-done: the action is then retryable).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EscalationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -387,6 +407,11 @@ def add_EscalationServiceServicer_to_server(servicer, server):
                     servicer.UpdateHandoffSettings,
                     request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsRequest.FromString,
                     response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsResponse.SerializeToString,
+            ),
+            'DecideActionApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideActionApproval,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -904,6 +929,33 @@ class EscalationService:
             '/aftercare.escalation.v1.EscalationService/UpdateHandoffSettings',
             aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsRequest.SerializeToString,
             aftercare_dot_escalation_dot_v1_dot_escalation__pb2.UpdateHandoffSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideActionApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/DecideActionApproval',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalResponse.FromString,
             options,
             channel_credentials,
             insecure,
