@@ -3,10 +3,9 @@
 // handoff with its context package and the whole conversation (the AI's turns,
 // then the thread with the customer), live as the customer writes; the AI
 // draft in an editor, send (delivered to the customer, recorded as feedback on
-// the draft), resolve.
+// the draft), resolve; the customer's account (actions.js): records read, actions, approvals, the copilot.
 
 const QUEUE_REFRESH_MS = 3000;
-const NAME_ITEM = "aftercare.agentName";
 const STATE_LABELS = {
   waiting: "waiting", assigned: "assigned", waiting_on_customer: "waiting on customer",
   reopened: "reopened", resolved: "resolved",
@@ -105,11 +104,13 @@ startPage(async (main) => {
     const status = h("p", { class: "muted", role: "status", id: "action-status" });
     const facts = h("div", { class: "card", id: "handoff-facts" });
     const transcript = h("div", { class: "card transcript", id: "conversation" });
+    // The customer's account, as the handoff reads it live from the actions service (actions.js).
+    const account = handoff.conversation_id ? accountCard(handoff.conversation_id) : null;
     const draft = h("textarea", { id: "draft", "aria-label": "Reply to the customer" });
     draft.value = handoff.context?.draft_reply || "";
     const agentName = h("input", { id: "agent-name", "aria-label": "Your name, as the customer sees it", size: 18,
-                                   value: localStorage.getItem(NAME_ITEM) || me().name });
-    agentName.addEventListener("change", () => localStorage.setItem(NAME_ITEM, agentName.value.trim()));
+                                   value: signedName() });
+    agentName.addEventListener("change", () => localStorage.setItem(AGENT_NAME_ITEM, agentName.value.trim()));
     const resolution = h("input", { id: "resolution", placeholder: "How was it resolved?", "aria-label": "Resolution", size: 40 });
     // An agent's fix of the detected intent retrains triage (exported as labelled examples).
     const intentFix = h("input", { id: "intent-fix", placeholder: "correct intent, if wrong", "aria-label": "Corrected intent", size: 22 });
@@ -170,6 +171,7 @@ startPage(async (main) => {
       clear(facts, ...factsOf(handoff, intentFix));
       clear(transcript, h("h3", {}, "Conversation"), ...conversationOf(handoff, [...thread.values()]));
       transcript.scrollTop = transcript.scrollHeight;
+      account?.show(handoff.context?.account_activity);
     }
 
     async function refresh() {
@@ -186,7 +188,7 @@ startPage(async (main) => {
     clear(detail,
       facts,
       transcript,
-      handoff.conversation_id ? conversationActions(handoff.conversation_id) : null,  // actions.js
+      account?.element,
       c?.ai_attempt ? h("div", { class: "card" }, h("h3", {}, `What the AI tried (confidence ${percent(c.ai_attempt.confidence)})`),
         h("p", {}, c.ai_attempt.candidate_answer || "No answer generated."),
         h("p", { class: "muted" }, c.ai_attempt.explanation), citationList(c.ai_attempt.citations)) : null,
@@ -216,7 +218,10 @@ startPage(async (main) => {
         },
       })
       : null;
-    return { id, close() { events?.stop(); } };
+    // An action changed here (a decision, a copilot run): the handoff's account activity is read again.
+    const onActionsChanged = () => refresh();
+    document.addEventListener(ACTIONS_CHANGED, onActionsChanged);
+    return { id, close() { events?.stop(); document.removeEventListener(ACTIONS_CHANGED, onActionsChanged); } };
   }
 
   function factsOf(handoff, intentFix) {

@@ -4,6 +4,8 @@
 
 const KEY_ITEM = "aftercare.apiKey";
 const ME_ITEM = "aftercare.me";
+// The name an agent signs with, as the customer sees it (kept across tabs).
+const AGENT_NAME_ITEM = "aftercare.agentName";
 
 /** Build an element: h("p", {class: "x", onclick: f}, "text", child). Text is never parsed as HTML. */
 function h(tag, attrs, ...children) {
@@ -54,6 +56,7 @@ function describeError(error) {
 }
 
 function apiKey() { return sessionStorage.getItem(KEY_ITEM); }
+function signedName() { return localStorage.getItem(AGENT_NAME_ITEM) || me().name; }
 function me() { return JSON.parse(sessionStorage.getItem(ME_ITEM) || "null"); }
 function tenantPath(rest) { return `/v1/tenants/${encodeURIComponent(me().tenant_id)}${rest}`; }
 

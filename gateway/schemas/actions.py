@@ -1,16 +1,18 @@
 """Bodies of the actions router (gateway/routes/actions.py): the actions the assistant proposed
-for customers (with their approval), an agent's decision, and the audit trail."""
+for customers (with their approval), an agent's decision and what the customer was told, the
+tenant's catalog and the copilot path (an agent reads and acts for the customer), and the audit trail."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from aftercare.actions.v1 import actions_pb2
-from gateway.schemas.common import RequestBody, enum_name, time_field
+from aftercare.escalation.v1 import escalation_pb2
+from gateway.schemas.common import CustomerId, Id, RequestBody, enum_name, json_or_none, time_field
+from gateway.schemas.handoffs import AccountAction, ThreadMessage
 
 ActionStateName = Literal[
     "proposed", "awaiting_approval", "executing", "succeeded", "failed", "retryable", "cancelled", "rejected"
@@ -21,19 +23,14 @@ AuditEventKindLabel = Literal[
     "rejected", "executing", "executed", "failed", "cancelled", "reconciled",
 ]
 ActorKindLabel = Literal["unspecified", "customer", "assistant", "agent", "system"]
-# An agent's note travels to the audit trail; the actions service holds it to this length.
-MAX_NOTE_CHARS = 2_000
-
-
-def _json_or_none(text: str) -> Any:
-    """A JSON document a service wrote, parsed; None when empty. Text that is not JSON (never
-    expected) is shown as the string it is rather than failing the whole response."""
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+# An agent's note travels to the audit trail and, for a rejection, to the customer: escalation
+# holds it to this length.
+MAX_NOTE_CHARS = 1_000
+# What the actions service allows as a tool name and a fingerprint.
+TOOL_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+MAX_FINGERPRINT_CHARS = 128
+ToolName = Annotated[str, Field(pattern=TOOL_NAME_PATTERN, description="A tool of the catalog (GET .../tools).",
+                                examples=["get_order_details"])]
 
 
 class Approval(BaseModel):
@@ -73,6 +70,7 @@ class Action(BaseModel):
         "what a console shows."
     )
     summary: str = Field(description="Every detail in words, as the customer was asked to say yes to it.")
+    fingerprint: str = Field(description="What a confirmation must name: the hash of exactly this proposal.")
     state: ActionStateLabel
     approval: Approval
     dry_run: bool = Field(description="Executed without the write (the tenant or tool is in dry-run).")
@@ -94,13 +92,14 @@ class Action(BaseModel):
             customer_id=action.customer_id,
             conversation_id=action.conversation_id,
             tool=action.tool,
-            arguments=_json_or_none(action.arguments_json),
-            masked_arguments=_json_or_none(action.masked_arguments_json),
+            arguments=json_or_none(action.arguments_json),
+            masked_arguments=json_or_none(action.masked_arguments_json),
             summary=action.summary,
+            fingerprint=action.fingerprint,
             state=enum_name(actions_pb2.ActionState, action.state),
             approval=Approval.from_proto(action.approval),
             dry_run=action.dry_run,
-            result=_json_or_none(action.result_json),
+            result=json_or_none(action.result_json),
             error=ActionError(reason=error.reason, message=error.message, may_have_executed=error.may_have_executed)
             if error is not None
             else None,
@@ -127,7 +126,129 @@ class ActionListReply(BaseModel):
 
 
 class DecisionRequest(RequestBody):
-    note: str = Field(default="", max_length=MAX_NOTE_CHARS, description="Why, in words (kept in the audit trail).")
+    note: str = Field(
+        default="",
+        max_length=MAX_NOTE_CHARS,
+        description="Why, in words: kept in the audit trail; a rejection's note is also told to the customer.",
+    )
+    agent_name: str | None = Field(
+        default=None, min_length=1, max_length=128,
+        description="Name shown to the customer with the outcome message; 'Support agent' when omitted.",
+    )
+
+
+class ApprovalOutcome(BaseModel):
+    """An agent's decision carried out: the action after it, and the message the customer got."""
+
+    action: AccountAction = Field(
+        description="The action: succeeded, failed, rejected, or executing when the company's system has not "
+        "answered yet."
+    )
+    message: ThreadMessage | None = Field(
+        description="The outcome message added to the conversation and delivered to the customer; null while the "
+        "action is still executing, or when the conversation has no handoff."
+    )
+    handoff_id: str | None = Field(description="The handoff whose conversation it is; null when there is none.")
+
+    @classmethod
+    def from_proto(cls, response: escalation_pb2.DecideActionApprovalResponse) -> ApprovalOutcome:
+        return cls(
+            action=AccountAction.from_proto(response.action),
+            message=ThreadMessage.from_proto(response.message) if response.HasField("message") else None,
+            handoff_id=response.handoff.handoff_id or None,
+        )
+
+
+# --- the catalog and the copilot path --------------------------------------
+
+ToolKindName = Literal["read", "write"]
+ToolKindLabel = Literal["unspecified"] | ToolKindName
+
+
+class Tool(BaseModel):
+    """One tool of the tenant's catalog: what an agent (or the assistant) can read or do."""
+
+    name: str
+    description: str = Field(description="What it does and when to use it.")
+    kind: ToolKindLabel = Field(description="'read' (POST .../records:read) or 'write' (propose, then confirm).")
+    arguments_schema: Any = Field(description="JSON Schema of the arguments object (draft 2020-12).")
+    requires_verification: bool = Field(description="The conversation's customer must be verified first.")
+    verifies_identity: bool = Field(description="An identity tool: a successful read verifies the customer.")
+    preconditions: list[str] = Field(description="The policy rules checked before it runs, in words.")
+    approval_rules: list[str] = Field(description="When an agent's approval is needed, in words.")
+    dry_run: bool = Field(description="Its writes are not sent (dry-run).")
+
+    @classmethod
+    def from_proto(cls, tool: actions_pb2.Tool) -> Tool:
+        return cls(
+            name=tool.name,
+            description=tool.description,
+            kind=enum_name(actions_pb2.ToolKind, tool.kind),
+            arguments_schema=json_or_none(tool.arguments_schema_json),
+            requires_verification=tool.requires_verification,
+            verifies_identity=tool.verifies_identity,
+            preconditions=list(tool.preconditions),
+            approval_rules=list(tool.approval_rules),
+            dry_run=tool.dry_run,
+        )
+
+
+class ToolListReply(BaseModel):
+    tools: list[Tool] = Field(description="In catalog order.")
+    catalog_version: str = Field(description="Recorded with every action and audit event it decided.")
+
+    @classmethod
+    def from_proto(cls, response: actions_pb2.ListToolsResponse) -> ToolListReply:
+        return cls(tools=[Tool.from_proto(tool) for tool in response.tools], catalog_version=response.catalog_version)
+
+
+def _arguments() -> Any:
+    return Field(default_factory=dict, description="The tool's arguments, a JSON object matching its schema.")
+
+
+class ReadRecordRequest(RequestBody):
+    tool: ToolName
+    arguments: dict[str, Any] = _arguments()
+    customer_id: CustomerId | None = Field(
+        default=None,
+        description="The conversation's verified customer (the handoff's account_activity.verified_customer_id); "
+        "omitted only for an identity tool, which verifies one.",
+    )
+
+
+class RecordSource(BaseModel):
+    tool: str
+    record_id: str = Field(description="The record's id in the company's system, e.g. '#W2611340'.")
+    catalog_version: str
+
+
+class RecordReply(BaseModel):
+    record: Any = Field(description="The record, with only the catalog's kept fields.")
+    source: RecordSource
+    verified_customer_id: str | None = Field(description="For an identity tool: the customer now verified.")
+
+    @classmethod
+    def from_proto(cls, response: actions_pb2.ExecuteReadResponse) -> RecordReply:
+        source = response.source
+        return cls(
+            record=json_or_none(response.record_json),
+            source=RecordSource(tool=source.tool, record_id=source.record_id, catalog_version=source.catalog_version),
+            verified_customer_id=response.verified_customer_id or None,
+        )
+
+
+class ProposeRequest(RequestBody):
+    tool: ToolName
+    arguments: dict[str, Any] = _arguments()
+    customer_id: CustomerId = Field(description="The conversation's verified customer.")
+    request_id: Id = Field(description="Your id of this proposal: a retry with the same id returns the same action.")
+
+
+class ConfirmRequest(RequestBody):
+    conversation_id: Id = Field(description="The action's conversation.")
+    fingerprint: str = Field(
+        min_length=1, max_length=MAX_FINGERPRINT_CHARS, description="The proposal's fingerprint, as proposed."
+    )
 
 
 class Actor(BaseModel):
@@ -163,8 +284,8 @@ class AuditEvent(BaseModel):
             kind=enum_name(actions_pb2.AuditEventKind, event.kind),
             actor=Actor(kind=enum_name(actions_pb2.ActorKind, event.actor.kind), id=event.actor.id),
             tool=event.tool,
-            arguments=_json_or_none(event.arguments_json),
-            result=_json_or_none(event.result_json),
+            arguments=json_or_none(event.arguments_json),
+            result=json_or_none(event.result_json),
             detail=event.detail,
             trace_id=event.trace_id,
             catalog_version=event.catalog_version,

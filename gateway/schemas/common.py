@@ -4,6 +4,7 @@ proto time conversions, the strict request base, citations and the problem body.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -81,6 +82,17 @@ def whole_seconds(message: ProtoMessage, field: str) -> int | None:
         return None
     duration: Duration = getattr(message, field)
     return math.ceil(duration.ToTimedelta().total_seconds())
+
+
+def json_or_none(text: str) -> Any:
+    """A JSON document a service wrote, parsed; None when empty. Text that is not JSON (never
+    expected) is shown as the string it is rather than failing the whole response."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 class RequestBody(BaseModel):

@@ -14,7 +14,15 @@ from pydantic import BaseModel, Field, StrictInt
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import conversation_pb2, customer_pb2, verdict_pb2
-from gateway.schemas.common import Citation, CustomerId, RequestBody, enum_name, time_field, whole_seconds
+from gateway.schemas.common import (
+    Citation,
+    CustomerId,
+    RequestBody,
+    enum_name,
+    json_or_none,
+    time_field,
+    whole_seconds,
+)
 from gateway.schemas.conversations import ConversationMessage
 
 # --- handoffs (escalation) -------------------------------------------------
@@ -52,6 +60,86 @@ class SuggestedResolution(BaseModel):
     sources: list[Citation]
 
 
+AccountActionStateLabel = Literal[
+    "unspecified", "proposed", "awaiting_approval", "executing", "succeeded", "failed", "cancelled", "rejected"
+]
+
+
+class RecordRead(BaseModel):
+    """One of the customer's records read for the conversation (by the AI or an agent)."""
+
+    tool: str = Field(description="The read tool, e.g. 'get_order_details'.")
+    record_id: str = Field(description="The record's id in the company's system, e.g. '#W2611340'.")
+    masked_arguments: Any = Field(description="The tool's arguments, personal data masked (a JSON object).")
+    read_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, record: escalation_pb2.RecordRead) -> RecordRead:
+        return cls(
+            tool=record.tool,
+            record_id=record.record_id,
+            masked_arguments=json_or_none(record.masked_arguments_json),
+            read_at=time_field(record, "read_at"),
+        )
+
+
+class AccountAction(BaseModel):
+    """One action on the customer's account in the conversation, in its current state."""
+
+    action_id: str
+    tool: str = Field(description="The write tool, e.g. 'cancel_pending_order'.")
+    summary: str = Field(description="Every detail in words, as the customer was asked to say yes to it.")
+    state: AccountActionStateLabel = Field(
+        description="'executing' also while it waits to be re-sent after the company's system could not be reached."
+    )
+    approval_reasons: list[str] = Field(description="Why an agent must approve it; empty when no rule matched.")
+    decided_by: str | None = Field(description="The agent who approved or rejected it; null until then.")
+    dry_run: bool = Field(description="Executed without the write (dry-run).")
+    error_message: str | None = Field(description="Why it failed, in words; null otherwise.")
+    masked_arguments: Any = Field(description="The arguments, personal data masked (a JSON object).")
+    updated_at: datetime | None
+    fingerprint: str = Field(description="What a confirmation must name (POST .../actions/{id}:confirm).")
+
+    @classmethod
+    def from_proto(cls, action: escalation_pb2.AccountAction) -> AccountAction:
+        return cls(
+            action_id=action.action_id,
+            tool=action.tool,
+            summary=action.summary,
+            state=enum_name(escalation_pb2.AccountActionState, action.state),
+            approval_reasons=list(action.approval_reasons),
+            decided_by=action.decided_by or None,
+            dry_run=action.dry_run,
+            error_message=action.error_message or None,
+            masked_arguments=json_or_none(action.masked_arguments_json),
+            updated_at=time_field(action, "updated_at"),
+            fingerprint=action.fingerprint,
+        )
+
+
+class AccountActivity(BaseModel):
+    """What was read of the customer's own records and done for them in the conversation, as of now."""
+
+    verified_customer_id: str | None = Field(
+        description="The customer verified in the conversation (the company's id); null when nobody was."
+    )
+    records: list[RecordRead] = Field(description="Records read, oldest first.")
+    actions: list[AccountAction] = Field(description="Actions, newest first, in their current states.")
+    complete: bool = Field(
+        description="False when the actions service could not be reached or there is more than one page: "
+        "the lists may then be incomplete."
+    )
+
+    @classmethod
+    def from_proto(cls, activity: escalation_pb2.AccountActivity) -> AccountActivity:
+        return cls(
+            verified_customer_id=activity.verified_customer_id or None,
+            records=[RecordRead.from_proto(record) for record in activity.records],
+            actions=[AccountAction.from_proto(action) for action in activity.actions],
+            complete=activity.complete,
+        )
+
+
 class ContextPackage(BaseModel):
     summary: str = Field(description="One sentence: what the customer wants.")
     detail: str
@@ -73,6 +161,11 @@ class ContextPackage(BaseModel):
     )
     sentiment_label: str
     sources: list[Citation] = Field(description="Passages the package is grounded in (its lineage).")
+    account_activity: AccountActivity | None = Field(
+        default=None,
+        description="The customer's records read and the actions taken or pending in the conversation, read live "
+        "(current states); null where the handoff comes without it (a list of handoffs).",
+    )
 
     @classmethod
     def from_proto(cls, context: escalation_pb2.ContextPackage) -> ContextPackage:
@@ -106,6 +199,9 @@ class ContextPackage(BaseModel):
             draft_method=draft_method,
             sentiment_label=_named(verdict_pb2.SentimentLabel, context.sentiment, context.sentiment_label),
             sources=[Citation.from_proto(c) for c in context.lineage.sources],
+            account_activity=AccountActivity.from_proto(context.account_activity)
+            if context.HasField("account_activity")
+            else None,
         )
 
 

@@ -24,7 +24,7 @@ from aftercare.concierge.v1 import concierge_pb2
 from aftercare.type.v1 import answer_pb2, customer_pb2
 from servicekit.errors import details_from_rpc_error
 from servicekit.llm import JsonCompletion, LlmUnavailable
-from servicekit.pii import mask
+from servicekit.pii import EMAIL_MASK, mask
 from servicekit.tracing import current_trace_id
 from services.concierge import account_plans as plans
 from services.concierge.decisions import Decision, Reason, reason_code, record_decision
@@ -254,12 +254,16 @@ class _Session:
         if asked is not None:
             return asked
         texts = self._customer_texts()
-        if _only_identity(self.turn.request.text):
+        # After "I need the zip", "the zip is 97477" answers the question; it is not identity.
+        if _only_identity(self.turn.request.text) and not _asked_for_detail(self.turn):
             if len(texts) == 1 or not _asked_last(self.turn):
                 return self._clarify(Reason.DECISION_REASON_NEEDS_DETAIL,
                                      "Thank you, you're verified. What can I do for you with your account?")
-            # "sara@example.com" after "where is my order?": the request is the earlier message.
+            # "sara@example.com" after "where is my order?" (and perhaps a wrong email before it):
+            # the request is the last message that was more than identity details.
             texts = texts[:-1]
+            while len(texts) > 1 and _only_identity(texts[-1]):
+                texts = texts[:-1]
         # A small model acts on whatever the prompt holds: earlier messages only when the latest
         # continues them (an answer to the assistant's question, a revision of its proposal).
         latest, earlier = texts[-1], (texts[-3:-1] if _continued(self.turn) else [])
@@ -270,7 +274,12 @@ class _Session:
             plans.planner_schema(self.catalog), name="account_plan", max_tokens=160, timeout_s=self.llm_timeout_s,
         )
         plan = plans.parse_plan(self.catalog, value.value, self.verified)
-        if plan.tool is not None and plan.tool.write and not plans.asks_for_change(latest):
+        draft = self.turn.stored.account_draft if self.turn.stored and _asked_for_detail(self.turn) else None
+        if draft and plan.tool is None:
+            # "It's no longer needed" alone: the request asked about goes on.
+            plan = plans.Plan(self.catalog.tools.get(str(draft.get("tool"))), {})
+        carried = plans.carry_draft(plan, draft)
+        if plan.tool is not None and plan.tool.write and not plans.asks_for_change(" ".join([*earlier, latest])):
             # A change the customer did not ask for: read what they asked about instead, if anything.
             log.info("account_plan_write_not_asked", tool=plan.tool.name)
             mentioned = plans.order_ids(latest)
@@ -283,9 +292,11 @@ class _Session:
                 "I'm not sure what you'd like me to do with your account. You can ask about an order "
                 "(e.g. \"where is my order #W1234567?\"), or ask me to cancel, return, exchange or change one.",
             )
-        plans.fill_from_words(plan.tool, plan.arguments, texts, user, orders)
-        missing = plans.unsupported_arguments(plan.tool, plan.arguments, texts, user, orders)
+        plans.fill_from_words(plan.tool, plan.arguments, [*texts, *carried], user, orders)
+        missing = plans.unsupported_arguments(plan.tool, plan.arguments, [*texts, *carried], user, orders)
         if missing:
+            settled = {name: value for name, value in plan.arguments.items() if name not in missing}
+            self.turn.account_draft = {"tool": plan.tool.name, "arguments": settled}
             return self._clarify(Reason.DECISION_REASON_NEEDS_ARGUMENT,
                                  plans.question_for(plan.tool, missing, user, orders))
         if not plan.tool.write:
@@ -507,6 +518,12 @@ class _Session:
         return _respond(self.turn, Decision.DECISION_CLARIFY, reason, reply, verified=self.verified)
 
 
+def _asked_for_detail(turn: Turn) -> bool:
+    """Whether the assistant's last turn asked for a missing detail of a request."""
+    return bool(turn.stored and turn.stored.turns
+                and turn.stored.turns[-1].outcome.reason == Reason.DECISION_REASON_NEEDS_ARGUMENT)
+
+
 def _continued(turn: Turn) -> bool:
     """Whether the latest message continues the previous request: the assistant asked for a
     detail, or proposed an action the message revises."""
@@ -517,10 +534,11 @@ def _continued(turn: Turn) -> bool:
 
 
 def _only_identity(text: str) -> bool:
-    """A message that only gives identity details (an email, a name and a zip)."""
-    if not (plans.emails(text) or plans.ZIP.search(text)) or plans.order_ids(text):
+    """A message that only gives identity details (an email, a name and a zip); earlier messages
+    are stored masked, so a masked email counts as one."""
+    if not (plans.emails(text) or plans.ZIP.search(text) or EMAIL_MASK in text) or plans.order_ids(text):
         return False
-    rest = plans.EMAIL.sub(" ", text)
+    rest = plans.EMAIL.sub(" ", text).replace(EMAIL_MASK, " ")
     rest = plans.ZIP.sub(" ", plans.NAME.sub(" ", rest))
     words = [w for w in rest.lower().replace(",", " ").split() if w not in _FILLER]
     return len(words) <= 2

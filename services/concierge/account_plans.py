@@ -226,6 +226,11 @@ def _method_words(method: dict[str, Any]) -> str:
     return " ".join(word for word in words if word)
 
 
+def _method_line(method_id: str, method: dict[str, Any]) -> str:
+    balance = f", balance {_money(method['balance'])}" if method.get("balance") is not None else ""
+    return f"{_method_words(method)} ({method_id}){balance}"
+
+
 # --- the plan, checked ----------------------------------------------------------------------
 
 
@@ -250,6 +255,19 @@ def parse_plan(catalog: Catalog, value: Any, verified_customer_id: str) -> Plan:
         if name == "order_id" and isinstance(given, str) and re.fullmatch(r"W\d{7}", given.strip(), re.IGNORECASE):
             arguments[name] = f"#{given.strip().upper()}"
     return Plan(tool, arguments)
+
+
+def carry_draft(plan: Plan, draft: dict[str, Any] | None) -> list[str]:
+    """Arguments settled before the assistant asked for a detail go on into this plan of the same
+    tool (where the model left them out); returned as texts that support them, since they came
+    from the customer's words, which are stored masked."""
+    if plan.tool is None or not draft or draft.get("tool") != plan.tool.name:
+        return []
+    settled: dict[str, Any] = dict(draft.get("arguments") or {})
+    for name, value in settled.items():
+        if name in plan.tool.properties and plan.arguments.get(name) in (None, "", []):
+            plan.arguments[name] = value
+    return [json.dumps(value) for value in settled.values()]
 
 
 def fill_from_words(
@@ -317,7 +335,8 @@ def unsupported_arguments(
     said_words = _words(said)
     problems: list[str] = []
     for name in tool.required:
-        if name not in arguments or arguments[name] in ("", [], None):
+        given = arguments.get(name)
+        if given is None or given == [] or (given == "" and not allows_empty(tool.properties.get(name, {}))):
             problems.append(name)
     for name, value in arguments.items():
         if name in problems or name == "user_id":
@@ -347,7 +366,8 @@ def _supported(
         return str(value).lower() in said
     text = value.strip().lower()
     if not text:
-        return False
+        # Nothing to invent: an empty value the schema allows ("address2: empty if none").
+        return allows_empty(spec)
     if "enum" in spec:
         # A choice the customer made in their own words: a word only this choice has.
         others = {w for choice in spec["enum"] if str(choice).lower() != text for w in _words(str(choice))}
@@ -372,6 +392,11 @@ def _supported(
                 named = _words(str(item.get("name", ""))) - _STOP
                 return len(items) == 1 or bool(named & said_words)
     return False
+
+
+def allows_empty(spec: dict[str, Any]) -> bool:
+    """Whether a string argument may be empty (the catalog says so: no minLength, no enum)."""
+    return spec.get("type") == "string" and not spec.get("minLength") and "enum" not in spec
 
 
 def question_for(tool: CatalogTool, missing: list[str], user: dict[str, Any] | None,
@@ -460,8 +485,7 @@ def reply_from_record(tool: str, record: Any) -> str:
             lines.append(f"Email: {record['email']}.")
         methods = record.get("payment_methods") or {}
         if methods:
-            lines.append("Payment methods: " + "; ".join(
-                f"{_method_words(m)} ({key})" for key, m in methods.items()) + ".")
+            lines.append("Payment methods: " + "; ".join(_method_line(key, m) for key, m in methods.items()) + ".")
         if record.get("orders"):
             lines.append("Orders: " + ", ".join(map(str, record["orders"])) + ".")
         return " ".join(lines)
@@ -473,5 +497,11 @@ def reply_from_record(tool: str, record: Any) -> str:
         )
         more = f" and {len(available) - 12} more" if len(available) > 12 else ""
         return f"{record.get('name')}: {len(available)} of {len(variants)} variants available: {listed}{more}."
-    lines = [f"{key.replace('_', ' ')}: {json.dumps(value)[:300]}" for key, value in list(record.items())[:20]]
-    return "Here is what I found. " + "; ".join(lines)
+    if tool == "list_all_product_types":
+        # Short names: every one is listed, so the customer never reads a silently cut list.
+        kinds = sorted((str(name), str(product_id)) for name, product_id in record.items())
+        return f"We sell {len(kinds)} product types: " + ", ".join(f"{name} ({pid})" for name, pid in kinds) + "."
+    shown = list(record.items())[:20]
+    lines = [f"{key.replace('_', ' ')}: {json.dumps(value)[:300]}" for key, value in shown]
+    more = f" (and {len(record) - len(shown)} more)" if len(record) > len(shown) else ""
+    return "Here is what I found. " + "; ".join(lines) + more

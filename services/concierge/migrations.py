@@ -98,11 +98,17 @@ def _v3_account_state(op: Operations) -> None:
     op.add_column("concierge_conversations", sa.Column("pending_action", sa.JSON, nullable=True))
 
 
+def _v4_account_draft(op: Operations) -> None:
+    # The request the account assistant asked a detail of, with the details already settled.
+    op.add_column("concierge_conversations", sa.Column("account_draft", sa.JSON, nullable=True))
+
+
 SCHEMA = Schema(
     "concierge",
     (
         Migration(1, "conversations, turns, ratings", _v1_conversations_turns_ratings),
         Migration(2, "messages pending forwarding to the agent", _v2_pending_forwards),
         Migration(3, "verified customer and pending action of a conversation", _v3_account_state),
+        Migration(4, "the account request waiting for a detail", _v4_account_draft),
     ),
 )

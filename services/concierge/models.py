@@ -42,6 +42,10 @@ class ConversationRow(Base):
     # The action awaiting the customer's yes (PendingAction as its JSON mapping); NULL when none.
     # Written with the turn that proposed it, cleared by the next turn's outcome.
     pending_action: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    # The request the assistant asked a missing detail of: {"tool", "arguments"} with the arguments
+    # already settled from the customer's words (earlier messages are stored masked, and an item id
+    # reads as a phone number there). Written with each turn; NULL when no detail is awaited.
+    account_draft: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
 
 
 class TurnRow(Base):

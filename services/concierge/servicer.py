@@ -295,6 +295,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             # A message escalation could not take waits in the store's outbox, in this transaction.
             forward_key=message_key(turn) if held else "",
             handoff_request=turn.held_handoff.SerializeToString() if turn.held_handoff else None,
+            account_draft=turn.account_draft,
         )
         if held:
             self.start_redelivery()

@@ -66,6 +66,8 @@ class StoredConversation:
     # and the action awaiting their yes (None when none).
     verified_customer_id: str = ""
     pending_action: concierge_pb2.PendingAction | None = None
+    # The request waiting for a detail the assistant asked for (see ConversationRow.account_draft).
+    account_draft: dict[str, Any] | None = None
 
     def latest_handoff(self) -> concierge_pb2.ConverseResponse | None:
         """The outcome of the newest turn that handed over (or forwarded) to a human."""
@@ -191,6 +193,7 @@ class ConversationStore:
                 [_turn(turn, ratings.get(turn.turn_index, 0)) for turn in turns],
                 verified_customer_id=row.verified_customer_id or "",
                 pending_action=_pending_action(row.pending_action),
+                account_draft=row.account_draft,
             )
 
     def find_turn(
@@ -221,6 +224,7 @@ class ConversationStore:
         outcome: concierge_pb2.ConverseResponse,
         forward_key: str = "",
         handoff_request: bytes | None = None,
+        account_draft: dict[str, Any] | None = None,
     ) -> concierge_pb2.ConverseResponse:
         """Store one acknowledged turn; returns the outcome with its turn_index set.
 
@@ -233,7 +237,7 @@ class ConversationStore:
             try:
                 return self._append_once(
                     customer, conversation_id, channel, client_message_id, customer_text, standalone_query, outcome,
-                    forward_key, handoff_request,
+                    forward_key, handoff_request, account_draft,
                 )
             except IntegrityError:
                 # Another writer took the position (or created the conversation) first.
@@ -254,6 +258,7 @@ class ConversationStore:
         outcome: concierge_pb2.ConverseResponse,
         forward_key: str,
         handoff_request: bytes | None,
+        account_draft: dict[str, Any] | None,
     ) -> concierge_pb2.ConverseResponse:
         now = utcnow()
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
@@ -329,6 +334,7 @@ class ConversationStore:
                     )
                 )
             _record_account_state(conversation, outcome)
+            conversation.account_draft = account_draft
             conversation.turn_count += 1
             conversation.updated_at = now
         return stored_outcome

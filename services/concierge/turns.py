@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from aftercare.concierge.v1 import concierge_pb2
 from aftercare.escalation.v1 import escalation_pb2
@@ -50,6 +51,8 @@ class Turn:
     acknowledgement: bool = False
     # The handoff escalation could not take (see ConciergeServicer._escalate): held in the outbox, made later.
     held_handoff: escalation_pb2.CreateHandoffRequest | None = None
+    # The account request this turn asked a detail of (stored with the turn; see ConversationRow.account_draft).
+    account_draft: dict[str, Any] | None = None
 
     @property
     def position(self) -> int:

@@ -1,5 +1,6 @@
 """Escalation process: its database (migrated at start), its backends
-(retrieval, triage, the LLM) for context packages, and the servicer."""
+(retrieval, triage, the LLM) for context packages, the optional actions
+service (account activity, approvals), and the servicer."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 from opentelemetry import metrics
 
+from aftercare.actions.v1 import actions_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2_grpc
@@ -18,6 +20,7 @@ from servicekit.clients import connect
 from servicekit.database import database_url, make_engine
 from servicekit.llm import LlmClient
 from servicekit.server import Mount, mount, run_service
+from services.escalation.account_activity import AccountActivityReader
 from services.escalation.background import QuietTurns
 from services.escalation.context import ContextBuilder
 from services.escalation.enrichment import Enricher
@@ -52,6 +55,10 @@ async def servicers(
     if triage is None and connect_backends:
         channels.append(connect(settings.triage_addr, "aftercare.triage.v1.TriageService"))
         triage = triage_pb2_grpc.TriageServiceStub(channels[-1])
+    actions = None
+    if settings.actions_addr and connect_backends:
+        channels.append(connect(settings.actions_addr, "aftercare.actions.v1.ActionsService"))
+        actions = actions_pb2_grpc.ActionsServiceStub(channels[-1])
     own_llm = llm is None
     llm = llm or LlmClient.from_settings(settings)
     try:
@@ -72,6 +79,8 @@ async def servicers(
             thread,
             enricher,
             FeedbackStore(engine),
+            actions=actions,
+            account_activity=AccountActivityReader(actions, settings.account_activity_timeout_s),
             watch_poll_s=settings.watch_poll_s,
             watch_max_streams=settings.watch_max_streams,
         )

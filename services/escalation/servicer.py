@@ -1,5 +1,6 @@
 """The escalation service's RPCs: handoffs and agents' changes, the feedback loop,
-insights, and the handoff as a conversation (thread, watch, deliveries, CSAT, settings).
+insights, the handoff as a conversation (thread, watch, deliveries, CSAT, settings),
+and agents' approvals of the customer's actions (through the actions service).
 Each RPC checks its request (validation.py), calls the stores in a worker thread and
 maps their refusals to status codes; a new handoff's late summary and draft are left to
 the Enricher, and watchers of the conversation are woken after each write."""
@@ -15,6 +16,7 @@ from typing import TypeVar
 import grpc
 import structlog
 
+from aftercare.actions.v1 import actions_pb2, actions_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import verdict_pb2
@@ -22,6 +24,8 @@ from servicekit import judging
 from servicekit.database import utcnow
 from servicekit.errors import Aborted, FailedPrecondition, NotFound, ResourceExhausted
 from services.escalation import feedback, validation
+from services.escalation.account_activity import AccountActivityReader, account_action
+from services.escalation.approvals import Approvals, outcome_message_id, outcome_text
 from services.escalation.background import QuietTurns
 from services.escalation.context import ContextBuilder, caller_verdict
 from services.escalation.enrichment import Enricher
@@ -84,10 +88,15 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         enricher: Enricher,
         feedback_store: FeedbackStore,
         *,
+        actions: actions_pb2_grpc.ActionsServiceStub | None = None,
+        account_activity: AccountActivityReader | None = None,
         watch_poll_s: float = 0.5,
         watch_max_streams: int = 1000,
     ) -> None:
         self._store = store
+        # Without an actions service there is no account activity and no approval to decide.
+        self._approvals = Approvals(actions) if actions is not None else None
+        self._account_activity = account_activity or AccountActivityReader(actions)
         self._thread = thread
         self._feedback = feedback_store
         # Wakes this process's watchers after its own writes (other replicas' are polled).
@@ -191,9 +200,13 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         handoff = await asyncio.to_thread(self._store.get, request.tenant_id, request.handoff_id)
         if handoff is None:
             raise NotFound(f"handoff {request.handoff_id!r} not found", reason="HANDOFF_NOT_FOUND")
-        thread = await asyncio.to_thread(
-            self._thread.thread_of, request.tenant_id, request.handoff_id, MAX_THREAD_MESSAGES
+        # Read live each time (actions change state after the handoff was made), next to the thread.
+        thread, activity = await asyncio.gather(
+            asyncio.to_thread(self._thread.thread_of, request.tenant_id, request.handoff_id, MAX_THREAD_MESSAGES),
+            self._account_activity.read(request.tenant_id, handoff.conversation_id),
         )
+        if activity is not None:
+            handoff.context.account_activity.CopyFrom(activity)
         return escalation_pb2.GetHandoffResponse(handoff=handoff, thread=thread)
 
     async def ListHandoffs(
@@ -326,6 +339,73 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self._notifier.notify(request.tenant_id, handoff.conversation_id)
         log.info("handoff_resolved", tenant_id=request.tenant_id, handoff_id=handoff.handoff_id)
         return escalation_pb2.ResolveHandoffResponse(handoff=handoff)
+
+    # --- approvals of the customer's actions ---------------------------------------------
+
+    async def DecideActionApproval(
+        self,
+        request: escalation_pb2.DecideActionApprovalRequest,
+        context: grpc.aio.ServicerContext[
+            escalation_pb2.DecideActionApprovalRequest, escalation_pb2.DecideActionApprovalResponse
+        ],
+    ) -> escalation_pb2.DecideActionApprovalResponse:
+        validation.validate_decide_approval(request)
+        if self._approvals is None:
+            raise FailedPrecondition(
+                "escalation has no actions service (ACTIONS_ADDR is empty): there is no action to decide",
+                reason="ACTIONS_NOT_CONFIGURED",
+            )
+        tenant_id = request.tenant_id
+        # The action first: its conversation says which handoff tells the customer.
+        action = await self._approvals.action(tenant_id, request.action_id)
+        handoff = await self._handoff_of(request, action)
+        decided = await self._approvals.decide(request)
+        response = escalation_pb2.DecideActionApprovalResponse(action=account_action(decided))
+        text = outcome_text(decided, request.note)
+        if handoff is not None and text is not None:
+            # Stored and delivered as an agent's reply is; its fixed id makes a retried decision a no-op here.
+            message = AgentMessage(
+                client_message_id=outcome_message_id(decided.action_id),
+                author_name=" ".join(request.agent_name.split()) or DEFAULT_AGENT_NAME,
+            )
+            handoff_id = handoff.handoff_id
+            posted, sent = await self._change(
+                handoff_id,
+                request.agent_id,
+                lambda: self._store.post_agent_message(tenant_id, handoff_id, request.agent_id, text, message),
+            )
+            self._notifier.notify(tenant_id, posted.conversation_id)
+            handoff = posted
+            response.message.CopyFrom(sent)
+        if handoff is not None:
+            response.handoff.CopyFrom(handoff)
+        log.info(
+            "action_approval_decided",
+            tenant_id=tenant_id,
+            action_id=decided.action_id,
+            choice=escalation_pb2.ApprovalChoice.Name(request.choice),
+            state=actions_pb2.ActionState.Name(decided.state),
+            handoff_id=handoff.handoff_id if handoff is not None else "",
+            message_id=response.message.message_id,
+        )
+        return response
+
+    async def _handoff_of(
+        self, request: escalation_pb2.DecideActionApprovalRequest, action: actions_pb2.Action
+    ) -> escalation_pb2.Handoff | None:
+        """The handoff named, which must be of the action's conversation; else the conversation's newest, if any."""
+        if not request.handoff_id:
+            return await asyncio.to_thread(self._thread.newest_handoff, request.tenant_id, action.conversation_id)
+        handoff = await asyncio.to_thread(self._store.get, request.tenant_id, request.handoff_id)
+        if handoff is None:
+            raise NotFound(f"handoff {request.handoff_id!r} not found", reason="HANDOFF_NOT_FOUND")
+        if handoff.conversation_id != action.conversation_id:
+            raise FailedPrecondition(
+                f"action {request.action_id!r} is not of handoff {request.handoff_id!r}'s conversation",
+                reason="ACTION_OF_ANOTHER_CONVERSATION",
+                metadata={"action_id": request.action_id, "handoff_id": request.handoff_id},
+            )
+        return handoff
 
     # --- feedback loop ----------------------------------------------------------------
 

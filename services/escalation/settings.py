@@ -1,7 +1,8 @@
 """Escalation settings. The LLM endpoint and the retrieval and triage addresses
 have no default (a deployment that forgets one fails at boot); when one of
 them is down at run time the context package degrades to its deterministic
-parts instead."""
+parts instead. The actions service is optional (a deployment without customer
+data or actions)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ class EscalationSettings(LlmSettings):
     default_queue: str = "general"
     retrieval_addr: str
     triage_addr: str
+    # The actions service (host:port): the customer's records read and the actions taken in a
+    # handoff's conversation, and agents' approvals. Empty: no actions service (no account
+    # activity; DecideActionApproval is refused).
+    actions_addr: str = ""
+    # Seconds GetHandoff waits for the account activity; past it the handoff is served
+    # with the activity marked incomplete.
+    account_activity_timeout_s: float = Field(default=2.0, gt=0)
     # Seconds the context package may take in CreateHandoff (retrieval, triage and the
     # store together); what is not done by then is replaced by its deterministic version.
     context_budget_s: float = 3.0

@@ -187,6 +187,33 @@ def _conversation_channel(row: HandoffRow) -> str:
     )
 
 
+def _send_agent_message(
+    session: Session,
+    row: HandoffRow,
+    now: dt.datetime,
+    text: str,
+    agent_id: str,
+    message: AgentMessage,
+    state: str,
+) -> ThreadMessageRow:
+    """An agent's message in the conversation's thread (ListDeliveries and watchers take it
+    from there) and its AGENT_REPLIED event; the caller holds the thread lock."""
+    sent = lifecycle.add_message(
+        session,
+        row,
+        role=AGENT_ROLE,
+        text=text,
+        channel=_conversation_channel(row),
+        client_message_id=_agent_key(message.client_message_id),
+        at=now,
+        author_id=agent_id,
+        author_name=message.author_name,
+    )
+    replied = escalation_pb2.HANDOFF_EVENT_KIND_AGENT_REPLIED
+    session.add(event_row(row, replied, now, agent_id, state, message_id=sent.message_id))
+    return sent
+
+
 class HandoffStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -530,41 +557,21 @@ class HandoffStore:
 
         def store_and_judge(session: Session, now: dt.datetime, row: HandoffRow) -> None:
             reply = recorded[-1]
-            sent = lifecycle.add_message(
-                session,
-                row,
-                role=AGENT_ROLE,
-                text=reply.final_text,
-                channel=_conversation_channel(row),
-                client_message_id=_agent_key(message.client_message_id),
-                at=now,
-                author_id=agent_id,
-                author_name=message.author_name,
-            )
+            sent = _send_agent_message(session, row, now, reply.final_text, agent_id, message, WAITING_ON_CUSTOMER)
             stored.append(sent)
-            session.add_all(
-                [
-                    AgentReplyRow(
-                        reply_id=str(uuid.uuid4()),
-                        handoff_id=row.handoff_id,
-                        tenant_id=tenant_id,
-                        agent_id=agent_id,
-                        draft=reply.draft,
-                        final_text=reply.final_text,
-                        edit_ratio=reply.edit_ratio,
-                        draft_use=escalation_pb2.DraftUse.Name(reply.draft_use),
-                        created_at=now,
-                        message_id=sent.message_id,
-                    ),
-                    event_row(
-                        row,
-                        escalation_pb2.HANDOFF_EVENT_KIND_AGENT_REPLIED,
-                        now,
-                        agent_id,
-                        WAITING_ON_CUSTOMER,
-                        message_id=sent.message_id,
-                    ),
-                ]
+            session.add(
+                AgentReplyRow(
+                    reply_id=str(uuid.uuid4()),
+                    handoff_id=row.handoff_id,
+                    tenant_id=tenant_id,
+                    agent_id=agent_id,
+                    draft=reply.draft,
+                    final_text=reply.final_text,
+                    edit_ratio=reply.edit_ratio,
+                    draft_use=escalation_pb2.DraftUse.Name(reply.draft_use),
+                    created_at=now,
+                    message_id=sent.message_id,
+                )
             )
             if verdicts:
                 intent, confidence, correct, answered_at = verdicts[-1]
@@ -575,6 +582,60 @@ class HandoffStore:
 
         handoff = self._change(tenant_id, handoff_id, expected_version, decide, store_and_judge, writes_thread=True)
         return StoredReply(handoff, recorded[-1], lifecycle.message_proto(stored[-1]))
+
+    def post_agent_message(
+        self, tenant_id: str, handoff_id: str, agent_id: str, text: str, message: AgentMessage
+    ) -> tuple[escalation_pb2.Handoff, escalation_pb2.ThreadMessage]:
+        """An agent's message that answers no draft (an approval's outcome, written by
+        escalation in the agent's name): stored in the thread and delivered as a reply is,
+        exactly once per client_message_id (a retry returns the first), without a feedback
+        record or a judgement of the AI. An open handoff then waits on the customer (assigned
+        to the agent if nobody was on it); a resolved one stays resolved: the customer is
+        still told."""
+        for _ in range(WRITE_ATTEMPTS):
+            first = self._stored_message(tenant_id, handoff_id, message.client_message_id)
+            if first is not None:
+                return first
+            try:
+                return self._post_agent_message_once(tenant_id, handoff_id, agent_id, text, message)
+            except (StaleHandoff, IntegrityError):
+                # A racing retry of this message (read back above), or another change of the handoff meanwhile.
+                log.info("agent_message_raced", tenant_id=tenant_id, handoff_id=handoff_id)
+        raise RuntimeError("agent message kept conflicting")
+
+    def _stored_message(
+        self, tenant_id: str, handoff_id: str, client_message_id: str
+    ) -> tuple[escalation_pb2.Handoff, escalation_pb2.ThreadMessage] | None:
+        with Session(self._engine) as session:
+            row = session.get(HandoffRow, handoff_id)
+            if row is None or row.tenant_id != tenant_id:
+                return None
+            message = lifecycle.find_message(session, tenant_id, row.conversation_id, _agent_key(client_message_id))
+            if message is None:
+                return None
+            return describe(session, [row])[0], lifecycle.message_proto(message)
+
+    def _post_agent_message_once(
+        self, tenant_id: str, handoff_id: str, agent_id: str, text: str, message: AgentMessage
+    ) -> tuple[escalation_pb2.Handoff, escalation_pb2.ThreadMessage]:
+        stored: list[ThreadMessageRow] = []
+
+        def decide(row: HandoffRow, now: dt.datetime) -> tuple[dict[str, Any], list[Any]]:
+            if row.state == RESOLVED:
+                return {}, []
+            values: dict[str, Any] = {"state": WAITING_ON_CUSTOMER, "first_replied_at": row.first_replied_at or now}
+            rows: list[Any] = []
+            if not row.assigned_agent_id:
+                values.update(assigned_agent_id=agent_id, assigned_at=now)
+                rows.append(event_row(row, escalation_pb2.HANDOFF_EVENT_KIND_ASSIGNED, now, agent_id, ASSIGNED))
+            return values, rows
+
+        def send(session: Session, now: dt.datetime, row: HandoffRow) -> None:
+            state = RESOLVED if row.state == RESOLVED else WAITING_ON_CUSTOMER
+            stored.append(_send_agent_message(session, row, now, text, agent_id, message, state))
+
+        handoff = self._change(tenant_id, handoff_id, 0, decide, send, writes_thread=True)
+        return handoff, lifecycle.message_proto(stored[-1])
 
     def resolve(
         self, tenant_id: str, handoff_id: str, agent_id: str, resolution: str, expected_version: int

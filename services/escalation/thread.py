@@ -325,6 +325,12 @@ class ThreadStore:
         handoff_id, version, updated_at, customer_id = found
         return Marker(handoff_id, version, updated_at), customer_id
 
+    def newest_handoff(self, tenant_id: str, conversation_id: str) -> escalation_pb2.Handoff | None:
+        """The conversation's newest handoff, open or resolved; None when it has none."""
+        with Session(self._engine) as session:
+            row = _newest_handoff(session, tenant_id, conversation_id)
+            return describe(session, [row])[0] if row is not None else None
+
     def handoff(self, tenant_id: str, handoff_id: str) -> escalation_pb2.Handoff | None:
         with Session(self._engine) as session:
             row = session.get(HandoffRow, handoff_id)

@@ -16,6 +16,7 @@ from aftercare.type.v1 import conversation_pb2, search_pb2, verdict_pb2
 from servicekit.database import utcnow
 from servicekit.errors import Violations
 from servicekit.ids import check_customer_id, check_id
+from services.escalation.approvals import OUTCOME_MESSAGE_PREFIX
 from services.escalation.judgements import AGENT_JUDGEMENT_KEY_PREFIX
 from services.escalation.store import Correction
 
@@ -36,6 +37,8 @@ MAX_CLIENT_MESSAGE_ID_CHARS = 128
 MAX_CUSTOMER_MESSAGE_CHARS = 4_000
 MAX_AGENT_NAME_CHARS = 200
 MAX_COMMENT_CHARS = 2_000
+# An approval's note is told to the customer with a rejection.
+MAX_APPROVAL_NOTE_CHARS = 1_000
 MAX_REOPEN_WINDOW = dt.timedelta(days=90)
 
 
@@ -181,6 +184,11 @@ def validate_reply(request: escalation_pb2.SubmitAgentReplyRequest) -> Correctio
         len(request.client_message_id) <= MAX_CLIENT_MESSAGE_ID_CHARS,
         "client_message_id",
         f"at most {MAX_CLIENT_MESSAGE_ID_CHARS} characters",
+    )
+    problems.check(
+        not request.client_message_id.startswith(OUTCOME_MESSAGE_PREFIX),
+        "client_message_id",
+        f"the prefix {OUTCOME_MESSAGE_PREFIX!r} is reserved for approvals' outcome messages",
     )
     problems.check(
         len(request.agent_name) <= MAX_AGENT_NAME_CHARS, "agent_name", f"at most {MAX_AGENT_NAME_CHARS} characters"
@@ -348,3 +356,30 @@ def validate_settings_update(request: escalation_pb2.UpdateHandoffSettingsReques
         )
     problems.raise_if_any()
     return window
+
+
+# --- approvals ---------------------------------------------------------------------------
+
+
+def validate_decide_approval(request: escalation_pb2.DecideActionApprovalRequest) -> None:
+    problems = Violations()
+    check_id(problems, request.tenant_id, "tenant_id")
+    if request.handoff_id:
+        check_key(problems, request.handoff_id, "handoff_id")
+    check_id(problems, request.action_id, "action_id")
+    problems.check(
+        request.choice in (escalation_pb2.APPROVAL_CHOICE_APPROVE, escalation_pb2.APPROVAL_CHOICE_REJECT),
+        "choice",
+        "must be APPROVE or REJECT",
+    )
+    # The actions service records the agent under its customer-id grammar.
+    check_customer_id(problems, request.agent_id, "agent_id")
+    problems.check(
+        len(request.agent_name) <= MAX_AGENT_NAME_CHARS, "agent_name", f"at most {MAX_AGENT_NAME_CHARS} characters"
+    )
+    check_no_nul(problems, request.agent_name, "agent_name")
+    problems.check(
+        len(request.note) <= MAX_APPROVAL_NOTE_CHARS, "note", f"at most {MAX_APPROVAL_NOTE_CHARS} characters"
+    )
+    check_no_nul(problems, request.note, "note")
+    problems.raise_if_any()

@@ -47,6 +47,7 @@ class HandoffReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HANDOFF_REASON_POLICY: _ClassVar[HandoffReason]
     HANDOFF_REASON_NO_KNOWLEDGE: _ClassVar[HandoffReason]
     HANDOFF_REASON_SYSTEM_UNAVAILABLE: _ClassVar[HandoffReason]
+    HANDOFF_REASON_APPROVAL_REQUIRED: _ClassVar[HandoffReason]
 
 class AccountActionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -119,6 +120,7 @@ HANDOFF_REASON_CUSTOMER_REQUEST: HandoffReason
 HANDOFF_REASON_POLICY: HandoffReason
 HANDOFF_REASON_NO_KNOWLEDGE: HandoffReason
 HANDOFF_REASON_SYSTEM_UNAVAILABLE: HandoffReason
+HANDOFF_REASON_APPROVAL_REQUIRED: HandoffReason
 ACCOUNT_ACTION_STATE_UNSPECIFIED: AccountActionState
 ACCOUNT_ACTION_STATE_PROPOSED: AccountActionState
 ACCOUNT_ACTION_STATE_AWAITING_APPROVAL: AccountActionState
