@@ -16,7 +16,11 @@ const HISTORY_WORDS = {
   reopened: "reopened", rated: "rated by the customer",
 };
 
+// Why the AI handed over, as the queue names it (the rest: the reason code in words).
+const REASON_LABELS = { approval_required: "Approval requested" };
+
 function stateLabel(state) { return STATE_LABELS[state] || String(state).replace(/_/g, " "); }
+function reasonLabel(reason) { return REASON_LABELS[reason] || String(reason).replace(/_/g, " "); }
 
 startPage(async (main) => {
   const queueList = h("ul", { class: "queue", id: "queue", role: "listbox", "aria-label": "Handoff queue" });
@@ -52,7 +56,7 @@ startPage(async (main) => {
         isNew ? h("span", { class: "badge new-badge" }, "new") : null),
       h("div", { class: "muted" },
         h("span", { class: `badge ${item.priority >= 70 ? "bad" : item.priority >= 40 ? "warn" : ""}` }, `P${item.priority}`),
-        ` ${reference}${item.queue || "default"} · ${item.reason.replace(/_/g, " ")} · `,
+        ` ${reference}${item.queue || "default"} · ${reasonLabel(item.reason)} · `,
         h("span", { class: "state" }, stateLabel(item.state)), ` · ${when(item.created_at)}`));
   }
 
@@ -189,7 +193,9 @@ startPage(async (main) => {
       facts,
       transcript,
       account?.element,
-      c?.ai_attempt ? h("div", { class: "card" }, h("h3", {}, `What the AI tried (confidence ${percent(c.ai_attempt.confidence)})`),
+      c?.ai_attempt ? h("div", { class: "card" }, h("h3", {}, handoff.reason === "approval_required"
+        // An approval's candidate is the action the customer said yes to: no confidence went into it.
+        ? "Approval requested: what the customer said yes to" : `What the AI tried (confidence ${percent(c.ai_attempt.confidence)})`),
         h("p", {}, c.ai_attempt.candidate_answer || "No answer generated."),
         h("p", { class: "muted" }, c.ai_attempt.explanation), citationList(c.ai_attempt.citations)) : null,
       c?.suggested_resolutions?.length ? h("div", { class: "card", id: "resolutions" }, h("h3", {}, "Suggested resolutions"),
@@ -245,7 +251,7 @@ startPage(async (main) => {
           : account ? [h("dt", {}, "Account"), h("dd", {}, `${account.plan}, ${account.tenure_days} days, ${account.open_tickets} open tickets, ${account.contacts_last_7_days} contacts in 7 days`)] : null,
         c ? [h("dt", {}, "Intent"), h("dd", {}, `${c.intent || "unknown"} (${percent(c.intent_confidence)}) `, c.intent ? intentFix : null)] : null,
         c ? [h("dt", {}, "Sentiment"), h("dd", {}, `${c.sentiment_label || ""} ${c.sentiment_score.toFixed(2)}`)] : null,
-        h("dt", {}, "Why handed over"), h("dd", {}, c?.ai_attempt_summary || handoff.reason.replace(/_/g, " ")),
+        h("dt", {}, "Why handed over"), h("dd", {}, c?.ai_attempt_summary || reasonLabel(handoff.reason)),
         open && (wait || handoff.queue_position > 0)
           ? [h("dt", {}, "Expected wait"), h("dd", { id: "expected-wait" },
             [wait, handoff.queue_position > 0 ? `number ${handoff.queue_position} in the queue` : null].filter(Boolean).join(", "))]

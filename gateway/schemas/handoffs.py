@@ -290,7 +290,8 @@ class HandoffReply(BaseModel):
     channel: Literal["unspecified", "chat", "email", "api"]
     messages: list[ConversationMessage]
     reason: Literal[
-        "unspecified", "low_confidence", "customer_request", "policy", "no_knowledge", "system_unavailable"
+        "unspecified", "low_confidence", "customer_request", "policy", "no_knowledge", "system_unavailable",
+        "approval_required",
     ]
     queue: str
     priority: int = Field(description="0 (can wait) to 100 (now).")

@@ -60,7 +60,8 @@ class JsonChat(Protocol):
     ) -> JsonCompletion: ...
 
 
-# The servicer's handoff: (turn, reason, what the AI proposed) -> the escalated outcome.
+# The servicer's handoff: (turn, reason, what the AI proposed) -> the escalated outcome. For an
+# approval, what the AI proposed is the action's summary, then a line with why approval is needed.
 Escalate = Callable[[Turn, Reason, str], Awaitable[concierge_pb2.ConverseResponse]]
 
 
@@ -479,10 +480,11 @@ class _Session:
 
     async def _to_approval(self, action: actions_pb2.Action) -> concierge_pb2.ConverseResponse:
         """An agent must approve: the request reaches them as a handoff, and the customer hears what next."""
-        escalated = await self.escalate(
-            self.turn, Reason.DECISION_REASON_ACTION_AWAITING_APPROVAL, f"Approval requested: {action.summary}"
-        )
         reasons = " ".join(action.approval.reasons)
+        # What the agent is asked to approve: the action's summary on the first line, the approval
+        # rules it met on the next (escalation's package words the handoff from the two).
+        proposal = "\n".join(" ".join(part.split()) for part in (action.summary, reasons) if part)
+        escalated = await self.escalate(self.turn, Reason.DECISION_REASON_ACTION_AWAITING_APPROVAL, proposal)
         reference = f" (reference {escalated.handoff_reference})" if escalated.handoff_reference else ""
         escalated.reply = (
             f"Thank you. {reasons} I've sent your request to our team{reference}: {action.summary} "

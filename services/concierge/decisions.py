@@ -41,7 +41,9 @@ CODES: dict[Reason, tuple[str, HandoffReason]] = {
     Reason.DECISION_REASON_ACTION_PROPOSED: ("action_proposed", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
     Reason.DECISION_REASON_ACTION_EXECUTED: ("action_executed", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
     # The approval request reaches the agents as a handoff.
-    Reason.DECISION_REASON_ACTION_AWAITING_APPROVAL: ("action_awaiting_approval", HandoffReason.HANDOFF_REASON_POLICY),
+    Reason.DECISION_REASON_ACTION_AWAITING_APPROVAL: (
+        "action_awaiting_approval", HandoffReason.HANDOFF_REASON_APPROVAL_REQUIRED,
+    ),
     Reason.DECISION_REASON_ACTION_CANCELLED: ("action_cancelled", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
     Reason.DECISION_REASON_ACTION_NOT_ALLOWED: ("action_not_allowed", HandoffReason.HANDOFF_REASON_UNSPECIFIED),
     Reason.DECISION_REASON_ACTIONS_UNAVAILABLE: (

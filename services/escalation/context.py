@@ -55,6 +55,7 @@ _REASON_WORDS = {
     escalation_pb2.HANDOFF_REASON_POLICY: "the routing policy sends this contact to a person",
     escalation_pb2.HANDOFF_REASON_NO_KNOWLEDGE: "the knowledge base has nothing on the question",
     escalation_pb2.HANDOFF_REASON_SYSTEM_UNAVAILABLE: "the AI was unavailable",
+    escalation_pb2.HANDOFF_REASON_APPROVAL_REQUIRED: "an action the customer said yes to needs an agent's approval",
 }
 
 
@@ -157,11 +158,36 @@ def customer_summary(account: customer_pb2.AccountSignals, recent: Sequence[Past
     return text
 
 
+def approval_request(attempt: escalation_pb2.AiAttempt) -> tuple[str, str]:
+    """(what is to be approved, why approval is needed) of an approval's AI attempt: the actions
+    service's summary of the action on the candidate's first line, its approval rules on the
+    lines after (or in the explanation, when that is in words rather than a reason code)."""
+    summary, _, reasons = attempt.candidate_answer.strip().partition("\n")
+    reasons = " ".join(reasons.split())
+    if not reasons and " " in attempt.explanation.strip():
+        reasons = attempt.explanation.strip()
+    return summary.strip(), reasons
+
+
+def approval_summary(attempt: escalation_pb2.AiAttempt) -> str:
+    summary, _ = approval_request(attempt)
+    return f"Approval requested: {shorten(summary, summaries.MAX_SUMMARY_CHARS)}" if summary else "Approval requested"
+
+
 def ai_attempt_summary(request: escalation_pb2.CreateHandoffRequest, conversation: str = "") -> str:
     """What the AI tried and why it handed over. Its candidate answer is quoted only in the
     sentences that may be said to this customer (`conversation`: the text they may repeat)."""
     attempt = request.ai_attempt
     why = _REASON_WORDS.get(request.reason, "of its routing")
+    if request.reason == escalation_pb2.HANDOFF_REASON_APPROVAL_REQUIRED:
+        # The candidate is the actions service's summary of this customer's own action, not an
+        # answer drawn from other cases, so it is quoted whole; no confidence went into it.
+        summary, reasons = approval_request(attempt)
+        proposed = (
+            f'The AI proposed "{shorten(summary, summaries.MAX_SUMMARY_CHARS)}" and the customer said yes'
+            if summary else "The customer said yes to an action the AI proposed"
+        )
+        return f"{proposed}; it handed over because {why}" + (f" ({reasons.rstrip('.')})." if reasons else ".")
     tried = []
     if attempt.citations:
         titles = list(dict.fromkeys(c.title or c.doc_id for c in attempt.citations))
@@ -400,6 +426,11 @@ class ContextBuilder:
         summary, detail = summaries.extractive(conversation_turns)
         # "pending": the extractive summary stands until the LLM's is written or refused.
         summary_method, model = ("pending" if self._llm is not None else "extractive"), ""
+        approval = request.reason == escalation_pb2.HANDOFF_REASON_APPROVAL_REQUIRED
+        if approval:
+            # What the agent must do, in the actions service's words; final, as an LLM summary of
+            # the conversation ("the customer said yes") would not say what is to be approved.
+            summary, summary_method = approval_summary(request.ai_attempt), "extractive"
         intent, intent_confidence, sentiment = result(intent_task, ("", 0.0, self._vader_score(customer_texts)))
         hits: list[retrieval_pb2.SearchHit] = result(hits_task, [])
         recent: list[PastContact] = result(recent_task, [])
@@ -437,7 +468,7 @@ class ContextBuilder:
             ),
         )
         origins.fill_enums(package)  # the enums say what the strings say, for v1 and v2 clients alike
-        summarize = self.summarizer(request.conversation, sentiment)
+        summarize = None if approval else self.summarizer(request.conversation, sentiment)
         return BuiltContext(
             package=package, question=question, draft_prompt=prompt, summarize=summarize, write_draft=write_draft
         )

@@ -130,10 +130,14 @@ async def gateway_for(
         yield client
 
 
-async def handoff_for(escalation: Escalation, conversation: str) -> escalation_pb2.Handoff:
-    """The assistant's handoff of the conversation, as the concierge makes one for an approval."""
+async def handoff_for(escalation: Escalation, conversation: str, action: actions_pb2.Action) -> escalation_pb2.Handoff:
+    """The assistant's handoff of the conversation, as the concierge makes one for an approval:
+    the action's summary, then a line with why approval is needed."""
     request = handoff_request(key=conversation, tenant=TENANT, conversation_id=conversation,
-                              texts=("Please cancel my order.",), reason=escalation_pb2.HANDOFF_REASON_POLICY)
+                              texts=("Please cancel my order.", "yes, cancel it"),
+                              reason=escalation_pb2.HANDOFF_REASON_APPROVAL_REQUIRED)
+    request.ai_attempt.candidate_answer = f"{action.summary}\n{' '.join(action.approval.reasons)}"
+    request.ai_attempt.explanation = "action_awaiting_approval"
     return (await escalation.stub.CreateHandoff(request)).handoff
 
 
@@ -177,7 +181,7 @@ async def test_an_agent_sees_a_pending_approval_approves_it_and_the_customer_is_
 ) -> None:
     order = big_pending_orders[0]
     action = await awaiting_approval(actions.stub, "conv-approve", order)
-    handoff = await handoff_for(escalation, "conv-approve")
+    handoff = await handoff_for(escalation, "conv-approve", action)
     async with gateway_for(mesh, actions, escalation=escalation) as gateway:
         pending = await gateway.get(f"/v1/tenants/{TENANT}/actions/pending-approvals")
         assert pending.status_code == 200, pending.text
@@ -196,6 +200,12 @@ async def test_an_agent_sees_a_pending_approval_approves_it_and_the_customer_is_
 
         # The handoff shows the customer's account: who was verified, and the action waiting.
         opened = (await gateway.get(f"/v1/tenants/{TENANT}/handoffs/{handoff.handoff_id}")).json()
+        # What is to be approved and why, in words (the LLM is down: no summary of "yes, cancel it").
+        assert opened["reason"] == "approval_required"
+        assert opened["context"]["summary"] == f"Approval requested: {action.summary}"
+        why = opened["context"]["ai_attempt_summary"]
+        assert f'proposed "{action.summary}" and the customer said yes' in why
+        assert all(reason.rstrip(".") in why for reason in action.approval.reasons) and "another customer" not in why
         activity = opened["context"]["account_activity"]
         assert (activity["verified_customer_id"], activity["complete"]) == (order.user_id, True)
         assert [(a["action_id"], a["state"]) for a in activity["actions"]] == [(action.action_id, "awaiting_approval")]

@@ -205,8 +205,11 @@ async def test_an_approval_goes_to_an_agent_as_a_handoff(acme: Shop, office: Run
     assert waiting.pending_action.state == D.ACTION_STATE_AWAITING_APPROVAL
     assert "Refunds above 500" in waiting.reply and "agent" in waiting.reply
     [handoff] = acme.escalation.requests
-    assert handoff.reason == escalation_pb2.HANDOFF_REASON_POLICY
-    assert "Refund order O-3" in handoff.ai_attempt.candidate_answer
+    assert handoff.reason == escalation_pb2.HANDOFF_REASON_APPROVAL_REQUIRED
+    # What the agent is asked to approve: the action's summary, then why approval is needed.
+    action_summary, why = handoff.ai_attempt.candidate_answer.split("\n")
+    assert action_summary.startswith("Refund order O-3") and action_summary in waiting.reply
+    assert "Refunds above 500" in why and why in waiting.reply
     assert waiting.handoff_id == "h-1"
     assert not office.office.effects
 

@@ -180,6 +180,40 @@ async def test_everything_down_still_creates_a_complete_plain_handoff(tmp_path: 
     assert "not confident enough" in package.ai_attempt_summary
 
 
+# An approval as the concierge hands it over: the actions service's summary of the action, then
+# why an agent must approve it. The amount and the order are in no message of the conversation.
+APPROVAL_ACTION = "Refund order #W2378156 ($620.00) to the original payment method."
+APPROVAL_REASONS = "Refunds above $500.00 need an agent's approval."
+
+
+def approval_request(key: str) -> escalation_pb2.CreateHandoffRequest:
+    request = handoff_request(key=key, texts=("Please refund my damaged order", "Yes"),
+                              reason=escalation_pb2.HANDOFF_REASON_APPROVAL_REQUIRED)
+    request.ai_attempt.candidate_answer = f"{APPROVAL_ACTION}\n{APPROVAL_REASONS}"
+    request.ai_attempt.explanation = "action_awaiting_approval"
+    del request.ai_attempt.citations[:]
+    return request
+
+
+@pytest.mark.parametrize("llm_up", [False, True])
+async def test_an_approval_handoff_says_what_to_approve_and_why(tmp_path: Path, llm_up: bool) -> None:
+    llm, prompts = llm_answering(["said yes to a refund of the damaged order."])
+    async with running_stub(settings_for(tmp_path, draft_mode="template"), llm=llm if llm_up else None) as stub:
+        created = (await stub.CreateHandoff(approval_request("approval-1"))).handoff
+        package = await summary_written(stub, created)
+
+    assert created.reason == escalation_pb2.HANDOFF_REASON_APPROVAL_REQUIRED
+    # The same at once and once settled, LLM up or down: what the agent is asked to approve.
+    assert created.context.summary == package.summary == f"Approval requested: {APPROVAL_ACTION}"
+    assert package.summary_method == "extractive" and not prompts
+    # The action's summary is this customer's own record, quoted whole; no confidence went into it.
+    assert package.ai_attempt_summary == (
+        f'The AI proposed "{APPROVAL_ACTION}" and the customer said yes; it handed over because an action '
+        f"the customer said yes to needs an agent's approval ({APPROVAL_REASONS.removesuffix('.')})."
+    )
+    assert "another customer" not in package.ai_attempt_summary and "confidence" not in package.ai_attempt_summary
+
+
 async def test_intent_and_sentiment_come_from_the_request_or_from_triage(tmp_path: Path) -> None:
     triage = FakeTriage(
         triage_pb2.TriageContactResponse(
