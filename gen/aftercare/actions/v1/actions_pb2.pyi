@@ -199,7 +199,7 @@ class Approval(_message.Message):
     def __init__(self, required: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ..., decided_by: _Optional[str] = ..., note: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Action(_message.Message):
-    __slots__ = ("action_id", "tenant_id", "customer_id", "conversation_id", "tool", "arguments_json", "summary", "fingerprint", "state", "approval", "dry_run", "result_json", "error", "catalog_version", "idempotency_key", "attempts", "created_at", "updated_at", "replaces_action_id", "expires_at", "masked_arguments_json")
+    __slots__ = ("action_id", "tenant_id", "customer_id", "conversation_id", "tool", "arguments_json", "summary", "fingerprint", "state", "approval", "dry_run", "result_json", "error", "catalog_version", "idempotency_key", "attempts", "created_at", "updated_at", "replaces_action_id", "expires_at", "masked_arguments_json", "release_id")
     ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +221,7 @@ class Action(_message.Message):
     REPLACES_ACTION_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     MASKED_ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
     action_id: str
     tenant_id: str
     customer_id: str
@@ -242,10 +243,11 @@ class Action(_message.Message):
     replaces_action_id: str
     expires_at: _timestamp_pb2.Timestamp
     masked_arguments_json: str
-    def __init__(self, action_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., summary: _Optional[str] = ..., fingerprint: _Optional[str] = ..., state: _Optional[_Union[ActionState, str]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., dry_run: _Optional[bool] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[ActionError, _Mapping]] = ..., catalog_version: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replaces_action_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masked_arguments_json: _Optional[str] = ...) -> None: ...
+    release_id: str
+    def __init__(self, action_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., summary: _Optional[str] = ..., fingerprint: _Optional[str] = ..., state: _Optional[_Union[ActionState, str]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., dry_run: _Optional[bool] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[ActionError, _Mapping]] = ..., catalog_version: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replaces_action_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masked_arguments_json: _Optional[str] = ..., release_id: _Optional[str] = ...) -> None: ...
 
 class ProposeActionRequest(_message.Message):
-    __slots__ = ("customer", "conversation_id", "tool", "arguments_json", "request_id", "actor", "replaces_action_id")
+    __slots__ = ("customer", "conversation_id", "tool", "arguments_json", "request_id", "actor", "replaces_action_id", "release_id")
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +255,7 @@ class ProposeActionRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     REPLACES_ACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
     customer: _customer_pb2.CustomerRef
     conversation_id: str
     tool: str
@@ -260,7 +263,8 @@ class ProposeActionRequest(_message.Message):
     request_id: str
     actor: Actor
     replaces_action_id: str
-    def __init__(self, customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., request_id: _Optional[str] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., replaces_action_id: _Optional[str] = ...) -> None: ...
+    release_id: str
+    def __init__(self, customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., request_id: _Optional[str] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., replaces_action_id: _Optional[str] = ..., release_id: _Optional[str] = ...) -> None: ...
 
 class ProposeActionResponse(_message.Message):
     __slots__ = ("action",)

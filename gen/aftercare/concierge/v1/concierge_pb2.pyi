@@ -135,7 +135,7 @@ class ActionReply(_message.Message):
     def __init__(self, action_id: _Optional[str] = ..., fingerprint: _Optional[str] = ..., confirmed: _Optional[bool] = ...) -> None: ...
 
 class ConverseRequest(_message.Message):
-    __slots__ = ("conversation_id", "customer", "text", "channel", "account", "client_message_id", "action_reply")
+    __slots__ = ("conversation_id", "customer", "text", "channel", "account", "client_message_id", "action_reply", "release_id")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +143,7 @@ class ConverseRequest(_message.Message):
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_REPLY_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     customer: _customer_pb2.CustomerRef
     text: str
@@ -150,7 +151,8 @@ class ConverseRequest(_message.Message):
     account: _customer_pb2.AccountSignals
     client_message_id: str
     action_reply: ActionReply
-    def __init__(self, conversation_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., text: _Optional[str] = ..., channel: _Optional[_Union[_conversation_pb2.Channel, str]] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., client_message_id: _Optional[str] = ..., action_reply: _Optional[_Union[ActionReply, _Mapping]] = ...) -> None: ...
+    release_id: str
+    def __init__(self, conversation_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., text: _Optional[str] = ..., channel: _Optional[_Union[_conversation_pb2.Channel, str]] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., client_message_id: _Optional[str] = ..., action_reply: _Optional[_Union[ActionReply, _Mapping]] = ..., release_id: _Optional[str] = ...) -> None: ...
 
 class ConverseResponse(_message.Message):
     __slots__ = ("reply", "citations", "confidence", "decision", "decision_reason", "handoff_id", "lineage", "reason", "standalone_query", "turn_index", "handoff_reference", "expected_wait", "pending_action", "verified_customer_id")

@@ -59,13 +59,15 @@ class Confidence(_message.Message):
     def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., signals: _Optional[_Iterable[_Union[ConfidenceSignal, _Mapping]]] = ..., calibration_version: _Optional[str] = ..., calibrated: _Optional[bool] = ..., configuration_id: _Optional[str] = ...) -> None: ...
 
 class Lineage(_message.Message):
-    __slots__ = ("sources", "model", "prompt_template_version", "trace_id")
+    __slots__ = ("sources", "model", "prompt_template_version", "trace_id", "release_id")
     SOURCES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TEMPLATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
     sources: _containers.RepeatedCompositeFieldContainer[Citation]
     model: str
     prompt_template_version: str
     trace_id: str
-    def __init__(self, sources: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., model: _Optional[str] = ..., prompt_template_version: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    release_id: str
+    def __init__(self, sources: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., model: _Optional[str] = ..., prompt_template_version: _Optional[str] = ..., trace_id: _Optional[str] = ..., release_id: _Optional[str] = ...) -> None: ...
