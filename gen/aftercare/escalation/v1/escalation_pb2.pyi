@@ -297,7 +297,7 @@ class AccountAction(_message.Message):
     def __init__(self, action_id: _Optional[str] = ..., tool: _Optional[str] = ..., summary: _Optional[str] = ..., state: _Optional[_Union[AccountActionState, str]] = ..., approval_reasons: _Optional[_Iterable[str]] = ..., decided_by: _Optional[str] = ..., dry_run: _Optional[bool] = ..., error_message: _Optional[str] = ..., masked_arguments_json: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fingerprint: _Optional[str] = ...) -> None: ...
 
 class Handoff(_message.Message):
-    __slots__ = ("handoff_id", "customer", "conversation", "reason", "queue", "priority", "state", "assigned_agent_id", "context", "created_at", "updated_at", "tier", "version", "assigned_at", "resolved_by_agent_id", "resolved_at", "resolution", "reference", "conversation_id", "history", "first_replied_at", "expected_wait", "queue_position", "csat_rating", "thread_messages", "routing_tier")
+    __slots__ = ("handoff_id", "customer", "conversation", "reason", "queue", "priority", "state", "assigned_agent_id", "context", "created_at", "updated_at", "tier", "version", "assigned_at", "resolved_by_agent_id", "resolved_at", "resolution", "reference", "conversation_id", "history", "first_replied_at", "expected_wait", "queue_position", "csat_rating", "thread_messages", "routing_tier", "release_id")
     HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
@@ -324,6 +324,7 @@ class Handoff(_message.Message):
     CSAT_RATING_FIELD_NUMBER: _ClassVar[int]
     THREAD_MESSAGES_FIELD_NUMBER: _ClassVar[int]
     ROUTING_TIER_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
     handoff_id: str
     customer: _customer_pb2.CustomerRef
     conversation: _conversation_pb2.Conversation
@@ -350,10 +351,11 @@ class Handoff(_message.Message):
     csat_rating: int
     thread_messages: int
     routing_tier: _verdict_pb2.Tier
-    def __init__(self, handoff_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[HandoffState, str]] = ..., assigned_agent_id: _Optional[str] = ..., context: _Optional[_Union[ContextPackage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., version: _Optional[int] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by_agent_id: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution: _Optional[str] = ..., reference: _Optional[str] = ..., conversation_id: _Optional[str] = ..., history: _Optional[_Iterable[_Union[HandoffEvent, _Mapping]]] = ..., first_replied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expected_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queue_position: _Optional[int] = ..., csat_rating: _Optional[int] = ..., thread_messages: _Optional[int] = ..., routing_tier: _Optional[_Union[_verdict_pb2.Tier, str]] = ...) -> None: ...
+    release_id: str
+    def __init__(self, handoff_id: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[HandoffState, str]] = ..., assigned_agent_id: _Optional[str] = ..., context: _Optional[_Union[ContextPackage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., version: _Optional[int] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by_agent_id: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution: _Optional[str] = ..., reference: _Optional[str] = ..., conversation_id: _Optional[str] = ..., history: _Optional[_Iterable[_Union[HandoffEvent, _Mapping]]] = ..., first_replied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expected_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queue_position: _Optional[int] = ..., csat_rating: _Optional[int] = ..., thread_messages: _Optional[int] = ..., routing_tier: _Optional[_Union[_verdict_pb2.Tier, str]] = ..., release_id: _Optional[str] = ...) -> None: ...
 
 class CreateHandoffRequest(_message.Message):
-    __slots__ = ("idempotency_key", "customer", "conversation", "reason", "ai_attempt", "queue", "priority", "account", "intent", "intent_confidence", "sentiment_score", "tier", "retrieved", "triage", "search")
+    __slots__ = ("idempotency_key", "customer", "conversation", "reason", "ai_attempt", "queue", "priority", "account", "intent", "intent_confidence", "sentiment_score", "tier", "retrieved", "triage", "search", "release_id")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
@@ -369,6 +371,7 @@ class CreateHandoffRequest(_message.Message):
     RETRIEVED_FIELD_NUMBER: _ClassVar[int]
     TRIAGE_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     customer: _customer_pb2.CustomerRef
     conversation: _conversation_pb2.Conversation
@@ -384,7 +387,8 @@ class CreateHandoffRequest(_message.Message):
     retrieved: _containers.RepeatedCompositeFieldContainer[_retrieval_pb2.SearchHit]
     triage: _verdict_pb2.TriageVerdict
     search: _search_pb2.SearchResult
-    def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., retrieved: _Optional[_Iterable[_Union[_retrieval_pb2.SearchHit, _Mapping]]] = ..., triage: _Optional[_Union[_verdict_pb2.TriageVerdict, _Mapping]] = ..., search: _Optional[_Union[_search_pb2.SearchResult, _Mapping]] = ...) -> None: ...
+    release_id: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., customer: _Optional[_Union[_customer_pb2.CustomerRef, _Mapping]] = ..., conversation: _Optional[_Union[_conversation_pb2.Conversation, _Mapping]] = ..., reason: _Optional[_Union[HandoffReason, str]] = ..., ai_attempt: _Optional[_Union[AiAttempt, _Mapping]] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., account: _Optional[_Union[_customer_pb2.AccountSignals, _Mapping]] = ..., intent: _Optional[str] = ..., intent_confidence: _Optional[float] = ..., sentiment_score: _Optional[float] = ..., tier: _Optional[_Union[_triage_pb2.Tier, str]] = ..., retrieved: _Optional[_Iterable[_Union[_retrieval_pb2.SearchHit, _Mapping]]] = ..., triage: _Optional[_Union[_verdict_pb2.TriageVerdict, _Mapping]] = ..., search: _Optional[_Union[_search_pb2.SearchResult, _Mapping]] = ..., release_id: _Optional[str] = ...) -> None: ...
 
 class CreateHandoffResponse(_message.Message):
     __slots__ = ("handoff", "created", "appended")
