@@ -40,7 +40,10 @@ _OWN = re.compile(
     r"\b(orders?|account|address|payment|package|parcel|delivery|shipment|items?|purchase|refund|card|"
     r"paypal|email|tracking|status)\b"
     r"|\b(cancel|return|exchange|refund|change|modify|update|track)\b.*\b(my|mine|it|this order)\b"
-    r"|\bwhere(?:'s| is) my\b|\bwhat did i (?:pay|order|buy)\b",
+    r"|\bwhere(?:'s| is) my\b|\bwhat did i (?:pay|order|buy)\b"
+    # "I need to exchange the gaming mouse...", "I'd like to cancel...": the customer's own request.
+    r"|\bi(?:'d| would)?\s+(?:really\s+)?(?:want|need|like|wish|have)\s+to\s+"
+    r"(?:cancel|return|exchange|refund|change|modify|update|swap|track)\b",
     re.IGNORECASE | re.DOTALL,
 )
 
@@ -63,12 +66,40 @@ def asks_for_change(text: str) -> bool:
     return bool(_CHANGE.search(text))
 
 
+# A short answer led by one of these is a yes or a no ("Yes, I'll go ahead.", "No, leave it.") when it
+# asks for nothing else: no change word, no number, no "but"/"instead".
+_YES_LEADS = frozenset({"yes", "yeah", "yep", "sure", "ok", "okay", "correct", "confirm", "confirmed", "absolutely",
+                        "definitely", "please"})
+_NO_LEADS = frozenset({"no", "nope", "nah"})
+_HEDGES = frozenset({"but", "not", "don't", "dont", "instead", "wait", "actually", "except", "only", "also",
+                     "no", "never", "isn't", "wrong", "what", "which", "how", "why"})
+_YES_WORDS = frozenset({"please", "go", "ahead", "proceed", "with", "it", "that", "the", "do", "i", "i'll", "i'm",
+                        "i'd", "like", "to", "you", "can", "thank", "thanks", "fine", "sounds", "good", "great",
+                        "perfect", "is", "that's", "this", "correct", "right", "confirm", "cancellation", "refund",
+                        "exchange", "return", "change", "order", "request", "all", "everything", "looks", "ok",
+                        "okay", "sure", "yes", "yeah", "yep", "let's", "lets", "want", "would", "and"})
+# "ok" or "sure" alone may only acknowledge: with them, an explicit go-ahead must follow.
+_WEAK_LEADS = frozenset({"ok", "okay", "sure", "please"})
+_GO = frozenset({"yes", "go", "ahead", "proceed", "confirm", "do"})
+_NO_WORDS = frozenset({"thanks", "thank", "you", "leave", "it", "don't", "dont", "do", "that", "please", "never",
+                       "mind", "as", "is", "keep", "not", "now", "i", "changed", "my", "no", "nope"})
+
+
 def typed_answer(text: str) -> bool | None:
-    """True for a plain yes, False for a plain no, None for anything else (a revision)."""
+    """True for a yes, False for a no, None for anything else (a revision). Beyond the plain
+    answers, a short answer led by a yes (or a no) counts when every other word is one that
+    only says yes (or no): "Yes, I'll go ahead." is a yes; "Yes, but to my other address" is not."""
     said = normalised_answer(text)
     if said in YES:
         return True
     if said in NO:
+        return False
+    words = said.split()
+    if not words or len(words) > 10 or re.search(r"\d", text):
+        return None
+    if words[0] in _YES_LEADS and not (set(words[1:]) & _HEDGES) and set(words) <= _YES_WORDS | _YES_LEADS:
+        return True if words[0] not in _WEAK_LEADS or set(words[1:]) & _GO else None
+    if words[0] in _NO_LEADS and set(words) <= _NO_WORDS | _NO_LEADS:
         return False
     return None
 
@@ -84,8 +115,9 @@ def emails(text: str) -> list[str]:
 
 
 def about_account(text: str) -> bool:
-    """Whether a message concerns the customer's own account or orders (not the shop's policy)."""
-    return bool(order_ids(text) or emails(text) or _OWN.search(text))
+    """Whether a message concerns the customer's own account or orders (not the shop's policy):
+    an order id, an email, a name with a zip (the customer identifying themselves), or own words."""
+    return bool(order_ids(text) or emails(text) or (NAME.search(text) and ZIP.search(text)) or _OWN.search(text))
 
 
 # --- the catalog as the planner sees it ---------------------------------------------------
