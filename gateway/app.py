@@ -45,6 +45,7 @@ from gateway.problems import (
 )
 from gateway.routes import ROUTERS
 from gateway.routes import actions as actions_routes
+from gateway.routes.conversations import RELEASE_HEADER
 from gateway.schemas.health import Liveness, Readiness
 from gateway.settings import GatewaySettings
 from servicekit.deadlines import budget
@@ -59,8 +60,9 @@ CONSOLE_DIR = Path(__file__).parent / "console"
 # /redoc load nothing from a CDN, so they work on a machine without internet.
 DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 DOCS_ASSETS_URL = "/docs/assets"
-# Bulk uploads (documents, usage events, accounts, a retrain's examples) get GatewaySettings.max_upload_bytes.
-BULK_PATH_SUFFIXES = ("/kb/documents", "/usage-events", "/outreach/accounts", "/intent-model:retrain")
+# Bulk uploads (documents, usage events, accounts, a retrain's examples, a golden-conversation suite's
+# results) get GatewaySettings.max_upload_bytes.
+BULK_PATH_SUFFIXES = ("/kb/documents", "/usage-events", "/outreach/accounts", "/intent-model:retrain", "/suite-runs")
 # Probes are polled every few seconds: no access log lines, no spans.
 _PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 # A client's X-Request-ID is kept only if it is a plain token (it lands in logs).
@@ -256,7 +258,7 @@ def create_app(settings: GatewaySettings, backends: Backends | None = None) -> F
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST", "PUT", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID", RELEASE_HEADER],
                 expose_headers=["X-Request-ID", "Retry-After"],
                 max_age=600,
             ),

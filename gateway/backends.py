@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aftercare.actions.v1 import actions_pb2, actions_pb2_grpc
-from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
+from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc, releases_pb2, releases_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.operations.v1 import operations_pb2, operations_pb2_grpc
 from aftercare.outreach.v1 import outreach_pb2, outreach_pb2_grpc
@@ -74,20 +74,24 @@ class Backends:
     # Triage's long-running operations (retrains): triage serves them, on a channel of their own
     # (their deadline and retries in servicekit.clients.MESH); not a backend of its own for /readyz.
     triage_operations: Backend[operations_pb2_grpc.OperationsServiceStub]
+    # The tenants' releases: the concierge process serves them, on the concierge's own channel
+    # (a release is what the concierge applies); not a backend of its own for /readyz.
+    releases: Backend[releases_pb2_grpc.ReleaseServiceStub]
     # The actions service; None when this gateway has none (ACTIONS_ADDR empty): its routes answer 503.
     actions: Backend[actions_pb2_grpc.ActionsServiceStub] | None = None
 
     @classmethod
     def connect(cls, settings: GatewaySettings) -> Backends:
         """Make every channel; no I/O happens until the first call."""
+        concierge = Backend.connect(
+            "concierge", settings.concierge_addr, concierge_pb2, concierge_pb2_grpc.ConciergeServiceStub
+        )
         return cls(
             retrieval=Backend.connect(
                 "retrieval", settings.retrieval_addr, retrieval_pb2, retrieval_pb2_grpc.RetrievalServiceStub
             ),
             triage=Backend.connect("triage", settings.triage_addr, triage_pb2, triage_pb2_grpc.TriageServiceStub),
-            concierge=Backend.connect(
-                "concierge", settings.concierge_addr, concierge_pb2, concierge_pb2_grpc.ConciergeServiceStub
-            ),
+            concierge=concierge,
             escalation=Backend.connect(
                 "escalation", settings.escalation_addr, escalation_pb2, escalation_pb2_grpc.EscalationServiceStub
             ),
@@ -96,6 +100,12 @@ class Backends:
             ),
             triage_operations=Backend.connect(
                 "triage", settings.triage_addr, operations_pb2, operations_pb2_grpc.OperationsServiceStub
+            ),
+            releases=Backend(
+                name="concierge",
+                service=_service_name(releases_pb2),
+                channel=concierge.channel,
+                stub=releases_pb2_grpc.ReleaseServiceStub(concierge.channel),
             ),
             actions=Backend.connect("actions", settings.actions_addr, actions_pb2, actions_pb2_grpc.ActionsServiceStub)
             if settings.actions_addr

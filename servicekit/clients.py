@@ -22,6 +22,8 @@ MESH: dict[str, float] = {
     "aftercare.retrieval.v1.RetrievalService": 5.0,
     "aftercare.triage.v1.TriageService": 5.0,
     "aftercare.concierge.v1.ConciergeService": 60.0,
+    # Creating a release asks triage and actions for their versions (2 s each).
+    "aftercare.concierge.v1.ReleaseService": 10.0,
     "aftercare.escalation.v1.EscalationService": 30.0,
     "aftercare.outreach.v1.OutreachService": 30.0,
     # Long-running operations (triage's retrains) are read and cancelled quickly.

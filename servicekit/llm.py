@@ -126,11 +126,13 @@ class LlmClient:
         logprobs: bool = False,
         on_delta: OnDelta | None = None,
         extra_body: dict[str, object] | None = None,
+        model: str = "",
     ) -> Completion:
         """Plain completion (`/completions`, streamed): works with base models, which have no chat template.
-        `extra_body` adds server-specific fields (e.g. vLLM's `ignore_eos`)."""
+        `extra_body` adds server-specific fields (e.g. vLLM's `ignore_eos`); `model` replaces the
+        client's model for this call (a tenant's release names its own)."""
         body: dict[str, object] = {
-            "model": self.model,
+            "model": model or self.model,
             "prompt": prompt,
             "max_tokens": max_tokens,
             "temperature": 0.0,
@@ -152,11 +154,13 @@ class LlmClient:
         logprobs: bool = False,
         on_delta: OnDelta | None = None,
         extra_body: dict[str, object] | None = None,
+        model: str = "",
     ) -> Completion:
         """Chat completion (`/chat/completions`, streamed) for instruction-tuned models
-        (vLLM applies the model's chat template). `messages` are {"role", "content"} dicts."""
+        (vLLM applies the model's chat template). `messages` are {"role", "content"} dicts;
+        `model` replaces the client's model for this call ("" keeps it)."""
         body: dict[str, object] = {
-            "model": self.model,
+            "model": model or self.model,
             "messages": messages,
             "max_tokens": max_tokens,
             "temperature": 0.0,
@@ -179,15 +183,17 @@ class LlmClient:
         max_tokens: int = 256,
         attempts: int = 2,
         timeout_s: float | None = None,
+        model: str = "",
     ) -> JsonCompletion:
         """Chat completion constrained to JSON matching `schema` (draft 2020-12), parsed and
         validated here too (a server may honour a schema only in part: patterns, lengths).
         One retry with the same messages, then LlmInvalidJson: never a half-valid value.
-        `timeout_s` replaces the client's timeout for these calls (a long prompt's first read)."""
+        `timeout_s` replaces the client's timeout for these calls (a long prompt's first read);
+        `model` the client's model ("" keeps it)."""
         validator = jsonschema.Draft202012Validator(schema)
         problem = ""
         for _ in range(max(1, attempts)):
-            completion = await self._chat_constrained(messages, schema, name, max_tokens, timeout_s)
+            completion = await self._chat_constrained(messages, schema, name, max_tokens, timeout_s, model)
             try:
                 value = json.loads(completion.text)
             except ValueError:
@@ -201,7 +207,7 @@ class LlmClient:
 
     async def _chat_constrained(
         self, messages: list[dict[str, str]], schema: dict[str, Any], name: str, max_tokens: int,
-        timeout_s: float | None,
+        timeout_s: float | None, model: str = "",
     ) -> Completion:
         forms: dict[str, dict[str, object]] = {
             "json_schema": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}},
@@ -211,7 +217,7 @@ class LlmClient:
         for index, mode in enumerate(tried):
             try:
                 body: dict[str, object] = {
-                    "model": self.model,
+                    "model": model or self.model,
                     "messages": messages,
                     "max_tokens": max_tokens,
                     "temperature": 0.0,
@@ -233,10 +239,11 @@ class LlmClient:
         self, operation: str, path: str, body: dict[str, object], max_tokens: int, on_delta: OnDelta | None,
         timeout_s: float | None = None,
     ) -> Completion:
-        with tracer.start_as_current_span(f"{operation} {self.model}", kind=trace.SpanKind.CLIENT) as span:
+        requested = str(body["model"])
+        with tracer.start_as_current_span(f"{operation} {requested}", kind=trace.SpanKind.CLIENT) as span:
             span.set_attribute("gen_ai.operation.name", operation)
             span.set_attribute("gen_ai.provider.name", "openai")
-            span.set_attribute("gen_ai.request.model", self.model)
+            span.set_attribute("gen_ai.request.model", requested)
             span.set_attribute("gen_ai.request.max_tokens", max_tokens)
             span.set_attribute("gen_ai.request.temperature", 0.0)
             completion = await self._admitted(path, body, on_delta, timeout_s)
@@ -245,7 +252,7 @@ class LlmClient:
             if completion.prompt_tokens:
                 span.set_attribute("gen_ai.usage.input_tokens", completion.prompt_tokens)
             span.set_attribute(attributes.LLM_TIME_TO_FIRST_TOKEN_MS, round(completion.time_to_first_token_s * 1000, 1))
-            metric_attributes = {"gen_ai.request.model": self.model, "gen_ai.operation.name": operation}
+            metric_attributes = {"gen_ai.request.model": requested, "gen_ai.operation.name": operation}
             _ttft.record(completion.time_to_first_token_s, metric_attributes)
             _token_usage.record(completion.completion_tokens, {**metric_attributes, "gen_ai.token.type": "output"})
             if completion.prompt_tokens:
@@ -284,7 +291,7 @@ class LlmClient:
         first_token_at: float | None = None
         pieces: list[str] = []
         token_logprobs: list[float] = []
-        model = self.model
+        model = str(body["model"])
         prompt_tokens = completion_tokens = 0
         finish_reason = ""
         try:

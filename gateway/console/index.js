@@ -5,7 +5,7 @@ startPage(async (main) => {
   const pages = [
     ["chat.html", "Chat widget", "What a customer sees: streamed answers with citations, a Tier-0 tip; after a handoff, the agent's replies as they come and a rating.", "channel"],
     ["agent.html", "Agent console", "The live handoff queue, the context package, the whole conversation as it happens, the AI draft to edit, send and resolve.", "agent"],
-    ["insights.html", "Insights", "Per-topic confidence and automation, flagged drops, knowledge gaps, reliability.", "agent"],
+    ["insights.html", "Insights", "Per-topic confidence and automation, flagged drops, knowledge gaps, reliability; the intent model and (admins) releases.", "agent"],
     ["outreach.html", "Outreach review", "Risks found in usage, drafts with their evidence: approve, edit or reject.", "agent"],
   ];
   const rank = { channel: 1, agent: 2, admin: 3 };

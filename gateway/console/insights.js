@@ -77,6 +77,8 @@ startPage(async (main) => {
   const reliabilityBox = h("div", { class: "card", id: "reliability-card" });
   const gaps = h("div", { class: "card", id: "gaps" });
   const intentModel = h("div", { class: "card", id: "intent-model" });
+  // Releases are an admin's: their routes answer other keys 403.
+  const releasesBox = me().role === "admin" ? h("div", { class: "card", id: "releases" }) : null;
   const error = h("p", { class: "error", role: "alert" });
   clear(main,
     h("div", { class: "row" }, h("h1", {}, "Insights"), period),
@@ -84,9 +86,10 @@ startPage(async (main) => {
     h("p", { class: "legend" }, h("span", { class: "c" }, "━ mean confidence"), "   ", h("span", { class: "a" }, "┅ automation rate (resolved without a human)")),
     topicsBox,
     h("div", { class: "cols2" }, reliabilityBox, gaps),
-    intentModel);
+    intentModel, releasesBox);
   period.addEventListener("change", load);
   intentModelPanel(intentModel);  // models.js
+  if (releasesBox) releasesPanel(releasesBox);  // releases.js
 
   async function load() {
     const end = new Date();

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.routes import conversations, deliveries, events, handoffs, insights, knowledge, models, outreach
+from gateway.routes import (
+    conversations,
+    deliveries,
+    events,
+    handoffs,
+    insights,
+    knowledge,
+    models,
+    outreach,
+    releases,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     conversations.router,
@@ -15,4 +25,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     insights.router,
     outreach.router,
     models.router,
+    releases.router,
 )

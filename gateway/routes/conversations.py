@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -16,10 +16,11 @@ from aftercare.concierge.v1 import concierge_pb2
 from aftercare.escalation.v1 import escalation_pb2
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import customer_pb2
-from gateway.auth import ChannelKey, check_tenant
+from gateway.auth import ChannelKey, Forbidden, check_tenant
 from gateway.deps import BackendsDep, ConversationId, DocId, HandoffId, SettingsDep, TenantId
 from gateway.disconnect import until_client_leaves
 from gateway.intake import converse_request, reply_route
+from gateway.keys import ApiKey, Role
 from gateway.problems import NotFoundProblem, problem_responses, rpc_error_problem
 from gateway.schemas.conversations import (
     BrowsingEventRequest,
@@ -39,10 +40,37 @@ from gateway.schemas.conversations import (
     RetractionEvent,
     SuggestionReply,
 )
+from gateway.schemas.releases import RELEASE_ID_PATTERN
 from servicekit.ids import CUSTOMER_ID_PATTERN
 from servicekit.tracing import current_trace_id
 
 router = APIRouter()
+
+# Serve one turn with a named release of the tenant's instead of its live one (evaluation:
+# bench/scenarios.py runs a candidate's golden conversations); admin keys only.
+RELEASE_HEADER = "X-Aftercare-Release"
+ReleaseHeader = Annotated[
+    str | None,
+    Header(
+        alias=RELEASE_HEADER,
+        pattern=RELEASE_ID_PATTERN,
+        description="Answer with this release of the tenant's (e.g. 'r3') instead of the live one, to evaluate "
+        "a candidate. Admin keys only (403 otherwise). The reply's `release_id` names the release that served.",
+    ),
+]
+
+
+def _release_for(key: ApiKey, release_id: str | None) -> str:
+    """The release a turn asks for ("" for the live one); only an admin may name one: a
+    customer's channel must not pick an unproven candidate."""
+    if release_id is None:
+        return ""
+    if key.role < Role.ADMIN:
+        raise Forbidden(
+            f"Naming a release ({RELEASE_HEADER}) needs an admin key; this key's role is {key.role.label}.",
+            "ROLE_FORBIDDEN",
+        )
+    return release_id
 
 _SSE_DESCRIPTION = (
     "A stream of Server-Sent Events, each sent the moment the concierge produces it:\n\n"
@@ -94,9 +122,11 @@ async def post_message(
     key: ChannelKey,
     backends: BackendsDep,
     http: Request,
+    release: ReleaseHeader = None,
 ) -> MessageReply:
     check_tenant(key, body.customer.tenant_id)
-    call = backends.concierge.stub.Converse(body.to_proto(conversation_id, key.tenant_id))
+    request = body.to_proto(conversation_id, key.tenant_id, release_id=_release_for(key, release))
+    call = backends.concierge.stub.Converse(request)
     response: concierge_pb2.ConverseResponse = await until_client_leaves(http, call)
     return MessageReply.from_proto(conversation_id, response, trace_id=current_trace_id())
 
@@ -120,9 +150,11 @@ async def stream_message(
     key: ChannelKey,
     backends: BackendsDep,
     http: Request,
+    release: ReleaseHeader = None,
 ) -> StreamingResponse:
     check_tenant(key, body.customer.tenant_id)
-    request = concierge_pb2.StreamConverseRequest(request=body.to_proto(conversation_id, key.tenant_id))
+    converse = body.to_proto(conversation_id, key.tenant_id, release_id=_release_for(key, release))
+    request = concierge_pb2.StreamConverseRequest(request=converse)
     call = backends.concierge.stub.StreamConverse(request)
     try:
         # Waiting for the first event lets a refusal (bad input, backend down)

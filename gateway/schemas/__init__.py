@@ -1,6 +1,6 @@
 """Request and response bodies of the HTTP API, and their translation to and
 from the protobuf messages of the backends: one module per router of
-gateway/routes/ (conversations, handoffs, deliveries, knowledge, insights,
+gateway/routes/ (conversations, handoffs, deliveries, knowledge, insights, models, releases,
 outreach), the health endpoints' bodies in health, and the types they share
 (ids, time and enum conversions, citations, the problem body) in common.
 

@@ -83,6 +83,11 @@ class Action(BaseModel):
     created_at: datetime | None
     updated_at: datetime | None
     expires_at: datetime | None
+    release_id: str | None = Field(
+        default=None,
+        description="The tenant's release (of the assistant) that proposed it, e.g. 'r3'; null for an agent's "
+        "(copilot) action and before releases.",
+    )
 
     @classmethod
     def from_proto(cls, action: actions_pb2.Action) -> Action:
@@ -110,6 +115,7 @@ class Action(BaseModel):
             created_at=time_field(action, "created_at"),
             updated_at=time_field(action, "updated_at"),
             expires_at=time_field(action, "expires_at"),
+            release_id=action.release_id or None,
         )
 
 

@@ -81,13 +81,14 @@ class PostMessageRequest(RequestBody):
         "echo such as 'Yes'.",
     )
 
-    def to_proto(self, conversation_id: str, tenant_id: str) -> concierge_pb2.ConverseRequest:
+    def to_proto(self, conversation_id: str, tenant_id: str, release_id: str = "") -> concierge_pb2.ConverseRequest:
         request = concierge_pb2.ConverseRequest(
             conversation_id=conversation_id,
             customer=self.customer.to_proto(tenant_id),
             text=self.text,
             channel=proto_enum(conversation_pb2.Channel, self.channel),
             client_message_id=self.client_message_id or "",
+            release_id=release_id,
         )
         if self.action_reply is not None:
             request.action_reply.CopyFrom(self.action_reply.to_proto())
@@ -157,6 +158,11 @@ class MessageReply(BaseModel):
     threshold: float = Field(description="Confidence threshold in force; below it the AI hands over.")
     turn_index: int = Field(description="Position of this turn in the stored conversation, from 0.")
     trace_id: str = Field(description="OpenTelemetry trace id of this request.")
+    release_id: str | None = Field(
+        default=None,
+        description="The tenant's release that served this turn (its lineage, e.g. 'r3'); null for a turn "
+        "served before releases.",
+    )
     # Absent rather than null when unset: a knowledge-base reply reads as it always has.
     pending_action: PendingAction | None = Field(
         default=None,
@@ -191,6 +197,7 @@ class MessageReply(BaseModel):
             threshold=response.confidence.threshold,
             turn_index=response.turn_index,
             trace_id=trace_id,
+            release_id=response.lineage.release_id or None,
             pending_action=(
                 PendingAction.from_proto(response.pending_action) if response.HasField("pending_action") else None
             ),

@@ -313,6 +313,11 @@ class HandoffReply(BaseModel):
     queue_position: int | None = Field(default=None, description="While waiting: position in its queue, from 1.")
     csat_rating: int | None = Field(default=None, description="The customer's rating, 1 to 5; null when not rated.")
     thread_messages: int = Field(default=0, description="Messages in its thread (customer and agents) so far.")
+    release_id: str | None = Field(
+        default=None,
+        description="The tenant's release (of the assistant) that handed over, e.g. 'r3'; null when the handoff "
+        "was made otherwise or before releases.",
+    )
 
     @classmethod
     def from_proto(cls, handoff: escalation_pb2.Handoff) -> HandoffReply:
@@ -346,6 +351,7 @@ class HandoffReply(BaseModel):
             queue_position=handoff.queue_position or None,
             csat_rating=handoff.csat_rating or None,
             thread_messages=handoff.thread_messages,
+            release_id=handoff.release_id or None,
         )
 
 

@@ -264,7 +264,10 @@ class ActionsEngine:
         request_id: str,
         actor: Actor,
         replaces_action_id: str = "",
+        release_id: str = "",
     ) -> ActionRow:
+        """Store a proposal for the customer's yes. `release_id`: the concierge release that
+        proposed it (lineage; not part of what the customer says yes to, so not fingerprinted)."""
         catalog = self.catalog(tenant_id)
         tool = self.tool(catalog, tool_name, write=True)
         arguments = parse_arguments(tool, arguments_json)
@@ -316,6 +319,7 @@ class ActionsEngine:
             "idempotency_key": f"aftercare-action-{action_id}",
             "attempts": 0,
             "replaces_action_id": replaces_action_id,
+            "release_id": release_id,
             "trace_id": current_trace_id(),
             "expires_at": now + dt.timedelta(seconds=self._settings.proposal_ttl_s),
         }
@@ -323,7 +327,9 @@ class ActionsEngine:
         common = {"conversation_id": conversation_id, "customer_id": verified, **fields}
         proposed = self._event(
             "PROPOSED", catalog, actor, result={"needs_approval": bool(reasons), "approval_reasons": reasons},
-            detail=f"action {action_id}, fingerprint {values['fingerprint'][:16]}", dry_run=values["dry_run"],
+            detail=f"action {action_id}, fingerprint {values['fingerprint'][:16]}"
+            + (f", release {release_id}" if release_id else ""),
+            dry_run=values["dry_run"],
             **common,
         )
         revision = None

@@ -87,4 +87,15 @@ def _v1_actions_audit_verifications(op: Operations) -> None:
     )
 
 
-SCHEMA = Schema("actions", [Migration(1, "actions, audit events and verifications", _v1_actions_audit_verifications)])
+def _v2_release(op: Operations) -> None:
+    """The concierge release that proposed an action ("" for the copilot path and older actions)."""
+    op.add_column("actions", sa.Column("release_id", sa.String(32), nullable=False, server_default=""))
+
+
+SCHEMA = Schema(
+    "actions",
+    [
+        Migration(1, "actions, audit events and verifications", _v1_actions_audit_verifications),
+        Migration(2, "the release that proposed an action", _v2_release),
+    ],
+)

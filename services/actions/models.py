@@ -69,6 +69,8 @@ class ActionRow(Base):
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # While RETRYABLE after an answer that may have executed: when the reconciler tries again.
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The concierge release that proposed it (migration 2); "" for the copilot path and older actions.
+    release_id: Mapped[str] = mapped_column(sa.String(32), default="")
 
 
 class AuditEventRow(Base):

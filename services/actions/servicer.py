@@ -21,6 +21,8 @@ from services.actions.views import ACTOR_NAMES, action_to_proto, event_to_proto,
 
 MAX_TEXT_CHARS = 2_000
 MAX_FINGERPRINT_CHARS = 128
+# A concierge release id ("r3"), as the action's column holds it.
+MAX_RELEASE_ID_CHARS = 32
 ACTION_PAGE = (50, 200)
 EVENT_PAGE = (100, 500)
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -126,11 +128,14 @@ class ActionsServicer(actions_pb2_grpc.ActionsServiceServicer):
         violations.check(bool(request.tool), "tool", "required")
         if request.replaces_action_id:
             check_id(violations, request.replaces_action_id, "replaces_action_id")
+        if request.release_id:
+            check_id(violations, request.release_id, "release_id", max_chars=MAX_RELEASE_ID_CHARS)
         actor = _actor(violations, request.actor, "actor")
         violations.raise_if_any()
         row = await self._engine.propose(
             request.customer.tenant_id, request.conversation_id, request.customer.customer_id, request.tool,
             request.arguments_json, request.request_id, actor, request.replaces_action_id,
+            release_id=request.release_id,
         )
         return actions_pb2.ProposeActionResponse(action=self._action(row))
 

@@ -60,6 +60,7 @@ def action_to_proto(row: ActionRow, mask_fields: frozenset[str] = frozenset()) -
         created_at=_timestamp(row.created_at),
         updated_at=_timestamp(row.updated_at),
         replaces_action_id=row.replaces_action_id,
+        release_id=row.release_id or "",
         expires_at=_timestamp(row.expires_at),
         masked_arguments_json=masked_json(json.loads(row.arguments_json), mask_fields) if row.arguments_json else "",
     )

@@ -56,7 +56,7 @@ class JsonChat(Protocol):
 
     async def chat_json(
         self, messages: list[dict[str, str]], schema: dict[str, Any], *, name: str = ..., max_tokens: int = ...,
-        attempts: int = ..., timeout_s: float | None = ...,
+        attempts: int = ..., timeout_s: float | None = ..., model: str = ...,
     ) -> JsonCompletion: ...
 
 
@@ -273,6 +273,7 @@ class _Session:
         value = await self.llm.chat_json(
             plans.planner_messages(self.catalog, latest, earlier, plans.account_facts(user, orders)),
             plans.planner_schema(self.catalog), name="account_plan", max_tokens=160, timeout_s=self.llm_timeout_s,
+            model=self.turn.llm_model,
         )
         plan = plans.parse_plan(self.catalog, value.value, self.verified)
         draft = self.turn.stored.account_draft if self.turn.stored and _asked_for_detail(self.turn) else None
@@ -369,6 +370,8 @@ class _Session:
                 actions_pb2.ProposeActionRequest(
                     customer=self._customer(), conversation_id=self.conversation_id, tool=plan.tool.name,
                     arguments_json=json.dumps(plan.arguments), request_id=message_key(self.turn), actor=ASSISTANT,
+                    # The release proposing it: the action's lineage.
+                    release_id=self.turn.release_id,
                 ),
                 timeout=_CALL_TIMEOUT_S,
             )

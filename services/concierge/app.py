@@ -1,5 +1,6 @@
 """Concierge process: wires its backends (retrieval, triage, escalation, LLM,
-conversation store) and serves."""
+conversation store, the tenants' releases) and serves ConciergeService and
+ReleaseService."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 from aftercare.actions.v1 import actions_pb2_grpc
-from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
+from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc, releases_pb2, releases_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2_grpc
 from aftercare.retrieval.v1 import retrieval_pb2_grpc
 from aftercare.triage.v1 import triage_pb2_grpc
@@ -17,6 +18,9 @@ from servicekit.database import database_url, make_engine
 from servicekit.llm import LlmClient
 from servicekit.server import Mount, mount, run_service
 from services.concierge.confidence import Confidence
+from services.concierge.persona import PersonaBook
+from services.concierge.release_servicer import ReleaseServicer
+from services.concierge.releases import ReleaseBook
 from services.concierge.servicer import ConciergeServicer, configuration
 from services.concierge.settings import ConciergeSettings
 from services.concierge.store import ConversationStore
@@ -37,21 +41,33 @@ async def servicers(settings: ConciergeSettings) -> AsyncIterator[Sequence[Mount
     # Optional: without it the concierge answers from the knowledge base only.
     actions = connect(settings.actions_addr, "aftercare.actions.v1.ActionsService") if settings.actions_addr else None
     llm = LlmClient.from_settings(settings)
+    triage_stub = triage_pb2_grpc.TriageServiceStub(triage)
+    actions_stub = actions_pb2_grpc.ActionsServiceStub(actions) if actions is not None else None
+    # The working copy (persona files, the fit loaded above) that releases are made from.
+    personas = PersonaBook(settings.persona_dir, settings.confidence_threshold)
+    releases = ReleaseBook(
+        engine, settings, personas=personas, confidence=confidence, triage=triage_stub, actions=actions_stub
+    )
     servicer = ConciergeServicer(
         settings,
         retrieval=retrieval_pb2_grpc.RetrievalServiceStub(retrieval),
-        triage=triage_pb2_grpc.TriageServiceStub(triage),
+        triage=triage_stub,
         escalation=escalation_pb2_grpc.EscalationServiceStub(escalation),
         llm=llm,
         store=store,
+        personas=personas,
         confidence=confidence,
-        actions=actions_pb2_grpc.ActionsServiceStub(actions) if actions is not None else None,
+        actions=actions_stub,
+        releases=releases,
     )
     warm_up = asyncio.create_task(servicer.warm_up())
     # Messages held for an agent while escalation was down, before a restart.
     servicer.start_redelivery()
     try:
-        yield [mount(servicer, concierge_pb2, concierge_pb2_grpc)]
+        yield [
+            mount(servicer, concierge_pb2, concierge_pb2_grpc),
+            mount(ReleaseServicer(releases), releases_pb2, releases_pb2_grpc),
+        ]
     finally:
         warm_up.cancel()
         servicer.stop_redelivery()

@@ -53,6 +53,17 @@ class Configuration:
             parts += [f"model={self.llm_model}", f"prompt={self.prompt_version}"]
         return "|".join(parts)
 
+    @classmethod
+    def serving(cls, answer_mode: str, phrasing: str, llm_model: str, prompt_version: str) -> Configuration:
+        """The configuration of a concierge answering in `answer_mode` with `phrasing`, where the
+        LLM `llm_model` writes with the prompt `prompt_version` (they count only when it writes)."""
+        writes = answer_mode == "generative" or phrasing != "off"
+        return cls(
+            answer_path=f"{answer_mode}-v1",
+            phrasing="free" if answer_mode == "generative" else phrasing,
+            llm_model=llm_model if writes else "",
+            prompt_version=prompt_version if writes else "",
+        )
 
 
 class CalibrationError(ValueError):
@@ -91,6 +102,16 @@ class Calibrator:
             **(extra or {}),
         }
         return json.dumps(body, indent=2) + "\n"
+
+    def snapshot(self) -> dict[str, object]:
+        """The fit as the JSON mapping a release stores (from_snapshot reads it back)."""
+        snapshot: dict[str, object] = json.loads(self.to_json())
+        return snapshot
+
+    @classmethod
+    def from_snapshot(cls, snapshot: dict[str, object]) -> Calibrator:
+        """The fit a release snapshotted; raises CalibrationError like a broken fit file."""
+        return cls.from_json(json.dumps(snapshot))
 
     @classmethod
     def from_json(cls, text: str) -> Calibrator:

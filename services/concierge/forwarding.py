@@ -15,7 +15,7 @@ from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.type.v1 import answer_pb2
 from servicekit.tracing import current_trace_id
 from services.concierge.decisions import Decision, HandoffReason, Reason, reason_code, record_decision
-from services.concierge.store import ConversationStore, PendingForward, off_loop
+from services.concierge.store import ConversationStore, PendingForward, StoredConversation, off_loop
 from services.concierge.turns import Turn, message_key, stored_conversation
 
 log = structlog.get_logger(__name__)
@@ -140,8 +140,15 @@ class Forwarder:
                     ai_attempt=escalation_pb2.AiAttempt(explanation="held_while_escalation_unavailable"),
                     queue="general",
                     priority=50,
+                    release_id=_release_of(stored, held),
                 )
             )
+
+
+def _release_of(stored: StoredConversation | None, held: PendingForward) -> str:
+    """The release that served the held message's turn (its lineage), for the handoff it makes."""
+    turns = stored.turns if stored else []
+    return turns[held.turn_index].outcome.lineage.release_id if 0 <= held.turn_index < len(turns) else ""
 
 
 def _forwarded(

@@ -103,6 +103,75 @@ def _v4_account_draft(op: Operations) -> None:
     op.add_column("concierge_conversations", sa.Column("account_draft", sa.JSON, nullable=True))
 
 
+# One LIVE release per tenant, held by the database across replicas (releases.py also
+# serializes a tenant's release changes, so this never fires in normal use).
+LIVE_RELEASE = sa.text("state = 'LIVE'")
+
+
+def _v5_releases(op: Operations) -> None:
+    # Lineage: the release that served each turn ("" for turns stored before releases).
+    op.add_column("concierge_turns", sa.Column("release_id", sa.String(32), nullable=False, server_default=""))
+    op.create_index("ix_concierge_turns_release", "concierge_turns", ["tenant_id", "release_id", "created_at"])
+    op.create_table(
+        "concierge_releases",
+        sa.Column("tenant_id", sa.String(128), primary_key=True),
+        sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("release_id", sa.String(32), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("components", sa.JSON, nullable=False),
+        sa.Column("persona", sa.JSON, nullable=False),
+        sa.Column("fit", sa.JSON, nullable=True),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("description", sa.Text, nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("promoted_at", UtcDateTime(), nullable=True),
+        sa.Column("request_id", sa.String(128), nullable=True),
+        sa.UniqueConstraint("tenant_id", "release_id", name="uq_concierge_releases_id"),
+        sa.UniqueConstraint("tenant_id", "request_id", name="uq_concierge_releases_request"),
+    )
+    op.create_index(
+        "ux_concierge_releases_one_live", "concierge_releases", ["tenant_id"], unique=True,
+        sqlite_where=LIVE_RELEASE, postgresql_where=LIVE_RELEASE,
+    )
+    op.create_table(
+        "concierge_release_events",
+        sa.Column("sequence", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("tenant_id", sa.String(128), nullable=False),
+        sa.Column("kind", sa.String(48), nullable=False),
+        sa.Column("release_id", sa.String(32), nullable=False),
+        sa.Column("previous_release_id", sa.String(32), nullable=False),
+        sa.Column("actor", sa.String(200), nullable=False),
+        sa.Column("detail", sa.Text, nullable=False),
+        sa.Column("at", UtcDateTime(), nullable=False),
+    )
+    op.create_index("ix_concierge_release_events_tenant", "concierge_release_events", ["tenant_id", "sequence"])
+    op.create_table(
+        "concierge_suite_runs",
+        sa.Column("sequence", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("tenant_id", sa.String(128), nullable=False),
+        sa.Column("release_id", sa.String(32), nullable=False),
+        sa.Column("suite_digest", sa.String(128), nullable=False),
+        sa.Column("total", sa.Integer, nullable=False),
+        sa.Column("passed", sa.Integer, nullable=False),
+        sa.Column("results", sa.JSON, nullable=False),
+        sa.Column("partial", sa.Boolean, nullable=False),
+        sa.Column("started_at", UtcDateTime(), nullable=False),
+        sa.Column("finished_at", UtcDateTime(), nullable=False),
+        sa.Column("run_by", sa.String(200), nullable=False),
+        sa.UniqueConstraint("run_id", name="uq_concierge_suite_runs_id"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "release_id"],
+            ["concierge_releases.tenant_id", "concierge_releases.release_id"],
+            ondelete="CASCADE",
+        ),
+    )
+    op.create_index(
+        "ix_concierge_suite_runs_release", "concierge_suite_runs", ["tenant_id", "release_id", "sequence"]
+    )
+
+
 SCHEMA = Schema(
     "concierge",
     (
@@ -110,5 +179,6 @@ SCHEMA = Schema(
         Migration(2, "messages pending forwarding to the agent", _v2_pending_forwards),
         Migration(3, "verified customer and pending action of a conversation", _v3_account_state),
         Migration(4, "the account request waiting for a detail", _v4_account_draft),
+        Migration(5, "releases, their events and suite runs", _v5_releases),
     ),
 )

@@ -1,11 +1,12 @@
 """Tables of the concierge: conversations, their acknowledged turns, the
-customers' ratings of answered turns, and the messages still to forward to the
-human who has a conversation.
+customers' ratings of answered turns, the messages still to forward to the
+human who has a conversation, and each tenant's releases with their events and
+golden-conversation suite runs (releases.py).
 
 Each turn row holds what an auditor needs to replay the decision: the
 standalone query that was searched, the decision and its reason, the
 confidence with its signals, the cited sources and the lineage (model,
-prompt-template and calibration versions, trace id). The schema itself is
+prompt-template and calibration versions, release, trace id). The schema itself is
 created and changed by services/concierge/migrations.py at start-up, as in
 the other services; a test checks that the two agree.
 """
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from servicekit.database import UtcDateTime
+from services.concierge.migrations import LIVE_RELEASE
 
 
 class Base(DeclarativeBase):
@@ -62,6 +64,8 @@ class TurnRow(Base):
             ["concierge_conversations.tenant_id", "concierge_conversations.conversation_id"],
             ondelete="CASCADE",
         ),
+        # Turns per release (suite, shadow and canary reports).
+        sa.Index("ix_concierge_turns_release", "tenant_id", "release_id", "created_at"),
     )
 
     turn_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -80,6 +84,8 @@ class TurnRow(Base):
     model: Mapped[str] = mapped_column(sa.String(200), default="")
     prompt_template_version: Mapped[str] = mapped_column(sa.String(100), default="")
     calibration_version: Mapped[str] = mapped_column(sa.String(100), default="")
+    # The release that served the turn (releases.py); "" for turns stored before releases.
+    release_id: Mapped[str] = mapped_column(sa.String(32), default="", server_default="")
     trace_id: Mapped[str] = mapped_column(sa.String(32), default="")
     # Cited sources and the full ConverseResponse as their canonical JSON mapping.
     sources: Mapped[list[Any]] = mapped_column(sa.JSON)
@@ -136,3 +142,88 @@ class PendingForwardRow(Base):
     handoff_request: Mapped[bytes | None] = mapped_column(sa.LargeBinary, nullable=True)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class ReleaseRow(Base):
+    """One immutable release of a tenant: what it fixes (components) and the persona and
+    confidence fit it serves with, as snapshots. Only state and promoted_at ever change."""
+
+    __tablename__ = "concierge_releases"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "release_id", name="uq_concierge_releases_id"),
+        # A retried CreateRelease (same request_id) finds its release; NULLs (the first release) never clash.
+        sa.UniqueConstraint("tenant_id", "request_id", name="uq_concierge_releases_request"),
+        sa.Index(
+            "ux_concierge_releases_one_live", "tenant_id", unique=True,
+            sqlite_where=LIVE_RELEASE, postgresql_where=LIVE_RELEASE,
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    number: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    # "r<number>".
+    release_id: Mapped[str] = mapped_column(sa.String(32))
+    # ReleaseState value name without its prefix: CANDIDATE, LIVE or RETIRED.
+    state: Mapped[str] = mapped_column(sa.String(16))
+    # ReleaseComponents as its JSON mapping.
+    components: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    # The persona file as merged (default under the tenant's), threshold overrides applied.
+    persona: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    # The confidence fit (Calibrator.snapshot()); NULL: no fit, the gate stays closed.
+    fit: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    # sha256 of components, persona and fit.
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    description: Mapped[str] = mapped_column(sa.Text)
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    promoted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+
+
+class ReleaseEventRow(Base):
+    """One entry of a tenant's release history (created, promoted, rolled back, suite recorded)."""
+
+    __tablename__ = "concierge_release_events"
+    __table_args__ = (sa.Index("ix_concierge_release_events_tenant", "tenant_id", "sequence"),)
+
+    sequence: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(128))
+    # ReleaseEventKind value name without its prefix, e.g. PROMOTED_WITH_OVERRIDE.
+    kind: Mapped[str] = mapped_column(sa.String(48))
+    release_id: Mapped[str] = mapped_column(sa.String(32))
+    # The release live before (promotions and rollbacks); "" otherwise.
+    previous_release_id: Mapped[str] = mapped_column(sa.String(32))
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    detail: Mapped[str] = mapped_column(sa.Text)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class SuiteRunRow(Base):
+    """One run of a tenant's golden conversations against a release; the newest (by sequence)
+    is what promotion checks."""
+
+    __tablename__ = "concierge_suite_runs"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", name="uq_concierge_suite_runs_id"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "release_id"],
+            ["concierge_releases.tenant_id", "concierge_releases.release_id"],
+            ondelete="CASCADE",
+        ),
+        sa.Index("ix_concierge_suite_runs_release", "tenant_id", "release_id", "sequence"),
+    )
+
+    sequence: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(sa.String(64))
+    tenant_id: Mapped[str] = mapped_column(sa.String(128))
+    release_id: Mapped[str] = mapped_column(sa.String(32))
+    suite_digest: Mapped[str] = mapped_column(sa.String(128))
+    total: Mapped[int] = mapped_column(sa.Integer)
+    passed: Mapped[int] = mapped_column(sa.Integer)
+    # [{"name", "passed", "failures": [...]}], failures first.
+    results: Mapped[list[Any]] = mapped_column(sa.JSON)
+    # Only part of the suite ran: it cannot clear a release for promotion.
+    partial: Mapped[bool] = mapped_column(sa.Boolean)
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    run_by: Mapped[str] = mapped_column(sa.String(200))

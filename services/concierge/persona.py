@@ -4,13 +4,16 @@ One JSON file per tenant in the persona directory (`<tenant_id>.json`),
 layered over `default.json`: name, product, tone, what it must never do, the
 confidence threshold with per-intent overrides, which triage routes the AI
 may not answer, and the fixed messages the customer sees. A tenant without a
-file gets the default. Files are re-read when they change, so a tenant's
-policy can be tuned without a restart; a broken file fails loudly at load
-and the previous version keeps serving.
+file gets the default. Files are re-read when they change; a broken file
+fails loudly at load and the previous version is kept. The files are the
+tenant's working copy: a release (releases.py) snapshots the merged JSON
+(`PersonaBook.raw`), and a customer gets the persona of the tenant's live
+release (`from_snapshot`), so a change reaches customers once it is released.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from dataclasses import dataclass, field
@@ -107,6 +110,12 @@ def parse(raw: dict[str, Any]) -> Persona:
     return persona
 
 
+def from_snapshot(snapshot: dict[str, Any]) -> Persona:
+    """The Persona a release serves with, from the merged JSON it snapshotted (PersonaBook.raw,
+    overrides applied); raises PersonaError like a broken file."""
+    return parse(copy.deepcopy(snapshot))
+
+
 class PersonaBook:
     """Personas by tenant, from a directory of JSON files, reloaded when a file changes."""
 
@@ -114,7 +123,8 @@ class PersonaBook:
         self._dir = directory
         self._default_threshold = default_threshold
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[tuple[float, float], Persona]] = {}
+        # Per tenant: the files' modification times, the persona and the merged JSON it was parsed from.
+        self._cache: dict[str, tuple[tuple[float, float], Persona, dict[str, Any]]] = {}
         self.get("")  # a broken default fails the boot, not the first customer
 
     def _default_raw(self) -> dict[str, Any]:
@@ -127,6 +137,14 @@ class PersonaBook:
         return base
 
     def get(self, tenant_id: str) -> Persona:
+        return self._load(tenant_id)[0]
+
+    def raw(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's persona as merged from its files (default under the tenant's), the
+        JSON a release snapshots: `from_snapshot` of it is what `get` returns. A copy."""
+        return copy.deepcopy(self._load(tenant_id)[1])
+
+    def _load(self, tenant_id: str) -> tuple[Persona, dict[str, Any]]:
         path = self._dir / f"{tenant_id}.json" if tenant_id and "/" not in tenant_id else None
         default_path = self._dir / "default.json"
         stamp = (
@@ -136,7 +154,7 @@ class PersonaBook:
         with self._lock:
             cached = self._cache.get(tenant_id)
             if cached is not None and cached[0] == stamp:
-                return cached[1]
+                return cached[1], cached[2]
             try:
                 raw = self._default_raw()
                 if stamp[0]:
@@ -146,7 +164,7 @@ class PersonaBook:
             except (OSError, ValueError) as error:
                 if cached is not None:
                     log.error("persona_reload_failed", tenant_id=tenant_id, error=str(error))
-                    return cached[1]
+                    return cached[1], cached[2]
                 raise PersonaError(f"persona of tenant {tenant_id!r}: {error}") from error
-            self._cache[tenant_id] = (stamp, persona)
-            return persona
+            self._cache[tenant_id] = (stamp, persona, raw)
+            return persona, raw

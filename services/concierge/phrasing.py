@@ -82,7 +82,7 @@ class Phraser:
                     events.sentence(sentence)
 
         try:
-            completion = await self._llm.chat(messages, max_tokens=160, on_delta=on_delta)
+            completion = await self._llm.chat(messages, max_tokens=160, on_delta=on_delta, model=turn.llm_model)
         except LlmBusy:
             raise
         except LlmUnavailable as error:

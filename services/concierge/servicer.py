@@ -9,6 +9,10 @@ from prose. Personal data is masked before anything reaches triage,
 retrieval, the LLM, escalation, logs or spans; only the conversation store
 keeps the customer's own words.
 
+Each turn is served by one release of the tenant's (releases.py): its persona and thresholds,
+its confidence fit and its LLM model, resolved once per turn (the live release, or the one the
+request names, for evaluation), and every stored turn, handoff and proposed action names it.
+
 The parts live beside it: validation.py (what the RPCs accept), turns.py (a message
 being answered, its keys, the masked conversation), decisions.py (each reason's code,
 handoff reason and message), small_talk.py and answer_units.py (the answer path's
@@ -58,6 +62,7 @@ from services.concierge.grounding import content_words
 from services.concierge.handoff_messages import handoff_reply
 from services.concierge.persona import PersonaBook, PersonaError
 from services.concierge.phrasing import Phraser
+from services.concierge.releases import ReleaseBook, ServingRelease
 from services.concierge.settings import ConciergeSettings
 from services.concierge.small_talk import SMALL_TALK, acknowledges
 from services.concierge.store import ConversationStore, RatedTurn, StoredConversation, off_loop
@@ -83,8 +88,11 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         personas: PersonaBook | None = None,
         confidence: Confidence | None = None,
         actions: actions_pb2_grpc.ActionsServiceStub | None = None,
+        releases: ReleaseBook | None = None,
     ):
         self._settings = settings
+        # Which release serves a tenant's turn; None: the working copy serves, no release is named.
+        self._releases = releases
         self._retrieval = retrieval
         self._triage = triage
         self._llm = llm
@@ -258,10 +266,12 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             )
             if replay is not None:
                 return replay
+        # Resolved once: the whole turn (persona, gate, model, lineage) is this release's.
+        release = await self._serving_release(customer.tenant_id, request.release_id)
         stored = await self._load(customer, request.conversation_id)
         history = [t.customer_text for t in stored.turns] if stored else []
         try:
-            persona = self._personas.get(customer.tenant_id)
+            persona = release.persona if release else self._personas.get(customer.tenant_id)
         except PersonaError as error:
             log.error("persona_invalid", tenant_id=customer.tenant_id)
             raise FailedPrecondition("the tenant's persona file is invalid", reason="PERSONA_INVALID") from error
@@ -272,13 +282,19 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             masked_text=mask(request.text),
             stored=stored,
             events=events,
+            release=release,
         )
         # A human has (or had) the conversation: the message is theirs first.
         outcome = await self._forwarder.forward(turn) if had_handoff(stored) else None
+        if outcome is None and not turn.request.HasField("action_reply"):
+            # Triage first: a customer who asks for a human gets one, even mid-way through an account request.
+            outcome = await self._human_requested(turn)
         if outcome is None:
             outcome = await self._account.converse(turn)
         if outcome is None:
             outcome = await self._decide(turn)
+        # Every stored turn names the release that served it, whichever path decided it.
+        outcome.lineage.release_id = turn.release_id
         if outcome.decision in (Decision.DECISION_ANSWERED, Decision.DECISION_CLARIFY) and not turn.acknowledgement:
             await self._record_outcome(turn, outcome)
         held = bool(outcome.decision == Decision.DECISION_FORWARDED and outcome.reply) or turn.held_handoff is not None
@@ -301,6 +317,33 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             self.start_redelivery()
         return stored_outcome
 
+    async def _serving_release(self, tenant_id: str, release_id: str) -> ServingRelease | None:
+        """The release serving this turn: the named one, else the tenant's live one; None
+        without a release book. An unknown name is NOT_FOUND (RELEASE_NOT_FOUND)."""
+        if self._releases is None:
+            if release_id:
+                raise NotFound(f"release {release_id!r} not found: this concierge serves no releases",
+                               reason="RELEASE_NOT_FOUND")
+            return None
+        try:
+            release = await self._releases.serving(tenant_id, release_id)
+        except PersonaError as error:
+            log.error("persona_invalid", tenant_id=tenant_id)
+            raise FailedPrecondition("the tenant's persona file is invalid", reason="PERSONA_INVALID") from error
+        return release
+
+    def _confidence_of(self, turn: Turn) -> Confidence:
+        """The confidence the turn is gated with: its release's fit for its release's model and
+        prompt, or (without releases) the fits of the configuration this process runs."""
+        release = turn.release
+        if release is None:
+            return self._confidence
+        settings = self._settings
+        configuration = Configuration.serving(
+            settings.answer_mode, settings.phrasing, release.llm_model, release.prompt_version
+        )
+        return Confidence(configuration, release.calibrator)
+
     # --- the human's part of the conversation: see forwarding.py --------------------------
 
     def start_redelivery(self) -> None:
@@ -315,11 +358,19 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
 
     # --- the answer path -------------------------------------------------------------------
 
-    async def _decide(self, turn: Turn) -> concierge_pb2.ConverseResponse:
-        turn.triaged = await self._triage_contact(turn)
+    async def _human_requested(self, turn: Turn) -> concierge_pb2.ConverseResponse | None:
+        """Triage the message; the handoff when the customer asks for a human, else None."""
+        turn.triaged, turn.triage_asked = await self._triage_contact(turn), True
         flags = set(turn.triaged.risk_flags) if turn.triaged else set()
         if triage_pb2.RISK_FLAG_HUMAN_REQUESTED in flags:
             return await self._escalate(turn, Reason.DECISION_REASON_HUMAN_REQUESTED, Attempt())
+        return None
+
+    async def _decide(self, turn: Turn) -> concierge_pb2.ConverseResponse:
+        if not turn.triage_asked:
+            asked = await self._human_requested(turn)
+            if asked is not None:
+                return asked
         allowed, blocked_by = turn.persona.ai_may_answer(turn.triaged.route if turn.triaged else None)
         if not allowed:
             log.info("ai_blocked_by_route", blocked_by=blocked_by)
@@ -335,7 +386,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             return clarify(turn, Reason.DECISION_REASON_NEEDS_DETAIL)
         # Previous customer turns in their masked form: the rewrite feeds retrieval and the LLM.
         previous = [guardrails.neutralise(mask(text)) for text in turn.history]
-        turn.standalone_query = await self._standalone_query(message, previous)
+        turn.standalone_query = await self._standalone_query(turn, message, previous)
         if guardrails.looks_off_topic(turn.masked_text) and not previous:
             return clarify(turn, Reason.DECISION_REASON_OFF_TOPIC)
 
@@ -378,10 +429,11 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         attempt = Attempt(
             reply=match.reply, citations=[citation(match.unit)], considered=considered, signals=match.signals
         )
-        score = self._confidence.score(turn.request.customer.tenant_id, match.signals)
+        confidence = self._confidence_of(turn)
+        score = confidence.score(turn.request.customer.tenant_id, match.signals)
         threshold = turn.persona.threshold_for(turn.intent)
         trace.get_current_span().set_attribute(attributes.CONCIERGE_CONFIDENCE, score)
-        if not self._confidence.calibrated or score < threshold:
+        if not confidence.calibrated or score < threshold:
             return await self._escalate(
                 turn, Reason.DECISION_REASON_LOW_CONFIDENCE, attempt, score=score, searched=passages
             )
@@ -402,13 +454,14 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         return self._respond(turn, Decision.DECISION_ANSWERED, Reason.DECISION_REASON_CONFIDENT, attempt,
                              reply=attempt.reply, score=score)
 
-    async def _standalone_query(self, masked_text: str, previous: list[str]) -> str:
+    async def _standalone_query(self, turn: Turn, masked_text: str, previous: list[str]) -> str:
         deterministic = rewrite.rewrite(masked_text, previous)
         if self._settings.answer_mode != "generative" or deterministic == masked_text:
             return deterministic
         try:
             completion = await self._llm.chat(
-                [{"role": "user", "content": rewrite.llm_prompt(masked_text, previous)}], max_tokens=60
+                [{"role": "user", "content": rewrite.llm_prompt(masked_text, previous)}], max_tokens=60,
+                model=turn.llm_model,
             )
         except LlmUnavailable:
             return deterministic
@@ -482,6 +535,8 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             sentiment_score=triaged.sentiment.score if triaged else 0.0,
             tier=triaged.route.tier if triaged else triage_pb2.TIER_UNSPECIFIED,
             retrieved=searched or [],
+            # The release that handed over (lineage; a held request keeps it until redelivered).
+            release_id=turn.release_id,
         )
         try:
             handoff = (await self._escalation.CreateHandoff(handoff_request)).handoff
@@ -528,9 +583,12 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             log.warning("outcome_not_recorded", code=error.code().name)
 
     def _confidence_proto(self, turn: Turn, attempt: Attempt, score: float) -> answer_pb2.Confidence:
-        return self._confidence.proto(
+        confidence = self._confidence_of(turn).proto(
             turn.request.customer.tenant_id, score, turn.persona.threshold_for(turn.intent), attempt.signals
         )
+        if turn.release is not None:
+            confidence.calibration_version = turn.release.calibration_version
+        return confidence
 
     def _respond(
         self, turn: Turn, decision: Decision, reason: Reason, attempt: Attempt, *, reply: str, score: float,
@@ -551,6 +609,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
                 model=attempt.model,
                 prompt_template_version=attempt.prompt_version,
                 trace_id=current_trace_id(),
+                release_id=turn.release_id,
             ),
         )
 
@@ -574,10 +633,6 @@ def _shared_hit(hit: retrieval_pb2.SearchHit) -> search_pb2.SearchHit:
 
 def configuration(settings: ConciergeSettings) -> Configuration:
     """The serving configuration whose confidence fit must serve (see confidence.py)."""
-    writes = settings.answer_mode == "generative" or settings.phrasing != "off"
-    return Configuration(
-        answer_path=f"{settings.answer_mode}-v1",
-        phrasing="free" if settings.answer_mode == "generative" else settings.phrasing,
-        llm_model=settings.llm_model if writes else "",
-        prompt_version=prompts.version_for(settings.answer_mode) if writes else "",
+    return Configuration.serving(
+        settings.answer_mode, settings.phrasing, settings.llm_model, prompts.version_for(settings.answer_mode)
     )

@@ -310,6 +310,7 @@ class ConversationStore:
                     prompt_template_version=outcome.lineage.prompt_template_version,
                     calibration_version=outcome.confidence.calibration_version,
                     trace_id=outcome.lineage.trace_id,
+                    release_id=outcome.lineage.release_id,
                     sources=[
                         json_format.MessageToDict(source, preserving_proto_field_name=True)
                         for source in outcome.lineage.sources

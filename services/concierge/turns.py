@@ -1,6 +1,6 @@
-"""One customer message being answered (the Turn) and what the concierge worked out for it
-(the Attempt); the idempotency keys of a message and of an answered turn; the conversation
-as escalation and triage receive it (personal data masked)."""
+"""One customer message being answered (the Turn, with the tenant's release that serves it)
+and what the concierge worked out for it (the Attempt); the idempotency keys of a message and
+of an answered turn; the conversation as escalation and triage receive it (personal data masked)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from aftercare.type.v1 import answer_pb2, conversation_pb2
 from servicekit.pii import mask
 from services.concierge.matching import Signals
 from services.concierge.persona import Persona
+from services.concierge.releases import ServingRelease
 from services.concierge.store import PendingForward, StoredConversation, StoredTurn
 from services.concierge.streaming import Events
 
@@ -46,6 +47,8 @@ class Turn:
     stored: StoredConversation | None = None
     standalone_query: str = ""
     triaged: triage_pb2.TriageContactResponse | None = None
+    # Triage was asked (triaged stays None when it could not answer): asked once a turn.
+    triage_asked: bool = False
     events: Events | None = None
     # A reply to the assistant ("thanks"): not a contact, so escalation's rates do not count it.
     acknowledgement: bool = False
@@ -53,6 +56,8 @@ class Turn:
     held_handoff: escalation_pb2.CreateHandoffRequest | None = None
     # The account request this turn asked a detail of (stored with the turn; see ConversationRow.account_draft).
     account_draft: dict[str, Any] | None = None
+    # The tenant's release serving this turn (its persona is `persona`); None without releases.
+    release: ServingRelease | None = None
 
     @property
     def position(self) -> int:
@@ -62,6 +67,16 @@ class Turn:
     @property
     def intent(self) -> str:
         return self.triaged.intent.label if self.triaged else ""
+
+    @property
+    def release_id(self) -> str:
+        """The serving release's id, for lineage ("" without releases)."""
+        return self.release.release_id if self.release else ""
+
+    @property
+    def llm_model(self) -> str:
+        """The model the serving release asks the LLM server for ("" keeps the client's)."""
+        return self.release.llm_model if self.release else ""
 
 
 def message_key(turn: Turn) -> str:

@@ -194,6 +194,7 @@ def handoff_proto(row: HandoffRow) -> escalation_pb2.Handoff:
         reference=row.reference or "",
         conversation_id=row.conversation_id,
         csat_rating=row.csat_rating or 0,
+        release_id=row.release_id or "",
     )
     json_format.ParseDict(row.conversation, handoff.conversation)
     json_format.ParseDict(row.context, handoff.context)

@@ -247,6 +247,11 @@ def _v7_template_draft(op: Operations) -> None:
     op.add_column("handoffs", sa.Column("template_draft", sa.Text, nullable=False, server_default=""))
 
 
+def _v8_release(op: Operations) -> None:
+    """The concierge release that handed over ("" for older handoffs and API callers without one)."""
+    op.add_column("handoffs", sa.Column("release_id", sa.String(32), nullable=False, server_default=""))
+
+
 SCHEMA = Schema(
     "escalation",
     (
@@ -257,5 +262,6 @@ SCHEMA = Schema(
         Migration(5, "answer judgements", _v5_answer_judgements),
         Migration(6, "handoff as a conversation: thread, events, reference, CSAT, settings", _v6_conversations),
         Migration(7, "the template draft an LLM draft replaced", _v7_template_draft),
+        Migration(8, "the release that handed over", _v8_release),
     ),
 )

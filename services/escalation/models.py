@@ -88,6 +88,8 @@ class HandoffRow(Base):
     # agent's reply is measured against whichever of the two it is nearer (they may have
     # started from the template).
     template_draft: Mapped[str] = mapped_column(sa.Text, default="")
+    # --- migration 8: the concierge release that handed over (lineage); "" when none was named.
+    release_id: Mapped[str] = mapped_column(sa.String(32), default="")
 
 
 class AgentReplyRow(Base):

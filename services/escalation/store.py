@@ -327,6 +327,7 @@ class HandoffStore:
             csat_rating=0,
             csat_comment="",
             template_draft="",
+            release_id=request.release_id,
         )
 
     def _has_open_handoff(self, tenant_id: str, conversation_id: str) -> bool:

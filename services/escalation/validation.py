@@ -39,6 +39,8 @@ MAX_AGENT_NAME_CHARS = 200
 MAX_COMMENT_CHARS = 2_000
 # An approval's note is told to the customer with a rejection.
 MAX_APPROVAL_NOTE_CHARS = 1_000
+# A concierge release id ("r3"), as the handoff's column holds it.
+MAX_RELEASE_ID_CHARS = 32
 MAX_REOPEN_WINDOW = dt.timedelta(days=90)
 
 
@@ -103,6 +105,8 @@ def validate_create(request: escalation_pb2.CreateHandoffRequest) -> None:
         )
     problems.check(0 <= request.priority <= 100, "priority", "must be between 0 and 100")
     problems.check(len(request.queue) <= MAX_QUEUE_CHARS, "queue", f"at most {MAX_QUEUE_CHARS} characters")
+    if request.release_id:
+        check_id(problems, request.release_id, "release_id", max_chars=MAX_RELEASE_ID_CHARS)
     # The deprecated fields are checked as before (v1 callers, and callers that fill both).
     _check_verdict(problems, request.intent, request.intent_confidence, request.sentiment_score, "")
     problems.check(request.tier in triage_pb2.Tier.values(), "tier", "unknown tier")

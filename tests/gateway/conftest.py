@@ -16,7 +16,7 @@ import pytest
 from google.protobuf.message import Message as ProtoMessage
 
 from aftercare.actions.v1 import actions_pb2, actions_pb2_grpc
-from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc
+from aftercare.concierge.v1 import concierge_pb2, concierge_pb2_grpc, releases_pb2, releases_pb2_grpc
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.operations.v1 import operations_pb2, operations_pb2_grpc
 from aftercare.outreach.v1 import outreach_pb2, outreach_pb2_grpc
@@ -112,6 +112,8 @@ class Fake:
 
 _SERVICES: dict[str, tuple[ModuleType, ModuleType]] = {
     "concierge": (concierge_pb2, concierge_pb2_grpc),
+    # The concierge process serves it too (the gateway calls it on the concierge's address).
+    "releases": (releases_pb2, releases_pb2_grpc),
     "escalation": (escalation_pb2, escalation_pb2_grpc),
     "retrieval": (retrieval_pb2, retrieval_pb2_grpc),
     "triage": (triage_pb2, triage_pb2_grpc),
@@ -132,6 +134,10 @@ class Mesh:
     @property
     def concierge(self) -> Any:
         return self.fakes["concierge"]
+
+    @property
+    def releases(self) -> Any:
+        return self.fakes["releases"]
 
     @property
     def escalation(self) -> Any:

@@ -61,6 +61,7 @@ async def test_message_maps_every_field(
         ),
         decision=concierge_pb2.DECISION_ANSWERED,
         decision_reason="confident",
+        lineage=answer_pb2.Lineage(release_id="r4"),
     )
     response = await gateway.post(
         MESSAGE_URL, json={"text": "How do I enable 2FA?", "customer": CUSTOMER, "channel": "email"}
@@ -87,6 +88,7 @@ async def test_message_maps_every_field(
         "threshold": 0.85,
         "turn_index": 0,
         "trace_id": body["trace_id"],
+        "release_id": "r4",
     }
     (sent,) = mesh.concierge.converse.requests
     assert sent.conversation_id == "conv-1"
@@ -503,6 +505,13 @@ async def test_openapi_lists_the_routes_and_their_problems(gateway: httpx.AsyncC
         "/v1/tenants/{tenant_id}/audit",
         "/v1/tenants/{tenant_id}/audit:export",
         "/v1/tenants/{tenant_id}/outreach/drafts/{draft_id}/review",
+        "/v1/tenants/{tenant_id}/releases",
+        "/v1/tenants/{tenant_id}/releases/{release_id}",
+        "/v1/tenants/{tenant_id}/releases/{release_id}:compare",
+        "/v1/tenants/{tenant_id}/releases/{release_id}/suite-runs",
+        "/v1/tenants/{tenant_id}/releases/{release_id}:promote",
+        "/v1/tenants/{tenant_id}/releases:rollback",
+        "/v1/tenants/{tenant_id}/release-events",
     } == {path for path in paths if path != "/"}
     # Every /v1 operation declares the bearer API key; health does not.
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

@@ -55,6 +55,7 @@ class TenantData:
     finding_ids: list[str] = field(default_factory=list)
     draft_ids: list[str] = field(default_factory=list)
     chunk_ids: list[str] = field(default_factory=list)
+    release_ids: list[str] = field(default_factory=list)
 
     def secrets(self) -> list[str]:
         """Strings that must never appear in another tenant's answers (ids that are
@@ -145,6 +146,25 @@ async def _seed(http: httpx.AsyncClient, mesh: RealMesh, tenant: str, marker: st
             "intent_correction": {"original_label": "billing", "corrected_label": f"billing_{marker}"},
         })
         assert replied.status_code == 200, replied.text
+
+    # A candidate release named after the tenant, with a suite run: the other tenant sees neither.
+    # Release ids collide by design (both tenants have r1 and r2); their contents are the tenant's own.
+    created = await http.post(f"{base}/releases", headers=admin, json={
+        "description": f"Stricter {marker} billing", "request_id": f"seed-{marker}",
+        "overrides": {"thresholds": {f"billing_{marker}": 0.9}},
+    })
+    assert created.status_code == 200, created.text
+    candidate = created.json()["release_id"]
+    recorded = await http.post(f"{base}/releases/{candidate}/suite-runs", headers=admin, json={
+        "suite_digest": f"sha256:{marker}", "total": 2, "passed": 1, "started_at": "2026-12-01T10:00:00Z",
+        "finished_at": "2026-12-01T10:01:00Z", "results": [
+            {"name": f"{marker} refund question", "passed": False, "failures": [f"turn 1: {marker} not cited"]},
+            {"name": f"{marker} human on request", "passed": True}],
+    })
+    assert recorded.status_code == 200, recorded.text
+    live = await http.get(f"{base}/releases/live", headers=admin)
+    assert live.status_code == 200, live.text
+    data.release_ids = [live.json()["release_id"], candidate]
 
     accounts, events = usage
     put = await http.put(f"{base}/outreach/accounts", headers=admin, json={"accounts": accounts})
@@ -252,6 +272,18 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
                                                              "body": "Probe body."}]}, Role.ADMIN),
     ("PUT", "/v1/tenants/{t}/outreach/accounts", {"accounts": [{"account_id": "{account}"}]}, Role.ADMIN),
     ("DELETE", "/v1/tenants/{t}/kb/documents/{doc}", None, Role.ADMIN),
+    ("GET", "/v1/tenants/{t}/releases", None, Role.ADMIN),
+    ("GET", "/v1/tenants/{t}/releases/{release}", None, Role.ADMIN),
+    ("GET", "/v1/tenants/{t}/releases/{release}:compare?with=live", None, Role.ADMIN),
+    ("POST", "/v1/tenants/{t}/releases", {"description": "Probe {marker}", "request_id": "probe-release"}, Role.ADMIN),
+    ("POST", "/v1/tenants/{t}/releases/{release}/suite-runs", {"suite_digest": "sha256:probe", "total": 1,
+                                                               "passed": 1, "results": [{"name": "probe {marker}",
+                                                                                         "passed": True}],
+                                                               "started_at": "2026-12-01T10:00:00Z",
+                                                               "finished_at": "2026-12-01T10:01:00Z"}, Role.ADMIN),
+    ("POST", "/v1/tenants/{t}/releases/{release}:promote", {"override_reason": "probe {marker}"}, Role.ADMIN),
+    ("POST", "/v1/tenants/{t}/releases:rollback", {"reason": "probe {marker}"}, Role.ADMIN),
+    ("GET", "/v1/tenants/{t}/release-events", None, Role.ADMIN),
 ]
 
 
@@ -262,7 +294,8 @@ async def test_every_v1_route_has_an_isolation_probe(real_mesh: RealMesh) -> Non
     probed = {(method, template.split("?")[0].replace("{t}", "{tenant_id}").replace("{conv}", "{conversation_id}")
                .replace("{handoff}", "{handoff_id}").replace("{doc}", "{doc_id}").replace("{draft}", "{draft_id}")
                .replace("{finding}", "{finding_id}").replace("{turn}", "{turn_index}")
-               .replace("{operation}", "{operation_id}").replace("{action}", "{action_id}"))
+               .replace("{operation}", "{operation_id}").replace("{action}", "{action_id}")
+               .replace("{release}", "{release_id}"))
               for method, template, _, _ in ENDPOINTS}
     assert routes - probed == set(), f"endpoints without an isolation probe: {sorted(routes - probed)}"
 
@@ -295,6 +328,7 @@ def _ids(owner: TenantData, path_tenant: str, marker: str, rng: random.Random, a
         # Neither tenant has actions (no catalog) or retrains in this mesh: ids that exist nowhere.
         "operation": "op-probe",
         "action": "act-probe",
+        "release": rng.choice(owner.release_ids),
     }
 
 

@@ -329,12 +329,13 @@ async def verify(stub: Stub, conversation: str, email: str = "ann@example.com") 
 
 async def propose(
     stub: Stub, conversation: str, arguments: dict[str, Any], *, customer_id: str = "c-ann", request_id: str = "r1",
-    tool: str = "refund_order", replaces: str = "",
+    tool: str = "refund_order", replaces: str = "", release_id: str = "",
 ) -> actions_pb2.Action:
     response = await stub.ProposeAction(
         actions_pb2.ProposeActionRequest(
             customer=customer(customer_id), conversation_id=conversation, tool=tool,
             arguments_json=json.dumps(arguments), request_id=request_id, actor=ASSISTANT, replaces_action_id=replaces,
+            release_id=release_id,
         )
     )
     return response.action

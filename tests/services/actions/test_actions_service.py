@@ -324,6 +324,24 @@ async def test_a_proposal_retried_with_its_request_id_is_the_same_action(stub: S
     assert details_from_rpc_error(error).reason == "REQUEST_ID_REUSED"
 
 
+async def test_an_action_names_the_release_that_proposed_it(stub: Stub, back_office: RunningOffice) -> None:
+    await verify(stub, "conv-1")
+    action = await propose(stub, "conv-1", {"order_id": "O-1", "reason": "late"}, release_id="r4")
+    retried = await propose(stub, "conv-1", {"order_id": "O-1", "reason": "late"}, release_id="r4")
+    done = await confirm(stub, action)
+    fetched = await stub.GetAction(actions_pb2.GetActionRequest(tenant_id=TENANT, action_id=action.action_id))
+    listed = await stub.ListActions(actions_pb2.ListActionsRequest(tenant_id=TENANT, conversation_id="conv-1"))
+    unnamed = await propose(stub, "conv-1", {"order_id": "O-3", "reason": "late"}, request_id="r2")
+
+    assert action.release_id == retried.release_id == done.release_id == fetched.action.release_id == "r4"
+    assert [a.release_id for a in listed.actions] == ["r4"] and unnamed.release_id == ""
+    # Lineage, not part of what the customer says yes to: the audit trail mentions it.
+    proposed = (await events(stub, action_id=action.action_id))[0]
+    assert proposed.detail.endswith(", release r4")
+    error = await _refused(propose(stub, "conv-1", {"order_id": "O-1", "reason": "late"}, release_id="r/1"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_records_that_changed_since_the_proposal_are_checked_again(
     stub: Stub, back_office: RunningOffice
 ) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from aftercare.actions.v1 import actions_pb2, actions_pb2_grpc
 from aftercare.concierge.v1 import concierge_pb2
+from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import customer_pb2
 from servicekit.database import make_engine
 from servicekit.llm import LlmClient
@@ -332,3 +333,17 @@ async def test_the_llm_down_hands_over_and_keeps_the_verification(shop: Shop) ->
     shop.planner.down = False
     answered = await shop.say(f"Where is my order {PENDING_ORDER}?")
     assert reason(answered) == "FROM_RECORDS"
+
+
+async def test_a_customer_who_asks_for_a_human_gets_one_even_mid_request(shop: Shop) -> None:
+    """Triage hears "a human" before the account assistant plans anything: a handoff, the
+    order untouched."""
+    await shop.say(f"I'm {ISABELLA}")
+    proposed = await shop.say(f"Please cancel order {PENDING_ORDER}, I ordered it by mistake")
+    assert reason(proposed) == "ACTION_PROPOSED"
+    shop.servicer._triage.flags = [triage_pb2.RISK_FLAG_HUMAN_REQUESTED]  # type: ignore[attr-defined]
+    prompts = len(shop.planner.prompts)
+    handed = await shop.say(f"I want to talk to a human about my order {PENDING_ORDER}")
+    assert (decision(handed), reason(handed)) == ("ESCALATED", "HUMAN_REQUESTED")
+    assert len(shop.escalation.requests) == 1 and len(shop.planner.prompts) == prompts
+    assert (await shop.order(PENDING_ORDER))["status"] == "pending"

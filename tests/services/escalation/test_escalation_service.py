@@ -83,6 +83,23 @@ async def test_create_then_get_round_trips_the_handoff(stub: Stub) -> None:
     assert fetched.handoff == handoff
 
 
+async def test_a_handoff_names_the_release_that_handed_over(stub: Stub) -> None:
+    request = handoff_request(key="released")
+    request.release_id = "r3"
+    created = (await stub.CreateHandoff(request)).handoff
+    replayed = await stub.CreateHandoff(request)
+    fetched = await stub.GetHandoff(escalation_pb2.GetHandoffRequest(tenant_id="demo", handoff_id=created.handoff_id))
+    unnamed = (await stub.CreateHandoff(handoff_request(key="unnamed"))).handoff
+    listed = await stub.ListHandoffs(escalation_pb2.ListHandoffsRequest(tenant_id="demo"))
+
+    assert created.release_id == "r3"
+    assert not replayed.created and replayed.handoff.release_id == "r3"
+    assert fetched.handoff.release_id == "r3"
+    assert {h.handoff_id: h.release_id for h in listed.handoffs} == {
+        created.handoff_id: "r3", unnamed.handoff_id: "",
+    }
+
+
 async def test_an_empty_queue_means_the_default_queue(stub: Stub) -> None:
     created = await stub.CreateHandoff(handoff_request(queue=""))
     assert created.handoff.queue == "general"
@@ -258,6 +275,12 @@ def _bad_passages() -> escalation_pb2.CreateHandoffRequest:
     return request
 
 
+def _bad_release() -> escalation_pb2.CreateHandoffRequest:
+    request = handoff_request()
+    request.release_id = "r" * 33
+    return request
+
+
 def _missing_ids() -> escalation_pb2.CreateHandoffRequest:
     request = handoff_request(key="", tenant="")
     request.customer.customer_id = ""
@@ -277,6 +300,7 @@ def _missing_ids() -> escalation_pb2.CreateHandoffRequest:
         (_too_much_text, ["conversation.messages"]),
         (lambda: handoff_request(priority=101), ["priority"]),
         (_bad_passages, ["retrieved", "retrieved[3].similarity"]),
+        (_bad_release, ["release_id"]),
     ],
 )
 async def test_invalid_creates_are_refused_with_field_violations(

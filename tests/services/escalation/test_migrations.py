@@ -35,7 +35,7 @@ def test_a_database_from_before_migrations_upgrades_with_its_handoffs(engine: En
             )
         )
 
-    assert SCHEMA.migrate(engine) == [1, 2, 3, 4, 5, 6, 7]
+    assert SCHEMA.migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8]
     old = store.get("demo", "h-1")
     assert old is not None
     assert old.version == 1 and old.tier == 0 and old.context.summary == "old"
@@ -60,11 +60,32 @@ def test_a_database_at_version_4_gains_the_judgements_table_and_keeps_its_data(e
             )
         )
 
-    assert SCHEMA.migrate(engine) == [5, 6, 7]
+    assert SCHEMA.migrate(engine) == [5, 6, 7, 8]
 
-    assert _versions(engine) == [1, 2, 3, 4, 5, 6, 7]
+    assert _versions(engine) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert store.get("demo", "h-4") is not None
     customer = escalation_pb2.JudgementSource.Name(escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER)
     judgements = FeedbackStore(engine)
     assert judgements.record_judgement("demo", "turn-1", customer, "refunds", 0.7, True, None)
     assert not judgements.record_judgement("demo", "turn-1", customer, "refunds", 0.7, True, None)
+
+
+def test_a_database_at_version_7_gains_the_release_column_and_keeps_its_handoffs(engine: Engine) -> None:
+    assert SCHEMA.migrate(engine, target=7) == [1, 2, 3, 4, 5, 6, 7]
+    store = HandoffStore(engine)
+    # Written as the version-7 service wrote it: no release column yet.
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO handoffs (handoff_id, tenant_id, customer_id, idempotency_key, conversation_id, "
+                "conversation, reason, ai_attempt, account, context, queue, priority, state, assigned_agent_id, "
+                "created_at, updated_at, reference) VALUES ('h-7', 'demo', 'c', 'before-8', 'conv-7', '{}', "
+                "'HANDOFF_REASON_POLICY', '{}', '{}', '{}', 'general', 40, 'HANDOFF_STATE_WAITING', '', "
+                "'2026-01-01 10:00:00', '2026-01-01 10:00:00', 'HO-OLD777')"
+            )
+        )
+
+    assert SCHEMA.migrate(engine) == [8]
+
+    old = store.get("demo", "h-7")
+    assert old is not None and old.release_id == "" and old.reference == "HO-OLD777"
