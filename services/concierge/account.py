@@ -201,11 +201,10 @@ class _Session:
             arguments = {"email": found[0]}
         else:
             zips = plans.ZIP.findall(text)
-            name = plans.NAME.search(text)
+            name = plans.full_name(text)
             if zips and name:
                 tool = self.catalog.identity_tool("first_name", "last_name", "zip")
-                arguments = {"first_name": name.group(1).capitalize(), "last_name": name.group(2).capitalize(),
-                             "zip": zips[0]}
+                arguments = {"first_name": name[0], "last_name": name[1], "zip": zips[0]}
         if tool is None or arguments is None:
             if self.verified:
                 return None

@@ -23,10 +23,21 @@ from aftercare.actions.v1 import actions_pb2
 EMAIL = re.compile(r"[^@\s,;:<>()\"']+@[^@\s,;:<>()\"']+\.[A-Za-z]{2,}")
 ZIP = re.compile(r"(?<!\d)\d{5}(?!\d)")
 ORDER_ID = re.compile(r"#?\b(W\d{7})\b", re.IGNORECASE)
-# "I'm Sara Doe", "my name is Sara Doe", "name: Sara Doe".
+# "my name is sara doe", "name: Sara Doe" (any case after the words that say a name follows);
+# "I'm Sara Doe", "this is Sara Doe" only capitalised: "I'm just checking" names nobody.
 NAME = re.compile(
-    r"\b(?:i am|i'm|im|my name is|name is|name:|this is)\s+([A-Z][a-zA-Z'-]+)\s+([A-Z][a-zA-Z'-]+)", re.IGNORECASE
+    r"\b(?i:my name is|name is|name:)\s+([A-Za-z][a-zA-Z'-]+)\s+([A-Za-z][a-zA-Z'-]+)"
+    r"|\b(?i:i am|i'm|im|this is)\s+([A-Z][a-zA-Z'-]+)\s+([A-Z][a-zA-Z'-]+)"
 )
+
+
+def full_name(text: str) -> tuple[str, str] | None:
+    """The first and last name a customer gives for themselves, capitalised; None when none."""
+    found = NAME.search(text)
+    if found is None:
+        return None
+    first, last = (found.group(1), found.group(2)) if found.group(1) else (found.group(3), found.group(4))
+    return first.capitalize(), last.capitalize()
 
 # A strict reading of a typed answer to "Shall I go ahead? (yes/no)"; anything else revises.
 YES = frozenset({"yes", "y", "yes please", "yes go ahead", "yes do it", "confirm", "i confirm", "go ahead",
@@ -117,7 +128,7 @@ def emails(text: str) -> list[str]:
 def about_account(text: str) -> bool:
     """Whether a message concerns the customer's own account or orders (not the shop's policy):
     an order id, an email, a name with a zip (the customer identifying themselves), or own words."""
-    return bool(order_ids(text) or emails(text) or (NAME.search(text) and ZIP.search(text)) or _OWN.search(text))
+    return bool(order_ids(text) or emails(text) or (full_name(text) and ZIP.search(text)) or _OWN.search(text))
 
 
 # --- the catalog as the planner sees it ---------------------------------------------------

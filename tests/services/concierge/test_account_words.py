@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.concierge.account_plans import about_account, typed_answer
+from services.concierge.account_plans import about_account, full_name, typed_answer
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,17 @@ def test_a_yes_or_a_no(said: str, answer: bool | None) -> None:
 )
 def test_what_is_about_the_customers_own_account(said: str, own: bool) -> None:
     assert about_account(said) is own
+
+
+@pytest.mark.parametrize(
+    ("said", "name"),
+    [
+        ("Hi, my name is Olivia Ito and my zip code is 80218.", ("Olivia", "Ito")),
+        ("my name is olivia ito, zip 80218", ("Olivia", "Ito")),
+        ("Hi, I'm Isabella Sanchez, zip 85093.", ("Isabella", "Sanchez")),
+        # Not a name: the words after "I'm" are the customer's, not capitalised as a name.
+        ("Hi! I'm just checking #W3289292 ships to San Antonio, TX, 78219.", None),
+    ],
+)
+def test_a_name_the_customer_gives(said: str, name: tuple[str, str] | None) -> None:
+    assert full_name(said) == name
