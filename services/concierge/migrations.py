@@ -172,6 +172,73 @@ def _v5_releases(op: Operations) -> None:
     )
 
 
+# One running shadow and one running canary per tenant.
+ACTIVE_SHADOW = sa.text("active")
+RUNNING_CANARY = sa.text("state = 'RUNNING'")
+
+
+def _v6_shadows_canaries(op: Operations) -> None:
+    op.create_table(
+        "concierge_shadows",
+        sa.Column("shadow_id", sa.String(36), primary_key=True),
+        sa.Column("tenant_id", sa.String(128), nullable=False),
+        sa.Column("release_id", sa.String(32), nullable=False),
+        sa.Column("live_release_id", sa.String(32), nullable=False),
+        sa.Column("sample_rate", sa.Float, nullable=False),
+        sa.Column("active", sa.Boolean, nullable=False),
+        sa.Column("started_by", sa.String(200), nullable=False),
+        sa.Column("started_at", UtcDateTime(), nullable=False),
+        sa.Column("stopped_at", UtcDateTime(), nullable=True),
+        sa.Column("shadowed_turns", sa.Integer, nullable=False),
+        sa.Column("skipped_turns", sa.Integer, nullable=False),
+    )
+    op.create_index(
+        "ux_concierge_shadows_one_active", "concierge_shadows", ["tenant_id"], unique=True,
+        sqlite_where=ACTIVE_SHADOW, postgresql_where=ACTIVE_SHADOW,
+    )
+    op.create_index("ix_concierge_shadows_tenant", "concierge_shadows", ["tenant_id", "started_at"])
+    op.create_table(
+        "concierge_shadow_decisions",
+        sa.Column("shadow_id", sa.String(36), primary_key=True),
+        sa.Column("tenant_id", sa.String(128), primary_key=True),
+        sa.Column("conversation_id", sa.String(128), primary_key=True),
+        sa.Column("turn_index", sa.Integer, primary_key=True),
+        sa.Column("release_id", sa.String(32), nullable=False),
+        sa.Column("live_release_id", sa.String(32), nullable=False),
+        sa.Column("decision", sa.String(32), nullable=False),
+        sa.Column("decision_reason", sa.String(64), nullable=False),
+        sa.Column("confidence", sa.Float, nullable=False),
+        sa.Column("threshold", sa.Float, nullable=False),
+        sa.Column("intent", sa.String(200), nullable=False),
+        sa.Column("reply", sa.Text, nullable=False),
+        sa.Column("duration_ms", sa.Float, nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["shadow_id"], ["concierge_shadows.shadow_id"], ondelete="CASCADE"),
+    )
+    op.create_table(
+        "concierge_canaries",
+        sa.Column("canary_id", sa.String(36), primary_key=True),
+        sa.Column("tenant_id", sa.String(128), nullable=False),
+        sa.Column("release_id", sa.String(32), nullable=False),
+        sa.Column("live_release_id", sa.String(32), nullable=False),
+        sa.Column("percent", sa.Integer, nullable=False),
+        sa.Column("salt", sa.String(64), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("policy", sa.JSON, nullable=False),
+        sa.Column("started_by", sa.String(200), nullable=False),
+        sa.Column("started_at", UtcDateTime(), nullable=False),
+        sa.Column("ended_at", UtcDateTime(), nullable=True),
+        sa.Column("end_reason", sa.Text, nullable=False),
+        sa.Column("evaluation", sa.JSON, nullable=True),
+        sa.Column("evaluated_at", UtcDateTime(), nullable=True),
+    )
+    op.create_index(
+        "ux_concierge_canaries_one_running", "concierge_canaries", ["tenant_id"], unique=True,
+        sqlite_where=RUNNING_CANARY, postgresql_where=RUNNING_CANARY,
+    )
+    op.create_index("ix_concierge_canaries_tenant", "concierge_canaries", ["tenant_id", "started_at"])
+
+
 SCHEMA = Schema(
     "concierge",
     (
@@ -180,5 +247,6 @@ SCHEMA = Schema(
         Migration(3, "verified customer and pending action of a conversation", _v3_account_state),
         Migration(4, "the account request waiting for a detail", _v4_account_draft),
         Migration(5, "releases, their events and suite runs", _v5_releases),
+        Migration(6, "shadows with their decisions, canaries", _v6_shadows_canaries),
     ),
 )

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from servicekit.database import UtcDateTime
-from services.concierge.migrations import LIVE_RELEASE
+from services.concierge.migrations import ACTIVE_SHADOW, LIVE_RELEASE, RUNNING_CANARY
 
 
 class Base(DeclarativeBase):
@@ -227,3 +227,89 @@ class SuiteRunRow(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     finished_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     run_by: Mapped[str] = mapped_column(sa.String(200))
+
+
+class ShadowRow(Base):
+    """A release deciding in shadow on a tenant's live turns (shadow.py); only `active`,
+    `stopped_at` and the counters change."""
+
+    __tablename__ = "concierge_shadows"
+    __table_args__ = (
+        sa.Index(
+            "ux_concierge_shadows_one_active", "tenant_id", unique=True,
+            sqlite_where=ACTIVE_SHADOW, postgresql_where=ACTIVE_SHADOW,
+        ),
+        sa.Index("ix_concierge_shadows_tenant", "tenant_id", "started_at"),
+    )
+
+    shadow_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(128))
+    release_id: Mapped[str] = mapped_column(sa.String(32))
+    live_release_id: Mapped[str] = mapped_column(sa.String(32))
+    sample_rate: Mapped[float] = mapped_column(sa.Float)
+    active: Mapped[bool] = mapped_column(sa.Boolean)
+    started_by: Mapped[str] = mapped_column(sa.String(200))
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    shadowed_turns: Mapped[int] = mapped_column(sa.Integer, default=0)
+    skipped_turns: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class ShadowDecisionRow(Base):
+    """What the shadowed release would have done on one live turn (the live decision is the
+    turn's own row). Never shown to the customer."""
+
+    __tablename__ = "concierge_shadow_decisions"
+    __table_args__ = (sa.ForeignKeyConstraint(["shadow_id"], ["concierge_shadows.shadow_id"], ondelete="CASCADE"),)
+
+    shadow_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    turn_index: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    release_id: Mapped[str] = mapped_column(sa.String(32))
+    # The release that served the turn live.
+    live_release_id: Mapped[str] = mapped_column(sa.String(32))
+    # Decision value name without its prefix, lower case ("answered"), and the reason code.
+    decision: Mapped[str] = mapped_column(sa.String(32))
+    decision_reason: Mapped[str] = mapped_column(sa.String(64))
+    confidence: Mapped[float] = mapped_column(sa.Float)
+    threshold: Mapped[float] = mapped_column(sa.Float)
+    intent: Mapped[str] = mapped_column(sa.String(200))
+    # What it would have said (masked).
+    reply: Mapped[str] = mapped_column(sa.Text)
+    # How long the shadow decision took.
+    duration_ms: Mapped[float] = mapped_column(sa.Float)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class CanaryRow(Base):
+    """A release served to a share of a tenant's conversations (canary.py): assignment by a hash
+    of the conversation id with `salt`, the rollback policy, and its latest evaluation."""
+
+    __tablename__ = "concierge_canaries"
+    __table_args__ = (
+        sa.Index(
+            "ux_concierge_canaries_one_running", "tenant_id", unique=True,
+            sqlite_where=RUNNING_CANARY, postgresql_where=RUNNING_CANARY,
+        ),
+        sa.Index("ix_concierge_canaries_tenant", "tenant_id", "started_at"),
+    )
+
+    canary_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(128))
+    release_id: Mapped[str] = mapped_column(sa.String(32))
+    live_release_id: Mapped[str] = mapped_column(sa.String(32))
+    percent: Mapped[int] = mapped_column(sa.Integer)
+    # Random per canary, so the draw is fixed for a conversation and unrelated to who the customer is.
+    salt: Mapped[str] = mapped_column(sa.String(64))
+    # CanaryState value name without its prefix: RUNNING, STOPPED, ROLLED_BACK or PROMOTED.
+    state: Mapped[str] = mapped_column(sa.String(16))
+    # CanaryPolicy as its JSON mapping, defaults filled in.
+    policy: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    started_by: Mapped[str] = mapped_column(sa.String(200))
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    end_reason: Mapped[str] = mapped_column(sa.Text, default="")
+    # The latest evaluation: {"canary": CanaryArm, "live": CanaryArm, "verdict": str} as JSON mappings.
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    evaluated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -11,12 +11,13 @@ across replicas. A partial unique index holds "one LIVE per tenant" as well.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -317,6 +318,32 @@ class ReleaseStore:
             event = self._switch(session, target, "ROLLED_BACK", actor, reason, now)
             latest = self._latest_runs(session, tenant_id, [target.release_id]).get(target.release_id)
             return _release(target, latest), _event(event)
+
+    @contextlib.contextmanager
+    def tenant_transaction(self, tenant_id: str) -> Iterator[Session]:
+        """A transaction holding the tenant's release lock: shadows and canaries change with it,
+        so they see the same live release as promotions and rollbacks."""
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            self._lock(session, tenant_id)
+            yield session
+
+    def add_event(
+        self, session: Session, tenant_id: str, kind: str, release_id: str, previous: str, actor: str, detail: str
+    ) -> releases_pb2.ReleaseEvent:
+        """Record an event in the caller's tenant_transaction; `kind` is a ReleaseEventKind name
+        without its prefix."""
+        row = self._event_row(tenant_id, kind, release_id, previous, actor, detail, utcnow())
+        session.add(row)
+        session.flush()
+        return _event(row)
+
+    def live_row(self, session: Session, tenant_id: str) -> ReleaseRow | None:
+        """The tenant's live release in the caller's transaction."""
+        return self._live_row(session, tenant_id)
+
+    def row(self, session: Session, tenant_id: str, release_id: str) -> ReleaseRow | None:
+        """One release in the caller's transaction."""
+        return self._row(session, tenant_id, release_id)
 
     # --- helpers (inside the caller's transaction) ---------------------------
 

@@ -151,8 +151,9 @@ class ReleaseBook:
 
     # --- serving -------------------------------------------------------------
 
-    async def serving(self, tenant_id: str, release_id: str = "") -> ServingRelease:
-        """The tenant's live release ("" or "live"), or the named one; NotFound
+    async def serving(self, tenant_id: str, release_id: str = "", *, conversation_id: str = "") -> ServingRelease:
+        """The named release; else the release of the tenant's running canary when the
+        conversation is drawn into it; else the tenant's live release ("" or "live"). NotFound
         (RELEASE_NOT_FOUND) for a release the tenant does not have."""
         if release_id in ("", LIVE_ALIAS):
             release_id = await self.live_release_id(tenant_id)

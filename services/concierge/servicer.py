@@ -267,7 +267,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             if replay is not None:
                 return replay
         # Resolved once: the whole turn (persona, gate, model, lineage) is this release's.
-        release = await self._serving_release(customer.tenant_id, request.release_id)
+        release = await self._serving_release(customer.tenant_id, request.release_id, request.conversation_id)
         stored = await self._load(customer, request.conversation_id)
         history = [t.customer_text for t in stored.turns] if stored else []
         try:
@@ -317,16 +317,17 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             self.start_redelivery()
         return stored_outcome
 
-    async def _serving_release(self, tenant_id: str, release_id: str) -> ServingRelease | None:
-        """The release serving this turn: the named one, else the tenant's live one; None
-        without a release book. An unknown name is NOT_FOUND (RELEASE_NOT_FOUND)."""
+    async def _serving_release(self, tenant_id: str, release_id: str, conversation_id: str) -> ServingRelease | None:
+        """The release serving this turn: the named one, else the canary's when the conversation
+        is drawn into it, else the tenant's live one; None without a release book. An unknown
+        name is NOT_FOUND (RELEASE_NOT_FOUND)."""
         if self._releases is None:
             if release_id:
                 raise NotFound(f"release {release_id!r} not found: this concierge serves no releases",
                                reason="RELEASE_NOT_FOUND")
             return None
         try:
-            release = await self._releases.serving(tenant_id, release_id)
+            release = await self._releases.serving(tenant_id, release_id, conversation_id=conversation_id)
         except PersonaError as error:
             log.error("persona_invalid", tenant_id=tenant_id)
             raise FailedPrecondition("the tenant's persona file is invalid", reason="PERSONA_INVALID") from error

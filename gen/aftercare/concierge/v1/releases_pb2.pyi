@@ -25,6 +25,20 @@ class ReleaseEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RELEASE_EVENT_KIND_PROMOTED_WITH_OVERRIDE: _ClassVar[ReleaseEventKind]
     RELEASE_EVENT_KIND_ROLLED_BACK: _ClassVar[ReleaseEventKind]
     RELEASE_EVENT_KIND_SUITE_RECORDED: _ClassVar[ReleaseEventKind]
+    RELEASE_EVENT_KIND_SHADOW_STARTED: _ClassVar[ReleaseEventKind]
+    RELEASE_EVENT_KIND_SHADOW_STOPPED: _ClassVar[ReleaseEventKind]
+    RELEASE_EVENT_KIND_CANARY_STARTED: _ClassVar[ReleaseEventKind]
+    RELEASE_EVENT_KIND_CANARY_STOPPED: _ClassVar[ReleaseEventKind]
+    RELEASE_EVENT_KIND_CANARY_ROLLED_BACK: _ClassVar[ReleaseEventKind]
+    RELEASE_EVENT_KIND_REFITTED: _ClassVar[ReleaseEventKind]
+
+class CanaryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CANARY_STATE_UNSPECIFIED: _ClassVar[CanaryState]
+    CANARY_STATE_RUNNING: _ClassVar[CanaryState]
+    CANARY_STATE_STOPPED: _ClassVar[CanaryState]
+    CANARY_STATE_ROLLED_BACK: _ClassVar[CanaryState]
+    CANARY_STATE_PROMOTED: _ClassVar[CanaryState]
 RELEASE_STATE_UNSPECIFIED: ReleaseState
 RELEASE_STATE_CANDIDATE: ReleaseState
 RELEASE_STATE_LIVE: ReleaseState
@@ -35,6 +49,17 @@ RELEASE_EVENT_KIND_PROMOTED: ReleaseEventKind
 RELEASE_EVENT_KIND_PROMOTED_WITH_OVERRIDE: ReleaseEventKind
 RELEASE_EVENT_KIND_ROLLED_BACK: ReleaseEventKind
 RELEASE_EVENT_KIND_SUITE_RECORDED: ReleaseEventKind
+RELEASE_EVENT_KIND_SHADOW_STARTED: ReleaseEventKind
+RELEASE_EVENT_KIND_SHADOW_STOPPED: ReleaseEventKind
+RELEASE_EVENT_KIND_CANARY_STARTED: ReleaseEventKind
+RELEASE_EVENT_KIND_CANARY_STOPPED: ReleaseEventKind
+RELEASE_EVENT_KIND_CANARY_ROLLED_BACK: ReleaseEventKind
+RELEASE_EVENT_KIND_REFITTED: ReleaseEventKind
+CANARY_STATE_UNSPECIFIED: CanaryState
+CANARY_STATE_RUNNING: CanaryState
+CANARY_STATE_STOPPED: CanaryState
+CANARY_STATE_ROLLED_BACK: CanaryState
+CANARY_STATE_PROMOTED: CanaryState
 
 class ReleaseComponents(_message.Message):
     __slots__ = ("llm_model", "prompt_version", "confidence_fit_version", "thresholds", "triage_model_version", "routing_policy_version", "persona_version", "action_catalog_version")
@@ -313,3 +338,337 @@ class ListReleaseEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[ReleaseEvent]
     next_page_token: str
     def __init__(self, events: _Optional[_Iterable[_Union[ReleaseEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Shadow(_message.Message):
+    __slots__ = ("tenant_id", "shadow_id", "release_id", "live_release_id", "sample_rate", "active", "started_by", "started_at", "stopped_at", "shadowed_turns", "skipped_turns")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIVE_RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_BY_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_AT_FIELD_NUMBER: _ClassVar[int]
+    SHADOWED_TURNS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_TURNS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    shadow_id: str
+    release_id: str
+    live_release_id: str
+    sample_rate: float
+    active: bool
+    started_by: str
+    started_at: _timestamp_pb2.Timestamp
+    stopped_at: _timestamp_pb2.Timestamp
+    shadowed_turns: int
+    skipped_turns: int
+    def __init__(self, tenant_id: _Optional[str] = ..., shadow_id: _Optional[str] = ..., release_id: _Optional[str] = ..., live_release_id: _Optional[str] = ..., sample_rate: _Optional[float] = ..., active: _Optional[bool] = ..., started_by: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stopped_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shadowed_turns: _Optional[int] = ..., skipped_turns: _Optional[int] = ...) -> None: ...
+
+class StartShadowRequest(_message.Message):
+    __slots__ = ("tenant_id", "release_id", "sample_rate", "actor")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    release_id: str
+    sample_rate: float
+    actor: str
+    def __init__(self, tenant_id: _Optional[str] = ..., release_id: _Optional[str] = ..., sample_rate: _Optional[float] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class StartShadowResponse(_message.Message):
+    __slots__ = ("shadow", "event")
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    shadow: Shadow
+    event: ReleaseEvent
+    def __init__(self, shadow: _Optional[_Union[Shadow, _Mapping]] = ..., event: _Optional[_Union[ReleaseEvent, _Mapping]] = ...) -> None: ...
+
+class StopShadowRequest(_message.Message):
+    __slots__ = ("tenant_id", "actor")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    actor: str
+    def __init__(self, tenant_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class StopShadowResponse(_message.Message):
+    __slots__ = ("shadow",)
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    shadow: Shadow
+    def __init__(self, shadow: _Optional[_Union[Shadow, _Mapping]] = ...) -> None: ...
+
+class GetShadowReportRequest(_message.Message):
+    __slots__ = ("tenant_id", "shadow_id", "max_disagreements")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_DISAGREEMENTS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    shadow_id: str
+    max_disagreements: int
+    def __init__(self, tenant_id: _Optional[str] = ..., shadow_id: _Optional[str] = ..., max_disagreements: _Optional[int] = ...) -> None: ...
+
+class ArmFigures(_message.Message):
+    __slots__ = ("release_id", "turns", "answered", "answered_rate", "human_judged", "agreed", "agreement", "answered_judged", "answered_correct", "judged_accuracy", "intent_labelled", "intent_agreed")
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_RATE_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_JUDGED_FIELD_NUMBER: _ClassVar[int]
+    AGREED_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_JUDGED_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    INTENT_LABELLED_FIELD_NUMBER: _ClassVar[int]
+    INTENT_AGREED_FIELD_NUMBER: _ClassVar[int]
+    release_id: str
+    turns: int
+    answered: int
+    answered_rate: float
+    human_judged: int
+    agreed: int
+    agreement: float
+    answered_judged: int
+    answered_correct: int
+    judged_accuracy: float
+    intent_labelled: int
+    intent_agreed: int
+    def __init__(self, release_id: _Optional[str] = ..., turns: _Optional[int] = ..., answered: _Optional[int] = ..., answered_rate: _Optional[float] = ..., human_judged: _Optional[int] = ..., agreed: _Optional[int] = ..., agreement: _Optional[float] = ..., answered_judged: _Optional[int] = ..., answered_correct: _Optional[int] = ..., judged_accuracy: _Optional[float] = ..., intent_labelled: _Optional[int] = ..., intent_agreed: _Optional[int] = ...) -> None: ...
+
+class TopicComparison(_message.Message):
+    __slots__ = ("topic", "live", "candidate")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    live: ArmFigures
+    candidate: ArmFigures
+    def __init__(self, topic: _Optional[str] = ..., live: _Optional[_Union[ArmFigures, _Mapping]] = ..., candidate: _Optional[_Union[ArmFigures, _Mapping]] = ...) -> None: ...
+
+class ShadowDisagreement(_message.Message):
+    __slots__ = ("conversation_id", "turn_index", "topic", "customer_text", "live_decision", "live_reason", "live_confidence", "candidate_decision", "candidate_reason", "candidate_confidence", "human_verdict", "candidate_reply")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_TEXT_FIELD_NUMBER: _ClassVar[int]
+    LIVE_DECISION_FIELD_NUMBER: _ClassVar[int]
+    LIVE_REASON_FIELD_NUMBER: _ClassVar[int]
+    LIVE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_DECISION_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_REASON_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_VERDICT_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_REPLY_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    turn_index: int
+    topic: str
+    customer_text: str
+    live_decision: str
+    live_reason: str
+    live_confidence: float
+    candidate_decision: str
+    candidate_reason: str
+    candidate_confidence: float
+    human_verdict: str
+    candidate_reply: str
+    def __init__(self, conversation_id: _Optional[str] = ..., turn_index: _Optional[int] = ..., topic: _Optional[str] = ..., customer_text: _Optional[str] = ..., live_decision: _Optional[str] = ..., live_reason: _Optional[str] = ..., live_confidence: _Optional[float] = ..., candidate_decision: _Optional[str] = ..., candidate_reason: _Optional[str] = ..., candidate_confidence: _Optional[float] = ..., human_verdict: _Optional[str] = ..., candidate_reply: _Optional[str] = ...) -> None: ...
+
+class GetShadowReportResponse(_message.Message):
+    __slots__ = ("shadow", "live", "candidate", "topics", "disagreements", "method")
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENTS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    shadow: Shadow
+    live: ArmFigures
+    candidate: ArmFigures
+    topics: _containers.RepeatedCompositeFieldContainer[TopicComparison]
+    disagreements: _containers.RepeatedCompositeFieldContainer[ShadowDisagreement]
+    method: str
+    def __init__(self, shadow: _Optional[_Union[Shadow, _Mapping]] = ..., live: _Optional[_Union[ArmFigures, _Mapping]] = ..., candidate: _Optional[_Union[ArmFigures, _Mapping]] = ..., topics: _Optional[_Iterable[_Union[TopicComparison, _Mapping]]] = ..., disagreements: _Optional[_Iterable[_Union[ShadowDisagreement, _Mapping]]] = ..., method: _Optional[str] = ...) -> None: ...
+
+class CanaryPolicy(_message.Message):
+    __slots__ = ("accuracy_margin", "escalation_margin", "min_judged", "min_turns", "confidence")
+    ACCURACY_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    ESCALATION_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    MIN_JUDGED_FIELD_NUMBER: _ClassVar[int]
+    MIN_TURNS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    accuracy_margin: float
+    escalation_margin: float
+    min_judged: int
+    min_turns: int
+    confidence: float
+    def __init__(self, accuracy_margin: _Optional[float] = ..., escalation_margin: _Optional[float] = ..., min_judged: _Optional[int] = ..., min_turns: _Optional[int] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class CanaryArm(_message.Message):
+    __slots__ = ("release_id", "turns", "escalated", "escalation_rate", "judged", "judged_correct", "judged_accuracy", "rated", "rated_helpful")
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_FIELD_NUMBER: _ClassVar[int]
+    ESCALATION_RATE_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    RATED_FIELD_NUMBER: _ClassVar[int]
+    RATED_HELPFUL_FIELD_NUMBER: _ClassVar[int]
+    release_id: str
+    turns: int
+    escalated: int
+    escalation_rate: float
+    judged: int
+    judged_correct: int
+    judged_accuracy: float
+    rated: int
+    rated_helpful: int
+    def __init__(self, release_id: _Optional[str] = ..., turns: _Optional[int] = ..., escalated: _Optional[int] = ..., escalation_rate: _Optional[float] = ..., judged: _Optional[int] = ..., judged_correct: _Optional[int] = ..., judged_accuracy: _Optional[float] = ..., rated: _Optional[int] = ..., rated_helpful: _Optional[int] = ...) -> None: ...
+
+class Canary(_message.Message):
+    __slots__ = ("tenant_id", "canary_id", "release_id", "live_release_id", "percent", "state", "policy", "started_by", "started_at", "ended_at", "end_reason", "canary", "live", "verdict", "evaluated_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CANARY_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIVE_RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    STARTED_BY_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    EVALUATED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    canary_id: str
+    release_id: str
+    live_release_id: str
+    percent: int
+    state: CanaryState
+    policy: CanaryPolicy
+    started_by: str
+    started_at: _timestamp_pb2.Timestamp
+    ended_at: _timestamp_pb2.Timestamp
+    end_reason: str
+    canary: CanaryArm
+    live: CanaryArm
+    verdict: str
+    evaluated_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., canary_id: _Optional[str] = ..., release_id: _Optional[str] = ..., live_release_id: _Optional[str] = ..., percent: _Optional[int] = ..., state: _Optional[_Union[CanaryState, str]] = ..., policy: _Optional[_Union[CanaryPolicy, _Mapping]] = ..., started_by: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_reason: _Optional[str] = ..., canary: _Optional[_Union[CanaryArm, _Mapping]] = ..., live: _Optional[_Union[CanaryArm, _Mapping]] = ..., verdict: _Optional[str] = ..., evaluated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StartCanaryRequest(_message.Message):
+    __slots__ = ("tenant_id", "release_id", "percent", "policy", "actor", "override_reason")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDE_REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    release_id: str
+    percent: int
+    policy: CanaryPolicy
+    actor: str
+    override_reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., release_id: _Optional[str] = ..., percent: _Optional[int] = ..., policy: _Optional[_Union[CanaryPolicy, _Mapping]] = ..., actor: _Optional[str] = ..., override_reason: _Optional[str] = ...) -> None: ...
+
+class StartCanaryResponse(_message.Message):
+    __slots__ = ("canary", "event")
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    canary: Canary
+    event: ReleaseEvent
+    def __init__(self, canary: _Optional[_Union[Canary, _Mapping]] = ..., event: _Optional[_Union[ReleaseEvent, _Mapping]] = ...) -> None: ...
+
+class StopCanaryRequest(_message.Message):
+    __slots__ = ("tenant_id", "actor", "reason")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    actor: str
+    reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class StopCanaryResponse(_message.Message):
+    __slots__ = ("canary",)
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    canary: Canary
+    def __init__(self, canary: _Optional[_Union[Canary, _Mapping]] = ...) -> None: ...
+
+class GetCanaryRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetCanaryResponse(_message.Message):
+    __slots__ = ("canary",)
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    canary: Canary
+    def __init__(self, canary: _Optional[_Union[Canary, _Mapping]] = ...) -> None: ...
+
+class RefitConfidenceRequest(_message.Message):
+    __slots__ = ("tenant_id", "actor", "request_id", "target_accuracy")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    actor: str
+    request_id: str
+    target_accuracy: float
+    def __init__(self, tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., request_id: _Optional[str] = ..., target_accuracy: _Optional[float] = ...) -> None: ...
+
+class TopicFit(_message.Message):
+    __slots__ = ("topic", "examples", "threshold", "coverage", "accuracy")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    examples: int
+    threshold: float
+    coverage: float
+    accuracy: float
+    def __init__(self, topic: _Optional[str] = ..., examples: _Optional[int] = ..., threshold: _Optional[float] = ..., coverage: _Optional[float] = ..., accuracy: _Optional[float] = ...) -> None: ...
+
+class FitValidation(_message.Message):
+    __slots__ = ("examples", "correct", "folds", "live_ece", "refit_ece", "threshold", "live_coverage", "refit_coverage", "live_accuracy", "refit_accuracy", "topics")
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CORRECT_FIELD_NUMBER: _ClassVar[int]
+    FOLDS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_ECE_FIELD_NUMBER: _ClassVar[int]
+    REFIT_ECE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LIVE_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    REFIT_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    REFIT_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    examples: int
+    correct: int
+    folds: int
+    live_ece: float
+    refit_ece: float
+    threshold: float
+    live_coverage: float
+    refit_coverage: float
+    live_accuracy: float
+    refit_accuracy: float
+    topics: _containers.RepeatedCompositeFieldContainer[TopicFit]
+    def __init__(self, examples: _Optional[int] = ..., correct: _Optional[int] = ..., folds: _Optional[int] = ..., live_ece: _Optional[float] = ..., refit_ece: _Optional[float] = ..., threshold: _Optional[float] = ..., live_coverage: _Optional[float] = ..., refit_coverage: _Optional[float] = ..., live_accuracy: _Optional[float] = ..., refit_accuracy: _Optional[float] = ..., topics: _Optional[_Iterable[_Union[TopicFit, _Mapping]]] = ...) -> None: ...
+
+class RefitConfidenceResponse(_message.Message):
+    __slots__ = ("release", "validation")
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    release: Release
+    validation: FitValidation
+    def __init__(self, release: _Optional[_Union[Release, _Mapping]] = ..., validation: _Optional[_Union[FitValidation, _Mapping]] = ...) -> None: ...

@@ -89,6 +89,41 @@ class ReleaseServiceStub:
                 request_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.ListReleaseEventsRequest.SerializeToString,
                 response_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.ListReleaseEventsResponse.FromString,
                 _registered_method=True)
+        self.StartShadow = channel.unary_unary(
+                '/aftercare.concierge.v1.ReleaseService/StartShadow',
+                request_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartShadowRequest.SerializeToString,
+                response_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartShadowResponse.FromString,
+                _registered_method=True)
+        self.StopShadow = channel.unary_unary(
+                '/aftercare.concierge.v1.ReleaseService/StopShadow',
+                request_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopShadowRequest.SerializeToString,
+                response_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopShadowResponse.FromString,
+                _registered_method=True)
+        self.GetShadowReport = channel.unary_unary(
+                '/aftercare.concierge.v1.ReleaseService/GetShadowReport',
+                request_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetShadowReportRequest.SerializeToString,
+                response_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetShadowReportResponse.FromString,
+                _registered_method=True)
+        self.StartCanary = channel.unary_unary(
+                '/aftercare.concierge.v1.ReleaseService/StartCanary',
+                request_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartCanaryRequest.SerializeToString,
+                response_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartCanaryResponse.FromString,
+                _registered_method=True)
+        self.StopCanary = channel.unary_unary(
+                '/aftercare.concierge.v1.ReleaseService/StopCanary',
+                request_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopCanaryRequest.SerializeToString,
+                response_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopCanaryResponse.FromString,
+                _registered_method=True)
+        self.GetCanary = channel.unary_unary(
+                '/aftercare.concierge.v1.ReleaseService/GetCanary',
+                request_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetCanaryRequest.SerializeToString,
+                response_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetCanaryResponse.FromString,
+                _registered_method=True)
+        self.RefitConfidence = channel.unary_unary(
+                '/aftercare.concierge.v1.ReleaseService/RefitConfidence',
+                request_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.RefitConfidenceRequest.SerializeToString,
+                response_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.RefitConfidenceResponse.FromString,
+                _registered_method=True)
 
 
 class ReleaseServiceServicer:
@@ -171,6 +206,86 @@ class ReleaseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartShadow(self, request, context):
+        """StartShadow runs a release in shadow on the tenant's live traffic: a share
+        of live turns is also decided by it, after the live reply is stored, off
+        the customer's critical path (a bounded number at a time per replica; a
+        turn arriving while the budget is full is skipped and counted), never
+        executing an action, never creating a handoff, never recording an
+        outcome. Its decision is stored beside the live one. One shadow per
+        tenant: starting another stops the running one. FAILED_PRECONDITION
+        (RELEASE_IS_LIVE) for the live release. Recorded as an event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopShadow(self, request, context):
+        """StopShadow stops the tenant's running shadow (its decisions stay for the
+        report). NOT_FOUND (NO_SHADOW) when none runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetShadowReport(self, request, context):
+        """GetShadowReport compares the live release's and the shadowed candidate's
+        decisions on the same turns with what humans did: the intent the agent
+        finally set on the handoff, whether the agent sent the AI's candidate
+        answer (escalation's judge), and customers' ratings. Per topic and
+        overall, with the disagreements to inspect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartCanary(self, request, context):
+        """StartCanary serves a release to a share of the tenant's conversations:
+        each conversation is assigned by a random draw fixed for the canary (a
+        hash of the conversation id with the canary's random salt), so the same
+        conversation keeps its release and no customer attribute decides. The
+        canary's escalation rate and judged accuracy (agents' verdicts and
+        customers' ratings) are compared with the live release's as judgements
+        arrive; when the canary is worse past the policy's bound it is rolled
+        back automatically (state ROLLED_BACK, event CANARY_ROLLED_BACK by
+        "system"). Refused like a promotion while the release's suite has not
+        passed (SUITE_NOT_PASSED) unless override_reason is given; one canary per
+        tenant (FAILED_PRECONDITION CANARY_RUNNING). Promoting the canary's
+        release ends it as PROMOTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopCanary(self, request, context):
+        """StopCanary ends the running canary by hand (state STOPPED); every
+        conversation is served by the live release again. NOT_FOUND (NO_CANARY).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCanary(self, request, context):
+        """GetCanary returns the tenant's running canary, else its latest one, with
+        both arms' figures as last evaluated. NOT_FOUND (NO_CANARY) if never.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefitConfidence(self, request, context):
+        """RefitConfidence refits the confidence from the tenant's own judged answers
+        (agents' verdicts and customers' ratings), validates it out of fold, and
+        makes it a CANDIDATE release (the live release's components with the new
+        fit and, where a topic has enough judged answers, that topic's threshold
+        for the target accuracy). It never serves untested: it goes through the
+        suite, shadow and canary like any other. FAILED_PRECONDITION
+        (NOT_ENOUGH_JUDGEMENTS) below the minimum. Idempotent on request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReleaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -213,6 +328,41 @@ def add_ReleaseServiceServicer_to_server(servicer, server):
                     servicer.ListReleaseEvents,
                     request_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.ListReleaseEventsRequest.FromString,
                     response_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.ListReleaseEventsResponse.SerializeToString,
+            ),
+            'StartShadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartShadow,
+                    request_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartShadowRequest.FromString,
+                    response_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartShadowResponse.SerializeToString,
+            ),
+            'StopShadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopShadow,
+                    request_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopShadowRequest.FromString,
+                    response_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopShadowResponse.SerializeToString,
+            ),
+            'GetShadowReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetShadowReport,
+                    request_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetShadowReportRequest.FromString,
+                    response_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetShadowReportResponse.SerializeToString,
+            ),
+            'StartCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartCanary,
+                    request_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartCanaryRequest.FromString,
+                    response_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartCanaryResponse.SerializeToString,
+            ),
+            'StopCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopCanary,
+                    request_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopCanaryRequest.FromString,
+                    response_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopCanaryResponse.SerializeToString,
+            ),
+            'GetCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCanary,
+                    request_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetCanaryRequest.FromString,
+                    response_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetCanaryResponse.SerializeToString,
+            ),
+            'RefitConfidence': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefitConfidence,
+                    request_deserializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.RefitConfidenceRequest.FromString,
+                    response_serializer=aftercare_dot_concierge_dot_v1_dot_releases__pb2.RefitConfidenceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -446,6 +596,195 @@ class ReleaseService:
             '/aftercare.concierge.v1.ReleaseService/ListReleaseEvents',
             aftercare_dot_concierge_dot_v1_dot_releases__pb2.ListReleaseEventsRequest.SerializeToString,
             aftercare_dot_concierge_dot_v1_dot_releases__pb2.ListReleaseEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartShadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.concierge.v1.ReleaseService/StartShadow',
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartShadowRequest.SerializeToString,
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartShadowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopShadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.concierge.v1.ReleaseService/StopShadow',
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopShadowRequest.SerializeToString,
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopShadowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetShadowReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.concierge.v1.ReleaseService/GetShadowReport',
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetShadowReportRequest.SerializeToString,
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetShadowReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.concierge.v1.ReleaseService/StartCanary',
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartCanaryRequest.SerializeToString,
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.StartCanaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.concierge.v1.ReleaseService/StopCanary',
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopCanaryRequest.SerializeToString,
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.StopCanaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.concierge.v1.ReleaseService/GetCanary',
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetCanaryRequest.SerializeToString,
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.GetCanaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefitConfidence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.concierge.v1.ReleaseService/RefitConfidence',
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.RefitConfidenceRequest.SerializeToString,
+            aftercare_dot_concierge_dot_v1_dot_releases__pb2.RefitConfidenceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -887,3 +887,47 @@ class DecideActionApprovalResponse(_message.Message):
     message: ThreadMessage
     handoff: Handoff
     def __init__(self, action: _Optional[_Union[AccountAction, _Mapping]] = ..., message: _Optional[_Union[ThreadMessage, _Mapping]] = ..., handoff: _Optional[_Union[Handoff, _Mapping]] = ...) -> None: ...
+
+class ListJudgementsRequest(_message.Message):
+    __slots__ = ("tenant_id", "since", "page_size", "page_token")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    since: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class JudgementRecord(_message.Message):
+    __slots__ = ("key", "source", "correct", "confidence", "intent", "handoff_id", "final_intent", "release_id", "answered_at", "judged_at")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CORRECT_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ID_FIELD_NUMBER: _ClassVar[int]
+    FINAL_INTENT_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_AT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    source: JudgementSource
+    correct: bool
+    confidence: float
+    intent: str
+    handoff_id: str
+    final_intent: str
+    release_id: str
+    answered_at: _timestamp_pb2.Timestamp
+    judged_at: _timestamp_pb2.Timestamp
+    def __init__(self, key: _Optional[str] = ..., source: _Optional[_Union[JudgementSource, str]] = ..., correct: _Optional[bool] = ..., confidence: _Optional[float] = ..., intent: _Optional[str] = ..., handoff_id: _Optional[str] = ..., final_intent: _Optional[str] = ..., release_id: _Optional[str] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., judged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListJudgementsResponse(_message.Message):
+    __slots__ = ("judgements", "next_page_token")
+    JUDGEMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    judgements: _containers.RepeatedCompositeFieldContainer[JudgementRecord]
+    next_page_token: str
+    def __init__(self, judgements: _Optional[_Iterable[_Union[JudgementRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

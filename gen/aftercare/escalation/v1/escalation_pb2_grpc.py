@@ -136,6 +136,11 @@ class EscalationServiceStub:
                 request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalRequest.SerializeToString,
                 response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalResponse.FromString,
                 _registered_method=True)
+        self.ListJudgements = channel.unary_unary(
+                '/aftercare.escalation.v1.EscalationService/ListJudgements',
+                request_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListJudgementsRequest.SerializeToString,
+                response_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListJudgementsResponse.FromString,
+                _registered_method=True)
 
 
 class EscalationServiceServicer:
@@ -310,6 +315,17 @@ class EscalationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJudgements(self, request, context):
+        """ListJudgements lists a tenant's answer judgements (agents' verdicts on
+        the AI's candidate answer and customers' ratings), judged at or after
+        `since`, oldest first, each with its handoff's release and the intent the
+        agent finally set: what release shadow reports, canaries and confidence
+        refits learn from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EscalationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -412,6 +428,11 @@ def add_EscalationServiceServicer_to_server(servicer, server):
                     servicer.DecideActionApproval,
                     request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalRequest.FromString,
                     response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalResponse.SerializeToString,
+            ),
+            'ListJudgements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJudgements,
+                    request_deserializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListJudgementsRequest.FromString,
+                    response_serializer=aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListJudgementsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -956,6 +977,33 @@ class EscalationService:
             '/aftercare.escalation.v1.EscalationService/DecideActionApproval',
             aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalRequest.SerializeToString,
             aftercare_dot_escalation_dot_v1_dot_escalation__pb2.DecideActionApprovalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJudgements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aftercare.escalation.v1.EscalationService/ListJudgements',
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListJudgementsRequest.SerializeToString,
+            aftercare_dot_escalation_dot_v1_dot_escalation__pb2.ListJudgementsResponse.FromString,
             options,
             channel_credentials,
             insecure,
