@@ -39,6 +39,12 @@ MESH: dict[str, float] = {
     "aftercare.escalation.v1.EscalationService/WatchConversation": 300.0,
     # The audit export streams the trail; a large tenant's takes its time.
     "aftercare.actions.v1.ActionsService/ExportAudit": 600.0,
+    # The concierge reads judgements page by page for its shadow reports, canaries and refits:
+    # a page that takes longer leaves them to the customers' ratings rather than waiting.
+    "aftercare.escalation.v1.EscalationService/ListJudgements": 2.0,
+    # Shadow reports and refits read all of a tenant's judgements (2 s a page) before computing.
+    "aftercare.concierge.v1.ReleaseService/GetShadowReport": 30.0,
+    "aftercare.concierge.v1.ReleaseService/RefitConfidence": 30.0,
 }
 
 _RETRY_POLICY = {

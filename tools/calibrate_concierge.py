@@ -24,36 +24,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import hashlib
 import json
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 from servicekit.calibration import expected_calibration_error
 from servicekit.logging import configure_logging
 from services.concierge.confidence import DEFAULT_FITS_DIR, Calibrator, fit_path
+from services.concierge.fitting import FEATURES as FEATURES  # the signals weighed, named here as before
+from services.concierge.fitting import fit_logistic
 from services.concierge.matching import Signals
 from services.concierge.servicer import configuration
 from services.concierge.settings import ConciergeSettings
 from tools.concierge_evaluation import SPLIT_RULE, dataset, eval_stack, in_fixed_order, progress, split_of
 
-# The signals the fit weighs (every signal is still reported with each answer). Chosen on
-# the demo set's train half by 5-fold log-loss, five seeds: these six 0.5445 (AUROC 0.79)
-# against 0.565 (0.77) for the other signals all together; word overlap, unit type and
-# uncovered words added noise with opposite signs between folds.
-FEATURES = (
-    "question_similarity",
-    "near_identical_question",
-    "unit_score_margin",
-    "passage_similarity",
-    "passage_agrees",
-    "reply_is_whole_unit",
-)
 MIN_ROWS = 30
 JUDGING_RULES = {
     "emanual": "cites a gold section and >= 60% of the answer's content words are in the gold answer",
@@ -129,44 +116,19 @@ def _save_rows(path: Path, source: dict[str, Any], records: list[dict[str, Any]]
 def fit(
     rows: list[dict[str, Any]], configuration_id: str, c: float | None = None
 ) -> tuple[Calibrator, dict[str, Any]]:
-    """Logistic regression on the standardised signals. Without `c`, the L2 strength
-    is chosen by 5-fold cross-validated log-loss (small data: a strong prior keeps
-    the scores from claiming more certainty than the signals carry); the report
-    holds out-of-fold figures alongside the in-sample ones."""
+    """The shared logistic fit (services.concierge.fitting) of the labelled signals, with its
+    report: out-of-fold figures alongside the in-sample ones."""
     import numpy as np
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    features = list(FEATURES)
-    x = np.array([[row["signals"][f] for f in features] for row in rows], dtype=float)
-    y = np.array([1 if row["correct"] else 0 for row in rows])
-    if len(rows) < MIN_ROWS or y.min() == y.max():
+    correct = [bool(row["correct"]) for row in rows]
+    if len(rows) < MIN_ROWS or len(set(correct)) < 2:
         raise SystemExit(f"need at least {MIN_ROWS} candidate answers with both labels; got {len(rows)}")
-    means = x.mean(axis=0)
-    scales = x.std(axis=0)
-    scales[scales < 1e-9] = 1.0  # a constant signal (e.g. no intent model) carries no weight
-    standardised = (x - means) / scales
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
-    if c is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # scikit-learn's announced API changes
-            search = LogisticRegressionCV(Cs=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0], cv=folds, scoring="neg_log_loss",
-                                          max_iter=1000).fit(standardised, y)
-        c = float(search.C_[0])
-    model = LogisticRegression(C=c, max_iter=1000).fit(standardised, y)
-    held_out = cross_val_predict(LogisticRegression(C=c, max_iter=1000), standardised, y, cv=folds,
-                                 method="predict_proba")[:, 1]
-    weights = [round(float(w), 6) for w in model.coef_[0]]
-    digest = hashlib.sha256(json.dumps([features, weights]).encode()).hexdigest()[:8]
-    calibrator = Calibrator(
-        version=f"logistic-{dt.date.today():%Y%m%d}-{digest}",
-        configuration_id=configuration_id,
-        features=tuple(features),
-        weights=tuple(weights),
-        intercept=round(float(model.intercept_[0]), 6),
-        means=tuple(round(float(m), 6) for m in means),
-        scales=tuple(round(float(s), 6) for s in scales),
+    fitted = fit_logistic(
+        [row["signals"] for row in rows], correct, configuration_id=configuration_id, version_prefix="logistic", c=c
     )
+    calibrator, c = fitted.calibrator, fitted.c
+    y = np.array([1 if right else 0 for right in correct])
+    held_out = np.array(fitted.out_of_fold)
     scores = np.array([calibrator.score(Signals(**row["signals"])) for row in rows])
     confident = held_out >= 0.85
     report = {

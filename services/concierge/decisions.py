@@ -84,7 +84,9 @@ def record_decision(decision: str, reason: str) -> None:
 
 def clarify(turn: Turn, reason: Reason, message_key: str = "") -> concierge_pb2.ConverseResponse:
     code = reason_code(reason)
-    record_decision("clarify", code)
+    if not turn.shadow:
+        # A decision taken again in shadow is not one a customer got.
+        record_decision("clarify", code)
     return concierge_pb2.ConverseResponse(
         reply=turn.persona.message(message_key or MESSAGE_OF[reason]),
         confidence=answer_pb2.Confidence(score=0.0, threshold=turn.persona.threshold_for(turn.intent)),

@@ -239,6 +239,10 @@ def _v6_shadows_canaries(op: Operations) -> None:
     op.create_index("ix_concierge_canaries_tenant", "concierge_canaries", ["tenant_id", "started_at"])
 
 
+def _v7_turn_intent(op: Operations) -> None:
+    op.add_column("concierge_turns", sa.Column("intent", sa.String(200), nullable=False, server_default=""))
+
+
 SCHEMA = Schema(
     "concierge",
     (
@@ -248,5 +252,6 @@ SCHEMA = Schema(
         Migration(4, "the account request waiting for a detail", _v4_account_draft),
         Migration(5, "releases, their events and suite runs", _v5_releases),
         Migration(6, "shadows with their decisions, canaries", _v6_shadows_canaries),
+        Migration(7, "the intent triage gave each turn", _v7_turn_intent),
     ),
 )

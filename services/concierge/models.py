@@ -86,6 +86,9 @@ class TurnRow(Base):
     calibration_version: Mapped[str] = mapped_column(sa.String(100), default="")
     # The release that served the turn (releases.py); "" for turns stored before releases.
     release_id: Mapped[str] = mapped_column(sa.String(32), default="", server_default="")
+    # The intent triage gave the turn (the topic of release reports and per-topic thresholds);
+    # "" when triage did not answer, and for turns stored before migration 7.
+    intent: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
     trace_id: Mapped[str] = mapped_column(sa.String(32), default="")
     # Cited sources and the full ConverseResponse as their canonical JSON mapping.
     sources: Mapped[list[Any]] = mapped_column(sa.JSON)

@@ -1,5 +1,6 @@
 """ReleaseService: a tenant's releases over gRPC (create from the working copy, get, list,
-compare, record a suite run, promote behind the suite, roll back, events). The admin
+compare, record a suite run, promote behind the suite, roll back, events; run one in
+shadow (shadow.py), as a canary (canary.py); refit the confidence (refit.py)). The admin
 API in the gateway is its only caller; the gateway checks the admin role and names the
 actor. What each RPC accepts is checked here, every refusal naming its field."""
 
@@ -16,10 +17,13 @@ from collections.abc import Iterable
 import grpc
 
 from aftercare.concierge.v1 import releases_pb2, releases_pb2_grpc
-from servicekit.errors import InvalidArgument, Violations
+from servicekit.errors import FailedPrecondition, InvalidArgument, Violations
 from servicekit.ids import check_id
+from services.concierge.canary import CanaryBook
+from services.concierge.refit import Refitter
 from services.concierge.release_store import release_not_found
 from services.concierge.releases import LIVE_ALIAS, ReleaseBook
+from services.concierge.shadow import ShadowBook
 
 RELEASE_ID = re.compile(r"r[1-9][0-9]{0,8}")
 MAX_REASON_CHARS = 500
@@ -32,6 +36,11 @@ MAX_SCENARIO_NAME_CHARS = 200
 MAX_MODEL_CHARS = 200
 DEFAULT_RELEASES_PAGE, MAX_RELEASES_PAGE = 20, 100
 DEFAULT_EVENTS_PAGE, MAX_EVENTS_PAGE = 50, 200
+DEFAULT_DISAGREEMENTS, MAX_DISAGREEMENTS = 20, 100
+MIN_CANARY_PERCENT, MAX_CANARY_PERCENT = 1, 50
+# Bounds on a canary policy's minimum observations per arm (a larger one would never compare).
+MAX_MIN_JUDGED, MAX_MIN_TURNS = 100_000, 1_000_000
+DEFAULT_TARGET_ACCURACY = 0.9
 
 Context = grpc.aio.ServicerContext
 
@@ -103,6 +112,52 @@ def validate_suite_run(request: releases_pb2.RecordSuiteRunRequest) -> None:
     violations.raise_if_any()
 
 
+def validate_start_shadow(request: releases_pb2.StartShadowRequest) -> None:
+    violations = Violations()
+    check_id(violations, request.tenant_id, "tenant_id")
+    _check_release_id(violations, request.release_id, "release_id")
+    violations.check(0.0 <= request.sample_rate <= 1.0, "sample_rate", "must be in [0, 1]; 0 means 1")
+    _check_text(violations, request.actor, "actor", MAX_ACTOR_CHARS)
+    violations.raise_if_any()
+
+
+def validate_start_canary(request: releases_pb2.StartCanaryRequest) -> None:
+    violations = Violations()
+    check_id(violations, request.tenant_id, "tenant_id")
+    _check_release_id(violations, request.release_id, "release_id")
+    violations.check(MIN_CANARY_PERCENT <= request.percent <= MAX_CANARY_PERCENT, "percent",
+                     f"must be {MIN_CANARY_PERCENT} to {MAX_CANARY_PERCENT}")
+    policy = request.policy
+    for margin in ("accuracy_margin", "escalation_margin"):
+        violations.check(0.0 <= getattr(policy, margin) < 1.0, f"policy.{margin}",
+                         "must be in [0, 1); 0 takes the default")
+    violations.check(0 <= policy.min_judged <= MAX_MIN_JUDGED, "policy.min_judged",
+                     f"must be 0 to {MAX_MIN_JUDGED}; 0 takes the default")
+    violations.check(0 <= policy.min_turns <= MAX_MIN_TURNS, "policy.min_turns",
+                     f"must be 0 to {MAX_MIN_TURNS}; 0 takes the default")
+    violations.check(policy.confidence == 0.0 or 0.5 < policy.confidence < 1.0, "policy.confidence",
+                     "must be in (0.5, 1); 0 takes the default")
+    _check_text(violations, request.actor, "actor", MAX_ACTOR_CHARS)
+    if request.override_reason:
+        _check_text(violations, request.override_reason, "override_reason", MAX_REASON_CHARS)
+    violations.raise_if_any()
+
+
+def validate_refit(request: releases_pb2.RefitConfidenceRequest) -> None:
+    violations = Violations()
+    check_id(violations, request.tenant_id, "tenant_id")
+    _check_text(violations, request.actor, "actor", MAX_ACTOR_CHARS)
+    check_id(violations, request.request_id, "request_id")
+    violations.check(request.target_accuracy == 0.0 or 0.5 < request.target_accuracy < 1.0, "target_accuracy",
+                     f"must be in (0.5, 1); 0 means {DEFAULT_TARGET_ACCURACY}")
+    violations.raise_if_any()
+
+
+def _not_served(what: str) -> FailedPrecondition:
+    """This concierge was built without the part an RPC needs (app.py always wires them)."""
+    return FailedPrecondition(f"this concierge runs no {what}", reason="NOT_SERVED")
+
+
 # --- page tokens (keyset cursors tied to the tenant) ----------------------------
 
 
@@ -159,8 +214,29 @@ def component_changes(
 
 
 class ReleaseServicer(releases_pb2_grpc.ReleaseServiceServicer):
-    def __init__(self, book: ReleaseBook):
+    def __init__(self, book: ReleaseBook, *, shadows: ShadowBook | None = None, refitter: Refitter | None = None):
+        # Canaries are the book's (book.canaries): serving asks them for each conversation's draw.
         self._book = book
+        self._shadows = shadows
+        self._refitter = refitter
+
+    @property
+    def _shadow_book(self) -> ShadowBook:
+        if self._shadows is None:
+            raise _not_served("shadows")
+        return self._shadows
+
+    @property
+    def _canary_book(self) -> CanaryBook:
+        if self._book.canaries is None:
+            raise _not_served("canaries")
+        return self._book.canaries
+
+    @property
+    def _refit(self) -> Refitter:
+        if self._refitter is None:
+            raise _not_served("confidence refits")
+        return self._refitter
 
     async def _resolve(self, tenant_id: str, release_id: str) -> str:
         """A release id, "live" read now (a tenant without releases gets its first)."""
@@ -293,4 +369,89 @@ class ReleaseServicer(releases_pb2_grpc.ReleaseServiceServicer):
         return releases_pb2.ListReleaseEventsResponse(
             events=events,
             next_page_token=encode_page_token(next_before, request.tenant_id, "events") if next_before else "",
+        )
+
+    # --- shadow, canary, refit --------------------------------------------------------
+
+    async def StartShadow(
+        self,
+        request: releases_pb2.StartShadowRequest,
+        context: Context[releases_pb2.StartShadowRequest, releases_pb2.StartShadowResponse],
+    ) -> releases_pb2.StartShadowResponse:
+        validate_start_shadow(request)
+        shadow, event = await self._shadow_book.start(
+            request.tenant_id, request.release_id, request.sample_rate or 1.0, request.actor
+        )
+        return releases_pb2.StartShadowResponse(shadow=shadow, event=event)
+
+    async def StopShadow(
+        self,
+        request: releases_pb2.StopShadowRequest,
+        context: Context[releases_pb2.StopShadowRequest, releases_pb2.StopShadowResponse],
+    ) -> releases_pb2.StopShadowResponse:
+        violations = Violations()
+        check_id(violations, request.tenant_id, "tenant_id")
+        _check_text(violations, request.actor, "actor", MAX_ACTOR_CHARS)
+        violations.raise_if_any()
+        return releases_pb2.StopShadowResponse(shadow=await self._shadow_book.stop(request.tenant_id, request.actor))
+
+    async def GetShadowReport(
+        self,
+        request: releases_pb2.GetShadowReportRequest,
+        context: Context[releases_pb2.GetShadowReportRequest, releases_pb2.GetShadowReportResponse],
+    ) -> releases_pb2.GetShadowReportResponse:
+        violations = Violations()
+        check_id(violations, request.tenant_id, "tenant_id")
+        if request.shadow_id:
+            check_id(violations, request.shadow_id, "shadow_id")
+        violations.check(0 <= request.max_disagreements <= MAX_DISAGREEMENTS, "max_disagreements",
+                         f"must be 0 to {MAX_DISAGREEMENTS}; 0 means {DEFAULT_DISAGREEMENTS}")
+        violations.raise_if_any()
+        return await self._shadow_book.report(
+            request.tenant_id, request.shadow_id, request.max_disagreements or DEFAULT_DISAGREEMENTS
+        )
+
+    async def StartCanary(
+        self,
+        request: releases_pb2.StartCanaryRequest,
+        context: Context[releases_pb2.StartCanaryRequest, releases_pb2.StartCanaryResponse],
+    ) -> releases_pb2.StartCanaryResponse:
+        validate_start_canary(request)
+        canary, event = await self._canary_book.start(
+            request.tenant_id, request.release_id, request.percent, request.policy, request.actor,
+            request.override_reason,
+        )
+        return releases_pb2.StartCanaryResponse(canary=canary, event=event)
+
+    async def StopCanary(
+        self,
+        request: releases_pb2.StopCanaryRequest,
+        context: Context[releases_pb2.StopCanaryRequest, releases_pb2.StopCanaryResponse],
+    ) -> releases_pb2.StopCanaryResponse:
+        violations = Violations()
+        check_id(violations, request.tenant_id, "tenant_id")
+        _check_text(violations, request.actor, "actor", MAX_ACTOR_CHARS)
+        _check_text(violations, request.reason, "reason", MAX_REASON_CHARS)
+        violations.raise_if_any()
+        canary = await self._canary_book.stop(request.tenant_id, request.actor, request.reason)
+        return releases_pb2.StopCanaryResponse(canary=canary)
+
+    async def GetCanary(
+        self,
+        request: releases_pb2.GetCanaryRequest,
+        context: Context[releases_pb2.GetCanaryRequest, releases_pb2.GetCanaryResponse],
+    ) -> releases_pb2.GetCanaryResponse:
+        violations = Violations()
+        check_id(violations, request.tenant_id, "tenant_id")
+        violations.raise_if_any()
+        return releases_pb2.GetCanaryResponse(canary=await self._canary_book.get(request.tenant_id))
+
+    async def RefitConfidence(
+        self,
+        request: releases_pb2.RefitConfidenceRequest,
+        context: Context[releases_pb2.RefitConfidenceRequest, releases_pb2.RefitConfidenceResponse],
+    ) -> releases_pb2.RefitConfidenceResponse:
+        validate_refit(request)
+        return await self._refit.refit(
+            request.tenant_id, request.actor, request.request_id, request.target_accuracy or DEFAULT_TARGET_ACCURACY
         )

@@ -7,6 +7,11 @@ one transaction that first takes the tenant's lock (a PostgreSQL transaction-lev
 advisory lock; SQLite's write lock, taken at BEGIN), so numbers are gapless, a request id
 makes one release, and the check "exactly one LIVE" and the switch happen together,
 across replicas. A partial unique index holds "one LIVE per tenant" as well.
+
+A canary (canary.py) is compared with the release that was live when it started, so any
+change of the live release ends the running canary in the same transaction: promoting the
+canary's release ends it PROMOTED; promoting another release, or a rollback, ends it STOPPED
+(with a CANARY_STOPPED event by the same actor), since its comparison no longer holds.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from sqlalchemy.orm import Session
 from aftercare.concierge.v1 import releases_pb2
 from servicekit.database import utcnow
 from servicekit.errors import FailedPrecondition, NotFound
-from services.concierge.models import ReleaseEventRow, ReleaseRow, SuiteRunRow
+from services.concierge.models import CanaryRow, ReleaseEventRow, ReleaseRow, SuiteRunRow
 
 CANDIDATE = "CANDIDATE"
 LIVE = "LIVE"
@@ -38,6 +43,12 @@ RETIRED = "RETIRED"
 SYSTEM_ACTOR = "system"
 
 _PROMOTIONS = ("PROMOTED", "PROMOTED_WITH_OVERRIDE")
+
+# CanaryRow states: CanaryState value names without their prefix.
+CANARY_RUNNING = "RUNNING"
+CANARY_STOPPED = "STOPPED"
+CANARY_ROLLED_BACK = "ROLLED_BACK"
+CANARY_PROMOTED = "PROMOTED"
 
 
 def release_not_found(release_id: str) -> NotFound:
@@ -225,6 +236,17 @@ class ReleaseStore:
             session.flush()
             return StoredRelease(_release(row, None), row.persona, row.fit), True
 
+    def find_by_request(self, tenant_id: str, request_id: str) -> StoredRelease | None:
+        """The release a request id made, if any (a retried refit returns it unchanged)."""
+        with Session(self._engine) as session:
+            row = session.scalars(
+                sa.select(ReleaseRow).where(ReleaseRow.tenant_id == tenant_id, ReleaseRow.request_id == request_id)
+            ).first()
+            if row is None:
+                return None
+            runs = self._latest_runs(session, tenant_id, [row.release_id])
+            return StoredRelease(_release(row, runs.get(row.release_id)), row.persona, row.fit)
+
     def record_suite_run(self, tenant_id: str, run: releases_pb2.SuiteRun) -> releases_pb2.SuiteRun:
         """Store a run against one of the tenant's releases (its results failures first)."""
         now = utcnow()
@@ -278,6 +300,7 @@ class ReleaseStore:
                 kind = "PROMOTED"
                 detail = f"suite passed: {latest.passed}/{latest.total} scenarios, run {latest.run_id}"
             event = self._switch(session, target, kind, actor, detail, now)
+            self._end_canary_on_switch(session, target, actor, f"release {release_id} was promoted", now)
             return _release(target, latest), _event(event)
 
     def rollback(
@@ -316,6 +339,9 @@ class ReleaseStore:
                     reason="RELEASE_NOT_RETIRED",
                 )
             event = self._switch(session, target, "ROLLED_BACK", actor, reason, now)
+            self._end_canary_on_switch(
+                session, target, actor, f"the live release was rolled back to {target.release_id}", now
+            )
             latest = self._latest_runs(session, tenant_id, [target.release_id]).get(target.release_id)
             return _release(target, latest), _event(event)
 
@@ -345,6 +371,25 @@ class ReleaseStore:
         """One release in the caller's transaction."""
         return self._row(session, tenant_id, release_id)
 
+    def latest_run(self, session: Session, tenant_id: str, release_id: str) -> SuiteRunRow | None:
+        """The release's latest suite run in the caller's transaction (what suite_verdict judges)."""
+        return self._latest_runs(session, tenant_id, [release_id]).get(release_id)
+
+    @staticmethod
+    def running_canary(session: Session, tenant_id: str) -> CanaryRow | None:
+        """The tenant's running canary in the caller's transaction."""
+        return session.scalars(
+            sa.select(CanaryRow).where(CanaryRow.tenant_id == tenant_id, CanaryRow.state == CANARY_RUNNING)
+        ).first()
+
+    @staticmethod
+    def end_canary(session: Session, canary: CanaryRow, state: str, reason: str) -> None:
+        """End a running canary (STOPPED, ROLLED_BACK or PROMOTED) in the caller's tenant_transaction."""
+        canary.state = state
+        canary.ended_at = utcnow()
+        canary.end_reason = reason
+        session.flush()
+
     # --- helpers (inside the caller's transaction) ---------------------------
 
     def _switch(
@@ -364,6 +409,22 @@ class ReleaseStore:
         session.add(event)
         session.flush()
         return event
+
+    def _end_canary_on_switch(
+        self, session: Session, live: ReleaseRow, actor: str, change: str, now: dt.datetime
+    ) -> None:
+        """`live` just became the tenant's live release (`change` says how): end the running
+        canary (module doc)."""
+        canary = self.running_canary(session, live.tenant_id)
+        if canary is None:
+            return
+        if canary.release_id == live.release_id:
+            self.end_canary(session, canary, CANARY_PROMOTED, f"{change}: the canary's release is live")
+            return
+        reason = f"{change}: the canary was compared with {canary.live_release_id}, no longer live"
+        self.end_canary(session, canary, CANARY_STOPPED, reason)
+        session.add(self._event_row(live.tenant_id, "CANARY_STOPPED", canary.release_id, "", actor, reason, now))
+        session.flush()
 
     @staticmethod
     def _event_row(

@@ -8,8 +8,9 @@ service's catalog version, with an admin's overrides (thresholds, model, prompt 
 It keeps the persona and the fit as snapshots, so editing a persona file or refitting
 changes the working copy only: what customers get changes when a release is promoted.
 
-`ReleaseBook.serving` is what a turn asks: the ServingRelease of the tenant's live release
-(or of a named one, to evaluate a candidate). Releases never change, so each is built once
+`ReleaseBook.serving` is what a turn asks: the ServingRelease of the tenant's live release,
+of its running canary's release when the conversation is drawn into the canary (canary.py),
+or of a named one, to evaluate a candidate. Releases never change, so each is built once
 per process; the live pointer is re-read at most every second, so every replica follows a
 promotion or a rollback within about a second. A tenant's first turn (or first release
 operation) makes its working copy r1 and LIVE, recorded as by "system".
@@ -33,6 +34,7 @@ from aftercare.concierge.v1 import releases_pb2
 from aftercare.triage.v1 import triage_pb2, triage_pb2_grpc
 from servicekit.errors import FailedPrecondition, InvalidArgument
 from services.concierge import prompts
+from services.concierge.canary import CanaryBook
 from services.concierge.confidence import UNCALIBRATED, CalibrationError, Calibrator, Confidence, Configuration
 from services.concierge.persona import Persona, PersonaBook, PersonaError, from_snapshot
 from services.concierge.release_store import (
@@ -126,9 +128,12 @@ class ReleaseBook:
         confidence: Confidence | None = None,
         triage: triage_pb2_grpc.TriageServiceStub | None = None,
         actions: actions_pb2_grpc.ActionsServiceStub | None = None,
+        canaries: CanaryBook | None = None,
         live_refresh_s: float = LIVE_REFRESH_S,
     ):
         self.store = ReleaseStore(engine)
+        # Which conversations a running canary serves; None: no canaries, the live release serves all.
+        self.canaries = canaries
         self._settings = settings
         self._personas = personas or PersonaBook(settings.persona_dir, settings.confidence_threshold)
         self._confidence = confidence or Confidence.load(
@@ -155,6 +160,8 @@ class ReleaseBook:
         """The named release; else the release of the tenant's running canary when the
         conversation is drawn into it; else the tenant's live release ("" or "live"). NotFound
         (RELEASE_NOT_FOUND) for a release the tenant does not have."""
+        if not release_id and conversation_id and self.canaries is not None:
+            release_id = await self.canaries.assigned_release(tenant_id, conversation_id) or ""
         if release_id in ("", LIVE_ALIAS):
             release_id = await self.live_release_id(tenant_id)
         cached = self._releases.get((tenant_id, release_id))
@@ -183,8 +190,11 @@ class ReleaseBook:
         return live
 
     def follow(self, tenant_id: str, release_id: str) -> None:
-        """This replica changed the tenant's live release: serve the new one at once."""
+        """This replica changed the tenant's live release: serve the new one at once (a change
+        of the live release ends the running canary, release_store.py)."""
         self._live[tenant_id] = (time.monotonic(), release_id)
+        if self.canaries is not None:
+            self.canaries.forget(tenant_id)
 
     async def _first_release(self, tenant_id: str) -> StoredRelease:
         lock = self._first_release_locks.setdefault(tenant_id, asyncio.Lock())

@@ -12,6 +12,9 @@ keeps the customer's own words.
 Each turn is served by one release of the tenant's (releases.py): its persona and thresholds,
 its confidence fit and its LLM model, resolved once per turn (the live release, or the one the
 request names, for evaluation), and every stored turn, handoff and proposed action names it.
+Once a turn the answer path decided is stored, a release running in shadow may decide it again
+in the background (shadow.py): the same message with the live turn's triage verdict and search
+results, through the same `_decide`, but with no handoff, no phrasing and nothing recorded.
 
 The parts live beside it: validation.py (what the RPCs accept), turns.py (a message
 being answered, its keys, the masked conversation), decisions.py (each reason's code,
@@ -26,6 +29,8 @@ actions service has a catalog)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 from collections.abc import AsyncIterator, Sequence
 from typing import cast
 
@@ -64,6 +69,7 @@ from services.concierge.persona import PersonaBook, PersonaError
 from services.concierge.phrasing import Phraser
 from services.concierge.releases import ReleaseBook, ServingRelease
 from services.concierge.settings import ConciergeSettings
+from services.concierge.shadow import OfferedTurn, ShadowBook
 from services.concierge.small_talk import SMALL_TALK, acknowledges
 from services.concierge.store import ConversationStore, RatedTurn, StoredConversation, off_loop
 from services.concierge.streaming import Events
@@ -89,10 +95,13 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         confidence: Confidence | None = None,
         actions: actions_pb2_grpc.ActionsServiceStub | None = None,
         releases: ReleaseBook | None = None,
+        shadows: ShadowBook | None = None,
     ):
         self._settings = settings
         # Which release serves a tenant's turn; None: the working copy serves, no release is named.
         self._releases = releases
+        # The tenants' releases running in shadow (needs releases); None: no shadow.
+        self._shadows = shadows
         self._retrieval = retrieval
         self._triage = triage
         self._llm = llm
@@ -291,8 +300,12 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             outcome = await self._human_requested(turn)
         if outcome is None:
             outcome = await self._account.converse(turn)
+        shadowed = False
         if outcome is None:
             outcome = await self._decide(turn)
+            # The answer path decided it (not a human, the account assistant, or the customer's own
+            # request for a person, which no release changes): a release in shadow may decide it too.
+            shadowed = outcome.reason != Reason.DECISION_REASON_HUMAN_REQUESTED
         # Every stored turn names the release that served it, whichever path decided it.
         outcome.lineage.release_id = turn.release_id
         if outcome.decision in (Decision.DECISION_ANSWERED, Decision.DECISION_CLARIFY) and not turn.acknowledgement:
@@ -312,9 +325,12 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             forward_key=message_key(turn) if held else "",
             handoff_request=turn.held_handoff.SerializeToString() if turn.held_handoff else None,
             account_draft=turn.account_draft,
+            intent=turn.intent or "",
         )
         if held:
             self.start_redelivery()
+        if shadowed:
+            await self._offer_to_shadow(turn, stored_outcome.turn_index)
         return stored_outcome
 
     async def _serving_release(self, tenant_id: str, release_id: str, conversation_id: str) -> ServingRelease | None:
@@ -332,6 +348,35 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             log.error("persona_invalid", tenant_id=tenant_id)
             raise FailedPrecondition("the tenant's persona file is invalid", reason="PERSONA_INVALID") from error
         return release
+
+    async def _offer_to_shadow(self, turn: Turn, turn_index: int) -> None:
+        """Offer the stored turn to the tenant's release in shadow, if one runs: a cached check,
+        then at most a background task (shadow.py), so the reply waits for nothing else. Not a
+        turn evaluating a named release, nor one its own release served (a canary's)."""
+        if self._shadows is None or turn.release is None or turn.request.release_id:
+            return
+        shadow = await self._shadows.active(turn.request.customer.tenant_id)
+        if shadow is None or shadow.release_id == turn.release_id:
+            return
+        offered = OfferedTurn(
+            tenant_id=turn.request.customer.tenant_id, conversation_id=turn.request.conversation_id,
+            turn_index=turn_index, live_release_id=turn.release_id, intent=turn.intent,
+        )
+        self._shadows.submit(shadow, offered, functools.partial(self._decide_in_shadow, turn, shadow.release_id))
+
+    async def _decide_in_shadow(self, live: Turn, release_id: str) -> concierge_pb2.ConverseResponse:
+        """The live turn decided again by the release `release_id`, in shadow (see Turn.shadow):
+        its persona, thresholds and confidence fit; the live turn's triage verdict, rewrite and
+        searches."""
+        assert self._releases is not None  # only offered when releases serve
+        with tracer.start_as_current_span("concierge.shadow_decision") as span:
+            span.set_attribute(attributes.TENANT_ID, live.request.customer.tenant_id)
+            release = await self._releases.serving(live.request.customer.tenant_id, release_id)
+            turn = dataclasses.replace(
+                live, release=release, persona=release.persona, shadow=True, events=None, triage_asked=True,
+                acknowledgement=False, held_handoff=None,
+            )
+            return await self._decide(turn)
 
     def _confidence_of(self, turn: Turn) -> Confidence:
         """The confidence the turn is gated with: its release's fit for its release's model and
@@ -387,21 +432,26 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             return clarify(turn, Reason.DECISION_REASON_NEEDS_DETAIL)
         # Previous customer turns in their masked form: the rewrite feeds retrieval and the LLM.
         previous = [guardrails.neutralise(mask(text)) for text in turn.history]
-        turn.standalone_query = await self._standalone_query(turn, message, previous)
+        if not (turn.shadow and turn.standalone_query):
+            turn.standalone_query = await self._standalone_query(turn, message, previous)
         if guardrails.looks_off_topic(turn.masked_text) and not previous:
             return clarify(turn, Reason.DECISION_REASON_OFF_TOPIC)
 
-        try:
-            units, passages = await asyncio.gather(
-                self._search(turn, answer_units=True, top_k=self._settings.unit_top_k),
-                self._search(turn, answer_units=False, top_k=self._settings.retrieval_top_k),
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise
-            # No knowledge, no answer: the customer still gets an honest handoff.
-            log.warning("retrieval_unavailable", code=error.code().name)
-            return await self._escalate(turn, Reason.DECISION_REASON_RETRIEVAL_UNAVAILABLE, Attempt())
+        if turn.searched is None:
+            # Searched once a message: a shadow decision reuses the live turn's results (it searches
+            # only when the live turn did not get that far).
+            try:
+                turn.searched = await asyncio.gather(
+                    self._search(turn, answer_units=True, top_k=self._settings.unit_top_k),
+                    self._search(turn, answer_units=False, top_k=self._settings.retrieval_top_k),
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                # No knowledge, no answer: the customer still gets an honest handoff.
+                log.warning("retrieval_unavailable", code=error.code().name)
+                return await self._escalate(turn, Reason.DECISION_REASON_RETRIEVAL_UNAVAILABLE, Attempt())
+        units, passages = turn.searched
         floor = self._settings.min_similarity
         considered = [citation(hit) for hit in passages if hit.similarity >= floor]
         # Sentences of a unit that address the model are never shown or prompted, but remembered:
@@ -444,20 +494,21 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
                 turn, Reason.DECISION_REASON_UNSAFE_PROMISE, attempt, score=score, searched=passages
             )
 
-        try:
-            attempt.reply = await self._phraser.say(turn, match, attempt, injected)
-        except LlmBusy as error:
-            # Saturated: shed the message (the gateway answers 429 with Retry-After) rather than
-            # queue it past its deadline; nothing is stored, the client sends it again.
-            log.warning("llm_busy", error=str(error))
-            busy = "the assistant is busy; send the message again shortly"
-            raise ResourceExhausted(busy, reason="LLM_BUSY") from error
+        if not turn.shadow:  # in shadow, the unit's own words: no LLM load for a reply nobody reads
+            try:
+                attempt.reply = await self._phraser.say(turn, match, attempt, injected)
+            except LlmBusy as error:
+                # Saturated: shed the message (the gateway answers 429 with Retry-After) rather than
+                # queue it past its deadline; nothing is stored, the client sends it again.
+                log.warning("llm_busy", error=str(error))
+                busy = "the assistant is busy; send the message again shortly"
+                raise ResourceExhausted(busy, reason="LLM_BUSY") from error
         return self._respond(turn, Decision.DECISION_ANSWERED, Reason.DECISION_REASON_CONFIDENT, attempt,
                              reply=attempt.reply, score=score)
 
     async def _standalone_query(self, turn: Turn, masked_text: str, previous: list[str]) -> str:
         deterministic = rewrite.rewrite(masked_text, previous)
-        if self._settings.answer_mode != "generative" or deterministic == masked_text:
+        if self._settings.answer_mode != "generative" or deterministic == masked_text or turn.shadow:
             return deterministic
         try:
             completion = await self._llm.chat(
@@ -539,13 +590,17 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             # The release that handed over (lineage; a held request keeps it until redelivered).
             release_id=turn.release_id,
         )
-        try:
-            handoff = (await self._escalation.CreateHandoff(handoff_request)).handoff
-        except grpc.aio.AioRpcError as error:
-            # The turn is stored with the request in the outbox: redelivery makes the handoff
-            # (same idempotency key), so "passed to our team" stays true.
-            log.error("handoff_failed", code=error.code().name, reason=code)
-            turn.held_handoff = handoff_request
+        if turn.shadow:
+            # Decided in shadow: nothing is handed over or held; the reply is what it would have said.
+            handoff = escalation_pb2.Handoff()
+        else:
+            try:
+                handoff = (await self._escalation.CreateHandoff(handoff_request)).handoff
+            except grpc.aio.AioRpcError as error:
+                # The turn is stored with the request in the outbox: redelivery makes the handoff
+                # (same idempotency key), so "passed to our team" stays true.
+                log.error("handoff_failed", code=error.code().name, reason=code)
+                turn.held_handoff = handoff_request
         reply = handoff_reply(turn.persona, MESSAGE_OF[reason], handoff)
         response = self._respond(turn, Decision.DECISION_ESCALATED, reason, attempt,
                                  reply=reply, score=score, confidence=confidence)
@@ -596,7 +651,8 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         confidence: answer_pb2.Confidence | None = None,
     ) -> concierge_pb2.ConverseResponse:
         code = reason_code(reason)
-        record_decision(Decision.Name(decision).removeprefix("DECISION_").lower(), code)
+        if not turn.shadow:  # the decision metrics count what customers got
+            record_decision(Decision.Name(decision).removeprefix("DECISION_").lower(), code)
         return concierge_pb2.ConverseResponse(
             reply=reply,
             citations=attempt.citations,

@@ -56,3 +56,10 @@ class ConciergeSettings(LlmSettings):
     min_similarity: float = 0.3
     # Earlier customer turns used to rewrite a follow-up into a standalone query.
     history_turns: int = 3
+    # Shadow decisions (shadow.py) running at once per replica; a sampled turn arriving while
+    # they are all busy is skipped and counted, so a shadow never adds more than this much load.
+    shadow_max_in_flight: int = Field(default=2, ge=1)
+    # How long one shadow decision may take before it is abandoned.
+    shadow_timeout_s: float = Field(default=30.0, gt=0)
+    # How often every running canary is evaluated against the live release (canary.py).
+    canary_evaluate_interval_s: float = Field(default=5.0, gt=0)

@@ -225,8 +225,10 @@ class ConversationStore:
         forward_key: str = "",
         handoff_request: bytes | None = None,
         account_draft: dict[str, Any] | None = None,
+        intent: str = "",
     ) -> concierge_pb2.ConverseResponse:
-        """Store one acknowledged turn; returns the outcome with its turn_index set.
+        """Store one acknowledged turn (with the intent triage gave it); returns the outcome with
+        its turn_index set.
 
         A message id stored already returns the stored outcome (a retry raced us).
         With a forward_key, the message is also queued, in the same transaction, for the
@@ -237,7 +239,7 @@ class ConversationStore:
             try:
                 return self._append_once(
                     customer, conversation_id, channel, client_message_id, customer_text, standalone_query, outcome,
-                    forward_key, handoff_request, account_draft,
+                    forward_key, handoff_request, account_draft, intent,
                 )
             except IntegrityError:
                 # Another writer took the position (or created the conversation) first.
@@ -259,6 +261,7 @@ class ConversationStore:
         forward_key: str,
         handoff_request: bytes | None,
         account_draft: dict[str, Any] | None,
+        intent: str,
     ) -> concierge_pb2.ConverseResponse:
         now = utcnow()
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
@@ -311,6 +314,7 @@ class ConversationStore:
                     calibration_version=outcome.confidence.calibration_version,
                     trace_id=outcome.lineage.trace_id,
                     release_id=outcome.lineage.release_id,
+                    intent=intent,
                     sources=[
                         json_format.MessageToDict(source, preserving_proto_field_name=True)
                         for source in outcome.lineage.sources

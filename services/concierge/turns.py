@@ -1,6 +1,10 @@
 """One customer message being answered (the Turn, with the tenant's release that serves it)
 and what the concierge worked out for it (the Attempt); the idempotency keys of a message and
-of an answered turn; the conversation as escalation and triage receive it (personal data masked)."""
+of an answered turn; the conversation as escalation and triage receive it (personal data masked).
+
+A Turn marked `shadow` is the same message decided again by a release running in shadow
+(shadow.py): a copy of the live turn, with the live turn's triage verdict and search results,
+that decides without handing over, phrasing or recording anything."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 from aftercare.concierge.v1 import concierge_pb2
 from aftercare.escalation.v1 import escalation_pb2
+from aftercare.retrieval.v1 import retrieval_pb2
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import answer_pb2, conversation_pb2
 from servicekit.pii import mask
@@ -58,6 +63,11 @@ class Turn:
     account_draft: dict[str, Any] | None = None
     # The tenant's release serving this turn (its persona is `persona`); None without releases.
     release: ServingRelease | None = None
+    # What the answer units' search and the passages' search found, once they ran: a shadow
+    # decision of the same message reuses them instead of searching again.
+    searched: tuple[list[retrieval_pb2.SearchHit], list[retrieval_pb2.SearchHit]] | None = None
+    # Decided in shadow (shadow.py): never shown to the customer, no handoff, no phrasing, no record.
+    shadow: bool = False
 
     @property
     def position(self) -> int:

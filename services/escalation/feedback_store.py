@@ -1,7 +1,7 @@
 """The feedback loop's records in the relational store: agents' replies next to the
 drafts (exported for preference training), intent corrections (exported for the
 triage model), the outcomes the concierge reports for contacts the AI handled, and
-customers' judgements of its answers. Sync SQLAlchemy like the handoff store: the
+the judgements of its answers (customers' written here, all of them listed). Sync SQLAlchemy like the handoff store: the
 servicer calls in via asyncio.to_thread; every write is one transaction."""
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from aftercare.escalation.v1 import escalation_pb2
 from servicekit.database import utcnow
 from services.escalation import judgements
+from services.escalation.judgements import JudgementCursor
 from services.escalation.models import AgentReplyRow, ContactOutcomeRow, HandoffRow, IntentCorrectionRow
 
 log = structlog.get_logger("services.escalation.feedback_store")
@@ -119,3 +121,10 @@ class FeedbackStore:
             return judgements.upsert_judgement(
                 session, tenant_id, key, source, intent, confidence, correct, answered_at, utcnow()
             )
+
+    def judgements_page(
+        self, tenant_id: str, since: dt.datetime | None, after: JudgementCursor | None, limit: int
+    ) -> tuple[list[escalation_pb2.JudgementRecord], JudgementCursor | None]:
+        """One page of the tenant's judgements, oldest judged first (judgements.judgements_page)."""
+        with Session(self._engine) as session:
+            return judgements.judgements_page(session, tenant_id, since, after, limit)

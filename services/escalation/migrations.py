@@ -252,6 +252,13 @@ def _v8_release(op: Operations) -> None:
     op.add_column("handoffs", sa.Column("release_id", sa.String(32), nullable=False, server_default=""))
 
 
+def _v9_judgements_by_judged_at(op: Operations) -> None:
+    """ListJudgements reads a tenant's judgements in judged order from a time (canary evaluations poll it)."""
+    op.create_index(
+        "ix_answer_judgements_tenant_judged", "answer_judgements", ["tenant_id", "judged_at", "judgement_id"]
+    )
+
+
 SCHEMA = Schema(
     "escalation",
     (
@@ -263,5 +270,6 @@ SCHEMA = Schema(
         Migration(6, "handoff as a conversation: thread, events, reference, CSAT, settings", _v6_conversations),
         Migration(7, "the template draft an LLM draft replaced", _v7_template_draft),
         Migration(8, "the release that handed over", _v8_release),
+        Migration(9, "judgements in judged order", _v9_judgements_by_judged_at),
     ),
 )

@@ -155,6 +155,8 @@ class AnswerJudgementRow(Base):
         # A repeated key replaces the verdict; the database decides racing first writes.
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_answer_judgements_tenant_key"),
         sa.Index("ix_answer_judgements_tenant_answered", "tenant_id", "answered_at"),
+        # ListJudgements' order, from a time.
+        sa.Index("ix_answer_judgements_tenant_judged", "tenant_id", "judged_at", "judgement_id"),
     )
 
     judgement_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)

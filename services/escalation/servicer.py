@@ -32,7 +32,14 @@ from services.escalation.enrichment import Enricher
 from services.escalation.feedback_store import FeedbackStore
 from services.escalation.insights import InsightsEngine
 from services.escalation.lifecycle import DEFAULT_AGENT_NAME
-from services.escalation.page_tokens import decode_page_token, encode_page_token, query_fingerprint
+from services.escalation.page_tokens import (
+    decode_judgements_token,
+    decode_page_token,
+    encode_judgements_token,
+    encode_page_token,
+    judgements_fingerprint,
+    query_fingerprint,
+)
 from services.escalation.store import (
     AgentMessage,
     ConversationHasOpenHandoff,
@@ -56,6 +63,9 @@ DEFAULT_GAPS = 20
 MAX_GAPS = 100
 # ExportFeedback stops here and says where to resume (keeps a response far below 4 MB).
 MAX_EXPORT_RECORDS = 1000
+# ListJudgements' pages (a record is a few hundred bytes).
+DEFAULT_JUDGEMENTS_PAGE = 500
+MAX_JUDGEMENTS_PAGE = 1000
 # Unspecified state in ListHandoffs means "still open" (every state but resolved).
 OPEN_STATES = (
     escalation_pb2.HANDOFF_STATE_WAITING,
@@ -483,6 +493,24 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         )
         log.info("judgement_recorded", tenant_id=request.customer.tenant_id, changed=changed)
         return escalation_pb2.RecordJudgementResponse(changed=changed)
+
+    async def ListJudgements(
+        self,
+        request: escalation_pb2.ListJudgementsRequest,
+        context: grpc.aio.ServicerContext[escalation_pb2.ListJudgementsRequest, escalation_pb2.ListJudgementsResponse],
+    ) -> escalation_pb2.ListJudgementsResponse:
+        since = validation.validate_list_judgements(request)
+        # Too large a page is coerced to the maximum rather than refused (AIP-158), as ListHandoffs does.
+        page_size = min(request.page_size or DEFAULT_JUDGEMENTS_PAGE, MAX_JUDGEMENTS_PAGE)
+        fingerprint = judgements_fingerprint(request.tenant_id, since)
+        after = decode_judgements_token(request.page_token, fingerprint) if request.page_token else None
+        records, cursor = await asyncio.to_thread(
+            self._feedback.judgements_page, request.tenant_id, since, after, page_size
+        )
+        return escalation_pb2.ListJudgementsResponse(
+            judgements=records,
+            next_page_token=encode_judgements_token(cursor, fingerprint) if cursor else "",
+        )
 
     # --- insights --------------------------------------------------------------------------
 

@@ -262,6 +262,21 @@ def validate_judgement(request: escalation_pb2.RecordJudgementRequest) -> dt.dat
     return answered_at
 
 
+def validate_list_judgements(request: escalation_pb2.ListJudgementsRequest) -> dt.datetime | None:
+    """The checks of a judgements read; the time it reads from, if said."""
+    problems = Violations()
+    check_id(problems, request.tenant_id, "tenant_id")
+    problems.check(request.page_size >= 0, "page_size", "must not be negative")
+    since = None
+    if request.HasField("since"):
+        try:
+            since = request.since.ToDatetime(dt.UTC)
+        except (ValueError, OverflowError):
+            problems.add("since", "not a valid timestamp")
+    problems.raise_if_any()
+    return since
+
+
 def validate_insights_period(request: escalation_pb2.GetTopicInsightsRequest) -> tuple[dt.datetime, dt.datetime]:
     """The checks of an insights request; its period (start, end), the last 30 days unless said."""
     problems = Violations()
