@@ -1,7 +1,10 @@
 """A tenant's releases (the concierge's ReleaseService): list, read ("live" names the live one),
 create a candidate from the working copy, compare two, record a golden-conversation suite run,
 promote behind the suite (an admin may override a failed or missing run with a reason), roll back,
-and the events that record it all. Admin keys only; who acts is the key's holder, never the body.
+and the events that record it all; then prove a candidate on live traffic: run it in shadow and read
+its report against what humans did, serve it as a canary that rolls back by itself when worse, and
+refit the confidence from the tenant's judged answers into a new candidate. Admin keys only; who
+acts is the key's holder, never the body.
 """
 
 from __future__ import annotations
@@ -17,18 +20,30 @@ from gateway.problems import problem_responses
 from gateway.schemas.releases import (
     RELEASE_ID_PATTERN,
     RELEASE_REF_PATTERN,
+    Canary,
+    CanaryStartReply,
     CompareReply,
     CreateReleaseRequest,
     PromoteRequest,
     RecordSuiteRunRequest,
+    RefitReply,
+    RefitRequest,
     Release,
     ReleaseChangeReply,
     ReleaseEventListReply,
     ReleaseListReply,
     RollbackRequest,
+    Shadow,
+    ShadowReport,
+    ShadowStartReply,
+    StartCanaryRequest,
+    StartShadowRequest,
+    StopCanaryRequest,
+    StopShadowRequest,
     SuiteRun,
     SuiteRunReply,
 )
+from servicekit.ids import ID_PATTERN
 
 router = APIRouter(tags=["releases"])
 
@@ -171,3 +186,136 @@ async def list_release_events(
         tenant_id=key.tenant_id, page_size=page_size, page_token=page_token
     )
     return ReleaseEventListReply.from_proto(await backends.releases.stub.ListReleaseEvents(request))
+
+
+# --- shadow ------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/releases/{release_id}:shadow",
+    response_model=ShadowStartReply,
+    summary="Run a release in shadow: a share of live turns is also decided by it, its decisions stored beside "
+    "the live ones. A shadow already running is stopped.",
+    description="The shadow decides after the live reply is stored, off the customer's path, a bounded number "
+    "at a time per replica (a sampled turn arriving while that budget is full is skipped and counted). It "
+    "never answers a customer, creates a handoff, executes an action or records an outcome. 409 "
+    "`RELEASE_IS_LIVE` for the live release.",
+    responses=problem_responses(400, 401, 403, 404, 409, 429, 503, 504),
+)
+async def start_shadow(
+    tenant_id: TenantId, release_id: ReleaseId, body: StartShadowRequest, key: AdminKey, backends: BackendsDep
+) -> ShadowStartReply:
+    request = releases_pb2.StartShadowRequest(
+        tenant_id=key.tenant_id, release_id=release_id, sample_rate=body.sample_rate, actor=key.name
+    )
+    return ShadowStartReply.from_proto(await backends.releases.stub.StartShadow(request))
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/shadow:stop",
+    response_model=Shadow,
+    summary="Stop the tenant's shadow; its decisions stay for the report.",
+    description="404 `NO_SHADOW` when none runs.",
+    responses=problem_responses(400, 401, 403, 404, 429, 503, 504),
+)
+async def stop_shadow(tenant_id: TenantId, body: StopShadowRequest, key: AdminKey, backends: BackendsDep) -> Shadow:
+    request = releases_pb2.StopShadowRequest(tenant_id=key.tenant_id, actor=key.name)
+    return Shadow.from_proto((await backends.releases.stub.StopShadow(request)).shadow)
+
+
+@router.get(
+    "/v1/tenants/{tenant_id}/shadow-report",
+    response_model=ShadowReport,
+    summary="The shadowed release's decisions against the live release's on the same turns, and both against "
+    "what humans did: overall, per topic, and the turns they decided differently.",
+    description="Humans' verdicts: whether the agent sent the AI's candidate answer (escalation's judge), "
+    "customers' ratings of answers, and the intent the agent finally set on the handoff. `method` says how "
+    "they were read.",
+    responses=problem_responses(400, 401, 403, 404, 429, 503, 504),
+)
+async def get_shadow_report(
+    tenant_id: TenantId,
+    key: AdminKey,
+    backends: BackendsDep,
+    shadow_id: Annotated[
+        str, Query(pattern=ID_PATTERN, description="The shadow's id; left out: the tenant's latest shadow.")
+    ] = "",
+    max_disagreements: Annotated[int, Query(ge=0, le=100, description="Disagreements to list (0: 20).")] = 20,
+) -> ShadowReport:
+    request = releases_pb2.GetShadowReportRequest(
+        tenant_id=key.tenant_id, shadow_id=shadow_id, max_disagreements=max_disagreements
+    )
+    return ShadowReport.from_proto(await backends.releases.stub.GetShadowReport(request))
+
+
+# --- canary ------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/releases/{release_id}:canary",
+    response_model=CanaryStartReply,
+    summary="Serve a release to a share of the tenant's conversations, rolled back automatically when it does "
+    "worse than the live release past the policy's bound.",
+    description="Each conversation is assigned by a random draw fixed for the canary (sticky; no customer "
+    "attribute decides). Its escalation rate and judged accuracy are compared with the live release's as "
+    "judgements arrive. Refused like a promotion while the release's suite has not passed (409 "
+    "`SUITE_NOT_PASSED`) unless `override_reason` is given; one canary per tenant (409 `CANARY_RUNNING`).",
+    responses=problem_responses(400, 401, 403, 404, 409, 429, 503, 504),
+)
+async def start_canary(
+    tenant_id: TenantId, release_id: ReleaseId, body: StartCanaryRequest, key: AdminKey, backends: BackendsDep
+) -> CanaryStartReply:
+    request = releases_pb2.StartCanaryRequest(
+        tenant_id=key.tenant_id,
+        release_id=release_id,
+        percent=body.percent,
+        policy=body.policy.to_proto(),
+        actor=key.name,
+        override_reason=body.override_reason,
+    )
+    return CanaryStartReply.from_proto(await backends.releases.stub.StartCanary(request))
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/canary:stop",
+    response_model=Canary,
+    summary="End the running canary by hand: every conversation is served by the live release again.",
+    description="404 `NO_CANARY` when none runs.",
+    responses=problem_responses(400, 401, 403, 404, 429, 503, 504),
+)
+async def stop_canary(tenant_id: TenantId, body: StopCanaryRequest, key: AdminKey, backends: BackendsDep) -> Canary:
+    request = releases_pb2.StopCanaryRequest(tenant_id=key.tenant_id, actor=key.name, reason=body.reason)
+    return Canary.from_proto((await backends.releases.stub.StopCanary(request)).canary)
+
+
+@router.get(
+    "/v1/tenants/{tenant_id}/canary",
+    response_model=Canary,
+    summary="The tenant's running canary, else its latest, with both arms' figures as last evaluated.",
+    description="404 `NO_CANARY` when the tenant never ran one.",
+    responses=problem_responses(400, 401, 403, 404, 429, 503, 504),
+)
+async def get_canary(tenant_id: TenantId, key: AdminKey, backends: BackendsDep) -> Canary:
+    request = releases_pb2.GetCanaryRequest(tenant_id=key.tenant_id)
+    return Canary.from_proto((await backends.releases.stub.GetCanary(request)).canary)
+
+
+# --- confidence refit --------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/releases:refit",
+    response_model=RefitReply,
+    summary="Refit the confidence from the tenant's own judged answers into a new candidate release; a retry "
+    "with the same request_id gets the same release.",
+    description="Agents' verdicts and customers' ratings train the fit, validated out of fold beside the live "
+    "fit on the same answers; topics with enough judged answers get their own threshold for the target "
+    "accuracy. The candidate is the live release with the new fit and thresholds: it never serves untested "
+    "(suite, shadow and canary as any other). 409 `NOT_ENOUGH_JUDGEMENTS` below the minimum.",
+    responses=problem_responses(400, 401, 403, 404, 409, 429, 503, 504),
+)
+async def refit_confidence(tenant_id: TenantId, body: RefitRequest, key: AdminKey, backends: BackendsDep) -> RefitReply:
+    request = releases_pb2.RefitConfidenceRequest(
+        tenant_id=key.tenant_id, actor=key.name, request_id=body.request_id, target_accuracy=body.target_accuracy
+    )
+    return RefitReply.from_proto(await backends.releases.stub.RefitConfidence(request))

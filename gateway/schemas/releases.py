@@ -1,6 +1,9 @@
 """Bodies of the releases router (gateway/routes/releases.py): a tenant's releases (one immutable,
 versioned snapshot of everything that decides what a customer gets), their golden-conversation
-suite runs, promotion behind the suite, rollback, and the events that record them.
+suite runs, promotion behind the suite, rollback, the events that record them, and the release
+loop that proves a candidate on live traffic: shadow (its decisions beside the live ones, against
+what humans did), canary (a share of conversations, rolled back automatically when worse) and the
+confidence refitted from the tenant's own judged answers. Replies mirror the proto messages.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, model_validator
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
 from aftercare.concierge.v1 import releases_pb2
 from gateway.schemas.common import IsoDateTime, RequestBody, enum_name, time_field, to_timestamp
@@ -23,8 +26,10 @@ MAX_SCENARIOS = 10_000
 
 ReleaseStateName = Literal["unspecified", "candidate", "live", "retired"]
 ReleaseEventKindName = Literal[
-    "unspecified", "created", "promoted", "promoted_with_override", "rolled_back", "suite_recorded"
+    "unspecified", "created", "promoted", "promoted_with_override", "rolled_back", "suite_recorded",
+    "shadow_started", "shadow_stopped", "canary_started", "canary_stopped", "canary_rolled_back", "refitted",
 ]
+CanaryStateName = Literal["unspecified", "running", "stopped", "rolled_back", "promoted"]
 Threshold = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -330,4 +335,398 @@ class ReleaseEventListReply(BaseModel):
         return cls(
             events=[ReleaseEvent.from_proto(e) for e in response.events],
             next_page_token=response.next_page_token or None,
+        )
+
+
+# --- shadow ------------------------------------------------------------------------------------
+
+
+class Shadow(BaseModel):
+    """A release deciding a share of the tenant's live turns beside the live release, after the live
+    reply is stored: it never answers a customer, hands over or acts."""
+
+    tenant_id: str
+    shadow_id: str
+    release_id: str = Field(description="The release deciding in shadow.")
+    live_release_id: str = Field(
+        description="The live release when the shadow started (each decision is compared with its own turn's)."
+    )
+    sample_rate: float = Field(description="Share of live turns also decided in shadow, in (0, 1].")
+    active: bool = Field(description="Still running.")
+    started_by: str = Field(description="The admin key's holder who started it.")
+    started_at: datetime | None
+    stopped_at: datetime | None = Field(description="When it stopped; null while active.")
+    shadowed_turns: int = Field(description="Turns decided in shadow so far.")
+    skipped_turns: int = Field(
+        description="Sampled turns skipped because a replica already ran as many shadow decisions as it allows."
+    )
+
+    @classmethod
+    def from_proto(cls, shadow: releases_pb2.Shadow) -> Shadow:
+        return cls(
+            tenant_id=shadow.tenant_id,
+            shadow_id=shadow.shadow_id,
+            release_id=shadow.release_id,
+            live_release_id=shadow.live_release_id,
+            sample_rate=shadow.sample_rate,
+            active=shadow.active,
+            started_by=shadow.started_by,
+            started_at=time_field(shadow, "started_at"),
+            stopped_at=time_field(shadow, "stopped_at"),
+            shadowed_turns=shadow.shadowed_turns,
+            skipped_turns=shadow.skipped_turns,
+        )
+
+
+class StartShadowRequest(RequestBody):
+    sample_rate: StrictFloat = Field(
+        default=1.0, gt=0.0, le=1.0, description="Share of live turns also decided in shadow, in (0, 1].",
+        examples=[0.25],
+    )
+
+
+class StopShadowRequest(RequestBody):
+    """Nothing to say: who stops it is the key's holder."""
+
+
+class ShadowStartReply(BaseModel):
+    """The shadow, active, and the event recorded (a shadow already running was stopped)."""
+
+    shadow: Shadow
+    event: ReleaseEvent
+
+    @classmethod
+    def from_proto(cls, response: releases_pb2.StartShadowResponse) -> ShadowStartReply:
+        return cls(shadow=Shadow.from_proto(response.shadow), event=ReleaseEvent.from_proto(response.event))
+
+
+class ArmFigures(BaseModel):
+    """One release's decisions on the shadowed turns, against what humans did."""
+
+    release_id: str
+    turns: int = Field(description="Turns it decided.")
+    answered: int = Field(description="Of those, answered.")
+    answered_rate: float = Field(description="answered / turns (0 when no turns).")
+    human_judged: int = Field(
+        description="Turns with a human verdict on the AI's answer (an agent's or the customer's)."
+    )
+    agreed: int = Field(
+        description="Of those, where its decision agreed with the humans: it answered and the answer was judged "
+        "right, or it did not answer and the answer was judged wrong."
+    )
+    agreement: float = Field(description="agreed / human_judged (0 when none judged).")
+    answered_judged: int = Field(description="Turns it would answer that humans judged.")
+    answered_correct: int = Field(description="Of those, judged right.")
+    judged_accuracy: float = Field(description="answered_correct / answered_judged: judged accuracy at its threshold.")
+    intent_labelled: int = Field(description="Turns whose handoff has the agent's final intent.")
+    intent_agreed: int = Field(description="Of those, where its intent was the agent's.")
+
+    @classmethod
+    def from_proto(cls, arm: releases_pb2.ArmFigures) -> ArmFigures:
+        return cls(
+            release_id=arm.release_id,
+            turns=arm.turns,
+            answered=arm.answered,
+            answered_rate=arm.answered_rate,
+            human_judged=arm.human_judged,
+            agreed=arm.agreed,
+            agreement=arm.agreement,
+            answered_judged=arm.answered_judged,
+            answered_correct=arm.answered_correct,
+            judged_accuracy=arm.judged_accuracy,
+            intent_labelled=arm.intent_labelled,
+            intent_agreed=arm.intent_agreed,
+        )
+
+
+class TopicComparison(BaseModel):
+    topic: str = Field(description='The turns\' intent; "" when triage gave none.')
+    live: ArmFigures
+    candidate: ArmFigures
+
+
+class ShadowDisagreement(BaseModel):
+    """One turn the two releases decided differently, with what the humans said."""
+
+    conversation_id: str
+    turn_index: int
+    topic: str
+    customer_text: str = Field(description="The customer's message, personal data masked.")
+    live_decision: str = Field(description='"answered", "escalated", "clarify"...')
+    live_reason: str = Field(description="Live reason code.")
+    live_confidence: float
+    candidate_decision: str
+    candidate_reason: str
+    candidate_confidence: float
+    human_verdict: str = Field(
+        description='What the humans said, in words ("agent sent the AI\'s answer", "customer: not helpful"); '
+        '"" if nothing yet.'
+    )
+    candidate_reply: str = Field(description="The reply the shadow would have sent (its answer unit's words).")
+
+    @classmethod
+    def from_proto(cls, turn: releases_pb2.ShadowDisagreement) -> ShadowDisagreement:
+        return cls(
+            conversation_id=turn.conversation_id,
+            turn_index=turn.turn_index,
+            topic=turn.topic,
+            customer_text=turn.customer_text,
+            live_decision=turn.live_decision,
+            live_reason=turn.live_reason,
+            live_confidence=turn.live_confidence,
+            candidate_decision=turn.candidate_decision,
+            candidate_reason=turn.candidate_reason,
+            candidate_confidence=turn.candidate_confidence,
+            human_verdict=turn.human_verdict,
+            candidate_reply=turn.candidate_reply,
+        )
+
+
+class ShadowReport(BaseModel):
+    """The live release's and the shadowed release's decisions on the same turns, against humans."""
+
+    shadow: Shadow
+    live: ArmFigures = Field(description="The live releases' figures on the shadowed turns.")
+    candidate: ArmFigures = Field(description="The shadowed release's.")
+    topics: list[TopicComparison] = Field(description="Per topic, most turns first.")
+    disagreements: list[ShadowDisagreement] = Field(description="Turns decided differently, newest first.")
+    method: str = Field(description="How the human verdicts were read, in words.")
+
+    @classmethod
+    def from_proto(cls, response: releases_pb2.GetShadowReportResponse) -> ShadowReport:
+        return cls(
+            shadow=Shadow.from_proto(response.shadow),
+            live=ArmFigures.from_proto(response.live),
+            candidate=ArmFigures.from_proto(response.candidate),
+            topics=[
+                TopicComparison(
+                    topic=t.topic, live=ArmFigures.from_proto(t.live), candidate=ArmFigures.from_proto(t.candidate)
+                )
+                for t in response.topics
+            ],
+            disagreements=[ShadowDisagreement.from_proto(d) for d in response.disagreements],
+            method=response.method,
+        )
+
+
+# --- canary ------------------------------------------------------------------------------------
+
+# Each bound as the concierge defaults it (CanaryPolicy in releases.proto): margins on rates of bad
+# outcomes (answers judged wrong, escalations), observations per arm, the one-sided confidence.
+Margin = Annotated[StrictFloat, Field(gt=0.0, lt=1.0)]
+Observations = Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+
+
+class CanaryPolicyIn(RequestBody):
+    """When the canary is worse enough to roll back: when, with at least the minimum observations in both
+    arms, the lower end of the one-sided Newcombe interval for canary rate minus live rate is above the
+    margin. Each field left out takes its default."""
+
+    accuracy_margin: Margin | None = Field(default=None, description="On the share of answers judged wrong (0.05).")
+    escalation_margin: Margin | None = Field(default=None, description="On the escalation rate (0.10).")
+    min_judged: Observations | None = Field(
+        default=None, description="Judged answers needed in each arm before accuracy is compared (20)."
+    )
+    min_turns: Observations | None = Field(
+        default=None, description="Turns needed in each arm before escalation rates are compared (30)."
+    )
+    confidence: Annotated[StrictFloat, Field(gt=0.5, lt=1.0)] | None = Field(
+        default=None, description="One-sided confidence of the interval (0.99: it is checked at every judgement)."
+    )
+
+    def to_proto(self) -> releases_pb2.CanaryPolicy:
+        # The proto's zero means the default: a field left out is sent as 0.
+        return releases_pb2.CanaryPolicy(
+            accuracy_margin=self.accuracy_margin or 0.0,
+            escalation_margin=self.escalation_margin or 0.0,
+            min_judged=self.min_judged or 0,
+            min_turns=self.min_turns or 0,
+            confidence=self.confidence or 0.0,
+        )
+
+
+class CanaryPolicy(BaseModel):
+    """The rollback rule in force, defaults filled in."""
+
+    accuracy_margin: float
+    escalation_margin: float
+    min_judged: int
+    min_turns: int
+    confidence: float
+
+    @classmethod
+    def from_proto(cls, policy: releases_pb2.CanaryPolicy) -> CanaryPolicy:
+        return cls(
+            accuracy_margin=policy.accuracy_margin,
+            escalation_margin=policy.escalation_margin,
+            min_judged=policy.min_judged,
+            min_turns=policy.min_turns,
+            confidence=policy.confidence,
+        )
+
+
+class CanaryArm(BaseModel):
+    """One arm's figures since the canary started."""
+
+    release_id: str
+    turns: int = Field(description="Turns it served.")
+    escalated: int
+    escalation_rate: float = Field(description="escalated / turns (0 when no turns).")
+    judged: int = Field(description="Its answers judged by agents or customers.")
+    judged_correct: int
+    judged_accuracy: float = Field(description="judged_correct / judged (0 when none judged).")
+    rated: int = Field(description="Customers' ratings of its answers.")
+    rated_helpful: int
+
+    @classmethod
+    def from_proto(cls, arm: releases_pb2.CanaryArm) -> CanaryArm:
+        return cls(
+            release_id=arm.release_id,
+            turns=arm.turns,
+            escalated=arm.escalated,
+            escalation_rate=arm.escalation_rate,
+            judged=arm.judged,
+            judged_correct=arm.judged_correct,
+            judged_accuracy=arm.judged_accuracy,
+            rated=arm.rated,
+            rated_helpful=arm.rated_helpful,
+        )
+
+
+class Canary(BaseModel):
+    """A release served to a share of the tenant's conversations (a random draw, sticky per conversation),
+    compared with the live release as judgements arrive."""
+
+    tenant_id: str
+    canary_id: str
+    release_id: str = Field(description="The canary's release.")
+    live_release_id: str = Field(description="The live release it is compared with.")
+    percent: int = Field(description="Share of conversations, percent.")
+    state: CanaryStateName
+    policy: CanaryPolicy
+    started_by: str
+    started_at: datetime | None
+    ended_at: datetime | None = Field(description="Null while running.")
+    end_reason: str = Field(description="Why it ended, in words (an automatic rollback's figures).")
+    canary: CanaryArm = Field(description="The canary arm at the latest evaluation.")
+    live: CanaryArm = Field(description="The live arm at the latest evaluation.")
+    verdict: str = Field(description='The latest evaluation, in words ("not enough judged answers yet: 7 of 20").')
+    evaluated_at: datetime | None
+
+    @classmethod
+    def from_proto(cls, canary: releases_pb2.Canary) -> Canary:
+        return cls(
+            tenant_id=canary.tenant_id,
+            canary_id=canary.canary_id,
+            release_id=canary.release_id,
+            live_release_id=canary.live_release_id,
+            percent=canary.percent,
+            state=enum_name(releases_pb2.CanaryState, canary.state),
+            policy=CanaryPolicy.from_proto(canary.policy),
+            started_by=canary.started_by,
+            started_at=time_field(canary, "started_at"),
+            ended_at=time_field(canary, "ended_at"),
+            end_reason=canary.end_reason,
+            canary=CanaryArm.from_proto(canary.canary),
+            live=CanaryArm.from_proto(canary.live),
+            verdict=canary.verdict,
+            evaluated_at=time_field(canary, "evaluated_at"),
+        )
+
+
+class StartCanaryRequest(RequestBody):
+    percent: StrictInt = Field(ge=1, le=50, description="Share of the tenant's conversations, percent.", examples=[10])
+    policy: CanaryPolicyIn = Field(default_factory=CanaryPolicyIn)
+    override_reason: str = Field(
+        default="",
+        max_length=MAX_REASON_CHARS,
+        description="Start although the release's suite has not passed: why (recorded). Empty: no override, and "
+        "such a release is refused (409 SUITE_NOT_PASSED).",
+    )
+
+
+class StopCanaryRequest(RequestBody):
+    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS, description="Why, recorded with the stop.")
+
+
+class CanaryStartReply(BaseModel):
+    """The canary, running, and the event recorded."""
+
+    canary: Canary
+    event: ReleaseEvent
+
+    @classmethod
+    def from_proto(cls, response: releases_pb2.StartCanaryResponse) -> CanaryStartReply:
+        return cls(canary=Canary.from_proto(response.canary), event=ReleaseEvent.from_proto(response.event))
+
+
+# --- confidence refit --------------------------------------------------------------------------
+
+
+class RefitRequest(RequestBody):
+    request_id: str = Field(
+        min_length=1, max_length=128, description="Your id of this refit: a retry with it gets the same release."
+    )
+    target_accuracy: StrictFloat = Field(
+        default=0.9, gt=0.5, lt=1.0, description="Accuracy the thresholds must give, in (0.5, 1).", examples=[0.9]
+    )
+
+
+class TopicFit(BaseModel):
+    topic: str
+    examples: int = Field(description="Judged answers of the topic.")
+    threshold: float = Field(
+        description="Threshold chosen: the lowest whose out-of-fold accuracy reaches the target; 0 when unset "
+        "(the topic keeps the default)."
+    )
+    coverage: float = Field(description="Share of the topic's judged answers at or above it, out of fold.")
+    accuracy: float = Field(description="Their accuracy, out of fold.")
+
+
+class FitValidation(BaseModel):
+    """The refit's out-of-fold check, beside the live fit's on the same judged answers."""
+
+    examples: int = Field(description="Judged answers used.")
+    correct: int = Field(description="Of those, judged right.")
+    folds: int = Field(description="Folds: each answer is scored by a fit that never saw it.")
+    live_ece: float = Field(description="Expected calibration error of the live fit on these answers.")
+    refit_ece: float = Field(description="Of the refit, out of fold.")
+    threshold: float = Field(description="The default threshold chosen for the target accuracy.")
+    live_coverage: float = Field(description="Share of the answers at or above the live fit's own threshold.")
+    refit_coverage: float = Field(description="At the refit's threshold, out of fold.")
+    live_accuracy: float = Field(description="Accuracy of the answers at or above the live fit's own threshold.")
+    refit_accuracy: float = Field(description="At the refit's threshold, out of fold.")
+    topics: list[TopicFit] = Field(description="Per topic with enough judged answers.")
+
+    @classmethod
+    def from_proto(cls, validation: releases_pb2.FitValidation) -> FitValidation:
+        return cls(
+            examples=validation.examples,
+            correct=validation.correct,
+            folds=validation.folds,
+            live_ece=validation.live_ece,
+            refit_ece=validation.refit_ece,
+            threshold=validation.threshold,
+            live_coverage=validation.live_coverage,
+            refit_coverage=validation.refit_coverage,
+            live_accuracy=validation.live_accuracy,
+            refit_accuracy=validation.refit_accuracy,
+            topics=[
+                TopicFit(topic=t.topic, examples=t.examples, threshold=t.threshold, coverage=t.coverage,
+                         accuracy=t.accuracy)
+                for t in validation.topics
+            ],
+        )
+
+
+class RefitReply(BaseModel):
+    """The candidate made from the refit (not live: it goes through suite, shadow and canary), and its check."""
+
+    release: Release
+    validation: FitValidation
+
+    @classmethod
+    def from_proto(cls, response: releases_pb2.RefitConfidenceResponse) -> RefitReply:
+        return cls(
+            release=Release.from_proto(response.release), validation=FitValidation.from_proto(response.validation)
         )

@@ -512,6 +512,13 @@ async def test_openapi_lists_the_routes_and_their_problems(gateway: httpx.AsyncC
         "/v1/tenants/{tenant_id}/releases/{release_id}:promote",
         "/v1/tenants/{tenant_id}/releases:rollback",
         "/v1/tenants/{tenant_id}/release-events",
+        "/v1/tenants/{tenant_id}/releases/{release_id}:shadow",
+        "/v1/tenants/{tenant_id}/shadow:stop",
+        "/v1/tenants/{tenant_id}/shadow-report",
+        "/v1/tenants/{tenant_id}/releases/{release_id}:canary",
+        "/v1/tenants/{tenant_id}/canary:stop",
+        "/v1/tenants/{tenant_id}/canary",
+        "/v1/tenants/{tenant_id}/releases:refit",
     } == {path for path in paths if path != "/"}
     # Every /v1 operation declares the bearer API key; health does not.
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

@@ -56,11 +56,14 @@ class TenantData:
     draft_ids: list[str] = field(default_factory=list)
     chunk_ids: list[str] = field(default_factory=list)
     release_ids: list[str] = field(default_factory=list)
+    shadow_ids: list[str] = field(default_factory=list)
+    canary_ids: list[str] = field(default_factory=list)
 
     def secrets(self) -> list[str]:
         """Strings that must never appear in another tenant's answers (ids that are
         shared by design, like the colliding document ids, are not among them)."""
-        return [self.marker, *self.handoff_ids, *self.finding_ids, *self.draft_ids, *self.chunk_ids]
+        return [self.marker, *self.handoff_ids, *self.finding_ids, *self.draft_ids, *self.chunk_ids,
+                *self.shadow_ids, *self.canary_ids]
 
 
 def _simulated_usage(tmp: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -165,6 +168,19 @@ async def _seed(http: httpx.AsyncClient, mesh: RealMesh, tenant: str, marker: st
     live = await http.get(f"{base}/releases/live", headers=admin)
     assert live.status_code == 200, live.text
     data.release_ids = [live.json()["release_id"], candidate]
+    # The candidate in shadow, deciding a turn that names the tenant (its report quotes the customer),
+    # then as a canary: the other tenant reads neither the report, nor the canary, nor their ids.
+    shadow = await http.post(f"{base}/releases/{candidate}:shadow", headers=admin, json={"sample_rate": 1.0})
+    assert shadow.status_code == 200, shadow.text
+    data.shadow_ids = [shadow.json()["shadow"]["shadow_id"]]
+    shadowed = await http.post("/v1/conversations/conv-shadowed/messages", headers=channel, json={
+        "text": f"How do I rotate the {marker} API keys?", "customer": {"customer_id": "cust-shared-0"}})
+    assert shadowed.status_code == 200, shadowed.text
+    data.conversations.append(("conv-shadowed", "cust-shared-0"))
+    canary = await http.post(f"{base}/releases/{candidate}:canary", headers=admin,
+                             json={"percent": 10, "override_reason": f"{marker} suite has one flaky scenario"})
+    assert canary.status_code == 200, canary.text
+    data.canary_ids = [canary.json()["canary"]["canary_id"]]
 
     accounts, events = usage
     put = await http.put(f"{base}/outreach/accounts", headers=admin, json={"accounts": accounts})
@@ -202,8 +218,8 @@ async def seeded(http: httpx.AsyncClient, real_mesh: RealMesh, usage: Any) -> di
 
 
 # Every /v1 route, with how to call it: (method, path template, body or None, least role).
-# {t} is the tenant in the path; {handoff}, {doc}, {draft}, {finding}, {conv}, {cust}, {turn} are filled
-# with ids of the tenant under test or of the other one.
+# {t} is the tenant in the path; {handoff}, {doc}, {draft}, {finding}, {conv}, {cust}, {turn}, {release},
+# {shadow} are filled with ids of the tenant under test or of the other one.
 ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
     ("GET", "/v1/me", None, Role.CHANNEL),
     ("POST", "/v1/conversations/{conv}/messages", {"text": "Rotate API keys {marker}",
@@ -284,6 +300,15 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
     ("POST", "/v1/tenants/{t}/releases/{release}:promote", {"override_reason": "probe {marker}"}, Role.ADMIN),
     ("POST", "/v1/tenants/{t}/releases:rollback", {"reason": "probe {marker}"}, Role.ADMIN),
     ("GET", "/v1/tenants/{t}/release-events", None, Role.ADMIN),
+    ("POST", "/v1/tenants/{t}/releases/{release}:shadow", {"sample_rate": 0.5}, Role.ADMIN),
+    ("POST", "/v1/tenants/{t}/shadow:stop", {}, Role.ADMIN),
+    ("GET", "/v1/tenants/{t}/shadow-report", None, Role.ADMIN),
+    ("GET", "/v1/tenants/{t}/shadow-report?shadow_id={shadow}", None, Role.ADMIN),
+    ("POST", "/v1/tenants/{t}/releases/{release}:canary", {"percent": 10, "override_reason": "probe {marker}"},
+     Role.ADMIN),
+    ("POST", "/v1/tenants/{t}/canary:stop", {"reason": "probe {marker}"}, Role.ADMIN),
+    ("GET", "/v1/tenants/{t}/canary", None, Role.ADMIN),
+    ("POST", "/v1/tenants/{t}/releases:refit", {"request_id": "probe-refit"}, Role.ADMIN),
 ]
 
 
@@ -329,6 +354,7 @@ def _ids(owner: TenantData, path_tenant: str, marker: str, rng: random.Random, a
         "operation": "op-probe",
         "action": "act-probe",
         "release": rng.choice(owner.release_ids),
+        "shadow": rng.choice(owner.shadow_ids),
     }
 
 
@@ -388,8 +414,8 @@ async def test_no_endpoint_answers_with_another_tenants_data(
                     failures.append(f"{method} {path} as {tenant}/{role.label}: {response.status_code}")
                 if leaked := _leaks(response, other):
                     failures.append(f"{method} {path} as {tenant}/{role.label} returned {other.tenant}'s {leaked}")
-                # The other tenant's handoffs, drafts and findings do not exist for this tenant.
-                if any(f"{{{name}}}" in template for name in ("handoff", "draft", "finding")):
+                # The other tenant's handoffs, drafts, findings and shadows do not exist for this tenant.
+                if any(f"{{{name}}}" in template for name in ("handoff", "draft", "finding", "shadow")):
                     if response.status_code != 404:
                         failures.append(f"{method} {path} as {tenant}: {response.status_code}, expected 404")
                 # A document id only the other tenant has cannot be deleted from here.
