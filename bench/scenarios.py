@@ -655,7 +655,7 @@ def record_run(target: Target, report: SuiteRunReport, release: str) -> list[str
                 headers={"Authorization": f"Bearer {target.keys[tenant]}"},
             )
             if response.is_success:
-                lines.append(f"recorded against {tenant}/{release}: {response.json().get('run_id', '')}")
+                lines.append(f"recorded against {tenant}/{release}: {response.json()['run']['run_id']}")
             else:
                 lines.append(f"NOT recorded against {tenant}/{release}: {response.status_code} {response.text[:300]}")
     return lines
