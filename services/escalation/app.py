@@ -1,6 +1,6 @@
 """Escalation process: its database (migrated at start), its backends
 (retrieval, triage, the LLM) for context packages, the optional actions
-service (account activity, approvals), and the servicer."""
+service (account activity, approvals and their late outcomes), and the servicer."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from servicekit.database import database_url, make_engine
 from servicekit.llm import LlmClient
 from servicekit.server import Mount, mount, run_service
 from services.escalation.account_activity import AccountActivityReader
+from services.escalation.approvals import Approvals
 from services.escalation.background import QuietTurns
 from services.escalation.context import ContextBuilder
 from services.escalation.enrichment import Enricher
@@ -28,10 +29,12 @@ from services.escalation.enrichment_store import EnrichmentStore
 from services.escalation.feedback_store import FeedbackStore
 from services.escalation.insights import Embed, InsightsEngine
 from services.escalation.insights_store import InsightsStore
+from services.escalation.late_outcomes import LateOutcomes, PendingOutcomeStore
 from services.escalation.servicer import EscalationServicer
 from services.escalation.settings import EscalationSettings
 from services.escalation.store import HandoffStore
 from services.escalation.thread import ThreadStore
+from services.escalation.watch import Notifier
 
 
 @contextlib.asynccontextmanager
@@ -70,6 +73,14 @@ async def servicers(
         background = QuietTurns(settings.summary_quiet_s, settings.summary_max_wait_s)
         thread = ThreadStore(engine, dt.timedelta(seconds=settings.reopen_window_s))
         enricher = Enricher(EnrichmentStore(engine), builder, background)
+        # Wakes this process's watchers after its writes: the servicer's and the late outcomes'.
+        notifier = Notifier()
+        approvals = Approvals(actions) if actions is not None else None
+        late_outcomes = None
+        if approvals is not None:
+            late_outcomes = LateOutcomes(
+                PendingOutcomeStore(engine), store, approvals, notifier, settings.late_outcome_poll_s
+            )
         servicer = EscalationServicer(
             store,
             settings.default_queue,
@@ -79,16 +90,22 @@ async def servicers(
             thread,
             enricher,
             FeedbackStore(engine),
-            actions=actions,
+            notifier,
+            approvals=approvals,
+            late_outcomes=late_outcomes,
             account_activity=AccountActivityReader(actions, settings.account_activity_timeout_s),
             watch_poll_s=settings.watch_poll_s,
             watch_max_streams=settings.watch_max_streams,
         )
         enricher.resume()
+        if late_outcomes is not None:
+            late_outcomes.start()
         try:
             yield [mount(servicer, escalation_pb2, escalation_pb2_grpc)]
         finally:
             await enricher.close()
+            if late_outcomes is not None:
+                await late_outcomes.close()
     finally:
         if own_llm:
             await llm.aclose()

@@ -21,6 +21,8 @@ from servicekit.errors import (
     Unavailable,
     details_from_rpc_error,
 )
+from services.escalation.lifecycle import DEFAULT_AGENT_NAME
+from services.escalation.store import AgentMessage
 
 _DECISIONS = {
     escalation_pb2.APPROVAL_CHOICE_APPROVE: actions_pb2.APPROVAL_DECISION_APPROVE,
@@ -40,7 +42,7 @@ def outcome_message_id(action_id: str) -> str:
 
 def outcome_text(action: actions_pb2.Action, note: str) -> str | None:
     """What the customer is told of a decided action; None while it is still running
-    (nothing final to say yet)."""
+    (EXECUTING or RETRYABLE: nothing final to say yet, see late_outcomes.py)."""
     summary = " ".join(action.summary.split())
     if action.state == actions_pb2.ACTION_STATE_SUCCEEDED:
         done = "done (a dry run: nothing was sent)" if action.dry_run else "done"
@@ -52,7 +54,17 @@ def outcome_text(action: actions_pb2.Action, note: str) -> str | None:
         text = f"Your request was not approved, so nothing was changed: {summary.rstrip('.')}."
         said = " ".join(note.split())
         return f"{text} {said}" if said else text
+    if action.state == actions_pb2.ACTION_STATE_CANCELLED:
+        # Only a late outcome: an approved attempt that surely never reached the company's system was withdrawn.
+        return f"Your request was approved, but it was withdrawn before it ran, so nothing was changed: {summary}"
     return None
+
+
+def outcome_message(action_id: str, agent_name: str) -> AgentMessage:
+    """The outcome message, in the deciding agent's name; its fixed client id stores it once per action."""
+    return AgentMessage(
+        client_message_id=outcome_message_id(action_id), author_name=" ".join(agent_name.split()) or DEFAULT_AGENT_NAME
+    )
 
 
 def decided_the_same_way(action: actions_pb2.Action, choice: int) -> bool:

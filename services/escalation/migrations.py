@@ -259,6 +259,23 @@ def _v9_judgements_by_judged_at(op: Operations) -> None:
     )
 
 
+def _v10_pending_outcomes(op: Operations) -> None:
+    """Approved actions still running when their decision returned: told to the customer once they settle."""
+    op.create_table(
+        "pending_outcomes",
+        sa.Column("tenant_id", sa.String(200), primary_key=True),
+        sa.Column("action_id", sa.String(200), primary_key=True),
+        sa.Column("handoff_id", sa.String(36), sa.ForeignKey("handoffs.handoff_id"), nullable=False),
+        sa.Column("agent_id", sa.String(200), nullable=False),
+        sa.Column("agent_name", sa.String(200), nullable=False),
+        sa.Column("note", sa.Text, nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_check_at", UtcDateTime(), nullable=False),
+    )
+    op.create_index("ix_pending_outcomes_next_check", "pending_outcomes", ["next_check_at"])
+
+
 SCHEMA = Schema(
     "escalation",
     (
@@ -271,5 +288,6 @@ SCHEMA = Schema(
         Migration(7, "the template draft an LLM draft replaced", _v7_template_draft),
         Migration(8, "the release that handed over", _v8_release),
         Migration(9, "judgements in judged order", _v9_judgements_by_judged_at),
+        Migration(10, "outcomes of approved actions still running", _v10_pending_outcomes),
     ),
 )

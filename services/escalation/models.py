@@ -236,3 +236,29 @@ class HandoffSettingsRow(Base):
     tenant_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     reopen_window_s: Mapped[int] = mapped_column(sa.Integer)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class PendingOutcomeRow(Base):
+    """An approved action still running when its decision returned (the company's system was
+    slow): its outcome is told to the customer once it settles (late_outcomes.py), then the
+    row goes."""
+
+    __tablename__ = "pending_outcomes"
+    __table_args__ = (
+        # The poll's scan: due rows of every tenant, soonest first.
+        sa.Index("ix_pending_outcomes_next_check", "next_check_at"),
+    )
+
+    # One row per action: a retried decision stores nothing new.
+    tenant_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    action_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    # The handoff whose thread tells the customer, in the deciding agent's name.
+    handoff_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("handoffs.handoff_id"))
+    agent_id: Mapped[str] = mapped_column(sa.String(200))
+    agent_name: Mapped[str] = mapped_column(sa.String(200))
+    note: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    # Checks of the action so far (each without a final state backs the next one off).
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    # When the action is next read; a replica that claims the row moves it forward first.
+    next_check_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

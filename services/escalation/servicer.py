@@ -16,7 +16,7 @@ from typing import TypeVar
 import grpc
 import structlog
 
-from aftercare.actions.v1 import actions_pb2, actions_pb2_grpc
+from aftercare.actions.v1 import actions_pb2
 from aftercare.escalation.v1 import escalation_pb2, escalation_pb2_grpc
 from aftercare.triage.v1 import triage_pb2
 from aftercare.type.v1 import verdict_pb2
@@ -25,12 +25,13 @@ from servicekit.database import utcnow
 from servicekit.errors import Aborted, FailedPrecondition, NotFound, ResourceExhausted
 from services.escalation import feedback, validation
 from services.escalation.account_activity import AccountActivityReader, account_action
-from services.escalation.approvals import Approvals, outcome_message_id, outcome_text
+from services.escalation.approvals import Approvals, outcome_message, outcome_text
 from services.escalation.background import QuietTurns
 from services.escalation.context import ContextBuilder, caller_verdict
 from services.escalation.enrichment import Enricher
 from services.escalation.feedback_store import FeedbackStore
 from services.escalation.insights import InsightsEngine
+from services.escalation.late_outcomes import LateOutcomes
 from services.escalation.lifecycle import DEFAULT_AGENT_NAME
 from services.escalation.page_tokens import (
     decode_judgements_token,
@@ -97,20 +98,24 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         thread: ThreadStore,
         enricher: Enricher,
         feedback_store: FeedbackStore,
+        notifier: Notifier,
         *,
-        actions: actions_pb2_grpc.ActionsServiceStub | None = None,
+        approvals: Approvals | None = None,
+        late_outcomes: LateOutcomes | None = None,
         account_activity: AccountActivityReader | None = None,
         watch_poll_s: float = 0.5,
         watch_max_streams: int = 1000,
     ) -> None:
         self._store = store
         # Without an actions service there is no account activity and no approval to decide.
-        self._approvals = Approvals(actions) if actions is not None else None
-        self._account_activity = account_activity or AccountActivityReader(actions)
+        self._approvals = approvals
+        # Outcomes of approved actions still running, told once they settle.
+        self._late_outcomes = late_outcomes
+        self._account_activity = account_activity or AccountActivityReader(None)
         self._thread = thread
         self._feedback = feedback_store
         # Wakes this process's watchers after its own writes (other replicas' are polled).
-        self._notifier = Notifier()
+        self._notifier = notifier
         self._watch_poll_s = watch_poll_s
         self._watch_max_streams = watch_max_streams
         # Customers' contacts tell the background LLM work to wait its turn (see background.py).
@@ -372,12 +377,12 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         decided = await self._approvals.decide(request)
         response = escalation_pb2.DecideActionApprovalResponse(action=account_action(decided))
         text = outcome_text(decided, request.note)
+        if handoff is not None and text is None and self._late_outcomes is not None:
+            # Still running (the company's system is slow): told once the actions service settles it.
+            await self._late_outcomes.remember(request, decided.action_id, handoff.handoff_id)
         if handoff is not None and text is not None:
             # Stored and delivered as an agent's reply is; its fixed id makes a retried decision a no-op here.
-            message = AgentMessage(
-                client_message_id=outcome_message_id(decided.action_id),
-                author_name=" ".join(request.agent_name.split()) or DEFAULT_AGENT_NAME,
-            )
+            message = outcome_message(decided.action_id, request.agent_name)
             handoff_id = handoff.handoff_id
             posted, sent = await self._change(
                 handoff_id,

@@ -28,6 +28,10 @@ class EscalationSettings(LlmSettings):
     # Seconds GetHandoff waits for the account activity; past it the handoff is served
     # with the activity marked incomplete.
     account_activity_timeout_s: float = Field(default=2.0, gt=0)
+    # Seconds between checks of approved actions still running when their decision returned
+    # (their outcome is told once they settle; each action's checks back off from this, up to
+    # 5 minutes: services/escalation/late_outcomes.py).
+    late_outcome_poll_s: float = Field(default=5.0, gt=0)
     # Seconds the context package may take in CreateHandoff (retrieval, triage and the
     # store together); what is not done by then is replaced by its deterministic version.
     context_budget_s: float = 3.0

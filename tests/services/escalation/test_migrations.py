@@ -35,7 +35,7 @@ def test_a_database_from_before_migrations_upgrades_with_its_handoffs(engine: En
             )
         )
 
-    assert SCHEMA.migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert SCHEMA.migrate(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     old = store.get("demo", "h-1")
     assert old is not None
     assert old.version == 1 and old.tier == 0 and old.context.summary == "old"
@@ -60,9 +60,9 @@ def test_a_database_at_version_4_gains_the_judgements_table_and_keeps_its_data(e
             )
         )
 
-    assert SCHEMA.migrate(engine) == [5, 6, 7, 8, 9]
+    assert SCHEMA.migrate(engine) == [5, 6, 7, 8, 9, 10]
 
-    assert _versions(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert _versions(engine) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     assert store.get("demo", "h-4") is not None
     customer = escalation_pb2.JudgementSource.Name(escalation_pb2.JUDGEMENT_SOURCE_CUSTOMER)
     judgements = FeedbackStore(engine)
@@ -85,7 +85,7 @@ def test_a_database_at_version_7_gains_the_release_column_and_keeps_its_handoffs
             )
         )
 
-    assert SCHEMA.migrate(engine) == [8, 9]
+    assert SCHEMA.migrate(engine) == [8, 9, 10]
 
     old = store.get("demo", "h-7")
     assert old is not None and old.release_id == "" and old.reference == "HO-OLD777"

@@ -42,7 +42,7 @@ def test_existing_handoffs_get_references_conversations_and_history(engine: Engi
     _insert_legacy(engine, "no-conv", "", "HANDOFF_STATE_WAITING", "2026-01-01 12:00:00")
     _insert_legacy(engine, "closed", "conv-b", "HANDOFF_STATE_RESOLVED", "2026-01-01 09:00:00")
 
-    assert SCHEMA.migrate(engine) == [6, 7, 8, 9]
+    assert SCHEMA.migrate(engine) == [6, 7, 8, 9, 10]
 
     store = HandoffStore(engine)
     handoffs = {hid: store.get("demo", hid) for hid in ("old-dup", "new-dup", "no-conv", "closed")}
