@@ -38,8 +38,8 @@ and BROKEN's refused promotion; shadow of WORSE
 then of BETTER (sample rate 1) on the same questions, each report read after the shadow caught
 up; canary of WORSE at --percent until the concierge rolls it back (or --max-conversations /
 --timeout), polling GET .../canary; it is started with a recorded override when its suite has
-not passed (the demo suite's reserved simulated-customer scenario is always skipped, so every
-full run is recorded as partial and no run clears a release). The time to rollback is the canary's own ended_at minus
+not passed (on the CPU default even the live release fails part of the demo suite, so no
+run clears a release there). The time to rollback is the canary's own ended_at minus
 its started_at, and minus the moment the humans' judgements first put the canary past the
 bound (computed here with the concierge's own statistics on the same counts). Without
 --gateway, the mesh is started here as bench/scenarios.py does (embedded CPU LLM, no intent

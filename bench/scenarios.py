@@ -3,7 +3,10 @@ gateway and report pass/fail per scenario and per assertion (issue 23).
 
 A suite is a JSON file (the format is bench/scenarios/README.md's): scripted customer turns,
 and for each turn what a correct assistant does (decision and reason, cited documents, what
-the reply says and must not say, the action proposed) and what it must never do. The runner
+the reply says and must not say, the action proposed) and what it must never do. A scenario
+can instead have a simulated customer: an LLM given a goal writes each message, until it says
+the goal is reached, the assistant hands over, or its turns run out; what no turn may do and
+how the conversation ends are checked then, since the path there is the simulator's. The runner
 sends each scenario as one fresh conversation of a fresh customer, with a chosen release
 (`--release r3`: the `X-Aftercare-Release` header, admin key) or the tenant's live one, and
 can record the run against that release (`--record`), which is what promotion checks.
@@ -13,7 +16,9 @@ can record the run against that release (`--record`), which is what promotion ch
         --release r3 --record --json var/scenarios-r3.json
 
 The mesh is started here on free ports unless --gateway names a running one (`make run`); keys
-come from --key TENANT=KEY, or are created in the gateway's key file and revoked afterwards."""
+come from --key TENANT=KEY, or are created in the gateway's key file and revoked afterwards.
+Simulated customers run on the mesh's LLM server (started here: the embedded one; with
+--gateway: --llm-base-url, `make run`'s by default)."""
 
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,12 +43,17 @@ if __package__ in (None, ""):  # run as a script: the repository root is what im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aftercare.concierge.v1 import concierge_pb2
+from devstack import llm_server
 
 FORMAT = "aftercare-scenarios/1"
 RELEASE_HEADER = "X-Aftercare-Release"
 # A turn waits this long for its answer: above the gateway's own 60 s budget, so that a slow
 # turn comes back as the gateway's 504 (a failed assertion), not as our timeout.
 TURN_TIMEOUT_S = 90.0
+# `make run`'s LLM server (devstack's llm_port): the simulated customers' with --gateway.
+DEFAULT_LLM_BASE_URL = "http://127.0.0.1:8081/v1"
+# The most messages a simulated customer may be given: each is an LLM call and a turn.
+MAX_SIMULATED_TURNS = 20
 
 # The gateway's codes: the proto enums' names, lower case, without their prefix.
 DECISIONS = frozenset(
@@ -123,8 +133,8 @@ class Turn:
 
 @dataclass(frozen=True)
 class SimulatedCustomer:
-    """Reserved: a customer simulated by an LLM with a goal, instead of scripted turns. Loaded and
-    kept, not run yet (a scenario that has one and no turns is reported as skipped)."""
+    """A customer played by an LLM told this goal, instead of scripted turns: at most
+    `max_turns` messages."""
 
     goal: str
     max_turns: int = 8
@@ -140,6 +150,8 @@ class Scenario:
     # Checked on every turn, besides each turn's own forbid.
     forbid: tuple[str, ...] = ()
     simulated: SimulatedCustomer | None = None
+    # A simulated conversation's last turn (simulated scenarios only: a scripted one says it per turn).
+    expect_end: Expectation | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +241,20 @@ def _turn(raw: Any, where: str) -> Turn:
     return Turn(say=say, expect=expect)
 
 
+def _simulated(raw: Any, where: str) -> SimulatedCustomer:
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{where}: expected an object")
+    _only(raw, where, {"goal", "max_turns"})
+    goal = raw.get("goal")
+    if not isinstance(goal, str) or not goal.strip():
+        raise SuiteError(f"{where}.goal: the customer's goal, in words")
+    max_turns = raw.get("max_turns", SimulatedCustomer.max_turns)
+    # bool is an int to Python, not a number of turns to a reader.
+    if isinstance(max_turns, bool) or not isinstance(max_turns, int) or not 1 <= max_turns <= MAX_SIMULATED_TURNS:
+        raise SuiteError(f"{where}.max_turns: a number of messages from 1 to {MAX_SIMULATED_TURNS}")
+    return SimulatedCustomer(goal=goal, max_turns=max_turns)
+
+
 def parse_suite(document: Any, path: str = "<suite>", digest: str = "") -> Suite:
     """A Suite from a parsed JSON document; raises SuiteError naming what is wrong."""
     if not isinstance(document, dict):
@@ -255,16 +281,17 @@ def parse_suite(document: Any, path: str = "<suite>", digest: str = "") -> Suite
         if name in seen:
             raise SuiteError(f"{where}: the name is used twice")
         seen.add(name)
-        _only(raw, where, {"name", "tenant", "tags", "summary", "turns", "forbid", "simulated_customer"})
-        simulated = None
-        if "simulated_customer" in raw:
-            spec = raw["simulated_customer"]
-            if not isinstance(spec, dict) or not isinstance(spec.get("goal"), str) or not spec["goal"]:
-                raise SuiteError(f"{where}.simulated_customer: an object with a goal")
-            simulated = SimulatedCustomer(goal=spec["goal"], max_turns=int(spec.get("max_turns", 8)))
+        _only(raw, where, {"name", "tenant", "tags", "summary", "turns", "forbid", "simulated_customer",
+                           "expect_end"})
+        simulated = (_simulated(raw["simulated_customer"], f"{where}.simulated_customer")
+                     if "simulated_customer" in raw else None)
         raw_turns = raw.get("turns", [])
+        if simulated is not None and raw_turns:
+            raise SuiteError(f"{where}: a customer is scripted (turns) or simulated (simulated_customer), not both")
         if not isinstance(raw_turns, list) or (not raw_turns and simulated is None):
             raise SuiteError(f"{where}: turns must be a non-empty list")
+        if "expect_end" in raw and simulated is None:
+            raise SuiteError(f"{where}.expect_end: only for a simulated_customer (scripted turns have expect)")
         turns = tuple(_turn(turn, f"{where} turn {number}") for number, turn in enumerate(raw_turns, 1))
         if turns and turns[0].press is not None:
             raise SuiteError(f"{where} turn 1: a conversation cannot open with a button press")
@@ -278,6 +305,7 @@ def parse_suite(document: Any, path: str = "<suite>", digest: str = "") -> Suite
                 summary=str(raw.get("summary", "")),
                 forbid=_names(raw["forbid"], f"{where}.forbid", FORBIDDABLE) if "forbid" in raw else (),
                 simulated=simulated,
+                expect_end=_expectation(raw["expect_end"], f"{where}.expect_end") if "expect_end" in raw else None,
             )
         )
     return Suite(
@@ -391,6 +419,114 @@ def check_turn(number: int, expect: Expectation, reply: Mapping[str, Any],
     return results
 
 
+# --- the simulated customer ----------------------------------------------------------------
+
+# What the customer is shown before writing its first message (the widget's greeting; not sent).
+OPENING = "Hi! How can I help you today?"
+# τ-bench's end of conversation: a simulator that writes it in its message is done too.
+_STOP_MARK = re.compile(r"#+\s*STOP\s*#*", re.IGNORECASE)
+# A simulator that labels its own line ("Customer: ...") means the words after the label.
+_SPEAKER = re.compile(r"^\s*(customer|user|me)\s*:\s*", re.IGNORECASE)
+CUSTOMER_TURN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    # The message before the verdict: the model writes what it would say, then whether it is done.
+    "properties": {"message": {"type": "string"}, "done": {"type": "boolean"}},
+    "required": ["message", "done"],
+}
+
+
+class SimulatorError(Exception):
+    """The simulated customer has no next message; the text says why, for the scenario's failure."""
+
+
+def customer_prompt(goal: str) -> str:
+    """The simulated customer's rules. The end is a JSON field, not τ-bench's ###STOP### token: a
+    small model shown the token tends to write it at once (bench/actions_tau.py measured it)."""
+    return (
+        "You simulate a CUSTOMER chatting with a company's support assistant.\n"
+        f"The customer's goal: {goal}\n"
+        "Write the customer's next message: one or two short sentences, in the first person, answering what "
+        "the assistant just said, in the customer's own words, never inventing details (an email, an order "
+        "number, a name) the goal does not give. done is true only when the assistant has done or answered "
+        "what the customer wants, said it cannot, or handed the customer to a person."
+    )
+
+
+class CustomerLLM:
+    """The LLM that plays simulated customers, over the OpenAI-compatible chat API: the
+    transcript so far in one prompt, answered under a JSON schema as {"message", "done"}.
+    Temperature 0 and a fixed seed, so that a run is as repeatable as the server allows.
+
+    bench/actions_tau.py's simulator is τ-bench's (an online store's customer with a task's
+    instruction); this one is any tenant's customer with a scenario's goal."""
+
+    def __init__(self, base_url: str, model: str, *, timeout_s: float = 120.0, seed: int = 23,
+                 max_tokens: int = 200, context_chars: int = 5000) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.seed = seed
+        self.max_tokens = max_tokens
+        # The transcript is cut to its latest messages past this many characters: the embedded
+        # server's context is 2,048 tokens.
+        self.context_chars = context_chars
+        self.client = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        # vLLM takes OpenAI's json_schema form, llama-cpp-python's server only json_object with the
+        # schema inside (servicekit/llm.py's note): the first form the server accepts is kept.
+        self.json_forms: list[dict[str, Any]] = [
+            {"type": "json_schema", "json_schema": {"name": "customer_turn", "schema": CUSTOMER_TURN_SCHEMA}},
+            {"type": "json_object", "schema": CUSTOMER_TURN_SCHEMA},
+        ]
+
+    def __enter__(self) -> CustomerLLM:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.client.close()
+
+    def next_message(self, goal: str, transcript: Sequence[tuple[str, str]]) -> tuple[str, bool]:
+        """The customer's next message after `transcript` ((who, text): "assistant" or "customer"),
+        and whether the customer is done; raises SimulatorError."""
+        shown: list[str] = []
+        budget = self.context_chars
+        for who, text in reversed(transcript):
+            budget -= len(text) + 12
+            if shown and budget < 0:
+                break
+            shown.insert(0, f"{'Assistant' if who == 'assistant' else 'Customer'}: {text}")
+        messages = [{"role": "system", "content": customer_prompt(goal)},
+                    {"role": "user", "content": "\n".join(shown) + "\n\nThe customer's next message, as JSON:"}]
+        try:
+            response = self._post(messages)
+            while response.status_code >= 400 and len(self.json_forms) > 1:
+                self.json_forms.pop(0)
+                response = self._post(messages)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise SimulatorError(f"LLM at {self.base_url} unreachable") from None
+        except httpx.HTTPError as error:
+            raise SimulatorError(f"LLM at {self.base_url}: {type(error).__name__}") from None
+        if response.status_code >= 400:
+            raise SimulatorError(f"LLM at {self.base_url} answered {response.status_code} {response.text[:200]}")
+        content = ""
+        try:
+            content = str(response.json()["choices"][0]["message"]["content"])
+            value = json.loads(content)
+            message, done = value["message"], value["done"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            # Most often a message cut at max_tokens: the content says so.
+            raise SimulatorError(f"LLM at {self.base_url}: not the schema's JSON: {content[:200]!r}") from None
+        if not isinstance(message, str) or not isinstance(done, bool):
+            raise SimulatorError(f"LLM at {self.base_url}: not the schema's JSON: {content[:200]!r}")
+        if _STOP_MARK.search(message):
+            message, done = _STOP_MARK.sub("", message), True
+        return _SPEAKER.sub("", message.strip(), count=1).strip()[:4000], done
+
+    def _post(self, messages: list[dict[str, str]]) -> httpx.Response:
+        return self.client.post("/chat/completions", json={
+            "model": self.model, "messages": messages, "temperature": 0.0, "seed": self.seed,
+            "max_tokens": self.max_tokens, "response_format": self.json_forms[0],
+        })
+
+
 # --- the runner ----------------------------------------------------------------------------
 
 # (tenant, conversation id, request body) -> the reply as JSON; raises httpx.HTTPError.
@@ -425,57 +561,120 @@ class ScenarioResult:
     assertions: list[dict[str, Any]] = field(default_factory=list)
     turns: list[TurnRecord] = field(default_factory=list)
     seconds: float = 0.0
+    # A simulated conversation's end: "the customer was done", "handed over", "max_turns (N)", or a failure.
+    ended: str = ""
 
 
-def run_scenario(scenario: Scenario, send: Send, run_token: str) -> ScenarioResult:
-    """One scenario as one fresh conversation of a fresh customer; stops at the first turn the
-    gateway refuses (the rest cannot be judged)."""
-    result = ScenarioResult(scenario.name, scenario.tenant, list(scenario.tags), passed=False)
-    if not scenario.turns:
-        result.skipped = "simulated customers are not run yet"
-        return result
-    conversation_id = f"golden-{run_token}-{scenario.name}"[:128]
-    customer = {"tenant_id": scenario.tenant, "customer_id": f"golden-{run_token}-{scenario.name}"[:128]}
-    pending: dict[str, Any] = {}
-    assertions: list[Assertion] = []
-    started = time.perf_counter()
-    for number, turn in enumerate(scenario.turns, 1):
-        body: dict[str, Any] = {"text": turn.text, "customer": customer}
+class _Conversation:
+    """One scenario's conversation: one fresh customer id, the pending action the latest reply
+    carries, and every turn sent recorded in the result."""
+
+    def __init__(self, scenario: Scenario, send: Send, run_token: str, result: ScenarioResult,
+                 assertions: list[Assertion]) -> None:
+        self.tenant = scenario.tenant
+        self.send_body = send
+        self.result = result
+        self.assertions = assertions
+        self.conversation_id = f"golden-{run_token}-{scenario.name}"[:128]
+        self.customer = {"tenant_id": scenario.tenant, "customer_id": f"golden-{run_token}-{scenario.name}"[:128]}
+        self.pending: dict[str, Any] = {}
+
+    def send(self, number: int, turn: Turn) -> dict[str, Any] | None:
+        """The reply, or None after recording why there is none (the scenario stops there)."""
+        body: dict[str, Any] = {"text": turn.text, "customer": self.customer}
         if turn.press is not None:
-            if not pending:
-                assertions.append(Assertion(number, "a pending action to answer", "one", "none", False))
-                break
-            body["action_reply"] = {"action_id": pending["action_id"], "fingerprint": pending["fingerprint"],
-                                    "confirmed": turn.press}
+            if not self.pending:
+                self.assertions.append(Assertion(number, "a pending action to answer", "one", "none", False))
+                return None
+            body["action_reply"] = {"action_id": self.pending["action_id"],
+                                    "fingerprint": self.pending["fingerprint"], "confirmed": turn.press}
         turn_started = time.perf_counter()
         try:
-            reply = send(scenario.tenant, conversation_id, body)
+            reply = self.send_body(self.tenant, self.conversation_id, body)
         except httpx.HTTPStatusError as error:
             problem = error.response.text[:300]
-            result.turns.append(TurnRecord(turn.text, time.perf_counter() - turn_started, error=problem))
-            assertions.append(Assertion(number, "the gateway answers", "200",
-                                        f"{error.response.status_code} {problem}", False))
-            break
+            self.result.turns.append(TurnRecord(turn.text, time.perf_counter() - turn_started, error=problem))
+            self.assertions.append(Assertion(number, "the gateway answers", "200",
+                                             f"{error.response.status_code} {problem}", False))
+            return None
         except httpx.HTTPError as error:
-            result.turns.append(TurnRecord(turn.text, time.perf_counter() - turn_started, error=repr(error)))
-            assertions.append(Assertion(number, "the gateway answers", "a reply", type(error).__name__, False))
-            break
-        pending = reply.get("pending_action") or {}
-        result.turns.append(TurnRecord(
+            self.result.turns.append(TurnRecord(turn.text, time.perf_counter() - turn_started, error=repr(error)))
+            self.assertions.append(Assertion(number, "the gateway answers", "a reply", type(error).__name__, False))
+            return None
+        self.pending = reply.get("pending_action") or {}
+        self.result.turns.append(TurnRecord(
             text=turn.text, seconds=round(time.perf_counter() - turn_started, 3),
             decision=str(reply.get("decision", "")), reason=str(reply.get("decision_reason", "")),
             reply=str(reply.get("reply", "")), confidence=reply.get("confidence"),
             calibrated=reply.get("calibrated"), threshold=reply.get("threshold"),
             citations=[str(c.get("doc_id") or (c.get("record") or {}).get("id") or c.get("title"))
                        for c in reply.get("citations") or []],
-            pending_action=pending or None, handoff_id=reply.get("handoff_id"),
+            pending_action=self.pending or None, handoff_id=reply.get("handoff_id"),
         ))
-        assertions.extend(check_turn(number, turn.expect, reply, scenario.forbid))
+        return reply
+
+
+def run_scenario(scenario: Scenario, send: Send, run_token: str,
+                 customer: CustomerLLM | None = None) -> ScenarioResult:
+    """One scenario as one fresh conversation of a fresh customer; stops at the first turn the
+    gateway refuses (the rest cannot be judged). A simulated customer is played by `customer`;
+    without one the scenario fails (it is not skipped: a skipped scenario makes a run partial)."""
+    result = ScenarioResult(scenario.name, scenario.tenant, list(scenario.tags), passed=False)
+    assertions: list[Assertion] = []
+    conversation = _Conversation(scenario, send, run_token, result, assertions)
+    started = time.perf_counter()
+    if scenario.simulated is None:
+        for number, turn in enumerate(scenario.turns, 1):
+            reply = conversation.send(number, turn)
+            if reply is None:
+                break
+            assertions.extend(check_turn(number, turn.expect, reply, scenario.forbid))
+    elif customer is None:
+        assertions.append(Assertion(1, "simulated customer", "an LLM to play it", "none given", False))
+    else:
+        result.ended = _simulate(scenario, scenario.simulated, conversation, customer)
     result.seconds = round(time.perf_counter() - started, 3)
     result.assertions = [asdict(a) for a in assertions]
     result.failures = [a.describe() for a in assertions if not a.passed]
     result.passed = not result.failures
     return result
+
+
+def _simulate(scenario: Scenario, spec: SimulatedCustomer, conversation: _Conversation,
+              customer: CustomerLLM) -> str:
+    """Drive the conversation with the simulated customer; why it ended. Every turn is checked
+    against the scenario's forbid, the last one against expect_end when it ended by itself."""
+    assertions = conversation.assertions
+    transcript: list[tuple[str, str]] = [("assistant", OPENING)]
+    last: tuple[int, dict[str, Any]] | None = None
+    ended = f"max_turns ({spec.max_turns})"
+    for number in range(1, spec.max_turns + 1):
+        try:
+            message, done = customer.next_message(spec.goal, transcript)
+        except SimulatorError as error:
+            assertions.append(Assertion(number, "simulated customer", "a message", str(error), False))
+            return "simulated customer failed"
+        # Before the assistant answered anything nothing can be reached: the first message is sent.
+        if done and last is not None:
+            ended = "the customer was done"
+            break
+        if not message:
+            assertions.append(Assertion(number, "simulated customer", "a message", "an empty one", False))
+            return "simulated customer failed"
+        reply = conversation.send(number, Turn(say=message))
+        if reply is None:
+            return "the gateway refused a turn"
+        assertions.extend(check_turn(number, Expectation(), reply, scenario.forbid))
+        last = (number, reply)
+        transcript += [("customer", message), ("assistant", str(reply.get("reply", "")))]
+        if reply.get("decision") == "escalated":
+            ended = "handed over"
+            break
+    if scenario.expect_end is not None and last is not None:
+        number, reply = last
+        assertions.extend(replace(a, check=f"{a.check} at the end")
+                          for a in check_turn(number, scenario.expect_end, reply))
+    return ended
 
 
 @dataclass
@@ -499,17 +698,18 @@ class SuiteRunReport:
 
 
 def run_suite(suite: Suite, scenarios: Sequence[Scenario], send: Send, *, release: str = "", target: str = "",
-              say: Callable[[str], object] = print) -> SuiteRunReport:
+              say: Callable[[str], object] = print, customer: CustomerLLM | None = None) -> SuiteRunReport:
+    """Every scenario in order; `customer` plays the simulated ones (without it they fail)."""
     report = SuiteRunReport(
         suite=suite.path, suite_digest=suite.digest, release=release or "live", target=target,
         partial=len(scenarios) < len(suite.scenarios), started_at=_now(),
     )
     run_token = uuid.uuid4().hex[:8]
     for scenario in scenarios:
-        result = run_scenario(scenario, send, run_token)
+        result = run_scenario(scenario, send, run_token, customer)
         report.scenarios.append(result)
         mark = "SKIP" if result.skipped else ("PASS" if result.passed else "FAIL")
-        say(f"{mark} {scenario.name} ({result.seconds:.1f}s)")
+        say(f"{mark} {scenario.name} ({result.seconds:.1f}s" + (f", {result.ended}" if result.ended else "") + ")")
         for failure in result.failures:
             say(f"     {failure}")
     report.finished_at = _now()
@@ -554,6 +754,8 @@ class Target:
     # tenant -> the key its conversations are sent with (admin when a release is named).
     keys: Mapping[str, str]
     origin: str
+    # The mesh's OpenAI-compatible LLM server (base URL): what simulated customers run on.
+    llm_base_url: str = ""
 
 
 def gateway_sender(target: Target, release: str = "", timeout_s: float = TURN_TIMEOUT_S) -> tuple[Send, httpx.Client]:
@@ -576,7 +778,7 @@ def gateway_sender(target: Target, release: str = "", timeout_s: float = TURN_TI
 
 @contextlib.contextmanager
 def started_mesh(tenants: set[str], admin: bool, say: Callable[[str], object] = print,
-                 llm_base_url: str | None = None) -> Iterator[Target]:
+                 llm_base_url: str | None = None, llm_model: str = "") -> Iterator[Target]:
     """A devstack on free ports in a throw-away folder: the demo knowledge base and the shop
     tenant set up as `make run` does them, without the background intent-model training (it
     would load the machine mid-run)."""
@@ -589,7 +791,8 @@ def started_mesh(tenants: set[str], admin: bool, say: Callable[[str], object] = 
         (data_dir / "models").symlink_to(models.resolve(), target_is_directory=True)
         config = StackConfig(
             data_dir=data_dir, gateway_port=_free_port(), service_ports=tuple(_free_port() for _ in range(5)),
-            llm_port=_free_port(), llm_base_url=llm_base_url, demo_intents=None,
+            llm_port=_free_port(), llm_base_url=llm_base_url, llm_model=llm_model or llm_server.MODEL_ALIAS,
+            demo_intents=None,
             extra_env={"RATE_LIMIT_PER_S": "1000", "RATE_LIMIT_BURST": "1000"},
         )
         stack = Stack(config)
@@ -608,14 +811,15 @@ def started_mesh(tenants: set[str], admin: bool, say: Callable[[str], object] = 
             if missing:
                 raise SystemExit(f"the mesh started here serves no tenant {', '.join(missing)}")
             say(f"mesh ready in {time.monotonic() - started:.0f}s")
-            yield Target(stack.gateway_url, {t: known[t][role] for t in tenants}, "started here (embedded LLM)")
+            yield Target(stack.gateway_url, {t: known[t][role] for t in tenants},
+                         "started here" if llm_base_url else "started here (embedded LLM)", stack.llm_base_url)
         finally:
             stack.stop()
 
 
 @contextlib.contextmanager
 def running_mesh(gateway: str, tenants: set[str], admin: bool, given: Mapping[str, str],
-                 keys_file: Path) -> Iterator[Target]:
+                 keys_file: Path, llm_base_url: str = DEFAULT_LLM_BASE_URL) -> Iterator[Target]:
     """A running mesh: the keys given, the others created in its key file and revoked afterwards."""
     from gateway.keys import Role, create_key, revoke_key
 
@@ -630,7 +834,7 @@ def running_mesh(gateway: str, tenants: set[str], admin: bool, given: Mapping[st
     if created:
         time.sleep(1.2)  # the gateway re-reads its key file at most once a second
     try:
-        yield Target(gateway.rstrip("/"), keys, f"running at {gateway}")
+        yield Target(gateway.rstrip("/"), keys, f"running at {gateway}", llm_base_url)
     finally:
         for key_id in created:
             revoke_key(keys_file, key_id)
@@ -688,8 +892,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --gateway: the key of a tenant's conversations (admin with --release/--record)")
     parser.add_argument("--keys-file", type=Path, default=Path("var/gateway/api_keys.json"),
                         help="with --gateway, for a tenant without --key: create a key here, revoke it after")
-    parser.add_argument("--llm-base-url", help="started here: this OpenAI-compatible server instead of the "
-                                               "embedded one")
+    parser.add_argument("--llm-base-url", help="an OpenAI-compatible server: the simulated customers' (started "
+                                               "here: the mesh's too, instead of the embedded one; with --gateway: "
+                                               f"default {DEFAULT_LLM_BASE_URL}, `make run`'s)")
+    parser.add_argument("--llm-model", default=llm_server.MODEL_ALIAS,
+                        help="the model the simulated customers ask for (default the embedded one's)")
     args = parser.parse_args(argv)
     if args.record and not args.release:
         parser.error("--record needs --release (the release the run is recorded against)")
@@ -713,16 +920,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("no scenario selected", file=sys.stderr)
         return 2
     admin = bool(args.release or args.record)
-    mesh = (running_mesh(args.gateway, tenants, admin, dict(args.key), args.keys_file) if args.gateway
-            else started_mesh(tenants, admin, llm_base_url=args.llm_base_url))
+    mesh = (running_mesh(args.gateway, tenants, admin, dict(args.key), args.keys_file,
+                         args.llm_base_url or DEFAULT_LLM_BASE_URL) if args.gateway
+            else started_mesh(tenants, admin, llm_base_url=args.llm_base_url, llm_model=args.llm_model))
     reports: list[SuiteRunReport] = []
     with mesh as target:
         send, client = gateway_sender(target, args.release)
-        with client:
+        with client, CustomerLLM(target.llm_base_url, args.llm_model) as customer:
             for suite, picked in chosen:
                 print(f"suite {suite.path}: {len(picked)} of {len(suite.scenarios)} scenarios, "
                       f"release {args.release or 'live'}, mesh {target.origin}")
-                report = run_suite(suite, picked, send, release=args.release, target=target.origin)
+                report = run_suite(suite, picked, send, release=args.release, target=target.origin,
+                                   customer=customer)
                 reports.append(report)
                 if args.record:
                     for line in record_run(target, report, args.release):

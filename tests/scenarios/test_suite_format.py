@@ -15,6 +15,7 @@ import pytest
 from bench.scenarios import (
     FORMAT,
     Expectation,
+    SimulatedCustomer,
     SuiteError,
     check_turn,
     load_suite,
@@ -76,6 +77,21 @@ def test_the_ci_subset_is_five_to_ten_scenarios() -> None:
     assert 5 <= len(subset) <= 10
 
 
+def test_simulated_customers_have_suites_of_their_own_outside_the_ci_subset() -> None:
+    # Apart from the scripted suites: the CPU default's model cannot play a customer, and a scenario that
+    # fails whatever the release would keep every release from clearing its suite.
+    scripted = [s for path in ("demo.json", "shop.json") for s in load_suite(SUITES / path).scenarios]
+    assert all(s.simulated is None for s in scripted)
+    demo, shop = (load_suite(SUITES / path).scenarios for path in ("demo_simulated.json", "shop_simulated.json"))
+    simulated = [*demo, *shop]
+    assert all(s.simulated is not None for s in simulated)
+    assert sum(s.tenant == "demo" for s in simulated) >= 3 and any(s.tenant == "shop" for s in simulated)
+    # An LLM plays them: not deterministic, so never in the fast subset.
+    assert all("ci" not in s.tags and "simulated" in s.tags for s in simulated)
+    # Each can fail: something is forbidden on every turn or checked at the end.
+    assert all(s.forbid or s.expect_end for s in simulated)
+
+
 # --- the loader refuses what would check nothing or the wrong thing ----------------------
 
 
@@ -92,6 +108,17 @@ def test_the_ci_subset_is_five_to_ten_scenarios() -> None:
         (_scenario(turns=[]), "turns must be a non-empty list"),
         (_scenario(name="Has Spaces"), "name must be"),
         (_scenario(turns=[{"say": "hi", "expect": {"handoff": "yes"}}]), "true or false"),
+        (_scenario(expect_end={"decision": "escalated"}), "expect_end: only for a simulated_customer"),
+        (_scenario(simulated_customer={"goal": "a refund"}), "scripted \\(turns\\) or simulated"),
+        (_scenario(turns=[], simulated_customer={"goal": " "}), "goal: the customer's goal"),
+        (_scenario(turns=[], simulated_customer={"goal": "a refund", "max_turns": 0}), "max_turns: a number"),
+        (_scenario(turns=[], simulated_customer={"goal": "a refund", "max_turns": True}), "max_turns: a number"),
+        (_scenario(turns=[], simulated_customer={"goal": "a refund", "max_turns": 21}), "max_turns: a number"),
+        (_scenario(turns=[], simulated_customer={"goal": "a refund", "persona": "rude"}), "unknown field.*persona"),
+        (_scenario(turns=[], simulated_customer={"goal": "a refund"}, expect_end={"decison": "answered"}),
+         "expect_end: unknown field.*decison"),
+        (_scenario(turns=[], simulated_customer={"goal": "a refund"}, expect_end={"reason": "bored"}),
+         "unknown bored"),
     ],
 )
 def test_a_malformed_scenario_is_refused_naming_where(scenario: dict[str, Any], message: str) -> None:
@@ -114,12 +141,19 @@ def test_enum_names_are_accepted_as_written_in_the_proto() -> None:
     assert (expect.decision, expect.reason) == (("clarify",), ("needs_detail",))
 
 
-def test_a_simulated_customer_is_kept_and_skipped_not_run() -> None:
-    suite = parse_suite(_suite(_scenario(turns=[], simulated_customer={"goal": "get a refund"})))
+def test_a_simulated_customer_is_read_with_its_end_and_fails_without_an_llm() -> None:
+    suite = parse_suite(_suite(_scenario(turns=[], simulated_customer={"goal": "get a refund", "max_turns": 3},
+                                         expect_end={"decision": "escalated", "handoff": True})))
     scenario = suite.scenarios[0]
-    assert scenario.simulated is not None and scenario.simulated.goal == "get a refund"
+    assert scenario.simulated is not None and (scenario.simulated.goal, scenario.simulated.max_turns) == (
+        "get a refund", 3)
+    assert scenario.expect_end is not None and scenario.expect_end.decision == ("escalated",)
+    assert parse_suite(_suite(_scenario(turns=[], simulated_customer={"goal": "x"}))).scenarios[0].simulated == (
+        SimulatedCustomer("x", 8))
+    # Not skipped: a skipped scenario would make the run partial, and a partial run cannot clear a release.
     report = run_suite(suite, suite.scenarios, lambda *_: pytest.fail("nothing is sent"), say=lambda _: None)
-    assert (report.total, report.skipped) == (0, 1)
+    assert (report.total, report.passed, report.skipped) == (1, 0, 0)
+    assert report.scenarios[0].failures == ["turn 1: simulated customer: expected an LLM to play it, got none given"]
 
 
 def test_the_tenant_of_a_scenario_overrides_the_suites() -> None:
