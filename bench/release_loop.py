@@ -53,9 +53,7 @@ import argparse
 import contextlib
 import json
 import random
-import socket
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -70,7 +68,7 @@ if __package__ in (None, ""):  # run as a script: the repository root is what im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aftercare.concierge.v1 import releases_pb2
-from bench.scenarios import Target, gateway_sender, load_suite, record_run, run_suite, select
+from bench.scenarios import Target, gateway_sender, load_suite, record_run, run_suite, select, started_stack
 from servicekit.judging import agrees
 from services.concierge import canary as canary_statistics
 from tools.concierge_evaluation import judge_demo
@@ -363,43 +361,12 @@ class Mesh:
     origin: str
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def started_mesh(say: Callable[[str], object] = print) -> Iterator[Mesh]:
-    """A devstack on free ports in a throw-away folder, as bench/scenarios.py starts one, with a
-    key of every role (the loop is a customer, an agent and an admin)."""
-    from devstack.stack import Stack, StackConfig, StackError
-
-    with tempfile.TemporaryDirectory(prefix="release-loop-") as tmp:
-        data_dir = Path(tmp)
-        models = REPO_ROOT / "var" / "models"
-        models.mkdir(parents=True, exist_ok=True)
-        (data_dir / "models").symlink_to(models.resolve(), target_is_directory=True)
-        config = StackConfig(
-            data_dir=data_dir, gateway_port=free_port(), service_ports=tuple(free_port() for _ in range(5)),
-            llm_port=free_port(), demo_intents=None,
-            # The loop is one client sending as fast as the mesh answers.
-            extra_env={"RATE_LIMIT_PER_S": "1000", "RATE_LIMIT_BURST": "1000"},
-        )
-        stack = Stack(config)
-        started = time.monotonic()
-        say(f"starting the mesh (logs in {stack.log_dir}) ...")
-        try:
-            stack.start()
-        except StackError:
-            for log in sorted(stack.log_dir.glob("*.log")):
-                say(f"--- the end of {log.name} ---\n" + "\n".join(log.read_text().splitlines()[-15:]))
-            raise
-        try:
-            say(f"mesh ready in {time.monotonic() - started:.0f}s")
-            yield Mesh(stack.gateway_url, dict(stack.api_keys), "started here (embedded CPU LLM, no intent model)")
-        finally:
-            stack.stop()
+    """A mesh of its own, as bench/scenarios.py starts one, with a key of every role (the loop is
+    a customer, an agent and an admin)."""
+    with started_stack("release-loop-", say) as stack:
+        yield Mesh(stack.gateway_url, dict(stack.api_keys), "started here (embedded CPU LLM, no intent model)")
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -44,6 +44,9 @@ if __package__ in (None, ""):  # run as a script: the repository root is what im
 
 from aftercare.concierge.v1 import concierge_pb2
 from devstack import llm_server
+
+if TYPE_CHECKING:
+    from devstack.stack import Stack
 
 FORMAT = "aftercare-scenarios/1"
 RELEASE_HEADER = "X-Aftercare-Release"
@@ -777,14 +780,15 @@ def gateway_sender(target: Target, release: str = "", timeout_s: float = TURN_TI
 
 
 @contextlib.contextmanager
-def started_mesh(tenants: set[str], admin: bool, say: Callable[[str], object] = print,
-                 llm_base_url: str | None = None, llm_model: str = "") -> Iterator[Target]:
+def started_stack(prefix: str, say: Callable[[str], object] = print, llm_base_url: str | None = None,
+                  llm_model: str = "") -> Iterator[Stack]:
     """A devstack on free ports in a throw-away folder: the demo knowledge base and the shop
     tenant set up as `make run` does them, without the background intent-model training (it
-    would load the machine mid-run)."""
+    would load the machine mid-run), and no rate limit (a bench is one client sending as fast
+    as the mesh answers). The benches that drive a mesh of their own start it here."""
     from devstack.stack import REPO_ROOT, Stack, StackConfig, StackError
 
-    with tempfile.TemporaryDirectory(prefix="scenarios-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         data_dir = Path(tmp)
         models = REPO_ROOT / "var" / "models"
         models.mkdir(parents=True, exist_ok=True)
@@ -805,16 +809,24 @@ def started_mesh(tenants: set[str], admin: bool, say: Callable[[str], object] = 
                 say(f"--- the end of {log.name} ---\n" + "\n".join(log.read_text().splitlines()[-15:]))
             raise
         try:
-            role = "admin" if admin else "channel"
-            known = {config.demo_tenant: stack.api_keys, config.shop_tenant: stack.shop_keys}
-            missing = sorted(tenants - {t for t, keys in known.items() if keys})
-            if missing:
-                raise SystemExit(f"the mesh started here serves no tenant {', '.join(missing)}")
             say(f"mesh ready in {time.monotonic() - started:.0f}s")
-            yield Target(stack.gateway_url, {t: known[t][role] for t in tenants},
-                         "started here" if llm_base_url else "started here (embedded LLM)", stack.llm_base_url)
+            yield stack
         finally:
             stack.stop()
+
+
+@contextlib.contextmanager
+def started_mesh(tenants: set[str], admin: bool, say: Callable[[str], object] = print,
+                 llm_base_url: str | None = None, llm_model: str = "") -> Iterator[Target]:
+    """A mesh of its own (started_stack) with a key per tenant: admin keys, or channel keys."""
+    with started_stack("scenarios-", say, llm_base_url, llm_model) as stack:
+        role = "admin" if admin else "channel"
+        known = {stack.config.demo_tenant: stack.api_keys, stack.config.shop_tenant: stack.shop_keys}
+        missing = sorted(tenants - {t for t, keys in known.items() if keys})
+        if missing:
+            raise SystemExit(f"the mesh started here serves no tenant {', '.join(missing)}")
+        yield Target(stack.gateway_url, {t: known[t][role] for t in tenants},
+                     "started here" if llm_base_url else "started here (embedded LLM)", stack.llm_base_url)
 
 
 @contextlib.contextmanager
