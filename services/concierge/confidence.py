@@ -36,6 +36,12 @@ DEFAULT_FITS_DIR = Path(__file__).resolve().parent / "fits"
 UNCALIBRATED = "uncalibrated"
 
 
+# The version of each answer path: a new one whenever what the customer reads is made
+# differently, so that no fit serves replies it was not fitted on. unit-v2: a long unit is
+# cut to its answering block (excerpts.py), no longer to one sentence.
+ANSWER_PATHS = {"unit": "unit-v2", "generative": "generative-v1"}
+
+
 @dataclass(frozen=True)
 class Configuration:
     """What decides the reply a customer reads, and so what a fit is valid for."""
@@ -59,7 +65,7 @@ class Configuration:
         LLM `llm_model` writes with the prompt `prompt_version` (they count only when it writes)."""
         writes = answer_mode == "generative" or phrasing != "off"
         return cls(
-            answer_path=f"{answer_mode}-v1",
+            answer_path=ANSWER_PATHS[answer_mode],
             phrasing="free" if answer_mode == "generative" else phrasing,
             llm_model=llm_model if writes else "",
             prompt_version=prompt_version if writes else "",

@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass
 
 from aftercare.retrieval.v1 import retrieval_pb2
 from servicekit.text import sentences
-from services.concierge.grounding import best_sentences, content_words
+from services.concierge.excerpts import answer_excerpt
+from services.concierge.grounding import content_words
 
 # A unit's answer shorter than this is sent whole; a longer one (a manual's section)
-# is cut to its sentences that answer the question.
+# is cut to the block that answers the question (excerpts.py).
 WHOLE_UNIT_MAX_CHARS = 900
 WHOLE_UNIT_MAX_SENTENCES = 8
-EXCERPT_SENTENCES = 1
 NEAR_IDENTICAL = 0.9
 
 _FAQ = retrieval_pb2.DOCUMENT_TYPE_FAQ
@@ -80,13 +80,12 @@ class Match:
 
 def compose_reply(question: str, answer: str) -> tuple[str, bool]:
     """The reply made from a unit's answer, and whether it is the whole answer. A short
-    answer is sent whole, as the company wrote it; from a long one, the sentences that
-    answer the question."""
+    answer is sent whole, as the company wrote it; from a long one, the paragraph, list
+    item, procedure or table that answers the question."""
     text = answer.strip()
     if len(text) <= WHOLE_UNIT_MAX_CHARS and len(sentences(text)) <= WHOLE_UNIT_MAX_SENTENCES:
         return text, True
-    excerpt, _ = best_sentences(question, text, max_sentences=EXCERPT_SENTENCES)
-    return excerpt, False
+    return answer_excerpt(question, text), False
 
 
 def _words_of(hits: Sequence[retrieval_pb2.SearchHit]) -> set[str]:

@@ -73,7 +73,7 @@ from services.concierge.shadow import OfferedTurn, ShadowBook
 from services.concierge.small_talk import SMALL_TALK, acknowledges
 from services.concierge.store import ConversationStore, RatedTurn, StoredConversation, off_loop
 from services.concierge.streaming import Events
-from services.concierge.turns import Attempt, Turn, had_handoff, masked_conversation, message_key, turn_key
+from services.concierge.turns import Attempt, Searched, Turn, had_handoff, masked_conversation, message_key, turn_key
 from services.concierge.validation import validate, validate_get, validate_rating
 
 log = structlog.get_logger(__name__)
@@ -120,6 +120,8 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         )
         # Streamed turns run to the end (and are stored) even when their client goes away.
         self._turns: set[asyncio.Task[concierge_pb2.ConverseResponse]] = set()
+        # Releases whose fit is for another configuration, warned about once each.
+        self._stale_fits_logged: set[tuple[str, str]] = set()
 
     @property
     def _escalation(self) -> escalation_pb2_grpc.EscalationServiceStub:
@@ -388,7 +390,19 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         configuration = Configuration.serving(
             settings.answer_mode, settings.phrasing, release.llm_model, release.prompt_version
         )
-        return Confidence(configuration, release.calibrator)
+        calibrator = release.calibrator
+        if calibrator is not None and calibrator.configuration_id != configuration.id:
+            # A release made before the answer path changed (an upgrade): its fit says nothing
+            # of today's replies, so the gate stays closed until a release with a fit for
+            # this configuration is promoted.
+            if (release.tenant_id, release.release_id) not in self._stale_fits_logged:
+                self._stale_fits_logged.add((release.tenant_id, release.release_id))
+                log.warning(
+                    "release_fit_for_other_configuration", tenant_id=release.tenant_id,
+                    release_id=release.release_id, fitted_for=calibrator.configuration_id, serving=configuration.id,
+                )
+            calibrator = None
+        return Confidence(configuration, calibrator)
 
     # --- the human's part of the conversation: see forwarding.py --------------------------
 
@@ -441,9 +455,13 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             # Searched once a message: a shadow decision reuses the live turn's results (it searches
             # only when the live turn did not get that far).
             try:
-                turn.searched = await asyncio.gather(
+                found_units, found_passages = await asyncio.gather(
                     self._search(turn, answer_units=True, top_k=self._settings.unit_top_k),
                     self._search(turn, answer_units=False, top_k=self._settings.retrieval_top_k),
+                )
+                turn.searched = Searched(
+                    list(found_units.hits), list(found_passages.hits),
+                    found_units.corrected_query or turn.standalone_query,
                 )
             except grpc.aio.AioRpcError as error:
                 if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -451,7 +469,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
                 # No knowledge, no answer: the customer still gets an honest handoff.
                 log.warning("retrieval_unavailable", code=error.code().name)
                 return await self._escalate(turn, Reason.DECISION_REASON_RETRIEVAL_UNAVAILABLE, Attempt())
-        units, passages = turn.searched
+        units, passages = turn.searched.units, turn.searched.passages
         floor = self._settings.min_similarity
         considered = [citation(hit) for hit in passages if hit.similarity >= floor]
         # Sentences of a unit that address the model are never shown or prompted, but remembered:
@@ -460,7 +478,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
         injected += guardrails.injection_sentences(turn.masked_text)
         conversation = "\n".join([*turn.history, turn.masked_text])
         units = [unit for unit in (for_this_customer(neutralised(u), conversation) for u in units) if unit.text]
-        match = matching.best_match(turn.standalone_query, units, passages)
+        match = matching.best_match(turn.searched.query, units, passages)
         # Nothing near the question, in any unit or passage: the knowledge base has nothing on it.
         nearest = max((hit.similarity for hit in [*units, *passages]), default=0.0)
         if match is None or nearest < floor:
@@ -533,7 +551,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
             return None
         return triaged
 
-    async def _search(self, turn: Turn, *, answer_units: bool, top_k: int) -> list[retrieval_pb2.SearchHit]:
+    async def _search(self, turn: Turn, *, answer_units: bool, top_k: int) -> retrieval_pb2.SearchResponse:
         response: retrieval_pb2.SearchResponse = await self._retrieval.Search(
             retrieval_pb2.SearchRequest(
                 tenant_id=turn.request.customer.tenant_id,
@@ -543,7 +561,7 @@ class ConciergeServicer(concierge_pb2_grpc.ConciergeServiceServicer):
                 answer_units=answer_units,
             )
         )
-        return list(response.hits)
+        return response
 
     async def _escalate(
         self,

@@ -41,6 +41,16 @@ class Attempt:
     prompt_version: str = ""
 
 
+@dataclass(frozen=True)
+class Searched:
+    """What retrieval found for a message: answer units and passages, and the question as it
+    was searched (typos read as the knowledge base's words), which the match is measured on."""
+
+    units: list[retrieval_pb2.SearchHit]
+    passages: list[retrieval_pb2.SearchHit]
+    query: str
+
+
 @dataclass
 class Turn:
     """One message being answered: the request, its stored conversation, triage."""
@@ -65,7 +75,7 @@ class Turn:
     release: ServingRelease | None = None
     # What the answer units' search and the passages' search found, once they ran: a shadow
     # decision of the same message reuses them instead of searching again.
-    searched: tuple[list[retrieval_pb2.SearchHit], list[retrieval_pb2.SearchHit]] | None = None
+    searched: Searched | None = None
     # Decided in shadow (shadow.py): never shown to the customer, no handoff, no phrasing, no record.
     shadow: bool = False
 

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import structlog
+from pymilvus import MilvusException
 
 from aftercare.retrieval.v1 import retrieval_pb2 as pb
 from services.retrieval.chunking import Chunker, Format, UnitKind, answer_units, embed_text
 from services.retrieval.documents import ChunkData, DocumentMeta, DocumentRecord, Replaced
 from services.retrieval.embedding import Embedder
+from services.retrieval.spelling import Correction, Speller
 from services.retrieval.store import Store
 from services.retrieval.text import KEYWORD_VERSION, Glossary, keyword_text
 
@@ -39,6 +42,11 @@ GLOSSARY_TTL_S = 10.0
 REINDEX_BATCH = 16
 # Tenants whose glossary is cached (searches of unknown tenants must not grow it forever).
 _GLOSSARY_CACHE_SIZE = 10_000
+# A tenant's spelling vocabulary is re-read in the background once it is this old, or at
+# once after this process wrote its documents (searches meanwhile use the previous one).
+SPELLING_TTL_S = 300.0
+# What reads a query while its tenant's vocabulary cannot be read: nothing is a typo.
+_NO_TYPOS = Speller(Counter())
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,9 @@ def entries(source: Source, chunker: Chunker) -> list[Entry]:
 class Query:
     vector: np.ndarray
     keywords: str
+    # The text searched when typos were corrected ("" when none were), and the corrections.
+    corrected: str = ""
+    corrections: tuple[Correction, ...] = ()
 
 
 class Indexer:
@@ -88,6 +99,13 @@ class Indexer:
         self._chunker = chunker
         self.pipeline = f"{embedder.name}|{CHUNKER_VERSION}|{chunker.max_tokens}/{chunker.overlap}"
         self._glossaries: dict[str, tuple[float, Glossary]] = {}
+        # Per tenant: when its speller was built (None: stale, rebuild) and the speller.
+        self._spellers: dict[str, tuple[float | None, Speller]] = {}
+        self._speller_builds: dict[str, asyncio.Task[Speller]] = {}
+        # Words the embedding model knows are never read as typos.
+        self._model_words = frozenset(
+            word for word in embedder.tokenizer.get_vocab() if word.isalpha() and len(word) > 1
+        )
         self._reindexing: dict[str, asyncio.Task[None]] = {}
         self._rescan: set[str] = set()
 
@@ -131,9 +149,59 @@ class Indexer:
     # Queries -------------------------------------------------------------------
 
     async def query(self, tenant_id: str, text: str) -> Query:
-        expanded = (await self.glossary(tenant_id)).expand(text)
+        glossary = await self.glossary(tenant_id)
+        corrected, corrections = (await self.speller(tenant_id, glossary)).correct(text)
+        expanded = glossary.expand(corrected)
         vector = await asyncio.to_thread(self._embedder.embed_query, expanded)
-        return Query(vector, keyword_text(expanded))
+        return Query(vector, keyword_text(expanded), corrected if corrections else "", tuple(corrections))
+
+    # Spelling ------------------------------------------------------------------
+
+    async def speller(self, tenant_id: str, glossary: Glossary) -> Speller:
+        """The tenant's typo reader: built on its first query, then rebuilt in the background
+        when stale (a search never waits for a rebuild)."""
+        cached = self._spellers.get(tenant_id)
+        if cached is None:
+            try:
+                return await self._build_speller(tenant_id, glossary)
+            except MilvusException as error:
+                # Searched as written this time; the next query tries again.
+                log.warning("speller_unavailable", tenant_id=tenant_id, error=str(error))
+                return _NO_TYPOS
+        built_at, speller = cached
+        if built_at is None or time.monotonic() - built_at > SPELLING_TTL_S:
+            self._build_speller(tenant_id, glossary)
+        return speller
+
+    def _build_speller(self, tenant_id: str, glossary: Glossary) -> asyncio.Task[Speller]:
+        running = self._speller_builds.get(tenant_id)
+        if running is not None:
+            return running
+
+        async def build() -> Speller:
+            started = time.monotonic()
+            texts = await self._store.texts(tenant_id)
+            known = self._model_words | {w for entry in glossary.entries for w in entry.term.lower().split()}
+            speller = await asyncio.to_thread(Speller.of_texts, texts, known)
+            if len(self._spellers) >= _GLOSSARY_CACHE_SIZE:
+                self._spellers.clear()
+            self._spellers[tenant_id] = (started, speller)
+            return speller
+
+        def done(task: asyncio.Task[Speller]) -> None:
+            self._speller_builds.pop(tenant_id, None)
+            if not task.cancelled() and (error := task.exception()) is not None:
+                log.warning("speller_build_failed", tenant_id=tenant_id, error=str(error))
+
+        task = asyncio.get_running_loop().create_task(build())
+        self._speller_builds[tenant_id] = task
+        task.add_done_callback(done)
+        return task
+
+    def words_changed(self, tenant_id: str) -> None:
+        """This process wrote the tenant's documents: its speller is stale."""
+        if (cached := self._spellers.get(tenant_id)) is not None:
+            self._spellers[tenant_id] = (None, cached[1])
 
     # Documents -----------------------------------------------------------------
 
@@ -185,6 +253,7 @@ class Indexer:
             outcome = await self._store.replace_document(
                 meta, data, expected_version=expected[position] if expected else None
             )
+            self.words_changed(meta.tenant_id)
             results.append((len(data), outcome))
         return results
 

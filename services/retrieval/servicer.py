@@ -298,6 +298,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
 
         doc_ids = list(dict.fromkeys(request.doc_ids))
         deleted = await self._store.delete_documents(request.tenant_id, doc_ids)
+        self._indexer.words_changed(request.tenant_id)
         missing = [doc_id for doc_id in doc_ids if doc_id not in set(deleted)]
         log.info("documents_deleted", tenant_id=request.tenant_id, deleted=len(deleted), missing=len(missing))
         return pb.DeleteDocumentsResponse(deleted_doc_ids=deleted, missing_doc_ids=missing)
@@ -334,6 +335,8 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             search_filter,
         )
         return pb.SearchResponse(
+            corrected_query=query.corrected,
+            corrections=[pb.SpellingCorrection(written=c.written, corrected=c.corrected) for c in query.corrections],
             hits=[
                 pb.SearchHit(
                     doc_id=hit.doc_id,

@@ -451,6 +451,18 @@ class Store:
                 orphans = [pending[record.doc_id]] if record.doc_id in pending else []
                 self._delete_versions(tenant_id, record.doc_id, [record, *orphans])
 
+    async def texts(self, tenant_id: str) -> list[str]:
+        """Every stored chunk's words (title, headings, question, text) of one tenant: what
+        the spelling of its queries is read against (spelling.py)."""
+        return await self._run(self._texts, tenant_id)
+
+    def _texts(self, tenant_id: str) -> list[str]:
+        fields = ["title", "heading_path", "unit_question", "text"]
+        return [
+            " ".join([row["title"], *(row["heading_path"] or []), row.get("unit_question") or "", row["text"]])
+            for row in self._iterate(self.collection, tenant_is(tenant_id), fields)
+        ]
+
     # Glossaries ----------------------------------------------------------------
 
     async def glossary(self, tenant_id: str) -> Glossary:

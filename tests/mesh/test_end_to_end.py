@@ -79,7 +79,7 @@ SEARCH = "/aftercare.retrieval.v1.RetrievalService/Search"
 CONVERSE = "/aftercare.concierge.v1.ConciergeService/Converse"
 # The configuration the mesh serves by default (the unit's own words, no LLM phrasing),
 # for which the shipped fits were made.
-SERVED_CONFIGURATION = "unit-v1|phrasing=off"
+SERVED_CONFIGURATION = "unit-v2|phrasing=off"
 
 
 def _assert_reply_invariants(body: dict[str, object]) -> None:

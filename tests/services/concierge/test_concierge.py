@@ -77,6 +77,8 @@ class FakeRetrieval:
     unit_type: int = retrieval_pb2.DOCUMENT_TYPE_FAQ
     requests: list[retrieval_pb2.SearchRequest] = field(default_factory=list)
     down: bool = False
+    # The query as retrieval searched it, when it read typos in it.
+    corrected_query: str = ""
 
     @property
     def queries(self) -> list[str]:
@@ -107,7 +109,7 @@ class FakeRetrieval:
             ]
         else:
             hits = []
-        return retrieval_pb2.SearchResponse(hits=hits[: request.top_k])
+        return retrieval_pb2.SearchResponse(hits=hits[: request.top_k], corrected_query=self.corrected_query)
 
 
 @dataclass
@@ -329,7 +331,7 @@ async def test_a_confident_unit_is_answered_with_its_own_words_and_cites_it(db_u
     assert response.lineage.model == "" and response.lineage.prompt_template_version == ""
     confidence = response.confidence
     assert confidence.score >= confidence.threshold == 0.85
-    assert confidence.calibrated and confidence.configuration_id == "unit-v1|phrasing=off"
+    assert confidence.calibrated and confidence.configuration_id == "unit-v2|phrasing=off"
     assert confidence.calibration_version == "stand-in-v1"
     # The match's signals, as the fit reads them.
     signals = signals_of(response)
@@ -345,6 +347,17 @@ async def test_a_confident_unit_is_answered_with_its_own_words_and_cites_it(db_u
     (outcome,) = rig.escalation.outcomes
     assert outcome.decision == escalation_pb2.OUTCOME_DECISION_ANSWERED
     assert outcome.confidence == response.confidence.score and outcome.idempotency_key
+
+
+async def test_the_match_is_measured_on_the_question_as_retrieval_read_its_typos(db_url: str) -> None:
+    typed = "Can I get a refnd on a montly plan?"
+    as_typed = signals_of(await converse(make(FakeLlm(fail=_refuse), db_url), request(typed)))
+    rig = make(FakeLlm(fail=_refuse), db_url, retrieval=FakeRetrieval(corrected_query=QUESTION))
+    response = await converse(rig, request(typed, conversation_id="c2"))
+    # The customer's words were searched; the unit's words are compared with the reading.
+    assert rig.retrieval.queries == [typed]
+    assert as_typed["question_overlap"] < signals_of(response)["question_overlap"] == 1.0
+    assert as_typed["uncovered_share"] > signals_of(response)["uncovered_share"] == 0.0
 
 
 async def test_a_resolved_tickets_answer_is_quoted_without_what_was_written_for_that_customer(db_url: str) -> None:
@@ -403,7 +416,7 @@ async def test_the_shipped_fits_serve_the_default_configuration_per_tenant(db_ur
     for response in (demo, other):
         assert response.decision in (concierge_pb2.DECISION_ANSWERED, concierge_pb2.DECISION_ESCALATED)
         assert response.confidence.calibrated
-        assert response.confidence.configuration_id == "unit-v1|phrasing=off"
+        assert response.confidence.configuration_id == "unit-v2|phrasing=off"
         assert response.confidence.calibration_version.startswith("logistic-")
         assert 0.0 < response.confidence.score < 1.0
         if response.decision == concierge_pb2.DECISION_ANSWERED:
@@ -440,7 +453,7 @@ def test_without_a_fit_for_the_serving_configuration_the_servicer_refuses_to_sta
 ) -> None:
     with pytest.raises(CalibrationError) as refused:
         make(FakeLlm(fail=_refuse), db_url, gate=None, fits_dir=tmp_path)
-    assert "unit-v1|phrasing=off" in str(refused.value) and "CONCIERGE_ALLOW_UNCALIBRATED" in str(refused.value)
+    assert "unit-v2|phrasing=off" in str(refused.value) and "CONCIERGE_ALLOW_UNCALIBRATED" in str(refused.value)
     # The shipped fits are for the default configuration only: phrasing needs its own.
     with pytest.raises(CalibrationError):
         make(FakeLlm(fail=_refuse), db_url, gate=None, phrasing="always")

@@ -115,4 +115,4 @@ async def test_told_to_run_uncalibrated_it_serves_and_every_response_says_so(
         assert response.decision == concierge_pb2.DECISION_ESCALATED
         assert not response.confidence.calibrated
         assert response.confidence.calibration_version == "uncalibrated"
-        assert response.confidence.configuration_id == "unit-v1|phrasing=off"
+        assert response.confidence.configuration_id == "unit-v2|phrasing=off"

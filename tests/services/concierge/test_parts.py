@@ -222,8 +222,8 @@ def calibrator(
 
 
 def test_a_configuration_names_the_llm_and_prompt_only_where_the_llm_writes_the_reply() -> None:
-    assert DEFAULT.id == "unit-v1|phrasing=off"
-    assert unit_config("always").id == f"unit-v1|phrasing=always|model=small-model|prompt={prompts.PHRASE_VERSION}"
+    assert DEFAULT.id == "unit-v2|phrasing=off"
+    assert unit_config("always").id == f"unit-v2|phrasing=always|model=small-model|prompt={prompts.PHRASE_VERSION}"
     assert unit_config("long").id != unit_config("always").id
     generative = unit_config(answer_mode="generative")
     assert generative.id == f"generative-v1|phrasing=free|model=small-model|prompt={prompts.GENERATIVE_VERSION}"

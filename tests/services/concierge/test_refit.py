@@ -277,7 +277,7 @@ def test_a_topic_no_threshold_makes_right_enough_answers_nothing() -> None:
     legal = [Example(e.signals, i % 10 == 0, e.topic) for i, e in enumerate(legal)]
     examples = _examples(300, "refunds", seed=1) + legal + _examples(20, "rare", seed=2)
     live = Calibrator(
-        version="live", configuration_id="unit-v1|phrasing=off", features=FEATURES, weights=(0.0,) * 6,
+        version="live", configuration_id="unit-v2|phrasing=off", features=FEATURES, weights=(0.0,) * 6,
         intercept=0.0, means=(0.0,) * 6, scales=(1.0,) * 6,
     )
     persona = {**PersonaBook().raw("anyone"), "intent_thresholds": {"rare": 0.97, "lenient": 0.1, "refunds": 0.99}}

@@ -33,7 +33,7 @@ from services.concierge import prompts
 from services.concierge.app import servicers
 from services.concierge.confidence import Calibrator, Configuration, fit_path
 from services.concierge.matching import Signals
-from services.concierge.models import TurnRow
+from services.concierge.models import ReleaseRow, TurnRow
 from services.concierge.releases import ReleaseBook
 from services.concierge.servicer import ConciergeServicer
 from services.concierge.settings import ConciergeSettings
@@ -244,6 +244,28 @@ async def test_a_release_with_another_model_asks_the_llm_for_it_with_its_own_fit
     assert evaluated.confidence.calibration_version == "candidate-fit-v1"
     assert "model=candidate-model" in evaluated.confidence.configuration_id
     assert (live.lineage.release_id, evaluated.lineage.release_id) == ("r1", other)
+
+
+async def test_a_release_fitted_for_an_older_answer_path_keeps_the_gate_closed(tmp_path: Path) -> None:
+    """After an upgrade that changes how replies are made, a release made before it still
+    holds its fit, fitted on replies no longer sent: it serves uncalibrated (every answer to a
+    human, and the response says so) until a release with a current fit is promoted."""
+    rig = released(tmp_path, HIGH)
+    assert (await rig.say(QUESTION, conversation_id="c1")).decision == D.DECISION_ANSWERED
+    with rig.engine.begin() as connection:
+        (fit,) = connection.execute(sa.select(ReleaseRow.fit).where(ReleaseRow.release_id == "r1")).scalars()
+        connection.execute(
+            sa.update(ReleaseRow).where(ReleaseRow.release_id == "r1")
+            .values(fit={**fit, "configuration_id": "unit-v0|phrasing=off"})
+        )
+    upgraded = released(tmp_path, HIGH)
+    response = await upgraded.say(QUESTION, conversation_id="c2")
+    assert (response.decision, response.reason) == (D.DECISION_ESCALATED, D.DECISION_REASON_LOW_CONFIDENCE)
+    assert not response.confidence.calibrated and response.confidence.score == 0.0
+    assert response.lineage.release_id == "r1"
+    # A release made now takes the current fit, and answers once promoted.
+    current = await upgraded.candidate()
+    assert (await upgraded.say(QUESTION, release_id=current, conversation_id="c3")).decision == D.DECISION_ANSWERED
 
 
 # --- the deployed process --------------------------------------------------------------

@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aftercare/retrieval/v1/retrieval.proto\x12\x16\x61\x66tercare.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n\x08\x44ocument\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64oc_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x36\n\x06\x66ormat\x18\x05 \x01(\x0e\x32&.aftercare.retrieval.v1.DocumentFormat\x12\x36\n\x08\x64oc_type\x18\x06 \x01(\x0e\x32$.aftercare.retrieval.v1.DocumentType\x12\x0b\n\x03url\x18\x07 \x01(\t\x12\x0f\n\x07product\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\t\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x16IngestDocumentsRequest\x12\x32\n\x08\x64ocument\x18\x01 \x01(\x0b\x32 .aftercare.retrieval.v1.Document\"\x81\x01\n\x0cIngestResult\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x36\n\x07outcome\x18\x02 \x01(\x0e\x32%.aftercare.retrieval.v1.IngestOutcome\x12\x13\n\x0b\x63hunk_count\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontent_hash\x18\x04 \x01(\t\"h\n\x17IngestDocumentsResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.aftercare.retrieval.v1.IngestResult\x12\x16\n\x0e\x63hunks_written\x18\x02 \x01(\x05\"<\n\x16\x44\x65leteDocumentsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64oc_ids\x18\x02 \x03(\t\"K\n\x17\x44\x65leteDocumentsResponse\x12\x17\n\x0f\x64\x65leted_doc_ids\x18\x01 \x03(\t\x12\x17\n\x0fmissing_doc_ids\x18\x02 \x03(\t\"\x9c\x01\n\x0cSearchFilter\x12\x37\n\tdoc_types\x18\x01 \x03(\x0e\x32$.aftercare.retrieval.v1.DocumentType\x12\x0f\n\x07product\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x31\n\rupdated_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x01\n\rSearchRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x30\n\x04mode\x18\x04 \x01(\x0e\x32\".aftercare.retrieval.v1.SearchMode\x12\x34\n\x06\x66ilter\x18\x05 \x01(\x0b\x32$.aftercare.retrieval.v1.SearchFilter\x12\x14\n\x0c\x61nswer_units\x18\x06 \x01(\x08\"\x8d\x02\n\tSearchHit\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x14\n\x0cheading_path\x18\x04 \x03(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0b\n\x03url\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x01\x12\x36\n\x08\x64oc_type\x18\x08 \x01(\x0e\x32$.aftercare.retrieval.v1.DocumentType\x12\x0f\n\x07version\x18\t \x01(\t\x12\x12\n\nsimilarity\x18\n \x01(\x01\x12\x15\n\runit_question\x18\x0b \x01(\t\x12\x1b\n\x13question_similarity\x18\x0c \x01(\x01\"Z\n\x0eSearchResponse\x12/\n\x04hits\x18\x01 \x03(\x0b\x32!.aftercare.retrieval.v1.SearchHit\x12\x17\n\x0f\x65mbedding_model\x18\x02 \x01(\t\"$\n\x0fGetStatsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"X\n\x10GetStatsResponse\x12\x16\n\x0e\x64ocument_count\x18\x01 \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x65mbedding_model\x18\x03 \x01(\t\"P\n\x14ListDocumentsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xf2\x01\n\x0f\x44ocumentSummary\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x36\n\x08\x64oc_type\x18\x04 \x01(\x0e\x32$.aftercare.retrieval.v1.DocumentType\x12\x0f\n\x07product\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ontent_hash\x18\x08 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\t \x01(\x05\"l\n\x15ListDocumentsResponse\x12:\n\tdocuments\x18\x01 \x03(\x0b\x32\'.aftercare.retrieval.v1.DocumentSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\rGlossaryEntry\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\x11\n\texpansion\x18\x02 \x01(\t\"_\n\x12SetGlossaryRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x36\n\x07\x65ntries\x18\x02 \x03(\x0b\x32%.aftercare.retrieval.v1.GlossaryEntry\"d\n\x13SetGlossaryResponse\x12\x13\n\x0b\x65ntry_count\x18\x01 \x01(\x05\x12\x18\n\x10glossary_version\x18\x02 \x01(\t\x12\x1e\n\x16reindex_document_count\x18\x03 \x01(\x05\"\'\n\x12GetGlossaryRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x87\x01\n\x13GetGlossaryResponse\x12\x36\n\x07\x65ntries\x18\x01 \x03(\x0b\x32%.aftercare.retrieval.v1.GlossaryEntry\x12\x18\n\x10glossary_version\x18\x02 \x01(\t\x12\x1e\n\x16pending_document_count\x18\x03 \x01(\x05*\x83\x01\n\x0e\x44ocumentFormat\x12\x1f\n\x1b\x44OCUMENT_FORMAT_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44OCUMENT_FORMAT_MARKDOWN\x10\x01\x12\x18\n\x14\x44OCUMENT_FORMAT_HTML\x10\x02\x12\x18\n\x14\x44OCUMENT_FORMAT_TEXT\x10\x03*\xb9\x01\n\x0c\x44ocumentType\x12\x1d\n\x19\x44OCUMENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44OCUMENT_TYPE_ARTICLE\x10\x01\x12\x15\n\x11\x44OCUMENT_TYPE_FAQ\x10\x02\x12\x1b\n\x17\x44OCUMENT_TYPE_CHANGELOG\x10\x03\x12\x18\n\x14\x44OCUMENT_TYPE_POLICY\x10\x04\x12!\n\x1d\x44OCUMENT_TYPE_RESOLVED_TICKET\x10\x05*\x85\x01\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16INGEST_OUTCOME_CREATED\x10\x01\x12\x1a\n\x16INGEST_OUTCOME_UPDATED\x10\x02\x12\x1c\n\x18INGEST_OUTCOME_UNCHANGED\x10\x03*q\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x01\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x02\x12\x17\n\x13SEARCH_MODE_KEYWORD\x10\x03\x32\xf2\x05\n\x10RetrievalService\x12t\n\x0fIngestDocuments\x12..aftercare.retrieval.v1.IngestDocumentsRequest\x1a/.aftercare.retrieval.v1.IngestDocumentsResponse(\x01\x12r\n\x0f\x44\x65leteDocuments\x12..aftercare.retrieval.v1.DeleteDocumentsRequest\x1a/.aftercare.retrieval.v1.DeleteDocumentsResponse\x12W\n\x06Search\x12%.aftercare.retrieval.v1.SearchRequest\x1a&.aftercare.retrieval.v1.SearchResponse\x12]\n\x08GetStats\x12\'.aftercare.retrieval.v1.GetStatsRequest\x1a(.aftercare.retrieval.v1.GetStatsResponse\x12l\n\rListDocuments\x12,.aftercare.retrieval.v1.ListDocumentsRequest\x1a-.aftercare.retrieval.v1.ListDocumentsResponse\x12\x66\n\x0bSetGlossary\x12*.aftercare.retrieval.v1.SetGlossaryRequest\x1a+.aftercare.retrieval.v1.SetGlossaryResponse\x12\x66\n\x0bGetGlossary\x12*.aftercare.retrieval.v1.GetGlossaryRequest\x1a+.aftercare.retrieval.v1.GetGlossaryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aftercare/retrieval/v1/retrieval.proto\x12\x16\x61\x66tercare.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n\x08\x44ocument\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64oc_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x36\n\x06\x66ormat\x18\x05 \x01(\x0e\x32&.aftercare.retrieval.v1.DocumentFormat\x12\x36\n\x08\x64oc_type\x18\x06 \x01(\x0e\x32$.aftercare.retrieval.v1.DocumentType\x12\x0b\n\x03url\x18\x07 \x01(\t\x12\x0f\n\x07product\x18\x08 \x01(\t\x12\x0f\n\x07version\x18\t \x01(\t\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x16IngestDocumentsRequest\x12\x32\n\x08\x64ocument\x18\x01 \x01(\x0b\x32 .aftercare.retrieval.v1.Document\"\x81\x01\n\x0cIngestResult\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x36\n\x07outcome\x18\x02 \x01(\x0e\x32%.aftercare.retrieval.v1.IngestOutcome\x12\x13\n\x0b\x63hunk_count\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontent_hash\x18\x04 \x01(\t\"h\n\x17IngestDocumentsResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.aftercare.retrieval.v1.IngestResult\x12\x16\n\x0e\x63hunks_written\x18\x02 \x01(\x05\"<\n\x16\x44\x65leteDocumentsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64oc_ids\x18\x02 \x03(\t\"K\n\x17\x44\x65leteDocumentsResponse\x12\x17\n\x0f\x64\x65leted_doc_ids\x18\x01 \x03(\t\x12\x17\n\x0fmissing_doc_ids\x18\x02 \x03(\t\"\x9c\x01\n\x0cSearchFilter\x12\x37\n\tdoc_types\x18\x01 \x03(\x0e\x32$.aftercare.retrieval.v1.DocumentType\x12\x0f\n\x07product\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x31\n\rupdated_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x01\n\rSearchRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x30\n\x04mode\x18\x04 \x01(\x0e\x32\".aftercare.retrieval.v1.SearchMode\x12\x34\n\x06\x66ilter\x18\x05 \x01(\x0b\x32$.aftercare.retrieval.v1.SearchFilter\x12\x14\n\x0c\x61nswer_units\x18\x06 \x01(\x08\"\x8d\x02\n\tSearchHit\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x14\n\x0cheading_path\x18\x04 \x03(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0b\n\x03url\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x01\x12\x36\n\x08\x64oc_type\x18\x08 \x01(\x0e\x32$.aftercare.retrieval.v1.DocumentType\x12\x0f\n\x07version\x18\t \x01(\t\x12\x12\n\nsimilarity\x18\n \x01(\x01\x12\x15\n\runit_question\x18\x0b \x01(\t\x12\x1b\n\x13question_similarity\x18\x0c \x01(\x01\"\xb4\x01\n\x0eSearchResponse\x12/\n\x04hits\x18\x01 \x03(\x0b\x32!.aftercare.retrieval.v1.SearchHit\x12\x17\n\x0f\x65mbedding_model\x18\x02 \x01(\t\x12\x17\n\x0f\x63orrected_query\x18\x03 \x01(\t\x12?\n\x0b\x63orrections\x18\x04 \x03(\x0b\x32*.aftercare.retrieval.v1.SpellingCorrection\"8\n\x12SpellingCorrection\x12\x0f\n\x07written\x18\x01 \x01(\t\x12\x11\n\tcorrected\x18\x02 \x01(\t\"$\n\x0fGetStatsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"X\n\x10GetStatsResponse\x12\x16\n\x0e\x64ocument_count\x18\x01 \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x65mbedding_model\x18\x03 \x01(\t\"P\n\x14ListDocumentsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xf2\x01\n\x0f\x44ocumentSummary\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x36\n\x08\x64oc_type\x18\x04 \x01(\x0e\x32$.aftercare.retrieval.v1.DocumentType\x12\x0f\n\x07product\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ontent_hash\x18\x08 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\t \x01(\x05\"l\n\x15ListDocumentsResponse\x12:\n\tdocuments\x18\x01 \x03(\x0b\x32\'.aftercare.retrieval.v1.DocumentSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\rGlossaryEntry\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\x11\n\texpansion\x18\x02 \x01(\t\"_\n\x12SetGlossaryRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x36\n\x07\x65ntries\x18\x02 \x03(\x0b\x32%.aftercare.retrieval.v1.GlossaryEntry\"d\n\x13SetGlossaryResponse\x12\x13\n\x0b\x65ntry_count\x18\x01 \x01(\x05\x12\x18\n\x10glossary_version\x18\x02 \x01(\t\x12\x1e\n\x16reindex_document_count\x18\x03 \x01(\x05\"\'\n\x12GetGlossaryRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x87\x01\n\x13GetGlossaryResponse\x12\x36\n\x07\x65ntries\x18\x01 \x03(\x0b\x32%.aftercare.retrieval.v1.GlossaryEntry\x12\x18\n\x10glossary_version\x18\x02 \x01(\t\x12\x1e\n\x16pending_document_count\x18\x03 \x01(\x05*\x83\x01\n\x0e\x44ocumentFormat\x12\x1f\n\x1b\x44OCUMENT_FORMAT_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44OCUMENT_FORMAT_MARKDOWN\x10\x01\x12\x18\n\x14\x44OCUMENT_FORMAT_HTML\x10\x02\x12\x18\n\x14\x44OCUMENT_FORMAT_TEXT\x10\x03*\xb9\x01\n\x0c\x44ocumentType\x12\x1d\n\x19\x44OCUMENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44OCUMENT_TYPE_ARTICLE\x10\x01\x12\x15\n\x11\x44OCUMENT_TYPE_FAQ\x10\x02\x12\x1b\n\x17\x44OCUMENT_TYPE_CHANGELOG\x10\x03\x12\x18\n\x14\x44OCUMENT_TYPE_POLICY\x10\x04\x12!\n\x1d\x44OCUMENT_TYPE_RESOLVED_TICKET\x10\x05*\x85\x01\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16INGEST_OUTCOME_CREATED\x10\x01\x12\x1a\n\x16INGEST_OUTCOME_UPDATED\x10\x02\x12\x1c\n\x18INGEST_OUTCOME_UNCHANGED\x10\x03*q\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x01\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x02\x12\x17\n\x13SEARCH_MODE_KEYWORD\x10\x03\x32\xf2\x05\n\x10RetrievalService\x12t\n\x0fIngestDocuments\x12..aftercare.retrieval.v1.IngestDocumentsRequest\x1a/.aftercare.retrieval.v1.IngestDocumentsResponse(\x01\x12r\n\x0f\x44\x65leteDocuments\x12..aftercare.retrieval.v1.DeleteDocumentsRequest\x1a/.aftercare.retrieval.v1.DeleteDocumentsResponse\x12W\n\x06Search\x12%.aftercare.retrieval.v1.SearchRequest\x1a&.aftercare.retrieval.v1.SearchResponse\x12]\n\x08GetStats\x12\'.aftercare.retrieval.v1.GetStatsRequest\x1a(.aftercare.retrieval.v1.GetStatsResponse\x12l\n\rListDocuments\x12,.aftercare.retrieval.v1.ListDocumentsRequest\x1a-.aftercare.retrieval.v1.ListDocumentsResponse\x12\x66\n\x0bSetGlossary\x12*.aftercare.retrieval.v1.SetGlossaryRequest\x1a+.aftercare.retrieval.v1.SetGlossaryResponse\x12\x66\n\x0bGetGlossary\x12*.aftercare.retrieval.v1.GetGlossaryRequest\x1a+.aftercare.retrieval.v1.GetGlossaryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aftercare.retrieval.v1.retrieval_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DOCUMENTFORMAT']._serialized_start=2548
-  _globals['_DOCUMENTFORMAT']._serialized_end=2679
-  _globals['_DOCUMENTTYPE']._serialized_start=2682
-  _globals['_DOCUMENTTYPE']._serialized_end=2867
-  _globals['_INGESTOUTCOME']._serialized_start=2870
-  _globals['_INGESTOUTCOME']._serialized_end=3003
-  _globals['_SEARCHMODE']._serialized_start=3005
-  _globals['_SEARCHMODE']._serialized_end=3118
+  _globals['_DOCUMENTFORMAT']._serialized_start=2697
+  _globals['_DOCUMENTFORMAT']._serialized_end=2828
+  _globals['_DOCUMENTTYPE']._serialized_start=2831
+  _globals['_DOCUMENTTYPE']._serialized_end=3016
+  _globals['_INGESTOUTCOME']._serialized_start=3019
+  _globals['_INGESTOUTCOME']._serialized_end=3152
+  _globals['_SEARCHMODE']._serialized_start=3154
+  _globals['_SEARCHMODE']._serialized_end=3267
   _globals['_DOCUMENT']._serialized_start=100
   _globals['_DOCUMENT']._serialized_end=381
   _globals['_INGESTDOCUMENTSREQUEST']._serialized_start=383
@@ -58,28 +58,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHREQUEST']._serialized_end=1188
   _globals['_SEARCHHIT']._serialized_start=1191
   _globals['_SEARCHHIT']._serialized_end=1460
-  _globals['_SEARCHRESPONSE']._serialized_start=1462
-  _globals['_SEARCHRESPONSE']._serialized_end=1552
-  _globals['_GETSTATSREQUEST']._serialized_start=1554
-  _globals['_GETSTATSREQUEST']._serialized_end=1590
-  _globals['_GETSTATSRESPONSE']._serialized_start=1592
-  _globals['_GETSTATSRESPONSE']._serialized_end=1680
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1682
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1762
-  _globals['_DOCUMENTSUMMARY']._serialized_start=1765
-  _globals['_DOCUMENTSUMMARY']._serialized_end=2007
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=2009
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=2117
-  _globals['_GLOSSARYENTRY']._serialized_start=2119
-  _globals['_GLOSSARYENTRY']._serialized_end=2167
-  _globals['_SETGLOSSARYREQUEST']._serialized_start=2169
-  _globals['_SETGLOSSARYREQUEST']._serialized_end=2264
-  _globals['_SETGLOSSARYRESPONSE']._serialized_start=2266
-  _globals['_SETGLOSSARYRESPONSE']._serialized_end=2366
-  _globals['_GETGLOSSARYREQUEST']._serialized_start=2368
-  _globals['_GETGLOSSARYREQUEST']._serialized_end=2407
-  _globals['_GETGLOSSARYRESPONSE']._serialized_start=2410
-  _globals['_GETGLOSSARYRESPONSE']._serialized_end=2545
-  _globals['_RETRIEVALSERVICE']._serialized_start=3121
-  _globals['_RETRIEVALSERVICE']._serialized_end=3875
+  _globals['_SEARCHRESPONSE']._serialized_start=1463
+  _globals['_SEARCHRESPONSE']._serialized_end=1643
+  _globals['_SPELLINGCORRECTION']._serialized_start=1645
+  _globals['_SPELLINGCORRECTION']._serialized_end=1701
+  _globals['_GETSTATSREQUEST']._serialized_start=1703
+  _globals['_GETSTATSREQUEST']._serialized_end=1739
+  _globals['_GETSTATSRESPONSE']._serialized_start=1741
+  _globals['_GETSTATSRESPONSE']._serialized_end=1829
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1831
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1911
+  _globals['_DOCUMENTSUMMARY']._serialized_start=1914
+  _globals['_DOCUMENTSUMMARY']._serialized_end=2156
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=2158
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=2266
+  _globals['_GLOSSARYENTRY']._serialized_start=2268
+  _globals['_GLOSSARYENTRY']._serialized_end=2316
+  _globals['_SETGLOSSARYREQUEST']._serialized_start=2318
+  _globals['_SETGLOSSARYREQUEST']._serialized_end=2413
+  _globals['_SETGLOSSARYRESPONSE']._serialized_start=2415
+  _globals['_SETGLOSSARYRESPONSE']._serialized_end=2515
+  _globals['_GETGLOSSARYREQUEST']._serialized_start=2517
+  _globals['_GETGLOSSARYREQUEST']._serialized_end=2556
+  _globals['_GETGLOSSARYRESPONSE']._serialized_start=2559
+  _globals['_GETGLOSSARYRESPONSE']._serialized_end=2694
+  _globals['_RETRIEVALSERVICE']._serialized_start=3270
+  _globals['_RETRIEVALSERVICE']._serialized_end=4024
 # @@protoc_insertion_point(module_scope)

@@ -181,12 +181,24 @@ class SearchHit(_message.Message):
     def __init__(self, doc_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., title: _Optional[str] = ..., heading_path: _Optional[_Iterable[str]] = ..., text: _Optional[str] = ..., url: _Optional[str] = ..., score: _Optional[float] = ..., doc_type: _Optional[_Union[DocumentType, str]] = ..., version: _Optional[str] = ..., similarity: _Optional[float] = ..., unit_question: _Optional[str] = ..., question_similarity: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "embedding_model")
+    __slots__ = ("hits", "embedding_model", "corrected_query", "corrections")
     HITS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_QUERY_FIELD_NUMBER: _ClassVar[int]
+    CORRECTIONS_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[SearchHit]
     embedding_model: str
-    def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., embedding_model: _Optional[str] = ...) -> None: ...
+    corrected_query: str
+    corrections: _containers.RepeatedCompositeFieldContainer[SpellingCorrection]
+    def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., embedding_model: _Optional[str] = ..., corrected_query: _Optional[str] = ..., corrections: _Optional[_Iterable[_Union[SpellingCorrection, _Mapping]]] = ...) -> None: ...
+
+class SpellingCorrection(_message.Message):
+    __slots__ = ("written", "corrected")
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_FIELD_NUMBER: _ClassVar[int]
+    written: str
+    corrected: str
+    def __init__(self, written: _Optional[str] = ..., corrected: _Optional[str] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ("tenant_id",)
