@@ -196,7 +196,8 @@ startPage(async (main) => {
       c?.ai_attempt ? h("div", { class: "card" }, h("h3", {}, handoff.reason === "approval_required"
         // An approval's candidate is the action the customer said yes to: no confidence went into it.
         ? "Approval requested: what the customer said yes to" : `What the AI tried (confidence ${percent(c.ai_attempt.confidence)})`),
-        h("p", {}, c.ai_attempt.candidate_answer || "No answer generated."),
+        // The unit's own lines (a procedure's steps, a list, a table) as the customer would read them.
+        h("p", { class: "unit-text" }, c.ai_attempt.candidate_answer || "No answer generated."),
         h("p", { class: "muted" }, c.ai_attempt.explanation), citationList(c.ai_attempt.citations)) : null,
       c?.suggested_resolutions?.length ? h("div", { class: "card", id: "resolutions" }, h("h3", {}, "Suggested resolutions"),
         h("ol", {}, c.suggested_resolutions.map((r) => h("li", {}, r.text, citationList(r.sources))))) : null,
