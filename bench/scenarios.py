@@ -786,7 +786,7 @@ def started_stack(prefix: str, say: Callable[[str], object] = print, llm_base_ur
     tenant set up as `make run` does them, without the background intent-model training (it
     would load the machine mid-run), and no rate limit (a bench is one client sending as fast
     as the mesh answers). The benches that drive a mesh of their own start it here."""
-    from devstack.stack import REPO_ROOT, Stack, StackConfig, StackError
+    from devstack.stack import REPO_ROOT, Stack, StackConfig, StackError, free_port
 
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         data_dir = Path(tmp)
@@ -794,8 +794,8 @@ def started_stack(prefix: str, say: Callable[[str], object] = print, llm_base_ur
         models.mkdir(parents=True, exist_ok=True)
         (data_dir / "models").symlink_to(models.resolve(), target_is_directory=True)
         config = StackConfig(
-            data_dir=data_dir, gateway_port=_free_port(), service_ports=tuple(_free_port() for _ in range(5)),
-            llm_port=_free_port(), llm_base_url=llm_base_url, llm_model=llm_model or llm_server.MODEL_ALIAS,
+            data_dir=data_dir, gateway_port=free_port(), service_ports=tuple(free_port() for _ in range(5)),
+            llm_port=free_port(), llm_base_url=llm_base_url, llm_model=llm_model or llm_server.MODEL_ALIAS,
             demo_intents=None,
             extra_env={"RATE_LIMIT_PER_S": "1000", "RATE_LIMIT_BURST": "1000"},
         )
@@ -850,14 +850,6 @@ def running_mesh(gateway: str, tenants: set[str], admin: bool, given: Mapping[st
     finally:
         for key_id in created:
             revoke_key(keys_file, key_id)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def record_run(target: Target, report: SuiteRunReport, release: str) -> list[str]:

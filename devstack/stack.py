@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -83,9 +82,9 @@ class Stack:
     def __init__(self, config: StackConfig):
         # Chosen now, in the caller's config too: ports(), the children's addresses and the caller agree.
         if not config.actions_port:
-            config.actions_port = _free_port()
+            config.actions_port = free_port()
         if not config.demoshop_port:
-            config.demoshop_port = _free_port()
+            config.demoshop_port = free_port()
         self.config = config
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.log_dir = config.data_dir / "logs"
@@ -394,7 +393,29 @@ def _only_warming(response: httpx.Response) -> bool:
     return bool(body.get("warming")) and bool(backends) and all(state == "SERVING" for state in backends.values())
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+# Ports this process handed out for children to listen on (never twice).
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port() -> int:
+    """A port for a child to listen on, free now. Taken below the kernel's ephemeral range: a
+    port from bind(0) is in that range, where any outgoing connection (the mesh's own, while
+    it starts) may take it before the child binds it (CI once saw a service exit with
+    EX_UNAVAILABLE that way)."""
+    low, high = _ephemeral_range()
+    # Below the range where there is room, else above it.
+    bottom, top = (max(1_024, low - 12_000), low) if low - 1_024 >= 1_000 else (high + 1, 65_536)
+    for _ in range(500):
+        port = secrets.choice(range(bottom, top))
+        if port not in _handed_out and port_is_free(port):
+            _handed_out.add(port)
+            return port
+    raise StackError(f"no free port between {bottom} and {top}")

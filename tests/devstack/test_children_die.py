@@ -103,7 +103,13 @@ def test_sighup_to_the_process_group_stops_the_children(supervisor: Callable[[bo
 def test_a_second_ctrl_c_while_stopping_kills_what_is_left(supervisor: Callable[[bool], Supervisor]) -> None:
     running = supervisor(True)  # children take 60 s to stop after SIGTERM
     os.killpg(running.process.pid, signal.SIGINT)
-    time.sleep(1.0)
+    # Once every child has its SIGTERM the supervisor is waiting for them (a fixed pause raced a
+    # loaded machine: two Ctrl+C before the first was handled are one).
+    stopping = running.pid_file.with_suffix(".stopping")
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not stopping.exists() or len(stopping.read_text().split()) < len(running.children):
+        assert time.monotonic() < deadline, "the supervisor did not start stopping its children"
+        time.sleep(0.1)
     assert running.process.poll() is None and all(alive(pid) for pid in running.children)  # waiting for them
     os.killpg(running.process.pid, signal.SIGINT)
     running.process.wait(timeout=GONE_TIMEOUT_S)
