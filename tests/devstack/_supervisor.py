@@ -7,6 +7,7 @@ write their index to PIDFILE with the suffix ".stopping" when it comes."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
 import time
@@ -31,6 +32,9 @@ SLOW_TO_STOP = (
 def main() -> int:
     pid_file = Path(sys.argv[1])
     code = SLOW_TO_STOP if sys.argv[2:] == ["slow"] else SLEEPER
+    # Ctrl+C raises KeyboardInterrupt, as in a terminal's foreground job, even when the tests run
+    # as a background job (a shell starts those with SIGINT ignored, and Python keeps that).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stop_on_signals()
     stack = Stack(StackConfig(data_dir=Path(tempfile.mkdtemp(prefix="supervisor-")), demo_kb=None))
     try:
