@@ -453,15 +453,30 @@ class Store:
 
     async def texts(self, tenant_id: str) -> list[str]:
         """Every stored chunk's words (title, headings, question, text) of one tenant: what
-        the spelling of its queries is read against (spelling.py)."""
-        return await self._run(self._texts, tenant_id)
+        the spelling of its queries is read against (spelling.py). The store's lock is taken
+        a batch at a time, so that searches go on while a large tenant is read."""
+        return await asyncio.to_thread(self._texts, tenant_id)
 
     def _texts(self, tenant_id: str) -> list[str]:
         fields = ["title", "heading_path", "unit_question", "text"]
-        return [
-            " ".join([row["title"], *(row["heading_path"] or []), row.get("unit_question") or "", row["text"]])
-            for row in self._iterate(self.collection, tenant_is(tenant_id), fields)
-        ]
+        with self._lock:
+            iterator = self.client.query_iterator(
+                self.collection, batch_size=_BATCH, filter=tenant_is(tenant_id), output_fields=fields
+            )
+        texts: list[str] = []
+        try:
+            while True:
+                with self._lock:
+                    batch = iterator.next()
+                if not batch:
+                    return texts
+                texts += [
+                    " ".join([row["title"], *(row["heading_path"] or []), row.get("unit_question") or "", row["text"]])
+                    for row in batch
+                ]
+        finally:
+            with self._lock:
+                iterator.close()
 
     # Glossaries ----------------------------------------------------------------
 
